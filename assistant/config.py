@@ -1,0 +1,238 @@
+"""Settings: a TOML file in the config dir, overridden by environment variables.
+
+``ASSISTANT_HOME`` puts config, database and models under one folder.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from assistant import AssistantError
+from assistant.files import atomic_write_text
+
+APP_NAME = "assistant"
+
+
+class ConfigError(AssistantError):
+    """The config file is malformed or holds a bad value."""
+
+
+@dataclass
+class ModelSettings:
+    default: str = ""  # registry name; empty means the embedded default student
+    n_ctx: int = 4096
+    threads: int = 0  # 0 means the number of physical cores
+
+
+@dataclass
+class GenerationSettings:
+    temperature: float = 0.7
+    max_tokens: int = 1024
+    system: str = ""
+
+
+@dataclass
+class TeacherSettings:
+    url: str = ""
+    model: str = ""
+    api_key_env: str = ""
+    api_key_file: str = ""
+    timeout_s: float = 60.0
+    connect_timeout_s: float = 5.0
+    retries: int = 2
+
+
+@dataclass
+class EscalationSettings:
+    policy: str = "never"  # never | ask | auto
+    context_turns: int = 0  # previous turns sent along with the question
+    min_confidence: float = 0.55
+    draft_tokens: int = 12
+
+
+@dataclass
+class UISettings:
+    theme: str = "textual-dark"
+    keys: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Config:
+    model: ModelSettings = field(default_factory=ModelSettings)
+    generation: GenerationSettings = field(default_factory=GenerationSettings)
+    teacher: TeacherSettings = field(default_factory=TeacherSettings)
+    escalation: EscalationSettings = field(default_factory=EscalationSettings)
+    ui: UISettings = field(default_factory=UISettings)
+    path: Path | None = None  # the file it was read from
+
+
+SECTIONS = {
+    "model": ModelSettings,
+    "generation": GenerationSettings,
+    "teacher": TeacherSettings,
+    "escalation": EscalationSettings,
+    "ui": UISettings,
+}
+
+ENV_OVERRIDES = {
+    "ASSISTANT_MODEL": ("model", "default"),
+    "ASSISTANT_N_CTX": ("model", "n_ctx"),
+    "ASSISTANT_THREADS": ("model", "threads"),
+    "ASSISTANT_TEMPERATURE": ("generation", "temperature"),
+    "ASSISTANT_MAX_TOKENS": ("generation", "max_tokens"),
+    "ASSISTANT_ESCALATION": ("escalation", "policy"),
+    "ASSISTANT_TEACHER_URL": ("teacher", "url"),
+    "ASSISTANT_TEACHER_MODEL": ("teacher", "model"),
+}
+
+POLICIES = ("never", "ask", "auto")
+
+
+def home() -> Path | None:
+    value = os.environ.get("ASSISTANT_HOME")
+    return Path(value).expanduser() if value else None
+
+
+def config_dir() -> Path:
+    if (h := home()) is not None:
+        return h
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir(APP_NAME))
+
+
+def data_dir() -> Path:
+    if (h := home()) is not None:
+        return h
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir(APP_NAME))
+
+
+def config_path() -> Path:
+    return Path(os.environ.get("ASSISTANT_CONFIG") or config_dir() / "config.toml")
+
+
+def database_path() -> Path:
+    return data_dir() / "assistant.db"
+
+
+def models_dir() -> Path:
+    return data_dir() / "models"
+
+
+def _coerce(value: Any, expected: type, where: str) -> Any:
+    """Check a value against a dataclass field's type; ints are accepted for floats."""
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if expected is dict:
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise ConfigError(f"{where}: expected a table of strings")
+        return value
+    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+        raise ConfigError(f"{where}: expected {expected.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _field_type(section_cls: type, name: str) -> type:
+    hints = {"str": str, "int": int, "float": float, "bool": bool, "dict[str, str]": dict}
+    for f in fields(section_cls):
+        if f.name == name:
+            return hints[f.type if isinstance(f.type, str) else f.type.__name__]
+    raise KeyError(name)
+
+
+def _apply(config: Config, section: str, key: str, value: Any, where: str) -> None:
+    section_cls = SECTIONS[section]
+    try:
+        expected = _field_type(section_cls, key)
+    except KeyError:
+        known = ", ".join(f.name for f in fields(section_cls))
+        raise ConfigError(f"{where}: unknown key (known keys in [{section}]: {known})") from None
+    setattr(getattr(config, section), key, _coerce(value, expected, where))
+
+
+def _validate(config: Config, source: str) -> None:
+    if config.escalation.policy not in POLICIES:
+        raise ConfigError(
+            f"{source}: escalation.policy must be one of {', '.join(POLICIES)}, got {config.escalation.policy!r}"
+        )
+    if config.model.n_ctx < 256:
+        raise ConfigError(f"{source}: model.n_ctx must be at least 256, got {config.model.n_ctx}")
+    if config.model.threads < 0:
+        raise ConfigError(f"{source}: model.threads must be 0 (auto) or positive, got {config.model.threads}")
+    if not 0.0 <= config.generation.temperature <= 5.0:
+        raise ConfigError(f"{source}: generation.temperature must be between 0 and 5")
+    if config.generation.max_tokens < 1:
+        raise ConfigError(f"{source}: generation.max_tokens must be positive")
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc}") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+
+
+def load(path: Path | None = None) -> Config:
+    """Read the config file (if any), then apply environment overrides."""
+    path = path or config_path()
+    config = Config(path=path)
+    if path.exists():
+        for section, table in _read_toml(path).items():
+            if section not in SECTIONS:
+                raise ConfigError(f"{path}: unknown section [{section}] (known: {', '.join(SECTIONS)})")
+            if not isinstance(table, dict):
+                raise ConfigError(f"{path}: [{section}] must be a table")
+            for key, value in table.items():
+                _apply(config, section, key, value, f"{path}: {section}.{key}")
+        _validate(config, str(path))
+    for env, (section, key) in ENV_OVERRIDES.items():
+        if (raw := os.environ.get(env)) is not None:
+            expected = _field_type(SECTIONS[section], key)
+            try:
+                value = expected(raw) if expected is not str else raw
+            except ValueError:
+                raise ConfigError(f"environment {env}: expected {expected.__name__}, got {raw!r}") from None
+            setattr(getattr(config, section), key, value)
+    _validate(config, "environment")
+    return config
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    escaped = str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
+
+
+def _toml_key(key: str) -> str:
+    return key if key.replace("_", "").replace("-", "").isalnum() else _toml_value(key)
+
+
+def save(config: Config, path: Path | None = None) -> Path:
+    """Write the settings that differ from the defaults, atomically."""
+    path = path or config.path or config_path()
+    defaults = Config()
+    lines: list[str] = []
+    for section in SECTIONS:
+        current, default = getattr(config, section), getattr(defaults, section)
+        changed = [f for f in fields(current) if getattr(current, f.name) != getattr(default, f.name)]
+        if changed:
+            lines.append(f"[{section}]")
+            lines += [f"{f.name} = {_toml_value(getattr(current, f.name))}" for f in changed]
+            lines.append("")
+    atomic_write_text(path, "\n".join(lines))
+    return path

@@ -1,0 +1,393 @@
+"""The on-device engine: one GGUF model in llama.cpp, streamed answers with per-token logprobs.
+
+Keeps the token sequence of the last turn so the next turn re-evaluates only its new
+tokens (KV prefix reuse), keeps a bounded cache of other conversations' KV states, fits a
+too-long history by dropping the oldest turns (and says so), and hot-swaps models between
+turns with the old one serving until the new one is ready.
+"""
+
+from __future__ import annotations
+
+import codecs
+import ctypes
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from assistant import AssistantError
+from assistant.chat_template import ChatTemplate, fallback_for
+from assistant.gguf_info import ModelFileError, ModelInfo, available_memory, estimate_memory, read_info
+
+Messages = list[dict[str, str]]
+
+
+class EngineError(AssistantError):
+    """The model cannot be loaded or run."""
+
+
+@dataclass
+class Delta:
+    """One streamed piece of an answer: its text, token and that token's logprob and entropy."""
+
+    text: str
+    token: int
+    logprob: float
+    entropy: float
+
+
+@dataclass
+class Stats:
+    prompt_tokens: int = 0  # tokens in the whole prompt
+    reused_tokens: int = 0  # of those, already in the KV cache
+    evaluated_tokens: int = 0  # of those, evaluated this turn
+    completion_tokens: int = 0
+    ttft_s: float = 0.0
+    tokens_per_s: float = 0.0
+    total_s: float = 0.0
+    context_used: int = 0
+    n_ctx: int = 0
+    dropped_messages: int = 0  # oldest messages left out to fit the context window
+    truncated_chars: int = 0  # characters cut from a message too long for the window
+    finish_reason: str = ""  # stop | length | cancelled
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Prefix:
+    """What the KV cache holds: the text it renders to and its exact tokens."""
+
+    text: str = ""
+    tokens: list[int] = field(default_factory=list)
+
+
+@dataclass
+class _SavedState:
+    data: bytes  # llama.cpp's context state (KV cache)
+    evaluated: list[int]  # the tokens that state holds
+    prefix: _Prefix
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.data)
+
+
+def physical_cores() -> int:
+    try:
+        import psutil
+
+        return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+    except ImportError:
+        return os.cpu_count() or 1
+
+
+class Model:
+    """One loaded GGUF model: llama.cpp context, template, tokenizer helpers."""
+
+    def __init__(self, path: Path | str, n_ctx: int = 4096, threads: int = 0) -> None:
+        self.info: ModelInfo = read_info(path)
+        need = estimate_memory(self.info, n_ctx)
+        if need > available_memory():
+            raise EngineError(
+                f"{path}: needs about {need / 2**30:.1f} GiB, only {available_memory() / 2**30:.1f} GiB free; "
+                "pick a smaller model or a smaller context"
+            )
+        import llama_cpp
+
+        self.path = Path(path)
+        self.threads = threads or physical_cores()
+        try:
+            self.llm = llama_cpp.Llama(
+                model_path=str(path),
+                n_ctx=n_ctx,
+                n_threads=self.threads,
+                n_threads_batch=self.threads,
+                use_mmap=True,
+                logits_all=False,
+                verbose=False,
+            )
+        except Exception as exc:  # llama.cpp reports load failures as ValueError/RuntimeError
+            raise EngineError(f"{path}: llama.cpp could not load the model: {exc}") from None
+        self.n_ctx = self.llm.n_ctx()
+        self.n_vocab = self.llm.n_vocab()
+        self._vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
+        self._pieces: dict[int, bytes] = {}
+        source = self.info.chat_template or fallback_for(self.info.architecture)
+        self.template = ChatTemplate(
+            source, self.info.bos_token, self.info.eos_token, builtin=not self.info.chat_template
+        )
+        self._add_bos = self.llm.metadata.get("tokenizer.ggml.add_bos_token", "true") == "true"
+
+    @property
+    def name(self) -> str:
+        return self.path.stem
+
+    def tokenize(self, text: str, first: bool) -> list[int]:
+        """Tokens of rendered template text (special tokens parsed); BOS only where the model wants it."""
+        add_bos = first and self._add_bos and not (self.info.bos_token and text.startswith(self.info.bos_token))
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
+
+    def is_end(self, token: int) -> bool:
+        import llama_cpp
+
+        return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))
+
+    def piece(self, token: int) -> bytes:
+        """The token's text bytes (special tokens render as nothing); cached per token."""
+        if (cached := self._pieces.get(token)) is not None:
+            return cached
+        import llama_cpp
+
+        size = 64
+        while True:
+            buffer = ctypes.create_string_buffer(size)
+            n = llama_cpp.llama_token_to_piece(self._vocab, token, buffer, size, 0, False)
+            if n >= 0:
+                break
+            size = -n
+        self._pieces[token] = piece = buffer.raw[:n]
+        return piece
+
+    def last_logits(self) -> np.ndarray:
+        import llama_cpp
+
+        pointer = llama_cpp.llama_get_logits_ith(self.llm.ctx, -1)
+        return np.ctypeslib.as_array(pointer, shape=(self.n_vocab,))
+
+    def save_state(self) -> bytes:
+        import llama_cpp
+
+        size = llama_cpp.llama_state_get_size(self.llm.ctx)
+        buffer = (ctypes.c_uint8 * size)()
+        written = llama_cpp.llama_state_get_data(self.llm.ctx, buffer, size)
+        return bytes(buffer[:written])
+
+    def load_state(self, data: bytes, tokens: list[int]) -> None:
+        import llama_cpp
+
+        buffer = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
+        if llama_cpp.llama_state_set_data(self.llm.ctx, buffer, len(data)) != len(data):
+            raise EngineError("could not restore a saved conversation state")
+        self.llm.input_ids[: len(tokens)] = tokens
+        self.llm.n_tokens = len(tokens)
+        self.llm._requires_eval = True
+
+    def close(self) -> None:
+        self.llm.close()
+
+
+def token_stats(logits: np.ndarray, token: int) -> tuple[float, float]:
+    """(logprob of the token, entropy of the distribution) from raw logits."""
+    peak = float(logits.max())
+    shifted = logits - peak
+    exp = np.exp(shifted)
+    total = float(exp.sum())
+    log_total = np.log(total)
+    entropy = log_total - float((exp * shifted).sum()) / total
+    return float(shifted[token] - log_total), float(entropy)
+
+
+class Engine:
+    """Owns one model at a time; streams answers; swaps models between turns."""
+
+    def __init__(
+        self, path: Path | str, n_ctx: int = 4096, threads: int = 0, state_cache_bytes: int = 512 * 2**20
+    ) -> None:
+        self.n_ctx_requested = n_ctx
+        self.threads = threads
+        self.model = Model(path, n_ctx, threads)
+        self.stats = Stats(n_ctx=self.model.n_ctx)
+        self._prefix = _Prefix()
+        self._key: object = None  # which conversation the KV cache holds
+        self._states: OrderedDict[object, _SavedState] = OrderedDict()
+        self._state_cache_bytes = state_cache_bytes
+        self._lock = threading.Lock()  # held while generating; swap waits for it
+        self._cancel = threading.Event()
+
+    # -- properties
+    @property
+    def name(self) -> str:
+        return self.model.name
+
+    @property
+    def path(self) -> Path:
+        return self.model.path
+
+    @property
+    def n_ctx(self) -> int:
+        return self.model.n_ctx
+
+    @property
+    def busy(self) -> bool:
+        return self._lock.locked()
+
+    def cancel(self) -> None:
+        """Stop the answer being generated (from any thread); the partial answer is kept."""
+        self._cancel.set()
+
+    # -- prompt building
+    def _fit(self, messages: Messages, reserve: int, stats: Stats) -> tuple[str, Messages]:
+        """Render the prompt, dropping the oldest turns (system kept) until it fits."""
+        messages = [dict(m) for m in messages]
+        budget = self.model.n_ctx - reserve
+        while True:
+            text = self.model.template.render(messages)
+            count = len(self.model.tokenize(text, first=True))
+            if count <= budget:
+                return text, messages
+            system = 1 if messages and messages[0]["role"] == "system" else 0
+            if len(messages) - system > 1:
+                del messages[system]
+                stats.dropped_messages += 1
+                continue
+            last = messages[-1]
+            overflow_chars = (count - budget) * 4 + 64
+            if overflow_chars >= len(last["content"]):
+                raise EngineError(
+                    f"the prompt does not fit the model's {self.model.n_ctx}-token context even alone; shorten it"
+                )
+            stats.truncated_chars += overflow_chars
+            last["content"] = last["content"][: len(last["content"]) - overflow_chars]
+
+    def _prompt_tokens(self, text: str) -> list[int]:
+        """Tokens for the prompt, reusing the cached token sequence when the text extends it."""
+        prefix = self._prefix
+        if prefix.tokens and text.startswith(prefix.text):
+            return prefix.tokens + self.model.tokenize(text[len(prefix.text) :], first=False)
+        return self.model.tokenize(text, first=True)
+
+    def _switch_conversation(self, key: object) -> None:
+        """Park the current conversation's KV state and restore the requested one's, if cached."""
+        if key == self._key:
+            return
+        if self._key is not None and self._prefix.tokens:
+            llm = self.model.llm
+            evaluated = [int(t) for t in llm.input_ids[: llm.n_tokens]]
+            self._states[self._key] = _SavedState(self.model.save_state(), evaluated, self._prefix)
+            self._states.move_to_end(self._key)
+            while sum(s.nbytes for s in self._states.values()) > self._state_cache_bytes and self._states:
+                self._states.popitem(last=False)
+        self._key = key
+        saved = self._states.pop(key, None) if key is not None else None
+        if saved is not None:
+            self.model.load_state(saved.data, saved.evaluated)
+            self._prefix = saved.prefix
+        else:
+            self._prefix = _Prefix()
+
+    # -- generation
+    def stream(
+        self,
+        messages: Messages,
+        *,
+        max_tokens: int = 512,
+        temperature: float = 0.0,
+        top_p: float = 0.95,
+        top_k: int = 40,
+        conversation: object = None,
+    ) -> Iterator[Delta]:
+        """Yield the answer to ``messages`` piece by piece; ``self.stats`` describes the turn."""
+        with self._lock:
+            self._cancel.clear()
+            stats = self.stats = Stats(n_ctx=self.model.n_ctx)
+            reserve = min(max_tokens, self.model.n_ctx // 2)
+            text, fitted = self._fit(messages, reserve, stats)
+            if stats.dropped_messages:
+                stats.notes.append(
+                    f"{stats.dropped_messages} oldest message(s) left out to fit the {self.model.n_ctx}-token context"
+                )
+            if stats.truncated_chars:
+                stats.notes.append(f"your message was cut by {stats.truncated_chars} characters to fit the context")
+            self._switch_conversation(conversation)
+            yield from self._generate(text, max_tokens, temperature, top_p, top_k, stats)
+
+    def _generate(
+        self, text: str, max_tokens: int, temperature: float, top_p: float, top_k: int, stats: Stats
+    ) -> Iterator[Delta]:
+        model, llm = self.model, self.model.llm
+        tokens = self._prompt_tokens(text)
+        cached = llm.n_tokens
+        common = 0
+        for a, b in zip(llm.input_ids[:cached], tokens):
+            if a != b:
+                break
+            common += 1
+        stats.prompt_tokens = len(tokens)
+        stats.reused_tokens = min(common, len(tokens) - 1)
+        stats.evaluated_tokens = len(tokens) - stats.reused_tokens
+        max_tokens = max(1, min(max_tokens, model.n_ctx - len(tokens)))
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        generated: list[int] = []
+        answer: list[str] = []
+        start = time.perf_counter()
+        first_at = 0.0
+        stats.finish_reason = "length"
+        self._prefix = _Prefix()  # invalid until this turn completes
+        try:
+            generator = llm.generate(
+                tokens, temp=temperature, top_p=top_p, top_k=top_k, min_p=0.05, repeat_penalty=1.0
+            )
+            for token in generator:
+                if model.is_end(token):
+                    stats.finish_reason = "stop"
+                    break
+                logprob, entropy = token_stats(model.last_logits(), token)
+                generated.append(token)
+                piece = decoder.decode(model.piece(token))
+                if not first_at:
+                    first_at = time.perf_counter()
+                answer.append(piece)
+                yield Delta(piece, token, logprob, entropy)
+                if self._cancel.is_set():
+                    stats.finish_reason = "cancelled"
+                    break
+                if len(generated) >= max_tokens:
+                    break
+            generator.close()
+        except Exception as exc:
+            raise EngineError(f"generation failed: {exc}") from None
+        finally:
+            end = time.perf_counter()
+            if tail := decoder.decode(b"", final=True):
+                answer.append(tail)
+            stats.completion_tokens = len(generated)
+            stats.ttft_s = (first_at or end) - start
+            decode_time = end - (first_at or end)
+            stats.tokens_per_s = (len(generated) - 1) / decode_time if len(generated) > 1 and decode_time else 0.0
+            stats.total_s = end - start
+            stats.context_used = len(tokens) + len(generated)
+            self._prefix = _Prefix(text + "".join(answer), tokens + generated)
+
+    def complete(self, messages: Messages, **kwargs: object) -> str:
+        """The whole answer as one string."""
+        return "".join(d.text for d in self.stream(messages, **kwargs))  # type: ignore[arg-type]
+
+    def forget(self, conversation: object) -> None:
+        """Drop a conversation's cached KV state (e.g. when it is deleted or edited)."""
+        self._states.pop(conversation, None)
+        if conversation == self._key:
+            self._prefix = _Prefix()
+
+    # -- hot-swap
+    def swap(self, path: Path | str) -> None:
+        """Load another model beside the current one, then switch between turns.
+
+        If loading fails the current model keeps serving and the error is raised.
+        """
+        new = Model(path, self.n_ctx_requested, self.threads)  # loads while the old one may still answer
+        with self._lock:
+            old, self.model = self.model, new
+            self._prefix, self._key = _Prefix(), None
+            self._states.clear()
+            self.stats = Stats(n_ctx=new.n_ctx)
+        old.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self.model.close()
+

@@ -1,0 +1,65 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from assistant.store import Store, StoreError, export_conversation
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store(tmp_path / "db.sqlite")
+
+
+def test_round_trip_and_order(store: Store) -> None:
+    first = store.new_conversation(title="first")
+    second = store.new_conversation(title="second")
+    store.add_message(first, "user", "What is a closure in Python?")
+    store.add_message(first, "assistant", "A function that captures variables.", model="m")
+    assert [c["id"] for c in store.conversations()] == [first, second]  # most recently updated first
+    messages = store.messages(first)
+    assert [m["role"] for m in messages] == ["user", "assistant"]
+    assert messages[1]["model"] == "m" and messages[1]["complete"] == 1
+    assert store.latest_conversation_id() == first
+
+
+def test_full_text_search_finds_updated_content(store: Store) -> None:
+    cid = store.new_conversation()
+    store.add_message(cid, "user", "tell me about sqlite")
+    mid = store.add_message(cid, "assistant", "", complete=0)
+    store.update_message(mid, content="SQLite keeps a write-ahead log")
+    hits = store.search("write-ahead")
+    assert [h["id"] for h in hits] == [mid]
+    assert "[" in hits[0]["snippet"]
+    assert store.search("nonexistentword") == []
+    assert store.search('quote"s AND (') == []  # user syntax never breaks the query
+
+
+def test_wal_mode_and_integrity(store: Store) -> None:
+    assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store.integrity_ok()
+
+
+def test_delete_conversation_removes_messages(store: Store) -> None:
+    cid = store.new_conversation()
+    store.add_message(cid, "user", "delete me please")
+    store.delete_conversation(cid)
+    assert store.search("delete") == []
+    with pytest.raises(StoreError, match="no conversation"):
+        store.conversation(cid)
+
+
+def test_export_markdown_and_json(store: Store) -> None:
+    cid = store.new_conversation(title="Export")
+    store.add_message(cid, "user", "hello")
+    store.add_message(cid, "assistant", "partial", model="smol", complete=0)
+    md = export_conversation(store, cid, "md")
+    assert "# Export" in md and "## User" in md and "incomplete" in md
+    data = json.loads(export_conversation(store, cid, "json"))
+    assert [m["content"] for m in data["messages"]] == ["hello", "partial"]
+
+
+def test_unopenable_database(tmp_path: Path) -> None:
+    (tmp_path / "dir.db").mkdir()
+    with pytest.raises(StoreError, match="cannot open history database"):
+        Store(tmp_path / "dir.db")
