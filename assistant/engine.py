@@ -293,6 +293,7 @@ class Engine:
     ) -> Iterator[Delta]:
         """Yield the answer to ``messages`` piece by piece; ``self.stats`` describes the turn."""
         with self._lock:
+            started = time.perf_counter()
             self._cancel.clear()
             stats = self.stats = Stats(n_ctx=self.model.n_ctx)
             reserve = min(max_tokens, self.model.n_ctx // 2)
@@ -304,10 +305,10 @@ class Engine:
             if stats.truncated_chars:
                 stats.notes.append(f"your message was cut by {stats.truncated_chars} characters to fit the context")
             self._switch_conversation(conversation)
-            yield from self._generate(text, max_tokens, temperature, top_p, top_k, stats)
+            yield from self._generate(text, max_tokens, temperature, top_p, top_k, stats, started)
 
     def _generate(
-        self, text: str, max_tokens: int, temperature: float, top_p: float, top_k: int, stats: Stats
+        self, text: str, max_tokens: int, temperature: float, top_p: float, top_k: int, stats: Stats, start: float
     ) -> Iterator[Delta]:
         model, llm = self.model, self.model.llm
         tokens = self._prompt_tokens(text)
@@ -324,7 +325,6 @@ class Engine:
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         generated: list[int] = []
         answer: list[str] = []
-        start = time.perf_counter()
         first_at = 0.0
         stats.finish_reason = "length"
         self._prefix = _Prefix()  # invalid until this turn completes

@@ -13,10 +13,20 @@ from pathlib import Path
 from typing import Any
 
 from assistant import AssistantError
+from assistant.gguf_header import GGML_TYPE_NAMES, Header, HeaderError, parse
 
 GGUF_MAGIC = b"GGUF"
 MAX_TENSORS = 1_000_000
 MAX_KV = 100_000
+
+# llama.cpp's general.file_type values (enum llama_ftype)
+FILE_TYPES = {
+    0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K", 11: "Q3_K_S",
+    12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S", 17: "Q5_K_M", 18: "Q6_K",
+    19: "IQ2_XXS", 20: "IQ2_XS", 21: "Q2_K_S", 22: "IQ3_XS", 23: "IQ3_XXS", 24: "IQ1_S", 25: "IQ4_NL",
+    26: "IQ3_S", 27: "IQ3_M", 28: "IQ2_S", 29: "IQ2_M", 30: "IQ4_XS", 31: "IQ1_M", 32: "BF16",
+    36: "TQ1_0", 37: "TQ2_0", 38: "MXFP4_MOE",
+}
 
 
 class ModelFileError(AssistantError):
@@ -63,39 +73,17 @@ def _quick_header_check(path: Path, size: int) -> None:
         raise ModelFileError(f"{path}: corrupt header ({n_tensors} tensors, {n_kv} metadata keys claimed)")
 
 
-def _field(reader: Any, key: str, default: Any = None) -> Any:
-    field = reader.fields.get(key)
-    if field is None or not field.types:
-        return default
-    try:
-        value = field.contents()
-    except Exception:
-        return default
-    return value
-
-
-def _token(reader: Any, tokens: list[str] | None, key: str) -> str:
-    token_id = _field(reader, key)
-    if tokens is None or token_id is None or not 0 <= int(token_id) < len(tokens):
-        return ""
-    return tokens[int(token_id)]
-
-
-def _quantization(reader: Any) -> str:
+def _quantization(header: Header) -> str:
+    """The file type if declared, else the most common type among the weight matrices."""
     from collections import Counter
 
+    file_type = header.metadata.get("general.file_type")
+    if isinstance(file_type, int) and file_type in FILE_TYPES:
+        return FILE_TYPES[file_type]
     counts: Counter[str] = Counter()
-    for tensor in reader.tensors:
+    for tensor in header.tensors:
         if len(tensor.shape) >= 2:
-            counts[tensor.tensor_type.name] += int(tensor.n_elements)
-    file_type = _field(reader, "general.file_type")
-    if file_type is not None:
-        try:
-            from gguf import LlamaFileType
-
-            return LlamaFileType(int(file_type)).name.removeprefix("MOSTLY_")
-        except ValueError:
-            pass
+            counts[GGML_TYPE_NAMES.get(tensor.type, str(tensor.type))] += tensor.n_elements
     return counts.most_common(1)[0][0] if counts else "unknown"
 
 
@@ -109,49 +97,54 @@ def read_info(path: Path | str) -> ModelInfo:
     size = path.stat().st_size
     _quick_header_check(path, size)
     try:
-        from gguf import GGUFReader
-
-        reader = GGUFReader(path, "r")
-    except Exception as exc:  # the reader raises many kinds on corrupt input
-        raise ModelFileError(f"{path}: corrupt or truncated GGUF ({type(exc).__name__}: {exc})") from None
-    return _describe(path, size, reader)
+        header = parse(path, MAX_TENSORS, MAX_KV)
+    except (HeaderError, OSError, ValueError) as exc:
+        raise ModelFileError(f"{path}: corrupt or truncated GGUF ({exc})") from None
+    return _describe(path, size, header)
 
 
-def _describe(path: Path, size: int, reader: Any) -> ModelInfo:
-    if not reader.tensors:
+def _describe(path: Path, size: int, header: Header) -> ModelInfo:
+    meta = header.metadata
+    if not header.tensors:
         raise ModelFileError(f"{path}: GGUF file holds no tensors")
-    end = max(int(t.data_offset) + int(t.n_bytes) for t in reader.tensors)
+    end = max(t.offset + t.n_bytes for t in header.tensors)
     if end > size:
         raise ModelFileError(f"{path}: truncated: tensor data needs {end} bytes, file has {size}")
-    arch = str(_field(reader, "general.architecture", "") or "")
-    if not arch:
+    arch = meta.get("general.architecture")
+    if not isinstance(arch, str) or not arch:
         raise ModelFileError(f"{path}: GGUF file names no architecture (general.architecture)")
-    tokens = _field(reader, "tokenizer.ggml.tokens")
-    if not tokens:
+    vocab_size = header.array_lengths.get("tokenizer.ggml.tokens", 0)
+    if not vocab_size:
         raise ModelFileError(f"{path}: GGUF file has no tokenizer vocabulary")
     warnings: list[str] = []
-    template = str(_field(reader, "tokenizer.chat_template", "") or "")
+    template = meta.get("tokenizer.chat_template") or ""
+    if not isinstance(template, str):
+        template = ""
     if not template:
         warnings.append(f"no chat template in the file; using the built-in one for '{arch}'")
-    embed = next((t for t in reader.tensors if t.name == "token_embd.weight"), None)
-    if embed is not None and len(tokens) not in [int(d) for d in embed.shape]:
-        raise ModelFileError(
-            f"{path}: vocabulary has {len(tokens)} tokens but the embedding has shape {list(embed.shape)}"
-        )
+    embed = next((t for t in header.tensors if t.name == "token_embd.weight"), None)
+    if embed is not None and vocab_size not in embed.shape:
+        raise ModelFileError(f"{path}: vocabulary has {vocab_size} tokens but the embedding has shape {embed.shape}")
+
+    def number(key: str) -> int:
+        value = meta.get(key, 0)
+        return int(value) if isinstance(value, (int, float)) else 0
+
+    name = meta.get("general.name")
     return ModelInfo(
         path=str(path),
         size=size,
         architecture=arch,
-        name=str(_field(reader, "general.name", "") or path.stem),
-        parameters=sum(int(t.n_elements) for t in reader.tensors),
-        quantization=_quantization(reader),
-        context_length=int(_field(reader, f"{arch}.context_length", 0) or 0),
-        vocab_size=len(tokens),
-        n_layers=int(_field(reader, f"{arch}.block_count", 0) or 0),
-        embedding_length=int(_field(reader, f"{arch}.embedding_length", 0) or 0),
+        name=name if isinstance(name, str) and name else path.stem,
+        parameters=sum(t.n_elements for t in header.tensors),
+        quantization=_quantization(header),
+        context_length=number(f"{arch}.context_length"),
+        vocab_size=vocab_size,
+        n_layers=number(f"{arch}.block_count"),
+        embedding_length=number(f"{arch}.embedding_length"),
         chat_template=template,
-        bos_token=_token(reader, tokens, "tokenizer.ggml.bos_token_id"),
-        eos_token=_token(reader, tokens, "tokenizer.ggml.eos_token_id"),
+        bos_token=header.special_tokens.get("bos", ""),
+        eos_token=header.special_tokens.get("eos", ""),
         warnings=warnings,
     )
 

