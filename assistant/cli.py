@@ -49,13 +49,14 @@ def cmd_ask(args: argparse.Namespace) -> int:
         store.conversation(conversation_id)  # clear error if it does not exist
     engine = _load_engine(config, store, args.model)
     session = Session(store, engine, config, conversation_id)
+    stream = session.send(prompt, max_tokens=args.max_tokens, temperature=args.temperature)
     try:
-        for delta in session.send(prompt, max_tokens=args.max_tokens, temperature=args.temperature):
+        for delta in stream:
             if not args.json:
                 sys.stdout.write(delta.text)
                 sys.stdout.flush()
     except KeyboardInterrupt:
-        engine.cancel()
+        stream.close()  # finalises the stored answer as cancelled, keeping the partial text
         print("\n[stopped; the partial answer is saved]", file=sys.stderr)
         return 130
     turn = session.last

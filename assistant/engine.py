@@ -349,6 +349,9 @@ class Engine:
                 if len(generated) >= max_tokens:
                     break
             generator.close()
+        except GeneratorExit:  # the consumer stopped reading: same as a cancel
+            stats.finish_reason = "cancelled"
+            raise
         except Exception as exc:
             raise EngineError(f"generation failed: {exc}") from None
         finally:
