@@ -49,7 +49,9 @@ def cmd_ask(args: argparse.Namespace) -> int:
         store.conversation(conversation_id)  # clear error if it does not exist
     engine = _load_engine(config, store, args.model)
     session = Session(store, engine, config, conversation_id)
-    stream = session.send(prompt, max_tokens=args.max_tokens, temperature=args.temperature)
+    stream = session.send(
+        prompt, max_tokens=args.max_tokens, temperature=args.temperature, escalate=args.escalate, approve=_approve
+    )
     try:
         for delta in stream:
             if not args.json:
@@ -62,6 +64,8 @@ def cmd_ask(args: argparse.Namespace) -> int:
     turn = session.last
     for note in turn.notes:
         print(f"note: {note}", file=sys.stderr)
+    if turn.escalated and not args.json:
+        print(f"note: answered by the teacher {turn.model} ({turn.route.get('reason', '')})", file=sys.stderr)
     if args.json:
         print(
             json.dumps(
@@ -75,6 +79,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
                     "conversation_id": session.conversation_id,
                     "finish_reason": turn.stats.finish_reason,
                     "notes": turn.notes,
+                    "route": turn.route,
                 },
                 ensure_ascii=False,
             )
@@ -82,6 +87,17 @@ def cmd_ask(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write("\n")
     return 0
+
+
+def _approve(request) -> bool:  # noqa: ANN001 - an assistant.teacher.EscalationRequest
+    """`--escalate ask`: show the exact request on the terminal and ask; without a terminal, decline."""
+    if not (sys.stdin.isatty() and sys.stderr.isatty()):
+        return False
+    print(f"The question would be sent to {request.model}:\n{request.preview()}\nSend it? [y/N] ", end="", file=sys.stderr)
+    try:
+        return sys.stdin.readline().strip().lower() in ("y", "yes")
+    except KeyboardInterrupt:
+        return False
 
 
 # -- history
@@ -133,6 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--temperature", type=float, default=None)
     ask.add_argument("--system", default=None, help="system prompt")
     ask.add_argument("--json", action="store_true", help="print one JSON object")
+    ask.add_argument(
+        "--escalate", choices=["never", "ask", "auto"], default=None, help="escalation to the teacher (default: config)"
+    )
     ask.add_argument("-c", "--continue", dest="continue_latest", action="store_true", help="continue the latest conversation")
     ask.add_argument("--conversation", type=int, default=None, help="continue conversation ID")
     ask.set_defaults(handler=cmd_ask)

@@ -50,8 +50,9 @@ class TeacherSettings:
 class EscalationSettings:
     policy: str = "never"  # never | ask | auto
     context_turns: int = 0  # previous turns sent along with the question
-    min_confidence: float = 0.55
-    draft_tokens: int = 12
+    min_confidence: float = 0.85  # escalate a factual question when the draft's confidence is below this
+    draft_tokens: int = 8
+    min_factual: float = 0.5  # the router's question-kind score above which a question counts as factual
 
 
 @dataclass

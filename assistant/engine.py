@@ -15,6 +15,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -207,6 +208,7 @@ class Engine:
         self._states: OrderedDict[object, _SavedState] = OrderedDict()
         self._state_cache_bytes = state_cache_bytes
         self._lock = threading.Lock()  # held while generating; swap waits for it
+        self._swap_lock = threading.Lock()  # one swap at a time
         self._cancel = threading.Event()
 
     # -- properties
@@ -246,7 +248,8 @@ class Engine:
                 stats.dropped_messages += 1
                 continue
             last = messages[-1]
-            overflow_chars = (count - budget) * 4 + 64
+            # cut in proportion to this text's own characters per token (code and CJK pack fewer than prose)
+            overflow_chars = len(last["content"]) - int(len(last["content"]) * budget / count * 0.95)
             if overflow_chars >= len(last["content"]):
                 raise EngineError(
                     f"the prompt does not fit the model's {self.model.n_ctx}-token context even alone; shorten it"
@@ -377,20 +380,63 @@ class Engine:
             self._prefix = _Prefix()
 
     # -- hot-swap
-    def swap(self, path: Path | str) -> None:
-        """Load another model beside the current one, then switch between turns.
+    def swap(self, path: Path | str, timeout: float | None = None) -> None:
+        """Load another model beside the current one, then switch to it between two turns.
 
-        If loading fails the current model keeps serving and the error is raised.
+        The load does not hold the engine lock, so the current model keeps answering meanwhile;
+        the switch waits for the answer in progress (at most ``timeout`` seconds), never cuts it.
+        The next turn renders the whole history with the new model's own chat template. If the
+        new model cannot load (bad file, won't fit, template error) the current one keeps serving
+        and the error is raised; on success the old model's memory is released.
         """
-        new = Model(path, self.n_ctx_requested, self.threads)  # loads while the old one may still answer
-        with self._lock:
-            old, self.model = self.model, new
-            self._prefix, self._key = _Prefix(), None
-            self._states.clear()
-            self.stats = Stats(n_ctx=new.n_ctx)
-        old.close()
+        with self._swap_lock:
+            new = _load_for_swap(path, self.n_ctx_requested, self.threads)
+            if not self._lock.acquire(timeout=-1 if timeout is None else timeout):
+                new.close()
+                raise EngineError(f"the answer in progress did not finish within {timeout:g} s; model not swapped")
+            try:
+                old, self.model = self.model, new
+                self._prefix, self._key = _Prefix(), None  # KV state and saved states belong to the old model
+                self._states.clear()
+                self.stats = Stats(n_ctx=new.n_ctx)
+            finally:
+                self._lock.release()
+            old.close()
+
+    def swap_in_background(self, path: Path | str) -> Future[None]:
+        """Start ``swap`` in a thread; the future holds its outcome (None, or the error)."""
+        future: Future[None] = Future()
+
+        def run() -> None:
+            try:
+                self.swap(path)
+            except BaseException as exc:  # handed to whoever waits on the future
+                future.set_exception(exc)
+            else:
+                future.set_result(None)
+
+        threading.Thread(target=run, name="model-swap", daemon=True).start()
+        return future
 
     def close(self) -> None:
         with self._lock:
             self.model.close()
+
+
+SWAP_PROBE = [
+    {"role": "user", "content": "Hello"},
+    {"role": "assistant", "content": "Hi!"},
+    {"role": "user", "content": "How are you?"},
+]
+
+
+def _load_for_swap(path: Path | str, n_ctx: int, threads: int) -> Model:
+    """Load a model and render a short conversation with its template, so a broken one fails now."""
+    model = Model(path, n_ctx, threads)
+    try:
+        model.template.render(SWAP_PROBE)
+    except AssistantError:
+        model.close()
+        raise
+    return model
 

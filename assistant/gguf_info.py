@@ -18,6 +18,7 @@ from assistant.gguf_header import GGML_TYPE_NAMES, Header, HeaderError, parse
 GGUF_MAGIC = b"GGUF"
 MAX_TENSORS = 1_000_000
 MAX_KV = 100_000
+MAX_TENSOR_GAP = 1 << 20
 
 # llama.cpp's general.file_type values (enum llama_ftype)
 FILE_TYPES = {
@@ -103,13 +104,44 @@ def read_info(path: Path | str) -> ModelInfo:
     return _describe(path, size, header)
 
 
+def _check_tensor_layout(path: Path, size: int, header: Header) -> None:
+    """Every tensor's data is aligned, overlaps no other and lies inside the file."""
+    alignment = header.metadata.get("general.alignment", 32)
+    previous_end, previous_name, widest_gap = header.data_start, "the header", 0
+    for tensor in sorted(header.tensors, key=lambda t: t.offset):
+        if (tensor.offset - header.data_start) % alignment:
+            raise ModelFileError(f"{path}: corrupt header: tensor {tensor.name!r} is not {alignment}-byte aligned")
+        if tensor.offset < previous_end:
+            raise ModelFileError(f"{path}: corrupt header: {previous_name} overlaps tensor {tensor.name!r}")
+        widest_gap = max(widest_gap, tensor.offset - previous_end)
+        previous_end, previous_name = tensor.offset + tensor.n_bytes, f"tensor {tensor.name!r}"
+    if previous_end > size:
+        if widest_gap > MAX_TENSOR_GAP:  # tensors are packed back to back: a far-away offset is corruption
+            raise ModelFileError(
+                f"{path}: corrupt header: tensor data claimed up to byte {previous_end:,}, the file has {size:,}"
+            )
+        raise ModelFileError(
+            f"{path}: truncated: the tensors need {previous_end:,} bytes, the file has {size:,} (incomplete copy?)"
+        )
+
+
+def _check_vocab(path: Path, header: Header, arch: str, vocab_size: int) -> None:
+    """The vocabulary, the declared vocab size and the embedding/output matrices agree."""
+    declared = header.metadata.get(f"{arch}.vocab_size")
+    if isinstance(declared, int) and declared != vocab_size:
+        raise ModelFileError(f"{path}: vocabulary has {vocab_size} tokens but {arch}.vocab_size says {declared}")
+    for tensor in header.tensors:
+        if tensor.name in ("token_embd.weight", "output.weight") and vocab_size not in tensor.shape:
+            raise ModelFileError(
+                f"{path}: vocabulary has {vocab_size} tokens but {tensor.name} has shape {tensor.shape}"
+            )
+
+
 def _describe(path: Path, size: int, header: Header) -> ModelInfo:
     meta = header.metadata
     if not header.tensors:
         raise ModelFileError(f"{path}: GGUF file holds no tensors")
-    end = max(t.offset + t.n_bytes for t in header.tensors)
-    if end > size:
-        raise ModelFileError(f"{path}: truncated: tensor data needs {end} bytes, file has {size}")
+    _check_tensor_layout(path, size, header)
     arch = meta.get("general.architecture")
     if not isinstance(arch, str) or not arch:
         raise ModelFileError(f"{path}: GGUF file names no architecture (general.architecture)")
@@ -122,9 +154,7 @@ def _describe(path: Path, size: int, header: Header) -> ModelInfo:
         template = ""
     if not template:
         warnings.append(f"no chat template in the file; using the built-in one for '{arch}'")
-    embed = next((t for t in header.tensors if t.name == "token_embd.weight"), None)
-    if embed is not None and vocab_size not in embed.shape:
-        raise ModelFileError(f"{path}: vocabulary has {vocab_size} tokens but the embedding has shape {embed.shape}")
+    _check_vocab(path, header, arch, vocab_size)
 
     def number(key: str) -> int:
         value = meta.get(key, 0)

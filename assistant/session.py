@@ -2,19 +2,34 @@
 
 A turn: store the user's message, stream the answer from the engine, write the answer
 as it grows (at most every ``flush_interval`` seconds, and at the end).
+
+Escalation (policy ``ask`` or ``auto``): the router looks at the question and a short draft
+of the student's answer; an escalated question (with the last ``context_turns`` turns the
+user allows) goes to the teacher, whose answer is stored with ``escalated=1``. If the teacher
+fails, the student answers and the turn carries a one-line note. Policy ``never`` (the
+default) opens no connection and does not even load the HTTP client.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from assistant.config import Config
+from assistant import AssistantError
+from assistant.config import POLICIES, Config
 from assistant.engine import Delta, Engine, Stats
 from assistant.store import Store
+
+if TYPE_CHECKING:  # the teacher module (and httpx) load only when escalation is on
+    from assistant.teacher import EscalationRequest, Teacher
+
+Approve = Callable[["EscalationRequest"], bool]
+TEACHER_CUT_OFF = "\n\n[the teacher's answer broke off; the on-device answer follows]\n\n"
 
 FLUSH_INTERVAL_S = 0.25
 
@@ -41,6 +56,8 @@ class Session:
         self.conversation_id = conversation_id
         self.last = Turn()
         self.flush_interval = FLUSH_INTERVAL_S
+        self.policy: str | None = None  # this conversation's escalation policy; None = the config's
+        self._cancel = threading.Event()
 
     # -- conversation
     def ensure_conversation(self, title: str = "") -> int:
@@ -68,54 +85,210 @@ class Session:
         return messages
 
     # -- a turn
-    def send(self, text: str, *, max_tokens: int | None = None, temperature: float | None = None) -> Iterator[Delta]:
-        """Store the question, stream the answer; ``self.last`` describes the turn when done."""
+    def send(
+        self,
+        text: str,
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        escalate: str | None = None,
+        approve: Approve | None = None,
+    ) -> Iterator[Delta]:
+        """Store the question, stream the answer; ``self.last`` describes the turn when done.
+
+        ``escalate`` overrides the escalation policy for this turn; ``approve`` is asked (with
+        the exact request) before anything is sent under the ``ask`` policy.
+        """
+        policy, teacher = self._escalation(escalate)
         conversation_id = self.ensure_conversation(title=text.strip().splitlines()[0] if text.strip() else "")
         self.last = turn = Turn(model=self.engine.name)
         turn.user_message_id = self.store.add_message(conversation_id, "user", text)
-        yield from self._answer(turn, max_tokens, temperature)
+        yield from self._answer(turn, max_tokens, temperature, policy, teacher, approve)
 
-    def regenerate(self, *, max_tokens: int | None = None, temperature: float | None = None) -> Iterator[Delta]:
+    def regenerate(
+        self,
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        escalate: str | None = None,
+        approve: Approve | None = None,
+    ) -> Iterator[Delta]:
         """Drop the last answer and answer the last question again."""
         if self.conversation_id is None:
             return
+        policy, teacher = self._escalation(escalate)
         messages = self.store.messages(self.conversation_id)
         if messages and messages[-1]["role"] == "assistant":
             self.store.delete_message(messages[-1]["id"])
         self.last = turn = Turn(model=self.engine.name)
-        yield from self._answer(turn, max_tokens, temperature)
+        yield from self._answer(turn, max_tokens, temperature, policy, teacher, approve)
 
-    def _answer(self, turn: Turn, max_tokens: int | None, temperature: float | None) -> Iterator[Delta]:
+    def cancel(self) -> None:
+        """Stop the answer being streamed (the student's or the teacher's); the partial answer is kept."""
+        self._cancel.set()
+        self.engine.cancel()
+
+    def _escalation(self, override: str | None) -> tuple[str, Teacher | None]:
+        """The policy for this turn and, unless it is ``never``, the configured teacher (checked now)."""
+        policy = override or self.policy or self.config.escalation.policy
+        if policy not in POLICIES:
+            raise AssistantError(f"unknown escalation policy {policy!r} (use {', '.join(POLICIES)})")
+        if policy == "never":
+            return policy, None
+        from assistant.teacher import Teacher
+
+        return policy, Teacher(self.config.teacher)
+
+    def resend(self, text: str, **kwargs: Any) -> Iterator[Delta]:
+        """Edit-and-resend: replace the last question (and everything after it) with ``text``, answer it."""
+        if self.conversation_id is not None:
+            messages = self.store.messages(self.conversation_id)
+            users = [m["id"] for m in messages if m["role"] == "user"]
+            for m in messages:
+                if users and m["id"] >= users[-1]:
+                    self.store.delete_message(m["id"])
+        yield from self.send(text, **kwargs)
+
+    def _answer(
+        self,
+        turn: Turn,
+        max_tokens: int | None,
+        temperature: float | None,
+        policy: str = "never",
+        teacher: Teacher | None = None,
+        approve: Approve | None = None,
+    ) -> Iterator[Delta]:
         assert self.conversation_id is not None
         settings = self.config.generation
         history = self.history()
         turn.answer_message_id = self.store.add_message(
             self.conversation_id, "assistant", "", model=turn.model, complete=0
         )
+        sampling = {
+            "max_tokens": max_tokens or settings.max_tokens,
+            "temperature": settings.temperature if temperature is None else temperature,
+        }
+        started = time.perf_counter()
+        self._cancel.clear()
+        self._last_flush = time.monotonic()
         pieces: list[str] = []
-        last_flush = time.monotonic()
         try:
-            for delta in self.engine.stream(
-                history,
-                max_tokens=max_tokens or settings.max_tokens,
-                temperature=settings.temperature if temperature is None else temperature,
-                conversation=self.conversation_id,
-            ):
-                pieces.append(delta.text)
-                yield delta
-                if time.monotonic() - last_flush >= self.flush_interval:
-                    self.store.update_message(turn.answer_message_id, content="".join(pieces))
-                    last_flush = time.monotonic()
+            if teacher is None:
+                turn.route = {"policy": policy, "escalate": False, "reason": "answered on-device"}
+                yield from self._relay(turn, self._student(history, sampling), pieces)
+                return
+            student = self._student(history, sampling)
+            draft, route = self._route(history[-1]["content"], policy, student)
+            turn.route = route.to_dict()
+            if not route.escalate or self._cancel.is_set():
+                yield from self._relay(turn, _prepend(draft, student), pieces)
+                return
+            student.close()  # nothing is held (engine lock, user's time) while asking or waiting on HTTP
+            request = teacher.request(self._teacher_messages(history), **sampling)
+            if policy == "ask" and not (approve is not None and approve(request)):
+                turn.route["declined"] = True
+                turn.notes.append("escalation declined: nothing was sent; answered on-device")
+                yield from self._relay(turn, self._student(history, sampling), pieces)
+                return
+            yield from self._from_teacher(turn, teacher, request, history, sampling, pieces, started)
         finally:
             self._finish(turn, "".join(pieces))
 
+    def _student(self, history: list[dict[str, str]], sampling: dict[str, Any]) -> Iterator[Delta]:
+        return self.engine.stream(history, conversation=self.conversation_id, **sampling)
+
+    def _relay(self, turn: Turn, deltas: Iterator[Delta], pieces: list[str]) -> Iterator[Delta]:
+        """Yield ``deltas``, writing the growing answer to the store at most every ``flush_interval``."""
+        try:
+            for delta in deltas:
+                pieces.append(delta.text)
+                yield delta
+                if time.monotonic() - self._last_flush >= self.flush_interval:
+                    self.store.update_message(turn.answer_message_id, content="".join(pieces))
+                    self._last_flush = time.monotonic()
+                if self._cancel.is_set():
+                    break
+        finally:
+            close = getattr(deltas, "close", None)
+            if close is not None:
+                close()
+
+    def _route(self, question: str, policy: str, student: Iterator[Delta]) -> tuple[list[Delta], Any]:
+        """The router's decision; the student's draft (if one was needed) is returned for reuse."""
+        from assistant.router import Router
+
+        router = Router(self.config.escalation)
+        if not router.needs_draft(question):
+            return [], router.decide(question, policy)
+        draft = list(itertools.islice(student, max(1, self.config.escalation.draft_tokens)))
+        return draft, router.decide(question, policy, draft)
+
+    def _teacher_messages(self, history: list[dict[str, str]]) -> list[dict[str, str]]:
+        """What the teacher may see: the question and the last ``context_turns`` turns, no system prompt."""
+        chat = [m for m in history if m["role"] != "system"]
+        return chat[-(2 * max(0, self.config.escalation.context_turns) + 1) :]
+
+    def _from_teacher(
+        self,
+        turn: Turn,
+        teacher: Teacher,
+        request: EscalationRequest,
+        history: list[dict[str, str]],
+        sampling: dict[str, Any],
+        pieces: list[str],
+        started: float,
+    ) -> Iterator[Delta]:
+        """Stream the teacher's answer; if it fails, the student answers and a note says why."""
+        from assistant.teacher import TeacherError
+
+        stream = teacher.stream(request)
+        stats = Stats(finish_reason="cancelled")
+        try:
+            try:
+                first = next(stream, None)
+            except TeacherError as exc:
+                yield from self._fallback(turn, f"teacher unavailable ({exc})", history, sampling, pieces)
+                return
+            if first is None:
+                yield from self._fallback(turn, "the teacher sent an empty answer", history, sampling, pieces)
+                return
+            stats.ttft_s = time.perf_counter() - started
+            turn.escalated, turn.model, turn.stats = True, teacher.model, stats
+            self.store.update_message(turn.answer_message_id, model=teacher.model, escalated=1)
+            deltas = (Delta(piece, -1, 0.0, 0.0) for piece in itertools.chain([first], stream))
+            try:
+                yield from self._relay(turn, deltas, pieces)
+            except TeacherError as exc:
+                turn.escalated, turn.model = False, self.engine.name
+                turn.route["teacher_partial_chars"] = len("".join(pieces))
+                pieces.append(TEACHER_CUT_OFF)
+                yield Delta(TEACHER_CUT_OFF, -1, 0.0, 0.0)
+                yield from self._fallback(turn, f"the teacher's answer broke off ({exc})", history, sampling, pieces)
+                return
+            stats.finish_reason = "cancelled" if self._cancel.is_set() else teacher.finish_reason or "stop"
+        finally:
+            stream.close()
+            stats.total_s = time.perf_counter() - started
+            stats.completion_tokens = len(pieces)  # stream chunks: about one token each
+            decode_s = stats.total_s - stats.ttft_s
+            stats.tokens_per_s = (len(pieces) - 1) / decode_s if len(pieces) > 1 and decode_s > 0 else 0.0
+
+    def _fallback(
+        self, turn: Turn, why: str, history: list[dict[str, str]], sampling: dict[str, Any], pieces: list[str]
+    ) -> Iterator[Delta]:
+        turn.notes.append(f"{why}; answered on-device")
+        turn.route["fallback"] = why
+        yield from self._relay(turn, self._student(history, sampling), pieces)
+
     def _finish(self, turn: Turn, answer: str) -> None:
-        stats = turn.stats = self.engine.stats
+        stats = turn.stats = turn.stats if turn.escalated else self.engine.stats
         turn.answer = answer
-        turn.notes = list(stats.notes)
+        turn.notes = [*stats.notes, *turn.notes]
         self.store.update_message(
             turn.answer_message_id,
             content=answer,
+            model=turn.model,
+            escalated=int(turn.escalated),
             complete=1 if stats.finish_reason else 0,
             finish_reason=stats.finish_reason,
             prompt_tokens=stats.prompt_tokens,
@@ -124,3 +297,12 @@ class Session:
             tokens_per_s=round(stats.tokens_per_s, 2),
             route=json.dumps(turn.route) if turn.route else "",
         )
+
+
+def _prepend(draft: list[Delta], student: Iterator[Delta]) -> Iterator[Delta]:
+    """The student's draft, then the rest of the same stream (no restart)."""
+    try:
+        yield from draft
+        yield from student
+    finally:
+        student.close()  # type: ignore[attr-defined]

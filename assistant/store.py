@@ -44,6 +44,11 @@ class StoreError(AssistantError):
     """The history database cannot be opened or written."""
 
 
+def _transient(exc: sqlite3.OperationalError) -> bool:
+    """Another process holds the lock, or created the schema first: worth a retry."""
+    return any(word in str(exc) for word in ("locked", "busy", "already exists"))
+
+
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
@@ -68,31 +73,49 @@ class Store:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         self._lock = threading.RLock()
-        try:
-            if str(path) != ":memory:":
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
-            self.db = sqlite_utils.Database(conn)
-            self.db.execute("PRAGMA busy_timeout = 30000")
-            if str(path) != ":memory:":
-                self.db.enable_wal()
-            self._migrate()
-        except (sqlite3.Error, OSError) as exc:
-            raise StoreError(f"cannot open history database {path}: {exc}") from None
+        for attempt in range(10):  # another process may be creating the database right now
+            try:
+                self._open(path)
+                return
+            except sqlite3.OperationalError as exc:
+                if hasattr(self, "db"):
+                    self.db.conn.close()
+                if not _transient(exc) or attempt == 9:
+                    raise StoreError(f"cannot open history database {path}: {exc}") from None
+                time.sleep(0.05 * 2**min(attempt, 4))
+            except (sqlite3.Error, OSError) as exc:
+                raise StoreError(f"cannot open history database {path}: {exc}") from None
+
+    def _open(self, path: Path | str) -> None:
+        if str(path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
+        self.db = sqlite_utils.Database(conn)
+        self.db.execute("PRAGMA busy_timeout = 30000")
+        if str(path) != ":memory:":
+            self.db.enable_wal()
+        self._migrate()
 
     def _migrate(self) -> None:
+        """Create what is missing; each step is idempotent, so a killed or concurrent first run is harmless."""
         with self._lock:
-            if "conversations" not in self.db.table_names():
+            tables = set(self.db.table_names())
+            if "conversations" not in tables:
                 self.db["conversations"].create(
                     {"id": int, "title": str, "model": str, "system": str, "created": str, "updated": str},
                     pk="id",
+                    if_not_exists=True,
                 )
-            if "messages" not in self.db.table_names():
+            if "messages" not in tables:
                 self.db["messages"].create(
-                    MESSAGE_COLUMNS, pk="id", foreign_keys=[("conversation_id", "conversations", "id")]
+                    MESSAGE_COLUMNS,
+                    pk="id",
+                    foreign_keys=[("conversation_id", "conversations", "id")],
+                    if_not_exists=True,
                 )
-                self.db["messages"].create_index(["conversation_id"])
-                self.db["messages"].enable_fts(["content"], create_triggers=True, tokenize="porter")
+                self.db["messages"].create_index(["conversation_id"], if_not_exists=True)
+            if "messages_fts" not in tables or len(self.db["messages"].triggers) < 3:
+                self.db["messages"].enable_fts(["content"], create_triggers=True, tokenize="porter", replace=True)
 
     def _write(self, fn: Callable[[], T]) -> T:
         """Run a write, retrying while another process holds the lock; one clear error otherwise."""
@@ -102,7 +125,7 @@ class Store:
                 with self._lock, self.db.conn:
                     return fn()
             except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) and "busy" not in str(exc) or attempt == 7:
+                if not _transient(exc) or attempt == 7:
                     raise StoreError(f"cannot write history database {self.path}: {exc}") from None
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)

@@ -1,0 +1,137 @@
+"""`assistant models …`: list, check, import, pull, use and rm models."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from assistant import AssistantError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `models` subcommand group to the `assistant` parser."""
+    models = subparsers.add_parser("models", help="list, check, import, pull, use and remove models")
+    sub = models.add_subparsers(dest="models_command", required=True)
+    listing = sub.add_parser("list", help="packaged and registered models, with fit against free memory")
+    listing.add_argument("--json", action="store_true", help="print a JSON array")
+    check = sub.add_parser("check", help="validate a GGUF file before loading it")
+    check.add_argument("path")
+    check.add_argument("--json", action="store_true", help="print a JSON object")
+    imp = sub.add_parser("import", help="validate a GGUF file and copy (or link) it into the models folder")
+    imp.add_argument("path")
+    imp.add_argument("--name", help="the model's name (default: from the file name)")
+    imp.add_argument("--link", action="store_true", help="symlink instead of copying")
+    pull = sub.add_parser("pull", help="download REPO FILE from the Hugging Face Hub, or a catalog model by name")
+    pull.add_argument("target", help="hub repo (owner/name) or a name from models/catalog.toml")
+    pull.add_argument("file", nargs="?", help="the .gguf file in the repo")
+    pull.add_argument("--name", help="the model's name (default: from the file name)")
+    pull.add_argument("--revision", help="branch, tag or commit (default: main)")
+    sub.add_parser("catalog", help="recommended students and teachers from models/catalog.toml")
+    use = sub.add_parser("use", help="make a model the default")
+    use.add_argument("name")
+    rm = sub.add_parser("rm", help="remove a model: its entry and its file in the models folder")
+    rm.add_argument("name")
+    models.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from assistant.cli import _open_store
+    from assistant.registry import Registry
+
+    command = args.models_command
+    if command == "check":
+        return _check(args.path, args.json)
+    if command == "catalog":
+        return _catalog()
+    registry = Registry(_open_store())
+    if command == "list":
+        return _list(registry, args.json)
+    if command == "import":
+        entry = registry.import_file(args.path, name=args.name, link=args.link)
+        print(f"imported {entry['name']} -> {entry['path']} (sha256 {entry['sha256'][:16]}…)")
+    elif command == "pull":
+        from assistant.pull import pull, pull_catalog
+
+        if args.file:
+            entry = pull(registry, args.target, args.file, name=args.name, revision=args.revision)
+        else:
+            entry = pull_catalog(registry, args.target)
+        print(f"pulled {entry['name']} -> {entry['path']} (sha256 {entry['sha256'][:16]}…)")
+    elif command == "use":
+        where = registry.use(args.name)
+        print(f"default model: {args.name} (saved in {where})")
+    elif command == "rm":
+        print(registry.delete(args.name))
+    return 0
+
+
+def human_size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit in ("B", "KiB", "MiB") else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return ""
+
+
+def human_count(n: int) -> str:
+    return f"{n / 1e9:.1f}B" if n >= 1e9 else f"{n / 1e6:.0f}M" if n else "-"
+
+
+def _list(registry: Any, as_json: bool) -> int:
+    from assistant.config import load
+
+    config = load()
+    rows = registry.rows(n_ctx=config.model.n_ctx, default=config.model.default)
+    if as_json:
+        print(json.dumps([r.as_dict() for r in rows], indent=2))
+        return 0
+    header = ("", "NAME", "ARCH", "PARAMS", "QUANT", "CTX", "SIZE", "ORIGIN", "FIT")
+    table = [header]
+    for r in rows:
+        fit = f"{r.fit} ({human_size(r.memory)})" if r.fit else f"broken: {r.problem}"
+        table.append(("*" if r.default else "", r.name, r.architecture or "-", human_count(r.parameters),
+                      r.quantization or "-", str(r.context_length or "-"), human_size(r.size) if r.size else "-",
+                      r.origin, fit))
+    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
+    return 0
+
+
+def _check(path: str, as_json: bool) -> int:
+    from assistant.config import load
+    from assistant.gguf_info import available_memory, estimate_memory, fit_label, read_info
+
+    info = read_info(path)  # a broken file raises ModelFileError: one line, exit 1
+    n_ctx = min(load().model.n_ctx, info.context_length or 4096)
+    need, free = estimate_memory(info, n_ctx), available_memory()
+    fit = fit_label(need, free)
+    if as_json:
+        print(json.dumps({**info.as_dict(), "memory": need, "available": free, "fit": fit, "n_ctx": n_ctx}))
+    else:
+        print(f"{path}: OK — {info.architecture}, {human_count(info.parameters)} parameters, {info.quantization}, "
+              f"context {info.context_length}, vocabulary {info.vocab_size}, {human_size(info.size)}")
+        print(f"memory: needs about {human_size(need)} at n_ctx={n_ctx}, {human_size(free)} free: {fit}")
+        for warning in info.warnings:
+            print(f"warning: {warning}")
+    if fit == "won't fit":
+        raise AssistantError(f"{path}: needs about {human_size(need)} but only {human_size(free)} is free: won't fit")
+    return 0
+
+
+def _catalog() -> int:
+    from assistant.registry import load_catalog
+
+    for e in load_catalog():
+        where = f"package {e.package}" if e.package else f"{e.repo} {e.file}"
+        size = f"{e.size_mb} MB" if e.size_mb else "?"
+        print(f"{e.name:<28} {e.role:<8} {size:>8}  {where}\n{'':<28} {e.licence}: {e.good_at}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    from assistant.cli import main
+
+    sys.exit(main(["models", *sys.argv[1:]]))

@@ -1,0 +1,1 @@
+"""The chat UI (Textual): ``assistant`` and ``assistant chat`` open it."""

@@ -1,0 +1,1 @@
+"""Screens of the chat UI (modal dialogs, model picker, settings, help)."""

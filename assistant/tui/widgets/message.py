@@ -1,0 +1,145 @@
+"""One message in the chat (rendered Markdown, streamed in place) and the scrolling chat view."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from textual import events
+from textual.containers import Vertical, VerticalScroll
+from textual.content import Content
+from textual.widgets import LoadingIndicator, Markdown, Static
+from textual.widgets.markdown import MarkdownFence, MarkdownStream
+
+from assistant.tui.sanitize import clean
+
+FENCE = re.compile(r"^(?P<fence>`{3,}|~{3,})[^\n]*\n(?P<code>.*?)(?:^(?P=fence)[ \t]*$|\Z)", re.S | re.M)
+
+FINISH_LABELS = {"cancelled": "stopped", "length": "cut at the token limit"}
+
+
+def code_blocks(markdown: str) -> list[str]:
+    """The fenced code blocks of a Markdown text, in order (an unclosed last fence counts)."""
+    return [m.group("code").rstrip("\n") for m in FENCE.finditer(markdown)]
+
+
+class MessageView(Vertical):
+    """A user or assistant message: a one-line header and a Markdown body."""
+
+    def __init__(self, role: str, content: str = "", *, message_id: int | None = None, meta: str = "") -> None:
+        super().__init__(classes=f"message -{role}")
+        self.role = role
+        self.message_id = message_id
+        self.source = clean(content)
+        self.meta = meta
+        self._stream: MarkdownStream | None = None
+
+    def compose(self):  # noqa: ANN201
+        yield Static(self._header(), classes="message-header")
+        yield Markdown(self.source, open_links=False)
+
+    def _header(self) -> Content:
+        who = "You" if self.role == "user" else "Assistant"
+        return Content.assemble((who, "bold"), (f"  {self.meta}" if self.meta else "", "dim"))
+
+    def set_meta(self, meta: str) -> None:
+        self.meta = meta
+        self.query_one(".message-header", Static).update(self._header())
+
+    # -- streaming
+    def start_stream(self) -> None:
+        self.mount(LoadingIndicator(classes="thinking"))
+        self._stream = Markdown.get_stream(self.query_one(Markdown))
+
+    async def write(self, text: str) -> None:
+        if self._stream is None:
+            return
+        if not self.source:
+            for indicator in self.query(".thinking"):
+                await indicator.remove()
+        self.source += text
+        await self._stream.write(text)
+
+    async def finish(self, final_text: str | None = None) -> None:
+        """Flush the stream; if the stored answer differs from what was shown, show the stored one."""
+        await self.query(".thinking").remove()
+        if self._stream is not None:
+            await self._stream.stop()
+            self._stream = None
+        if final_text is not None and clean(final_text) != self.source:
+            self.source = clean(final_text)
+            await self.query_one(Markdown).update(self.source)
+
+    @property
+    def streaming(self) -> bool:
+        return self._stream is not None
+
+    def on_click(self, event: events.Click) -> None:
+        """Clicking a code block copies it."""
+        widget: Any = event.widget
+        while widget is not None and widget is not self:
+            if isinstance(widget, MarkdownFence):
+                self.app.copy_to_clipboard(widget.code)
+                self.app.notify(f"Copied code block ({len(widget.code)} chars)")
+                return
+            widget = widget.parent
+
+
+class ChatView(VerticalScroll):
+    """The messages of the current conversation, newest at the bottom, kept scrolled to the end."""
+
+    def on_mount(self) -> None:
+        self.anchor()
+
+    async def show(self, messages: list[dict[str, Any]], welcome: str = "") -> None:
+        await self.remove_children()
+        if not messages:
+            await self.mount(Static(welcome, id="welcome"))
+            return
+        await self.mount_all(
+            MessageView(m["role"], m["content"], message_id=m["id"], meta=message_meta(m)) for m in messages
+        )
+        self.anchor()
+
+    async def add(self, view: MessageView) -> MessageView:
+        await self.query("#welcome").remove()
+        await self.mount(view)
+        self.anchor()
+        return view
+
+    def views(self) -> list[MessageView]:
+        return list(self.query(MessageView))
+
+    def last(self, role: str) -> MessageView | None:
+        found = [v for v in self.views() if v.role == role]
+        return found[-1] if found else None
+
+    async def remove_from(self, view: MessageView) -> None:
+        """Remove ``view`` and every message after it."""
+        views = self.views()
+        await self.remove_children(views[views.index(view) :])
+
+    def jump_to(self, message_id: int) -> bool:
+        """Scroll to a message and mark it as found."""
+        found = False
+        for view in self.views():
+            view.set_class(view.message_id == message_id, "-found")
+            if view.message_id == message_id:
+                found = True
+                self.release_anchor()
+                self.call_after_refresh(self.scroll_to_widget, view, animate=False, top=True)
+        return found
+
+
+def message_meta(message: dict[str, Any]) -> str:
+    """The header line of a stored message: model, escalation and how it ended (no timings)."""
+    if message["role"] != "assistant":
+        return ""
+    parts = [message.get("model") or ""]
+    if message.get("escalated"):
+        parts.append("escalated")
+    if label := FINISH_LABELS.get(message.get("finish_reason") or ""):
+        parts.append(label)
+    elif not message.get("complete", 1):
+        parts.append("incomplete")
+    return " · ".join(p for p in parts if p)

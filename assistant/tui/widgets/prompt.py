@@ -1,0 +1,40 @@
+"""The multi-line message box: Enter sends, Ctrl+J (or Shift+Enter where the terminal sends it) adds a line."""
+
+from __future__ import annotations
+
+from textual.binding import Binding
+from textual.message import Message
+from textual.widgets import TextArea
+
+
+class PromptInput(TextArea):
+    """A TextArea that sends on Enter; Up in an empty box edits the last message."""
+
+    BINDINGS = [
+        Binding("enter", "submit", "Send", id="send", priority=True),
+        Binding("ctrl+j,shift+enter", "newline", "New line", id="newline", show=False, priority=True),
+    ]
+
+    class Submitted(Message):
+        def __init__(self, text: str) -> None:
+            super().__init__()
+            self.text = text
+
+    class EditLast(Message):
+        """Up was pressed in an empty box."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(soft_wrap=True, show_line_numbers=False, tab_behavior="focus", **kwargs)  # type: ignore[arg-type]
+
+    def action_submit(self) -> None:
+        if self.text.strip():
+            self.post_message(self.Submitted(self.text))
+
+    def action_newline(self) -> None:
+        self.insert("\n")
+
+    def action_cursor_up(self, select: bool = False) -> None:
+        if not self.text and not select:
+            self.post_message(self.EditLast())
+            return
+        super().action_cursor_up(select)

@@ -1,0 +1,173 @@
+"""A distillation recipe: one TOML file describing teacher, student, data, loss, training, export, eval.
+
+Every key has a default (see ``recipes/default.toml`` for the commented reference); an unknown
+key, a wrong type or an out-of-range value is one clear error naming the file and the key.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from distill_tools import RECIPES_DIR, DistillError
+
+QUANTS = ("F32", "F16", "Q8_0", "Q4_K_M")
+
+
+@dataclass
+class TeacherSection:
+    model: str = "smollm2-135m"  # registry/packaged name, GGUF file, HF folder, or hub id (online only)
+    allow_download: bool = False  # hub ids only when this is true
+
+
+@dataclass
+class StudentSection:
+    model: str = ""  # an HF folder/GGUF/hub id sharing the teacher's tokenizer; empty = derive from the teacher
+    layers: str = "every:2"  # every:K | first-last:N | auto:N | comma-separated indices
+
+
+@dataclass
+class DataSection:
+    prompts: list[str] = field(default_factory=lambda: ["bundled:prompts"])  # JSONL/text files
+    limit: int = 0  # use at most this many prompts (0 = all)
+    heldout: int = 16  # prompts kept out of training, for perplexity/KL in the report
+    max_new_tokens: int = 64  # teacher answer length
+    max_length: int = 128  # prompt + answer tokens per training sequence
+    top_k: int = 32  # teacher logits cached per position
+    template: str = "{prompt}"  # how the teacher sees a prompt; e.g. "{prompt}\nThink step by step."
+    batch_size: int = 16  # teacher generation batch
+
+
+@dataclass
+class LossSection:
+    kind: str = "forward_kl"  # forward_kl | reverse_kl | jsd
+    temperature: float = 1.0
+    alpha: float = 0.2  # weight of the cross-entropy on the teacher's answers
+    beta: float = 0.5  # generalized JSD interpolation
+
+
+@dataclass
+class TrainSection:
+    epochs: int = 1
+    max_steps: int = 0  # 0 = epochs × batches
+    batch_size: int = 8
+    grad_accum: int = 1
+    lr: float = 3e-4
+    warmup_steps: int = 10
+    weight_decay: float = 0.0
+    clip: float = 1.0
+    checkpoint_every: int = 50
+    gradient_checkpointing: bool = False
+    freeze_embeddings: bool = True  # embeddings (tied to the LM head) stay the teacher's
+    threads: int = 0  # 0 = torch's default
+
+
+@dataclass
+class ExportSection:
+    quant: str = "Q8_0"  # F32 | F16 | Q8_0 | Q4_K_M
+    max_kl: float = 0.1  # verification: mean KL(torch ‖ GGUF) above this fails the export
+    min_top1: float = 0.8  # verification: top-1 agreement below this fails the export
+
+
+@dataclass
+class EvalSection:
+    tasks: str = "bundled:tasks"
+    max_new_tokens: int = 48
+    baseline: bool = True  # also evaluate the pruned student before distillation
+
+
+@dataclass
+class Recipe:
+    name: str = "smollm2-distilled"  # the registry name of the result
+    seed: int = 0
+    output_dir: str = ""  # work folder (cache, checkpoints, report); empty = <data dir>/distill/<name>
+    register: bool = True
+    teacher: TeacherSection = field(default_factory=TeacherSection)
+    student: StudentSection = field(default_factory=StudentSection)
+    data: DataSection = field(default_factory=DataSection)
+    loss: LossSection = field(default_factory=LossSection)
+    train: TrainSection = field(default_factory=TrainSection)
+    export: ExportSection = field(default_factory=ExportSection)
+    eval: EvalSection = field(default_factory=EvalSection)
+    path: Path | None = None
+
+    def work_dir(self) -> Path:
+        from assistant.config import data_dir
+
+        if self.output_dir:
+            base = self.path.parent if self.path else Path.cwd()
+            return (base / self.output_dir).resolve()
+        return data_dir() / "distill" / self.name
+
+
+SECTIONS = {f.name for f in fields(Recipe) if f.default_factory is not MISSING}
+TYPES = {"str": str, "int": int, "float": float, "bool": bool, "list[str]": list}
+
+
+def _set(target: Any, key: str, value: Any, where: str) -> None:
+    kinds = {f.name: TYPES[str(f.type)] for f in fields(target) if str(f.type) in TYPES}
+    if key not in kinds:
+        raise DistillError(f"{where}: unknown key (known: {', '.join(kinds)})")
+    expected = kinds[key]
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    ok = isinstance(value, expected) and not (expected in (int, float) and isinstance(value, bool))
+    if expected is list:
+        ok = ok and all(isinstance(v, str) for v in value)
+    if not ok:
+        raise DistillError(f"{where}: expected {expected.__name__}, got {type(value).__name__} {value!r}")
+    setattr(target, key, value)
+
+
+def _check(recipe: Recipe, source: str) -> None:
+    from assistant.registry import validate_name
+
+    problems = [
+        (recipe.loss.kind not in ("forward_kl", "reverse_kl", "jsd"), "loss.kind must be forward_kl, reverse_kl or jsd"),
+        (recipe.loss.temperature <= 0, "loss.temperature must be positive"),
+        (not 0 <= recipe.loss.alpha <= 1, "loss.alpha must be between 0 and 1"),
+        (not 0 <= recipe.loss.beta <= 1, "loss.beta must be between 0 and 1"),
+        (recipe.export.quant not in QUANTS, f"export.quant must be one of {', '.join(QUANTS)}"),
+        (recipe.data.top_k < 1, "data.top_k must be at least 1"),
+        (recipe.data.max_new_tokens < 1, "data.max_new_tokens must be positive"),
+        (recipe.data.max_length < 8, "data.max_length must be at least 8"),
+        (recipe.train.batch_size < 1 or recipe.train.grad_accum < 1, "train.batch_size and grad_accum must be positive"),
+        (recipe.train.lr <= 0, "train.lr must be positive"),
+        (recipe.train.epochs < 1, "train.epochs must be at least 1"),
+        ("{prompt}" not in recipe.data.template, "data.template must contain {prompt}"),
+    ]
+    for bad, message in problems:
+        if bad:
+            raise DistillError(f"{source}: {message}")
+    try:
+        validate_name(recipe.name)
+    except Exception as exc:  # RegistryError: reword with the file name
+        raise DistillError(f"{source}: name: {exc}") from None
+
+
+def load(path: Path | str) -> Recipe:
+    """Read and validate a recipe; ``tiny`` and ``default`` name the bundled ones."""
+    path = Path(path)
+    if not path.exists() and (RECIPES_DIR / f"{path.name}.toml").exists():
+        path = RECIPES_DIR / f"{path.name}.toml"
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DistillError(f"{path}: no such recipe file (bundled: tiny, default)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DistillError(f"{path}: cannot read the recipe: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise DistillError(f"{path}: invalid TOML: {exc}") from None
+    recipe = Recipe(path=path.resolve())
+    for key, value in data.items():
+        if key in SECTIONS:
+            if not isinstance(value, dict):
+                raise DistillError(f"{path}: [{key}] must be a table")
+            for sub, item in value.items():
+                _set(getattr(recipe, key), sub, item, f"{path}: {key}.{sub}")
+        else:
+            _set(recipe, key, value, f"{path}: {key}")
+    _check(recipe, str(path))
+    return recipe

@@ -1,0 +1,158 @@
+"""Teacher endpoints on 127.0.0.1 for the escalation tests.
+
+``FakeTeacher``: a tiny http.server that speaks the chat-completions protocol and can
+misbehave on demand (HTTP 500, slow, garbage, cut-off stream), recording every request's
+bytes. ``LlamaTeacher``: llama-cpp-python's own OpenAI-compatible server running a real GGUF.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+
+ANSWER = ["Seretse", " Khama", " was", " first", "."]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _chunk(content: str | None = None, finish: str | None = None) -> bytes:
+    delta = {"content": content} if content is not None else {}
+    body = {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+    return f"data: {json.dumps(body)}\n\n".encode()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: "_Server"
+
+    def log_message(self, *args: object) -> None:  # keep test output clean
+        pass
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.server.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
+        try:
+            getattr(self, "_" + self.server.mode)()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (a timeout test): expected
+
+    def _start(self, status: int = 200, kind: str = "text/event-stream") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.end_headers()
+
+    def _ok(self) -> None:
+        self._start()
+        for piece in ANSWER:
+            self.wfile.write(_chunk(piece))
+            self.wfile.flush()
+        self.wfile.write(_chunk(finish="stop") + b"data: [DONE]\n\n")
+
+    def _json(self) -> None:
+        self._start(kind="application/json")
+        choice = {"index": 0, "message": {"role": "assistant", "content": "".join(ANSWER)}, "finish_reason": "stop"}
+        self.wfile.write(json.dumps({"choices": [choice]}).encode())
+
+    def _error500(self) -> None:
+        self._start(500, "text/plain")
+        self.wfile.write(b"internal error: teacher overloaded")
+
+    def _echo401(self) -> None:  # a careless server that echoes the credentials it got
+        self._start(401, "text/plain")
+        self.wfile.write(f"bad credentials: {self.headers.get('Authorization')}".encode())
+
+    def _slow(self) -> None:
+        time.sleep(self.server.delay)
+        self._ok()
+
+    def _garbage(self) -> None:
+        self._start()
+        self.wfile.write(b"data: {this is not json\n\ndata: <html>oops</html>\n\n")
+
+    def _truncated(self) -> None:  # some content, then the connection drops: no finish, no [DONE]
+        self._start()
+        for piece in ANSWER[:2]:
+            self.wfile.write(_chunk(piece))
+        self.wfile.flush()
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    mode = "ok"
+    delay = 2.0
+    requests: list[dict]
+
+
+class FakeTeacher:
+    """A chat-completions endpoint on a free loopback port, running in a thread."""
+
+    def __init__(self) -> None:
+        self.server = _Server(("127.0.0.1", 0), _Handler)
+        self.server.requests = []
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def requests(self) -> list[dict]:
+        return self.server.requests
+
+    def set(self, mode: str, delay: float = 2.0) -> None:
+        self.server.mode, self.server.delay = mode, delay
+        self.server.requests.clear()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class LlamaTeacher:
+    """``python -m llama_cpp.server`` serving a real GGUF on a free loopback port."""
+
+    def __init__(self, model: Path, alias: str = "gemma-3-270m", timeout_s: float = 90.0) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+        self.model = alias
+        command = [
+            sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", alias,
+            "--host", "127.0.0.1", "--port", str(self.port), "--chat_format", "gemma",
+            "--n_ctx", "1024", "--n_threads", "1",
+        ]  # fmt: skip
+        self.log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"llama-teacher-{self.port}.log", "wb")  # noqa: SIM115
+        self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT)
+        self._wait(timeout_s)
+
+    def _wait(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"llama_cpp.server exited with {self.process.returncode}; see {self.log.name}")
+            try:
+                if httpx.get(f"{self.url}/models", timeout=1.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        self.close()
+        raise RuntimeError(f"llama_cpp.server did not start within {timeout_s:g} s; see {self.log.name}")
+
+    def close(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.log.close()

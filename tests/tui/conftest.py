@@ -1,0 +1,40 @@
+"""Fixtures for the chat UI tests: a real store, the shared real SmolLM2 engine, greedy settings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from assistant.config import Config, database_path, load
+from assistant.store import Store
+
+
+@pytest.fixture
+def tui_config(monkeypatch: pytest.MonkeyPatch) -> Config:
+    monkeypatch.setenv("ASSISTANT_TEMPERATURE", "0")
+    monkeypatch.setenv("ASSISTANT_MAX_TOKENS", "24")
+    return load()
+
+
+@pytest.fixture
+def store(assistant_home: Path):
+    s = Store(database_path())
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def make_app(tui_config: Config, store: Store, engine) -> Callable[..., object]:  # noqa: ANN001
+    from assistant.tui.app import ChatApp
+
+    def factory(**kwargs: object) -> ChatApp:
+        return ChatApp(tui_config, store, engine=engine, **kwargs)  # type: ignore[arg-type]
+
+    return factory
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"

@@ -1,0 +1,71 @@
+"""Snapshots of the main screens at 80×24 (and one wide), from a store with fixed content.
+
+Nothing timing-dependent is on screen: the stats shown come from the seeded messages, the
+prompt's cursor does not blink, and no answer is generated. Update with
+``pytest tests/tui/test_snapshots.py --snapshot-update`` after a deliberate UI change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import pytest
+from textual.pilot import Pilot
+from tui_helpers import seed
+
+
+@pytest.fixture
+def seeded(store):  # noqa: ANN001, ANN201
+    return seed(store)
+
+
+def opened(conversation: int | None, *keys: str, theme: str = "") -> Callable[[Pilot], Awaitable[None]]:
+    async def run_before(pilot: Pilot) -> None:
+        app = pilot.app
+        app.prompt.cursor_blink = False
+        if theme:
+            app.theme = theme
+        await app.open_conversation(conversation)
+        app.prompt.focus()
+        await pilot.pause()
+        if keys:
+            await pilot.press(*keys)
+        await pilot.pause()
+
+    return run_before
+
+
+def test_chat_with_code(snap_compare, make_app, seeded) -> None:  # noqa: ANN001
+    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=opened(seeded[0]))
+
+
+def test_chat_light_theme(snap_compare, make_app, seeded) -> None:  # noqa: ANN001
+    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=opened(seeded[0], theme="textual-light"))
+
+
+def test_new_chat(snap_compare, make_app, seeded) -> None:  # noqa: ANN001
+    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=opened(None))
+
+
+def test_wide_terminal(snap_compare, make_app, seeded) -> None:  # noqa: ANN001
+    assert snap_compare(make_app(), terminal_size=(140, 36), run_before=opened(seeded[0]))
+
+
+def test_search_results(snap_compare, make_app, seeded) -> None:  # noqa: ANN001
+    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=opened(seeded[1], "ctrl+f", *"list"))
+
+
+def test_help_screen(snap_compare, make_app, seeded) -> None:  # noqa: ANN001
+    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=opened(seeded[1], "f1"))
+
+
+def test_model_picker(snap_compare, make_app, seeded) -> None:  # noqa: ANN001
+    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=opened(seeded[1], "ctrl+o"))
+
+
+def test_settings_screen(snap_compare, make_app, seeded) -> None:  # noqa: ANN001
+    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=opened(seeded[1], "ctrl+s"))
+
+
+def test_delete_confirmation(snap_compare, make_app, seeded) -> None:  # noqa: ANN001
+    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=opened(seeded[1], "f8"))

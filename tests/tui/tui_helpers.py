@@ -1,0 +1,39 @@
+"""Helpers for the chat UI tests."""
+
+from __future__ import annotations
+
+import time
+
+from assistant.store import Store
+
+
+def seed(store: Store) -> tuple[int, int]:
+    """Two stored conversations with fixed content (no timings that vary): returns their ids."""
+    first = store.new_conversation(title="Reverse a list in Python", model="SmolLM2-135M-Instruct.Q4_1")
+    store.add_message(first, "user", "How do I reverse a list in Python?")
+    store.add_message(
+        first,
+        "assistant",
+        "Use slicing or `reversed`:\n\n```python\nitems = [1, 2, 3]\nprint(items[::-1])\n```\n\nBoth keep the original list.",
+        model="SmolLM2-135M-Instruct.Q4_1", finish_reason="stop", prompt_tokens=40, completion_tokens=30,
+        ttft_s=0.05, tokens_per_s=50.0,
+    )
+    second = store.new_conversation(title="Monads", model="SmolLM2-135M-Instruct.Q4_1")
+    store.add_message(second, "user", "What is a monad?")
+    store.add_message(
+        second, "assistant", "A monad wraps a value and lets you **chain** computations on it.",
+        model="SmolLM2-135M-Instruct.Q4_1", finish_reason="stop", prompt_tokens=30, completion_tokens=14,
+        ttft_s=0.04, tokens_per_s=48.5,
+    )
+    return first, second
+
+
+async def wait_idle(pilot, app, timeout: float = 90.0, turns: int | None = None) -> None:  # noqa: ANN001
+    """Wait until the app has finished the answer number ``turns`` (default: the one under way)."""
+    deadline = time.monotonic() + timeout
+    target = turns if turns is not None else app.turns_done + (1 if app.generating else 0)
+    await pilot.pause()
+    while app.generating or app.turns_done < target:
+        assert time.monotonic() < deadline, "the answer did not finish in time"
+        await pilot.pause(0.05)
+    await pilot.pause()
