@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from assistant import AssistantError, __version__
+from assistant.text_safety import StreamSanitizer, sanitize
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -52,10 +53,11 @@ def cmd_ask(args: argparse.Namespace) -> int:
     stream = session.send(
         prompt, max_tokens=args.max_tokens, temperature=args.temperature, escalate=args.escalate, approve=_approve
     )
+    screen = StreamSanitizer()  # model output may hold terminal escape sequences: never pass them through
     try:
         for delta in stream:
             if not args.json:
-                sys.stdout.write(delta.text)
+                sys.stdout.write(screen.feed(delta.text))
                 sys.stdout.flush()
     except KeyboardInterrupt:
         stream.close()  # finalises the stored answer as cancelled, keeping the partial text
@@ -107,12 +109,12 @@ def cmd_history(args: argparse.Namespace) -> int:
     store = _open_store()
     if args.history_command == "list":
         for c in store.conversations(limit=args.limit):
-            print(f"{c['id']:>5}  {c['updated'][:19]}  {c['model'] or '-':<16}  {c['title'] or '(untitled)'}")
+            print(sanitize(f"{c['id']:>5}  {c['updated'][:19]}  {c['model'] or '-':<16}  {c['title'] or '(untitled)'}"))
     elif args.history_command == "search":
         for m in store.search(" ".join(args.query), limit=args.limit):
-            print(f"{m['conversation_id']:>5}  #{m['id']:<6} {m['role']:<9} {m['snippet']}")
+            print(sanitize(f"{m['conversation_id']:>5}  #{m['id']:<6} {m['role']:<9} {m['snippet']}"))
     elif args.history_command == "show":
-        print(export_conversation(store, args.id, "md"))
+        print(sanitize(export_conversation(store, args.id, "md")))
     elif args.history_command == "export":
         text = export_conversation(store, args.id, args.format)
         if args.output:
@@ -120,7 +122,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 
             atomic_write_text(Path(args.output), text)
         else:
-            print(text)
+            print(sanitize(text) if sys.stdout.isatty() else text)
     return 0
 
 
@@ -192,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return handler(args)
     except AssistantError as exc:
-        print(f"assistant: error: {exc}", file=sys.stderr)
+        print(f"assistant: error: {' '.join(sanitize(str(exc)).split())}", file=sys.stderr)  # always one line
         return 1
     except KeyboardInterrupt:
         print("assistant: interrupted", file=sys.stderr)

@@ -15,6 +15,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
+from contextlib import contextmanager
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,6 +88,43 @@ def physical_cores() -> int:
         return os.cpu_count() or 1
 
 
+_LOAD_LOCK = threading.Lock()
+
+
+def _unused_chat_handler(*args: object, **kwargs: object) -> None:
+    raise EngineError("llama-cpp-python's chat handlers are disabled; the engine renders its own template")
+
+
+class _UnusedFormatter:
+    """Stands in for llama-cpp-python's Jinja2ChatFormatter while a model loads: compiles nothing."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        pass
+
+    def to_chat_handler(self) -> object:
+        return _unused_chat_handler
+
+
+@contextmanager
+def _llama_chat_handlers_disabled() -> Iterator[None]:
+    """Load a model without llama-cpp-python compiling the file's chat templates.
+
+    ``Llama()`` compiles every ``tokenizer.chat_template*`` string in the file with plain Jinja,
+    whose constant folding runs arithmetic at compile time: a template holding ``9 ** 9 ** 9 ** 9``
+    would hang the load in C code. The engine never uses those handlers (it renders the template
+    itself in a bounded sandbox), so they are not built at all.
+    """
+    from llama_cpp import llama_chat_format
+
+    with _LOAD_LOCK:
+        original = llama_chat_format.Jinja2ChatFormatter
+        llama_chat_format.Jinja2ChatFormatter = _UnusedFormatter  # type: ignore[misc,assignment]
+        try:
+            yield
+        finally:
+            llama_chat_format.Jinja2ChatFormatter = original  # type: ignore[misc]
+
+
 class Model:
     """One loaded GGUF model: llama.cpp context, template, tokenizer helpers."""
 
@@ -98,30 +136,32 @@ class Model:
                 f"{path}: needs about {need / 2**30:.1f} GiB, only {available_memory() / 2**30:.1f} GiB free; "
                 "pick a smaller model or a smaller context"
             )
+        source = self.info.chat_template or fallback_for(self.info.architecture)
+        self.template = ChatTemplate(
+            source, self.info.bos_token, self.info.eos_token, builtin=not self.info.chat_template
+        )
+        self.template.render([{"role": "user", "content": "hello"}])  # a hostile template is refused before loading
         import llama_cpp
 
         self.path = Path(path)
         self.threads = threads or physical_cores()
         try:
-            self.llm = llama_cpp.Llama(
-                model_path=str(path),
-                n_ctx=n_ctx,
-                n_threads=self.threads,
-                n_threads_batch=self.threads,
-                use_mmap=True,
-                logits_all=False,
-                verbose=False,
-            )
+            with _llama_chat_handlers_disabled():
+                self.llm = llama_cpp.Llama(
+                    model_path=str(path),
+                    n_ctx=n_ctx,
+                    n_threads=self.threads,
+                    n_threads_batch=self.threads,
+                    use_mmap=True,
+                    logits_all=False,
+                    verbose=False,
+                )
         except Exception as exc:  # llama.cpp reports load failures as ValueError/RuntimeError
             raise EngineError(f"{path}: llama.cpp could not load the model: {exc}") from None
         self.n_ctx = self.llm.n_ctx()
         self.n_vocab = self.llm.n_vocab()
         self._vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
         self._pieces: dict[int, bytes] = {}
-        source = self.info.chat_template or fallback_for(self.info.architecture)
-        self.template = ChatTemplate(
-            source, self.info.bos_token, self.info.eos_token, builtin=not self.info.chat_template
-        )
         self._add_bos = self.llm.metadata.get("tokenizer.ggml.add_bos_token", "true") == "true"
 
     @property
@@ -402,6 +442,7 @@ class Engine:
             finally:
                 self._lock.release()
             old.close()
+            _release_heap()
 
     def swap_in_background(self, path: Path | str) -> Future[None]:
         """Start ``swap`` in a thread; the future holds its outcome (None, or the error)."""
@@ -428,6 +469,14 @@ SWAP_PROBE = [
     {"role": "assistant", "content": "Hi!"},
     {"role": "user", "content": "How are you?"},
 ]
+
+
+def _release_heap() -> None:
+    """Hand freed C heap back to the OS (glibc keeps ~50-80 MiB of a closed model otherwise)."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
 
 
 def _load_for_swap(path: Path | str, n_ctx: int, threads: int) -> Model:

@@ -83,7 +83,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
     from assistant.config import load
     from assistant.registry import embedded_model_path
 
-    reps = 2 if quick else 3
+    reps = 1 if quick else 3  # peak RSS barely varies
     rows: list[dict[str, Any]] = []
     with bench_home():
         env = os.environ | {"PYTHONUNBUFFERED": "1"}

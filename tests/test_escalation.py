@@ -51,7 +51,7 @@ def make_session(engine, tmp_path: Path, url: str, model: str = "fake-teacher", 
 
 
 def run(session: Session, text: str, **kwargs: object) -> str:
-    return "".join(d.text for d in session.send(text, max_tokens=12, temperature=0.0, **kwargs))
+    return "".join(d.text for d in session.send(text, max_tokens=6, temperature=0.0, **kwargs))
 
 
 def stored(session: Session) -> list[dict]:

@@ -68,9 +68,9 @@ def make_broken_files(source: Path, folder: Path) -> dict[str, Path]:
         "absurd-metadata-count": patched(head, 16, "<Q", 2**50),
         "absurd-key-length": patched(head, 24, "<Q", 2**62),
         "absurd-tensor-shape": patched(head, info_at + 4, "<Q", 2**40),
-        "huge-tensor-size": patched(data, info_at + 4, "<Q", 576 * 1000),
+        "huge-tensor-size": patched(head, info_at + 4, "<Q", 576 * 1000),
         "tensor-offset-past-end": patched(head, info_at + 4 + 16 + 4, "<Q", 2**60),
-        "unaligned-tensor": patched(data, info_at + 4 + 16 + 4, "<Q", 7),
+        "unaligned-tensor": patched(head, info_at + 4 + 16 + 4, "<Q", 7),
         "unknown-tensor-type": patched(head, info_at + 4 + 16, "<I", 200),
     }
     assert set(variants) == set(BROKEN)

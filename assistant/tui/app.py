@@ -83,6 +83,7 @@ class ChatApp(App[int]):
 
     CSS_PATH = "app.tcss"
     TITLE = "assistant"
+    AUTO_FOCUS = "#prompt"
     BINDINGS = [
         Binding(key, action, description, id=binding_id, show=show, priority=binding_id == "quit")
         for binding_id, key, action, description, show in ACTIONS
@@ -156,6 +157,9 @@ class ChatApp(App[int]):
         self._announced = set(self._seen_files)
         self.set_interval(MODEL_POLL_S, self._poll_models)
         self.prompt.focus()
+        # Frames composed while Markdown widgets hold a batch update during start-up can be
+        # dropped by the terminal driver; one full repaint once start-up settles restores them.
+        self.set_timer(0.1, lambda: self.screen.refresh(repaint=True, layout=True))
 
     def _welcome(self) -> str:
         model = self.engine.name if self.engine else "the on-device model"

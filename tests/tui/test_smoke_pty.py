@@ -48,7 +48,7 @@ def quit_cleanly(child: pexpect.spawn) -> None:
 @pytest.mark.timeout(180)
 def test_assistant_command_answers_in_a_terminal_and_remembers(assistant_home: Path) -> None:
     child = launch(assistant_home)
-    read_until(child, lambda s: "Ask anything" in s and "on-device only" in s)
+    read_until(child, lambda s: "Ask anything" in s and "on-device only" in s and "ctx 0/" in s)  # model loaded
     child.send("What is 2+2?")
     read_until(child, lambda s: "What is 2+2?" in s)
     child.send("\r")

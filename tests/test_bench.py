@@ -1,0 +1,68 @@
+"""The benchmark runner completes and writes its results (figures are reported, never asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_quick_store_bench_writes_results(tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--only", "store", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    document = json.loads((out / "latest.json").read_text())
+    rows = document["rows"]
+    assert {r["benchmark"] for r in rows} == {"store"}
+    assert not [r for r in rows if r["metric"] == "error"], rows
+    by_metric = {r["metric"]: r for r in rows}
+    persistence = by_metric["persistence cost of a streamed answer (250 ms flush)"]
+    search = by_metric["FTS search over 100k messages (median)"]
+    for r in (persistence, search):
+        assert isinstance(r["value"], float) and r["value"] > 0
+        assert r["met"] in (True, False)  # the target was checked, whatever the outcome on this machine
+        assert r["min"] <= r["median"] <= r["max"]
+    assert search["baseline"] > 0 and search["ratio"] == pytest.approx(search["value"] / search["baseline"])
+    machine = document["machine"]
+    assert machine["cores_logical"] >= 1 and machine["ram_gib"] > 0 and machine["versions"]["llama-cpp-python"]
+    assert document["modules"]["bench_store"]["status"] == "ok"
+    markdown = (out / "latest.md").read_text()
+    assert "| store | FTS search over 100k messages (median) |" in markdown
+    assert len(list(out.glob("2*-quick.json"))) == 1  # the timestamped copy
+    assert "FTS search over 100k messages" in proc.stdout  # the printed table
+
+
+def test_failing_module_becomes_an_error_row() -> None:
+    from bench.run import run_module
+
+    rows, status = run_module("bench_does_not_exist", quick=True, timeout_s=60)
+    assert status["status"] == "failed (1)"
+    assert [(r["benchmark"], r["metric"], r["met"]) for r in rows] == [("does_not_exist", "error", False)]
+    assert "ModuleNotFoundError" in rows[0]["notes"]
+
+
+def test_targets_are_checked_against_ratio_or_value() -> None:
+    from bench.common import error_row, met, normalise, row
+
+    assert met(normalise(row("x", "ratio", 1.0, ratio=0.98, target=">= 0.97x"), "x")) is True
+    assert met(normalise(row("x", "ratio", 1.0, ratio=0.9, target=">= 0.97x"), "x")) is False
+    assert met(normalise(row("x", "latency", 60.0, "ms", target="< 50 ms"), "x")) is False
+    assert met(normalise(row("x", "count", 0, target="== 0"), "x")) is True
+    assert met(normalise(row("x", "info", 3.0), "x")) is None
+    failed = error_row("x", "RuntimeError: boom")
+    assert failed["metric"] == "error" and failed["met"] is False and failed["value"] is None
+
+
+def test_unknown_benchmark_is_one_clear_error() -> None:
+    proc = subprocess.run([sys.executable, "-m", "bench", "--only", "nosuchthing"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode != 0
+    assert "unknown benchmark(s) nosuchthing" in proc.stderr and "Traceback" not in proc.stderr
