@@ -27,12 +27,12 @@ CHATML = (
 
 GEMMA = (
     "{{ bos_token }}"
-    "{% set system = '' %}"
+    "{% set ns = namespace(system='') %}"
     "{% for message in messages %}"
-    "{% if message['role'] == 'system' %}{% set system = message['content'] + '\n\n' %}"
+    "{% if message['role'] == 'system' %}{% set ns.system = message['content'] + '\n\n' %}"
     "{% else %}"
     "{% set role = 'model' if message['role'] == 'assistant' else 'user' %}"
-    "{{ '<start_of_turn>' + role + '\n' + (system if loop.index0 <= 1 and role == 'user' else '') "
+    "{{ '<start_of_turn>' + role + '\n' + (ns.system if loop.index0 <= 1 and role == 'user' else '') "
     "+ message['content'] | trim + '<end_of_turn>\n' }}"
     "{% endif %}"
     "{% endfor %}"

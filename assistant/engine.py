@@ -420,23 +420,34 @@ class Engine:
             self._prefix = _Prefix()
 
     # -- hot-swap
-    def swap(self, path: Path | str, timeout: float | None = None) -> None:
+    def swap(
+        self,
+        path: Path | str,
+        timeout: float | None = None,
+        *,
+        history: Messages | None = None,
+        conversation: object = None,
+    ) -> None:
         """Load another model beside the current one, then switch to it between two turns.
 
         The load does not hold the engine lock, so the current model keeps answering meanwhile;
         the switch waits for the answer in progress (at most ``timeout`` seconds), never cuts it.
-        The next turn renders the whole history with the new model's own chat template. If the
-        new model cannot load (bad file, won't fit, template error) the current one keeps serving
-        and the error is raised; on success the old model's memory is released.
+        The next turn renders the whole history with the new model's own chat template; given
+        ``history`` (and its ``conversation`` key), the new model evaluates it during the load, so
+        that turn only evaluates the new message. If the new model cannot load (bad file, won't
+        fit, template error) the current one keeps serving and the error is raised; on success
+        the old model's memory is released.
         """
         with self._swap_lock:
             new = _load_for_swap(path, self.n_ctx_requested, self.threads)
+            warm = _prefill(new, history) if history and conversation is not None else _Prefix()
             if not self._lock.acquire(timeout=-1 if timeout is None else timeout):
                 new.close()
                 raise EngineError(f"the answer in progress did not finish within {timeout:g} s; model not swapped")
             try:
                 old, self.model = self.model, new
-                self._prefix, self._key = _Prefix(), None  # KV state and saved states belong to the old model
+                self._prefix = warm  # KV state and saved states belong to the old model
+                self._key = conversation if warm.tokens else None
                 self._states.clear()
                 self.stats = Stats(n_ctx=new.n_ctx)
             finally:
@@ -477,6 +488,23 @@ def _release_heap() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # not glibc: nothing to do
         pass
+
+
+def _prefill(model: Model, history: Messages) -> _Prefix:
+    """Evaluate the conversation so far with a freshly loaded model (its KV cache then holds it)."""
+    try:
+        text = model.template.render(history, add_generation_prompt=False)
+        tokens = model.tokenize(text, first=True)
+        if len(tokens) > model.n_ctx // 2:  # the next turn will fit (and maybe trim) it itself
+            return _Prefix()
+        model.llm.eval(tokens)
+    except AssistantError:
+        model.close()
+        raise
+    except Exception as exc:  # llama.cpp errors
+        model.close()
+        raise EngineError(f"the new model could not read the conversation: {exc}") from None
+    return _Prefix(text, tokens)
 
 
 def _load_for_swap(path: Path | str, n_ctx: int, threads: int) -> Model:

@@ -127,14 +127,17 @@ def _check_tensor_layout(path: Path, size: int, header: Header) -> None:
 
 def _check_vocab(path: Path, header: Header, arch: str, vocab_size: int) -> None:
     """The vocabulary, the declared vocab size and the embedding/output matrices agree."""
-    declared = header.metadata.get(f"{arch}.vocab_size")
-    if isinstance(declared, int) and declared != vocab_size:
-        raise ModelFileError(f"{path}: vocabulary has {vocab_size} tokens but {arch}.vocab_size says {declared}")
+    embedding_rows: set[int] = set()
     for tensor in header.tensors:
-        if tensor.name in ("token_embd.weight", "output.weight") and vocab_size not in tensor.shape:
-            raise ModelFileError(
-                f"{path}: vocabulary has {vocab_size} tokens but {tensor.name} has shape {tensor.shape}"
-            )
+        if tensor.name in ("token_embd.weight", "output.weight"):
+            if vocab_size not in tensor.shape:
+                raise ModelFileError(
+                    f"{path}: vocabulary has {vocab_size} tokens but {tensor.name} has shape {tensor.shape}"
+                )
+            embedding_rows.update(tensor.shape)
+    declared = header.metadata.get(f"{arch}.vocab_size")
+    if isinstance(declared, int) and declared != vocab_size and declared not in embedding_rows:
+        raise ModelFileError(f"{path}: vocabulary has {vocab_size} tokens but {arch}.vocab_size says {declared}")
 
 
 def _describe(path: Path, size: int, header: Header) -> ModelInfo:

@@ -90,7 +90,7 @@ def _list(registry: Any, as_json: bool) -> int:
     header = ("", "NAME", "ARCH", "PARAMS", "QUANT", "CTX", "SIZE", "ORIGIN", "FIT")
     table = [header]
     for r in rows:
-        fit = f"{r.fit} ({human_size(r.memory)})" if r.fit else f"broken: {r.problem}"
+        fit = f"{r.fit} ({human_size(r.memory)})" if r.fit else f"unusable: {r.problem}"
         table.append(("*" if r.default else "", r.name, r.architecture or "-", human_count(r.parameters),
                       r.quantization or "-", str(r.context_length or "-"), human_size(r.size) if r.size else "-",
                       r.origin, fit))

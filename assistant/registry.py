@@ -201,8 +201,8 @@ class Registry:
     def __init__(self, store: Any) -> None:
         self.store = store
         db = store.db
-        if "models" not in db.table_names():
-            db["models"].create(
+        if "models" not in db.table_names():  # through the store's retrying writer: other processes write too
+            store._write(lambda: db["models"].create(
                 {
                     "name": str,
                     "path": str,
@@ -217,7 +217,7 @@ class Registry:
                 },
                 pk="name",
                 if_not_exists=True,  # another process may create it at the same moment
-            )
+            ))
 
     def entries(self) -> list[dict[str, Any]]:
         with self.store._lock:
@@ -306,7 +306,7 @@ class Registry:
         name = validate_name(name) if name else name_for_file(source)
         if is_packaged(name) or self.get(name):
             raise RegistryError(f"a model named {name!r} already exists; pick another with --name")
-        if inside_models_dir(source) and not source.is_symlink():
+        if inside_models_dir(source) and not source.is_symlink() and not _packaged_copy(source):
             return self.add(name, source, origin, read_info(source), sha256_file(source))
         folder = models_dir()
         folder.mkdir(parents=True, exist_ok=True)
@@ -337,7 +337,7 @@ class Registry:
             raise RegistryError(f"no model named {name!r}; see `assistant models list`")
         path = Path(entry["path"])
         kept = ""
-        if inside_models_dir(path):
+        if inside_models_dir(path) and not _packaged_copy(path):
             path.unlink(missing_ok=True)  # a linked model: removes the link, never its target
         else:
             kept = f" (its file {path} lies outside the models folder and was kept)"
@@ -354,6 +354,11 @@ class Registry:
             raise RegistryError(f"unknown model {name!r} (known: {', '.join(self.names())})")
         read_info(self.resolve(name))
         return set_default(name)
+
+
+def _packaged_copy(path: Path) -> bool:
+    """A file the registry assembled for a packaged model (models/packaged/): never registered in place."""
+    return Path(os.path.abspath(path)).parent.resolve() == (models_dir() / "packaged").resolve()
 
 
 def _row(name: str, path: str, origin: str, sha256: str, created: str, n_ctx: int, available: int) -> ModelRow:

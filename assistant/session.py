@@ -26,6 +26,7 @@ from assistant.engine import Delta, Engine, Stats
 from assistant.store import Store
 
 if TYPE_CHECKING:  # the teacher module (and httpx) load only when escalation is on
+    from assistant.router import Route
     from assistant.teacher import EscalationRequest, Teacher
 
 Approve = Callable[["EscalationRequest"], bool]
@@ -213,7 +214,7 @@ class Session:
             if close is not None:
                 close()
 
-    def _route(self, question: str, policy: str, student: Iterator[Delta]) -> tuple[list[Delta], Any]:
+    def _route(self, question: str, policy: str, student: Iterator[Delta]) -> tuple[list[Delta], Route]:
         """The router's decision; the student's draft (if one was needed) is returned for reuse."""
         from assistant.router import Router
 

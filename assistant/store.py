@@ -89,7 +89,9 @@ class Store:
     def _open(self, path: Path | str) -> None:
         if str(path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
+        # IMMEDIATE: a write transaction takes the write lock when it begins, waiting (busy timeout) for
+        # other processes; a deferred one upgrading a stale read snapshot fails at once with "locked"
+        conn = sqlite3.connect(str(path), check_same_thread=False, timeout=30, isolation_level="IMMEDIATE")
         self.db = sqlite_utils.Database(conn)
         self.db.execute("PRAGMA busy_timeout = 30000")
         if str(path) != ":memory:":
@@ -123,6 +125,8 @@ class Store:
         for attempt in range(8):
             try:
                 with self._lock, self.db.conn:
+                    if not self.db.conn.in_transaction:  # DDL gets no implicit BEGIN: take the write lock now
+                        self.db.conn.execute("BEGIN IMMEDIATE")
                     return fn()
             except sqlite3.OperationalError as exc:
                 if not _transient(exc) or attempt == 7:

@@ -8,10 +8,15 @@
   forth; every turn must be answered and stored complete (target 0 lost);
 - memory: RSS with the 135M model, the peak while both are loaded, after the swap to 270M,
   and after swapping back (the old model's memory must be released: ratio to before ~1).
+
+Settings are the defaults (n_ctx 4096, threads = physical cores); ``ASSISTANT_THREADS=1``
+measures with one thread, which a busy 2-core machine needs (llama.cpp's threads spin at
+barriers, so two threads on two shared cores can be ~10x slower).
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -52,11 +57,17 @@ def _first_token(session: Any) -> float:
     return at
 
 
-def _swap_latency(engine: Any, store: Any, config: Any, target: Path) -> float:
+def _swap_latency(engine: Any, store: Any, config: Any, target: Path, warm: bool) -> tuple[float, float]:
+    """(swap request -> first token, swap done -> first token); ``warm`` hands the history to swap."""
     session = _session(store, engine, config)
     start = time.perf_counter()
-    engine.swap(target)
-    return _first_token(session) - start
+    if warm:
+        engine.swap(target, history=session.history(), conversation=session.conversation_id)
+    else:
+        engine.swap(target)
+    swapped = time.perf_counter()
+    first = _first_token(session)
+    return first - start, first - swapped
 
 
 def _restart_latency(holder: dict[str, Any], store: Any, config: Any, target: Path) -> float:
@@ -90,7 +101,7 @@ def _lost_turns(engine: Any, store: Any, config: Any, paths: list[Path], swaps: 
     thread.start()
     for i in range(swaps):
         time.sleep(0.05)  # let a turn start, so the swap has to wait for it
-        engine.swap(paths[(i + 1) % 2])
+        engine.swap(paths[(i + 1) % 2], history=session.history(), conversation=session.conversation_id)
     swapping_done.set()
     thread.join()
     messages = store.messages(session.conversation_id)[len(HISTORY) :]
@@ -123,16 +134,16 @@ def _swap_with_peak(engine: Any, target: Path) -> int:
 
 
 def run(quick: bool) -> list[dict[str, Any]]:
-    from assistant.config import Config, database_path
+    from assistant.config import database_path, load
     from assistant.engine import Engine
     from assistant.registry import Registry
     from assistant.store import Store
 
     reps = 2 if quick else 5
-    config = Config()
-    config.generation.temperature = 0.0
     rows: list[dict[str, Any]] = []
     with bench_home():
+        config = load()  # defaults, plus ASSISTANT_THREADS / ASSISTANT_N_CTX from the environment
+        config.generation.temperature = 0.0
         store = Store(database_path())
         registry = Registry(store)
         small, big = registry.resolve("smollm2-135m"), registry.resolve("gemma3-270m")
@@ -148,13 +159,22 @@ def run(quick: bool) -> list[dict[str, Any]]:
         rss_after = _rss()
 
         swap_times: dict[Path, list[float]] = {small: [], big: []}
+        next_warm: dict[Path, list[float]] = {small: [], big: []}
+        next_cold: dict[Path, list[float]] = {small: [], big: []}
         restart_times: dict[Path, list[float]] = {small: [], big: []}
         holder = {"engine": Engine(small, n_ctx=config.model.n_ctx, threads=config.model.threads)}
-        for _ in range(reps):  # interleaved so both see the same machine noise
-            for target in (big, small):
-                swap_times[target].append(_swap_latency(engine, store, config, target))
+        for _ in range(reps):  # interleaved so all variants see the same machine noise
+            for target, source in ((big, small), (small, big)):
+                if engine.path != source:
+                    engine.swap(source)
+                total, after = _swap_latency(engine, store, config, target, warm=True)
+                swap_times[target].append(total)
+                next_warm[target].append(after)
                 restart_times[target].append(_restart_latency(holder, store, config, target))
+                engine.swap(source)  # back, to swap to ``target`` again without the history
+                next_cold[target].append(_swap_latency(engine, store, config, target, warm=False)[1])
         holder["engine"].close()
+        threads, load_avg = engine.model.threads, "/".join(f"{x:.1f}" for x in os.getloadavg())
 
         for target, source in ((big, small), (small, big)):
             label = f"{names[source]} -> {names[target]}"
@@ -162,10 +182,19 @@ def run(quick: bool) -> list[dict[str, Any]]:
             rows.append(
                 row(BENCH, f"swap {label}: request to first token", s["median"], "s",
                     baseline=r["median"], ratio=ratio(s["median"], r["median"]), target="< 1 s",
-                    notes=f"swap {spread(swap_times[target], ' s')}; baseline = close + reopen + first token, "
-                          f"{spread(restart_times[target], ' s')}; the old model answers during a swap's load, "
-                          "a restart leaves no model for that time",
+                    notes=f"n_ctx {config.model.n_ctx}, {threads} thread(s), load average {load_avg}; "
+                          f"swap (load + read the 2-turn history + answer) {spread(swap_times[target], ' s')}; "
+                          f"baseline = close + reopen + first token, {spread(restart_times[target], ' s')}; "
+                          "the old model answers during a swap's load, a restart leaves no model for that time",
                     min=s["min"], median=s["median"], max=s["max"], n=s["n"])
+            )
+            w, c = summary(next_warm[target]), summary(next_cold[target])
+            rows.append(
+                row(BENCH, f"after swap {label}: next turn's first token", w["median"], "s",
+                    baseline=c["median"], ratio=ratio(w["median"], c["median"]),
+                    notes=f"history read during the swap {spread(next_warm[target], ' s')}; baseline = swap "
+                          f"without history, the turn evaluates it all {spread(next_cold[target], ' s')}",
+                    min=w["min"], median=w["median"], max=w["max"], n=w["n"])
             )
         lost = _lost_turns(engine, store, config, [small, big], swaps=4 if quick else 10)
         rows.append(

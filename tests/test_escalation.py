@@ -86,7 +86,7 @@ def test_auto_escalates_a_long_tail_fact_and_answers_code_on_device(engine, tmp_
     assert not turn.escalated and turn.model == engine.name
     assert turn.route["reason"] == "answered on-device: not a factual question"
     last = stored(session)[-1]
-    assert last["escalated"] == 0 and last["model"] == engine.name and "def" in last["content"]
+    assert last["escalated"] == 0 and last["model"] == engine.name and last["content"] == turn.answer
 
 
 def test_cli_escalate_auto_routes_to_the_teacher(llama_teacher, assistant_home: Path, capsys) -> None:
@@ -285,7 +285,10 @@ async def test_preview_dialog_shows_the_exact_request(press: str, expected: bool
             self.push_screen(EscalationScreen(request, "escalated: low confidence 0.31"), results.append)
 
     async with Host().run_test(size=(120, 40)) as pilot:
-        await pilot.pause()
+        for _ in range(100):  # until the dialog is shown and laid out
+            await pilot.pause(0.05)
+            if isinstance(pilot.app.screen, EscalationScreen) and pilot.app.screen.query_one("#approve").region.width:
+                break
         screen = pilot.app.screen
         assert isinstance(screen, EscalationScreen)
         assert screen.query_one("#body", TextArea).text == request.body.decode("utf-8")
@@ -297,3 +300,29 @@ async def test_preview_dialog_shows_the_exact_request(press: str, expected: bool
             await pilot.click(f"#{press}")
         await pilot.pause()
     assert results == [expected]
+
+
+@pytest.mark.anyio
+async def test_approver_blocks_a_worker_thread_until_the_user_chooses() -> None:
+    import asyncio
+
+    from textual.app import App
+
+    from assistant.config import TeacherSettings
+    from assistant.tui.screens.escalation import EscalationScreen, approver
+
+    request = Teacher(TeacherSettings(url="http://127.0.0.1:9/v1", model="t")).request(
+        [{"role": "user", "content": FACTUAL}], max_tokens=4, temperature=0
+    )
+    results: list[bool] = []
+    app = App()
+    async with app.run_test(size=(80, 24)) as pilot:  # a small terminal: the buttons still fit
+        worker = app.run_worker(lambda: results.append(approver(app, lambda: "why")(request)), thread=True)
+        for _ in range(100):  # until the dialog is shown and laid out
+            await pilot.pause(0.05)
+            if isinstance(app.screen, EscalationScreen) and app.screen.query_one("#approve").region.width:
+                break
+        assert isinstance(app.screen, EscalationScreen) and results == []  # the worker waits for the user
+        await pilot.click("#approve")
+        await asyncio.wait_for(worker.wait(), 5)
+    assert results == [True]

@@ -35,7 +35,8 @@ def test_valid_names(name: str) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["", "..", "../x", "a/b", "a\\b", "/etc/passwd", ".hidden", "-flag", "a..b", "x" * 101, "a b", "ü", "a\x00b", "trailing\n"],
+    ["", "..", "../x", "a/b", "a\\b", "/etc/passwd", ".hidden", "-flag", "a..b", "x" * 101, "a b", "ü", "a\x00b",
+     "trailing\n"],
 )
 def test_path_traversal_and_odd_names_are_refused(name: str) -> None:
     with pytest.raises(RegistryError, match="invalid model name"):
@@ -147,3 +148,13 @@ def test_catalog_errors_are_one_line(tmp_path: Path) -> None:
     with pytest.raises(RegistryError, match="not in the model catalog"):
         catalog_entry("nope")
     assert catalog_entry("qwen2.5-coder-1.5b").repo == "Qwen/Qwen2.5-Coder-1.5B-Instruct-GGUF"
+
+
+def test_packaged_copies_are_never_registered_in_place(registry: Registry, smollm_path: Path) -> None:
+    assembled = models_dir() / "packaged" / "assembled.gguf"
+    assembled.parent.mkdir(parents=True)
+    shutil.copyfile(smollm_path, assembled)
+    entry = registry.import_file(assembled, name="mine")
+    assert entry["path"] == str(models_dir() / "mine.gguf")
+    registry.delete("mine")
+    assert assembled.exists()

@@ -7,8 +7,11 @@ message (thread-safe, in order) and appended to the answer's Markdown through a
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +27,7 @@ from textual.widgets import Footer, Input
 from assistant import AssistantError
 from assistant.config import Config
 from assistant.engine import Delta, Engine
-from assistant.registry import Registry
+from assistant.registry import DEFAULT_MODEL, Registry
 from assistant.session import Session
 from assistant.store import Store
 from assistant.tui.sanitize import ControlFilter
@@ -146,7 +149,7 @@ class ChatApp(App[int]):
                         severity="warning", markup=False)
         self.status.show(policy=self.config.escalation.policy)
         if self.engine is None:
-            self.status.show(model=self.model_key or "default model", state="loading model…")
+            self.status.show(model=self.model_key or DEFAULT_MODEL, state="loading model…")
             self._load_model(self.model_key)
         else:
             self.status.show(model=self.engine.name, n_ctx=self.engine.n_ctx)
@@ -157,9 +160,6 @@ class ChatApp(App[int]):
         self._announced = set(self._seen_files)
         self.set_interval(MODEL_POLL_S, self._poll_models)
         self.prompt.focus()
-        # Frames composed while Markdown widgets hold a batch update during start-up can be
-        # dropped by the terminal driver; one full repaint once start-up settles restores them.
-        self.set_timer(0.1, lambda: self.screen.refresh(repaint=True, layout=True))
 
     def _welcome(self) -> str:
         model = self.engine.name if self.engine else "the on-device model"
@@ -558,6 +558,27 @@ class ChatApp(App[int]):
         yield from super().get_system_commands(screen)
 
 
+@contextmanager
+def private_terminal_stream() -> Iterator[None]:
+    """Give Textual its own descriptor for the terminal while the app runs.
+
+    Textual's driver writes frames to ``sys.__stderr__``; llama-cpp-python (``verbose=False``)
+    points file descriptors 1 and 2 at /dev/null while it loads a model, and a model loads
+    in a worker thread while the UI runs, so frames written meanwhile would vanish.
+    """
+    stream = sys.__stderr__
+    if stream is None or not stream.isatty():
+        yield
+        return
+    private = os.fdopen(os.dup(stream.fileno()), "w", encoding=stream.encoding or "utf-8", errors="replace")
+    sys.__stderr__ = private
+    try:
+        yield
+    finally:
+        sys.__stderr__ = stream
+        private.close()
+
+
 def run(model: str | None = None) -> int:
     """Open the chat UI (the ``assistant`` and ``assistant chat`` commands)."""
     from assistant.config import database_path, load
@@ -567,7 +588,8 @@ def run(model: str | None = None) -> int:
     Registry(store).resolve(model or config.model.default)  # a bad name is one clear error before the UI opens
     app = ChatApp(config, store, model=model or "")
     try:
-        app.run()
+        with private_terminal_stream():
+            app.run()
     finally:
         if app.engine is not None:
             app.engine.close()

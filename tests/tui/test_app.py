@@ -137,6 +137,7 @@ async def test_new_switch_rename_delete_and_search(make_app, store) -> None:  # 
         assert isinstance(app.screen, TextInputScreen)
         app.screen.query_one(Input).value = "Monads, explained"
         await pilot.press("enter")
+        await app.workers.wait_for_complete()
         await pilot.pause()
         assert store.conversation(second)["title"] == "Monads, explained"
         assert [i.conversation_id for i in app.query(ConversationItem)] == [second, first]
@@ -147,6 +148,7 @@ async def test_new_switch_rename_delete_and_search(make_app, store) -> None:  # 
         assert store.conversation(second)
         await pilot.press("f8")
         await pilot.click("#yes")
+        await app.workers.wait_for_complete()
         await pilot.pause()
         assert [c["id"] for c in store.conversations()] == [first]
         assert app.session.conversation_id is None

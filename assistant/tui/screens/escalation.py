@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from textual import on
+from textual.app import App
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
@@ -23,8 +26,8 @@ class EscalationScreen(ModalScreen[bool]):
 
     DEFAULT_CSS = """
     EscalationScreen { align: center middle; }
-    EscalationScreen > .dialog { width: 100; max-width: 95%; height: auto; max-height: 90%; }
-    EscalationScreen #body { height: 16; }
+    EscalationScreen > .dialog { width: 100; max-width: 95%; height: 90%; max-height: 40; }
+    EscalationScreen #body { height: 1fr; min-height: 3; }
     EscalationScreen .dialog-buttons { height: auto; align-horizontal: right; margin-top: 1; }
     EscalationScreen .dialog-buttons Button { margin-left: 1; }
     """
@@ -59,3 +62,27 @@ class EscalationScreen(ModalScreen[bool]):
     @on(Button.Pressed)
     def _pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id == "approve")
+
+
+def approver(app: App, reason: Callable[[], str] | None = None) -> Callable[[EscalationRequest], bool]:
+    """An ``approve`` callback for ``Session.send`` running in a thread worker.
+
+    It shows the dialog on the app's thread and blocks until the user chooses; if the app
+    stops meanwhile, the answer is no.
+    """
+
+    def approve(request: EscalationRequest) -> bool:
+        chosen = threading.Event()
+        result = [False]
+
+        def done(ok: bool | None) -> None:
+            result[0] = bool(ok)
+            chosen.set()
+
+        app.call_from_thread(app.push_screen, EscalationScreen(request, reason() if reason else ""), done)
+        while not chosen.wait(0.1):
+            if not app.is_running:
+                return False
+        return result[0]
+
+    return approve

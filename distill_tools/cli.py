@@ -1,0 +1,128 @@
+"""``assistant distill …`` and ``python -m distill_tools …``: run, eval, export, from-history."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from assistant import AssistantError
+
+
+def add_commands(group: argparse._SubParsersAction) -> None:
+    """Add the distill subcommands to an argparse subparsers group."""
+    run = group.add_parser("run", help="teacher → student → GGUF → report → registered (resumable)")
+    run.add_argument("config", help="recipe TOML file (or 'tiny' / 'default' for the bundled ones)")
+    run.add_argument("--json", action="store_true", help="print the summary as JSON")
+    run.set_defaults(handler=cmd_run)
+
+    ev = group.add_parser("eval", help="compare a teacher and students (GGUF files or model names) in llama.cpp")
+    ev.add_argument("--teacher", required=True)
+    ev.add_argument("--student", required=True, action="append", help="repeat for several students")
+    ev.add_argument("--tasks", default="bundled:tasks", help="task JSONL with prompt + accepted answers")
+    ev.add_argument("--heldout", default="", help="prompt file for KL/agreement/perplexity (default: bundled tasks' prompts)")
+    ev.add_argument("--max-new-tokens", type=int, default=48)
+    ev.add_argument("--out", default="", help="report folder (default: <data dir>/distill/eval)")
+    ev.set_defaults(handler=cmd_eval)
+
+    ex = group.add_parser("export", help="write the recipe's latest checkpoint as a verified GGUF")
+    ex.add_argument("config")
+    ex.add_argument("--quant", choices=["F32", "F16", "Q8_0", "Q4_K_M"], default=None)
+    ex.add_argument("--out", default=None, help="GGUF path (default: <models dir>/<name>.gguf)")
+    ex.set_defaults(handler=cmd_export)
+
+    fh = group.add_parser("from-history", help="escalated question → teacher answer pairs as a JSONL dataset")
+    fh.add_argument("-o", "--output", default=None, help="JSONL file (default: <data dir>/distill/history.jsonl)")
+    fh.set_defaults(handler=cmd_from_history)
+
+
+def _resolve_model(spec: str) -> Path:
+    from assistant.config import database_path
+    from assistant.registry import Registry
+    from assistant.store import Store
+
+    path = Registry(Store(database_path())).resolve(spec)
+    if not path.exists():
+        raise AssistantError(f"{path}: no such model file")
+    return path
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from distill_tools import pipeline, recipe
+
+    summary = pipeline.run(recipe.load(args.config))
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    print(f"student: {summary['gguf']} ({summary['quant']}), registered as {summary['name']!r}")
+    if summary["verification"]:
+        v = summary["verification"]
+        print(f"export check: top-1 agreement {v['top1_agreement']:.1%}, KL {v['mean_kl']:.4f}")
+    for m in summary["models"]:
+        print(f"  {m['label']:<26} retention {m['retention']:6.1%}  KL {m['mean_kl']:.3f}  "
+              f"top-1 {m['top1_agreement']:6.1%}  ppl {m['perplexity']:6.2f}  {m['size_bytes'] / 1e6:6.1f} MB  "
+              f"{m['tokens_per_s']:5.0f} tok/s")
+    print(f"report: {summary['report']['markdown']}  ({summary['timings_s']['total_s']:.0f} s in all)")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from assistant.config import data_dir
+    from distill_tools import data, evaluate
+
+    teacher = _resolve_model(args.teacher)
+    students = {}
+    for spec in args.student:
+        students[Path(spec).stem if spec.endswith(".gguf") else spec] = _resolve_model(spec)
+    tasks = evaluate.load_tasks(args.tasks)
+    heldout = [r["prompt"] for r in data.load_records([args.heldout])] if args.heldout else [t["prompt"] for t in tasks]
+    reports = evaluate.evaluate(teacher, students, tasks, heldout, args.max_new_tokens)
+    out = Path(args.out) if args.out else data_dir() / "distill" / "eval"
+    paths = evaluate.write_report(out, reports)
+    print(evaluate.markdown(reports, {}))
+    print(f"report: {paths['markdown']}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from distill_tools import pipeline, recipe
+
+    target, result = pipeline.export_checkpoint(recipe.load(args.config), args.quant, Path(args.out) if args.out else None)
+    print(f"wrote {target}")
+    if result:
+        print(result.line())
+    return 0
+
+
+def cmd_from_history(args: argparse.Namespace) -> int:
+    from assistant.config import data_dir, database_path
+    from assistant.files import atomic_write_text
+    from assistant.store import Store
+    from distill_tools.data import from_history
+
+    records = from_history(Store(database_path()))
+    out = Path(args.output) if args.output else data_dir() / "distill" / "history.jsonl"
+    atomic_write_text(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    print(f"wrote {len(records)} escalated question/answer pairs to {out}")
+    if not records:
+        print("(no escalated answers in the history yet)", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m distill_tools", description="Distil a teacher into a student.")
+    add_commands(parser.add_subparsers(dest="distill_command", required=True))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except AssistantError as exc:
+        print(f"distill: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("distill: interrupted", file=sys.stderr)
+        return 130

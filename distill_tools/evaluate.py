@@ -1,0 +1,243 @@
+"""Teacher vs students, measured on the GGUF files in llama.cpp (what the user will actually run).
+
+For each model: the score on a small task set with checkable answers (retention = student score /
+teacher score), and on held-out prompts the teacher's greedy answers: mean KL(teacher ‖ model)
+over answer positions, top-1 agreement with the teacher, and the model's perplexity on those
+answers; plus file size and generation speed. Written as JSON + Markdown + a PNG plot.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from distill_tools import DATA_DIR, DistillError
+
+
+@dataclass
+class ModelReport:
+    label: str
+    path: str
+    size_bytes: int
+    parameters: int
+    task_score: float = 0.0  # fraction of tasks answered correctly
+    retention: float = 0.0  # task score relative to the teacher's
+    mean_kl: float = 0.0
+    top1_agreement: float = 0.0
+    perplexity: float = 0.0
+    tokens_per_s: float = 0.0
+    answers: list[dict[str, Any]] = field(default_factory=list)
+
+
+def load_tasks(spec: str) -> list[dict[str, Any]]:
+    """Tasks ``{"prompt", "answers": [accepted, ...]}``; ``bundled:tasks`` is the bundled set."""
+    path = DATA_DIR / f"{spec.removeprefix('bundled:')}.jsonl" if spec.startswith("bundled:") else Path(spec)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise DistillError(f"{path}: cannot read the task set: {exc.strerror or exc}") from None
+    tasks = []
+    for number, line in enumerate(lines, 1):
+        if line.strip():
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DistillError(f"{path}:{number}: invalid JSON: {exc.msg}") from None
+            if not isinstance(item.get("prompt"), str) or not isinstance(item.get("answers"), list):
+                raise DistillError(f"{path}:{number}: a task needs \"prompt\" and a list of accepted \"answers\"")
+            tasks.append(item)
+    return tasks
+
+
+def correct(answer: str, accepted: list[str]) -> bool:
+    """Whether any accepted answer appears in ``answer`` as a whole word (case-insensitive)."""
+    return any(re.search(rf"(?<![\w.]){re.escape(a.lower())}(?![\w])", answer.lower()) for a in accepted)
+
+
+class Runner:
+    """One GGUF in llama.cpp with its own chat template; greedy generation and per-position logits."""
+
+    def __init__(self, path: Path) -> None:
+        import llama_cpp
+
+        from assistant.chat_template import ChatTemplate, fallback_for
+        from assistant.engine import _llama_chat_handlers_disabled
+        from assistant.gguf_info import read_info
+
+        self.info = read_info(path)
+        with _llama_chat_handlers_disabled():
+            self.llm = llama_cpp.Llama(str(path), n_ctx=1024, n_batch=1024, logits_all=True, verbose=False)
+        source = self.info.chat_template or fallback_for(self.info.architecture)
+        self.template = ChatTemplate(source, self.info.bos_token, self.info.eos_token, builtin=not self.info.chat_template)
+        self.vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
+        self._eog = llama_cpp.llama_vocab_is_eog
+
+    def prompt(self, text: str) -> list[int]:
+        rendered = self.template.render([{"role": "user", "content": text}])
+        return self.llm.tokenize(rendered.encode(), add_bos=False, special=True)
+
+    def generate(self, prompt: list[int], max_new: int) -> list[int]:
+        self.llm.reset()
+        self.llm.eval(prompt)
+        tokens: list[int] = []
+        while len(tokens) < max_new:
+            token = int(np.argmax(self.llm.scores[self.llm.n_tokens - 1]))
+            if self._eog(self.vocab, token):
+                break
+            tokens.append(token)
+            self.llm.eval([token])
+        return tokens
+
+    def logits(self, prompt: list[int], answer: list[int]) -> np.ndarray:
+        """Logits predicting each answer token."""
+        self.llm.reset()
+        self.llm.eval(prompt + answer[:-1])
+        return np.array(self.llm.scores[len(prompt) - 1: len(prompt) - 1 + len(answer)], dtype=np.float64)
+
+    def text(self, tokens: list[int]) -> str:
+        return self.llm.detokenize(tokens).decode("utf-8", errors="replace")
+
+    def close(self) -> None:
+        self.llm.close()
+
+
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    x = x - x.max(-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(-1, keepdims=True))
+
+
+def evaluate(teacher: Path, students: dict[str, Path], tasks: list[dict[str, Any]], heldout: list[str],
+             max_new_tokens: int = 48) -> list[ModelReport]:
+    """Reports for the teacher (first) and each student, all against the teacher."""
+    from tqdm import tqdm
+
+    models = {"teacher": teacher, **students}
+    reports: list[ModelReport] = []
+    reference: list[tuple[list[int], list[int], np.ndarray]] = []  # held-out: prompt, teacher answer, teacher log-probs
+    steps = len(models) * (len(tasks) + len(heldout))
+    with tqdm(total=steps, desc="evaluate", unit="prompt", disable=None) as bar:
+        for label, path in models.items():
+            runner = Runner(path)
+            try:
+                report = ModelReport(label, str(path), path.stat().st_size, runner.info.parameters)
+                generated, seconds = 0, 0.0
+                for task in tasks:
+                    start = time.perf_counter()
+                    tokens = runner.generate(runner.prompt(task["prompt"]), max_new_tokens)
+                    seconds += time.perf_counter() - start
+                    generated += len(tokens)
+                    text = runner.text(tokens)
+                    report.answers.append({"prompt": task["prompt"], "answer": text, "correct": correct(text, task["answers"])})
+                    bar.update(1)
+                report.task_score = sum(a["correct"] for a in report.answers) / max(1, len(tasks))
+                report.tokens_per_s = generated / seconds if seconds else 0.0
+                if label == "teacher":
+                    for prompt_text in heldout:
+                        prompt = runner.prompt(prompt_text)
+                        answer = runner.generate(prompt, max_new_tokens)
+                        if answer:
+                            reference.append((prompt, answer, _log_softmax(runner.logits(prompt, answer))))
+                        bar.update(1)
+                else:
+                    bar.update(len(heldout))
+                _compare(runner, reference, report)
+            finally:
+                runner.close()
+            reports.append(report)
+    teacher_score = reports[0].task_score
+    for report in reports:
+        report.retention = report.task_score / teacher_score if teacher_score else 0.0
+    return reports
+
+
+def _compare(runner: Runner, reference: list[tuple[list[int], list[int], np.ndarray]], report: ModelReport) -> None:
+    kl_sum, agree, nll, positions = 0.0, 0, 0.0, 0
+    for prompt, answer, teacher_logp in reference:
+        logp = _log_softmax(runner.logits(prompt, answer))
+        kl_sum += float((np.exp(teacher_logp) * (teacher_logp - logp)).sum())
+        agree += int((teacher_logp.argmax(-1) == logp.argmax(-1)).sum())
+        nll -= float(logp[np.arange(len(answer)), answer].sum())
+        positions += len(answer)
+    if positions:
+        report.mean_kl, report.top1_agreement = kl_sum / positions, agree / positions
+        report.perplexity = math.exp(nll / positions)
+
+
+# -- the report
+def write_report(folder: Path, reports: list[ModelReport], history: list[dict[str, float]] | None = None,
+                 extra: dict[str, Any] | None = None) -> dict[str, Path]:
+    """report.json, report.md and report.png in ``folder`` (written atomically)."""
+    from assistant.files import atomic_write_text
+
+    folder.mkdir(parents=True, exist_ok=True)
+    document = {"models": [asdict(r) for r in reports], **(extra or {})}
+    atomic_write_text(folder / "report.json", json.dumps(document, indent=2, ensure_ascii=False))
+    atomic_write_text(folder / "report.md", markdown(reports, extra or {}))
+    paths = {"json": folder / "report.json", "markdown": folder / "report.md"}
+    if plot(folder / "report.png", reports, history or []):
+        paths["plot"] = folder / "report.png"
+    return paths
+
+
+def markdown(reports: list[ModelReport], extra: dict[str, Any]) -> str:
+    teacher = reports[0]
+    lines = [
+        "# Distillation report", "",
+        "| model | size MB | params M | size vs teacher | task score | retention | mean KL | top-1 agreement | perplexity | tokens/s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in reports:
+        lines.append(
+            f"| {r.label} | {r.size_bytes / 1e6:.1f} | {r.parameters / 1e6:.1f} | {r.parameters / max(1, teacher.parameters):.0%} "
+            f"| {r.task_score:.1%} | {r.retention:.1%} | {r.mean_kl:.3f} | {r.top1_agreement:.1%} | {r.perplexity:.2f} "
+            f"| {r.tokens_per_s:.0f} |"
+        )
+    lines += ["", "Task score: share of the bundled held-out tasks answered correctly (greedy, llama.cpp). "
+              "KL, agreement and perplexity: on the teacher's greedy answers to held-out prompts."]
+    for key, value in extra.items():
+        if not isinstance(value, (dict, list)):
+            lines.append(f"- {key}: {value}")
+    return "\n".join(lines) + "\n"
+
+
+def plot(path: Path, reports: list[ModelReport], history: list[dict[str, float]]) -> bool:
+    """Loss curves and per-model metrics in one PNG; False without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    from assistant.files import atomic_writer
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    if history:
+        steps = range(1, len(history) + 1)
+        for key in ("loss", "kd", "ce"):
+            left.plot(steps, [h[key] for h in history], label=key)
+        left.set_xlabel("step")
+        left.set_title("training loss")
+        left.legend()
+    else:
+        left.set_axis_off()
+    labels = [r.label for r in reports]
+    x = np.arange(len(labels))
+    right.bar(x - 0.2, [r.retention for r in reports], 0.4, label="retention (task score / teacher)")
+    right.bar(x + 0.2, [r.top1_agreement for r in reports], 0.4, label="top-1 agreement")
+    right.set_xticks(x, labels)
+    right.set_ylim(0, 1.1)
+    right.set_title("students vs teacher")
+    right.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_writer(path) as handle:
+        fig.savefig(handle, format="png", dpi=100)
+    plt.close(fig)
+    return True
