@@ -23,7 +23,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from bench.common import PYTHON, ROOT, bench_home, cli, ratio, row, spread, summary
+from bench.common import PYTHON, ROOT, bench_home, cli, ratio, row, spread, summary, threads
 
 BENCH = "coldstart"
 HEAVY = ("torch", "transformers", "accelerate", "scipy", "pandas", "sklearn", "matplotlib", "tensorflow", "jax")
@@ -32,7 +32,8 @@ CHAT_PATH = "import assistant.cli, assistant.session, assistant.engine"
 
 RAW_SCRIPT = """
 import sys, llama_cpp
-llm = llama_cpp.Llama(model_path=sys.argv[1], n_ctx=4096, verbose=False)
+llm = llama_cpp.Llama(model_path=sys.argv[1], n_ctx=4096, n_threads=int(sys.argv[2]), n_threads_batch=int(sys.argv[2]),
+                      verbose=False)
 for chunk in llm.create_chat_completion(messages=[{"role": "user", "content": "hi"}], max_tokens=16,
                                         temperature=0.0, stream=True):
     sys.stdout.write(chunk["choices"][0]["delta"].get("content") or "")
@@ -111,7 +112,8 @@ def timed_process(command: list[str], env: dict[str, str], markers: tuple[str, .
     times["total"] = time.perf_counter() - start
     missing = [m for m in markers if m not in times]
     if code != 0 or missing:
-        raise RuntimeError(f"{' '.join(command[:4])}… exited with {code}, missing {missing}: {errors.decode(errors='replace')[-300:]}")
+        tail = errors.decode(errors="replace")[-300:]
+        raise RuntimeError(f"{' '.join(command[:4])}… exited with {code}, missing {missing}: {tail}")
     return times
 
 
@@ -119,7 +121,7 @@ def ask_rows(quick: bool, env: dict[str, str], model: Path) -> list[dict[str, An
     reps = 3 if quick else 9
     assistant = str(Path(PYTHON).parent / "assistant")
     product_cmd = [assistant, "ask", "--max-tokens", "16", "--temperature", "0", "hi"]
-    raw_cmd = [PYTHON, "-c", RAW_SCRIPT, str(model)]
+    raw_cmd = [PYTHON, "-c", RAW_SCRIPT, str(model), str(threads())]
     timed_process(product_cmd, env), timed_process(raw_cmd, env)  # warm the page cache
     runs: dict[str, list[dict[str, float]]] = {"product": [], "raw": []}
     for i in tqdm(range(reps), desc="coldstart: ask", unit="round", file=sys.stderr):
@@ -133,7 +135,8 @@ def ask_rows(quick: bool, env: dict[str, str], model: Path) -> list[dict[str, An
     return [
         row(BENCH, "`assistant ask \"hi\"`: spawn to first token", f["median"], "s", baseline=fb["median"],
             ratio=ratio(f["median"], fb["median"]), target="< 1.5 s",
-            notes=f"default model (SmolLM2-135M), fresh process, warm page cache; {spread(first['product'], ' s')}; "
+            notes=f"default model (SmolLM2-135M), {threads()} threads, fresh process, warm page cache; "
+            f"{spread(first['product'], ' s')}; "
             f"raw llama-cpp-python script {spread(first['raw'], ' s')}", **f),
         row(BENCH, "`assistant ask \"hi\"`: spawn to exit (16 tokens)", t["median"], "s", baseline=tb["median"],
             ratio=ratio(t["median"], tb["median"]),

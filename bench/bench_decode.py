@@ -16,7 +16,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from bench.common import bench_home, cli, interleave, physical_cores, ratio, row, spread, summary
+from bench.common import bench_home, cli, interleave, ratio, row, spread, summary, threads as bench_threads
 
 BENCH = "decode"
 PROMPT = "Write a detailed, step-by-step guide to baking sourdough bread at home, with tips for beginners."
@@ -42,7 +42,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
 
     reps, max_tokens = (2, 64) if quick else (7, 512)
     path = embedded_model_path()
-    threads = physical_cores()
+    threads = bench_threads()
     with bench_home():
         config = load()
         store = Store(database_path())

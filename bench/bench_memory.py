@@ -3,7 +3,7 @@
 - ``assistant ask`` answering one question with the default model (n_ctx from the config,
   4096 by default) vs a raw llama-cpp-python script doing the same turn;
 - the chat UI (headless pilot) loading the model and answering one typed question;
-- a tiny distillation run, if ``distill_tools`` ships a tiny/smoke recipe
+- a tiny distillation run (full mode only), if ``distill_tools`` ships a tiny/smoke recipe
   (``python -m distill_tools run RECIPE``); skipped with a note otherwise.
 """
 
@@ -18,14 +18,15 @@ from typing import Any
 
 from tqdm import tqdm
 
-from bench.common import PYTHON, ROOT, bench_home, cli, ratio, row, spread, summary
+from bench.common import PYTHON, ROOT, bench_home, cli, ratio, row, spread, summary, threads
 
 BENCH = "memory"
 QUESTION = "What are three good habits for writing maintainable code?"
 
 RAW_SCRIPT = """
 import sys, llama_cpp
-llm = llama_cpp.Llama(model_path=sys.argv[1], n_ctx=int(sys.argv[2]), verbose=False)
+llm = llama_cpp.Llama(model_path=sys.argv[1], n_ctx=int(sys.argv[2]), n_threads=int(sys.argv[4]),
+                      n_threads_batch=int(sys.argv[4]), verbose=False)
 for chunk in llm.create_chat_completion(messages=[{"role": "user", "content": sys.argv[3]}], max_tokens=64,
                                         temperature=0.0, stream=True):
     sys.stdout.write(chunk["choices"][0]["delta"].get("content") or "")
@@ -92,7 +93,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
         assistant = str(Path(PYTHON).parent / "assistant")
         commands = {
             "ask": [assistant, "ask", "--max-tokens", "64", "--temperature", "0", QUESTION],
-            "raw": [PYTHON, "-c", RAW_SCRIPT, model, str(n_ctx), QUESTION],
+            "raw": [PYTHON, "-c", RAW_SCRIPT, model, str(n_ctx), QUESTION, str(threads())],
         }
         if importlib.util.find_spec("assistant.tui.app") is not None:
             commands["ui"] = [PYTHON, "-c", UI_SCRIPT, QUESTION]
@@ -113,14 +114,16 @@ def run(quick: bool) -> list[dict[str, Any]]:
             rows.append(row(BENCH, "peak RSS: chat UI, one turn", None, "MiB",
                             notes="skipped: assistant.tui.app is not built yet"))
         elif "ui" in failures and not peaks["ui"]:
-            rows.append(row(BENCH, "peak RSS: chat UI, one turn", None, "MiB", notes=failures["ui"][:300], met=False))
+            rows.append(row(BENCH, "peak RSS: chat UI, one turn", None, "MiB", notes=failures["ui"][:300],
+                            met=False))
         else:
             ui = summary(peaks["ui"])
             rows.append(row(BENCH, "peak RSS: chat UI, one turn", ui["median"], "MiB", baseline=raw["median"],
                             ratio=ratio(ui["median"], raw["median"]),
                             notes=f"Textual headless pilot, typed question, 64 tokens; {spread(peaks['ui'], ' MiB')}",
                             **ui))
-        rows.append(distill_row(env))
+        rows.append(distill_row(env) if not quick else row(BENCH, "peak RSS: tiny distillation run", None, "MiB",
+                                                             notes="full mode only (it trains a model)"))
     return rows
 
 
@@ -133,7 +136,8 @@ def distill_row(env: dict[str, str]) -> dict[str, Any]:
         peak = peak_rss_mib([PYTHON, "-m", "distill_tools", "run", str(recipe)], env)
     except RuntimeError as exc:
         return row(BENCH, "peak RSS: tiny distillation run", None, "MiB", notes=str(exc)[:300], met=False)
-    return row(BENCH, "peak RSS: tiny distillation run", peak, "MiB", notes=f"python -m distill_tools run {recipe.name}")
+    return row(BENCH, "peak RSS: tiny distillation run", peak, "MiB",
+               notes=f"python -m distill_tools run {recipe.name}")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from bench.common import bench_home, cli, physical_cores, ratio, row, spread, summary
+from bench.common import bench_home, cli, ratio, row, spread, summary, threads as bench_threads
 
 BENCH = "ttft"
 QUESTIONS = [
@@ -62,7 +62,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
 
     reps, max_tokens = (1, 32) if quick else (3, 96)
     path = embedded_model_path()
-    threads = physical_cores()
+    threads = bench_threads()
     turns = len(QUESTIONS)
     ttft: dict[str, list[list[float]]] = {"session": [], "naive": [], "raw reuse": []}
     prompt_tokens: dict[str, int] = {}

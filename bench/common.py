@@ -351,11 +351,11 @@ def write_plots(rows: list[dict[str, Any]], out_dir: Path, stamp: str) -> list[P
     if with_ratio:
         fig, ax = plt.subplots(figsize=(7.5, 0.35 * len(with_ratio) + 1.2))
         labels = [f"{r['benchmark']}: {r['metric']}"[:60] for r in with_ratio]
-        colors = ["tab:green" if r.get("met") else "tab:red" if r.get("met") is False else "tab:gray" for r in with_ratio]
+        colors = [{True: "tab:green", False: "tab:red"}.get(r.get("met"), "tab:gray") for r in with_ratio]
         ax.barh(labels, [r["ratio"] for r in with_ratio], color=colors)
         ax.axvline(1.0, color="black", linewidth=0.8)
         ax.set_xscale("log")
-        ax.set_xlabel("ratio to baseline (green: target met, red: missed, grey: no target)")
+        ax.set_xlabel("ratio to baseline, log scale (green: target met, red: missed)")
         ax.invert_yaxis()
         fig.tight_layout()
         for prefix in (stamp, "latest"):
@@ -384,10 +384,12 @@ def bench_home() -> Iterator[Path]:
                     os.environ[key] = value
 
 
-def physical_cores() -> int:
-    from assistant.engine import physical_cores as cores
+def threads() -> int:
+    """llama.cpp threads for product and baseline alike: ASSISTANT_THREADS, else the physical cores."""
+    from assistant.engine import physical_cores
 
-    return cores()
+    return int(os.environ.get("ASSISTANT_THREADS") or 0) or physical_cores()
+
 
 
 def cli(run: Callable[[bool], list[dict[str, Any]]], name: str) -> int:

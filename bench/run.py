@@ -28,6 +28,7 @@ from bench.common import (
     machine,
     normalise,
     text_table,
+    threads,
     write_results,
 )
 
@@ -100,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these (e.g. decode store)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="results folder (default bench/results)")
     parser.add_argument("--timeout", type=float, default=None, help="seconds allowed per benchmark module")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="llama.cpp threads, product and baselines alike (default: physical cores)")
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--rows-file", type=Path, help=argparse.SUPPRESS)
@@ -111,8 +114,11 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(m.removeprefix("bench_") for m in modules))
         return 0
     modules = select(modules, args.only)
+    if args.threads:
+        os.environ["ASSISTANT_THREADS"] = str(args.threads)
     timeout_s = args.timeout or TIMEOUT_S["quick" if args.quick else "full"]
     machine_info = machine()
+    machine_info["llama_threads"] = threads()
     print(f"bench: {len(modules)} benchmark(s), {'quick' if args.quick else 'full'} mode", file=sys.stderr)
     print(f"bench: {describe(machine_info)}", file=sys.stderr)
     rows: list[dict[str, Any]] = []

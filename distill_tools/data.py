@@ -109,7 +109,10 @@ class LlamaTeacher:
     def __init__(self, path: Path, n_ctx: int) -> None:
         import llama_cpp
 
-        self.llm = llama_cpp.Llama(str(path), n_ctx=n_ctx, logits_all=True, verbose=False, n_batch=n_ctx)
+        from assistant.engine import physical_cores
+
+        self.llm = llama_cpp.Llama(str(path), n_ctx=n_ctx, logits_all=True, verbose=False, n_batch=n_ctx,
+                                   n_threads=physical_cores())
         self.is_end = lambda token: bool(llama_cpp.llama_vocab_is_eog(self.llm._model.vocab, token))
 
     def run(self, prompt: list[int], answer: list[int] | None, max_new: int) -> tuple[list[int], np.ndarray]:

@@ -68,12 +68,13 @@ class Runner:
         import llama_cpp
 
         from assistant.chat_template import ChatTemplate, fallback_for
-        from assistant.engine import _llama_chat_handlers_disabled
+        from assistant.engine import _llama_chat_handlers_disabled, physical_cores
         from assistant.gguf_info import read_info
 
         self.info = read_info(path)
         with _llama_chat_handlers_disabled():
-            self.llm = llama_cpp.Llama(str(path), n_ctx=1024, n_batch=1024, logits_all=True, verbose=False)
+            self.llm = llama_cpp.Llama(str(path), n_ctx=1024, n_batch=1024, logits_all=True, verbose=False,
+                                       n_threads=physical_cores())
         source = self.info.chat_template or fallback_for(self.info.architecture)
         self.template = ChatTemplate(source, self.info.bos_token, self.info.eos_token, builtin=not self.info.chat_template)
         self.vocab = llama_cpp.llama_model_get_vocab(self.llm.model)

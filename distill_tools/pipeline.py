@@ -102,7 +102,7 @@ def run(recipe: Recipe, on_step: Any = None) -> dict[str, Any]:
     students = {"distilled": target}
     if recipe.eval.baseline and baseline.exists():
         students = {"pruned (no distillation)": baseline, **students}
-    reports = evaluate.evaluate(teacher_gguf, students, evaluate.load_tasks(recipe.eval.tasks),
+    reports = evaluate.evaluate(teacher_gguf, students, evaluate.load_tasks(recipe.eval.tasks)[: recipe.eval.limit or None],
                                 [r["prompt"] for r in heldout], recipe.eval.max_new_tokens)
     times["eval_s"] = time.perf_counter() - mark
     times["total_s"] = time.perf_counter() - clock

@@ -75,6 +75,7 @@ class ExportSection:
 class EvalSection:
     tasks: str = "bundled:tasks"
     max_new_tokens: int = 48
+    limit: int = 0  # use at most this many tasks (0 = all)
     baseline: bool = True  # also evaluate the pruned student before distillation
 
 

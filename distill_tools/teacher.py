@@ -59,7 +59,8 @@ def _cache_folder(path: Path) -> Path:
     from assistant.config import data_dir
 
     stat = path.stat()
-    return data_dir() / "distill" / "hf-cache" / f"{path.stem}-{stat.st_size}-{int(stat.st_mtime)}"
+    root = Path(os.environ.get("ASSISTANT_DISTILL_CACHE") or data_dir() / "distill" / "hf-cache")
+    return root / f"{path.stem}-{stat.st_size}-{int(stat.st_mtime)}"
 
 
 def load(spec: str, allow_download: bool = False, dtype: str = "float32") -> Loaded:

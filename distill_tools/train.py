@@ -151,7 +151,7 @@ def _step(model: Any, optimizer: Any, examples: list[Example], cfg: TrainSection
         total, kd, ce = forward_loss(model, batch, loss)
         (total / cfg.grad_accum).backward()
         for name, value in (("loss", total), ("kd", kd), ("ce", ce)):
-            totals[name] += float(value) / cfg.grad_accum
+            totals[name] += float(value.detach()) / cfg.grad_accum
         tokens += int(batch["attention_mask"].sum())
     if cfg.clip > 0:
         torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.clip)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,9 +15,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_quick_store_bench_writes_results(tmp_path: Path) -> None:
     out = tmp_path / "results"
+    # one llama.cpp thread: the figures are not checked here, and on a busy 2-core machine a
+    # thread per core makes llama.cpp's spin barriers stall, so the run time would be unbounded
+    env = os.environ | {"ASSISTANT_THREADS": "1"}
     proc = subprocess.run(
         [sys.executable, "-m", "bench", "--quick", "--only", "store", "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     document = json.loads((out / "latest.json").read_text())

@@ -35,6 +35,7 @@ BROKEN = {
     "tensor-offset-past-end": "corrupt header",
     "unaligned-tensor": "not 32-byte aligned",
     "unknown-tensor-type": "unknown tensor type",
+    "duplicate-token": "duplicate token",  # llama.cpp would abort the whole process on this one
 }
 
 
@@ -45,6 +46,9 @@ def make_broken_files(source: Path, folder: Path) -> dict[str, Path]:
     name = b"token_embd.weight"
     info_at = data.index(struct.pack("<Q", len(name)) + name) + 8 + len(name)  # n_dims, dims, type, offset
     head = data[: header.data_start + 64]  # enough for errors found in the header
+
+    def one_char(token: bytes) -> bytes:  # a one-byte token in the vocabulary, between its neighbours' lengths
+        return struct.pack("<Q", 1) + token + struct.pack("<Q", 1)
 
     def patched(base: bytes, offset: int, fmt: str, value: int) -> bytes:
         out = bytearray(base)
@@ -72,6 +76,7 @@ def make_broken_files(source: Path, folder: Path) -> dict[str, Path]:
         "tensor-offset-past-end": patched(head, info_at + 4 + 16 + 4, "<Q", 2**60),
         "unaligned-tensor": patched(head, info_at + 4 + 16 + 4, "<Q", 7),
         "unknown-tensor-type": patched(head, info_at + 4 + 16, "<I", 200),
+        "duplicate-token": head.replace(one_char(b"q"), one_char(b"u"), 1),  # one flipped bit: 'q' -> 'u'
     }
     assert set(variants) == set(BROKEN)
     folder.mkdir(parents=True, exist_ok=True)

@@ -86,7 +86,6 @@ class ChatApp(App[int]):
 
     CSS_PATH = "app.tcss"
     TITLE = "assistant"
-    AUTO_FOCUS = "#prompt"
     BINDINGS = [
         Binding(key, action, description, id=binding_id, show=show, priority=binding_id == "quit")
         for binding_id, key, action, description, show in ACTIONS

@@ -11,6 +11,20 @@ from assistant.config import Config, database_path, load
 from assistant.store import Store
 
 
+@pytest.fixture(scope="session")
+def engine(smollm_path: Path):
+    """The real SmolLM2-135M engine for the UI tests, on one thread.
+
+    With two threads llama.cpp's workers spin-wait on each other; when other jobs share the two
+    cores that turns a 1 s answer into 30 s. One thread keeps the UI tests fast on a busy machine.
+    """
+    from assistant.engine import Engine
+
+    eng = Engine(smollm_path, n_ctx=2048, threads=1)
+    yield eng
+    eng.close()
+
+
 @pytest.fixture
 def tui_config(monkeypatch: pytest.MonkeyPatch) -> Config:
     monkeypatch.setenv("ASSISTANT_TEMPERATURE", "0")
