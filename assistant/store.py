@@ -7,6 +7,7 @@ message is written before generation starts; the answer is written as it streams
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -49,6 +50,14 @@ def _transient(exc: sqlite3.OperationalError) -> bool:
     return any(word in str(exc) for word in ("locked", "busy", "already exists"))
 
 
+def _hint(path: Path | str) -> str:
+    """Why a write may have failed, in words: a read-only folder (even root cannot write there)."""
+    folder = Path(path).parent
+    if str(path) != ":memory:" and folder.is_dir() and not os.access(folder, os.W_OK):
+        return f" (the folder {folder} is read-only)"
+    return ""
+
+
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
@@ -81,10 +90,10 @@ class Store:
                 if hasattr(self, "db"):
                     self.db.conn.close()
                 if not _transient(exc) or attempt == 9:
-                    raise StoreError(f"cannot open history database {path}: {exc}") from None
+                    raise StoreError(f"cannot open history database {path}: {exc}{_hint(path)}") from None
                 time.sleep(0.05 * 2**min(attempt, 4))
             except (sqlite3.Error, OSError) as exc:
-                raise StoreError(f"cannot open history database {path}: {exc}") from None
+                raise StoreError(f"cannot open history database {path}: {exc}{_hint(path)}") from None
 
     def _open(self, path: Path | str) -> None:
         if str(path) != ":memory:":
@@ -130,7 +139,7 @@ class Store:
                     return fn()
             except sqlite3.OperationalError as exc:
                 if not _transient(exc) or attempt == 7:
-                    raise StoreError(f"cannot write history database {self.path}: {exc}") from None
+                    raise StoreError(f"cannot write history database {self.path}: {exc}{_hint(self.path)}") from None
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
             except sqlite3.Error as exc:

@@ -24,7 +24,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from bench.common import cli, ratio, row, spread, summary
+from bench.common import cli, ratio, row, spread, summary, threads
 
 BENCH = "router"
 REPEATS = 20  # timing repetitions of the router's own computation per question
@@ -86,7 +86,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
 
     settings = EscalationSettings()
     router = Router(settings)
-    engine = Engine(embedded_model_path(), n_ctx=2048)
+    engine = Engine(embedded_model_path(), n_ctx=2048, threads=threads())
     questions = _questions(quick)
     try:
         engine.complete([{"role": "user", "content": "warm up"}], max_tokens=4, temperature=0.0)
@@ -99,7 +99,10 @@ def run(quick: bool) -> list[dict[str, Any]]:
         engine.close()
 
     out: list[dict[str, Any]] = []
-    config = f"min_factual {settings.min_factual}, min_confidence {settings.min_confidence}, draft {settings.draft_tokens} tokens"
+    config = (
+        f"min_factual {settings.min_factual}, min_confidence {settings.min_confidence}, "
+        f"draft {settings.draft_tokens} tokens, SmolLM2-135M on {threads()} thread(s)"
+    )
     for split in ("dev", "heldout", "all"):
         rows = [r for r in results if split == "all" or r["split"] == split]
         ours, base = _scores(rows, "routed"), _scores(rows, "baseline_routed")

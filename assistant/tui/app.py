@@ -1,8 +1,10 @@
 """The chat UI: a Textual app over the session, the store, the engine and the registry.
 
-Generation runs in a thread worker; each streamed piece is posted to the UI thread as a
-message (thread-safe, in order) and appended to the answer's Markdown through a
-``MarkdownStream``, so the UI never blocks and no final piece is dropped.
+Generation runs in a thread worker that collects the streamed pieces and nudges the UI
+thread (at most ~20 times a second, and a timer picks up stragglers); the UI appends what has arrived to the answer's
+Markdown through a ``MarkdownStream`` (extended, not re-rendered whole), so the UI never
+blocks, the model is not slowed by per-token redraws, and the end of the turn drains the
+rest, so no final piece is dropped.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -41,6 +44,7 @@ from assistant.tui.widgets.sidebar import Sidebar
 from assistant.tui.widgets.status import StatusBar
 
 MODEL_POLL_S = 4.0
+STREAM_INTERVAL_S = 1 / 20  # the worker nudges the UI at most this often; pieces in between are batched
 
 # (binding id, key, action, description, shown in the footer)
 ACTIONS = [
@@ -64,9 +68,7 @@ BUSY_ACTIONS = {"regenerate", "edit_last", "new_conversation", "delete_conversat
 
 
 class AnswerDelta(Message):
-    def __init__(self, text: str) -> None:
-        super().__init__()
-        self.text = text
+    """More of the answer is waiting in ``ChatApp._pending``."""
 
 
 class AnswerDone(Message):
@@ -105,6 +107,8 @@ class ChatApp(App[int]):
         self.open_latest = open_latest
         self._stop = threading.Event()
         self._queued = ""  # a message sent before the model finished loading
+        self._pending: list[str] = []  # streamed text not yet on screen (written by the worker thread)
+        self._pending_lock = threading.Lock()
         self.turns_done = 0  # answers finished (or stopped) in this session
         self._answer: MessageView | None = None
         self._editing: MessageView | None = None
@@ -322,11 +326,12 @@ class ChatApp(App[int]):
         self._answer.start_stream()
         self._stop.clear()
         self.generating = True
+        self._drain_timer = self.set_interval(0.2, self._drain)  # pieces held back by the worker's rate limit
         self._generate(kind, text)
 
     @work(thread=True, exclusive=True, group="generate", exit_on_error=False)
     def _generate(self, kind: str, text: str) -> None:
-        """Runs in a thread: stream the answer, posting each cleaned piece to the UI."""
+        """Runs in a thread: stream the answer into ``self._pending``, nudging the UI at most every frame."""
         cleaner = ControlFilter()
         stream: Iterator[Delta]
         if kind == "send":
@@ -336,10 +341,15 @@ class ChatApp(App[int]):
         else:
             stream = self.session.regenerate()
         error = ""
+        last_post = 0.0
         try:
             for delta in stream:
                 if piece := cleaner.feed(delta.text):
-                    self.post_message(AnswerDelta(piece))
+                    with self._pending_lock:
+                        self._pending.append(piece)
+                    if time.monotonic() - last_post >= STREAM_INTERVAL_S:
+                        last_post = time.monotonic()
+                        self.post_message(AnswerDelta())
                 if self._stop.is_set():
                     break
         except AssistantError as exc:
@@ -350,13 +360,22 @@ class ChatApp(App[int]):
             stream.close()  # finalises the stored answer (as cancelled if we broke out)
         self.post_message(AnswerDone(error))
 
+    async def _drain(self) -> None:
+        """Append everything streamed so far to the answer on screen."""
+        with self._pending_lock:
+            text = "".join(self._pending)
+            self._pending.clear()
+        if text and self._answer is not None:
+            await self._answer.write(text)
+
     @on(AnswerDelta)
-    async def _answer_delta(self, event: AnswerDelta) -> None:
-        if self._answer is not None:
-            await self._answer.write(event.text)
+    async def _answer_delta(self) -> None:
+        await self._drain()
 
     @on(AnswerDone)
     async def _answer_done(self, event: AnswerDone) -> None:
+        self._drain_timer.stop()
+        await self._drain()
         turn, view = self.session.last, self._answer
         if view is not None:
             await view.finish(turn.answer if not event.error else None)

@@ -45,6 +45,8 @@ async def test_question_is_answered_shown_and_stored(make_app, store) -> None:  
         assert shown[1].source == answer["content"]  # every streamed piece made it to the screen
         assert shown[1].message_id == answer["id"] and shown[0].message_id == messages[0]["id"]
         assert app.prompt.text == ""
+        await pilot.press("a", "ctrl+j", "b")  # Ctrl+J adds a line instead of sending
+        assert app.prompt.text == "a\nb" and not app.generating
         info = app.status.info
         assert info.model == "SmolLM2-135M-Instruct.Q4_1" and info.tokens_per_s > 0 and info.context_used > 0
         assert "on-device only" in app.status.render().plain
