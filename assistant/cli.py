@@ -199,6 +199,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("assistant: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `assistant models list | head`
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 0
 
 
 if __name__ == "__main__":

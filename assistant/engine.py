@@ -45,6 +45,7 @@ class Delta:
 
 @dataclass
 class Stats:
+    model: str = ""  # the model that answered (set under the engine lock, so a swap cannot mislabel it)
     prompt_tokens: int = 0  # tokens in the whole prompt
     reused_tokens: int = 0  # of those, already in the KV cache
     evaluated_tokens: int = 0  # of those, evaluated this turn
@@ -338,7 +339,7 @@ class Engine:
         with self._lock:
             started = time.perf_counter()
             self._cancel.clear()
-            stats = self.stats = Stats(n_ctx=self.model.n_ctx)
+            stats = self.stats = Stats(n_ctx=self.model.n_ctx, model=self.model.name)
             reserve = min(max_tokens, self.model.n_ctx // 2)
             text, fitted = self._fit(messages, reserve, stats)
             if stats.dropped_messages:

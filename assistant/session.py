@@ -285,6 +285,8 @@ class Session:
         stats = turn.stats = turn.stats if turn.escalated else self.engine.stats
         turn.answer = answer
         turn.notes = [*stats.notes, *turn.notes]
+        if not turn.escalated and stats.model:
+            turn.model = stats.model
         self.store.update_message(
             turn.answer_message_id,
             content=answer,

@@ -234,7 +234,8 @@ def export(model: Any, tokenizer: Any, target: Path, *, quant: str = "Q8_0", nam
         os.replace(temps[0], target)
         return result
     except OSError as exc:
-        raise ExportError(f"cannot write {target}: {exc.strerror or exc}") from None
+        reason = exc.strerror or f"disk full or file size limit reached ({exc})"
+        raise ExportError(f"cannot write {target}: {reason}") from None
     finally:
         for temp in temps:
             temp.unlink(missing_ok=True)

@@ -34,6 +34,7 @@ from assistant.registry import DEFAULT_MODEL, Registry
 from assistant.session import Session
 from assistant.store import Store
 from assistant.tui.sanitize import ControlFilter
+from assistant.tui.screens.escalation import approver
 from assistant.tui.screens.dialogs import ConfirmScreen, TextInputScreen
 from assistant.tui.screens.help import HelpScreen, help_markdown
 from assistant.tui.screens.models import ModelPickerScreen, gguf_files, model_choices
@@ -333,13 +334,14 @@ class ChatApp(App[int]):
     def _generate(self, kind: str, text: str) -> None:
         """Runs in a thread: stream the answer into ``self._pending``, nudging the UI at most every frame."""
         cleaner = ControlFilter()
+        approve = approver(self, lambda: self.session.last.route.get("reason", ""))
         stream: Iterator[Delta]
         if kind == "send":
-            stream = self.session.send(text)
+            stream = self.session.send(text, approve=approve)
         elif kind == "resend":
-            stream = self.session.resend(text)
+            stream = self.session.resend(text, approve=approve)
         else:
-            stream = self.session.regenerate()
+            stream = self.session.regenerate(approve=approve)
         error = ""
         last_post = 0.0
         try:

@@ -137,7 +137,7 @@ def message_meta(message: dict[str, Any]) -> str:
         return ""
     parts = [message.get("model") or ""]
     if message.get("escalated"):
-        parts.append("escalated")
+        parts[0] = f"⇡ escalated to teacher {parts[0]}".rstrip()
     if label := FINISH_LABELS.get(message.get("finish_reason") or ""):
         parts.append(label)
     elif not message.get("complete", 1):
