@@ -1,0 +1,161 @@
+"""Distillation: training throughput of distill_tools' loop vs an HF ``Trainer`` KD baseline, and the
+default recipe's retention.
+
+1. Throughput: the same pruned student (the default recipe's 14 of 30 layers, initialised from
+   SmolLM2-135M-Instruct), the same real teacher-answered sequences, batch and length. Our loop
+   reads the cached top-k teacher logits; the baseline is the usual ``Trainer`` subclass whose
+   ``compute_loss`` runs the teacher online (full-vocabulary forward KL, same α·CE mix). Both are
+   timed in the same process, interleaved, over several repetitions of a few optimizer steps.
+2. Retention (full mode only; it runs the default recipe end to end, minutes on 2 cores): the
+   distilled student's task score relative to the teacher, at its size relative to the teacher,
+   and whether it beats the pruned student without distillation on every metric.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import bench_home, cli, ratio, row, spread, summary
+
+BENCH = "distill"
+LAYERS = [0, 2, 4, 7, 9, 11, 13, 16, 18, 20, 22, 25, 27, 29]
+PROMPTS = ["What is the capital of Spain?", "Write a Python function that adds two numbers.",
+           "Explain gravity in simple terms.", "What is 6 * 7?", "Give me three tips for better sleep.",
+           "What is a hash table?", "How do I read a file in Python?", "Name three planets."]
+
+
+def _examples(teacher: Any, max_new: int) -> list[Any]:
+    from distill_tools import data
+
+    runner = data.LlamaTeacher(teacher.gguf_path, n_ctx=512)
+    outputs = []
+    for prompt in PROMPTS:
+        ids = data.prompt_ids(teacher.tokenizer, prompt)
+        answer, logits = runner.run(ids, None, max_new)
+        values, indices = data._topk(logits, 32)
+        outputs.append(data.TeacherOutput(ids, answer, values, indices))
+    return data.examples(outputs, max_length=128)
+
+
+def _ours(teacher: Any, examples: list[Any], steps: int, batch: int, folder: Path) -> float:
+    """Tokens/s of distill_tools.train over ``steps`` optimizer steps."""
+    from distill_tools import student, train
+    from distill_tools.recipe import LossSection, TrainSection
+
+    model = student.prune(teacher.model, LAYERS)
+    cfg = TrainSection(max_steps=steps, batch_size=batch, warmup_steps=1, checkpoint_every=10**6, freeze_embeddings=False)
+    start = time.perf_counter()
+    state = train.train(model, examples, cfg, LossSection(), pad_id=teacher.tokenizer.pad_token_id, seed=0, folder=folder)
+    elapsed = time.perf_counter() - start
+    return sum(h["tokens"] for h in state.history) / elapsed
+
+
+def _baseline(teacher: Any, examples: list[Any], steps: int, batch: int, folder: Path) -> float:
+    """Tokens/s of an HF Trainer whose compute_loss runs the teacher online (the common KD recipe)."""
+    import torch
+    from transformers import Trainer, TrainingArguments
+
+    from distill_tools import data, student
+    from distill_tools.losses import ce_loss, combined_loss, kd_loss
+    from distill_tools.recipe import LossSection
+
+    alpha, pad = LossSection().alpha, teacher.tokenizer.pad_token_id
+    model = student.prune(teacher.model, LAYERS)
+    frozen_teacher = teacher.model.eval()
+
+    class KDTrainer(Trainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001, ANN201
+            mask = inputs["mask"]
+            with torch.no_grad():
+                t_logits = frozen_teacher(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits
+            s_logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits
+            kd = kd_loss(s_logits[mask], torch.ones(int(mask.sum()), dtype=torch.bool), teacher_logits=t_logits[mask])
+            ce = ce_loss(s_logits[mask], inputs["labels"][mask], torch.ones(int(mask.sum()), dtype=torch.bool))
+            return combined_loss(ce, kd, alpha)
+
+    class Sequences(torch.utils.data.Dataset):
+        def __len__(self) -> int:
+            return len(examples)
+
+        def __getitem__(self, i: int) -> Any:
+            return examples[i]
+
+    args = TrainingArguments(output_dir=str(folder), per_device_train_batch_size=batch, max_steps=steps, learning_rate=3e-4,
+                             warmup_steps=1, lr_scheduler_type="cosine", max_grad_norm=1.0, save_strategy="no",
+                             report_to=[], logging_strategy="no", use_cpu=True, dataloader_num_workers=0,
+                             remove_unused_columns=False, disable_tqdm=True, seed=0)
+    tokens = 0
+
+    def collate(batch_examples: list[Any]) -> dict[str, Any]:
+        nonlocal tokens
+        out = data.collate(batch_examples, pad)
+        tokens += int(out["attention_mask"].sum())
+        return {k: out[k] for k in ("input_ids", "attention_mask", "labels", "mask")}
+
+    trainer = KDTrainer(model=model, args=args, train_dataset=Sequences(), data_collator=collate)
+    start = time.perf_counter()
+    trainer.train()
+    return tokens / (time.perf_counter() - start)
+
+
+def throughput_rows(quick: bool) -> list[dict[str, Any]]:
+    import tempfile
+
+    from assistant.registry import embedded_model_path
+    from distill_tools.teacher import load
+
+    reps, steps, batch = (2, 2, 4) if quick else (3, 4, 4)
+    teacher = load(str(embedded_model_path()))
+    examples = _examples(teacher, 32 if quick else 64)
+    ours: list[float] = []
+    base: list[float] = []
+    for i in range(reps):
+        order = [("ours", _ours), ("trainer", _baseline)] if i % 2 == 0 else [("trainer", _baseline), ("ours", _ours)]
+        for name, fn in order:
+            with tempfile.TemporaryDirectory() as tmp:
+                (ours if name == "ours" else base).append(fn(teacher, examples, steps, batch, Path(tmp)))
+    o, b = summary(ours)["median"], summary(base)["median"]
+    notes = (f"student {len(LAYERS)}/30 layers, batch {batch}, {steps} steps × {reps} reps, ≤128 tokens; "
+             f"ours (cached top-32 teacher logits) {spread(ours, ' tok/s')}; HF Trainer + online teacher {spread(base, ' tok/s')}")
+    return [row(BENCH, "training throughput vs HF Trainer KD", o, "tok/s", baseline=b, ratio=ratio(o, b),
+                target=">= 1.5x", notes=notes, **summary(ours))]
+
+
+def retention_rows() -> list[dict[str, Any]]:
+    from distill_tools import pipeline, recipe
+
+    summary_ = pipeline.run(recipe.load("default"))
+    models = {m["label"]: m for m in summary_["models"]}
+    teacher, distilled = models["teacher"], models["distilled"]
+    pruned = models.get("pruned (no distillation)")
+    size = distilled["parameters"] / teacher["parameters"]
+    beats = pruned is not None and all(
+        [distilled["task_score"] > pruned["task_score"], distilled["mean_kl"] < pruned["mean_kl"],
+         distilled["top1_agreement"] > pruned["top1_agreement"], distilled["perplexity"] < pruned["perplexity"]]
+    )
+    detail = "; ".join(f"{k}: score {m['task_score']:.0%}, KL {m['mean_kl']:.3f}, top-1 {m['top1_agreement']:.0%}, "
+                       f"ppl {m['perplexity']:.2f}" for k, m in models.items())
+    t = summary_["timings_s"]
+    return [
+        row(BENCH, "default recipe retention", distilled["retention"] * 100, "%", target=">= 90 %",
+            notes=f"at {size:.0%} of the teacher's parameters; {detail}; recipe took {t['total_s']:.0f} s"),
+        row(BENCH, "default recipe student size", size * 100, "%", target="<= 60 %"),
+        row(BENCH, "distilled beats pruned on every metric", float(beats), "", met=beats, notes=detail),
+    ]
+
+
+def run(quick: bool) -> list[dict[str, Any]]:
+    with bench_home():
+        rows = throughput_rows(quick)
+        if not quick:
+            rows += retention_rows()
+        else:
+            rows.append(row(BENCH, "default recipe retention", None, "%", target=">= 90 %",
+                            notes="full mode only (runs the default recipe, minutes)"))
+    return rows
+
+
+if __name__ == "__main__":
+    raise SystemExit(cli(run, "bench_distill"))
