@@ -33,7 +33,7 @@ from assistant.engine import Delta, Engine
 from assistant.registry import DEFAULT_MODEL, Registry
 from assistant.session import Session
 from assistant.store import Store
-from assistant.tui.sanitize import ControlFilter
+from assistant.text_safety import StreamSanitizer
 from assistant.tui.screens.escalation import approver
 from assistant.tui.screens.dialogs import ConfirmScreen, TextInputScreen
 from assistant.tui.screens.help import HelpScreen, help_markdown
@@ -333,7 +333,7 @@ class ChatApp(App[int]):
     @work(thread=True, exclusive=True, group="generate", exit_on_error=False)
     def _generate(self, kind: str, text: str) -> None:
         """Runs in a thread: stream the answer into ``self._pending``, nudging the UI at most every frame."""
-        cleaner = ControlFilter()
+        cleaner = StreamSanitizer()
         approve = approver(self, lambda: self.session.last.route.get("reason", ""))
         stream: Iterator[Delta]
         if kind == "send":

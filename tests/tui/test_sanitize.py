@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from assistant.tui.sanitize import ControlFilter, clean
+from assistant.text_safety import StreamSanitizer as ControlFilter, sanitize as clean
 from assistant.tui.widgets.message import code_blocks, message_meta
 
 

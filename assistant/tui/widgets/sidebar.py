@@ -12,7 +12,7 @@ from textual.message import Message
 from textual.widgets import Input, Label, ListItem, ListView, OptionList
 from textual.widgets.option_list import Option
 
-from assistant.tui.sanitize import clean
+from assistant.text_safety import sanitize as clean
 
 
 def excerpt(text: str, query: str, width: int = 90) -> Content:
