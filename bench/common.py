@@ -227,19 +227,19 @@ def fmt(value: Any, digits: int = 3) -> str:
 
 def _with_unit(value: Any, unit: str) -> str:
     text = fmt(value)
-    return f"{text} {unit}".strip() if value is not None and unit else text
+    return f"{text} {unit}".strip() if value is not None and unit else str(text)
 
 
 def table_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
     header = ["benchmark", "metric", "value", "baseline", "ratio", "target", "met?"]
     body = [
         [
-            r["benchmark"],
-            r["metric"],
+            str(r["benchmark"]),
+            str(r["metric"]),
             _with_unit(r["value"], r["unit"]),
             _with_unit(r["baseline"], r["unit"]),
             f"{fmt(r['ratio'])}x" if r["ratio"] is not None else "-",
-            r["target"] or "-",
+            str(r["target"]) if r["target"] is not None else "-",
             fmt(r.get("met")),
         ]
         for r in rows
@@ -298,7 +298,11 @@ def write_results(
         "rows": rows,
     }
     text = json.dumps(document, indent=2, ensure_ascii=False, default=_json_default)
-    plots = write_plots(rows, out_dir, stamp)
+    try:
+        plots = write_plots(rows, out_dir, stamp)
+    except Exception as exc:  # a plot must never cost the figures
+        print(f"bench: plots skipped: {type(exc).__name__}: {exc}", file=sys.stderr)
+        plots = []
     md = [
         f"# Benchmarks ({document['mode']}, {document['created']}, {elapsed_s:.0f} s)",
         "",
