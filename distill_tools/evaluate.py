@@ -73,7 +73,7 @@ class Runner:
 
         self.info = read_info(path)
         with _llama_chat_handlers_disabled():
-            self.llm = llama_cpp.Llama(str(path), n_ctx=1024, n_batch=1024, logits_all=True, verbose=False,
+            self.llm = llama_cpp.Llama(str(path), n_ctx=1024, n_batch=64, logits_all=True, verbose=False,
                                        n_threads=physical_cores())
         source = self.info.chat_template or fallback_for(self.info.architecture)
         self.template = ChatTemplate(source, self.info.bos_token, self.info.eos_token, builtin=not self.info.chat_template)
