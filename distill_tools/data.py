@@ -111,7 +111,7 @@ class LlamaTeacher:
 
         from assistant.engine import physical_cores
 
-        self.llm = llama_cpp.Llama(str(path), n_ctx=n_ctx, logits_all=True, verbose=False, n_batch=64,
+        self.llm = llama_cpp.Llama(str(path), n_ctx=n_ctx, logits_all=True, verbose=False, n_batch=8,
                                    n_threads=physical_cores())
         self.is_end = lambda token: bool(llama_cpp.llama_vocab_is_eog(self.llm._model.vocab, token))
 

@@ -192,7 +192,7 @@ def verify(model: Any, tokenizer: Any, path: Path, max_kl: float, min_top1: floa
 
     from assistant.engine import physical_cores
 
-    llm = llama_cpp.Llama(str(path), n_ctx=512, n_batch=64, logits_all=True, verbose=False,
+    llm = llama_cpp.Llama(str(path), n_ctx=512, n_batch=8, logits_all=True, verbose=False,
                            n_threads=physical_cores())
     agree, kls, positions = 0, [], 0
     try:
