@@ -61,9 +61,6 @@ def correct(answer: str, accepted: list[str]) -> bool:
     return any(re.search(rf"(?<![\w.]){re.escape(a.lower())}(?![\w])", answer.lower()) for a in accepted)
 
 
-N_BATCH_NOTE = "n_batch=8: on this CPU build, prompt batches of 64 tokens ran ~20x slower than batches of 8"
-
-
 class Runner:
     """One GGUF in llama.cpp with its own chat template; greedy generation and per-position logits."""
 
@@ -76,6 +73,7 @@ class Runner:
 
         self.info = read_info(path)
         with _llama_chat_handlers_disabled():
+            # n_batch=8: here, prompt batches of 64 tokens ran ~20x slower than batches of 8 (measured)
             self.llm = llama_cpp.Llama(str(path), n_ctx=1024, n_batch=8, logits_all=True, verbose=False,
                                        n_threads=physical_cores())
         source = self.info.chat_template or fallback_for(self.info.architecture)
