@@ -105,6 +105,8 @@ class Store:
         self.db.execute("PRAGMA busy_timeout = 30000")
         if str(path) != ":memory:":
             self.db.enable_wal()
+            # WAL + NORMAL: a killed process loses nothing committed; only a power cut can drop the last commits
+            self.db.execute("PRAGMA synchronous = NORMAL")
         self._migrate()
 
     def _migrate(self) -> None:
