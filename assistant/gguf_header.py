@@ -9,6 +9,7 @@ fails fast with a clear message instead of allocating or hanging.
 from __future__ import annotations
 
 import mmap
+import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,26 +20,38 @@ SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?
 STRING, ARRAY = 8, 9
 MAX_STRING = 64 * 1024 * 1024
 TOKENS = "tokenizer.ggml.tokens"
+MAGIC = b"GGUF"
+FIXED_HEADER = 24  # magic, version, tensor count, metadata count
+MAX_TENSORS = 1_000_000
+MAX_KV = 100_000
 SPECIAL_TOKEN_IDS = ("tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id")
 
-# ggml tensor types -> (elements per block, bytes per block), from ggml's type traits
+# ggml tensor types -> (elements per block, bytes per block), from ggml's type traits. Copied
+# from gguf-py (GGMLQuantizationType, GGML_QUANT_SIZES) so importing it stays off the chat path;
+# tests/test_models_cli.py checks both tables against the installed gguf package.
 GGML_TYPES: dict[int, tuple[int, int]] = {
     0: (1, 4), 1: (1, 2), 2: (32, 18), 3: (32, 20), 6: (32, 22), 7: (32, 24), 8: (32, 34), 9: (32, 40),
     10: (256, 84), 11: (256, 110), 12: (256, 144), 13: (256, 176), 14: (256, 210), 15: (256, 292),
     16: (256, 66), 17: (256, 74), 18: (256, 98), 19: (256, 50), 20: (32, 18), 21: (256, 110),
     22: (256, 82), 23: (256, 136), 24: (1, 1), 25: (1, 2), 26: (1, 4), 27: (1, 8), 28: (1, 8),
-    29: (256, 56), 30: (1, 2), 34: (256, 54), 35: (256, 66), 39: (32, 17),
+    29: (256, 56), 30: (1, 2), 34: (256, 54), 35: (256, 66), 39: (32, 17), 40: (64, 36), 41: (128, 18),
 }
 GGML_TYPE_NAMES = {
     0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 6: "Q5_0", 7: "Q5_1", 8: "Q8_0", 9: "Q8_1", 10: "Q2_K",
     11: "Q3_K", 12: "Q4_K", 13: "Q5_K", 14: "Q6_K", 15: "Q8_K", 16: "IQ2_XXS", 17: "IQ2_XS",
     18: "IQ3_XXS", 19: "IQ1_S", 20: "IQ4_NL", 21: "IQ3_S", 22: "IQ2_S", 23: "IQ4_XS", 24: "I8",
     25: "I16", 26: "I32", 27: "I64", 28: "F64", 29: "IQ1_M", 30: "BF16", 34: "TQ1_0", 35: "TQ2_0", 39: "MXFP4",
+    40: "NVFP4", 41: "Q1_0",
 }
 
 
 class HeaderError(ValueError):
     """The header is malformed; the message says where."""
+
+
+class NotGGUFError(HeaderError):
+    """The file is not a GGUF this parser reads at all (empty, too small, wrong magic or version,
+    absurd counts); the message is a whole sentence, meant to be shown as it is."""
 
 
 @dataclass
@@ -154,25 +167,32 @@ def _tensor_bytes(ggml_type: int, n_elements: int, name: str) -> int:
     return n_elements // block * size
 
 
-def parse(path: Path | str, max_tensors: int = 1_000_000, max_kv: int = 100_000) -> Header:
-    """Parse the header of a GGUF file (memory-mapped; nothing big is copied)."""
+def parse(path: Path | str, max_tensors: int = MAX_TENSORS, max_kv: int = MAX_KV) -> Header:
+    """Parse the header of a GGUF file (memory-mapped; nothing big is copied).
+
+    Raises NotGGUFError for a file that is not a readable GGUF at all, HeaderError (its base)
+    for a GGUF whose header is corrupt or truncated, OSError if the file cannot be read.
+    """
     with open(path, "rb") as handle:
-        size = Path(path).stat().st_size
+        size = os.fstat(handle.fileno()).st_size
         if size == 0:
-            raise HeaderError("empty file")
+            raise NotGGUFError("empty file, not a GGUF model")
+        if size < FIXED_HEADER:
+            raise NotGGUFError(f"{size} bytes is too small to be a GGUF model (truncated?)")
         with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as buffer:
             return _parse(_Cursor(buffer, size), max_tensors, max_kv)
 
 
 def _parse(cur: _Cursor, max_tensors: int, max_kv: int) -> Header:
-    if cur.take(4, "magic") != b"GGUF":
-        raise HeaderError("not a GGUF file (bad magic)")
+    magic = cur.take(4, "magic")
+    if magic != MAGIC:
+        raise NotGGUFError(f"not a GGUF file (magic {magic!r}, expected {MAGIC!r})")
     header = Header(version=cur.unpack("<I", "version"))
     if header.version not in (2, 3):
-        raise HeaderError(f"unsupported GGUF version {header.version}")
+        raise NotGGUFError(f"unsupported GGUF version {header.version} (supported: 2, 3)")
     n_tensors, n_kv = cur.unpack("<Q", "tensor count"), cur.unpack("<Q", "metadata count")
     if n_tensors > max_tensors or n_kv > max_kv:
-        raise HeaderError(f"header claims {n_tensors} tensors and {n_kv} metadata keys: corrupt")
+        raise NotGGUFError(f"corrupt header ({n_tensors} tensors, {n_kv} metadata keys claimed)")
     for _ in range(n_kv):
         key = cur.string("metadata key")
         vtype = cur.unpack("<I", f"type of {key!r}")

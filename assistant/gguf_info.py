@@ -14,20 +14,18 @@ from pathlib import Path
 from typing import Any
 
 from assistant import AssistantError
-from assistant.gguf_header import GGML_TYPE_NAMES, Header, HeaderError, parse
+from assistant.gguf_header import GGML_TYPE_NAMES, MAX_KV, MAX_TENSORS, Header, HeaderError, NotGGUFError, parse
 
-GGUF_MAGIC = b"GGUF"
-MAX_TENSORS = 1_000_000
-MAX_KV = 100_000
 MAX_TENSOR_GAP = 1 << 20
 
-# llama.cpp's general.file_type values (enum llama_ftype)
+# llama.cpp's general.file_type values (enum llama_ftype), copied from gguf-py's LlamaFileType so
+# importing it stays off the chat path; tests/test_models_cli.py checks it against the gguf package.
 FILE_TYPES = {
     0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 7: "Q8_0", 8: "Q5_0", 9: "Q5_1", 10: "Q2_K", 11: "Q3_K_S",
     12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S", 17: "Q5_K_M", 18: "Q6_K",
     19: "IQ2_XXS", 20: "IQ2_XS", 21: "Q2_K_S", 22: "IQ3_XS", 23: "IQ3_XXS", 24: "IQ1_S", 25: "IQ4_NL",
     26: "IQ3_S", 27: "IQ3_M", 28: "IQ2_S", 29: "IQ2_M", 30: "IQ4_XS", 31: "IQ1_M", 32: "BF16",
-    36: "TQ1_0", 37: "TQ2_0", 38: "MXFP4_MOE",
+    36: "TQ1_0", 37: "TQ2_0", 38: "MXFP4_MOE", 39: "NVFP4", 40: "Q1_0",
 }
 
 
@@ -59,22 +57,6 @@ class ModelInfo:
         return data
 
 
-def _quick_header_check(path: Path, size: int) -> None:
-    if size == 0:
-        raise ModelFileError(f"{path}: empty file, not a GGUF model")
-    if size < 24:
-        raise ModelFileError(f"{path}: {size} bytes is too small to be a GGUF model (truncated?)")
-    with path.open("rb") as handle:
-        head = handle.read(24)
-    if head[:4] != GGUF_MAGIC:
-        raise ModelFileError(f"{path}: not a GGUF file (magic {head[:4]!r}, expected b'GGUF')")
-    version, n_tensors, n_kv = struct.unpack("<IQQ", head[4:24])
-    if version not in (2, 3):
-        raise ModelFileError(f"{path}: unsupported GGUF version {version} (supported: 2, 3)")
-    if n_tensors > MAX_TENSORS or n_kv > MAX_KV:
-        raise ModelFileError(f"{path}: corrupt header ({n_tensors} tensors, {n_kv} metadata keys claimed)")
-
-
 def _quantization(header: Header) -> str:
     """The file type if declared, else the most common type among the weight matrices."""
     from collections import Counter
@@ -97,11 +79,14 @@ def read_info(path: Path | str) -> ModelInfo:
     if not path.is_file():
         raise ModelFileError(f"{path}: not a file")
     size = path.stat().st_size
-    _quick_header_check(path, size)
     try:
         header = parse(path, MAX_TENSORS, MAX_KV)
-    except (HeaderError, OSError, ValueError) as exc:
+    except NotGGUFError as exc:  # empty, too small, wrong magic or version: the message says it all
+        raise ModelFileError(f"{path}: {exc}") from None
+    except (HeaderError, ValueError) as exc:
         raise ModelFileError(f"{path}: corrupt or truncated GGUF ({exc})") from None
+    except OSError as exc:
+        raise ModelFileError(f"{path}: cannot read: {exc.strerror or exc}") from None
     return _describe(path, size, header)
 
 

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from assistant.cli import main
 from assistant.config import load, models_dir
-from assistant.gguf_header import parse
-from assistant.gguf_info import ModelFileError, read_info
+from assistant.gguf_header import GGML_TYPE_NAMES, GGML_TYPES, HeaderError, NotGGUFError, parse
+from assistant.gguf_info import FILE_TYPES, ModelFileError, read_info
 
 # name -> (how the file is broken, what the one-line error must say)
 BROKEN = {
@@ -116,6 +118,56 @@ def test_check_real_models(smollm_path: Path, gemma_path: Path, capsys: pytest.C
     assert info["architecture"] == "gemma3" and info["quantization"] == "Q4_K_M"
     assert info["has_chat_template"] is False and "no chat template" in info["warnings"][0]
     assert info["fit"] == "fits" and 0 < info["memory"] < info["available"]
+
+
+def test_parse_gives_the_friendly_messages_itself(broken: dict[str, Path]) -> None:
+    """The not-a-GGUF-at-all cases are refused by the parser, in words a user understands."""
+    expected = {
+        "empty": "empty file, not a GGUF model",
+        "tiny": "10 bytes is too small to be a GGUF model (truncated?)",
+        "wrong-magic": "not a GGUF file (magic b'GGML', expected b'GGUF')",
+        "bad-version": "unsupported GGUF version 99 (supported: 2, 3)",
+        "absurd-tensor-count": f"corrupt header ({2**50} tensors,",
+    }
+    for case, message in expected.items():
+        with pytest.raises(NotGGUFError) as raised:
+            parse(broken[case])
+        assert str(raised.value).startswith(message) and isinstance(raised.value, HeaderError)
+        with pytest.raises(ModelFileError) as wrapped:
+            read_info(broken[case])
+        assert str(wrapped.value) == f"{broken[case]}: {raised.value}"  # shown as it is, not as "corrupt or …"
+    with pytest.raises(HeaderError, match="truncated") as raised:
+        parse(broken["cut-in-metadata"])
+    assert not isinstance(raised.value, NotGGUFError)
+
+
+def test_type_tables_match_gguf_py() -> None:
+    """GGML_TYPES, GGML_TYPE_NAMES and FILE_TYPES are copies of gguf-py's tables, kept so that
+    importing gguf (~150 ms) stays off the chat path: they must agree with the installed package."""
+    import gguf
+
+    quant_types = {t.value: t for t in gguf.GGMLQuantizationType}
+    for value, (block, size) in GGML_TYPES.items():
+        assert value in quant_types, f"ggml type {value} ({GGML_TYPE_NAMES.get(value)}) is unknown to gguf-py"
+        assert GGML_TYPE_NAMES[value] == quant_types[value].name, value
+        assert (block, size) == gguf.GGML_QUANT_SIZES[quant_types[value]], GGML_TYPE_NAMES[value]
+    missing = {t.name: t.value for t in gguf.GGMLQuantizationType if t.value not in GGML_TYPES}
+    assert not missing, f"gguf-py knows ggml types the header parser would refuse: {missing}"
+    assert set(GGML_TYPE_NAMES) == set(GGML_TYPES)
+
+    file_types = {
+        t.value: t.name.removeprefix("MOSTLY_").removeprefix("ALL_")
+        for t in gguf.LlamaFileType
+        if t is not gguf.LlamaFileType.GUESSED  # a flag or'ed onto the others, not a file type
+    }
+    assert FILE_TYPES == file_types
+
+
+def test_header_modules_do_not_import_gguf_py() -> None:
+    """The tables above exist so that the chat path never pays for importing gguf-py."""
+    code = "import sys, assistant.gguf_info; print('gguf' in sys.modules, 'numpy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
 
 
 def test_list_shows_both_packaged_models(capsys: pytest.CaptureFixture[str]) -> None:
