@@ -274,21 +274,30 @@ class Engine:
         self._cancel.set()
 
     # -- prompt building
-    def _fit(self, messages: Messages, reserve: int, stats: Stats) -> tuple[str, Messages]:
+    def _render(self, messages: Messages, continue_final: bool) -> str:
+        """The prompt text; with ``continue_final`` the last (assistant) message opens the model's turn."""
+        if not continue_final:
+            return self.model.template.render(messages)
+        return self.model.template.render(messages[:-1]) + messages[-1]["content"]
+
+    def _fit(
+        self, messages: Messages, reserve: int, stats: Stats, continue_final: bool = False
+    ) -> tuple[str, Messages]:
         """Render the prompt, dropping the oldest turns (system kept) until it fits."""
         messages = [dict(m) for m in messages]
         budget = self.model.n_ctx - reserve
+        keep = 2 if continue_final else 1  # the question and, when continuing, the partial answer
         while True:
-            text = self.model.template.render(messages)
+            text = self._render(messages, continue_final)
             count = len(self.model.tokenize(text, first=True))
             if count <= budget:
                 return text, messages
             system = 1 if messages and messages[0]["role"] == "system" else 0
-            if len(messages) - system > 1:
+            if len(messages) - system > keep:
                 del messages[system]
                 stats.dropped_messages += 1
                 continue
-            last = messages[-1]
+            last = messages[-keep]  # the question: a partial answer being continued is never cut
             # cut in proportion to this text's own characters per token (code and CJK pack fewer than prose)
             overflow_chars = len(last["content"]) - int(len(last["content"]) * budget / count * 0.95)
             if overflow_chars >= len(last["content"]):
@@ -334,14 +343,22 @@ class Engine:
         top_p: float = 0.95,
         top_k: int = 40,
         conversation: object = None,
+        continue_final: bool = False,
     ) -> Iterator[Delta]:
-        """Yield the answer to ``messages`` piece by piece; ``self.stats`` describes the turn."""
+        """Yield the answer to ``messages`` piece by piece; ``self.stats`` describes the turn.
+
+        With ``continue_final`` the last message is a partial assistant answer: the prompt ends
+        with its text (no end-of-turn), so the model carries on from there and only the new
+        text is yielded. After a stopped answer this prompt is exactly the cached one.
+        """
+        if continue_final and (not messages or messages[-1]["role"] != "assistant"):
+            raise EngineError("nothing to continue: the last message is not an answer")
         with self._lock:
             started = time.perf_counter()
             self._cancel.clear()
             stats = self.stats = Stats(n_ctx=self.model.n_ctx, model=self.model.name)
             reserve = min(max_tokens, self.model.n_ctx // 2)
-            text, fitted = self._fit(messages, reserve, stats)
+            text, fitted = self._fit(messages, reserve, stats, continue_final)
             if stats.dropped_messages:
                 stats.notes.append(
                     f"{stats.dropped_messages} oldest message(s) left out to fit the {self.model.n_ctx}-token context"

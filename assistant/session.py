@@ -124,6 +124,33 @@ class Session:
         self.last = turn = Turn(model=self.engine.name)
         yield from self._answer(turn, max_tokens, temperature, policy, teacher, approve)
 
+    def continue_(self, *, max_tokens: int | None = None, temperature: float | None = None) -> Iterator[Delta]:
+        """Carry on the last answer where it stopped (a crash, a stop or the token limit).
+
+        The model sees the history with the partial answer as the start of its own turn; what it
+        adds is appended to the same stored message, which is marked complete when it finishes.
+        Only the new text is yielded. Always on-device (a teacher cannot resume a partial answer).
+        """
+        self.last = turn = Turn(model=self.engine.name)
+        messages = self.store.messages(self.conversation_id) if self.conversation_id is not None else []
+        if not messages or not resumable(messages[-1]):
+            raise AssistantError("no incomplete answer to continue")
+        last = messages[-1]
+        turn.answer_message_id = last["id"]
+        turn.route = json.loads(last["route"]) if last["route"] else {}
+        self.store.update_message(last["id"], complete=0, finish_reason="")  # a crash now leaves it resumable
+        self._cancel.clear()
+        self._last_flush = time.monotonic()
+        pieces = [last["content"]]
+        stream = self.engine.stream(
+            self.history(), conversation=self.conversation_id, continue_final=True,
+            **self._sampling(max_tokens, temperature),
+        )
+        try:
+            yield from self._relay(turn, stream, pieces)
+        finally:
+            self._finish(turn, "".join(pieces), earlier_tokens=last["completion_tokens"] or 0)
+
     def cancel(self) -> None:
         """Stop the answer being streamed (the student's or the teacher's); the partial answer is kept."""
         self._cancel.set()
@@ -160,15 +187,11 @@ class Session:
         approve: Approve | None = None,
     ) -> Iterator[Delta]:
         assert self.conversation_id is not None
-        settings = self.config.generation
         history = self.history()
         turn.answer_message_id = self.store.add_message(
             self.conversation_id, "assistant", "", model=turn.model, complete=0
         )
-        sampling = {
-            "max_tokens": max_tokens or settings.max_tokens,
-            "temperature": settings.temperature if temperature is None else temperature,
-        }
+        sampling = self._sampling(max_tokens, temperature)
         started = time.perf_counter()
         self._cancel.clear()
         self._last_flush = time.monotonic()
@@ -194,6 +217,13 @@ class Session:
             yield from self._from_teacher(turn, teacher, request, history, sampling, pieces, started)
         finally:
             self._finish(turn, "".join(pieces))
+
+    def _sampling(self, max_tokens: int | None, temperature: float | None) -> dict[str, Any]:
+        settings = self.config.generation
+        return {
+            "max_tokens": max_tokens or settings.max_tokens,
+            "temperature": settings.temperature if temperature is None else temperature,
+        }
 
     def _student(self, history: list[dict[str, str]], sampling: dict[str, Any]) -> Iterator[Delta]:
         return self.engine.stream(history, conversation=self.conversation_id, **sampling)
@@ -281,7 +311,8 @@ class Session:
         turn.route["fallback"] = why
         yield from self._relay(turn, self._student(history, sampling), pieces)
 
-    def _finish(self, turn: Turn, answer: str) -> None:
+    def _finish(self, turn: Turn, answer: str, earlier_tokens: int = 0) -> None:
+        """Write the final answer and its stats; ``earlier_tokens`` were generated before a continue."""
         stats = turn.stats = turn.stats if turn.escalated else self.engine.stats
         turn.answer = answer
         turn.notes = [*stats.notes, *turn.notes]
@@ -295,11 +326,18 @@ class Session:
             complete=1 if stats.finish_reason else 0,
             finish_reason=stats.finish_reason,
             prompt_tokens=stats.prompt_tokens,
-            completion_tokens=stats.completion_tokens,
+            completion_tokens=earlier_tokens + stats.completion_tokens,
             ttft_s=round(stats.ttft_s, 4),
             tokens_per_s=round(stats.tokens_per_s, 2),
             route=json.dumps(turn.route) if turn.route else "",
         )
+
+
+def resumable(message: dict[str, Any]) -> bool:
+    """An answer that can be continued: cut off by a crash (never completed), a stop or the token limit."""
+    return message["role"] == "assistant" and (
+        not message["complete"] or message["finish_reason"] in ("cancelled", "length")
+    )
 
 
 def _prepend(draft: list[Delta], student: Iterator[Delta]) -> Iterator[Delta]:

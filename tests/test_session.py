@@ -2,9 +2,12 @@
 
 from pathlib import Path
 
+import pytest
+
+from assistant import AssistantError
 from assistant.config import load
 from assistant.engine import Engine
-from assistant.session import Session
+from assistant.session import Session, resumable
 from assistant.store import Store
 
 
@@ -55,3 +58,55 @@ def test_regenerate_replaces_last_answer(engine: Engine, tmp_path: Path) -> None
     list(session.send("Name a fruit.", max_tokens=8))
     list(session.regenerate(max_tokens=8, temperature=0.9))
     assert [r["role"] for r in store.messages(session.conversation_id)] == ["user", "assistant"]
+
+
+def test_continue_after_the_token_limit_is_the_uninterrupted_answer(engine: Engine, tmp_path: Path) -> None:
+    """Greedy: 10 tokens, then 10 more continued in the same message == 20 tokens in one go; KV prefix reused."""
+    store = Store(tmp_path / "db.sqlite")
+    session = Session(store, engine, load())
+    question = "Write a short poem about the sea."
+    head = "".join(d.text for d in session.send(question, max_tokens=10, temperature=0))
+    cut = store.messages(session.conversation_id)[1]
+    assert cut["finish_reason"] == "length" and resumable(cut)
+    tail = "".join(d.text for d in session.continue_(max_tokens=10, temperature=0))
+    assert engine.stats.evaluated_tokens == 1  # the cached prompt + partial answer is reused whole
+    rows = store.messages(session.conversation_id)
+    assert [r["id"] for r in rows] == [rows[0]["id"], cut["id"]]  # the same message grew
+    assert rows[1]["content"] == head + tail and rows[1]["completion_tokens"] == 20
+    whole = "".join(d.text for d in Session(store, engine, load()).send(question, max_tokens=20, temperature=0))
+    assert head + tail == whole
+
+
+def test_continue_an_answer_left_by_a_crash(engine: Engine, tmp_path: Path) -> None:
+    """A killed process left a partial answer (complete=0): a new session carries it on and completes it."""
+    store = Store(tmp_path / "db.sqlite")
+    conversation = store.new_conversation(title="crash")
+    store.add_message(conversation, "user", "List the days of the week, one per line.")
+    partial = "Monday\nTuesday\nWed"
+    answer_id = store.add_message(conversation, "assistant", partial, complete=0, completion_tokens=7)
+    session = Session(store, engine, load(), conversation)
+    session.flush_interval = 0.0
+    stream = session.continue_(max_tokens=24, temperature=0)
+    next(stream)
+    during = store.message(answer_id)
+    assert during["complete"] == 0 and during["content"].startswith(partial)  # flushed into the same row
+    tail = "".join(d.text for d in stream)
+    answer = store.message(answer_id)
+    assert len(store.messages(conversation)) == 2 and answer["content"].startswith(partial)
+    assert answer["content"].endswith(tail) and len(answer["content"]) > len(partial)
+    assert answer["complete"] == 1 and answer["finish_reason"] in ("stop", "length")
+    assert answer["completion_tokens"] > 7 and answer["model"] == engine.name
+    assert "nesday" in answer["content"]  # the model carried on the word it was cut in
+
+
+def test_continue_needs_an_incomplete_answer(engine: Engine, tmp_path: Path) -> None:
+    store = Store(tmp_path / "db.sqlite")
+    session = Session(store, engine, load())
+    with pytest.raises(AssistantError, match="no incomplete answer"):
+        list(session.continue_())  # no conversation yet
+    conversation = session.ensure_conversation("done")
+    store.add_message(conversation, "user", "Say yes.")
+    store.add_message(conversation, "assistant", "Yes.", finish_reason="stop")
+    with pytest.raises(AssistantError, match="no incomplete answer"):
+        list(session.continue_())
+    assert [r["content"] for r in store.messages(conversation)] == ["Say yes.", "Yes."]

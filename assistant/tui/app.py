@@ -22,6 +22,7 @@ from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.content import Content
 from textual.message import Message
 from textual.reactive import reactive
 from textual.screen import Screen
@@ -31,7 +32,7 @@ from assistant import AssistantError
 from assistant.config import Config
 from assistant.engine import Delta, Engine
 from assistant.registry import DEFAULT_MODEL, Registry
-from assistant.session import Session
+from assistant.session import Session, resumable
 from assistant.store import Store
 from assistant.text_safety import StreamSanitizer
 from assistant.tui.screens.escalation import approver
@@ -55,6 +56,7 @@ ACTIONS = [
     ("settings", "ctrl+s", "settings", "Settings", True),
     ("help", "f1", "help", "Help", True),
     ("regenerate", "ctrl+r", "regenerate", "Regenerate the last answer", False),
+    ("continue_answer", "f5", "continue_answer", "Continue an incomplete answer", False),
     ("edit_last", "ctrl+g", "edit_last", "Edit and resend your last message", False),
     ("copy_answer", "f3", "copy_answer", "Copy the last answer", False),
     ("copy_code", "f4", "copy_code", "Copy the last code block", False),
@@ -65,7 +67,11 @@ ACTIONS = [
     ("quit", "ctrl+q", "quit", "Quit", False),
 ]
 PROMPT_KEYS = [("send", "enter", "Send your message"), ("newline", "ctrl+j,shift+enter", "New line in your message")]
-BUSY_ACTIONS = {"regenerate", "edit_last", "new_conversation", "delete_conversation", "pick_model"}
+BUSY_ACTIONS = {"regenerate", "continue_answer", "edit_last", "new_conversation", "delete_conversation", "pick_model"}
+RESUME_NOTE = (
+    "⚠ incomplete — press [b]$continue_key[/b] to [@click=app.continue_answer]continue[/] "
+    "or [b]$regenerate_key[/b] to [@click=app.regenerate]regenerate[/]"
+)
 
 
 class AnswerDelta(Message):
@@ -107,7 +113,7 @@ class ChatApp(App[int]):
         self.session = Session(store, engine, config)  # type: ignore[arg-type]  # engine set once loaded
         self.open_latest = open_latest
         self._stop = threading.Event()
-        self._queued = ""  # a message sent before the model finished loading
+        self._queued: tuple[str, str] | None = None  # ("send", text) or ("continue", "") asked before the model loaded
         self._pending: list[str] = []  # streamed text not yet on screen (written by the worker thread)
         self._pending_lock = threading.Lock()
         self.turns_done = 0  # answers finished (or stopped) in this session
@@ -184,6 +190,7 @@ class ChatApp(App[int]):
         self.session.conversation_id = conversation_id
         messages = self.store.messages(conversation_id) if conversation_id is not None else []
         await self.chat.show(messages, self._welcome())
+        self._offer_resume(messages[-1] if messages else None)
         self.sidebar.select(conversation_id)
         self._show_stored_stats(messages)
         if message_id is not None and not self.chat.jump_to(message_id):
@@ -271,7 +278,7 @@ class ChatApp(App[int]):
             return
         self.prompt.clear()
         if self.engine is None:
-            self._queued = event.text
+            self._queued = ("send", event.text)
             self.notify("The model is still loading; your message goes out as soon as it is ready")
             return
         await self._send(event.text)
@@ -298,6 +305,33 @@ class ChatApp(App[int]):
             await self.chat.remove_from(last)
         await self._begin_answer("regenerate", "")
 
+    async def action_continue_answer(self) -> None:
+        views = self.chat.views()
+        if not views or not views[-1].resumable:
+            self.notify("No incomplete answer to continue", severity="warning")
+        elif self.engine is None:
+            self._queued = ("continue", "")
+            self.notify("The model is still loading; the answer continues as soon as it is ready")
+        else:
+            await self._begin_answer("continue", "", views[-1])
+
+    def _offer_resume(self, last: dict[str, Any] | None) -> None:
+        """Mark the last answer if it is incomplete (continue or regenerate it); unmark the others."""
+        views = self.chat.views()
+        target = views[-1] if views and last and views[-1].message_id == last["id"] and resumable(last) else None
+        for view in views:
+            if view is target:
+                view.offer_resume(self._resume_note())
+            elif view.resumable:
+                view.offer_resume(None)
+
+    def _resume_note(self) -> Content:
+        return Content.from_markup(
+            RESUME_NOTE,
+            continue_key=key_label(self._key("continue_answer")),
+            regenerate_key=key_label(self._key("regenerate")),
+        )
+
     def action_edit_last(self) -> None:
         last = self.chat.last("user")
         if last is None:
@@ -321,9 +355,15 @@ class ChatApp(App[int]):
             self.prompt.border_title = None
             self.refresh_bindings()
 
-    async def _begin_answer(self, kind: str, text: str) -> None:
+    async def _begin_answer(self, kind: str, text: str, view: MessageView | None = None) -> None:
+        """Stream an answer into a new message view, or (continuing) into ``view``."""
         assert self.engine is not None
-        self._answer = await self.chat.add(MessageView("assistant", meta=self.engine.name))
+        self._offer_resume(None)
+        if view is None:
+            view = await self.chat.add(MessageView("assistant", meta=self.engine.name))
+        else:
+            view.set_meta(f"{self.engine.name} · continuing…")
+        self._answer = view
         self._answer.start_stream()
         self._stop.clear()
         self.generating = True
@@ -340,6 +380,8 @@ class ChatApp(App[int]):
             stream = self.session.send(text, approve=approve)
         elif kind == "resend":
             stream = self.session.resend(text, approve=approve)
+        elif kind == "continue":
+            stream = self.session.continue_()
         else:
             stream = self.session.regenerate(approve=approve)
         error = ""
@@ -381,9 +423,10 @@ class ChatApp(App[int]):
         turn, view = self.session.last, self._answer
         if view is not None:
             await view.finish(turn.answer if not event.error else None)
-            view.message_id = turn.answer_message_id
+            view.message_id = turn.answer_message_id or view.message_id
             stored = self.store.message(turn.answer_message_id) if turn.answer_message_id else {}
             view.set_meta(message_meta(stored) if stored else turn.model)
+            self._offer_resume(stored or None)
         user = self.chat.last("user")
         if user is not None and turn.user_message_id:
             user.message_id = turn.user_message_id
@@ -484,8 +527,8 @@ class ChatApp(App[int]):
         if welcome := self.chat.query("#welcome"):
             welcome.first().update(self._welcome())  # type: ignore[attr-defined]
         if self._queued and not self.generating:
-            text, self._queued = self._queued, ""
-            await self._send(text)
+            (kind, text), self._queued = self._queued, None
+            await (self._send(text) if kind == "send" else self.action_continue_answer())
 
     def _poll_models(self) -> None:
         """Notice new .gguf files (e.g. a freshly distilled student) once their size is stable."""
@@ -554,6 +597,10 @@ class ChatApp(App[int]):
         rows += [(keymap.get(i, key), description, i) for i, key, _a, description, _s in ACTIONS]
         return rows
 
+    def _key(self, binding_id: str) -> str:
+        """The key(s) bound to an action, with the user's keymap applied."""
+        return next(key for key, _description, i in self.key_rows() if i == binding_id)
+
     def action_help(self) -> None:
         self.push_screen(HelpScreen(help_markdown(self.key_rows())))
 
@@ -564,6 +611,7 @@ class ChatApp(App[int]):
             "delete_conversation": ("Delete conversation", "Delete this chat (asks first)"),
             "search": ("Search history", "Full-text search over all your chats"),
             "regenerate": ("Regenerate answer", "Answer your last message again"),
+            "continue_answer": ("Continue answer", "Carry on an incomplete answer where it stopped"),
             "edit_last": ("Edit last message", "Change your last message and resend it"),
             "stop": ("Stop answer", "Stop generating; the partial answer is kept"),
             "copy_answer": ("Copy answer", "Copy the last answer to the clipboard"),
@@ -576,6 +624,11 @@ class ChatApp(App[int]):
         for action, (title, help_text) in commands.items():
             yield SystemCommand(title, help_text, getattr(self, f"action_{action}"))
         yield from super().get_system_commands(screen)
+
+
+def key_label(keys: str) -> str:
+    """The first of a binding's keys as people write it: 'ctrl+r,f9' -> 'Ctrl+R', 'f5' -> 'F5'."""
+    return "+".join(part.upper() if len(part) == 1 else part.capitalize() for part in keys.split(",")[0].split("+"))
 
 
 @contextmanager

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from assistant.store import Store
 from reliability_helpers import REPO, cli_command, cli_env
+from ui_terminal import CTRL_N, PROMPT_READY, TerminalUI, read_rows
 
 # Writes like the UI does while streaming: a question, an empty answer, updates every few ms, a final update.
 WRITER = r"""
@@ -100,3 +105,87 @@ def test_many_processes_open_a_new_database_at_once(assistant_home: Path) -> Non
         store = Store(db)
         assert len(store.conversations()) == 6 and store.integrity_ok()
         assert len(store.db["messages"].triggers) == 3
+
+
+
+UI_QUESTIONS = ["Name a colour.", "Name a fruit.", "Name a planet."]
+ASK_QUESTIONS = [f"Give one word that rhymes with {word}." for word in ("cat", "sun", "day", "tree", "light", "rain")]
+
+
+class AskPool:
+    """`assistant ask` processes for a list of questions, a few at a time."""
+
+    def __init__(self, home: Path, questions: list[str], at_once: int = 2) -> None:
+        self.home, self.pending, self.at_once = home, list(questions), at_once
+        self.started: dict[str, subprocess.Popen] = {}
+        self.busy = False  # an ask was running at some check since this was last reset
+
+    def top_up(self) -> None:
+        """Start asks until ``at_once`` of them run (or every question is asked)."""
+        running = sum(p.poll() is None for p in self.started.values())
+        while running < self.at_once and self.pending:
+            question = self.pending.pop(0)
+            self.started[question] = subprocess.Popen(
+                cli_command("ask", "--max-tokens", "16", "--temperature", "0", "--json", question),
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                env=cli_env(self.home, ASSISTANT_THREADS="1"), cwd=REPO,
+            )
+            running += 1
+        self.busy = self.busy or running > 0
+
+    def results(self) -> dict[str, tuple[str, str, int]]:
+        """Ask what is left, wait for all: (stdout, stderr, exit code) per question."""
+        self.at_once += len(self.pending)
+        self.top_up()
+        return {q: (*p.communicate(timeout=120), p.returncode) for q, p in self.started.items()}
+
+
+def answered(db: Path, question: str) -> bool:
+    """The UI's answer to ``question`` is finished in the database (read-only peek)."""
+    rows = read_rows(db, """
+        select a.finish_reason from messages q join messages a on a.conversation_id = q.conversation_id
+        where q.role = 'user' and q.content = ? and a.role = 'assistant' and a.id > q.id""", (question,))
+    return any(row["finish_reason"] for row in rows)
+
+
+@pytest.mark.timeout(300)
+def test_ui_and_ask_write_the_same_database_at_once(assistant_home: Path) -> None:
+    """The real UI streams answers while `assistant ask` processes answer too, all on one fresh database."""
+    db = assistant_home / "assistant.db"
+    ui = TerminalUI(assistant_home, ASSISTANT_MAX_TOKENS="24", ASSISTANT_TEMPERATURE="0")
+    asks = AskPool(assistant_home, ASK_QUESTIONS)
+    asks.top_up()  # racing the UI's first open of the database
+    overlapped = 0  # UI answers streamed while an ask was running
+    try:
+        ui.wait(lambda: ui.shows(PROMPT_READY), "the UI to start")
+        ui.child.send(CTRL_N)  # a chat of its own, whatever the asks created meanwhile
+        for question in UI_QUESTIONS:
+            asks.busy = False
+            ui.type(question)
+            ui.wait(lambda: answered(db, question), f"the UI's answer to {question!r}", timeout=90, tick=asks.top_up)
+            overlapped += asks.busy
+        results = asks.results()
+        store = Store(db)
+        (ui_conversation,) = [c["id"] for c in store.conversations() if c["title"] == UI_QUESTIONS[0]]
+        ui_messages = store.messages(ui_conversation)
+        word = max(re.findall(r"[A-Za-z0-9]+", ui_messages[-1]["content"]), key=len)
+        ui.wait(lambda: ui.shows(word), "the UI's last answer on screen")
+        screen = ui.text.lower()
+        assert ui.quit() == 0
+    finally:
+        if ui.child.isalive():
+            ui.kill()
+    for question, (out, err, code) in results.items():
+        assert code == 0 and "locked" not in err.lower() and "busy" not in err.lower(), err
+        answer = json.loads(out)
+        user, stored = store.messages(answer["conversation_id"])
+        assert user["content"] == question and stored["content"] == answer["answer"] and stored["complete"] == 1
+    assert not any(word in screen for word in ("locked", "cannot write", "generation failed")), screen[-2000:]
+    assert [m["content"] for m in ui_messages if m["role"] == "user"] == UI_QUESTIONS
+    assert [m["role"] for m in ui_messages] == ["user", "assistant"] * len(UI_QUESTIONS)
+    assert all(m["complete"] == 1 and m["content"].strip() for m in ui_messages)
+    assert store.integrity_ok() and len(store.conversations()) == 1 + len(ASK_QUESTIONS)
+    assert len(list(store.iter_messages())) == 2 * (len(UI_QUESTIONS) + len(ASK_QUESTIONS))
+    store.close()
+    print(f"\nUI + ask: {len(results)} asks, {len(UI_QUESTIONS)} UI answers, {overlapped} of them while asks ran")
+    assert overlapped >= 1

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 from textual.widgets import Input, ListView, OptionList
-from tui_helpers import seed, wait_idle
+from rich.cells import cell_len
+from tui_helpers import PARTIAL, note_text, seed, seed_incomplete, wait_idle
 
 from assistant.tui.app import ChatApp
 from assistant.tui.screens.dialogs import ConfirmScreen, TextInputScreen
@@ -94,6 +95,76 @@ async def test_regenerate_and_edit_and_resend(make_app, store) -> None:  # noqa:
         assert [(m["role"], m["content"]) for m in messages][0] == ("user", "Name a fruit.")
         assert len(messages) == 2 and messages[1]["content"].strip()
         assert [v.source for v in views(app)] == [m["content"] for m in messages]
+
+
+async def test_incomplete_answer_is_marked_and_continued_in_place(make_app, store) -> None:  # noqa: ANN001
+    conversation, answer_id = seed_incomplete(store)
+    app = make_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        question, last = views(app)
+        assert last.resumable and last.message_id == answer_id and not question.resumable
+        assert note_text(last) == "⚠ incomplete — press F5 to continue or Ctrl+R to regenerate"
+        assert "incomplete" in last.meta
+        await pilot.press("f5")
+        await wait_idle(pilot, app, turns=1)
+        rows = store.messages(conversation)
+        assert [r["id"] for r in rows] == [rows[0]["id"], answer_id]  # no new message: the same one grew
+        answer = rows[1]
+        assert answer["content"].startswith(PARTIAL) and len(answer["content"]) > len(PARTIAL)
+        assert answer["complete"] == 1 and answer["finish_reason"] in ("stop", "length")
+        assert views(app)[-1] is last and last.source == answer["content"] and not last.streaming
+        assert last.resumable == (answer["finish_reason"] == "length")  # cut at the limit again: still offered
+        assert "incomplete" not in last.meta and "continuing" not in last.meta
+
+
+async def test_stopped_answer_continues_from_the_kv_cache_on_click(make_app, store, tui_config, engine) -> None:  # noqa
+    tui_config.generation.max_tokens = 400
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.prompt.focus()
+        await pilot.press(*"Write a long story about a dragon.")
+        await pilot.press("enter")
+        while app.turns_done == 0 and (app._answer is None or len(app._answer.source) < 20):
+            await pilot.pause(0.02)
+        await pilot.press("escape")
+        await wait_idle(pilot, app, turns=1)
+        stopped = store.messages(app.session.conversation_id)[-1]
+        assert stopped["finish_reason"] == "cancelled"
+        last = views(app)[-1]
+        note = note_text(last)
+        assert last.resumable and note.startswith("⚠ incomplete")
+        tui_config.generation.max_tokens = 8
+        await pilot.click(last.query_one(".resume-note"), offset=(cell_len(note[: note.index("continue")]) + 2, 0))
+        await wait_idle(pilot, app, turns=2)
+        assert engine.stats.evaluated_tokens == 1  # the prompt + partial answer were still in the KV cache
+        answer = store.message(stopped["id"])
+        assert answer["content"].startswith(stopped["content"]) and len(answer["content"]) > len(stopped["content"])
+        assert answer["completion_tokens"] == stopped["completion_tokens"] + 8
+        assert answer["complete"] == 1 and answer["finish_reason"] == "length"
+        assert len(store.messages(app.session.conversation_id)) == 2 and last.source == answer["content"]
+
+
+async def test_incomplete_answer_is_regenerated_by_configured_keys(make_app, store, tui_config) -> None:  # noqa: ANN001
+    conversation, answer_id = seed_incomplete(store)
+    partial = store.message(answer_id)
+    tui_config.ui.keys = {"continue_answer": "ctrl+t", "regenerate": "f9"}
+    app = make_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        assert note_text(views(app)[-1]) == "⚠ incomplete — press Ctrl+T to continue or F9 to regenerate"
+        await pilot.press("f5")  # no longer bound: nothing happens
+        assert app.turns_done == 0 and not app.generating
+        await pilot.press("f9")
+        await wait_idle(pilot, app, turns=1)
+        rows = store.messages(conversation)
+        assert len(rows) == 2 and rows[1]["created"] != partial["created"]  # replaced by a new answer
+        assert rows[1]["complete"] == 1 and rows[1]["content"] != PARTIAL
+        assert [v.source for v in views(app)] == [r["content"] for r in rows]
+        assert views(app)[-1].resumable == (rows[1]["finish_reason"] == "length")
+        await pilot.press("f1")
+        assert isinstance(app.screen, HelpScreen)
+        assert "| `ctrl+t` | Continue an incomplete answer | `continue_answer` |" in app.screen.markdown
 
 
 async def test_new_switch_rename_delete_and_search(make_app, store) -> None:  # noqa: ANN001
@@ -253,5 +324,5 @@ async def test_command_palette_lists_every_action(make_app) -> None:  # noqa: AN
     async with app.run_test(size=(80, 24)):
         titles = {c.title for c in app.get_system_commands(app.screen)}
     for title in ("New conversation", "Switch model", "Settings", "Search history", "Stop answer",
-                  "Regenerate answer", "Edit last message", "Copy code block", "Delete conversation", "Help"):
+                  "Regenerate answer", "Continue answer", "Edit last message", "Copy code block", "Delete conversation", "Help"):
         assert title in titles

@@ -37,3 +37,20 @@ async def wait_idle(pilot, app, timeout: float = 90.0, turns: int | None = None)
         assert time.monotonic() < deadline, "the answer did not finish in time"
         await pilot.pause(0.05)
     await pilot.pause()
+
+
+PARTIAL = "Monday\nTuesday\nWed"
+
+
+def seed_incomplete(store: Store) -> tuple[int, int]:
+    """A conversation whose last answer was cut by a crash (complete=0, no finish reason), as kill -9 leaves it."""
+    conversation = store.new_conversation(title="Days", model="SmolLM2-135M-Instruct.Q4_1")
+    store.add_message(conversation, "user", "List the days of the week, one per line.")
+    answer = store.add_message(conversation, "assistant", PARTIAL, model="SmolLM2-135M-Instruct.Q4_1", complete=0)
+    return conversation, answer
+
+
+def note_text(view) -> str:  # noqa: ANN001 - a MessageView
+    """The plain text of a message's resume note ('' when hidden)."""
+    note = view.query_one(".resume-note")
+    return str(note.render()) if note.display else ""

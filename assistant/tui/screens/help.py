@@ -13,6 +13,8 @@ TIPS = """
 - **Enter** sends; **Ctrl+J** (or **Shift+Enter** where your terminal sends it) starts a new line.
 - **Up** in an empty message box edits your last message; send it to get a new answer.
 - **Esc** stops an answer; the partial answer is kept.
+- An incomplete answer (stopped, cut at the token limit, or left by a crash) is marked:
+  **F5** continues it in the same message, **Ctrl+R** answers again.
 - Click a code block to copy it. Select text with the mouse and press **Ctrl+C** to copy it
   (works over SSH too: the app copies through the terminal, OSC 52).
 - **Ctrl+P** opens the command palette: every action is there.

@@ -32,11 +32,14 @@ class MessageView(Vertical):
         self.message_id = message_id
         self.source = clean(content)
         self.meta = meta
+        self.resumable = False  # an incomplete answer offered for continue / regenerate
         self._stream: MarkdownStream | None = None
+        self._thinking = False
 
     def compose(self):  # noqa: ANN201
         yield Static(self._header(), classes="message-header")
         yield Markdown(self.source, open_links=False)
+        yield Static(classes="resume-note")
 
     def _header(self) -> Content:
         who = "You" if self.role == "user" else "Assistant"
@@ -46,22 +49,31 @@ class MessageView(Vertical):
         self.meta = meta
         self.query_one(".message-header", Static).update(self._header())
 
+    def offer_resume(self, note: Content | None) -> None:
+        """Show ``note`` under this (incomplete) answer, offering to continue it; None hides it."""
+        self.resumable = note is not None
+        self.set_class(self.resumable, "-resumable")
+        self.query_one(".resume-note", Static).update(note or "")
+
     # -- streaming
     def start_stream(self) -> None:
+        """Stream into this message: a new answer, or more of an incomplete one (appended)."""
         self.mount(LoadingIndicator(classes="thinking"))
+        self._thinking = True
         self._stream = Markdown.get_stream(self.query_one(Markdown))
 
     async def write(self, text: str) -> None:
         if self._stream is None:
             return
-        if not self.source:
-            for indicator in self.query(".thinking"):
-                await indicator.remove()
+        if self._thinking:
+            self._thinking = False
+            await self.query(".thinking").remove()
         self.source += text
         await self._stream.write(text)
 
     async def finish(self, final_text: str | None = None) -> None:
         """Flush the stream; if the stored answer differs from what was shown, show the stored one."""
+        self._thinking = False
         await self.query(".thinking").remove()
         if self._stream is not None:
             await self._stream.stop()
