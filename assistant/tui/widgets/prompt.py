@@ -26,12 +26,17 @@ class PromptInput(TextArea):
     def __init__(self, **kwargs: object) -> None:
         super().__init__(soft_wrap=True, show_line_numbers=False, tab_behavior="focus", **kwargs)  # type: ignore[arg-type]
 
+    # Enter and Ctrl+J are priority bindings, which run before keys that arrived in the same read
+    # are inserted (tmux send-keys, SSH, auto-typers): defer both until those keys are in the box.
     def action_submit(self) -> None:
+        self.call_later(self._submit_now)
+
+    def _submit_now(self) -> None:
         if self.text.strip():
             self.post_message(self.Submitted(self.text))
 
     def action_newline(self) -> None:
-        self.insert("\n")
+        self.call_later(self.insert, "\n")
 
     def action_cursor_up(self, select: bool = False) -> None:
         if not self.text and not select:
