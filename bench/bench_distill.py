@@ -29,13 +29,11 @@ PROMPTS = ["What is the capital of Spain?", "Write a Python function that adds t
 def _examples(teacher: Any, max_new: int) -> list[Any]:
     from distill_tools import data
 
-    runner = data.LlamaTeacher(teacher.gguf_path, n_ctx=512)
-    outputs = []
-    for prompt in PROMPTS:
-        ids = data.prompt_ids(teacher.tokenizer, prompt)
-        answer, logits = runner.run(ids, None, max_new)
-        values, indices = data._topk(logits, 32)
-        outputs.append(data.TeacherOutput(ids, answer, values, indices))
+    tok = teacher.tokenizer
+    runner = data.TorchTeacher(teacher.model, tok.eos_token_id, tok.pad_token_id)
+    prompts = [data.prompt_ids(tok, prompt) for prompt in PROMPTS]
+    outputs = [data.TeacherOutput(ids, answer, *data._topk(logits, 32))
+               for ids, (answer, logits) in zip(prompts, runner.run(prompts, [None] * len(prompts), max_new))]
     return data.examples(outputs, max_length=128)
 
 

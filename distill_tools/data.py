@@ -3,8 +3,8 @@
 The teacher pass runs once: for every prompt the teacher's greedy answer (sequence-level KD; a
 record that already carries an ``answer``, e.g. from ``distill from-history``, keeps it) and the
 teacher's top-k logits at every answer position (word-level KD), written as safetensors shards.
-A GGUF teacher runs in llama.cpp (much faster on a CPU than torch); any other in torch.
-Interrupted passes resume shard by shard.
+The torch teacher (the same weights the student is cut from) generates a shard's prompts as one
+batch. Interrupted passes resume shard by shard.
 """
 
 from __future__ import annotations
@@ -18,9 +18,6 @@ from typing import Any
 import numpy as np
 
 from distill_tools import DATA_DIR, DistillError
-
-SHARD_SIZE = 32
-
 
 # -- prompts
 def load_records(specs: list[str], limit: int = 0) -> list[dict[str, str]]:
@@ -103,54 +100,51 @@ class TeacherOutput:
     topk_indices: np.ndarray  # (len(answer_ids), k) int32
 
 
-class LlamaTeacher:
-    """Greedy answers and next-token logits from a GGUF teacher in llama.cpp."""
-
-    def __init__(self, path: Path, n_ctx: int) -> None:
-        import llama_cpp
-
-        from assistant.engine import physical_cores
-
-        self.llm = llama_cpp.Llama(str(path), n_ctx=n_ctx, logits_all=True, verbose=False, n_batch=8,
-                                   n_threads=physical_cores())
-        self.is_end = lambda token: bool(llama_cpp.llama_vocab_is_eog(self.llm._model.vocab, token))
-
-    def run(self, prompt: list[int], answer: list[int] | None, max_new: int) -> tuple[list[int], np.ndarray]:
-        """(answer tokens, logits predicting each of them); generates greedily unless ``answer`` is given."""
-        llm = self.llm
-        llm.reset()
-        if answer is not None:
-            llm.eval(prompt + answer[:-1])
-            return answer, np.array(llm.scores[len(prompt) - 1: len(prompt) - 1 + len(answer)])
-        llm.eval(prompt)
-        tokens: list[int] = []
-        while len(tokens) < max_new:
-            token = int(np.argmax(llm.scores[llm.n_tokens - 1]))
-            tokens.append(token)
-            if self.is_end(token) or len(prompt) + len(tokens) >= llm.n_ctx():
-                break
-            llm.eval([token])
-        return tokens, np.array(llm.scores[len(prompt) - 1: len(prompt) - 1 + len(tokens)])
-
-
 class TorchTeacher:
-    """The same from a transformers model (one prompt at a time, KV cache)."""
+    """Greedy answers and next-token logits from the torch teacher, a batch of prompts at a time.
 
-    def __init__(self, model: Any, eos_ids: set[int]) -> None:
-        self.model, self.eos_ids = model, eos_ids
+    Batched generation is what makes the pass fast on a CPU: 32 prompts at once ran at ~100
+    tokens/s here, against ~20 for one prompt at a time (in torch or in llama.cpp with logits).
+    """
 
-    def run(self, prompt: list[int], answer: list[int] | None, max_new: int) -> tuple[list[int], np.ndarray]:
+    def __init__(self, model: Any, eos_id: int, pad_id: int) -> None:
+        self.model, self.eos_id, self.pad_id = model, eos_id, pad_id
+
+    def run(self, prompts: list[list[int]], answers: list[list[int] | None], max_new: int) -> list[tuple[list[int], np.ndarray]]:
+        """(answer tokens, logits predicting each of them) per prompt; generated greedily where no answer is given."""
+        result: list[tuple[list[int], np.ndarray] | None] = [None] * len(prompts)
+        free = [i for i, a in enumerate(answers) if a is None]
+        if free:
+            for i, item in zip(free, self._generate([prompts[i] for i in free], max_new)):
+                result[i] = item
+        for i, answer in enumerate(answers):
+            if answer is not None:
+                result[i] = (answer, self._score(prompts[i], answer))
+        return [r for r in result if r is not None]
+
+    def _generate(self, prompts: list[list[int]], max_new: int) -> list[tuple[list[int], np.ndarray]]:
         import torch
 
-        ids = torch.tensor([prompt])
+        width = max(map(len, prompts))
+        ids = torch.tensor([[self.pad_id] * (width - len(p)) + p for p in prompts])  # left-padded
+        attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
         with torch.no_grad():
-            if answer is None:
-                out = self.model.generate(ids, max_new_tokens=max_new, do_sample=False,
-                                          eos_token_id=sorted(self.eos_ids), pad_token_id=min(self.eos_ids))
-                answer = out[0, len(prompt):].tolist()
-            full = torch.tensor([prompt + answer[:-1]])
-            logits = self.model(full).logits[0, len(prompt) - 1:]
-        return answer, logits.float().numpy()
+            out = self.model.generate(input_ids=ids, attention_mask=attention, max_new_tokens=max_new, do_sample=False,
+                                      eos_token_id=self.eos_id, pad_token_id=self.pad_id, output_logits=True,
+                                      return_dict_in_generate=True)
+        logits = torch.stack(out.logits, dim=1).float()  # (batch, steps, vocab)
+        items = []
+        for row, sequence in enumerate(out.sequences[:, width:].tolist()):
+            n = sequence.index(self.eos_id) + 1 if self.eos_id in sequence else len(sequence)
+            items.append((sequence[:n], logits[row, :n].numpy()))
+        return items
+
+    def _score(self, prompt: list[int], answer: list[int]) -> np.ndarray:
+        import torch
+
+        with torch.no_grad():
+            logits = self.model(torch.tensor([prompt + answer[:-1]])).logits[0, len(prompt) - 1:]
+        return logits.float().numpy()
 
 
 def _topk(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -167,8 +161,9 @@ def cache_key(teacher_id: str, records: list[dict[str, str]], settings: dict[str
 
 
 def teacher_pass(records: list[dict[str, str]], runner: Any, tokenizer: Any, folder: Path, *, template: str,
-                 max_new_tokens: int, top_k: int, key: str) -> list[TeacherOutput]:
-    """Run (or resume) the teacher over ``records``, caching shards in ``folder``; returns all outputs."""
+                 max_new_tokens: int, top_k: int, key: str, batch_size: int = 32) -> list[TeacherOutput]:
+    """Run (or resume) the teacher over ``records`` a batch at a time, one cached shard per batch in
+    ``folder``; returns all outputs."""
     from safetensors.numpy import save
     from tqdm import tqdm
 
@@ -180,34 +175,38 @@ def teacher_pass(records: list[dict[str, str]], runner: Any, tokenizer: Any, fol
         for old in folder.glob("shard-*.safetensors"):
             old.unlink()
     atomic_write_text(meta, json.dumps({"key": key, "records": len(records)}))
-    n_shards = (len(records) + SHARD_SIZE - 1) // SHARD_SIZE
+    n_shards = (len(records) + batch_size - 1) // batch_size
     outputs: list[TeacherOutput] = []
     with tqdm(total=len(records), desc="teacher pass", unit="prompt", disable=None) as bar:
         for shard in range(n_shards):
             path = folder / f"shard-{shard:05d}.safetensors"
-            chunk = records[shard * SHARD_SIZE:(shard + 1) * SHARD_SIZE]
+            chunk = records[shard * batch_size:(shard + 1) * batch_size]
             if path.exists() and runner is not None:
                 outputs += read_shard(path)
                 bar.update(len(chunk))
                 continue
             if runner is None:
                 raise DistillError(f"teacher cache {folder} is incomplete and no teacher is loaded")
+            student_prompts = [prompt_ids(tokenizer, r["prompt"]) for r in chunk]
+            teacher_prompts = [prompt_ids(tokenizer, template.format(prompt=r["prompt"])) for r in chunk]
+            forced = [_forced_answer(tokenizer, r, max_new_tokens) for r in chunk]
             done = []
-            for record in chunk:
-                student_prompt = prompt_ids(tokenizer, record["prompt"])
-                teacher_prompt = prompt_ids(tokenizer, template.format(prompt=record["prompt"]))
-                forced = None
-                if "answer" in record:
-                    forced = list(tokenizer(record["answer"], add_special_tokens=False)["input_ids"])
-                    forced = forced[:max_new_tokens - 1] + [tokenizer.eos_token_id]
-                answer, logits = runner.run(teacher_prompt, forced, max_new_tokens)
+            for student_prompt, (answer, logits) in zip(student_prompts, runner.run(teacher_prompts, forced, max_new_tokens)):
                 values, indices = _topk(logits, top_k)
                 done.append(TeacherOutput(student_prompt, answer, values, indices))
-                bar.update(1)
+            bar.update(len(chunk))
             with atomic_writer(path) as handle:
                 handle.write(save(_pack(done)))
             outputs += done
     return outputs
+
+
+def _forced_answer(tokenizer: Any, record: dict[str, str], max_new_tokens: int) -> list[int] | None:
+    """A record's given answer (e.g. from the history) as tokens ending with end-of-turn; None to generate."""
+    if "answer" not in record:
+        return None
+    ids = list(tokenizer(record["answer"], add_special_tokens=False)["input_ids"])
+    return ids[:max_new_tokens - 1] + [tokenizer.eos_token_id]
 
 
 def _pack(outputs: list[TeacherOutput]) -> dict[str, np.ndarray]:

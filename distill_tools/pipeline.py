@@ -23,43 +23,60 @@ class Built:
     layers: list[int] | None
 
 
-def build(recipe: Recipe) -> Built:
-    """Load the teacher and make the (untrained) student."""
-    from distill_tools import student as students
+def build(recipe: Recipe, calibration: list[Any] | None = None) -> Built:
+    """Load the teacher and make the (untrained) student; see ``make_student``."""
     from distill_tools import teacher as teachers
 
     teacher = teachers.load(recipe.teacher.model, recipe.teacher.allow_download)
+    return Built(teacher, *make_student(recipe, teacher, calibration))
+
+
+def make_student(recipe: Recipe, teacher: Any, calibration: list[Any] | None) -> tuple[Any, list[int] | None]:
+    """(student model, kept layer indices or None): another model, or the teacher pruned in depth and width.
+
+    Narrowing the MLPs chooses channels on ``calibration`` examples; without them only the shape is
+    made (for loading a checkpoint into)."""
+    from distill_tools import data
+    from distill_tools import student as students
+    from distill_tools import teacher as teachers
+
     if recipe.student.model:
         other = teachers.load(recipe.student.model, recipe.teacher.allow_download)
         students.check_tokenizers(teacher.tokenizer, other.tokenizer, recipe.student.model)
         other.model.train()
-        return Built(teacher, other.model, None)
-    n_layers = teacher.model.config.num_hidden_layers
-    keep = students.choose_layers(recipe.student.layers, n_layers)
-    return Built(teacher, students.prune(teacher.model, keep), keep)
+        return other.model, None
+    keep = students.choose_layers(recipe.student.layers, teacher.model.config.num_hidden_layers)
+    model = students.prune(teacher.model, keep)
+    if recipe.student.mlp_width:
+        if calibration is None:
+            students.narrow_mlp_shape(model, recipe.student.mlp_width)
+            return model, keep
+        pad = teacher.tokenizer.pad_token_id
+        size = recipe.train.batch_size
+        batches = [data.collate(calibration[i:i + size], pad) for i in range(0, len(calibration), size)]
+        students.narrow_mlp(model, recipe.student.mlp_width, batches)
+    return model, keep
 
 
-def teacher_outputs(recipe: Recipe, built: Built, records: list[dict[str, str]]) -> list[Any]:
+def teacher_outputs(recipe: Recipe, teacher: Any, records: list[dict[str, str]]) -> list[Any]:
     """The cached teacher pass over ``records``."""
     from distill_tools import data
 
-    settings = {"template": recipe.data.template, "max_new_tokens": recipe.data.max_new_tokens, "top_k": recipe.data.top_k}
-    teacher_id = str(built.teacher.gguf_path or built.teacher.source)
-    key = data.cache_key(teacher_id, records, settings)
-    if built.teacher.gguf_path is not None:
-        runner: Any = data.LlamaTeacher(built.teacher.gguf_path, n_ctx=1024)
-    else:
-        tok = built.teacher.tokenizer
-        runner = data.TorchTeacher(built.teacher.model, {tok.eos_token_id})
-    return data.teacher_pass(records, runner, built.teacher.tokenizer, recipe.work_dir() / "teacher-cache",
-                             template=recipe.data.template, max_new_tokens=recipe.data.max_new_tokens,
-                             top_k=recipe.data.top_k, key=key)
+    settings = {"template": recipe.data.template, "max_new_tokens": recipe.data.max_new_tokens, "top_k": recipe.data.top_k,
+                "batch_size": recipe.data.batch_size}
+    key = data.cache_key(str(teacher.gguf_path or teacher.source), records, settings)
+    tok = teacher.tokenizer
+    runner = data.TorchTeacher(teacher.model, tok.eos_token_id, tok.pad_token_id)
+    return data.teacher_pass(records, runner, tok, recipe.work_dir() / "teacher-cache", template=recipe.data.template,
+                             max_new_tokens=recipe.data.max_new_tokens, top_k=recipe.data.top_k, key=key,
+                             batch_size=recipe.data.batch_size)
 
 
 def run(recipe: Recipe, on_step: Any = None) -> dict[str, Any]:
     """The whole pipeline; returns a summary (paths, figures, timings)."""
     from assistant.config import models_dir
     from distill_tools import data, evaluate, export, train
+    from distill_tools import teacher as teachers
     from distill_tools.student import parameter_count
 
     times: dict[str, float] = {}
@@ -68,20 +85,24 @@ def run(recipe: Recipe, on_step: Any = None) -> dict[str, Any]:
     work.mkdir(parents=True, exist_ok=True)
     records = data.load_records(recipe.data.prompts, recipe.data.limit)
     train_records, heldout = data.split(records, recipe.data.heldout, recipe.seed)
-    built = build(recipe)
+    teacher = teachers.load(recipe.teacher.model, recipe.teacher.allow_download)
     times["load_s"] = time.perf_counter() - clock
 
-    baseline = work / "pruned-student.gguf"
-    if recipe.eval.baseline and not baseline.exists():  # the student before any training
-        export.export(built.student, built.teacher.tokenizer, baseline, quant=recipe.export.quant,
-                      name=f"{recipe.name}-pruned", teacher_gguf=built.teacher.gguf_path, check=False)
     mark = time.perf_counter()
-    outputs = teacher_outputs(recipe, built, train_records)
+    outputs = teacher_outputs(recipe, teacher, train_records)
+    examples = data.examples(outputs, recipe.data.max_length)
     times["teacher_pass_s"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
-    examples = data.examples(outputs, recipe.data.max_length)
-    state = train.train(built.student, examples, recipe.train, recipe.loss, pad_id=built.teacher.tokenizer.pad_token_id,
+    built = Built(teacher, *make_student(recipe, teacher, examples[: recipe.student.calibration]))
+    baseline = work / "pruned-student.gguf"
+    if recipe.eval.baseline:  # the student before any training
+        export.export(built.student, teacher.tokenizer, baseline, quant=recipe.export.quant,
+                      name=f"{recipe.name}-pruned", teacher_gguf=teacher.gguf_path, check=False)
+    times["student_s"] = time.perf_counter() - mark
+
+    mark = time.perf_counter()
+    state = train.train(built.student, examples, recipe.train, recipe.loss, pad_id=teacher.tokenizer.pad_token_id,
                         seed=recipe.seed, folder=work / "checkpoints", on_step=on_step)
     times["train_s"] = time.perf_counter() - mark
 

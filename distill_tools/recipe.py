@@ -25,7 +25,9 @@ class TeacherSection:
 @dataclass
 class StudentSection:
     model: str = ""  # an HF folder/GGUF/hub id sharing the teacher's tokenizer; empty = derive from the teacher
-    layers: str = "every:2"  # every:K | first-last:N | auto:N | comma-separated indices
+    layers: str = "every:2"  # every:K | first-last:N | all | comma-separated indices
+    mlp_width: int = 0  # MLP channels kept per layer (0 = all); chosen on the teacher pass's sequences
+    calibration: int = 64  # teacher-pass sequences used to choose them
 
 
 @dataclass
@@ -37,7 +39,7 @@ class DataSection:
     max_length: int = 128  # prompt + answer tokens per training sequence
     top_k: int = 32  # teacher logits cached per position
     template: str = "{prompt}"  # how the teacher sees a prompt; e.g. "{prompt}\nThink step by step."
-    batch_size: int = 16  # teacher generation batch
+    batch_size: int = 32  # prompts the teacher answers at once (one cached shard each)
 
 
 @dataclass
@@ -132,6 +134,9 @@ def _check(recipe: Recipe, source: str) -> None:
         (not 0 <= recipe.loss.beta <= 1, "loss.beta must be between 0 and 1"),
         (recipe.export.quant not in QUANTS, f"export.quant must be one of {', '.join(QUANTS)}"),
         (recipe.data.top_k < 1, "data.top_k must be at least 1"),
+        (recipe.data.batch_size < 1, "data.batch_size must be at least 1"),
+        (recipe.student.mlp_width < 0, "student.mlp_width must be 0 (keep all) or positive"),
+        (recipe.student.calibration < 1, "student.calibration must be at least 1"),
         (recipe.data.max_new_tokens < 1, "data.max_new_tokens must be positive"),
         (recipe.data.max_length < 8, "data.max_length must be at least 8"),
         (recipe.train.batch_size < 1 or recipe.train.grad_accum < 1, "train.batch_size and grad_accum must be positive"),

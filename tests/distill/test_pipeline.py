@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -43,23 +44,29 @@ def test_tiny_recipe_end_to_end(assistant_home: Path) -> None:
 
 @pytest.fixture(scope="module")
 def examples(teacher):  # noqa: ANN001, ANN201
-    runner = data.LlamaTeacher(teacher.gguf_path, n_ctx=512)
+    tok = teacher.tokenizer
+    runner = data.TorchTeacher(teacher.model, tok.eos_token_id, tok.pad_token_id)
     records = [{"prompt": p} for p in ("What is 2 + 2?", "Name a fruit.", "Say hi.", "What is Python?", "Count to three.")]
     records.append({"prompt": "Capital of France?", "answer": "Paris."})  # a given answer (e.g. from history)
-    outputs = [
-        data.TeacherOutput(data.prompt_ids(teacher.tokenizer, r["prompt"]), *_run(runner, teacher, r)) for r in records
-    ]
-    assert teacher.tokenizer.decode(outputs[-1].answer_ids[:2]).startswith("Paris")
+    prompts = [data.prompt_ids(tok, r["prompt"]) for r in records]
+    forced = [data._forced_answer(tok, r, 10) for r in records]
+    outputs = [data.TeacherOutput(p, answer, *data._topk(logits, 8))
+               for p, (answer, logits) in zip(prompts, runner.run(prompts, forced, 10))]
+    assert tok.decode(outputs[-1].answer_ids[:2]).startswith("Paris")
+    assert all(len(o.answer_ids) == len(o.topk_values) > 0 for o in outputs)
     return data.examples(outputs, max_length=56)
 
 
-def _run(runner, teacher, record):  # noqa: ANN001, ANN202
-    forced = None
-    if "answer" in record:
-        forced = teacher.tokenizer(record["answer"], add_special_tokens=False)["input_ids"] + [teacher.tokenizer.eos_token_id]
-    answer, logits = runner.run(data.prompt_ids(teacher.tokenizer, record["prompt"]), forced, 10)
-    values, indices = data._topk(logits, 8)
-    return answer, values, indices
+def test_batched_teacher_matches_one_prompt_at_a_time(teacher) -> None:  # noqa: ANN001
+    """Left-padded batch generation gives the answers and logits of unpadded single-prompt runs."""
+    tok = teacher.tokenizer
+    runner = data.TorchTeacher(teacher.model, tok.eos_token_id, tok.pad_token_id)
+    prompts = [data.prompt_ids(tok, p) for p in ("Hi.", "What is the capital of France? Answer in one word.")]
+    batched = runner.run(prompts, [None, None], 6)
+    for prompt, (answer, logits) in zip(prompts, batched):
+        single, single_logits = runner.run([prompt], [None], 6)[0]
+        assert answer == single
+        assert np.abs(logits - single_logits).max() < 1e-3
 
 
 def _train(teacher, examples, folder: Path, on_step=None):  # noqa: ANN001, ANN202
