@@ -1,8 +1,8 @@
 """Distillation: training throughput of distill_tools' loop vs an HF ``Trainer`` KD baseline, and the
 default recipe's retention.
 
-1. Throughput: the same pruned student (the default recipe's 14 of 30 layers, initialised from
-   SmolLM2-135M-Instruct), the same real teacher-answered sequences, batch and length. Our loop
+1. Throughput: the same student (the default recipe's shape: SmolLM2-135M-Instruct with every MLP
+   narrowed to 480 channels), the same real teacher-answered sequences, batch and length. Our loop
    reads the cached top-k teacher logits; the baseline is the usual ``Trainer`` subclass whose
    ``compute_loss`` runs the teacher online (full-vocabulary forward KL, same α·CE mix). Both are
    timed in the same process, interleaved, over several repetitions of a few optimizer steps.
@@ -20,7 +20,6 @@ from typing import Any
 from bench.common import bench_home, cli, ratio, row, spread, summary
 
 BENCH = "distill"
-LAYERS = [0, 2, 4, 7, 9, 11, 13, 16, 18, 20, 22, 25, 27, 29]
 PROMPTS = ["What is the capital of Spain?", "Write a Python function that adds two numbers.",
            "Explain gravity in simple terms.", "What is 6 * 7?", "Give me three tips for better sleep.",
            "What is a hash table?", "How do I read a file in Python?", "Name three planets."]
@@ -37,12 +36,19 @@ def _examples(teacher: Any, max_new: int) -> list[Any]:
     return data.examples(outputs, max_length=128)
 
 
+def _student(teacher: Any) -> Any:
+    """The default recipe's student shape (weights do not matter for throughput)."""
+    from distill_tools import pipeline, recipe
+
+    return pipeline.make_student(recipe.load("default"), teacher, None)[0]
+
+
 def _ours(teacher: Any, examples: list[Any], steps: int, batch: int, folder: Path) -> float:
     """Tokens/s of distill_tools.train over ``steps`` optimizer steps."""
-    from distill_tools import student, train
+    from distill_tools import train
     from distill_tools.recipe import LossSection, TrainSection
 
-    model = student.prune(teacher.model, LAYERS)
+    model = _student(teacher)
     cfg = TrainSection(max_steps=steps, batch_size=batch, warmup_steps=1, checkpoint_every=10**6, freeze_embeddings=False)
     start = time.perf_counter()
     state = train.train(model, examples, cfg, LossSection(), pad_id=teacher.tokenizer.pad_token_id, seed=0, folder=folder)
@@ -55,12 +61,12 @@ def _baseline(teacher: Any, examples: list[Any], steps: int, batch: int, folder:
     import torch
     from transformers import Trainer, TrainingArguments
 
-    from distill_tools import data, student
+    from distill_tools import data
     from distill_tools.losses import ce_loss, combined_loss, kd_loss
     from distill_tools.recipe import LossSection
 
     alpha, pad = LossSection().alpha, teacher.tokenizer.pad_token_id
-    model = student.prune(teacher.model, LAYERS)
+    model = _student(teacher)
     frozen_teacher = teacher.model.eval()
 
     class KDTrainer(Trainer):
@@ -115,7 +121,7 @@ def throughput_rows(quick: bool) -> list[dict[str, Any]]:
             with tempfile.TemporaryDirectory() as tmp:
                 (ours if name == "ours" else base).append(fn(teacher, examples, steps, batch, Path(tmp)))
     o, b = summary(ours)["median"], summary(base)["median"]
-    notes = (f"student {len(LAYERS)}/30 layers, batch {batch}, {steps} steps × {reps} reps, ≤128 tokens; "
+    notes = (f"default recipe's student (30 layers, 480-channel MLPs), batch {batch}, {steps} steps × {reps} reps, ≤128 tokens; "
              f"ours (cached top-32 teacher logits) {spread(ours, ' tok/s')}; HF Trainer + online teacher {spread(base, ' tok/s')}")
     return [row(BENCH, "training throughput vs HF Trainer KD", o, "tok/s", baseline=b, ratio=ratio(o, b),
                 target=">= 1.5x", notes=notes, **summary(ours))]

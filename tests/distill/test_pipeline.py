@@ -173,5 +173,38 @@ def test_missing_teacher_and_bad_layers_via_cli(tmp_path: Path, capsys: pytest.C
     assert "no such recipe file" in capsys.readouterr().err
     with pytest.raises(DistillError, match="every:K"):
         student.choose_layers("every:zero", 30)
+    assert student.choose_layers("all", 3) == [0, 1, 2]
     assert student.choose_layers("every:10", 30) == [0, 10, 20, 29]
     assert student.choose_layers("first-last:3", 30) == [0, 1, 29]
+
+
+def test_narrowed_mlps_stay_closer_to_the_teacher_than_naive_channels(teacher, examples) -> None:  # noqa: ANN001
+    """Importance-chosen, least-squares-refitted channels beat the first N channels on KL to the teacher."""
+    batch = data.collate(examples, teacher.tokenizer.pad_token_id)
+    mask = batch["mask"]
+
+    def kl_to_teacher(model) -> float:  # noqa: ANN001
+        with torch.no_grad():
+            p = torch.log_softmax(teacher.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[mask], -1)
+            q = torch.log_softmax(model.eval()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[mask], -1)
+        return float((p.exp() * (p - q)).sum(-1).mean())
+
+    chosen = student.prune(teacher.model, list(range(30)))
+    student.narrow_mlp(chosen, 768, [batch])
+    naive = student.prune(teacher.model, list(range(30)))
+    student.narrow_mlp_shape(naive, 768)
+    assert chosen.config.intermediate_size == 768 and chosen.model.layers[5].mlp.up_proj.weight.shape == (768, 576)
+    assert student.parameter_count(chosen) == student.parameter_count(naive) < student.parameter_count(teacher.model)
+    assert kl_to_teacher(chosen) < 0.5 * kl_to_teacher(naive)
+    with pytest.raises(DistillError, match="mlp_width = 4000"):
+        student.narrow_mlp(student.prune(teacher.model, [0, 29]), 4000, [batch])
+
+
+def test_bundled_tasks_are_held_out_of_the_bundled_prompts() -> None:
+    """The task set scores retention on questions the student never trained on."""
+    from distill_tools import evaluate
+
+    prompts = {r["prompt"].strip().lower() for r in data.load_records(["bundled:prompts"])}
+    tasks = {t["prompt"].strip().lower() for t in evaluate.load_tasks("bundled:tasks")}
+    assert len(prompts) >= 400 and len(tasks) >= 30
+    assert not prompts & tasks

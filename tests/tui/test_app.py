@@ -55,18 +55,23 @@ async def test_question_is_answered_shown_and_stored(make_app, store) -> None:  
         assert [i.conversation_id for i in items] == [conversation_id]
 
 
+async def stop_a_long_answer(pilot, app) -> None:  # noqa: ANN001
+    """Ask for a long answer and press Esc once some of it has streamed."""
+    app.prompt.focus()
+    await pilot.press(*"Write a long story about a dragon.")
+    await pilot.press("enter")
+    while app.turns_done == 0 and (app._answer is None or len(app._answer.source) < 20):
+        await pilot.pause(0.02)
+    assert app.generating, "the answer finished before it could be stopped"
+    await pilot.press("escape")
+    await wait_idle(pilot, app, turns=1)
+
+
 async def test_escape_stops_and_keeps_the_partial_answer(make_app, store, tui_config) -> None:  # noqa: ANN001
     tui_config.generation.max_tokens = 400
     app = make_app()
     async with app.run_test(size=(80, 24)) as pilot:
-        app.prompt.focus()
-        await pilot.press(*"Write a long story about a dragon.")
-        await pilot.press("enter")
-        while app.turns_done == 0 and (app._answer is None or len(app._answer.source) < 20):
-            await pilot.pause(0.02)
-        assert app.generating, "the answer finished before it could be stopped"
-        await pilot.press("escape")
-        await wait_idle(pilot, app, turns=1)
+        await stop_a_long_answer(pilot, app)
         answer = store.messages(app.session.conversation_id)[-1]
         assert answer["role"] == "assistant" and answer["finish_reason"] == "cancelled"
         assert answer["content"].strip() and answer["completion_tokens"] < 400
@@ -122,13 +127,7 @@ async def test_stopped_answer_continues_from_the_kv_cache_on_click(make_app, sto
     tui_config.generation.max_tokens = 400
     app = make_app()
     async with app.run_test(size=(80, 24)) as pilot:
-        app.prompt.focus()
-        await pilot.press(*"Write a long story about a dragon.")
-        await pilot.press("enter")
-        while app.turns_done == 0 and (app._answer is None or len(app._answer.source) < 20):
-            await pilot.pause(0.02)
-        await pilot.press("escape")
-        await wait_idle(pilot, app, turns=1)
+        await stop_a_long_answer(pilot, app)
         stopped = store.messages(app.session.conversation_id)[-1]
         assert stopped["finish_reason"] == "cancelled"
         last = views(app)[-1]
