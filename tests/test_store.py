@@ -35,6 +35,17 @@ def test_full_text_search_finds_updated_content(store: Store) -> None:
     assert store.search('quote"s AND (') == []  # user syntax never breaks the query
 
 
+def test_search_ranks_best_first_within_the_most_recent_matches(store: Store) -> None:
+    cid = store.new_conversation()
+    old_best = store.add_message(cid, "user", "llama llama llama")
+    weak = store.add_message(cid, "user", "a llama among many other words in a long sentence here")
+    strong = store.add_message(cid, "user", "llama llama")
+    store.add_message(cid, "user", "nothing to see")
+    assert [h["id"] for h in store.search("llama")] == [old_best, strong, weak]
+    assert [h["id"] for h in store.search("llama", window=2)] == [strong, weak]  # the oldest match is outside the window
+    assert [h["id"] for h in store.search("llama", limit=1)] == [old_best]
+
+
 def test_wal_mode_and_integrity(store: Store) -> None:
     assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert store.integrity_ok()
