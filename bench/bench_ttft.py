@@ -81,6 +81,8 @@ def run(quick: bool) -> list[dict[str, Any]]:
             for name in ttft:
                 ttft[name].append([])
             for turn, question in enumerate(QUESTIONS):
+                if turn == 0:  # a new chat opens with a new question (an identical one would be all cache hits)
+                    question = f"Chat {rep + 1}. {question}"
                 order = list(ttft) if (rep + turn) % 2 == 0 else list(reversed(ttft))
                 for name in order:
                     if name == "session":
