@@ -181,12 +181,10 @@ def teacher_pass(records: list[dict[str, str]], runner: Any, tokenizer: Any, fol
         for shard in range(n_shards):
             path = folder / f"shard-{shard:05d}.safetensors"
             chunk = records[shard * batch_size:(shard + 1) * batch_size]
-            if path.exists() and runner is not None:
+            if path.exists():
                 outputs += read_shard(path)
                 bar.update(len(chunk))
                 continue
-            if runner is None:
-                raise DistillError(f"teacher cache {folder} is incomplete and no teacher is loaded")
             student_prompts = [prompt_ids(tokenizer, r["prompt"]) for r in chunk]
             teacher_prompts = [prompt_ids(tokenizer, template.format(prompt=r["prompt"])) for r in chunk]
             forced = [_forced_answer(tokenizer, r, max_new_tokens) for r in chunk]

@@ -1,4 +1,4 @@
-"""``distill run``: teacher → pruned student → teacher pass → training → GGUF → report → registry.
+"""``distill run``: teacher → teacher pass → student (pruned, calibrated on that pass) → training → GGUF → report → registry.
 
 Every stage is resumable: the teacher pass is cached shard by shard, training resumes from its
 last checkpoint, and the finished GGUF is only written once verification passes.
@@ -23,12 +23,12 @@ class Built:
     layers: list[int] | None
 
 
-def build(recipe: Recipe, calibration: list[Any] | None = None) -> Built:
-    """Load the teacher and make the (untrained) student; see ``make_student``."""
+def build(recipe: Recipe) -> Built:
+    """Load the teacher and make the student's shape (no calibration: for loading a checkpoint into)."""
     from distill_tools import teacher as teachers
 
     teacher = teachers.load(recipe.teacher.model, recipe.teacher.allow_download)
-    return Built(teacher, *make_student(recipe, teacher, calibration))
+    return Built(teacher, *make_student(recipe, teacher, None))
 
 
 def make_student(recipe: Recipe, teacher: Any, calibration: list[Any] | None) -> tuple[Any, list[int] | None]:
@@ -94,31 +94,31 @@ def run(recipe: Recipe, on_step: Any = None) -> dict[str, Any]:
     times["teacher_pass_s"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
-    built = Built(teacher, *make_student(recipe, teacher, examples[: recipe.student.calibration]))
+    student, layers = make_student(recipe, teacher, examples[: recipe.student.calibration])
     baseline = work / "pruned-student.gguf"
     if recipe.eval.baseline:  # the student before any training
-        export.export(built.student, teacher.tokenizer, baseline, quant=recipe.export.quant,
+        export.export(student, teacher.tokenizer, baseline, quant=recipe.export.quant,
                       name=f"{recipe.name}-pruned", teacher_gguf=teacher.gguf_path, check=False)
     times["student_s"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
-    state = train.train(built.student, examples, recipe.train, recipe.loss, pad_id=teacher.tokenizer.pad_token_id,
+    state = train.train(student, examples, recipe.train, recipe.loss, pad_id=teacher.tokenizer.pad_token_id,
                         seed=recipe.seed, folder=work / "checkpoints", on_step=on_step)
     times["train_s"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
     target = models_dir() / f"{recipe.name}.gguf"
     verification = export.export(
-        built.student, built.teacher.tokenizer, target, quant=recipe.export.quant, name=recipe.name,
-        teacher_gguf=built.teacher.gguf_path, max_kl=recipe.export.max_kl, min_top1=recipe.export.min_top1,
+        student, teacher.tokenizer, target, quant=recipe.export.quant, name=recipe.name,
+        teacher_gguf=teacher.gguf_path, max_kl=recipe.export.max_kl, min_top1=recipe.export.min_top1,
     )
     times["export_s"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
-    teacher_gguf = built.teacher.gguf_path
+    teacher_gguf = teacher.gguf_path
     if teacher_gguf is None:
         teacher_gguf = work / "teacher.gguf"
-        export.export(built.teacher.model, built.teacher.tokenizer, teacher_gguf, quant=recipe.export.quant,
+        export.export(teacher.model, teacher.tokenizer, teacher_gguf, quant=recipe.export.quant,
                       name="teacher", check=False)
     students = {"distilled": target}
     if recipe.eval.baseline and baseline.exists():
@@ -134,9 +134,9 @@ def run(recipe: Recipe, on_step: Any = None) -> dict[str, Any]:
         "name": recipe.name,
         "gguf": str(target),
         "quant": recipe.export.quant,
-        "student_layers": built.layers,
-        "student_parameters": parameter_count(built.student),
-        "teacher_parameters": parameter_count(built.teacher.model),
+        "student_layers": layers,
+        "student_parameters": parameter_count(student),
+        "teacher_parameters": parameter_count(teacher.model),
         "train_sequences": len(examples),
         "steps": state.step,
         "train_tokens_per_s": round(tokens / seconds, 1) if seconds else 0.0,

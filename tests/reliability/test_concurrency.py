@@ -36,34 +36,19 @@ print("ok", cid)
 """
 
 
+def start(command: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+    """A process from the repo root with text pipes for stdout and stderr."""
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+
+
 def test_processes_share_a_fresh_database(assistant_home: Path) -> None:
     """Two `assistant ask` and three UI-like writers, all starting on a database that does not exist yet."""
     db = assistant_home / "assistant.db"
     env = cli_env(assistant_home)
-    start = time.time() + 2.0
-    writers = [
-        subprocess.Popen(
-            [sys.executable, "-c", WRITER, str(start), str(db), f"w{i}", "40"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-            cwd=REPO,
-        )
-        for i in range(3)
-    ]
+    at = time.time() + 2.0
+    writers = [start([sys.executable, "-c", WRITER, str(at), str(db), f"w{i}", "40"], env) for i in range(3)]
     questions = ["Name three colours.", "Name three animals."]
-    asks = [
-        subprocess.Popen(
-            cli_command("ask", "--max-tokens", "40", "--temperature", "0", "--json", q),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-            cwd=REPO,
-        )
-        for q in questions
-    ]
+    asks = [start(cli_command("ask", "--max-tokens", "40", "--temperature", "0", "--json", q), env) for q in questions]
     results = [(p, *p.communicate(timeout=300)) for p in writers + asks]
     for process, out, err in results:
         assert "locked" not in err.lower() and "busy" not in err.lower(), err
@@ -88,17 +73,8 @@ def test_many_processes_open_a_new_database_at_once(assistant_home: Path) -> Non
     """The first open creates the schema; racing first opens used to fail with 'database is locked'."""
     for trial in range(3):
         db = assistant_home / f"race{trial}.db"
-        start = time.time() + 1.5
-        processes = [
-            subprocess.Popen(
-                [sys.executable, "-c", WRITER, str(start), str(db), f"p{i}", "1"],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                cwd=REPO,
-            )
-            for i in range(6)
-        ]
+        at = time.time() + 1.5
+        processes = [start([sys.executable, "-c", WRITER, str(at), str(db), f"p{i}", "1"]) for i in range(6)]
         for process in processes:
             out, err = process.communicate(timeout=120)
             assert process.returncode == 0 and out.startswith("ok"), err
@@ -125,10 +101,9 @@ class AskPool:
         running = sum(p.poll() is None for p in self.started.values())
         while running < self.at_once and self.pending:
             question = self.pending.pop(0)
-            self.started[question] = subprocess.Popen(
+            self.started[question] = start(
                 cli_command("ask", "--max-tokens", "16", "--temperature", "0", "--json", question),
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                env=cli_env(self.home, ASSISTANT_THREADS="1"), cwd=REPO,
+                cli_env(self.home, ASSISTANT_THREADS="1"),
             )
             running += 1
         self.busy = self.busy or running > 0

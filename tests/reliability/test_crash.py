@@ -12,6 +12,8 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -74,6 +76,22 @@ def snapshot(store: Store) -> dict[int, tuple]:
     return {m["id"]: (m["role"], m["content"], m["complete"]) for m in store.iter_messages()}
 
 
+@contextmanager
+def reopened(db: Path, verified: dict[int, tuple], figures: dict[str, int]) -> Iterator[Store]:
+    """The database after a kill: intact, and no row checked after an earlier kill changed or vanished.
+    The rows seen now join ``verified`` once the caller's own checks pass."""
+    store = Store(db)
+    try:
+        assert store.integrity_ok()
+        rows = snapshot(store)
+        figures["lost"] += sum(1 for pk, row in verified.items() if rows.get(pk) != row)
+        assert figures["lost"] == 0, "a message stored before an earlier kill changed or vanished"
+        yield store
+        verified.update(rows)
+    finally:
+        store.close()
+
+
 def test_kill_9_while_streaming_loses_nothing(assistant_home: Path) -> None:
     rng = random.Random(int(os.environ.get("RELIABILITY_SEED", "9")))
     db = assistant_home / "assistant.db"
@@ -83,12 +101,7 @@ def test_kill_9_while_streaming_loses_nothing(assistant_home: Path) -> None:
         streaming = round_ % 4 != 3  # every fourth kill lands anywhere: start-up, model load, first write
         printed, delay = kill_once(assistant_home, rng, streaming)
         figures["kills"] += 1
-        store = Store(db)
-        try:
-            assert store.integrity_ok()
-            rows = snapshot(store)
-            figures["lost"] += sum(1 for pk, row in verified.items() if rows.get(pk) != row)
-            assert figures["lost"] == 0, "a message stored before an earlier kill changed or vanished"
+        with reopened(db, verified, figures) as store:
             conversation = store.latest_conversation_id()
             messages = store.messages(conversation) if conversation else []
             if streaming:
@@ -104,9 +117,6 @@ def test_kill_9_while_streaming_loses_nothing(assistant_home: Path) -> None:
                     figures["partial_answers"] += 1
                     if delay >= 0.6:  # several 250 ms flushes happened before the kill
                         assert answer["content"], f"nothing flushed {delay:.2f} s after output began"
-            verified.update(rows)
-        finally:
-            store.close()
     print(f"\ncrash figures: {figures}")
     assert figures["partial_answers"] >= KILLS // 2
     # the app reopens the database and carries on with the interrupted conversation
@@ -160,11 +170,7 @@ def test_kill_9_of_the_ui_while_streaming_loses_nothing(assistant_home: Path) ->
     for round_ in range(UI_KILLS):
         seen, delay = kill_ui_while_streaming(assistant_home, rng, reopened=round_ > 0)
         figures["kills"] += 1
-        store = Store(db)
-        try:
-            assert store.integrity_ok()
-            rows = snapshot(store)
-            figures["lost"] += sum(1 for pk, row in verified.items() if rows.get(pk) != row)
+        with reopened(db, verified, figures) as store:
             question, answer = store.messages(store.latest_conversation_id())
             assert question["role"] == "user" and question["content"] == UI_PROMPT and question["complete"] == 1
             figures["lost"] += not answer["content"].startswith(seen)  # flushed before the kill: must be there
@@ -175,9 +181,6 @@ def test_kill_9_of_the_ui_while_streaming_loses_nothing(assistant_home: Path) ->
                 assert answer["finish_reason"] == "" and answer["content"]
                 figures["partial_answers"] += 1
             partials.append(answer["content"])
-            verified.update(rows)
-        finally:
-            store.close()
     print(f"\nUI crash figures: {figures}")
     assert figures["partial_answers"] >= (UI_KILLS + 1) // 2
     longest = max(partials, key=len)  # greedy decoding: every partial is a prefix of the same answer
