@@ -69,8 +69,12 @@ async def main():
     app = ChatApp(load(), Store(database_path()))
     async with app.run_test(headless=True, size=(100, 30)) as pilot:
         mark("MOUNTED")
-        while app.engine is None:
+        for _ in range(24000):
+            if app.engine is not None:
+                break
             await asyncio.sleep(0.005)
+        else:
+            raise SystemExit("the model did not load within 120 s")
         await pilot.pause()
         mark("READY")
         app.engine.close()
@@ -79,7 +83,9 @@ asyncio.run(main())
 """
 
 
-def timed_process(command: list[str], env: dict[str, str], markers: tuple[str, ...] = ()) -> dict[str, float]:
+def timed_process(
+    command: list[str], env: dict[str, str], markers: tuple[str, ...] = (), timeout: float = 180.0
+) -> dict[str, float]:
     """Spawn, read stdout unbuffered; seconds to the first non-blank byte, to each marker line, to exit."""
     start = time.perf_counter()
     proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -91,8 +97,13 @@ def timed_process(command: list[str], env: dict[str, str], markers: tuple[str, .
     selector.register(proc.stderr, selectors.EVENT_READ)
     errors = b""
     open_streams = 2
+    deadline = start + timeout
     while open_streams:
-        for key, _ in selector.select(timeout=120):
+        if time.perf_counter() > deadline:
+            proc.kill()
+            proc.wait(timeout=10)
+            raise RuntimeError(f"{' '.join(command[:4])}… did not finish within {timeout:.0f} s")
+        for key, _ in selector.select(timeout=1):
             chunk = os.read(key.fd, 65536)
             if not chunk:
                 selector.unregister(key.fileobj)
@@ -108,7 +119,7 @@ def timed_process(command: list[str], env: dict[str, str], markers: tuple[str, .
             for marker in markers:
                 if marker not in times and marker.encode() in seen:
                     times[marker] = now
-    code = proc.wait()
+    code = proc.wait(timeout=max(1.0, deadline - time.perf_counter()))
     times["total"] = time.perf_counter() - start
     missing = [m for m in markers if m not in times]
     if code != 0 or missing:
@@ -184,13 +195,14 @@ def import_rows(env: dict[str, str]) -> list[dict[str, Any]]:
     top: list[tuple[int, int, str]] = []
     for _ in range(rounds):
         proc = subprocess.run([PYTHON, "-X", "importtime", "-c", CHAT_PATH], cwd=ROOT, env=env, capture_output=True,
-                              text=True, check=True)
+                              text=True, check=True, timeout=120)
         entries = parse_importtime(proc.stderr)
         roots = [e for e in entries if not e[2].startswith(" ")]
         totals.append(sum(e[1] for e in roots) / 1000)
         top = sorted(roots, key=lambda e: -e[1])[:6]
     ask = subprocess.run([PYTHON, "-X", "importtime", "-m", "assistant.cli", "ask", "--max-tokens", "4",
-                          "--temperature", "0", "hi"], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+                          "--temperature", "0", "hi"], cwd=ROOT, env=env, capture_output=True, text=True, check=True,
+                         timeout=120)
     imported = {e[2].strip() for e in parse_importtime(ask.stderr)}
     heavy = sorted(m for m in imported if m.split(".")[0] in HEAVY and "." not in m)
     notable = sorted(m for m in imported if m in NOTABLE)

@@ -13,6 +13,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +42,12 @@ from assistant.tui.app import ChatApp
 async def main():
     app = ChatApp(load(), Store(database_path()))
     async with app.run_test(headless=True, size=(100, 30)) as pilot:
-        while app.engine is None:
+        for _ in range(12000):
+            if app.engine is not None:
+                break
             await asyncio.sleep(0.01)
+        else:
+            raise SystemExit("the model did not load within 120 s")
         app.config.generation.max_tokens = 64
         app.prompt.focus()
         app.prompt.insert(sys.argv[1])
@@ -59,10 +64,19 @@ asyncio.run(main())
 """
 
 
-def peak_rss_mib(command: list[str], env: dict[str, str]) -> float:
+def peak_rss_mib(command: list[str], env: dict[str, str], timeout: float = 300.0) -> float:
     """Run a process to completion; its peak resident set size in MiB (ru_maxrss, Linux KiB)."""
     proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
+    deadline = time.monotonic() + timeout
+    while True:  # wait4 has no timeout: poll the child's exit (an event that stays) until the deadline
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.monotonic() > deadline:
+            proc.kill()
+            proc.wait(timeout=10)
+            raise RuntimeError(f"{Path(command[0]).name} … did not finish within {timeout:.0f} s")
+        time.sleep(0.02)
     proc.returncode = os.waitstatus_to_exitcode(status)
     errors = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
     if proc.returncode != 0:

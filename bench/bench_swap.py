@@ -103,7 +103,9 @@ def _lost_turns(engine: Any, store: Any, config: Any, paths: list[Path], swaps: 
         time.sleep(0.05)  # let a turn start, so the swap has to wait for it
         engine.swap(paths[(i + 1) % 2], history=session.history(), conversation=session.conversation_id)
     swapping_done.set()
-    thread.join()
+    thread.join(timeout=600)
+    if thread.is_alive():
+        raise TimeoutError("the chat thread did not finish its turns within 600 s of the last swap")
     messages = store.messages(session.conversation_id)[len(HISTORY) :]
     answers = [m for m in messages if m["role"] == "assistant"]
     complete = [m for m in answers if m["complete"] == 1 and m["finish_reason"] in ("stop", "length")]
@@ -129,7 +131,7 @@ def _swap_with_peak(engine: Any, target: Path) -> int:
     sampler.start()
     engine.swap(target)
     stop.set()
-    sampler.join()
+    sampler.join(timeout=10)
     return max(peak)
 
 

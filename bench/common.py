@@ -15,6 +15,7 @@ A row is a dict with the keys ``benchmark, metric, value, unit, baseline, ratio,
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import math
@@ -386,6 +387,18 @@ def bench_home() -> Iterator[Path]:
                     os.environ.pop(key, None)
                 else:
                     os.environ[key] = value
+
+
+async def wait_until(predicate: Callable[[], Any], what: str, timeout: float = 120.0, every: float = 0.01) -> None:
+    """Wait in the event loop until ``predicate()`` holds; after ``timeout`` s fail naming ``what``.
+
+    Give it a predicate that cannot be missed (a counter that only grows, a finished worker), never a
+    state that may come and go between two looks."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"waited {timeout:.0f} s for {what}")
+        await asyncio.sleep(every)
 
 
 def threads() -> int:

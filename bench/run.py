@@ -80,7 +80,7 @@ def run_module(module: str, quick: bool, timeout_s: float) -> tuple[list[dict[st
             code = proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             proc.kill()
-            proc.wait()
+            proc.wait(timeout=30)
             code = None
         elapsed = time.perf_counter() - start
         if rows_file.exists():

@@ -154,5 +154,5 @@ class LlamaTeacher:
             self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            self.process.wait()
+            self.process.wait(timeout=30)
         self.log.close()

@@ -35,6 +35,8 @@ def test_quick_bench_completes_and_writes_results(tmp_path: Path) -> None:
     by_metric = {r["metric"]: r for r in rows}
     persistence = by_metric["persistence cost of a streamed answer (250 ms flush)"]
     search = by_metric["FTS search over 100k messages (median)"]
+    streaming = by_metric["p95 while streaming"]  # the answer was still streaming while keys landed
+    assert isinstance(streaming["value"], float) and streaming["value"] > 0, streaming
     for r in (persistence, search):
         assert isinstance(r["value"], float) and r["value"] > 0
         assert r["met"] in (True, False)  # the target was checked, whatever the outcome on this machine
@@ -74,3 +76,18 @@ def test_unknown_benchmark_is_one_clear_error() -> None:
                           text=True, timeout=60)
     assert proc.returncode != 0
     assert "unknown benchmark(s) nosuchthing" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.timeout(300)
+def test_ui_bench_finishes_when_the_answer_ends_before_enter_returns(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """The UI measurement on a deliberately fast path: a one-token answer is over before a keystroke lands."""
+    import asyncio
+
+    from bench import bench_ui
+
+    monkeypatch.setenv("ASSISTANT_HOME", str(tmp_path))
+    measured = asyncio.run(bench_ui._measure(quick=True, max_tokens=1))
+    assert len(measured["idle"]) == 20 and len(measured["ui_speeds"]) == 3
+    assert len(measured["streaming"]) <= 1  # one token leaves at most one keystroke inside the answer
+    rows = bench_ui._rows(measured)
+    assert {r["metric"] for r in rows} >= {"p95 while streaming", "decode tokens/s inside the UI"}

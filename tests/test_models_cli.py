@@ -166,7 +166,8 @@ def test_type_tables_match_gguf_py() -> None:
 def test_header_modules_do_not_import_gguf_py() -> None:
     """The tables above exist so that the chat path never pays for importing gguf-py."""
     code = "import sys, assistant.gguf_info; print('gguf' in sys.modules, 'numpy' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         timeout=120).stdout
     assert out.split() == ["False", "False"]
 
 

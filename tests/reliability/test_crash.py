@@ -67,7 +67,7 @@ def kill_once(home: Path, rng: random.Random, while_streaming: bool) -> tuple[st
         delay = rng.uniform(0.0, 3.0)
     time.sleep(delay)
     os.kill(process.pid, signal.SIGKILL)
-    process.wait()
+    process.wait(timeout=30)
     reader.join(timeout=5)
     return reader.text, delay
 

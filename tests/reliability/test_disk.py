@@ -17,12 +17,13 @@ def small_disk(tmp_path: Path):
     """A 3 MiB tmpfs holding ASSISTANT_HOME (needs root; skipped elsewhere)."""
     mount = tmp_path / "disk"
     mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], capture_output=True).returncode:
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], capture_output=True,
+                      timeout=30).returncode:
         pytest.skip("cannot mount a tmpfs here (needs root)")
     try:
         yield mount
     finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
+        subprocess.run(["umount", "-l", str(mount)], check=False, timeout=30)
 
 
 def _seed(home: Path) -> dict[int, str]:
@@ -78,10 +79,10 @@ def test_model_import_onto_a_full_disk_leaves_no_half_file(small_disk: Path, smo
 def test_read_only_data_folder(small_disk: Path) -> None:
     home = small_disk
     rows = _seed(home)
-    subprocess.run(["mount", "-o", "remount,ro", str(home)], check=True)
+    subprocess.run(["mount", "-o", "remount,ro", str(home)], check=True, timeout=30)
     result = run_cli(home, "ask", "--max-tokens", "4", "hello there")
     assert_one_line_error(result, "read-only")
     shown = run_cli(home, "history", "list")
     assert shown.returncode == 0 or "read-only" in shown.stderr
-    subprocess.run(["mount", "-o", "remount,rw", str(home)], check=True)
+    subprocess.run(["mount", "-o", "remount,rw", str(home)], check=True, timeout=30)
     _unchanged(home, rows)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from textual.widgets import Input, ListView, OptionList
 from rich.cells import cell_len
-from tui_helpers import PARTIAL, note_text, seed, seed_incomplete, wait_idle
+from tui_helpers import PARTIAL, note_text, seed, seed_incomplete, send, wait_idle, wait_until
 
 from assistant.tui.app import ChatApp
 from assistant.tui.screens.dialogs import ConfirmScreen, TextInputScreen
@@ -57,14 +59,12 @@ async def test_question_is_answered_shown_and_stored(make_app, store) -> None:  
 
 async def stop_a_long_answer(pilot, app) -> None:  # noqa: ANN001
     """Ask for a long answer and press Esc once some of it has streamed."""
-    app.prompt.focus()
-    await pilot.press(*"Write a long story about a dragon.")
-    await pilot.press("enter")
-    while app.turns_done == 0 and (app._answer is None or len(app._answer.source) < 20):
-        await pilot.pause(0.02)
-    assert app.generating, "the answer finished before it could be stopped"
+    before = await send(pilot, app, "Write a long story about a dragon.")
+    await wait_until(pilot, lambda: app.turns_done > before or (app._answer is not None and len(app._answer.source) >= 20),
+                     "20 characters of the answer (or its end)")
+    assert app.turns_done == before, "the answer finished before it could be stopped"
     await pilot.press("escape")
-    await wait_idle(pilot, app, turns=1)
+    await wait_idle(pilot, app, turns=before + 1)
 
 
 async def test_escape_stops_and_keeps_the_partial_answer(make_app, store, tui_config) -> None:  # noqa: ANN001
@@ -209,7 +209,7 @@ async def test_new_switch_rename_delete_and_search(make_app, store) -> None:  # 
         assert isinstance(app.screen, TextInputScreen)
         app.screen.query_one(Input).value = "Monads, explained"
         await pilot.press("enter")
-        await app.workers.wait_for_complete()
+        await asyncio.wait_for(app.workers.wait_for_complete(), 120)
         await pilot.pause()
         assert store.conversation(second)["title"] == "Monads, explained"
         assert [i.conversation_id for i in app.query(ConversationItem)] == [second, first]
@@ -220,7 +220,7 @@ async def test_new_switch_rename_delete_and_search(make_app, store) -> None:  # 
         assert store.conversation(second)
         await pilot.press("f8")
         await pilot.click("#yes")
-        await app.workers.wait_for_complete()
+        await asyncio.wait_for(app.workers.wait_for_complete(), 120)
         await pilot.pause()
         assert [c["id"] for c in store.conversations()] == [first]
         assert app.session.conversation_id is None
@@ -296,7 +296,7 @@ async def test_model_picker_keeps_the_old_model_on_error_and_notices_new_files(m
         assert "smollm2-135m" in ids and "gemma3-270m" in ids and str(bad.resolve()) in ids
         picker.query_one(OptionList).highlighted = ids.index(str(bad.resolve()))
         await pilot.press("enter")
-        await app.workers.wait_for_complete()
+        await asyncio.wait_for(app.workers.wait_for_complete(), 120)
         await pilot.pause()
         assert app.engine is engine and engine.name == "SmolLM2-135M-Instruct.Q4_1"
         errors = [n for n in app._notifications if n.severity == "error"]

@@ -28,6 +28,29 @@ def seed(store: Store) -> tuple[int, int]:
     return first, second
 
 
+async def wait_until(pilot, predicate, what: str, timeout: float = 90.0) -> None:  # noqa: ANN001
+    """Pause the pilot until ``predicate()`` holds (give it one that cannot be missed); fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out after {timeout:.0f} s waiting for {what}"
+        await pilot.pause(0.02)
+
+
+async def send(pilot, app, text: str) -> int:  # noqa: ANN001
+    """Type ``text`` and press Enter as a terminal would; returns ``turns_done`` before this turn.
+
+    Enter goes through the driver: ``pilot.press`` waits for the app to go idle, which it only does once
+    the whole answer has streamed, so on a fast machine the answer would be over before it returns."""
+    from textual import events
+
+    app.prompt.focus()
+    await pilot.press(*text)
+    await pilot.pause()
+    before = app.turns_done
+    app._driver.send_message(events.Key("enter", "\r"))
+    return before
+
+
 async def wait_idle(pilot, app, timeout: float = 90.0, turns: int | None = None) -> None:  # noqa: ANN001
     """Wait until the app has finished the answer number ``turns`` (default: the one under way)."""
     deadline = time.monotonic() + timeout
