@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         return _list(registry, args.json)
     if command == "import":
         entry = registry.import_file(args.path, name=args.name, link=args.link)
-        print(f"imported {entry['name']} -> {entry['path']} (sha256 {entry['sha256'][:16]}…)")
+        print(f"imported {entry.name} -> {entry.path} (sha256 {entry.sha256[:16]}…)")
     elif command == "pull":
         from assistant.pull import pull, pull_catalog
 
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
             entry = pull(registry, args.target, args.file, name=args.name, revision=args.revision)
         else:
             entry = pull_catalog(registry, args.target)
-        print(f"pulled {entry['name']} -> {entry['path']} (sha256 {entry['sha256'][:16]}…)")
+        print(f"pulled {entry.name} -> {entry.path} (sha256 {entry.sha256[:16]}…)")
     elif command == "use":
         where = registry.use(args.name)
         print(f"default model: {args.name} (saved in {where})")

@@ -1,8 +1,8 @@
 """The models the user has: the embedded default, packaged extras, imported, pulled and distilled files.
 
-Entries live in the history database (table ``models``). Packaged models are found in
-site-packages with importlib, never downloaded. Every file is validated (``gguf_info``)
-before it is registered, and a model name never escapes the models folder.
+Entries live in the history database (the store's ``models`` table, read and written through its
+methods). Packaged models are found in site-packages with importlib, never downloaded. Every file is
+validated (``gguf_info``) before it is registered, and a model name never escapes the models folder.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from assistant.gguf_info import (
     read_info,
     sha256_file,
 )
+from assistant.store import ModelEntry, Store
 
 DEFAULT_MODEL = "smollm2-135m"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -198,66 +199,46 @@ def _now() -> str:
 class Registry:
     """Model entries in the database, plus the packaged models."""
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
-        db = store.db
-        if "models" not in db.table_names():  # through the store's retrying writer: other processes write too
-            store._write(lambda: db["models"].create(
-                {
-                    "name": str,
-                    "path": str,
-                    "origin": str,  # packaged | imported | linked | pulled | distilled
-                    "architecture": str,
-                    "parameters": int,
-                    "quantization": str,
-                    "context_length": int,
-                    "size": int,
-                    "sha256": str,
-                    "created": str,
-                },
-                pk="name",
-                if_not_exists=True,  # another process may create it at the same moment
-            ))
 
-    def entries(self) -> list[dict[str, Any]]:
-        with self.store._lock:
-            return list(self.store.db["models"].rows_where(order_by="name"))
+    def entries(self) -> list[ModelEntry]:
+        return self.store.model_entries()
 
-    def get(self, name: str) -> dict[str, Any] | None:
-        rows = [r for r in self.entries() if r["name"] == name]
-        return rows[0] if rows else None
+    def get(self, name: str) -> ModelEntry | None:
+        return self.store.model_entry(name)
 
-    def add(self, name: str, path: Path, origin: str, info: Any, sha256: str = "") -> dict[str, Any]:
+    def add(self, name: str, path: Path, origin: str, info: Any, sha256: str = "") -> ModelEntry:
         validate_name(name)
         if is_packaged(name):
             raise RegistryError(f"{name!r} is the name of a packaged model; pick another name")
-        row = {
-            "name": name,
-            "path": str(path),
-            "origin": origin,
-            "architecture": info.architecture,
-            "parameters": info.parameters,
-            "quantization": info.quantization,
-            "context_length": info.context_length,
-            "size": info.size,
-            "sha256": sha256,
-            "created": _now(),
-        }
-        self.store._write(lambda: self.store.db["models"].upsert(row, pk="name"))
-        return row
+        entry = ModelEntry(
+            name=name,
+            path=str(path),
+            origin=origin,
+            architecture=info.architecture,
+            parameters=info.parameters,
+            quantization=info.quantization,
+            context_length=info.context_length,
+            size=info.size,
+            sha256=sha256,
+            created=_now(),
+        )
+        self.store.save_model_entry(entry)
+        return entry
 
     def remove(self, name: str) -> None:
         """Forget an entry (the file stays); see ``delete`` for `models rm`."""
-        self.store._write(lambda: self.store.db["models"].delete_where("name = ?", [name]))
+        self.store.delete_model_entry(name)
 
     def names(self) -> list[str]:
-        return [p.name for p in PACKAGED] + [e["name"] for e in self.entries()]
+        return [p.name for p in PACKAGED] + [e.name for e in self.entries()]
 
     def resolve(self, name: str = "") -> Path:
         """Path of a model given its registry name, a packaged name, or a file path."""
         name = name or DEFAULT_MODEL
         if entry := self.get(name):
-            path = Path(entry["path"])
+            path = Path(entry.path)
             if not path.exists():
                 raise RegistryError(
                     f"model {name!r}: its file {path} is missing; `assistant models rm {name}` and import it again"
@@ -285,9 +266,7 @@ class Registry:
                 continue
             rows.append(_row(packaged.name, path, "packaged", packaged.sha256, "", n_ctx, available))
         for entry in self.entries():
-            rows.append(
-                _row(entry["name"], entry["path"], entry["origin"], entry["sha256"], entry["created"], n_ctx, available)
-            )
+            rows.append(_row(entry.name, entry.path, entry.origin, entry.sha256, entry.created, n_ctx, available))
         for row in rows:
             row.default = row.name == default
         return rows
@@ -295,7 +274,7 @@ class Registry:
     # -- changes
     def import_file(
         self, source: Path | str, name: str | None = None, link: bool = False, origin: str = "imported"
-    ) -> dict[str, Any]:
+    ) -> ModelEntry:
         """Validate a GGUF, then copy (atomically) or link it into the models folder and register it.
 
         A file already inside the models folder (e.g. a student written by distill_tools, which
@@ -335,7 +314,7 @@ class Registry:
         entry = self.get(name)
         if entry is None:
             raise RegistryError(f"no model named {name!r}; see `assistant models list`")
-        path = Path(entry["path"])
+        path = Path(entry.path)
         kept = ""
         if inside_models_dir(path) and not _packaged_copy(path):
             path.unlink(missing_ok=True)  # a linked model: removes the link, never its target
