@@ -378,24 +378,16 @@ def copy_with_progress(source: Path, target: Path) -> str:
 
 
 # -- the default model (config.toml [model] default)
-def _file_config() -> Any:
-    """The config as the file says, without environment overrides (so saving never persists them)."""
+def current_default() -> str:
+    """The default the config file names (an ASSISTANT_MODEL override is not the user's saved choice)."""
     from assistant import config
 
-    saved = {key: os.environ.pop(key) for key in config.ENV_OVERRIDES if key in os.environ}
-    try:
-        return config.load()
-    finally:
-        os.environ.update(saved)
-
-
-def current_default() -> str:
-    return _file_config().model.default
+    return config.load_file().model.default
 
 
 def set_default(name: str) -> Path:
     from assistant import config
 
-    settings = _file_config()
+    settings = config.load_file()
     settings.model.default = name
     return config.save(settings)
