@@ -91,7 +91,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     return 0
 
 
-def _approve(request) -> bool:  # noqa: ANN001 - an assistant.teacher.EscalationRequest
+def _approve(request) -> bool:  # noqa: ANN001 - an assistant.remote_teacher.EscalationRequest
     """`--escalate ask`: show the exact request on the terminal and ask; without a terminal, decline."""
     if not (sys.stdin.isatty() and sys.stderr.isatty()):
         return False

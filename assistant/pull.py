@@ -105,7 +105,7 @@ def pull(
 
 
 def pull_catalog(registry: Registry, catalog_name: str) -> ModelEntry:
-    """`models pull NAME`: a model from models/catalog.toml, checked against its recorded sha256."""
+    """`models pull NAME`: a model from the catalog, checked against its recorded sha256."""
     entry = catalog_entry(catalog_name)
     if entry.package or is_packaged(entry.name):
         raise PullError(f"{entry.name!r} ships with assistant (package {entry.package}); nothing to download")

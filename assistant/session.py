@@ -25,9 +25,9 @@ from assistant.config import POLICIES, Config
 from assistant.engine import Delta, Engine, Stats
 from assistant.store import Message, Store
 
-if TYPE_CHECKING:  # the teacher module (and httpx) load only when escalation is on
+if TYPE_CHECKING:  # the remote teacher's client (and httpx) load only when escalation is on
     from assistant.router import Route
-    from assistant.teacher import EscalationRequest, Teacher
+    from assistant.remote_teacher import EscalationRequest, RemoteTeacher
 
 Approve = Callable[["EscalationRequest"], bool]
 TEACHER_CUT_OFF = "\n\n[the teacher's answer broke off; the on-device answer follows]\n\n"
@@ -154,16 +154,16 @@ class Session:
         self._cancel.set()
         self.engine.cancel()
 
-    def _escalation(self, override: str | None) -> tuple[str, Teacher | None]:
+    def _escalation(self, override: str | None) -> tuple[str, RemoteTeacher | None]:
         """The policy for this turn and, unless it is ``never``, the configured teacher (checked now)."""
         policy = override or self.policy or self.config.escalation.policy
         if policy not in POLICIES:
             raise AssistantError(f"unknown escalation policy {policy!r} (use {', '.join(POLICIES)})")
         if policy == "never":
             return policy, None
-        from assistant.teacher import Teacher
+        from assistant.remote_teacher import RemoteTeacher
 
-        return policy, Teacher(self.config.teacher)
+        return policy, RemoteTeacher(self.config.teacher)
 
     def resend(self, text: str, **kwargs: Any) -> Iterator[Delta]:
         """Edit-and-resend: replace the last question (and everything after it) with ``text``, answer it."""
@@ -181,7 +181,7 @@ class Session:
         max_tokens: int | None,
         temperature: float | None,
         policy: str = "never",
-        teacher: Teacher | None = None,
+        teacher: RemoteTeacher | None = None,
         approve: Approve | None = None,
     ) -> Iterator[Delta]:
         assert self.conversation_id is not None
@@ -260,7 +260,7 @@ class Session:
     def _from_teacher(
         self,
         turn: Turn,
-        teacher: Teacher,
+        teacher: RemoteTeacher,
         request: EscalationRequest,
         history: list[dict[str, str]],
         sampling: dict[str, Any],
@@ -268,7 +268,7 @@ class Session:
         started: float,
     ) -> Iterator[Delta]:
         """Stream the teacher's answer; if it fails, the student answers and a note says why."""
-        from assistant.teacher import TeacherError
+        from assistant.remote_teacher import TeacherError
 
         stream = teacher.stream(request)
         stats = Stats(finish_reason="cancelled")
