@@ -260,8 +260,8 @@ def save(config: Config, path: Path | None = None) -> Path:
     for dotted, value in pending.items():
         section, key = dotted.split(".")
         sections.setdefault(section, {})[key] = _toml_item(value)
-    document = _with_values(_read_document(path), sections)
-    atomic_write_text(path, tomlkit.dumps(document))
+    if pending or not path.exists():
+        atomic_write_text(path, tomlkit.dumps(_with_values(_read_document(path), sections)))
     config.file_values = (config.file_values or Config().values()) | pending
     return path
 
