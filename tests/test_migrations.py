@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import sqlite3
 from pathlib import Path
@@ -117,3 +118,19 @@ def test_steps_must_be_numbered_in_order() -> None:
         with pytest.raises(ValueError, match=f"must be named m{len(migrations.MIGRATIONS) + 1:03d}_"):
             migrations.migration(step)
     assert [int(name[1:4]) for name in ALL_STEPS] == list(range(1, len(ALL_STEPS) + 1))
+
+
+def test_only_the_store_touches_the_database() -> None:
+    """No module reaches past the store: no SQL, no connection, no private writer (the schema has one owner)."""
+    root = Path(__file__).resolve().parent.parent
+    owners = {root / "assistant" / "store.py", root / "assistant" / "migrations.py"}
+    reaching = re.compile(r"\bsqlite3\b|\bsqlite_utils\b|\bstore\.db\b|\._write\(|\bstore\._lock\b|\bfrom messages\b")
+    offenders = [
+        f"{path.relative_to(root)}:{number}"
+        for folder in ("assistant", "distill_tools")
+        for path in sorted((root / folder).rglob("*.py"))
+        if path not in owners
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if reaching.search(line)
+    ]
+    assert offenders == []
