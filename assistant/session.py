@@ -26,8 +26,8 @@ from assistant.engine import Delta, Engine, Stats
 from assistant.store import Message, Store
 
 if TYPE_CHECKING:  # the remote teacher's client (and httpx) load only when escalation is on
-    from assistant.router import Route
     from assistant.remote_teacher import EscalationRequest, RemoteTeacher
+    from assistant.router import Route
 
 Approve = Callable[["EscalationRequest"], bool]
 TEACHER_CUT_OFF = "\n\n[the teacher's answer broke off; the on-device answer follows]\n\n"
