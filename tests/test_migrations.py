@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import shutil
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -134,3 +136,33 @@ def test_only_the_store_touches_the_database() -> None:
         if reaching.search(line)
     ]
     assert offenders == []
+
+
+OPEN_AT_ONCE = """
+import sys, time
+from pathlib import Path
+from assistant.store import Store
+go, deadline = Path(sys.argv[2]), time.monotonic() + 30
+print("ready", flush=True)
+while not go.exists() and time.monotonic() < deadline:  # all processes start, then open together
+    time.sleep(0.005)
+store = Store(sys.argv[1])
+print(len(store.messages(1)), len(store.applied_migrations()))
+"""
+
+
+@pytest.mark.timeout(120)
+def test_processes_opening_an_old_database_at_once_migrate_it_once(old_database: Path, tmp_path: Path) -> None:
+    go = tmp_path / "go"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", OPEN_AT_ONCE, str(old_database), str(go)], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    assert [proc.stdout.readline() for proc in procs] == ["ready\n"] * 4  # type: ignore[union-attr]
+    go.touch()  # all four open the database now
+    results = [proc.communicate(timeout=60) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0] * 4, [err for _, err in results]
+    assert {out.strip() for out, _ in results} == {f"4 {len(ALL_STEPS)}"}
+    conn = sqlite3.connect(old_database)
+    assert [name for (name,) in conn.execute("select name from _migrations order by rowid")] == ALL_STEPS
