@@ -9,6 +9,7 @@ message is written before generation starts; the answer is written as it streams
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sqlite3
@@ -65,14 +66,26 @@ class Row:
     @classmethod
     def from_row(cls: type[R], row: dict[str, Any]) -> R:
         """From a database row: NULL text reads as "", 0/1 flags as bools; columns the class lacks are skipped."""
-        values = {}
-        for f in fields(cls):  # type: ignore[arg-type]
-            if f.name in row:
-                value = row[f.name]
-                values[f.name] = ("" if value is None else value) if f.type == "str" else (
-                    bool(value) if f.type == "bool" and value is not None else value
-                )
+        names, texts, flags = _columns(cls)
+        values = {name: row[name] for name in names if name in row}
+        for name in texts:
+            if name in values and values[name] is None:
+                values[name] = ""
+        for name in flags:
+            if values.get(name) is not None:
+                values[name] = bool(values[name])
         return cls(**values)
+
+
+@functools.cache
+def _columns(cls: type) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """A row class's field names, its text fields and its flag fields, worked out once per class."""
+    found = fields(cls)
+    return (
+        tuple(f.name for f in found),
+        tuple(f.name for f in found if f.type == "str"),
+        tuple(f.name for f in found if f.type == "bool"),
+    )
 
 
 R = TypeVar("R", bound=Row)
