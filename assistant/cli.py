@@ -91,7 +91,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     return 0
 
 
-def _approve(request) -> bool:  # noqa: ANN001 - an assistant.teacher.EscalationRequest
+def _approve(request) -> bool:  # noqa: ANN001 - an assistant.remote_teacher.EscalationRequest
     """`--escalate ask`: show the exact request on the terminal and ask; without a terminal, decline."""
     if not (sys.stdin.isatty() and sys.stderr.isatty()):
         return False
@@ -109,10 +109,10 @@ def cmd_history(args: argparse.Namespace) -> int:
     store = _open_store()
     if args.history_command == "list":
         for c in store.conversations(limit=args.limit):
-            print(sanitize(f"{c['id']:>5}  {c['updated'][:19]}  {c['model'] or '-':<16}  {c['title'] or '(untitled)'}"))
+            print(sanitize(f"{c.id:>5}  {c.updated[:19]}  {c.model or '-':<16}  {c.title or '(untitled)'}"))
     elif args.history_command == "search":
         for m in store.search(" ".join(args.query), limit=args.limit):
-            print(sanitize(f"{m['conversation_id']:>5}  #{m['id']:<6} {m['role']:<9} {m['snippet']}"))
+            print(sanitize(f"{m.conversation_id:>5}  #{m.id:<6} {m.role:<9} {m.snippet}"))
     elif args.history_command == "show":
         print(sanitize(export_conversation(store, args.id, "md")))
     elif args.history_command == "export":

@@ -24,11 +24,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     imp.add_argument("--name", help="the model's name (default: from the file name)")
     imp.add_argument("--link", action="store_true", help="symlink instead of copying")
     pull = sub.add_parser("pull", help="download REPO FILE from the Hugging Face Hub, or a catalog model by name")
-    pull.add_argument("target", help="hub repo (owner/name) or a name from models/catalog.toml")
+    pull.add_argument("target", help="hub repo (owner/name) or a name from `assistant models catalog`")
     pull.add_argument("file", nargs="?", help="the .gguf file in the repo")
     pull.add_argument("--name", help="the model's name (default: from the file name)")
     pull.add_argument("--revision", help="branch, tag or commit (default: main)")
-    sub.add_parser("catalog", help="recommended students and teachers from models/catalog.toml")
+    sub.add_parser("catalog", help="recommended students and teachers (the catalog shipped with assistant)")
     use = sub.add_parser("use", help="make a model the default")
     use.add_argument("name")
     rm = sub.add_parser("rm", help="remove a model: its entry and its file in the models folder")
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         return _list(registry, args.json)
     if command == "import":
         entry = registry.import_file(args.path, name=args.name, link=args.link)
-        print(f"imported {entry['name']} -> {entry['path']} (sha256 {entry['sha256'][:16]}…)")
+        print(f"imported {entry.name} -> {entry.path} (sha256 {entry.sha256[:16]}…)")
     elif command == "pull":
         from assistant.pull import pull, pull_catalog
 
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
             entry = pull(registry, args.target, args.file, name=args.name, revision=args.revision)
         else:
             entry = pull_catalog(registry, args.target)
-        print(f"pulled {entry['name']} -> {entry['path']} (sha256 {entry['sha256'][:16]}…)")
+        print(f"pulled {entry.name} -> {entry.path} (sha256 {entry.sha256[:16]}…)")
     elif command == "use":
         where = registry.use(args.name)
         print(f"default model: {args.name} (saved in {where})")

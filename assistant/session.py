@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING, Any
 from assistant import AssistantError
 from assistant.config import POLICIES, Config
 from assistant.engine import Delta, Engine, Stats
-from assistant.store import Store
+from assistant.store import Message, Store
 
-if TYPE_CHECKING:  # the teacher module (and httpx) load only when escalation is on
+if TYPE_CHECKING:  # the remote teacher's client (and httpx) load only when escalation is on
+    from assistant.remote_teacher import EscalationRequest, RemoteTeacher
     from assistant.router import Route
-    from assistant.teacher import EscalationRequest, Teacher
 
 Approve = Callable[["EscalationRequest"], bool]
 TEACHER_CUT_OFF = "\n\n[the teacher's answer broke off; the on-device answer follows]\n\n"
@@ -72,16 +72,14 @@ class Session:
     def system_prompt(self) -> str:
         if self.conversation_id is None:
             return self.config.generation.system
-        return self.store.conversation(self.conversation_id)["system"] or ""
+        return self.store.conversation(self.conversation_id).system
 
     def history(self) -> list[dict[str, str]]:
         """Messages for the model: the system prompt, then the stored turns."""
         messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
         if self.conversation_id is not None:
             messages += [
-                {"role": m["role"], "content": m["content"]}
-                for m in self.store.messages(self.conversation_id)
-                if m["role"] in ("user", "assistant")
+                m.as_chat() for m in self.store.messages(self.conversation_id) if m.role in ("user", "assistant")
             ]
         return messages
 
@@ -119,8 +117,8 @@ class Session:
             return
         policy, teacher = self._escalation(escalate)
         messages = self.store.messages(self.conversation_id)
-        if messages and messages[-1]["role"] == "assistant":
-            self.store.delete_message(messages[-1]["id"])
+        if messages and messages[-1].role == "assistant":
+            self.store.delete_message(messages[-1].id)
         self.last = turn = Turn(model=self.engine.name)
         yield from self._answer(turn, max_tokens, temperature, policy, teacher, approve)
 
@@ -136,12 +134,12 @@ class Session:
         if not messages or not resumable(messages[-1]):
             raise AssistantError("no incomplete answer to continue")
         last = messages[-1]
-        turn.answer_message_id = last["id"]
-        turn.route = json.loads(last["route"]) if last["route"] else {}
-        self.store.update_message(last["id"], complete=0, finish_reason="")  # a crash now leaves it resumable
+        turn.answer_message_id = last.id
+        turn.route = json.loads(last.route) if last.route else {}
+        self.store.update_message(last.id, complete=0, finish_reason="")  # a crash now leaves it resumable
         self._cancel.clear()
         self._last_flush = time.monotonic()
-        pieces = [last["content"]]
+        pieces = [last.content]
         stream = self.engine.stream(
             self.history(), conversation=self.conversation_id, continue_final=True,
             **self._sampling(max_tokens, temperature),
@@ -149,32 +147,32 @@ class Session:
         try:
             yield from self._relay(turn, stream, pieces)
         finally:
-            self._finish(turn, "".join(pieces), earlier_tokens=last["completion_tokens"] or 0)
+            self._finish(turn, "".join(pieces), earlier_tokens=last.completion_tokens or 0)
 
     def cancel(self) -> None:
         """Stop the answer being streamed (the student's or the teacher's); the partial answer is kept."""
         self._cancel.set()
         self.engine.cancel()
 
-    def _escalation(self, override: str | None) -> tuple[str, Teacher | None]:
+    def _escalation(self, override: str | None) -> tuple[str, RemoteTeacher | None]:
         """The policy for this turn and, unless it is ``never``, the configured teacher (checked now)."""
         policy = override or self.policy or self.config.escalation.policy
         if policy not in POLICIES:
             raise AssistantError(f"unknown escalation policy {policy!r} (use {', '.join(POLICIES)})")
         if policy == "never":
             return policy, None
-        from assistant.teacher import Teacher
+        from assistant.remote_teacher import RemoteTeacher
 
-        return policy, Teacher(self.config.teacher)
+        return policy, RemoteTeacher(self.config.teacher)
 
     def resend(self, text: str, **kwargs: Any) -> Iterator[Delta]:
         """Edit-and-resend: replace the last question (and everything after it) with ``text``, answer it."""
         if self.conversation_id is not None:
             messages = self.store.messages(self.conversation_id)
-            users = [m["id"] for m in messages if m["role"] == "user"]
+            users = [m.id for m in messages if m.role == "user"]
             for m in messages:
-                if users and m["id"] >= users[-1]:
-                    self.store.delete_message(m["id"])
+                if users and m.id >= users[-1]:
+                    self.store.delete_message(m.id)
         yield from self.send(text, **kwargs)
 
     def _answer(
@@ -183,7 +181,7 @@ class Session:
         max_tokens: int | None,
         temperature: float | None,
         policy: str = "never",
-        teacher: Teacher | None = None,
+        teacher: RemoteTeacher | None = None,
         approve: Approve | None = None,
     ) -> Iterator[Delta]:
         assert self.conversation_id is not None
@@ -262,7 +260,7 @@ class Session:
     def _from_teacher(
         self,
         turn: Turn,
-        teacher: Teacher,
+        teacher: RemoteTeacher,
         request: EscalationRequest,
         history: list[dict[str, str]],
         sampling: dict[str, Any],
@@ -270,7 +268,7 @@ class Session:
         started: float,
     ) -> Iterator[Delta]:
         """Stream the teacher's answer; if it fails, the student answers and a note says why."""
-        from assistant.teacher import TeacherError
+        from assistant.remote_teacher import TeacherError
 
         stream = teacher.stream(request)
         stats = Stats(finish_reason="cancelled")
@@ -333,11 +331,9 @@ class Session:
         )
 
 
-def resumable(message: dict[str, Any]) -> bool:
+def resumable(message: Message) -> bool:
     """An answer that can be continued: cut off by a crash (never completed), a stop or the token limit."""
-    return message["role"] == "assistant" and (
-        not message["complete"] or message["finish_reason"] in ("cancelled", "length")
-    )
+    return message.role == "assistant" and (not message.complete or message.finish_reason in ("cancelled", "length"))
 
 
 def _prepend(draft: list[Delta], student: Iterator[Delta]) -> Iterator[Delta]:

@@ -1,4 +1,7 @@
-"""Conversation history in SQLite (sqlite-utils): conversations, messages, full-text search.
+"""Conversation history in SQLite (sqlite-utils): conversations, messages, full-text search, model entries.
+
+The store is the database's one owner: its schema comes from ``assistant.migrations`` (numbered steps
+recorded in the database), other modules read and write through the methods here and get typed rows.
 
 WAL mode and a busy timeout let the UI and ``assistant ask`` write at once. The user's
 message is written before generation starts; the answer is written as it streams.
@@ -6,39 +9,23 @@ message is written before generation starts; the answer is written as it streams
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
 import sqlite_utils
 
-from assistant import AssistantError
+from assistant import AssistantError, migrations
 
 T = TypeVar("T")
-
-MESSAGE_COLUMNS = {
-    "id": int,
-    "conversation_id": int,
-    "role": str,
-    "content": str,
-    "model": str,
-    "escalated": int,
-    "route": str,  # JSON: the router's decision and score
-    "complete": int,  # 0 while streaming (or if the process died mid-answer)
-    "finish_reason": str,  # stop | length | cancelled
-    "prompt_tokens": int,
-    "completion_tokens": int,
-    "ttft_s": float,
-    "tokens_per_s": float,
-    "created": str,
-}
 
 
 class StoreError(AssistantError):
@@ -62,22 +49,117 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
+class Row:
+    """A typed row. ``row["title"]`` and ``row.get("title")`` still work for callers not yet moved to attributes."""
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self.__dataclass_fields__:  # type: ignore[attr-defined]
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return getattr(self, key) if key in self.__dataclass_fields__ else default  # type: ignore[attr-defined]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_row(cls: type[R], row: dict[str, Any]) -> R:
+        """From a database row: NULL text reads as "", 0/1 flags as bools; columns the class lacks are skipped."""
+        names, texts, flags = _columns(cls)
+        values = {name: row[name] for name in names if name in row}
+        for name in texts:
+            if name in values and values[name] is None:
+                values[name] = ""
+        for name in flags:
+            if values.get(name) is not None:
+                values[name] = bool(values[name])
+        return cls(**values)
+
+
+@functools.cache
+def _columns(cls: type) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """A row class's field names, its text fields and its flag fields, worked out once per class."""
+    found = fields(cls)
+    return (
+        tuple(f.name for f in found),
+        tuple(f.name for f in found if f.type == "str"),
+        tuple(f.name for f in found if f.type == "bool"),
+    )
+
+
+R = TypeVar("R", bound=Row)
+
+
 @dataclass
-class Message:
-    role: str
-    content: str
-    id: int | None = None
+class Conversation(Row):
+    id: int
+    title: str = ""
+    model: str = ""  # the model it was started with
+    system: str = ""  # its system prompt
+    created: str = ""
+    updated: str = ""
+
+
+@dataclass
+class Message(Row):
+    id: int
+    conversation_id: int
+    role: str  # user | assistant
+    content: str = ""
     model: str = ""
-    escalated: bool = False
-    complete: bool = True
-    route: str = ""
+    escalated: bool = False  # answered by the teacher
+    route: str = ""  # JSON: the router's decision and score
+    complete: bool = True  # False while streaming (or if the process died mid-answer)
+    finish_reason: str = ""  # stop | length | cancelled
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    ttft_s: float | None = None
+    tokens_per_s: float | None = None
+    created: str = ""
 
     def as_chat(self) -> dict[str, str]:
         return {"role": self.role, "content": self.content}
 
 
+@dataclass
+class SearchHit(Message):
+    snippet: str = ""  # the matching words in [brackets]
+
+
+@dataclass
+class Exchange(Row):
+    """A question and the answer that followed it (e.g. the teacher's, for distillation)."""
+
+    conversation_id: int
+    question: str
+    answer: str
+    model: str
+    answer_id: int
+
+
+@dataclass
+class ModelEntry(Row):
+    """A model the registry knows by name (imported, linked, pulled or distilled)."""
+
+    name: str
+    path: str
+    origin: str  # imported | linked | pulled | distilled
+    architecture: str = ""
+    parameters: int = 0
+    quantization: str = ""
+    context_length: int = 0
+    size: int = 0
+    sha256: str = ""
+    created: str = ""
+
+
+MESSAGE_FIELDS = {f.name for f in fields(Message)} - {"id"}
+CONVERSATION_FIELDS = {f.name for f in fields(Conversation)} - {"id"}
+
+
 class Store:
-    """The history database. Safe to share between threads (one connection, one lock)."""
+    """The history database and its schema's one owner. Safe to share between threads (one connection, one lock)."""
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
@@ -109,26 +191,29 @@ class Store:
             self.db.execute("PRAGMA synchronous = NORMAL")
         self._migrate()
 
-    def _migrate(self) -> None:
-        """Create what is missing; each step is idempotent, so a killed or concurrent first run is harmless."""
+    def _migrate(self, steps: list[migrations.Migration] | None = None) -> list[str]:
+        """Bring the schema up to date: all pending steps in one write transaction, or none of them.
+
+        An up-to-date database takes no write lock. Another process migrating at the same moment holds
+        the lock until it is done; this one then finds nothing left to do.
+        """
+        conn = self.db.conn
         with self._lock:
-            tables = set(self.db.table_names())
-            if "conversations" not in tables:
-                self.db["conversations"].create(
-                    {"id": int, "title": str, "model": str, "system": str, "created": str, "updated": str},
-                    pk="id",
-                    if_not_exists=True,
-                )
-            if "messages" not in tables:
-                self.db["messages"].create(
-                    MESSAGE_COLUMNS,
-                    pk="id",
-                    foreign_keys=[("conversation_id", "conversations", "id")],
-                    if_not_exists=True,
-                )
-                self.db["messages"].create_index(["conversation_id"], if_not_exists=True)
-            if "messages_fts" not in tables or len(self.db["messages"].triggers) < 3:
-                self.db["messages"].enable_fts(["content"], create_triggers=True, tokenize="porter", replace=True)
+            if not migrations.pending(conn, steps):
+                return []
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                names = migrations.migrate(conn, steps)
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
+            return names
+
+    def applied_migrations(self) -> list[str]:
+        """The schema steps this database has recorded, in order."""
+        with self._lock:
+            return migrations.applied(self.db.conn)
 
     def _write(self, fn: Callable[[], T]) -> T:
         """Run a write, retrying while another process holds the lock; one clear error otherwise."""
@@ -154,22 +239,24 @@ class Store:
         row = {"title": title, "model": model, "system": system, "created": stamp, "updated": stamp}
         return self._write(lambda: self.db["conversations"].insert(row).last_pk)
 
-    def conversation(self, conversation_id: int) -> dict[str, Any]:
+    def conversation(self, conversation_id: int) -> Conversation:
         with self._lock:
             try:
-                return self.db["conversations"].get(conversation_id)
+                return Conversation.from_row(self.db["conversations"].get(conversation_id))
             except sqlite_utils.db.NotFoundError:
                 raise StoreError(f"no conversation with id {conversation_id}") from None
 
-    def conversations(self, limit: int = 200) -> list[dict[str, Any]]:
+    def conversations(self, limit: int = 200) -> list[Conversation]:
         with self._lock:
-            return list(self.db["conversations"].rows_where(order_by="updated desc, id desc", limit=limit))
+            rows = list(self.db["conversations"].rows_where(order_by="updated desc, id desc", limit=limit))
+        return [Conversation.from_row(row) for row in rows]
 
     def latest_conversation_id(self) -> int | None:
         rows = self.conversations(limit=1)
-        return rows[0]["id"] if rows else None
+        return rows[0].id if rows else None
 
     def update_conversation(self, conversation_id: int, **values: Any) -> None:
+        _check_columns(values, CONVERSATION_FIELDS)
         values.setdefault("updated", now())
         self._write(lambda: self.db["conversations"].update(conversation_id, values))
 
@@ -182,6 +269,7 @@ class Store:
 
     # messages
     def add_message(self, conversation_id: int, role: str, content: str, **extra: Any) -> int:
+        _check_columns(extra, MESSAGE_FIELDS)
         row = {"conversation_id": conversation_id, "role": role, "content": content, "created": now()}
         row.update({"complete": 1, "escalated": 0, "model": "", "route": "", "finish_reason": ""})
         row.update(extra)
@@ -194,20 +282,31 @@ class Store:
         return self._write(insert)
 
     def update_message(self, message_id: int, **values: Any) -> None:
+        _check_columns(values, MESSAGE_FIELDS)
         self._write(lambda: self.db["messages"].update(message_id, values))
 
     def delete_message(self, message_id: int) -> None:
         self._write(lambda: self.db["messages"].delete(message_id))
 
-    def messages(self, conversation_id: int) -> list[dict[str, Any]]:
+    def messages(self, conversation_id: int) -> list[Message]:
         with self._lock:
-            return list(self.db["messages"].rows_where("conversation_id = ?", [conversation_id], order_by="id"))
+            rows = list(self.db["messages"].rows_where("conversation_id = ?", [conversation_id], order_by="id"))
+        return [Message.from_row(row) for row in rows]
 
-    def message(self, message_id: int) -> dict[str, Any]:
+    def message(self, message_id: int) -> Message:
         with self._lock:
-            return self.db["messages"].get(message_id)
+            try:
+                return Message.from_row(self.db["messages"].get(message_id))
+            except sqlite_utils.db.NotFoundError:
+                raise StoreError(f"no message with id {message_id}") from None
 
-    def search(self, query: str, limit: int = 50, window: int = 2000) -> list[dict[str, Any]]:
+    def iter_messages(self) -> Iterator[Message]:
+        """Every message, oldest first."""
+        with self._lock:
+            rows = list(self.db["messages"].rows_where(order_by="id"))
+        yield from (Message.from_row(row) for row in rows)
+
+    def search(self, query: str, limit: int = 50, window: int = 2000) -> list[SearchHit]:
         """Full-text search over message content, best matches first.
 
         Ranking is bounded to the ``window`` most recent matches, so a very common word costs the
@@ -233,12 +332,39 @@ class Store:
                     where messages_fts match ? and messages_fts.rowid in ({marks})""",
                 [quoted, *order],
             ))
-        return sorted(rows, key=lambda row: order[row["id"]])
+        return sorted((SearchHit.from_row(row) for row in rows), key=lambda hit: order[hit.id])
 
-    def iter_messages(self, where: str = "1", params: list[Any] | None = None) -> Iterator[dict[str, Any]]:
+    def escalated_exchanges(self) -> list[Exchange]:
+        """Finished, non-empty answers from the teacher with the user's question before each, oldest first."""
         with self._lock:
-            rows = list(self.db["messages"].rows_where(where, params or [], order_by="id"))
-        yield from rows
+            rows = list(self.db.query(
+                """
+                select a.conversation_id, a.id as answer_id, a.content as answer, a.model,
+                       (select u.content from messages u where u.conversation_id = a.conversation_id
+                          and u.role = 'user' and u.id < a.id order by u.id desc limit 1) as question
+                from messages a
+                where a.role = 'assistant' and a.escalated = 1 and a.complete = 1 and trim(a.content) != ''
+                order by a.id
+                """
+            ))
+        return [Exchange.from_row(row) for row in rows]
+
+    # models (the registry's entries)
+    def model_entries(self) -> list[ModelEntry]:
+        with self._lock:
+            return [ModelEntry.from_row(row) for row in self.db["models"].rows_where(order_by="name")]
+
+    def model_entry(self, name: str) -> ModelEntry | None:
+        with self._lock:
+            rows = list(self.db["models"].rows_where("name = ?", [name]))
+        return ModelEntry.from_row(rows[0]) if rows else None
+
+    def save_model_entry(self, entry: ModelEntry) -> None:
+        """Add the entry, or replace the one with its name."""
+        self._write(lambda: self.db["models"].upsert(entry.as_dict(), pk="name"))
+
+    def delete_model_entry(self, name: str) -> None:
+        self._write(lambda: self.db["models"].delete_where("name = ?", [name]))
 
     def integrity_ok(self) -> bool:
         with self._lock:
@@ -249,19 +375,25 @@ class Store:
             self.db.conn.close()
 
 
+def _check_columns(values: dict[str, Any], known: set[str]) -> None:
+    if unknown := set(values) - known:
+        raise ValueError(f"unknown column(s) {sorted(unknown)} (known: {sorted(known)})")
+
+
 def export_conversation(store: Store, conversation_id: int, fmt: str = "md") -> str:
     """A conversation as Markdown or JSON."""
     conversation = store.conversation(conversation_id)
     messages = store.messages(conversation_id)
     if fmt == "json":
-        return json.dumps({"conversation": conversation, "messages": messages}, indent=2, ensure_ascii=False)
+        document = {"conversation": conversation.as_dict(), "messages": [m.as_dict() for m in messages]}
+        return json.dumps(document, indent=2, ensure_ascii=False)
     if fmt != "md":
         raise AssistantError(f"unknown export format {fmt!r} (use md or json)")
-    lines = [f"# {conversation['title'] or 'Conversation'} ({conversation_id})", ""]
+    lines = [f"# {conversation.title or 'Conversation'} ({conversation_id})", ""]
     for m in messages:
-        who = m["role"].capitalize()
-        if m["role"] == "assistant":
-            who += f" · {m['model']}" + (" · escalated" if m["escalated"] else "")
-            who += "" if m["complete"] else " · incomplete"
-        lines += [f"## {who}", "", m["content"], ""]
+        who = m.role.capitalize()
+        if m.role == "assistant":
+            who += f" · {m.model}" + (" · escalated" if m.escalated else "")
+            who += "" if m.complete else " · incomplete"
+        lines += [f"## {who}", "", m.content, ""]
     return "\n".join(lines)

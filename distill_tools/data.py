@@ -74,20 +74,10 @@ def prompt_ids(tokenizer: Any, prompt: str) -> list[int]:
 
 def from_history(store: Any) -> list[dict[str, Any]]:
     """Escalated answers in the history as records: the teacher's answer and the user question before it."""
-    rows = list(store.db.query(
-        """
-        select a.id as message_id, a.conversation_id, a.content as answer, a.model,
-               (select u.content from messages u where u.conversation_id = a.conversation_id
-                  and u.role = 'user' and u.id < a.id order by u.id desc limit 1) as prompt
-        from messages a
-        where a.role = 'assistant' and a.escalated = 1 and a.complete = 1 and trim(a.content) != ''
-        order by a.id
-        """
-    ))
     return [
-        {"prompt": r["prompt"], "answer": r["answer"], "source": "history", "teacher": r["model"] or "",
-         "conversation_id": r["conversation_id"], "message_id": r["message_id"]}
-        for r in rows if r["prompt"] and r["prompt"].strip()
+        {"prompt": e.question, "answer": e.answer, "source": "history", "teacher": e.model,
+         "conversation_id": e.conversation_id, "message_id": e.answer_id}
+        for e in store.escalated_exchanges() if e.question.strip()
     ]
 
 

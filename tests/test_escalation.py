@@ -20,7 +20,7 @@ from assistant import AssistantError
 from assistant.config import Config
 from assistant.session import TEACHER_CUT_OFF, Session
 from assistant.store import Store
-from assistant.teacher import EscalationRequest, Teacher
+from assistant.remote_teacher import EscalationRequest, RemoteTeacher
 
 FACTUAL = "Who was the second president of Botswana?"
 CODING = "Write a Python function that reverses a string."
@@ -61,7 +61,7 @@ def stored(session: Session) -> list[dict]:
 
 # -- the real teacher
 def test_teacher_client_streams_from_llama_cpp_server(llama_teacher: LlamaTeacher) -> None:
-    teacher = Teacher(Config().teacher.__class__(url=llama_teacher.url, model=llama_teacher.model))
+    teacher = RemoteTeacher(Config().teacher.__class__(url=llama_teacher.url, model=llama_teacher.model))
     request = teacher.request([{"role": "user", "content": FACTUAL}], max_tokens=8, temperature=0.0)
     pieces = list(teacher.stream(request))
     assert pieces and "".join(pieces).strip()
@@ -276,7 +276,7 @@ async def test_preview_dialog_shows_the_exact_request(press: str, expected: bool
     from assistant.config import TeacherSettings
     from assistant.tui.screens.escalation import EscalationScreen
 
-    teacher = Teacher(TeacherSettings(url="http://127.0.0.1:9/v1", model="big-teacher"))
+    teacher = RemoteTeacher(TeacherSettings(url="http://127.0.0.1:9/v1", model="big-teacher"))
     request = teacher.request([{"role": "user", "content": FACTUAL + " [b]not markup[/b]"}], max_tokens=9, temperature=0)
     results: list[bool] = []
 
@@ -311,7 +311,7 @@ async def test_approver_blocks_a_worker_thread_until_the_user_chooses() -> None:
     from assistant.config import TeacherSettings
     from assistant.tui.screens.escalation import EscalationScreen, approver
 
-    request = Teacher(TeacherSettings(url="http://127.0.0.1:9/v1", model="t")).request(
+    request = RemoteTeacher(TeacherSettings(url="http://127.0.0.1:9/v1", model="t")).request(
         [{"role": "user", "content": FACTUAL}], max_tokens=4, temperature=0
     )
     results: list[bool] = []

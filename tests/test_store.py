@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from assistant.store import Store, StoreError, export_conversation
+from assistant.store import Conversation, Message, Store, StoreError, export_conversation
 
 
 @pytest.fixture
@@ -74,3 +74,20 @@ def test_unopenable_database(tmp_path: Path) -> None:
     (tmp_path / "dir.db").mkdir()
     with pytest.raises(StoreError, match="cannot open history database"):
         Store(tmp_path / "dir.db")
+
+
+def test_rows_are_typed(store: Store) -> None:
+    cid = store.new_conversation(title="typed", system="Be brief.")
+    mid = store.add_message(cid, "assistant", "", model="m", complete=0)
+    message = store.message(mid)
+    assert isinstance(message, Message) and message.complete is False and message.escalated is False
+    assert message.prompt_tokens is None  # not measured yet, not zero
+    store.update_message(mid, content="done", complete=1, escalated=1, prompt_tokens=12)
+    done = store.message(mid)
+    assert (done.complete, done.escalated, done.prompt_tokens) == (True, True, 12)
+    conversation = store.conversation(cid)
+    assert isinstance(conversation, Conversation) and conversation.system == "Be brief."
+    with pytest.raises(ValueError, match="unknown column"):
+        store.update_message(mid, colour="red")
+    with pytest.raises(StoreError, match="no message"):
+        store.message(mid + 1)
