@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from assistant import AssistantError, __version__
+from assistant.ask_options import add_arguments as add_ask_arguments
 from assistant.text_safety import StreamSanitizer, sanitize
 
 Handler = Callable[[argparse.Namespace], int]
@@ -31,14 +32,16 @@ def _load_engine(config, store, name: str | None):  # noqa: ANN001, ANN202
 
 # -- ask
 def cmd_ask(args: argparse.Namespace) -> int:
+    from assistant.ask_options import AskOptions
     from assistant.config import load
     from assistant.session import Session
 
     config = load()
     if args.system is not None:
         config.generation.system = args.system
+    options = AskOptions(args)  # -f files, --schema, --show-reasoning: checked before anything loads
     prompt = " ".join(args.prompt) if args.prompt else ""
-    if prompt == "-" or (not prompt and not sys.stdin.isatty()):
+    if not options.reads_stdin and (prompt == "-" or (not prompt and not sys.stdin.isatty())):
         prompt = sys.stdin.read()
     if not prompt.strip():
         raise AssistantError("nothing to ask: give a prompt, e.g. assistant ask \"What is a monad?\"")
@@ -50,20 +53,25 @@ def cmd_ask(args: argparse.Namespace) -> int:
         store.conversation(conversation_id)  # clear error if it does not exist
     engine = _load_engine(config, store, args.model)
     session = Session(store, engine, config, conversation_id)
+    prompt = options.prepare(prompt, engine, session, args.max_tokens or config.generation.max_tokens)
     stream = session.send(
-        prompt, max_tokens=args.max_tokens, temperature=args.temperature, escalate=args.escalate, approve=_approve
+        prompt, max_tokens=args.max_tokens, temperature=args.temperature, escalate=args.escalate, approve=_approve,
+        attachments=options.attachments,
     )
     screen = StreamSanitizer()  # model output may hold terminal escape sequences: never pass them through
     try:
         for delta in stream:
             if not args.json:
-                sys.stdout.write(screen.feed(delta.text))
+                sys.stdout.write(screen.feed(options.shown(delta.text)))
                 sys.stdout.flush()
     except KeyboardInterrupt:
         stream.close()  # finalises the stored answer as cancelled, keeping the partial text
         print("\n[stopped; the partial answer is saved]", file=sys.stderr)
         return 130
     turn = session.last
+    if not args.json:
+        sys.stdout.write(screen.feed(options.rest()))
+    extra = options.finish(turn.answer, turn.stats.finish_reason)
     for note in turn.notes:
         print(f"note: {note}", file=sys.stderr)
     if turn.escalated and not args.json:
@@ -82,6 +90,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
                     "finish_reason": turn.stats.finish_reason,
                     "notes": turn.notes,
                     "route": turn.route,
+                    **extra,
                 },
                 ensure_ascii=False,
             )
@@ -156,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ask.add_argument("-c", "--continue", dest="continue_latest", action="store_true", help="continue the latest conversation")
     ask.add_argument("--conversation", type=int, default=None, help="continue conversation ID")
+    add_ask_arguments(ask)
     ask.set_defaults(handler=cmd_ask)
 
     history = sub.add_parser("history", help="list, search, show, export conversations")

@@ -20,9 +20,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from assistant import AssistantError
+from assistant import AssistantError, attach
 from assistant.config import POLICIES, Config
+from assistant.attach import Attachment
 from assistant.engine import Delta, Engine, Stats
+from assistant.reasoning import answer_only
 from assistant.store import Store
 
 if TYPE_CHECKING:  # the teacher module (and httpx) load only when escalation is on
@@ -58,6 +60,7 @@ class Session:
         self.last = Turn()
         self.flush_interval = FLUSH_INTERVAL_S
         self.policy: str | None = None  # this conversation's escalation policy; None = the config's
+        self.grammar: Any = None  # constrains the student's answers (a llama.cpp grammar from assistant.schema)
         self._cancel = threading.Event()
 
     # -- conversation
@@ -75,14 +78,18 @@ class Session:
         return self.store.conversation(self.conversation_id)["system"] or ""
 
     def history(self) -> list[dict[str, str]]:
-        """Messages for the model: the system prompt, then the stored turns."""
+        """Messages for the model: the system prompt, then the stored turns.
+
+        Earlier answers go back without their reasoning blocks (as reasoning models expect); the
+        last message is kept whole, since ``continue_`` may be carrying it on.
+        """
         messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
         if self.conversation_id is not None:
+            stored = [m for m in self.store.messages(self.conversation_id) if m["role"] in ("user", "assistant")]
             messages += [
-                {"role": m["role"], "content": m["content"]}
-                for m in self.store.messages(self.conversation_id)
-                if m["role"] in ("user", "assistant")
-            ]
+                {"role": m["role"], "content": answer_only(m["content"]) if m["role"] == "assistant" else m["content"]}
+                for m in stored[:-1]
+            ] + [{"role": m["role"], "content": m["content"]} for m in stored[-1:]]
         return messages
 
     # -- a turn
@@ -94,16 +101,20 @@ class Session:
         temperature: float | None = None,
         escalate: str | None = None,
         approve: Approve | None = None,
+        attachments: list[Attachment] | None = None,
     ) -> Iterator[Delta]:
         """Store the question, stream the answer; ``self.last`` describes the turn when done.
 
         ``escalate`` overrides the escalation policy for this turn; ``approve`` is asked (with
-        the exact request) before anything is sent under the ``ask`` policy.
+        the exact request) before anything is sent under the ``ask`` policy. ``attachments`` are
+        recorded with the question, whose text already holds their blocks (``attach.compose``).
         """
         policy, teacher = self._escalation(escalate)
-        conversation_id = self.ensure_conversation(title=text.strip().splitlines()[0] if text.strip() else "")
+        question = attach.question_of(text, attachments or [])
+        conversation_id = self.ensure_conversation(title=question.strip().splitlines()[0] if question.strip() else "")
         self.last = turn = Turn(model=self.engine.name)
         turn.user_message_id = self.store.add_message(conversation_id, "user", text)
+        attach.save(self.store, turn.user_message_id, attachments or [])
         yield from self._answer(turn, max_tokens, temperature, policy, teacher, approve)
 
     def regenerate(
@@ -226,7 +237,7 @@ class Session:
         }
 
     def _student(self, history: list[dict[str, str]], sampling: dict[str, Any]) -> Iterator[Delta]:
-        return self.engine.stream(history, conversation=self.conversation_id, **sampling)
+        return self.engine.stream(history, conversation=self.conversation_id, grammar=self.grammar, **sampling)
 
     def _relay(self, turn: Turn, deltas: Iterator[Delta], pieces: list[str]) -> Iterator[Delta]:
         """Yield ``deltas``, writing the growing answer to the store at most every ``flush_interval``."""
