@@ -67,6 +67,8 @@ class AskOptions:
         fields: dict[str, Any] = {"answer": text}
         if self.show_reasoning:
             fields["reasoning"] = reasoning
+        elif reasoning and not text.strip():
+            print("note: the answer ended inside its reasoning; --show-reasoning prints it", file=sys.stderr)
         if self.attachments:
             fields["attachments"] = [a.record() for a in self.attachments]
         if self.schema is not None:
