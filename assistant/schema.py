@@ -56,7 +56,8 @@ def parse_schema(text: str) -> dict[str, Any]:
         try:
             schema = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise SchemaError(f"the schema is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
+            where = f"line {exc.lineno}, column {exc.colno}"
+            raise SchemaError(f"the schema is not valid JSON: {exc.msg} ({where})") from None
     else:
         schema = concise(text)
     _check_schema(schema)

@@ -46,6 +46,7 @@ def test_a_file_arrives_whole_and_is_recorded(tmp_path: Path, capsys: pytest.Cap
     assert {k: row[k] for k in ("name", "size", "sha256", "tokens")} == record
 
 
+@pytest.mark.timeout(300)
 def test_stdin_as_a_file_beside_the_question(assistant_home: Path) -> None:
     env = {**os.environ, "ASSISTANT_HOME": str(assistant_home)}
     proc = subprocess.run(

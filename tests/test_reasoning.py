@@ -68,7 +68,8 @@ def opens_thinking(smollm_path: Path, tmp_path_factory: pytest.TempPathFactory) 
     """SmolLM2 with a template whose generation prompt opens the reasoning block, as R1 distills' do."""
     template = (
         "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + "
-        "'<|im_end|>\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n<think>\\n' }}{% endif %}"
+        "'<|im_end|>\\n' }}{% endfor %}"
+        "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n<think>\\n' }}{% endif %}"
     )
     folder = tmp_path_factory.mktemp("thinking")
     return with_strings(smollm_path, folder / "thinker.gguf", {"tokenizer.chat_template": template})

@@ -110,6 +110,7 @@ def test_scan_registers_known_locations_by_reference(user_home: Path, capsys: py
     assert not by_status(again, "registered") and len(by_status(again, "known")) == 3
 
 
+@pytest.mark.timeout(300)
 def test_linked_model_answers_and_a_vanished_file_shows_as_missing(
     user_home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -128,7 +129,8 @@ def test_linked_model_answers_and_a_vanished_file_shows_as_missing(
 
 
 def test_scan_path_detects_the_layout(user_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    report = scan_json(capsys, "--dry-run", str(user_home / ".ollama" / "models"), str(user_home / ".cache/huggingface/hub"))
+    ollama, hub = user_home / ".ollama" / "models", user_home / ".cache" / "huggingface" / "hub"
+    report = scan_json(capsys, "--dry-run", str(ollama), str(hub))
     assert {(m["name"], m["source"]) for m in report["models"] if m["status"] == "would register"} == {
         ("smollm2-135m-2", "ollama"), ("smollm2-135m-instruct-q4_1", "hf-cache")
     }
@@ -138,6 +140,7 @@ def test_scan_path_detects_the_layout(user_home: Path, tmp_path: Path, capsys: p
     assert "no such file or folder" in capsys.readouterr().err
 
 
+@pytest.mark.timeout(300)
 def test_scan_a_folder_of_100_files(tmp_path: Path, smollm_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The scan-time figure: 100 GGUF files (hard links of the real model), validated and registered."""
     folder = tmp_path / "many"

@@ -82,6 +82,7 @@ def test_refs_and_alternatives() -> None:
         check("{\"a\": ", schema)
 
 
+@pytest.mark.timeout(300)
 def test_grammar_constrained_answer_parses(engine) -> None:  # noqa: ANN001 - the shared real engine
     from assistant.schema import grammar_for, instruction
 
@@ -92,6 +93,7 @@ def test_grammar_constrained_answer_parses(engine) -> None:  # noqa: ANN001 - th
     assert set(parsed) == {"name", "age", "tags"} and engine.stats.finish_reason == "stop"
 
 
+@pytest.mark.timeout(300)
 def test_ask_schema_json_output_carries_it_parsed(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["ask", "--json", "--temperature", "0", "--max-tokens", "64", "--schema", "name, age int",
                  "Invent a fictional person."]) == 0
@@ -100,6 +102,7 @@ def test_ask_schema_json_output_carries_it_parsed(capsys: pytest.CaptureFixture[
     assert json.loads(out["answer"]) == out["parsed"]
 
 
+@pytest.mark.timeout(300)
 def test_ask_schema_failures_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["ask", "--max-tokens", "3", "--schema", json.dumps(PERSON), "Invent a person."]) == 1
     err = capsys.readouterr().err.strip()
