@@ -115,6 +115,12 @@ def save(store: Any, message_id: int, attachments: list[Attachment]) -> None:
             table.create(ATTACHMENT_COLUMNS, pk="id", foreign_keys=[("message_id", "messages", "id")],
                          if_not_exists=True)
             table.create_index(["message_id"], if_not_exists=True)
+            # a deleted message (edit-and-resend, a deleted conversation) takes its records along: SQLite
+            # reuses the highest message ids, and a new message must not inherit an old one's files
+            store.db.execute(
+                "CREATE TRIGGER IF NOT EXISTS attachments_follow_messages AFTER DELETE ON messages "
+                "BEGIN DELETE FROM attachments WHERE message_id = old.id; END"
+            )
         table.insert_all(rows)
 
     store._write(insert)

@@ -98,3 +98,19 @@ def test_a_file_too_big_for_the_context_is_refused_not_cut(
     assert len(err.splitlines()) == 1
     assert "(log.txt " in err and "only 448 fit the model's 512-token context" in err and "attach less" in err
     assert stored_conversation()[0] == []
+
+
+def test_records_leave_with_their_message(engine, tmp_path: Path) -> None:  # noqa: ANN001 - the real engine
+    """Edit-and-resend deletes the question; the new one (which may get the same id) has no old records."""
+    from assistant.config import load
+    from assistant.session import Session
+
+    store = Store(tmp_path / "h.db")
+    session = Session(store, engine, load())
+    notes = attach.Attachment("notes.md", NOTES, len(NOTES.encode()), "0" * 64)
+    list(session.send(attach.compose("Summarise.", [notes]), attachments=[notes], max_tokens=2))
+    first = session.last.user_message_id
+    assert [r["name"] for r in attach.of_message(store, first)] == ["notes.md"]
+    list(session.resend("Just say hi.", max_tokens=2))
+    assert attach.of_message(store, first) == [] and attach.of_message(store, session.last.user_message_id) == []
+    assert store.conversations()[0]["title"] == "Summarise."  # named after the question, not the file block
