@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from assistant import AssistantError, attach
+from assistant import AssistantError, attach, branches
 from assistant.config import POLICIES, Config
 from assistant.attach import Attachment
 from assistant.engine import Delta, Engine, Stats
@@ -125,13 +125,13 @@ class Session:
         escalate: str | None = None,
         approve: Approve | None = None,
     ) -> Iterator[Delta]:
-        """Drop the last answer and answer the last question again."""
+        """Answer the last question again; the earlier answer is kept as another version (``branches``)."""
         if self.conversation_id is None:
             return
         policy, teacher = self._escalation(escalate)
         messages = self.store.messages(self.conversation_id)
         if messages and messages[-1]["role"] == "assistant":
-            self.store.delete_message(messages[-1]["id"])
+            branches.fork(self.store, self.conversation_id, messages[-2]["id"] if len(messages) > 1 else 0)
         self.last = turn = Turn(model=self.engine.name)
         yield from self._answer(turn, max_tokens, temperature, policy, teacher, approve)
 
@@ -179,14 +179,24 @@ class Session:
         return policy, Teacher(self.config.teacher)
 
     def resend(self, text: str, **kwargs: Any) -> Iterator[Delta]:
-        """Edit-and-resend: replace the last question (and everything after it) with ``text``, answer it."""
+        """Edit-and-resend: ask ``text`` in place of the last question; the earlier one and its answer are kept
+        as another version (``branches``)."""
         if self.conversation_id is not None:
             messages = self.store.messages(self.conversation_id)
             users = [m["id"] for m in messages if m["role"] == "user"]
-            for m in messages:
-                if users and m["id"] >= users[-1]:
-                    self.store.delete_message(m["id"])
+            if users:
+                before = [m["id"] for m in messages if m["id"] < users[-1]]
+                branches.fork(self.store, self.conversation_id, before[-1] if before else 0)
         yield from self.send(text, **kwargs)
+
+    def branch_points(self) -> list[branches.BranchPoint]:
+        """Where this conversation has other versions, and which one is on screen."""
+        return branches.points(self.store, self.conversation_id) if self.conversation_id is not None else []
+
+    def switch_version(self, parent_id: int, position: int) -> None:
+        """Show version ``position`` of the branch point after ``parent_id``; the next turn continues from it."""
+        if self.conversation_id is not None:
+            branches.switch(self.store, self.conversation_id, parent_id, position)
 
     def _answer(
         self,

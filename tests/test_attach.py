@@ -101,7 +101,8 @@ def test_a_file_too_big_for_the_context_is_refused_not_cut(
 
 
 def test_records_leave_with_their_message(engine, tmp_path: Path) -> None:  # noqa: ANN001 - the real engine
-    """Edit-and-resend deletes the question; the new one (which may get the same id) has no old records."""
+    """Edit-and-resend sets the question aside (as another version); the new one, which may get the same id,
+    carries none of the old one's records."""
     from assistant.config import load
     from assistant.session import Session
 
