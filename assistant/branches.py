@@ -147,3 +147,37 @@ def _restore(store: Any, conversation_id: int, tail: dict[str, Any]) -> None:
         db["branches"].insert({"conversation_id": conversation_id, **branch,
                                "parent_id": new_ids.get(branch["parent_id"], branch["parent_id"])})
     db["conversations"].update(conversation_id, {"updated": now()})
+
+
+def with_versions(text: str, store: Any, conversation_id: int, fmt: str) -> str:
+    """An export (``store.export_conversation``) plus the versions not on screen (`history … --all-branches`)."""
+    versions = _archived(store, conversation_id)
+    if fmt == "json":
+        data = json.loads(text)
+        data["versions"] = versions
+        return json.dumps(data, indent=2, ensure_ascii=False)
+    lines = [text.rstrip("\n"), ""]
+    for version in versions:
+        where = f"after message #{version['parent_id']}" if version["parent_id"] else "from the start"
+        lines += [f"# Version {version['position']} {where} (not on screen)", ""]
+        for message in version["messages"]:
+            lines += [f"## {message['role'].capitalize()}", "", message["content"], ""]
+    return "\n".join(lines)
+
+
+def _archived(store: Any, conversation_id: int) -> list[dict[str, Any]]:
+    """Every version not on screen, nested ones included (their parent ids are the archived messages' ids)."""
+    with store._lock:
+        if not store.db["branches"].exists():
+            return []
+        pending = [r for r in store.db["branches"].rows_where("conversation_id = ?", [conversation_id],
+                                                              order_by="parent_id, position")]
+    versions = []
+    while pending:
+        row = pending.pop(0)
+        if row["messages"] is None:
+            continue
+        tail = json.loads(row["messages"])
+        versions.append({"parent_id": row["parent_id"], "position": row["position"], "messages": tail["messages"]})
+        pending += tail["branches"]
+    return versions

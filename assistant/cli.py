@@ -123,9 +123,9 @@ def cmd_history(args: argparse.Namespace) -> int:
         for m in store.search(" ".join(args.query), limit=args.limit):
             print(sanitize(f"{m['conversation_id']:>5}  #{m['id']:<6} {m['role']:<9} {m['snippet']}"))
     elif args.history_command == "show":
-        print(sanitize(export_conversation(store, args.id, "md")))
+        print(sanitize(_with_versions(args, store, export_conversation(store, args.id, "md"), "md")))
     elif args.history_command == "export":
-        text = export_conversation(store, args.id, args.format)
+        text = _with_versions(args, store, export_conversation(store, args.id, args.format), args.format)
         if args.output:
             from assistant.files import atomic_write_text
 
@@ -133,6 +133,12 @@ def cmd_history(args: argparse.Namespace) -> int:
         else:
             print(sanitize(text) if sys.stdout.isatty() else text)
     return 0
+
+
+def _with_versions(args: argparse.Namespace, store, text: str, fmt: str) -> str:  # noqa: ANN001
+    from assistant.branches import with_versions
+
+    return with_versions(text, store, args.id, fmt) if args.all_branches else text
 
 
 # -- chat
@@ -177,10 +183,12 @@ def build_parser() -> argparse.ArgumentParser:
     hs.add_argument("--limit", type=int, default=20)
     hsh = hsub.add_parser("show")
     hsh.add_argument("id", type=int)
+    hsh.add_argument("--all-branches", action="store_true", help="also the versions not on screen")
     he = hsub.add_parser("export")
     he.add_argument("id", type=int)
     he.add_argument("--format", choices=["md", "json"], default="md")
     he.add_argument("-o", "--output", help="write to this file (atomically)")
+    he.add_argument("--all-branches", action="store_true", help="also the versions not on screen")
     history.set_defaults(handler=cmd_history)
 
     for register in _extensions():

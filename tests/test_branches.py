@@ -65,3 +65,27 @@ def test_resend_keeps_the_earlier_question_with_its_own_versions(engine, tmp_pat
 
     store.delete_conversation(session.conversation_id)  # deleting the chat deletes every version
     assert store.db["branches"].count == 0
+
+
+@pytest.mark.timeout(300)
+def test_history_prints_the_branch_on_screen_or_all_of_them(engine, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    import json
+
+    from assistant.cli import main
+    from assistant.config import database_path
+
+    store = Store(database_path())
+    session = Session(store, engine, load())
+    first = answer(session.send("Name a fruit.", max_tokens=5, temperature=0.0))
+    second = answer(session.regenerate(max_tokens=5, temperature=1.5))
+    conversation = str(session.conversation_id)
+    assert main(["history", "show", conversation]) == 0
+    shown_md = capsys.readouterr().out
+    assert shown_md.count("## Assistant") == 1 and second.strip() in shown_md
+    assert main(["history", "show", "--all-branches", conversation]) == 0
+    everything = capsys.readouterr().out
+    assert "# Version 1 after message #" in everything and first.strip() in everything.split("# Version 1")[1]
+    assert main(["history", "export", "--format", "json", "--all-branches", conversation]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [m["content"] for m in data["messages"]][-1] == second
+    assert [(v["position"], v["messages"][0]["content"]) for v in data["versions"]] == [(1, first)]
