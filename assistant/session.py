@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from assistant import AssistantError, attach, branches
-from assistant.config import POLICIES, Config
 from assistant.attach import Attachment
+from assistant.config import POLICIES, Config
 from assistant.engine import Delta, Engine, Stats
 from assistant.reasoning import answer_only
 from assistant.store import Store
