@@ -42,7 +42,7 @@ class ReasoningFilter:
     def __init__(self, starts_inside: bool = False) -> None:
         self.state = "think" if starts_inside else "start"  # start | think | answer
         self.buffer = ""
-        self._answer_started = False
+        self._trim = False  # right after a reasoning block: the blank lines before the answer are dropped
 
     def feed(self, piece: str) -> tuple[str, str]:
         """(reasoning, answer) text that can be shown now."""
@@ -59,16 +59,16 @@ class ReasoningFilter:
         if self.state == "think":
             if CLOSE in self.buffer:
                 reasoning, self.buffer = self.buffer.split(CLOSE, 1)
-                self.state = "answer"
+                self.state, self._trim = "answer", True
             else:
                 keep = _partial_suffix(self.buffer, CLOSE)
                 reasoning, self.buffer = self.buffer[: len(self.buffer) - keep], self.buffer[len(self.buffer) - keep :]
                 return reasoning, ""
         if self.state == "answer":
             answer, self.buffer = self.buffer, ""
-            if not self._answer_started:
+            if self._trim:
                 answer = answer.lstrip()
-                self._answer_started = bool(answer)
+                self._trim = not answer
         return reasoning, answer
 
     def flush(self) -> tuple[str, str]:

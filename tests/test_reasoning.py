@@ -25,6 +25,7 @@ CASES = [
     ("<think>cut off mid-thought", False, ("cut off mid-thought", "")),
     ("No reasoning here; <thinking> is not a tag.", False, ("", "No reasoning here; <thinking> is not a tag.")),
     ("<thin", False, ("", "<thin")),
+    ("    indented code stays indented", False, ("", "    indented code stays indented")),
 ]
 
 
