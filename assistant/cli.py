@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from assistant import AssistantError, __version__
+from assistant.ask_options import add_arguments as add_ask_arguments
 from assistant.text_safety import StreamSanitizer, sanitize
 
 Handler = Callable[[argparse.Namespace], int]
@@ -31,14 +32,16 @@ def _load_engine(config, store, name: str | None):  # noqa: ANN001, ANN202
 
 # -- ask
 def cmd_ask(args: argparse.Namespace) -> int:
+    from assistant.ask_options import AskOptions
     from assistant.config import load
     from assistant.session import Session
 
     config = load()
     if args.system is not None:
         config.generation.system = args.system
+    options = AskOptions(args)  # -f files, --schema, --show-reasoning: checked before anything loads
     prompt = " ".join(args.prompt) if args.prompt else ""
-    if prompt == "-" or (not prompt and not sys.stdin.isatty()):
+    if not options.reads_stdin and (prompt == "-" or (not prompt and not sys.stdin.isatty())):
         prompt = sys.stdin.read()
     if not prompt.strip():
         raise AssistantError("nothing to ask: give a prompt, e.g. assistant ask \"What is a monad?\"")
@@ -50,20 +53,25 @@ def cmd_ask(args: argparse.Namespace) -> int:
         store.conversation(conversation_id)  # clear error if it does not exist
     engine = _load_engine(config, store, args.model)
     session = Session(store, engine, config, conversation_id)
+    prompt = options.prepare(prompt, engine, session, args.max_tokens or config.generation.max_tokens)
     stream = session.send(
-        prompt, max_tokens=args.max_tokens, temperature=args.temperature, escalate=args.escalate, approve=_approve
+        prompt, max_tokens=args.max_tokens, temperature=args.temperature, escalate=args.escalate, approve=_approve,
+        attachments=options.attachments,
     )
     screen = StreamSanitizer()  # model output may hold terminal escape sequences: never pass them through
     try:
         for delta in stream:
             if not args.json:
-                sys.stdout.write(screen.feed(delta.text))
+                sys.stdout.write(screen.feed(options.shown(delta.text)))
                 sys.stdout.flush()
     except KeyboardInterrupt:
         stream.close()  # finalises the stored answer as cancelled, keeping the partial text
         print("\n[stopped; the partial answer is saved]", file=sys.stderr)
         return 130
     turn = session.last
+    if not args.json:
+        sys.stdout.write(screen.feed(options.rest()))
+    extra = options.finish(turn.answer, turn.stats.finish_reason)
     for note in turn.notes:
         print(f"note: {note}", file=sys.stderr)
     if turn.escalated and not args.json:
@@ -82,6 +90,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
                     "finish_reason": turn.stats.finish_reason,
                     "notes": turn.notes,
                     "route": turn.route,
+                    **extra,
                 },
                 ensure_ascii=False,
             )
@@ -114,9 +123,9 @@ def cmd_history(args: argparse.Namespace) -> int:
         for m in store.search(" ".join(args.query), limit=args.limit):
             print(sanitize(f"{m.conversation_id:>5}  #{m.id:<6} {m.role:<9} {m.snippet}"))
     elif args.history_command == "show":
-        print(sanitize(export_conversation(store, args.id, "md")))
+        print(sanitize(_with_versions(args, store, export_conversation(store, args.id, "md"), "md")))
     elif args.history_command == "export":
-        text = export_conversation(store, args.id, args.format)
+        text = _with_versions(args, store, export_conversation(store, args.id, args.format), args.format)
         if args.output:
             from assistant.files import atomic_write_text
 
@@ -124,6 +133,12 @@ def cmd_history(args: argparse.Namespace) -> int:
         else:
             print(sanitize(text) if sys.stdout.isatty() else text)
     return 0
+
+
+def _with_versions(args: argparse.Namespace, store, text: str, fmt: str) -> str:  # noqa: ANN001
+    from assistant.branches import with_versions
+
+    return with_versions(text, store, args.id, fmt) if args.all_branches else text
 
 
 # -- chat
@@ -156,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ask.add_argument("-c", "--continue", dest="continue_latest", action="store_true", help="continue the latest conversation")
     ask.add_argument("--conversation", type=int, default=None, help="continue conversation ID")
+    add_ask_arguments(ask)
     ask.set_defaults(handler=cmd_ask)
 
     history = sub.add_parser("history", help="list, search, show, export conversations")
@@ -167,10 +183,12 @@ def build_parser() -> argparse.ArgumentParser:
     hs.add_argument("--limit", type=int, default=20)
     hsh = hsub.add_parser("show")
     hsh.add_argument("id", type=int)
+    hsh.add_argument("--all-branches", action="store_true", help="also the versions not on screen")
     he = hsub.add_parser("export")
     he.add_argument("id", type=int)
     he.add_argument("--format", choices=["md", "json"], default="md")
     he.add_argument("-o", "--output", help="write to this file (atomically)")
+    he.add_argument("--all-branches", action="store_true", help="also the versions not on screen")
     history.set_defaults(handler=cmd_history)
 
     for register in _extensions():

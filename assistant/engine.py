@@ -344,8 +344,11 @@ class Engine:
         top_k: int = 40,
         conversation: object = None,
         continue_final: bool = False,
+        grammar: object = None,
     ) -> Iterator[Delta]:
         """Yield the answer to ``messages`` piece by piece; ``self.stats`` describes the turn.
+
+        ``grammar`` (a ``llama_cpp.LlamaGrammar``, see ``assistant.schema``) constrains what may be sampled.
 
         With ``continue_final`` the last message is a partial assistant answer: the prompt ends
         with its text (no end-of-turn), so the model carries on from there and only the new
@@ -366,10 +369,11 @@ class Engine:
             if stats.truncated_chars:
                 stats.notes.append(f"your message was cut by {stats.truncated_chars} characters to fit the context")
             self._switch_conversation(conversation)
-            yield from self._generate(text, max_tokens, temperature, top_p, top_k, stats, started)
+            yield from self._generate(text, max_tokens, temperature, top_p, top_k, stats, started, grammar)
 
     def _generate(
-        self, text: str, max_tokens: int, temperature: float, top_p: float, top_k: int, stats: Stats, start: float
+        self, text: str, max_tokens: int, temperature: float, top_p: float, top_k: int, stats: Stats, start: float,
+        grammar: object = None,
     ) -> Iterator[Delta]:
         model, llm = self.model, self.model.llm
         tokens = self._prompt_tokens(text)
@@ -391,7 +395,7 @@ class Engine:
         self._prefix = _Prefix()  # invalid until this turn completes
         try:
             generator = llm.generate(
-                tokens, temp=temperature, top_p=top_p, top_k=top_k, min_p=0.05, repeat_penalty=1.0
+                tokens, temp=temperature, top_p=top_p, top_k=top_k, min_p=0.05, repeat_penalty=1.0, grammar=grammar
             )
             for token in generator:
                 if model.is_end(token):

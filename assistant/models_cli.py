@@ -28,6 +28,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pull.add_argument("file", nargs="?", help="the .gguf file in the repo")
     pull.add_argument("--name", help="the model's name (default: from the file name)")
     pull.add_argument("--revision", help="branch, tag or commit (default: main)")
+    scan = sub.add_parser("scan", help="find GGUFs from Ollama, LM Studio, the Hugging Face cache or PATH; link them")
+    for source in ("ollama", "lmstudio", "hf-cache"):
+        scan.add_argument(f"--{source}", action="store_true", help=f"scan {source}'s models folder")
+    scan.add_argument("paths", nargs="*", metavar="PATH", help="a folder (its layout is detected) or a .gguf file")
+    scan.add_argument("--dry-run", action="store_true", help="validate and list, register nothing")
+    scan.add_argument("--json", action="store_true", help="print a JSON object")
     sub.add_parser("catalog", help="recommended students and teachers (the catalog shipped with assistant)")
     use = sub.add_parser("use", help="make a model the default")
     use.add_argument("name")
@@ -48,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
     registry = Registry(_open_store())
     if command == "list":
         return _list(registry, args.json)
+    if command == "scan":
+        return _scan(registry, args)
     if command == "import":
         entry = registry.import_file(args.path, name=args.name, link=args.link)
         print(f"imported {entry.name} -> {entry.path} (sha256 {entry.sha256[:16]}…)")
@@ -118,6 +126,30 @@ def _check(path: str, as_json: bool) -> int:
             print(f"warning: {warning}")
     if fit == "won't fit":
         raise AssistantError(f"{path}: needs about {human_size(need)} but only {human_size(free)} is free: won't fit")
+    return 0
+
+
+def _scan(registry: Any, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from assistant.scan import SOURCES, scan
+    from assistant.text_safety import sanitize
+
+    sources = [s for s in SOURCES if getattr(args, s.replace("-", "_"))]
+    if not sources and not args.paths:
+        sources = list(SOURCES)
+    report = scan(registry, sources, [Path(p).expanduser() for p in args.paths], dry_run=args.dry_run)
+    if args.json:
+        print(json.dumps({"models": [o.as_dict() for o in report.outcomes], "notes": report.notes,
+                          "seconds": round(report.seconds, 3)}))
+        return 0
+    for note in report.notes:
+        print(f"note: {note}", file=sys.stderr)
+    for o in report.outcomes:
+        print(sanitize(f"{o.status:<15} {o.name:<32} {o.source:<9} {o.detail}  ({o.path})"))
+    done = "would register" if args.dry_run else "registered"
+    print(f"{len(report.outcomes)} found: {report.count(done)} {done}, {report.count('known')} already known, "
+          f"{report.count('skipped')} skipped ({report.seconds:.2f} s)")
     return 0
 
 

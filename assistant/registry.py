@@ -261,20 +261,23 @@ class Registry:
 
     # -- changes
     def import_file(
-        self, source: Path | str, name: str | None = None, link: bool = False, origin: str = "imported"
+        self, source: Path | str, name: str | None = None, link: bool = False, origin: str = "imported",
+        sha256: str | None = None,
     ) -> ModelEntry:
         """Validate a GGUF, then copy (atomically) or link it into the models folder and register it.
 
         A file already inside the models folder (e.g. a student written by distill_tools, which
-        passes ``origin="distilled"``) is registered where it is.
+        passes ``origin="distilled"``) is registered where it is. A link takes ``sha256`` as given
+        when the caller knows it (`models scan`: Ollama and Hugging Face blobs are named by it) and
+        only hashes the file when it is None.
         """
         source = Path(source).expanduser()
-        read_info(source)  # one clear line for a broken file, before anything is copied
+        info = read_info(source)  # one clear line for a broken file, before anything is copied
         name = validate_name(name) if name else name_for_file(source)
         if is_packaged(name) or self.get(name):
             raise RegistryError(f"a model named {name!r} already exists; pick another with --name")
         if inside_models_dir(source) and not source.is_symlink() and not _packaged_copy(source):
-            return self.add(name, source, origin, read_info(source), sha256_file(source))
+            return self.add(name, source, origin, info, sha256_file(source))
         folder = models_dir()
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / (name if name.endswith(".gguf") else f"{name}.gguf")
@@ -282,17 +285,16 @@ class Registry:
             raise RegistryError(f"invalid model name {name!r}")
         if target.exists() or target.is_symlink():
             raise RegistryError(f"{target} already exists; pick another name with --name")
-        if link:
+        if link:  # the link points at the file just validated
             target.symlink_to(source.resolve())
-            sha256 = sha256_file(source)
-        else:
-            sha256 = copy_with_progress(source, target)
+            return self.add(name, target, "linked", info, sha256_file(source) if sha256 is None else sha256)
+        sha256 = copy_with_progress(source, target)
         try:
             info = read_info(target)
         except ModelFileError:
             target.unlink(missing_ok=True)
             raise
-        return self.add(name, target, "linked" if link else origin, info, sha256)
+        return self.add(name, target, origin, info, sha256)
 
     def delete(self, name: str) -> str:
         """`models rm`: drop the entry and its file (only a file inside the models folder)."""

@@ -20,9 +20,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from assistant import AssistantError
+from assistant import AssistantError, attach, branches
+from assistant.attach import Attachment
 from assistant.config import POLICIES, Config
 from assistant.engine import Delta, Engine, Stats
+from assistant.reasoning import answer_only
 from assistant.store import Message, Store
 
 if TYPE_CHECKING:  # the remote teacher's client (and httpx) load only when escalation is on
@@ -58,6 +60,7 @@ class Session:
         self.last = Turn()
         self.flush_interval = FLUSH_INTERVAL_S
         self.policy: str | None = None  # this conversation's escalation policy; None = the config's
+        self.grammar: Any = None  # constrains the student's answers (a llama.cpp grammar from assistant.schema)
         self._cancel = threading.Event()
 
     # -- conversation
@@ -75,12 +78,18 @@ class Session:
         return self.store.conversation(self.conversation_id).system
 
     def history(self) -> list[dict[str, str]]:
-        """Messages for the model: the system prompt, then the stored turns."""
+        """Messages for the model: the system prompt, then the stored turns.
+
+        Earlier answers go back without their reasoning blocks (as reasoning models expect); the
+        last message is kept whole, since ``continue_`` may be carrying it on.
+        """
         messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
         if self.conversation_id is not None:
+            stored = [m for m in self.store.messages(self.conversation_id) if m.role in ("user", "assistant")]
             messages += [
-                m.as_chat() for m in self.store.messages(self.conversation_id) if m.role in ("user", "assistant")
-            ]
+                {"role": m.role, "content": answer_only(m.content) if m.role == "assistant" else m.content}
+                for m in stored[:-1]
+            ] + [m.as_chat() for m in stored[-1:]]
         return messages
 
     # -- a turn
@@ -92,16 +101,20 @@ class Session:
         temperature: float | None = None,
         escalate: str | None = None,
         approve: Approve | None = None,
+        attachments: list[Attachment] | None = None,
     ) -> Iterator[Delta]:
         """Store the question, stream the answer; ``self.last`` describes the turn when done.
 
         ``escalate`` overrides the escalation policy for this turn; ``approve`` is asked (with
-        the exact request) before anything is sent under the ``ask`` policy.
+        the exact request) before anything is sent under the ``ask`` policy. ``attachments`` are
+        recorded with the question, whose text already holds their blocks (``attach.compose``).
         """
         policy, teacher = self._escalation(escalate)
-        conversation_id = self.ensure_conversation(title=text.strip().splitlines()[0] if text.strip() else "")
+        question = attach.question_of(text, attachments or [])
+        conversation_id = self.ensure_conversation(title=question.strip().splitlines()[0] if question.strip() else "")
         self.last = turn = Turn(model=self.engine.name)
         turn.user_message_id = self.store.add_message(conversation_id, "user", text)
+        attach.save(self.store, turn.user_message_id, attachments or [])
         yield from self._answer(turn, max_tokens, temperature, policy, teacher, approve)
 
     def regenerate(
@@ -112,13 +125,13 @@ class Session:
         escalate: str | None = None,
         approve: Approve | None = None,
     ) -> Iterator[Delta]:
-        """Drop the last answer and answer the last question again."""
+        """Answer the last question again; the earlier answer is kept as another version (``branches``)."""
         if self.conversation_id is None:
             return
         policy, teacher = self._escalation(escalate)
         messages = self.store.messages(self.conversation_id)
         if messages and messages[-1].role == "assistant":
-            self.store.delete_message(messages[-1].id)
+            branches.fork(self.store, self.conversation_id, messages[-2].id if len(messages) > 1 else 0)
         self.last = turn = Turn(model=self.engine.name)
         yield from self._answer(turn, max_tokens, temperature, policy, teacher, approve)
 
@@ -166,14 +179,24 @@ class Session:
         return policy, RemoteTeacher(self.config.teacher)
 
     def resend(self, text: str, **kwargs: Any) -> Iterator[Delta]:
-        """Edit-and-resend: replace the last question (and everything after it) with ``text``, answer it."""
+        """Edit-and-resend: ask ``text`` in place of the last question; the earlier one and its answer are kept
+        as another version (``branches``)."""
         if self.conversation_id is not None:
             messages = self.store.messages(self.conversation_id)
             users = [m.id for m in messages if m.role == "user"]
-            for m in messages:
-                if users and m.id >= users[-1]:
-                    self.store.delete_message(m.id)
+            if users:
+                before = [m.id for m in messages if m.id < users[-1]]
+                branches.fork(self.store, self.conversation_id, before[-1] if before else 0)
         yield from self.send(text, **kwargs)
+
+    def branch_points(self) -> list[branches.BranchPoint]:
+        """Where this conversation has other versions, and which one is on screen."""
+        return branches.points(self.store, self.conversation_id) if self.conversation_id is not None else []
+
+    def switch_version(self, parent_id: int, position: int) -> None:
+        """Show version ``position`` of the branch point after ``parent_id``; the next turn continues from it."""
+        if self.conversation_id is not None:
+            branches.switch(self.store, self.conversation_id, parent_id, position)
 
     def _answer(
         self,
@@ -224,7 +247,7 @@ class Session:
         }
 
     def _student(self, history: list[dict[str, str]], sampling: dict[str, Any]) -> Iterator[Delta]:
-        return self.engine.stream(history, conversation=self.conversation_id, **sampling)
+        return self.engine.stream(history, conversation=self.conversation_id, grammar=self.grammar, **sampling)
 
     def _relay(self, turn: Turn, deltas: Iterator[Delta], pieces: list[str]) -> Iterator[Delta]:
         """Yield ``deltas``, writing the growing answer to the store at most every ``flush_interval``."""
