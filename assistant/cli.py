@@ -74,6 +74,9 @@ def cmd_ask(args: argparse.Namespace) -> int:
         print("\n[stopped; the partial answer is saved]", file=sys.stderr)
         return 130
     turn = session.last
+    if not args.json:
+        sys.stdout.write("\n")
+        sys.stdout.flush()
     for note in turn.notes:
         print(sanitize(f"note: {note}"), file=sys.stderr)
     if turn.escalated and not args.json:
@@ -99,8 +102,6 @@ def cmd_ask(args: argparse.Namespace) -> int:
                 ensure_ascii=False,
             ))
         )
-    else:
-        sys.stdout.write("\n")
     return 0
 
 

@@ -92,6 +92,7 @@ def physical_cores() -> int:
 
 _LOAD_LOCK = threading.Lock()
 _LOG = logging.getLogger("assistant.llama")
+_LOG.addHandler(logging.NullHandler())  # no handler configured: nothing printed (not even logging's last resort)
 _LOG_LEVELS = {1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR}  # ggml_log_level
 _recent_errors: deque[str] = deque(maxlen=4)  # llama.cpp's last error lines, for a failed load's message
 _log_callback: object = None  # the installed ctypes callback (kept alive here)

@@ -94,14 +94,17 @@ def _quantization(header: Header) -> str:
     return counts.most_common(1)[0][0] if counts else "unknown"
 
 
-def read_info(path: Path | str) -> ModelInfo:
-    """Validate a GGUF file and describe it; raise ModelFileError with one clear line."""
+def read_info(path: Path | str, size: int | None = None) -> ModelInfo:
+    """Validate a GGUF file and describe it; raise ModelFileError with one clear line.
+
+    ``size``: the whole model's size when ``path`` is only its first part (a packaged model in chunks).
+    """
     path = Path(path)
     if not path.exists():
         raise ModelFileError(f"{path}: no such file")
     if not path.is_file():
         raise ModelFileError(f"{path}: not a file")
-    size = path.stat().st_size
+    size = size or path.stat().st_size
     try:
         header = parse(path, MAX_TENSORS, MAX_KV)
     except NotGGUFError as exc:  # empty, too small, wrong magic or version: the message says it all

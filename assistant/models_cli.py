@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         return _check(args.path, args.json)
     if command == "catalog":
         return _catalog()
-    registry = Registry(_open_store())
+    registry = Registry(_open_store(readonly=command == "list"))  # listing writes nothing
     if command == "list":
         return _list(registry, args.json)
     if command == "import":

