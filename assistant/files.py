@@ -35,7 +35,7 @@ def os_error_reason(exc: OSError) -> str:
 def atomic_writer(path: Path, *, parents: bool = True) -> Iterator[BinaryIO]:
     """Yield a binary file that replaces ``path`` only if the block finishes without error.
 
-    A replaced file keeps its permission bits; ``parents=False`` refuses to create missing folders.
+    A replaced file keeps its permission bits; ``parents=False`` creates no missing folder (the write fails).
     """
     path = Path(path)
     if parents:

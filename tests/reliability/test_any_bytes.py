@@ -16,9 +16,8 @@ RANDOM_BYTES = random.Random(19).randbytes(3072)
 
 def run_bytes(home: Path, *args: str | bytes, stdin: bytes | None = None) -> subprocess.CompletedProcess:
     """Run the real CLI with raw byte arguments and stdin (no text decoding on our side)."""
-    return subprocess.run(
-        cli_command(*args), input=stdin, capture_output=True, timeout=180, env=cli_env(home), cwd=REPO  # type: ignore[arg-type]
-    )
+    command = cli_command(*args)  # type: ignore[arg-type] - bytes arguments are fine on POSIX
+    return subprocess.run(command, input=stdin, capture_output=True, timeout=180, env=cli_env(home), cwd=REPO)
 
 
 def stored_question(home: Path) -> str:

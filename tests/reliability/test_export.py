@@ -38,7 +38,8 @@ def unwritable_folder(tmp_path: Path) -> Iterator[Path]:
         yield folder
         folder.chmod(0o755)
         return
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)], capture_output=True).returncode:
+    mount = ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)]
+    if subprocess.run(mount, capture_output=True).returncode:
         pytest.skip("running as root and cannot mount a read-only tmpfs")
     try:
         yield folder
@@ -50,7 +51,9 @@ def export(home: Path, cid: str, target: Path | str, *extra: str) -> subprocess.
     return run_cli(home, "history", "export", cid, "-o", str(target), *extra)
 
 
-def test_export_to_a_path_it_cannot_write_is_one_line(assistant_home, conversation, tmp_path, unwritable_folder) -> None:
+def test_export_to_a_path_it_cannot_write_is_one_line(
+    assistant_home: Path, conversation: str, tmp_path: Path, unwritable_folder: Path
+) -> None:
     folder = tmp_path / "a-folder"
     folder.mkdir()
     cases = {
