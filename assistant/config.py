@@ -173,7 +173,8 @@ def _apply(config: Config, section: str, key: str, value: Any, where: str) -> No
     setattr(getattr(config, section), key, _coerce(value, expected, where))
 
 
-def _validate(config: Config, source: str) -> None:
+def validate(config: Config, source: str) -> None:
+    """Every setting within its range; one line naming ``source`` (a file, the environment, the command line)."""
     if config.escalation.policy not in POLICIES:
         raise ConfigError(
             f"{source}: escalation.policy must be one of {', '.join(POLICIES)}, got {config.escalation.policy!r}"
@@ -185,8 +186,11 @@ def _validate(config: Config, source: str) -> None:
         raise ConfigError(f"{source}: escalation.draft_tokens must be positive and escalation.context_turns not negative")
     if config.model.n_ctx < 256:
         raise ConfigError(f"{source}: model.n_ctx must be at least 256, got {config.model.n_ctx}")
-    if config.model.threads < 0:
-        raise ConfigError(f"{source}: model.threads must be 0 (auto) or positive, got {config.model.threads}")
+    cpus = os.cpu_count() or 1
+    if not 0 <= config.model.threads <= cpus:
+        raise ConfigError(
+            f"{source}: model.threads must be 0 (auto) or 1 to {cpus} (this machine's CPUs), got {config.model.threads}"
+        )
     if not 0.0 <= config.generation.temperature <= 5.0:
         raise ConfigError(f"{source}: generation.temperature must be between 0 and 5")
     if config.generation.max_tokens < 1:
@@ -208,6 +212,9 @@ def load_file(path: Path | None = None) -> Config:
     """The settings as the file says (defaults for what it leaves out), without environment overrides."""
     path = path or config_path()
     config = Config(path=path)
+    named = os.environ.get("ASSISTANT_CONFIG")
+    if named and path == Path(named) and not path.exists():  # a typo there would otherwise go unnoticed
+        raise ConfigError(f"{path}: no such config file (named by ASSISTANT_CONFIG)")
     if path.exists():
         for section, table in _read_toml(path).items():
             if section not in SECTIONS:
@@ -216,7 +223,7 @@ def load_file(path: Path | None = None) -> Config:
                 raise ConfigError(f"{path}: [{section}] must be a table")
             for key, value in table.items():
                 _apply(config, section, key, value, f"{path}: {section}.{key}")
-        _validate(config, str(path))
+        validate(config, str(path))
     config.file_values = config.values()
     return config
 
@@ -233,7 +240,7 @@ def load(path: Path | None = None) -> Config:
                 raise ConfigError(f"environment {env}: expected {expected.__name__}, got {raw!r}") from None
             setattr(getattr(config, section), key, value)
             config.overrides[f"{section}.{key}"] = value
-    _validate(config, "environment")
+    validate(config, "environment")
     return config
 
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import codecs
 import ctypes
+import logging
 import os
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from concurrent.futures import Future
@@ -90,6 +91,31 @@ def physical_cores() -> int:
 
 
 _LOAD_LOCK = threading.Lock()
+_LOG = logging.getLogger("assistant.llama")
+_LOG.addHandler(logging.NullHandler())  # no handler configured: nothing printed (not even logging's last resort)
+_LOG_LEVELS = {1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR}  # ggml_log_level
+_recent_errors: deque[str] = deque(maxlen=4)  # llama.cpp's last error lines, for a failed load's message
+_log_callback: object = None  # the installed ctypes callback (kept alive here)
+
+
+def _quiet_llama_log() -> None:
+    """Route llama.cpp's log (model loading, "using full-size SWA cache", ...) to the ``assistant.llama``
+    logger instead of the terminal; llama-cpp-python's own handler prints warnings and errors to stderr."""
+    global _log_callback
+    if _log_callback is not None:
+        return
+    import llama_cpp
+
+    @llama_cpp.llama_log_callback
+    def forward(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+        line = text.decode("utf-8", errors="replace").rstrip()
+        if level == 4 and line:
+            _recent_errors.append(line)
+        if line:
+            _LOG.log(_LOG_LEVELS.get(level, logging.DEBUG), "%s", line)
+
+    llama_cpp.llama_log_set(forward, ctypes.c_void_p(0))
+    _log_callback = forward
 
 
 def _unused_chat_handler(*args: object, **kwargs: object) -> None:
@@ -144,8 +170,10 @@ class Model:
         self.template.render([{"role": "user", "content": "hello"}])  # a hostile template is refused before loading
         import llama_cpp
 
+        _quiet_llama_log()
         self.path = Path(path)
         self.threads = threads or physical_cores()
+        _recent_errors.clear()
         try:
             with _llama_chat_handlers_disabled():
                 self.llm = llama_cpp.Llama(
@@ -158,7 +186,8 @@ class Model:
                     verbose=False,
                 )
         except Exception as exc:  # llama.cpp reports load failures as ValueError/RuntimeError
-            raise EngineError(f"{path}: llama.cpp could not load the model: {exc}") from None
+            why = f" ({_recent_errors[-1]})" if _recent_errors else ""
+            raise EngineError(f"{path}: llama.cpp could not load the model: {exc}{why}") from None
         self.n_ctx = self.llm.n_ctx()
         self.n_vocab = self.llm.n_vocab()
         self._vocab = llama_cpp.llama_model_get_vocab(self.llm.model)

@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         return _check(args.path, args.json)
     if command == "catalog":
         return _catalog()
-    registry = Registry(_open_store())
+    registry = Registry(_open_store(readonly=command == "list"))  # listing writes nothing
     if command == "list":
         return _list(registry, args.json)
     if command == "scan":
@@ -95,16 +95,18 @@ def _list(registry: Any, as_json: bool) -> int:
     if as_json:
         print(json.dumps([r.as_dict() for r in rows], indent=2))
         return 0
-    header = ("", "NAME", "ARCH", "PARAMS", "QUANT", "CTX", "SIZE", "ORIGIN", "FIT")
+    header = ("", "NAME", "KIND", "ARCH", "PARAMS", "QUANT", "CTX", "SIZE", "ORIGIN", "FIT")
     table = [header]
     for r in rows:
         fit = f"{r.fit} ({human_size(r.memory)})" if r.fit else f"unusable: {r.problem}"
-        table.append(("*" if r.default else "", r.name, r.architecture or "-", human_count(r.parameters),
+        table.append(("*" if r.default else "", r.name, r.kind or "-", r.architecture or "-", human_count(r.parameters),
                       r.quantization or "-", str(r.context_length or "-"), human_size(r.size) if r.size else "-",
                       r.origin, fit))
     widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
     for row in table:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
+    if any(r.kind == "base" for r in rows):
+        print("\nKIND base: a completion model, not tuned for chat (it continues text; answers may echo or ramble)")
     return 0
 
 

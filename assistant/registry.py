@@ -12,6 +12,7 @@ import importlib
 import importlib.util
 import os
 import re
+import shutil
 import tomllib
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -21,6 +22,7 @@ from typing import Any
 
 from assistant import AssistantError
 from assistant.config import models_dir
+from assistant.files import os_error_reason
 from assistant.gguf_info import (
     ModelFileError,
     ModelInfo,
@@ -78,8 +80,9 @@ def embedded_model_path() -> Path:
     return packaged_path(DEFAULT_MODEL)
 
 
-def packaged_path(name: str) -> Path:
-    """A packaged model's GGUF: in its package's folder, or assembled once from the package's chunks."""
+def packaged_path(name: str, assemble: bool = True) -> Path:
+    """A packaged model's GGUF: in its package's folder, or assembled once from the package's chunks
+    (``assemble=False``: where it would be, without writing anything)."""
     entry = next((p for p in packaged() if p.name == name), None)
     if entry is None:
         raise RegistryError(f"no packaged model named {name!r}")
@@ -87,22 +90,53 @@ def packaged_path(name: str) -> Path:
     if spec is None or spec.origin is None:
         raise RegistryError(f"{name} is not installed: `pip install {entry.package.replace('_', '-')}`")
     path = Path(spec.origin).parent / entry.file
-    return path if path.exists() else _assembled(entry)
+    return path if path.exists() else _assembled(entry, assemble)
 
 
-def _assembled(entry: CatalogEntry) -> Path:
-    """A model its package ships in chunks (``chunk_paths()``, e.g. Gemma 3 270M), joined once in the models folder."""
+def _chunks(entry: CatalogEntry) -> list[Path]:
+    """The chunks a package ships a model in (``chunk_paths()``, e.g. Gemma 3 270M)."""
     package = importlib.import_module(entry.package)
     if not hasattr(package, "chunk_paths"):
         raise RegistryError(f"{entry.name}: {entry.package} holds no {entry.file}; reinstall it")
-    target = models_dir() / "packaged" / entry.file
-    if not target.exists():
-        from assistant.files import atomic_writer
+    return list(package.chunk_paths())
 
-        with atomic_writer(target) as out:
-            for chunk in package.chunk_paths():
-                out.write(chunk.read_bytes())
+
+def _assembled(entry: CatalogEntry, assemble: bool = True) -> Path:
+    """A model its package ships in chunks, joined once into the models folder on first use (never to list it)."""
+    target = models_dir() / "packaged" / entry.file
+    if assemble and not target.exists():
+        _assemble(entry.name, _chunks(entry), target)
     return target
+
+
+def _assemble(name: str, chunks: list[Path], target: Path) -> None:
+    """Join a packaged model's chunks atomically; a short disk is one line before anything is written."""
+    from assistant.files import atomic_writer
+
+    need = sum(chunk.stat().st_size for chunk in chunks)
+    folder = next(p for p in (target.parent, *target.parents) if p.exists())
+    free = shutil.disk_usage(folder).free
+    if free < need:
+        raise RegistryError(
+            f"{name} is assembled once into {target.parent} on first use: it needs {need / 1e6:.0f} MB "
+            f"of disk, only {free / 1e6:.0f} MB is free"
+        )
+    try:
+        with atomic_writer(target) as out:
+            for chunk in chunks:
+                with chunk.open("rb") as part:
+                    shutil.copyfileobj(part, out, 4 << 20)
+    except OSError as exc:
+        raise RegistryError(f"cannot assemble {name} into {target.parent}: {os_error_reason(exc)}") from None
+
+
+def _packaged_info(name: str) -> tuple[str, ModelInfo]:
+    """(path, info) of a packaged model without writing anything: an unassembled one's header comes from its first chunk."""
+    path = packaged_path(name, assemble=False)
+    if path.exists():
+        return str(path), read_info(path)
+    chunks = _chunks(next(p for p in packaged() if p.name == name))
+    return str(path), read_info(chunks[0], size=sum(chunk.stat().st_size for chunk in chunks))
 
 
 def inside_models_dir(path: Path) -> bool:
@@ -173,6 +207,7 @@ class ModelRow:
     created: str = ""
     memory: int = 0  # estimated bytes needed to run
     fit: str = ""  # fits | may be slow | won't fit
+    kind: str = ""  # chat | base (a completion model, not tuned for chat)
     problem: str = ""  # why the file cannot be used, if it cannot
     default: bool = False
 
@@ -248,11 +283,11 @@ class Registry:
         rows = []
         for entry in packaged():
             try:
-                path = str(packaged_path(entry.name))
-            except RegistryError as exc:
+                path, info = _packaged_info(entry.name)
+            except AssistantError as exc:
                 rows.append(ModelRow(entry.name, "", "packaged", problem=str(exc)))
                 continue
-            rows.append(_row(entry.name, path, "packaged", entry.sha256, "", n_ctx, available))
+            rows.append(_row(entry.name, path, "packaged", entry.sha256, "", n_ctx, available, info))
         for entry in self.entries():
             rows.append(_row(entry.name, entry.path, entry.origin, entry.sha256, entry.created, n_ctx, available))
         for row in rows:
@@ -279,16 +314,21 @@ class Registry:
         if inside_models_dir(source) and not source.is_symlink() and not _packaged_copy(source):
             return self.add(name, source, origin, info, sha256_file(source))
         folder = models_dir()
-        folder.mkdir(parents=True, exist_ok=True)
         target = folder / (name if name.endswith(".gguf") else f"{name}.gguf")
         if target.parent.resolve() != folder.resolve():  # belt and braces: validate_name already ensures this
             raise RegistryError(f"invalid model name {name!r}")
         if target.exists() or target.is_symlink():
             raise RegistryError(f"{target} already exists; pick another name with --name")
-        if link:  # the link points at the file just validated
-            target.symlink_to(source.resolve())
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            if link:  # the link points at the file just validated
+                target.symlink_to(source.resolve())
+            else:
+                sha256 = copy_with_progress(source, target)
+        except OSError as exc:  # a full disk, a read-only folder: the copy was atomic, nothing is left
+            raise RegistryError(f"cannot import {source.name} into {folder}: {os_error_reason(exc)}") from None
+        if link:
             return self.add(name, target, "linked", info, sha256_file(source) if sha256 is None else sha256)
-        sha256 = copy_with_progress(source, target)
         try:
             info = read_info(target)
         except ModelFileError:
@@ -330,10 +370,13 @@ def _packaged_copy(path: Path) -> bool:
     return Path(os.path.abspath(path)).parent.resolve() == (models_dir() / "packaged").resolve()
 
 
-def _row(name: str, path: str, origin: str, sha256: str, created: str, n_ctx: int, available: int) -> ModelRow:
+def _row(
+    name: str, path: str, origin: str, sha256: str, created: str, n_ctx: int, available: int,
+    info: ModelInfo | None = None,
+) -> ModelRow:
     row = ModelRow(name, path, origin, sha256=sha256, created=created)
     try:
-        info: ModelInfo = read_info(path)
+        info = info or read_info(path)
     except ModelFileError as exc:
         row.problem = str(exc)
         return row
@@ -341,6 +384,7 @@ def _row(name: str, path: str, origin: str, sha256: str, created: str, n_ctx: in
     row.context_length, row.size = info.context_length, info.size
     row.memory = estimate_memory(info, min(n_ctx, info.context_length or n_ctx))
     row.fit = fit_label(row.memory, available)
+    row.kind = "base" if info.base_model else "chat"
     return row
 
 

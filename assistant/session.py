@@ -31,7 +31,7 @@ if TYPE_CHECKING:  # the remote teacher's client (and httpx) load only when esca
     from assistant.remote_teacher import EscalationRequest, RemoteTeacher
     from assistant.router import Route
 
-Approve = Callable[["EscalationRequest"], bool]
+Approve = Callable[["EscalationRequest"], "bool | str"]  # True sends; False or a reason (str) declines
 TEACHER_CUT_OFF = "\n\n[the teacher's answer broke off; the on-device answer follows]\n\n"
 
 FLUSH_INTERVAL_S = 0.25
@@ -111,11 +111,15 @@ class Session:
         """
         policy, teacher = self._escalation(escalate)
         question = attach.question_of(text, attachments or [])
-        conversation_id = self.ensure_conversation(title=question.strip().splitlines()[0] if question.strip() else "")
+        title = question.strip().splitlines()[0][:80] if question.strip() else ""
+        history = [*self.history(), {"role": "user", "content": text}]
         self.last = turn = Turn(model=self.engine.name)
-        turn.user_message_id = self.store.add_message(conversation_id, "user", text)
+        # one transaction: a failed write (a full disk) leaves no empty conversation and no unanswered question
+        self.conversation_id, turn.user_message_id, turn.answer_message_id = self.store.start_turn(
+            self.conversation_id, text, turn.model, title=title, system=self.config.generation.system,
+        )
         attach.save(self.store, turn.user_message_id, attachments or [])
-        yield from self._answer(turn, max_tokens, temperature, policy, teacher, approve)
+        yield from self._answer(turn, history, max_tokens, temperature, policy, teacher, approve)
 
     def regenerate(
         self,
@@ -133,7 +137,11 @@ class Session:
         if messages and messages[-1].role == "assistant":
             branches.fork(self.store, self.conversation_id, messages[-2].id if len(messages) > 1 else 0)
         self.last = turn = Turn(model=self.engine.name)
-        yield from self._answer(turn, max_tokens, temperature, policy, teacher, approve)
+        history = self.history()
+        turn.answer_message_id = self.store.add_message(
+            self.conversation_id, "assistant", "", model=turn.model, complete=0
+        )
+        yield from self._answer(turn, history, max_tokens, temperature, policy, teacher, approve)
 
     def continue_(self, *, max_tokens: int | None = None, temperature: float | None = None) -> Iterator[Delta]:
         """Carry on the last answer where it stopped (a crash, a stop or the token limit).
@@ -201,17 +209,14 @@ class Session:
     def _answer(
         self,
         turn: Turn,
+        history: list[dict[str, str]],
         max_tokens: int | None,
         temperature: float | None,
         policy: str = "never",
         teacher: RemoteTeacher | None = None,
         approve: Approve | None = None,
     ) -> Iterator[Delta]:
-        assert self.conversation_id is not None
-        history = self.history()
-        turn.answer_message_id = self.store.add_message(
-            self.conversation_id, "assistant", "", model=turn.model, complete=0
-        )
+        """Answer the last message of ``history`` into the stored (empty) answer ``turn.answer_message_id``."""
         sampling = self._sampling(max_tokens, temperature)
         started = time.perf_counter()
         self._cancel.clear()
@@ -230,14 +235,21 @@ class Session:
                 return
             student.close()  # nothing is held (engine lock, user's time) while asking or waiting on HTTP
             request = teacher.request(self._teacher_messages(history), **sampling)
-            if policy == "ask" and not (approve is not None and approve(request)):
+            verdict = self._approval(request, approve) if policy == "ask" else True
+            if verdict is not True:
                 turn.route["declined"] = True
-                turn.notes.append("escalation declined: nothing was sent; answered on-device")
+                turn.notes.append(f"{verdict}: nothing was sent; answered on-device")
                 yield from self._relay(turn, self._student(history, sampling), pieces)
                 return
             yield from self._from_teacher(turn, teacher, request, history, sampling, pieces, started)
         finally:
             self._finish(turn, "".join(pieces))
+
+    @staticmethod
+    def _approval(request: EscalationRequest, approve: Approve | None) -> bool | str:
+        """True to send; otherwise why not (the approver's own reason, or that it declined)."""
+        verdict = approve(request) if approve is not None else "no way to ask for approval"
+        return verdict if verdict is True or isinstance(verdict, str) else "escalation declined"
 
     def _sampling(self, max_tokens: int | None, temperature: float | None) -> dict[str, Any]:
         settings = self.config.generation

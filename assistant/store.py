@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import shutil
 import sqlite3
 import threading
 import time
@@ -37,12 +38,19 @@ def _transient(exc: sqlite3.OperationalError) -> bool:
     return any(word in str(exc) for word in ("locked", "busy", "already exists"))
 
 
-def _hint(path: Path | str) -> str:
-    """Why a write may have failed, in words: a read-only folder (even root cannot write there)."""
+def _hint(path: Path | str, error: Exception) -> str:
+    """Why a write may have failed, in words: a read-only folder (even root cannot write there), a full disk."""
     folder = Path(path).parent
-    if str(path) != ":memory:" and folder.is_dir() and not os.access(folder, os.W_OK):
+    if str(path) == ":memory:" or not folder.is_dir():
+        return ""
+    if not os.access(folder, os.W_OK):
         return f" (the folder {folder} is read-only)"
+    if shutil.disk_usage(folder).free < 1 << 20 and "full" not in str(error):  # SQLite may say "disk I/O error"
+        return " (the disk is full)"
     return ""
+
+
+MAX_ID = 2**63 - 1  # SQLite's largest integer
 
 
 def now() -> str:
@@ -161,9 +169,15 @@ CONVERSATION_FIELDS = {f.name for f in fields(Conversation)} - {"id"}
 class Store:
     """The history database and its schema's one owner. Safe to share between threads (one connection, one lock)."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, readonly: bool = False) -> None:
+        """Open (creating it if needed) the database; ``readonly`` opens it for reading only, as
+        `history` commands do, so that reading works from a read-only file or folder and on a full disk."""
         self.path = Path(path)
+        self.readonly = readonly
         self._lock = threading.RLock()
+        if readonly:
+            self._open_readonly()
+            return
         for attempt in range(10):  # another process may be creating the database right now
             try:
                 self._open(path)
@@ -172,10 +186,10 @@ class Store:
                 if hasattr(self, "db"):
                     self.db.conn.close()
                 if not _transient(exc) or attempt == 9:
-                    raise StoreError(f"cannot open history database {path}: {exc}{_hint(path)}") from None
+                    raise StoreError(f"cannot open history database {path}: {exc}{_hint(path, exc)}") from None
                 time.sleep(0.05 * 2**min(attempt, 4))
             except (sqlite3.Error, OSError) as exc:
-                raise StoreError(f"cannot open history database {path}: {exc}{_hint(path)}") from None
+                raise StoreError(f"cannot open history database {path}: {exc}{_hint(path, exc)}") from None
 
     def _open(self, path: Path | str) -> None:
         if str(path) != ":memory:":
@@ -190,6 +204,28 @@ class Store:
             # WAL + NORMAL: a killed process loses nothing committed; only a power cut can drop the last commits
             self.db.execute("PRAGMA synchronous = NORMAL")
         self._migrate()
+
+    def _open_readonly(self) -> None:
+        """Read without writing anything: no WAL switch, no schema step; a missing database reads as empty.
+
+        If even a read-only connection cannot start (it needs the ``-shm`` file, which a full disk or a
+        read-only folder may not allow), the file is read as immutable: nothing else can write there then.
+        """
+        if str(self.path) == ":memory:" or not self.path.exists():
+            self.db = sqlite_utils.Database(sqlite3.connect(":memory:", check_same_thread=False))
+            self._migrate()
+            return
+        error: sqlite3.Error | None = None
+        for mode in ("mode=ro", "immutable=1"):
+            uri = f"{self.path.absolute().as_uri()}?{mode}"
+            try:
+                conn = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=30)
+                conn.execute("select count(*) from sqlite_master").fetchone()
+                self.db = sqlite_utils.Database(conn)
+                return
+            except sqlite3.Error as exc:
+                error = exc
+        raise StoreError(f"cannot read history database {self.path}: {error}") from None
 
     def _migrate(self, steps: list[migrations.Migration] | None = None) -> list[str]:
         """Bring the schema up to date: all pending steps in one write transaction, or none of them.
@@ -226,7 +262,8 @@ class Store:
                     return fn()
             except sqlite3.OperationalError as exc:
                 if not _transient(exc) or attempt == 7:
-                    raise StoreError(f"cannot write history database {self.path}: {exc}{_hint(self.path)}") from None
+                    why = f"{exc}{_hint(self.path, exc)}"
+                    raise StoreError(f"cannot write history database {self.path}: {why}") from None
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
             except sqlite3.Error as exc:
@@ -240,6 +277,8 @@ class Store:
         return self._write(lambda: self.db["conversations"].insert(row).last_pk)
 
     def conversation(self, conversation_id: int) -> Conversation:
+        if not 0 < conversation_id <= MAX_ID:  # SQLite cannot even look up a larger number
+            raise StoreError(f"no conversation with id {conversation_id}")
         with self._lock:
             try:
                 return Conversation.from_row(self.db["conversations"].get(conversation_id))
@@ -247,6 +286,7 @@ class Store:
                 raise StoreError(f"no conversation with id {conversation_id}") from None
 
     def conversations(self, limit: int = 200) -> list[Conversation]:
+        limit = min(limit, MAX_ID)
         with self._lock:
             rows = list(self.db["conversations"].rows_where(order_by="updated desc, id desc", limit=limit))
         return [Conversation.from_row(row) for row in rows]
@@ -266,6 +306,32 @@ class Store:
             self.db["conversations"].delete(conversation_id)
 
         self._write(delete)
+
+    def start_turn(
+        self, conversation_id: int | None, question: str, model: str, title: str = "", system: str = ""
+    ) -> tuple[int, int, int]:
+        """In one transaction: the conversation (new if None), the question and the empty answer to stream into.
+
+        Returns (conversation id, question id, answer id). A failed write leaves none of them behind.
+        """
+
+        def write() -> tuple[int, int, int]:
+            stamp = now()
+            cid = conversation_id
+            if cid is None:
+                row = {"title": title, "model": model, "system": system, "created": stamp, "updated": stamp}
+                cid = self.db["conversations"].insert(row).last_pk
+            common = {"conversation_id": cid, "escalated": 0, "route": "", "finish_reason": "", "created": stamp}
+            question_id = self.db["messages"].insert(
+                {**common, "role": "user", "content": question, "model": "", "complete": 1}
+            ).last_pk
+            answer_id = self.db["messages"].insert(
+                {**common, "role": "assistant", "content": "", "model": model, "complete": 0, "created": now()}
+            ).last_pk
+            self.db["conversations"].update(cid, {"updated": stamp})
+            return cid, question_id, answer_id
+
+        return self._write(write)
 
     # messages
     def add_message(self, conversation_id: int, role: str, content: str, **extra: Any) -> int:
@@ -312,6 +378,7 @@ class Store:
         Ranking is bounded to the ``window`` most recent matches, so a very common word costs the
         same as a rare one (ranking all 52k matches of "the" in 100k messages took 50 ms; this 3 ms).
         """
+        limit = min(limit, MAX_ID)
         quoted = " ".join('"' + term.replace('"', '""') + '"' for term in query.split())
         if not quoted:
             return []
@@ -395,5 +462,6 @@ def export_conversation(store: Store, conversation_id: int, fmt: str = "md") -> 
         if m.role == "assistant":
             who += f" · {m.model}" + (" · escalated" if m.escalated else "")
             who += "" if m.complete else " · incomplete"
+            who += " · cut at the token limit" if m.complete and m.finish_reason == "length" else ""
         lines += [f"## {who}", "", m.content, ""]
     return "\n".join(lines)
