@@ -9,6 +9,7 @@ rest, so no final piece is dropped.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import threading
@@ -47,6 +48,7 @@ from assistant.tui.widgets.status import StatusBar
 
 MODEL_POLL_S = 4.0
 STREAM_INTERVAL_S = 1 / 20  # the worker nudges the UI at most this often; pieces in between are batched
+QUIT_WAIT_S = 0.8  # quitting mid-answer waits this long at most for the answer to stop and be stored
 
 # (binding id, key, action, description, shown in the footer)
 ACTIONS = [
@@ -113,6 +115,9 @@ class ChatApp(App[int]):
         self.session = Session(store, engine, config)  # type: ignore[arg-type]  # engine set once loaded
         self.open_latest = open_latest
         self._stop = threading.Event()
+        self._idle = threading.Event()  # set while no generation worker runs (cleared before one starts)
+        self._idle.set()
+        self._quitting = False
         self._queued: tuple[str, str] | None = None  # ("send", text) or ("continue", "") asked before the model loaded
         self._pending: list[str] = []  # streamed text not yet on screen (written by the worker thread)
         self._pending_lock = threading.Lock()
@@ -366,6 +371,7 @@ class ChatApp(App[int]):
         self._answer = view
         self._answer.start_stream()
         self._stop.clear()
+        self._idle.clear()
         self.generating = True
         self._drain_timer = self.set_interval(0.2, self._drain)  # pieces held back by the worker's rate limit
         self._generate(kind, text)
@@ -402,6 +408,7 @@ class ChatApp(App[int]):
             error = f"generation failed: {exc}"
         finally:
             stream.close()  # finalises the stored answer (as cancelled if we broke out)
+            self._idle.set()
         self.post_message(AnswerDone(error))
 
     async def _drain(self) -> None:
@@ -419,6 +426,8 @@ class ChatApp(App[int]):
     @on(AnswerDone)
     async def _answer_done(self, event: AnswerDone) -> None:
         self._drain_timer.stop()
+        if self._quitting:  # the answer is stored; the screen is going away
+            return
         await self._drain()
         turn, view = self.session.last, self._answer
         if view is not None:
@@ -456,6 +465,15 @@ class ChatApp(App[int]):
         elif self._editing is not None:
             self.prompt.clear()
             self._cancel_edit()
+
+    async def action_quit(self) -> None:
+        """Quit; an answer being streamed stops at its next token and is stored (incomplete) first."""
+        self._quitting = True
+        if not self._idle.is_set():
+            self._stop.set()
+            self.session.cancel()
+            await asyncio.to_thread(self._idle.wait, QUIT_WAIT_S)
+        self.exit()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "stop":
