@@ -40,3 +40,22 @@ async def test_quit_while_streaming_stops_within_a_token_and_keeps_the_partial_a
     assert answer["role"] == "assistant" and answer["content"].strip()
     assert answer["finish_reason"] == "cancelled" and resumable(answer)  # kept, marked incomplete
     assert answer["completion_tokens"] < 1500
+
+
+async def test_dialogs_take_typing_in_their_first_field_at_once(make_app, store) -> None:  # noqa: ANN001 - row 8
+    from tui_helpers import seed
+
+    seed(store)
+    app = make_app()
+    async with app.run_test(size=(100, 32)) as pilot:
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        await pilot.press(*"Be brief.")
+        assert app.screen.focused is app.screen.query_one("#system", TextArea)
+        assert app.screen.query_one("#system", TextArea).text == "Be brief."
+        await pilot.press("escape")
+        app.prompt.focus()
+        await pilot.press("f2")
+        await pilot.pause()
+        await pilot.press("end", *" (2)")
+        assert app.screen.query_one(Input).value == "Monads (2)"
