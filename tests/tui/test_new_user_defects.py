@@ -59,3 +59,41 @@ async def test_dialogs_take_typing_in_their_first_field_at_once(make_app, store)
         await pilot.pause()
         await pilot.press("end", *" (2)")
         assert app.screen.query_one(Input).value == "Monads (2)"
+
+
+def essay(paragraphs: int = 30) -> str:
+    return "\n\n".join(
+        f"Paragraph {i}. The city grew, its people built roads, temples and aqueducts, and its army marched on."
+        for i in range(paragraphs)
+    ) + "\n\nIn the end the western empire of Rome fell in 476."
+
+
+def on_screen(app, view) -> bool:  # noqa: ANN001
+    """Whether some of ``view`` lies inside the chat's visible area."""
+    chat = app.chat
+    top, height = view.virtual_region.y, view.virtual_region.height
+    return top < chat.scroll_y + chat.scrollable_content_region.height and top + height > chat.scroll_y
+
+
+async def test_a_search_result_in_an_answer_opens_with_that_answer_on_screen(make_app, store) -> None:  # noqa: ANN001
+    """Row 9: the conversation opened on a long answer's match shows the answer (highlighted), not just the question.
+
+    Not reproduced with this Textual version (8.2.8): this test passed before any change, here and with a live
+    streamed answer at 60x15; it stays as the guard for the row.
+    """
+    rome = store.new_conversation(title="History of Rome")
+    store.add_message(rome, "user", "Write a long essay about the history of Rome. " + "Please be thorough. " * 30)
+    answer = store.add_message(rome, "assistant", essay(), finish_reason="stop")
+    store.add_message(rome, "user", "Thanks. Now shorter?")
+    store.add_message(rome, "assistant", "Rome rose, ruled and fell.", finish_reason="stop")
+    later = store.new_conversation(title="Other")
+    store.add_message(later, "user", "Hello")
+    app = make_app()
+    async with app.run_test(size=(60, 15)) as pilot:
+        await pilot.press("ctrl+f", *"aqueducts")
+        await pilot.press("enter", "enter")
+        await pilot.pause(0.3)
+        assert app.session.conversation_id == rome
+        found = [v for v in app.chat.views() if v.has_class("-found")]
+        assert [v.message_id for v in found] == [answer]
+        assert on_screen(app, found[0]), f"scrolled to {app.chat.scroll_y}, the answer is at {found[0].virtual_region}"
