@@ -111,13 +111,14 @@ class ChatApp(App[int]):
         self.config, self.store = config, store
         self.registry = Registry(store)
         self.engine = engine
-        self.model_key = model or config.model.default
+        self.model_key = model or config.model.default or DEFAULT_MODEL
         self.session = Session(store, engine, config)  # type: ignore[arg-type]  # engine set once loaded
         self.open_latest = open_latest
         self._stop = threading.Event()
         self._idle = threading.Event()  # set while no generation worker runs (cleared before one starts)
         self._idle.set()
         self._quitting = False
+        self._load_error = ""  # why the first model failed to load (no model serves until one is picked)
         self._queued: tuple[str, str] | None = None  # ("send", text) or ("continue", "") asked before the model loaded
         self._pending: list[str] = []  # streamed text not yet on screen (written by the worker thread)
         self._pending_lock = threading.Lock()
@@ -164,7 +165,7 @@ class ChatApp(App[int]):
                         severity="warning", markup=False)
         self.status.show(policy=self.config.escalation.policy)
         if self.engine is None:
-            self.status.show(model=self.model_key or DEFAULT_MODEL, state="loading model…")
+            self.status.show(model=self.model_key, state="loading model…")
             self._load_model(self.model_key)
         else:
             self.status.show(model=self.engine.name, n_ctx=self.engine.n_ctx)
@@ -281,6 +282,9 @@ class ChatApp(App[int]):
         if self.generating:
             self.notify("Still answering: press Esc to stop", severity="warning")
             return
+        if self.engine is None and self._load_error:
+            self.notify(self._load_error, title="No model", severity="error", markup=False)
+            return  # the message stays in the box
         self.prompt.clear()
         if self.engine is None:
             self._queued = ("send", event.text)
@@ -314,6 +318,8 @@ class ChatApp(App[int]):
         views = self.chat.views()
         if not views or not views[-1].resumable:
             self.notify("No incomplete answer to continue", severity="warning")
+        elif self.engine is None and self._load_error:
+            self.notify(self._load_error, title="No model", severity="error", markup=False)
         elif self.engine is None:
             self._queued = ("continue", "")
             self.notify("The model is still loading; the answer continues as soon as it is ready")
@@ -532,12 +538,19 @@ class ChatApp(App[int]):
     @on(ModelReady)
     async def _model_ready(self, event: ModelReady) -> None:
         self.status.show(state="generating…" if self.generating else "")
-        if event.error:
-            kept = f" ({self.engine.name} keeps serving)" if self.engine else ""
-            self.notify(event.error + kept, title="Model not switched", severity="error", markup=False)
-            if self.engine is None:
-                self.status.show(model="no model: pick one with Ctrl+O")
+        if event.error and self.engine is not None:
+            self.notify(f"{event.error} ({self.engine.name} keeps serving)", title="Model not switched",
+                        severity="error", markup=False)
             return
+        if event.error:
+            self._load_error = f"{Path(self.model_key).name} failed to load: {event.error}; pick a model with Ctrl+O"
+            self.notify(self._load_error, title="No model", severity="error", markup=False)
+            self.status.show(model=Path(self.model_key).name, state="failed to load: pick a model with Ctrl+O")
+            if self._queued and self._queued[0] == "send" and not self.prompt.text:
+                self.prompt.text = self._queued[1]  # the message asked for while loading goes back in the box
+            self._queued = None
+            return
+        self._load_error = ""
         assert self.engine is not None
         self.status.show(model=self.engine.name, n_ctx=self.engine.n_ctx, context_used=0, tokens_per_s=0.0, ttft_s=0.0)
         if event.swapped:

@@ -97,3 +97,27 @@ async def test_a_search_result_in_an_answer_opens_with_that_answer_on_screen(mak
         found = [v for v in app.chat.views() if v.has_class("-found")]
         assert [v.message_id for v in found] == [answer]
         assert on_screen(app, found[0]), f"scrolled to {app.chat.scroll_y}, the answer is at {found[0].virtual_region}"
+
+
+async def test_a_model_that_failed_to_load_is_named_and_the_message_stays_in_the_box(  # row 11
+    tui_config, store, tmp_path  # noqa: ANN001
+) -> None:
+    from assistant.tui.app import ChatApp
+
+    fake = tmp_path / "fake.gguf"
+    fake.write_bytes(b"this is not a model")
+    app = ChatApp(tui_config, store, model=str(fake))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        status = app.status.render().plain
+        assert "failed to load" in status and "Ctrl+O" in status, status
+        app.prompt.focus()
+        await pilot.press(*"hi there")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.prompt.text == "hi there"  # nothing is lost
+        messages = [n.message for n in app._notifications]
+        assert not any("still loading" in m for m in messages), messages
+        assert "fake.gguf" in messages[-1] and "failed to load" in messages[-1], messages
+        assert app.turns_done == 0 and not app.generating
