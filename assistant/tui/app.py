@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -48,6 +48,7 @@ from assistant.tui.widgets.status import StatusBar
 
 MODEL_POLL_S = 4.0
 STREAM_INTERVAL_S = 1 / 20  # the worker nudges the UI at most this often; pieces in between are batched
+NARROW_COLUMNS = 80  # below this width the sidebar collapses (Ctrl+B still shows it)
 QUIT_WAIT_S = 0.8  # quitting mid-answer waits this long at most for the answer to stop and be stored
 
 # (binding id, key, action, description, shown in the footer)
@@ -87,9 +88,9 @@ class AnswerDone(Message):
 
 
 class ModelReady(Message):
-    def __init__(self, error: str = "", swapped: bool = False) -> None:
+    def __init__(self, key: str, error: str = "", swapped: bool = False) -> None:
         super().__init__()
-        self.error, self.swapped = error, swapped
+        self.key, self.error, self.swapped = key, error, swapped
 
 
 class ChatApp(App[int]):
@@ -118,6 +119,7 @@ class ChatApp(App[int]):
         self._idle = threading.Event()  # set while no generation worker runs (cleared before one starts)
         self._idle.set()
         self._quitting = False
+        self._narrow = False  # the terminal is narrower than NARROW_COLUMNS (the sidebar collapses)
         self._load_error = ""  # why the first model failed to load (no model serves until one is picked)
         self._queued: tuple[str, str] | None = None  # ("send", text) or ("continue", "") asked before the model loaded
         self._pending: list[str] = []  # streamed text not yet on screen (written by the worker thread)
@@ -272,6 +274,13 @@ class ChatApp(App[int]):
     @on(Input.Submitted, "#search")
     def _search_submitted(self) -> None:
         self.query_one("#results").focus()
+
+    def on_resize(self, event: events.Resize) -> None:
+        """Hide the sidebar when the terminal becomes narrow (and show it again when it widens)."""
+        narrow = event.size.width < NARROW_COLUMNS
+        if narrow != self._narrow:
+            self._narrow = narrow
+            self.sidebar.display = not narrow
 
     def action_toggle_sidebar(self) -> None:
         self.sidebar.display = not self.sidebar.display
@@ -509,11 +518,10 @@ class ChatApp(App[int]):
     # -- models
     def action_pick_model(self) -> None:
         current = self.engine.name if self.engine else "none"
-        self.push_screen(ModelPickerScreen(model_choices(self.registry), current), self._model_picked)
+        self.push_screen(ModelPickerScreen(model_choices(self.registry), current, self.model_key), self._model_picked)
 
     def _model_picked(self, key: str | None) -> None:
         if key:
-            self.model_key = key
             self.status.show(state=f"loading {Path(key).name}…")
             self._load_model(key)
 
@@ -529,11 +537,11 @@ class ChatApp(App[int]):
             else:
                 self.engine.swap(path)
         except AssistantError as exc:
-            self.post_message(ModelReady(str(exc)))
+            self.post_message(ModelReady(key, str(exc)))
         except Exception as exc:  # noqa: BLE001
-            self.post_message(ModelReady(f"could not load {key}: {exc}"))
+            self.post_message(ModelReady(key, f"could not load {key}: {exc}"))
         else:
-            self.post_message(ModelReady(swapped=swapped))
+            self.post_message(ModelReady(key, swapped=swapped))
 
     @on(ModelReady)
     async def _model_ready(self, event: ModelReady) -> None:
@@ -543,14 +551,14 @@ class ChatApp(App[int]):
                         severity="error", markup=False)
             return
         if event.error:
-            self._load_error = f"{Path(self.model_key).name} failed to load: {event.error}; pick a model with Ctrl+O"
+            self._load_error = f"{Path(event.key).name} failed to load: {event.error}; pick a model with Ctrl+O"
             self.notify(self._load_error, title="No model", severity="error", markup=False)
-            self.status.show(model=Path(self.model_key).name, state="failed to load: pick a model with Ctrl+O")
+            self.status.show(model=Path(event.key).name, state="failed to load: pick a model with Ctrl+O")
             if self._queued and self._queued[0] == "send" and not self.prompt.text:
                 self.prompt.text = self._queued[1]  # the message asked for while loading goes back in the box
             self._queued = None
             return
-        self._load_error = ""
+        self._load_error, self.model_key = "", event.key
         assert self.engine is not None
         self.status.show(model=self.engine.name, n_ctx=self.engine.n_ctx, context_used=0, tokens_per_s=0.0, ttft_s=0.0)
         if event.swapped:

@@ -9,7 +9,7 @@ import time
 
 import pytest
 from textual.widgets import Input, TextArea
-from tui_helpers import ask_and_wait_for_text, until
+from tui_helpers import ask_and_wait_for_text, until, when
 
 from assistant.session import resumable
 
@@ -121,3 +121,84 @@ async def test_a_model_that_failed_to_load_is_named_and_the_message_stays_in_the
         assert not any("still loading" in m for m in messages), messages
         assert "fake.gguf" in messages[-1] and "failed to load" in messages[-1], messages
         assert app.turns_done == 0 and not app.generating
+
+
+@pytest.mark.timeout(300)
+async def test_escape_during_the_prefill_of_a_long_paste_stops_within_half_a_second(  # row 16
+    make_app, store, engine  # noqa: ANN001
+) -> None:
+    from test_engine import long_paste
+
+    app = make_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        app.prompt.text = "Summarise this log:\n" + long_paste(60)
+        app.prompt.focus()
+        await pilot.press("enter")
+        await until(pilot, lambda: engine.busy, 30, "the prefill to start")
+        await pilot.pause(0.3)
+        assert app.generating and not app._answer.source  # still reading the prompt
+        stopped = when(lambda: not engine.busy, 30)
+        ended = when(lambda: app.turns_done == 1, 30)  # observed from a thread: pilot.press itself takes ~2 s here
+        pressed = time.monotonic()
+        await pilot.press("escape")
+        await until(pilot, lambda: ended.is_set(), 30, "the turn to end")
+        print(f"\nEsc during prefill: engine stopped after {stopped.at - pressed:.2f} s, turn ended after "
+              f"{ended.at - pressed:.2f} s")
+        assert ended.at - pressed < 0.5, f"Esc took {ended.at - pressed:.2f} s to stop the prefill"
+        answer = store.messages(app.session.conversation_id)[-1]
+        assert answer["role"] == "assistant" and answer["finish_reason"] == "cancelled"
+
+
+async def test_the_model_picker_opens_on_the_current_model(make_app, store, smollm_path) -> None:  # noqa: ANN001
+    """Row 16: not on the first entry of the list."""
+    from textual.widgets import OptionList
+
+    from assistant.registry import Registry
+
+    Registry(store).import_file(smollm_path, name="my-student", link=True)
+    app = make_app(model="my-student")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("ctrl+o")
+        await pilot.pause()
+        options = app.screen.query_one(OptionList)
+        assert options.get_option_at_index(options.highlighted).id == "my-student"
+
+
+async def test_the_sidebar_collapses_on_a_narrow_terminal(make_app, store) -> None:  # noqa: ANN001 - row 16
+    from tui_helpers import seed
+
+    seed(store)
+    app = make_app()
+    async with app.run_test(size=(60, 15)) as pilot:
+        await pilot.pause()
+        assert not app.sidebar.display and app.chat.size.width > 50
+        await pilot.press("ctrl+b")  # still there when asked for
+        assert app.sidebar.display
+        await pilot.press("ctrl+b")
+        await pilot.resize_terminal(120, 30)
+        await pilot.pause()
+        assert app.sidebar.display
+        await pilot.resize_terminal(60, 15)
+        await pilot.pause()
+        assert not app.sidebar.display
+
+
+async def test_dialogs_say_what_enter_does(make_app, store) -> None:  # noqa: ANN001 - row 16
+    from textual.widgets import Button, Label
+
+    from tui_helpers import seed
+
+    seed(store)
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("f8")
+        await pilot.pause()
+        screen = app.screen
+        hint = str(screen.query_one(".dialog-hint", Label).render())
+        assert "Enter" in hint and "Cancel" in hint and "Y" in hint, hint
+        assert screen.focused is screen.query_one("#no", Button)
+        await pilot.press("enter")  # the default: nothing deleted
+        assert len(store.conversations()) == 2
+        await pilot.press("f2")
+        await pilot.pause()
+        assert "Enter" in str(app.screen.query_one(".dialog-hint", Label).render())

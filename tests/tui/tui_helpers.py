@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 from assistant.store import Store
@@ -74,3 +75,26 @@ async def ask_and_wait_for_text(pilot, app, text: str, chars: int, timeout: floa
     await until(pilot, lambda: app.turns_done > 0 or (app._answer is not None and len(app._answer.source) >= chars),
                 timeout, "the answer to start")
     assert app.generating, "the answer finished before the test could act on it"
+
+
+class Moment(threading.Event):
+    """Set (with the time in ``at``) by a watcher thread when a condition first holds."""
+
+    at: float = float("inf")
+
+
+def when(condition, timeout: float) -> Moment:  # noqa: ANN001
+    """Watch ``condition()`` from a thread (every 5 ms, for at most ``timeout`` s); the moment it became true."""
+    moment = Moment()
+
+    def watch() -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if condition():
+                moment.at = time.monotonic()
+                moment.set()
+                return
+            time.sleep(0.005)
+
+    threading.Thread(target=watch, daemon=True).start()
+    return moment
