@@ -21,12 +21,12 @@ def _open_store():  # noqa: ANN202 - lazy imports keep `--help` and `--version` 
     return Store(database_path())
 
 
-def _load_engine(config, store, name: str | None):  # noqa: ANN001, ANN202
-    from assistant.engine import Engine
-    from assistant.registry import Registry
+def _load_model(config, store, name: str | None):  # noqa: ANN001, ANN202
+    from assistant.model_manager import ModelManager
 
-    path = Registry(store).resolve(name or config.model.default)
-    return Engine(path, n_ctx=config.model.n_ctx, threads=config.model.threads)
+    models = ModelManager(config, store)
+    models.load(name or "")
+    return models
 
 
 # -- ask
@@ -48,8 +48,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
         conversation_id = store.latest_conversation_id()
     if conversation_id is not None:
         store.conversation(conversation_id)  # clear error if it does not exist
-    engine = _load_engine(config, store, args.model)
-    session = Session(store, engine, config, conversation_id)
+    session = Session(store, _load_model(config, store, args.model), config, conversation_id)
     stream = session.send(
         prompt, max_tokens=args.max_tokens, temperature=args.temperature, escalate=args.escalate, approve=_approve
     )
