@@ -187,7 +187,8 @@ class ChatScreen(Screen[None]):
         if conversation_id is None:
             self.notify("Nothing to rename yet: send a message first", severity="warning")
             return
-        title = await self.app.push_screen_wait(TextInputScreen("Rename conversation", self.session.title(conversation_id)))
+        dialog = TextInputScreen("Rename conversation", self.session.title(conversation_id))
+        title = await self.app.push_screen_wait(dialog)
         if title:
             self.session.rename(conversation_id, title)
             await self.refresh_sidebar()

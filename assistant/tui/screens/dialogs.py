@@ -22,7 +22,8 @@ class ConfirmScreen(ModalScreen[bool]):
     def compose(self):  # noqa: ANN201
         with Vertical(classes="dialog"):
             yield Label(Content(self.question), classes="dialog-text")
-            yield Label(Content(f"Enter: Cancel (the default) · Y: {self.confirm} · Esc: Cancel"), classes="dialog-hint")
+            hint = f"Enter: Cancel (the default) · Y: {self.confirm} · Esc: Cancel"
+            yield Label(Content(hint), classes="dialog-hint")
             with Horizontal(classes="dialog-buttons"):
                 yield Button(self.confirm, variant="error", id="yes")
                 yield Button("Cancel", variant="primary", id="no")
