@@ -29,12 +29,12 @@ def _text(value: str) -> str:
     return os.fsencode(value).decode("utf-8", errors="replace")
 
 
-def _load_engine(config, store, name: str | None):  # noqa: ANN001, ANN202
-    from assistant.engine import Engine
-    from assistant.registry import Registry
+def _load_model(config, store, name: str | None):  # noqa: ANN001, ANN202
+    from assistant.model_manager import ModelManager
 
-    path = Registry(store).resolve(name or config.model.default)
-    return Engine(path, n_ctx=config.model.n_ctx, threads=config.model.threads)
+    models = ModelManager(config, store)
+    models.load(name or "")
+    return models
 
 
 # -- ask
@@ -58,12 +58,13 @@ def cmd_ask(args: argparse.Namespace) -> int:
         conversation_id = store.latest_conversation_id()
     if conversation_id is not None:
         store.conversation(conversation_id)  # clear error if it does not exist
-    engine = _load_engine(config, store, args.model)
+    models = _load_model(config, store, args.model)
+    engine = models.engine
     if engine.model.info.base_model:
         from assistant.gguf_info import base_model_note
 
         print(f"note: {base_model_note(args.model or engine.name)}", file=sys.stderr)
-    session = Session(store, engine, config, conversation_id)
+    session = Session(store, models, config, conversation_id)
     prompt = options.prepare(prompt, engine, session, config.generation.max_tokens)
     approve = functools.partial(_approve, stdin_free=not (from_stdin or options.reads_stdin))
     stream = session.send(prompt, escalate=args.escalate, approve=approve, attachments=options.attachments)

@@ -28,6 +28,7 @@ from assistant.chat_template import ChatTemplate, fallback_for
 from assistant.gguf_info import ModelFileError, ModelInfo, available_memory, estimate_memory, read_info
 
 Messages = list[dict[str, str]]
+PREFILL_CHUNK = 64  # prompt tokens evaluated between two looks at the cancel flag
 
 
 class EngineError(AssistantError):
@@ -248,6 +249,18 @@ class Model:
         self.llm.n_tokens = len(tokens)
         self.llm._requires_eval = True
 
+    @contextmanager
+    def abortable(self, cancel: threading.Event) -> Iterator[None]:
+        """Let ``cancel`` abort llama.cpp's evaluation mid-batch (between two graph nodes) while inside."""
+        import llama_cpp
+
+        callback = llama_cpp.ggml_abort_callback(lambda _data: cancel.is_set())
+        llama_cpp.llama_set_abort_callback(self.llm.ctx, callback, None)
+        try:
+            yield
+        finally:
+            llama_cpp.llama_set_abort_callback(self.llm.ctx, llama_cpp.ggml_abort_callback(), None)
+
     def close(self) -> None:
         self.llm.close()
 
@@ -423,6 +436,9 @@ class Engine:
         stats.finish_reason = "length"
         self._prefix = _Prefix()  # invalid until this turn completes
         try:
+            if not self._prefill(tokens, common):
+                stats.finish_reason = "cancelled"
+                return
             generator = llm.generate(
                 tokens, temp=temperature, top_p=top_p, top_k=top_k, min_p=0.05, repeat_penalty=1.0, grammar=grammar
             )
@@ -459,6 +475,28 @@ class Engine:
             stats.total_s = end - start
             stats.context_used = len(tokens) + len(generated)
             self._prefix = _Prefix(text + "".join(answer), tokens + generated)
+
+    def _prefill(self, tokens: list[int], cached: int) -> bool:
+        """Evaluate the prompt but its last token in chunks, so a cancel stops it at once; False if cancelled.
+
+        ``cached`` leading tokens are already in the KV cache. The last token is left to ``generate``,
+        which then finds everything before it cached and evaluates only that one.
+        """
+        llm, start, end = self.model.llm, min(cached, len(tokens) - 1), len(tokens) - 1
+        if start >= end:
+            return not self._cancel.is_set()
+        llm.n_tokens = start
+        with self.model.abortable(self._cancel):
+            for chunk in range(start, end, PREFILL_CHUNK):
+                if self._cancel.is_set():
+                    return False
+                try:
+                    llm.eval(tokens[chunk : min(chunk + PREFILL_CHUNK, end)])
+                except RuntimeError:  # llama_decode returned 2: aborted by the cancel
+                    if self._cancel.is_set():
+                        return False
+                    raise
+        return not self._cancel.is_set()
 
     def complete(self, messages: Messages, **kwargs: object) -> str:
         """The whole answer as one string."""

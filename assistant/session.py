@@ -24,6 +24,7 @@ from assistant import AssistantError, attach, branches
 from assistant.attach import Attachment
 from assistant.config import POLICIES, Config
 from assistant.engine import Delta, Engine, Stats
+from assistant.model_manager import ModelManager
 from assistant.reasoning import answer_only
 from assistant.store import Message, Store
 
@@ -52,10 +53,17 @@ class Turn:
 
 
 class Session:
-    """A conversation with the on-device model, persisted in the store."""
+    """A conversation with the on-device model, persisted in the store.
 
-    def __init__(self, store: Store, engine: Engine, config: Config, conversation_id: int | None = None) -> None:
-        self.store, self.engine, self.config = store, engine, config
+    ``models`` is the process's :class:`ModelManager` (or one engine, wrapped in a manager of its
+    own); the session takes its engine from it at each turn, so a swap or a late first load is seen.
+    """
+
+    def __init__(
+        self, store: Store, models: ModelManager | Engine, config: Config, conversation_id: int | None = None
+    ) -> None:
+        self.store, self.config = store, config
+        self.models = models if isinstance(models, ModelManager) else ModelManager(config, store, models)
         self.conversation_id = conversation_id
         self.last = Turn()
         self.flush_interval = FLUSH_INTERVAL_S
@@ -63,11 +71,60 @@ class Session:
         self.grammar: Any = None  # constrains the student's answers (a llama.cpp grammar from assistant.schema)
         self._cancel = threading.Event()
 
-    # -- conversation
+    @property
+    def engine(self) -> Engine:
+        """The engine serving now (``NoModelError`` if no model has loaded)."""
+        return self.models.engine
+
+    # -- conversations
+    def conversations(self) -> list[dict[str, Any]]:
+        """Every conversation, newest first."""
+        return self.store.conversations()
+
+    def latest(self) -> int | None:
+        return self.store.latest_conversation_id()
+
+    def open(self, conversation_id: int | None) -> list[dict[str, Any]]:
+        """Make ``conversation_id`` the current one (None: a new, not yet stored one); its messages."""
+        self.conversation_id = conversation_id
+        return self.store.messages(conversation_id) if conversation_id is not None else []
+
+    def new(self) -> None:
+        """Start a new conversation; it is stored with its first message."""
+        self.open(None)
+
+    def title(self, conversation_id: int) -> str:
+        return self.store.conversation(conversation_id)["title"] or ""
+
+    def rename(self, conversation_id: int, title: str) -> None:
+        """Give a conversation a new title (its place in the list, by last activity, is kept)."""
+        conversation = self.store.conversation(conversation_id)
+        self.store.update_conversation(conversation_id, title=title, updated=conversation["updated"])
+
+    def delete(self, conversation_id: int) -> None:
+        """Delete a conversation and its messages; deleting the current one starts a new one."""
+        self.store.delete_conversation(conversation_id)
+        self.models.forget(conversation_id)
+        if conversation_id == self.conversation_id:
+            self.new()
+
+    def set_system_prompt(self, text: str) -> None:
+        """This conversation's system prompt (a new conversation takes the configured one)."""
+        if self.conversation_id is not None:
+            conversation = self.store.conversation(self.conversation_id)
+            self.store.update_conversation(self.conversation_id, system=text, updated=conversation["updated"])
+
+    def search(self, query: str, limit: int = 30) -> list[dict[str, Any]]:
+        """Full-text search over every conversation's messages."""
+        return self.store.search(query, limit=limit)
+
+    def message(self, message_id: int) -> dict[str, Any]:
+        return self.store.message(message_id)
+
     def ensure_conversation(self, title: str = "") -> int:
         if self.conversation_id is None:
             self.conversation_id = self.store.new_conversation(
-                title=title[:80], model=self.engine.name, system=self.config.generation.system
+                title=title[:80], model=self.models.name, system=self.config.generation.system
             )
         return self.conversation_id
 
@@ -173,7 +230,7 @@ class Session:
     def cancel(self) -> None:
         """Stop the answer being streamed (the student's or the teacher's); the partial answer is kept."""
         self._cancel.set()
-        self.engine.cancel()
+        self.models.cancel()
 
     def _escalation(self, override: str | None) -> tuple[str, RemoteTeacher | None]:
         """The policy for this turn and, unless it is ``never``, the configured teacher (checked now)."""

@@ -52,6 +52,7 @@ class EscalationScreen(ModalScreen[bool]):
                 yield Label(Content("with your API key in the Authorization header (not shown)"), id="key")
             yield Label(Content("Exactly this body is sent; nothing else leaves the device:"), classes="dialog-text")
             yield TextArea(request.body.decode("utf-8"), read_only=True, show_line_numbers=False, id="body")
+            yield Label(Content("Enter: Decline (the default) · Y: Approve · Esc: Decline"), classes="dialog-hint")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Approve", variant="warning", id="approve")
                 yield Button("Decline", variant="primary", id="decline")
