@@ -92,9 +92,7 @@ async def until(pilot, done, timeout: float, what: str) -> None:  # noqa: ANN001
 
 async def ask_and_wait_for_text(pilot, app, text: str, chars: int, timeout: float = 60.0) -> None:  # noqa: ANN001
     """Send ``text`` and return once ``chars`` characters of the answer are on screen (it is still streaming)."""
-    app.prompt.focus()
-    await pilot.press(*text)
-    await pilot.press("enter")
+    await send(pilot, app, text)
     await until(pilot, lambda: app.turns_done > 0 or (app._answer is not None and len(app._answer.source) >= chars),
                 timeout, "the answer to start")
     assert app.generating, "the answer finished before the test could act on it"
