@@ -1,4 +1,5 @@
-"""Conversation history in SQLite (sqlite-utils): conversations, messages, full-text search, model entries.
+"""Conversation history in SQLite (sqlite-utils): conversations, messages, full-text search, attachment
+records, branch versions, model entries.
 
 The store is the database's one owner: its schema comes from ``assistant.migrations`` (numbered steps
 recorded in the database), other modules read and write through the methods here and get typed rows.
@@ -154,6 +155,30 @@ class ModelEntry(Row):
     created: str = ""
 
 
+@dataclass
+class AttachmentRecord(Row):
+    """What is kept of a file attached to a message (its text is in the message itself)."""
+
+    name: str
+    size: int  # bytes
+    sha256: str
+    tokens: int = 0  # of its block, counted with the model that answered
+    message_id: int = 0  # set when stored
+    id: int = 0  # set when stored
+
+
+@dataclass
+class Branch(Row):
+    """One version at a branch point (``assistant.branches``): the one on screen has ``messages`` None."""
+
+    id: int
+    conversation_id: int
+    parent_id: int  # the message the versions follow; 0 for the conversation's start
+    position: int  # 1, 2, … at its branch point
+    messages: str | None = None  # JSON: the archived tail of a version not on screen
+    created: str = ""
+
+
 MESSAGE_FIELDS = {f.name for f in fields(Message)} - {"id"}
 CONVERSATION_FIELDS = {f.name for f in fields(Conversation)} - {"id"}
 
@@ -164,6 +189,7 @@ class Store:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         self._lock = threading.RLock()
+        self._writing = False  # inside _write (the lock's holder only): nested writes join its transaction
         for attempt in range(10):  # another process may be creating the database right now
             try:
                 self._open(path)
@@ -216,14 +242,24 @@ class Store:
             return migrations.applied(self.db.conn)
 
     def _write(self, fn: Callable[[], T]) -> T:
-        """Run a write, retrying while another process holds the lock; one clear error otherwise."""
+        """Run a write, retrying while another process holds the lock; one clear error otherwise.
+
+        A write inside another one (see :meth:`atomic`) joins its transaction: it commits or rolls back with it.
+        """
+        with self._lock:
+            if self._writing:
+                return fn()
         delay = 0.05
         for attempt in range(8):
             try:
                 with self._lock, self.db.conn:
                     if not self.db.conn.in_transaction:  # DDL gets no implicit BEGIN: take the write lock now
                         self.db.conn.execute("BEGIN IMMEDIATE")
-                    return fn()
+                    self._writing = True
+                    try:
+                        return fn()
+                    finally:
+                        self._writing = False
             except sqlite3.OperationalError as exc:
                 if not _transient(exc) or attempt == 7:
                     raise StoreError(f"cannot write history database {self.path}: {exc}{_hint(self.path)}") from None
@@ -232,6 +268,14 @@ class Store:
             except sqlite3.Error as exc:
                 raise StoreError(f"cannot write history database {self.path}: {exc}") from None
         raise AssertionError("unreachable")
+
+    def atomic(self, fn: Callable[[], T]) -> T:
+        """Run ``fn``, which reads and writes through this store, as one transaction: all its writes or none.
+
+        Other threads and processes wait for it; it is retried whole while another process holds the lock,
+        so ``fn`` must do nothing but store calls. An exception from ``fn`` rolls everything back.
+        """
+        return self._write(fn)
 
     # conversations
     def new_conversation(self, title: str = "", model: str = "", system: str = "") -> int:
@@ -348,6 +392,52 @@ class Store:
                 """
             ))
         return [Exchange.from_row(row) for row in rows]
+
+    # attachments (records of the files sent with a message)
+    def add_attachments(self, message_id: int, records: list[AttachmentRecord]) -> None:
+        """Record the files attached to a stored message (their ``id`` and ``message_id`` are set here)."""
+        rows = [{**r.as_dict(), "message_id": message_id} for r in records]
+        for row in rows:
+            del row["id"]
+        if rows:
+            self._write(lambda: self.db["attachments"].insert_all(rows))
+
+    def attachments(self, message_id: int) -> list[AttachmentRecord]:
+        """The files recorded with a message, in the order they were attached (empty if none)."""
+        with self._lock:
+            rows = list(self.db["attachments"].rows_where("message_id = ?", [message_id], order_by="id"))
+        return [AttachmentRecord.from_row(row) for row in rows]
+
+    # branches (the versions at each branch point of a conversation)
+    def branches(self, conversation_id: int, parent_ids: list[int] | None = None) -> list[Branch]:
+        """The conversation's versions (only those at ``parent_ids`` if given), by branch point then position."""
+        where, args = "conversation_id = ?", [conversation_id]
+        if parent_ids is not None:
+            where += f" and parent_id in ({','.join('?' * len(parent_ids))})"
+            args += parent_ids
+        with self._lock:
+            rows = list(self.db["branches"].rows_where(where, args, order_by="parent_id, position"))
+        return [Branch.from_row(row) for row in rows]
+
+    def add_branch(
+        self, conversation_id: int, parent_id: int, position: int, messages: str | None = None, created: str = ""
+    ) -> Branch:
+        """A new version at a branch point (``messages`` None: the one on screen)."""
+        row = {"conversation_id": conversation_id, "parent_id": parent_id, "position": position,
+               "messages": messages, "created": created or now()}
+        pk = self._write(lambda: self.db["branches"].insert(row).last_pk)
+        return Branch(id=pk, **row)
+
+    def set_branch_messages(self, branch_id: int, messages: str | None) -> None:
+        """Archive a version's tail (JSON), or mark it as the one on screen (None)."""
+        self._write(lambda: self.db["branches"].update(branch_id, {"messages": messages}))
+
+    def delete_branches(self, conversation_id: int, parent_ids: list[int]) -> None:
+        """Drop the versions at these branch points (e.g. when their messages are archived with a tail)."""
+        if parent_ids:
+            marks = ",".join("?" * len(parent_ids))
+            where = f"conversation_id = ? and parent_id in ({marks})"
+            self._write(lambda: self.db["branches"].delete_where(where, [conversation_id, *parent_ids]))
 
     # models (the registry's entries)
     def model_entries(self) -> list[ModelEntry]:
