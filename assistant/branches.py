@@ -19,8 +19,20 @@ from typing import Any
 from assistant import AssistantError
 from assistant.store import AttachmentRecord, Branch, Store
 
-KEPT = ("role", "content", "model", "escalated", "route", "complete", "finish_reason", "prompt_tokens",
-        "completion_tokens", "ttft_s", "tokens_per_s", "created")
+KEPT = (
+    "role",
+    "content",
+    "model",
+    "escalated",
+    "route",
+    "complete",
+    "finish_reason",
+    "prompt_tokens",
+    "completion_tokens",
+    "ttft_s",
+    "tokens_per_s",
+    "created",
+)
 FILE_KEPT = ("name", "size", "sha256", "tokens")
 
 
@@ -86,9 +98,14 @@ def _take_tail(store: Store, conversation_id: int, parent_id: int) -> dict[str, 
     ids = [m.id for m in messages]
     nested = store.branches(conversation_id, ids) if ids else []
     tail = {
-        "messages": [{"id": m.id, **{k: m[k] for k in KEPT},
-                      "attachments": [{k: f[k] for k in FILE_KEPT} for f in store.attachments(m.id)]}
-                     for m in messages],
+        "messages": [
+            {
+                "id": m.id,
+                **{k: m[k] for k in KEPT},
+                "attachments": [{k: f[k] for k in FILE_KEPT} for f in store.attachments(m.id)],
+            }
+            for m in messages
+        ],
         "branches": [{k: b[k] for k in ("parent_id", "position", "messages", "created")} for b in nested],
     }
     store.delete_branches(conversation_id, ids)

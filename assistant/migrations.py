@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import sqlite3
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 Migration = Callable[[sqlite3.Connection], None]
 MIGRATIONS: list[Migration] = []
@@ -157,7 +157,8 @@ def m006_branches(conn: sqlite3.Connection) -> None:
 )"""
     )
     conn.execute(
-        'CREATE INDEX IF NOT EXISTS "idx_branches_conversation_id_parent_id" ON "branches" ("conversation_id", "parent_id")'
+        'CREATE INDEX IF NOT EXISTS "idx_branches_conversation_id_parent_id" '
+        'ON "branches" ("conversation_id", "parent_id")'
     )
     conn.execute(  # a deleted conversation takes every version with it
         "CREATE TRIGGER IF NOT EXISTS branches_follow_conversations AFTER DELETE ON conversations "
@@ -183,7 +184,7 @@ def migrate(conn: sqlite3.Connection, steps: list[Migration] | None = None) -> l
     names = []
     for step in pending(conn, steps):
         step(conn)
-        stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        stamp = datetime.now(UTC).isoformat(timespec="seconds")
         conn.execute("INSERT INTO _migrations (name, applied) VALUES (?, ?)", [step.__name__, stamp])
         names.append(step.__name__)
     return names

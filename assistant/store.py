@@ -18,9 +18,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import sqlite_utils
 
@@ -47,7 +47,7 @@ def _hint(path: Path | str) -> str:
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 class Row:
@@ -65,7 +65,7 @@ class Row:
         return asdict(self)  # type: ignore[call-overload]
 
     @classmethod
-    def from_row(cls: type[R], row: dict[str, Any]) -> R:
+    def from_row(cls, row: dict[str, Any]) -> Self:
         """From a database row: NULL text reads as "", 0/1 flags as bools; columns the class lacks are skipped."""
         names, texts, flags = _columns(cls)
         values = {name: row[name] for name in names if name in row}
@@ -87,9 +87,6 @@ def _columns(cls: type) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ..
         tuple(f.name for f in found if f.type == "str"),
         tuple(f.name for f in found if f.type == "bool"),
     )
-
-
-R = TypeVar("R", bound=Row)
 
 
 @dataclass
@@ -199,7 +196,7 @@ class Store:
                     self.db.conn.close()
                 if not _transient(exc) or attempt == 9:
                     raise StoreError(f"cannot open history database {path}: {exc}{_hint(path)}") from None
-                time.sleep(0.05 * 2**min(attempt, 4))
+                time.sleep(0.05 * 2 ** min(attempt, 4))
             except (sqlite3.Error, OSError) as exc:
                 raise StoreError(f"cannot open history database {path}: {exc}{_hint(path)}") from None
 
@@ -370,19 +367,22 @@ class Store:
             if not order:
                 return []
             marks = ",".join("?" * len(order))
-            rows = list(self.db.query(
-                f"""select messages.*, snippet(messages_fts, 0, '[', ']', '…', 12) as snippet
+            rows = list(
+                self.db.query(
+                    f"""select messages.*, snippet(messages_fts, 0, '[', ']', '…', 12) as snippet
                     from messages_fts join messages on messages.rowid = messages_fts.rowid
                     where messages_fts match ? and messages_fts.rowid in ({marks})""",
-                [quoted, *order],
-            ))
+                    [quoted, *order],
+                )
+            )
         return sorted((SearchHit.from_row(row) for row in rows), key=lambda hit: order[hit.id])
 
     def escalated_exchanges(self) -> list[Exchange]:
         """Finished, non-empty answers from the teacher with the user's question before each, oldest first."""
         with self._lock:
-            rows = list(self.db.query(
-                """
+            rows = list(
+                self.db.query(
+                    """
                 select a.conversation_id, a.id as answer_id, a.content as answer, a.model,
                        (select u.content from messages u where u.conversation_id = a.conversation_id
                           and u.role = 'user' and u.id < a.id order by u.id desc limit 1) as question
@@ -390,7 +390,8 @@ class Store:
                 where a.role = 'assistant' and a.escalated = 1 and a.complete = 1 and trim(a.content) != ''
                 order by a.id
                 """
-            ))
+                )
+            )
         return [Exchange.from_row(row) for row in rows]
 
     # attachments (records of the files sent with a message)
@@ -423,10 +424,15 @@ class Store:
         self, conversation_id: int, parent_id: int, position: int, messages: str | None = None, created: str = ""
     ) -> Branch:
         """A new version at a branch point (``messages`` None: the one on screen)."""
-        row = {"conversation_id": conversation_id, "parent_id": parent_id, "position": position,
-               "messages": messages, "created": created or now()}
+        row = {
+            "conversation_id": conversation_id,
+            "parent_id": parent_id,
+            "position": position,
+            "messages": messages,
+            "created": created or now(),
+        }
         pk = self._write(lambda: self.db["branches"].insert(row).last_pk)
-        return Branch(id=pk, **row)
+        return Branch.from_row({**row, "id": pk})
 
     def set_branch_messages(self, branch_id: int, messages: str | None) -> None:
         """Archive a version's tail (JSON), or mark it as the one on screen (None)."""

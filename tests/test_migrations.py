@@ -59,7 +59,7 @@ def test_an_old_database_migrates_forward_with_nothing_lost(old_database: Path) 
 
     store = Store(old_database)
     assert store.applied_migrations() == ALL_STEPS  # recorded once: reopening applies nothing
-    closures, = (c for c in store.conversations() if c.title == "Closures")
+    (closures,) = (c for c in store.conversations() if c.title == "Closures")
     assert closures.system == "Be brief." and closures.model == "smollm2-135m"
     question, answer, fact, teacher = store.messages(closures.id)
     assert (question.role, question.content) == ("user", "What is a closure in Python?")
@@ -70,8 +70,18 @@ def test_an_old_database_migrates_forward_with_nothing_lost(old_database: Path) 
     half_written = store.messages(store.latest_conversation_id() or 0)[-1]
     assert half_written.content == "La mer se retire" and resumable(half_written)
     student = store.model_entry("my-student")
-    assert student == ModelEntry("my-student", "/models/my-student.gguf", "distilled", "llama", 134515008, "Q4_1",
-                                 8192, 103530048, "ab" * 32, student.created if student else "")
+    assert student == ModelEntry(
+        "my-student",
+        "/models/my-student.gguf",
+        "distilled",
+        "llama",
+        134515008,
+        "Q4_1",
+        8192,
+        103530048,
+        "ab" * 32,
+        student.created if student else "",
+    )
     assert [e.name for e in store.model_entries()] == ["linked-one", "my-student"]
 
     # and it keeps working: new rows are indexed, deletions leave the index
@@ -97,16 +107,27 @@ def test_tables_once_made_on_first_use_are_adopted_with_their_rows(tmp_path: Pat
     with conn:
         migrations.migrate(conn, migrations.MIGRATIONS[:4])
     db = sqlite_utils.Database(conn)  # what attach.save and branches._table did, call for call
-    db["attachments"].create({"id": int, "message_id": int, "name": str, "size": int, "sha256": str, "tokens": int},
-                             pk="id", foreign_keys=[("message_id", "messages", "id")], if_not_exists=True)
+    db["attachments"].create(
+        {"id": int, "message_id": int, "name": str, "size": int, "sha256": str, "tokens": int},
+        pk="id",
+        foreign_keys=[("message_id", "messages", "id")],
+        if_not_exists=True,
+    )
     db["attachments"].create_index(["message_id"], if_not_exists=True)
-    db.execute("CREATE TRIGGER IF NOT EXISTS attachments_follow_messages AFTER DELETE ON messages "
-               "BEGIN DELETE FROM attachments WHERE message_id = old.id; END")
-    db["branches"].create({"id": int, "conversation_id": int, "parent_id": int, "position": int, "messages": str,
-                           "created": str}, pk="id", if_not_exists=True)
+    db.execute(
+        "CREATE TRIGGER IF NOT EXISTS attachments_follow_messages AFTER DELETE ON messages "
+        "BEGIN DELETE FROM attachments WHERE message_id = old.id; END"
+    )
+    db["branches"].create(
+        {"id": int, "conversation_id": int, "parent_id": int, "position": int, "messages": str, "created": str},
+        pk="id",
+        if_not_exists=True,
+    )
     db["branches"].create_index(["conversation_id", "parent_id"], if_not_exists=True)
-    db.execute("CREATE TRIGGER IF NOT EXISTS branches_follow_conversations AFTER DELETE ON conversations "
-               "BEGIN DELETE FROM branches WHERE conversation_id = old.id; END")
+    db.execute(
+        "CREATE TRIGGER IF NOT EXISTS branches_follow_conversations AFTER DELETE ON conversations "
+        "BEGIN DELETE FROM branches WHERE conversation_id = old.id; END"
+    )
     db["conversations"].insert({"id": 1, "title": "t"})
     db["messages"].insert({"id": 1, "conversation_id": 1, "role": "user", "content": "hi"})
     db["attachments"].insert({"message_id": 1, "name": "notes.md", "size": 7, "sha256": "0" * 64, "tokens": 9})
@@ -190,8 +211,12 @@ print(len(store.messages(1)), len(store.applied_migrations()))
 def test_processes_opening_an_old_database_at_once_migrate_it_once(old_database: Path, tmp_path: Path) -> None:
     go = tmp_path / "go"
     procs = [
-        subprocess.Popen([sys.executable, "-c", OPEN_AT_ONCE, str(old_database), str(go)], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", OPEN_AT_ONCE, str(old_database), str(go)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(4)
     ]
     assert [proc.stdout.readline() for proc in procs] == ["ready\n"] * 4  # type: ignore[union-attr]

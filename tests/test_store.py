@@ -42,7 +42,8 @@ def test_search_ranks_best_first_within_the_most_recent_matches(store: Store) ->
     strong = store.add_message(cid, "user", "llama llama")
     store.add_message(cid, "user", "nothing to see")
     assert [h["id"] for h in store.search("llama")] == [old_best, strong, weak]
-    assert [h["id"] for h in store.search("llama", window=2)] == [strong, weak]  # the oldest match is outside the window
+    # the oldest match is outside the window
+    assert [h["id"] for h in store.search("llama", window=2)] == [strong, weak]
     assert [h["id"] for h in store.search("llama", limit=1)] == [old_best]
 
 
