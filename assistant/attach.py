@@ -3,7 +3,7 @@
 A file is read whole (no silent cut) and refused with one line when it is unreadable, binary
 or does not fit the model's context. The message sent holds each file as a block naming it,
 fenced so that nothing inside the file can close the block early; the store keeps each
-attachment's name, size, sha256 and token count beside the message (table ``attachments``),
+attachment's name, size, sha256 and token count beside the message (``Store.add_attachments``),
 while the text sent is the message itself.
 """
 
@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from assistant import AssistantError
+from assistant.store import AttachmentRecord, Store
 
 MAX_FILE_BYTES = 8 * 2**20  # nothing bigger fits any context this app runs; refused before tokenizing
 STDIN_NAME = "stdin"
-ATTACHMENT_COLUMNS = {"id": int, "message_id": int, "name": str, "size": int, "sha256": str, "tokens": int}
 
 
 class AttachmentError(AssistantError):
@@ -102,33 +102,12 @@ def count_and_check(attachments: list[Attachment], question: str, engine: Any, m
         )
 
 
-# -- the store's side: one table beside the messages, created when first needed
-def save(store: Any, message_id: int, attachments: list[Attachment]) -> None:
+# -- the store's side: one record per file beside the message (``Store.add_attachments``)
+def save(store: Store, message_id: int, attachments: list[Attachment]) -> None:
     """Record the attachments of a stored message (name, size, sha256, tokens)."""
-    if not attachments:
-        return
-    rows = [{"message_id": message_id, **a.record()} for a in attachments]
-
-    def insert() -> None:
-        table = store.db["attachments"]
-        if not table.exists():
-            table.create(ATTACHMENT_COLUMNS, pk="id", foreign_keys=[("message_id", "messages", "id")],
-                         if_not_exists=True)
-            table.create_index(["message_id"], if_not_exists=True)
-            # a deleted message (edit-and-resend, a deleted conversation) takes its records along: SQLite
-            # reuses the highest message ids, and a new message must not inherit an old one's files
-            store.db.execute(
-                "CREATE TRIGGER IF NOT EXISTS attachments_follow_messages AFTER DELETE ON messages "
-                "BEGIN DELETE FROM attachments WHERE message_id = old.id; END"
-            )
-        table.insert_all(rows)
-
-    store._write(insert)
+    store.add_attachments(message_id, [AttachmentRecord(**a.record()) for a in attachments])
 
 
-def of_message(store: Any, message_id: int) -> list[dict[str, Any]]:
+def of_message(store: Store, message_id: int) -> list[AttachmentRecord]:
     """The attachments recorded with a message (empty if none)."""
-    with store._lock:
-        if not store.db["attachments"].exists():
-            return []
-        return list(store.db["attachments"].rows_where("message_id = ?", [message_id], order_by="id"))
+    return store.attachments(message_id)

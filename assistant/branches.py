@@ -16,13 +16,24 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from assistant import AssistantError, attach
-from assistant.store import now
+from assistant import AssistantError
+from assistant.store import AttachmentRecord, Branch, Store
 
-BRANCH_COLUMNS = {"id": int, "conversation_id": int, "parent_id": int, "position": int, "messages": str,
-                  "created": str}
-KEPT = ("role", "content", "model", "escalated", "route", "complete", "finish_reason", "prompt_tokens",
-        "completion_tokens", "ttft_s", "tokens_per_s", "created")
+KEPT = (
+    "role",
+    "content",
+    "model",
+    "escalated",
+    "route",
+    "complete",
+    "finish_reason",
+    "prompt_tokens",
+    "completion_tokens",
+    "ttft_s",
+    "tokens_per_s",
+    "created",
+)
+FILE_KEPT = ("name", "size", "sha256", "tokens")
 
 
 class BranchError(AssistantError):
@@ -38,118 +49,85 @@ class BranchPoint:
     count: int
 
 
-def _table(store: Any) -> Any:
-    """The branches table, created on first use (beside the store's own schema)."""
-    table = store.db["branches"]
-    if not table.exists():
-        table.create(BRANCH_COLUMNS, pk="id", if_not_exists=True)
-        table.create_index(["conversation_id", "parent_id"], if_not_exists=True)
-        store.db.execute(  # a deleted conversation takes every version with it
-            "CREATE TRIGGER IF NOT EXISTS branches_follow_conversations AFTER DELETE ON conversations "
-            "BEGIN DELETE FROM branches WHERE conversation_id = old.id; END"
-        )
-    return table
-
-
-def fork(store: Any, conversation_id: int, parent_id: int) -> None:
+def fork(store: Store, conversation_id: int, parent_id: int) -> None:
     """Keep the tail after ``parent_id`` as a version and clear it: a new version follows (regenerate, resend)."""
 
     def write() -> None:
-        table = _table(store)
-        rows = _rows(store, conversation_id, parent_id)
+        rows = store.branches(conversation_id, [parent_id])
         if not rows:  # the first fork here: the tail on screen becomes version 1
-            rows = [_insert(table, conversation_id, parent_id, 1, None)]
-        active = next(r for r in rows if r["messages"] is None)
-        table.update(active["id"], {"messages": json.dumps(_take_tail(store, conversation_id, parent_id))})
-        _insert(table, conversation_id, parent_id, len(rows) + 1, None)
+            rows = [store.add_branch(conversation_id, parent_id, 1)]
+        active = next(r for r in rows if r.messages is None)
+        store.set_branch_messages(active.id, json.dumps(_take_tail(store, conversation_id, parent_id)))
+        store.add_branch(conversation_id, parent_id, len(rows) + 1)
 
-    store._write(write)
+    store.atomic(write)
 
 
-def switch(store: Any, conversation_id: int, parent_id: int, position: int) -> None:
+def switch(store: Store, conversation_id: int, parent_id: int, position: int) -> None:
     """Put version ``position`` of the branch point on screen (the current one is kept)."""
 
     def write() -> None:
-        table = _table(store)
-        rows = {r["position"]: r for r in _rows(store, conversation_id, parent_id)}
+        rows = {r.position: r for r in store.branches(conversation_id, [parent_id])}
         if position not in rows:
             raise BranchError(f"no version {position} here (there are {len(rows)})")
         chosen = rows[position]
-        if chosen["messages"] is None:
+        if chosen.messages is None:
             return
-        active = next(r for r in rows.values() if r["messages"] is None)
-        table.update(active["id"], {"messages": json.dumps(_take_tail(store, conversation_id, parent_id))})
-        _restore(store, conversation_id, json.loads(chosen["messages"]))
-        table.update(chosen["id"], {"messages": None})
+        active = next(r for r in rows.values() if r.messages is None)
+        store.set_branch_messages(active.id, json.dumps(_take_tail(store, conversation_id, parent_id)))
+        _restore(store, conversation_id, json.loads(chosen.messages))
+        store.set_branch_messages(chosen.id, None)
 
-    store._write(write)
+    store.atomic(write)
 
 
-def points(store: Any, conversation_id: int) -> list[BranchPoint]:
+def points(store: Store, conversation_id: int) -> list[BranchPoint]:
     """The branch points on screen, in order, with the version shown and how many there are."""
-    with store._lock:
-        if not store.db["branches"].exists():
-            return []
-        rows = list(store.db["branches"].rows_where("conversation_id = ?", [conversation_id], order_by="position"))
-    by_parent: dict[int, list[dict[str, Any]]] = {}
-    for row in rows:
-        by_parent.setdefault(row["parent_id"], []).append(row)
+    by_parent: dict[int, list[Branch]] = {}
+    for row in store.branches(conversation_id):
+        by_parent.setdefault(row.parent_id, []).append(row)
     return [
-        BranchPoint(parent, next(r["position"] for r in versions if r["messages"] is None), len(versions))
+        BranchPoint(parent, next(r.position for r in versions if r.messages is None), len(versions))
         for parent, versions in sorted(by_parent.items())
     ]
 
 
-def _rows(store: Any, conversation_id: int, parent_id: int) -> list[dict[str, Any]]:
-    return list(_table(store).rows_where("conversation_id = ? and parent_id = ?", [conversation_id, parent_id],
-                                         order_by="position"))
-
-
-def _insert(table: Any, conversation_id: int, parent_id: int, position: int, messages: str | None) -> dict[str, Any]:
-    row = {"conversation_id": conversation_id, "parent_id": parent_id, "position": position,
-           "messages": messages, "created": now()}
-    row["id"] = table.insert(row).last_pk
-    return row
-
-
-def _take_tail(store: Any, conversation_id: int, parent_id: int) -> dict[str, Any]:
+def _take_tail(store: Store, conversation_id: int, parent_id: int) -> dict[str, Any]:
     """Remove the messages after ``parent_id`` (and the branch points among them); return them as data."""
-    db = store.db
-    messages = list(db["messages"].rows_where("conversation_id = ? and id > ?", [conversation_id, parent_id],
-                                              order_by="id"))
-    ids = [m["id"] for m in messages]
-    marks = ",".join("?" * len(ids))
-    nested = list(db["branches"].rows_where(f"conversation_id = ? and parent_id in ({marks})",
-                                            [conversation_id, *ids])) if ids else []
-    files = {i: attach.of_message(store, i) for i in ids}
+    messages = [m for m in store.messages(conversation_id) if m.id > parent_id]
+    ids = [m.id for m in messages]
+    nested = store.branches(conversation_id, ids) if ids else []
     tail = {
-        "messages": [{"id": m["id"], **{k: m[k] for k in KEPT if k in m},
-                      "attachments": [{k: f[k] for k in ("name", "size", "sha256", "tokens")} for f in files[m["id"]]]}
-                     for m in messages],
+        "messages": [
+            {
+                "id": m.id,
+                **{k: m[k] for k in KEPT},
+                "attachments": [{k: f[k] for k in FILE_KEPT} for f in store.attachments(m.id)],
+            }
+            for m in messages
+        ],
         "branches": [{k: b[k] for k in ("parent_id", "position", "messages", "created")} for b in nested],
     }
-    if ids:
-        db["branches"].delete_where(f"conversation_id = ? and parent_id in ({marks})", [conversation_id, *ids])
-        db["messages"].delete_where(f"id in ({marks})", ids)
+    store.delete_branches(conversation_id, ids)
+    for message_id in ids:
+        store.delete_message(message_id)
     return tail
 
 
-def _restore(store: Any, conversation_id: int, tail: dict[str, Any]) -> None:
+def _restore(store: Store, conversation_id: int, tail: dict[str, Any]) -> None:
     """Re-insert an archived tail after the messages on screen (new ids; its branch points follow them)."""
-    db = store.db
     new_ids: dict[int, int] = {}
     for message in tail["messages"]:
         row = {k: message[k] for k in KEPT if k in message}
-        new_ids[message["id"]] = db["messages"].insert({"conversation_id": conversation_id, **row}).last_pk
-        for record in message["attachments"]:
-            db["attachments"].insert({"message_id": new_ids[message["id"]], **record})
+        new_ids[message["id"]] = new_id = store.add_message(conversation_id, row.pop("role"), row.pop("content"), **row)
+        store.add_attachments(new_id, [AttachmentRecord(**record) for record in message["attachments"]])
     for branch in tail["branches"]:
-        db["branches"].insert({"conversation_id": conversation_id, **branch,
-                               "parent_id": new_ids.get(branch["parent_id"], branch["parent_id"])})
-    db["conversations"].update(conversation_id, {"updated": now()})
+        parent_id = new_ids.get(branch["parent_id"], branch["parent_id"])
+        store.add_branch(conversation_id, parent_id, branch["position"], branch["messages"], branch["created"])
+    store.update_conversation(conversation_id)
 
 
-def with_versions(text: str, store: Any, conversation_id: int, fmt: str) -> str:
+def with_versions(text: str, store: Store, conversation_id: int, fmt: str) -> str:
     """An export (``store.export_conversation``) plus the versions not on screen (`history … --all-branches`)."""
     versions = _archived(store, conversation_id)
     if fmt == "json":
@@ -165,13 +143,9 @@ def with_versions(text: str, store: Any, conversation_id: int, fmt: str) -> str:
     return "\n".join(lines)
 
 
-def _archived(store: Any, conversation_id: int) -> list[dict[str, Any]]:
+def _archived(store: Store, conversation_id: int) -> list[dict[str, Any]]:
     """Every version not on screen, nested ones included (their parent ids are the archived messages' ids)."""
-    with store._lock:
-        if not store.db["branches"].exists():
-            return []
-        pending = [r for r in store.db["branches"].rows_where("conversation_id = ?", [conversation_id],
-                                                              order_by="parent_id, position")]
+    pending = [b.as_dict() for b in store.branches(conversation_id)]
     versions = []
     while pending:
         row = pending.pop(0)

@@ -5,7 +5,8 @@ named ``mNNN_what``; :func:`migrate` applies, in order, the steps a database has
 ``_migrations`` table. Never change a step that has shipped: add the next one.
 
 Steps 1-4 are, statement for statement, the schema the store created before steps were recorded
-(``IF NOT EXISTS`` throughout), so a database made by that code takes them as no-ops and loses nothing.
+(``IF NOT EXISTS`` throughout), so a database made by that code takes them as no-ops and loses nothing;
+steps 5-6 likewise match the tables ``attach`` and ``branches`` once created on first use.
 Only ``assistant.store`` calls this module: the store is the schema's one owner.
 """
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 import re
 import sqlite3
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 Migration = Callable[[sqlite3.Connection], None]
 MIGRATIONS: list[Migration] = []
@@ -116,6 +117,55 @@ def m004_models(conn: sqlite3.Connection) -> None:
     )
 
 
+@migration
+def m005_attachments(conn: sqlite3.Connection) -> None:
+    """What is kept of a file attached to a message: name, size, sha256, tokens (its text is in the message).
+
+    ``IF NOT EXISTS`` throughout: a database opened by the code that created this table on first use
+    already has it, with these very columns, index and trigger.
+    """
+    conn.execute(
+        """CREATE TABLE IF NOT EXISTS "attachments" (
+   "id" INTEGER PRIMARY KEY,
+   "message_id" INTEGER REFERENCES "messages"("id"),
+   "name" TEXT,
+   "size" INTEGER,
+   "sha256" TEXT,
+   "tokens" INTEGER
+)"""
+    )
+    conn.execute('CREATE INDEX IF NOT EXISTS "idx_attachments_message_id" ON "attachments" ("message_id")')
+    # a deleted message (edit-and-resend, a deleted conversation) takes its records along: SQLite
+    # reuses the highest message ids, and a new message must not inherit an old one's files
+    conn.execute(
+        "CREATE TRIGGER IF NOT EXISTS attachments_follow_messages AFTER DELETE ON messages "
+        "BEGIN DELETE FROM attachments WHERE message_id = old.id; END"
+    )
+
+
+@migration
+def m006_branches(conn: sqlite3.Connection) -> None:
+    """The versions at each branch point of a conversation (``assistant.branches``); ``IF NOT EXISTS`` as in m005."""
+    conn.execute(
+        """CREATE TABLE IF NOT EXISTS "branches" (
+   "id" INTEGER PRIMARY KEY,
+   "conversation_id" INTEGER,
+   "parent_id" INTEGER,
+   "position" INTEGER,
+   "messages" TEXT,
+   "created" TEXT
+)"""
+    )
+    conn.execute(
+        'CREATE INDEX IF NOT EXISTS "idx_branches_conversation_id_parent_id" '
+        'ON "branches" ("conversation_id", "parent_id")'
+    )
+    conn.execute(  # a deleted conversation takes every version with it
+        "CREATE TRIGGER IF NOT EXISTS branches_follow_conversations AFTER DELETE ON conversations "
+        "BEGIN DELETE FROM branches WHERE conversation_id = old.id; END"
+    )
+
+
 def applied(conn: sqlite3.Connection) -> list[str]:
     """The names of the steps this database has recorded, in the order they ran."""
     exists = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_migrations'").fetchone()
@@ -134,7 +184,7 @@ def migrate(conn: sqlite3.Connection, steps: list[Migration] | None = None) -> l
     names = []
     for step in pending(conn, steps):
         step(conn)
-        stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        stamp = datetime.now(UTC).isoformat(timespec="seconds")
         conn.execute("INSERT INTO _migrations (name, applied) VALUES (?, ?)", [step.__name__, stamp])
         names.append(step.__name__)
     return names

@@ -1,4 +1,5 @@
-"""Conversation history in SQLite (sqlite-utils): conversations, messages, full-text search, model entries.
+"""Conversation history in SQLite (sqlite-utils): conversations, messages, full-text search, attachment
+records, branch versions, model entries.
 
 The store is the database's one owner: its schema comes from ``assistant.migrations`` (numbered steps
 recorded in the database), other modules read and write through the methods here and get typed rows.
@@ -18,9 +19,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 import sqlite_utils
 
@@ -54,7 +55,7 @@ MAX_ID = 2**63 - 1  # SQLite's largest integer
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 class Row:
@@ -72,7 +73,7 @@ class Row:
         return asdict(self)  # type: ignore[call-overload]
 
     @classmethod
-    def from_row(cls: type[R], row: dict[str, Any]) -> R:
+    def from_row(cls, row: dict[str, Any]) -> Self:
         """From a database row: NULL text reads as "", 0/1 flags as bools; columns the class lacks are skipped."""
         names, texts, flags = _columns(cls)
         values = {name: row[name] for name in names if name in row}
@@ -94,9 +95,6 @@ def _columns(cls: type) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ..
         tuple(f.name for f in found if f.type == "str"),
         tuple(f.name for f in found if f.type == "bool"),
     )
-
-
-R = TypeVar("R", bound=Row)
 
 
 @dataclass
@@ -162,6 +160,30 @@ class ModelEntry(Row):
     created: str = ""
 
 
+@dataclass
+class AttachmentRecord(Row):
+    """What is kept of a file attached to a message (its text is in the message itself)."""
+
+    name: str
+    size: int  # bytes
+    sha256: str
+    tokens: int = 0  # of its block, counted with the model that answered
+    message_id: int = 0  # set when stored
+    id: int = 0  # set when stored
+
+
+@dataclass
+class Branch(Row):
+    """One version at a branch point (``assistant.branches``): the one on screen has ``messages`` None."""
+
+    id: int
+    conversation_id: int
+    parent_id: int  # the message the versions follow; 0 for the conversation's start
+    position: int  # 1, 2, … at its branch point
+    messages: str | None = None  # JSON: the archived tail of a version not on screen
+    created: str = ""
+
+
 MESSAGE_FIELDS = {f.name for f in fields(Message)} - {"id"}
 CONVERSATION_FIELDS = {f.name for f in fields(Conversation)} - {"id"}
 
@@ -175,6 +197,7 @@ class Store:
         self.path = Path(path)
         self.readonly = readonly
         self._lock = threading.RLock()
+        self._writing = False  # inside _write (the lock's holder only): nested writes join its transaction
         if readonly:
             self._open_readonly()
             return
@@ -187,7 +210,7 @@ class Store:
                     self.db.conn.close()
                 if not _transient(exc) or attempt == 9:
                     raise StoreError(f"cannot open history database {path}: {exc}{_hint(path, exc)}") from None
-                time.sleep(0.05 * 2**min(attempt, 4))
+                time.sleep(0.05 * 2 ** min(attempt, 4))
             except (sqlite3.Error, OSError) as exc:
                 raise StoreError(f"cannot open history database {path}: {exc}{_hint(path, exc)}") from None
 
@@ -252,14 +275,24 @@ class Store:
             return migrations.applied(self.db.conn)
 
     def _write(self, fn: Callable[[], T]) -> T:
-        """Run a write, retrying while another process holds the lock; one clear error otherwise."""
+        """Run a write, retrying while another process holds the lock; one clear error otherwise.
+
+        A write inside another one (see :meth:`atomic`) joins its transaction: it commits or rolls back with it.
+        """
+        with self._lock:
+            if self._writing:
+                return fn()
         delay = 0.05
         for attempt in range(8):
             try:
                 with self._lock, self.db.conn:
                     if not self.db.conn.in_transaction:  # DDL gets no implicit BEGIN: take the write lock now
                         self.db.conn.execute("BEGIN IMMEDIATE")
-                    return fn()
+                    self._writing = True
+                    try:
+                        return fn()
+                    finally:
+                        self._writing = False
             except sqlite3.OperationalError as exc:
                 if not _transient(exc) or attempt == 7:
                     why = f"{exc}{_hint(self.path, exc)}"
@@ -269,6 +302,14 @@ class Store:
             except sqlite3.Error as exc:
                 raise StoreError(f"cannot write history database {self.path}: {exc}") from None
         raise AssertionError("unreachable")
+
+    def atomic(self, fn: Callable[[], T]) -> T:
+        """Run ``fn``, which reads and writes through this store, as one transaction: all its writes or none.
+
+        Other threads and processes wait for it; it is retried whole while another process holds the lock,
+        so ``fn`` must do nothing but store calls. An exception from ``fn`` rolls everything back.
+        """
+        return self._write(fn)
 
     # conversations
     def new_conversation(self, title: str = "", model: str = "", system: str = "") -> int:
@@ -393,19 +434,22 @@ class Store:
             if not order:
                 return []
             marks = ",".join("?" * len(order))
-            rows = list(self.db.query(
-                f"""select messages.*, snippet(messages_fts, 0, '[', ']', '…', 12) as snippet
+            rows = list(
+                self.db.query(
+                    f"""select messages.*, snippet(messages_fts, 0, '[', ']', '…', 12) as snippet
                     from messages_fts join messages on messages.rowid = messages_fts.rowid
                     where messages_fts match ? and messages_fts.rowid in ({marks})""",
-                [quoted, *order],
-            ))
+                    [quoted, *order],
+                )
+            )
         return sorted((SearchHit.from_row(row) for row in rows), key=lambda hit: order[hit.id])
 
     def escalated_exchanges(self) -> list[Exchange]:
         """Finished, non-empty answers from the teacher with the user's question before each, oldest first."""
         with self._lock:
-            rows = list(self.db.query(
-                """
+            rows = list(
+                self.db.query(
+                    """
                 select a.conversation_id, a.id as answer_id, a.content as answer, a.model,
                        (select u.content from messages u where u.conversation_id = a.conversation_id
                           and u.role = 'user' and u.id < a.id order by u.id desc limit 1) as question
@@ -413,8 +457,64 @@ class Store:
                 where a.role = 'assistant' and a.escalated = 1 and a.complete = 1 and trim(a.content) != ''
                 order by a.id
                 """
-            ))
+                )
+            )
         return [Exchange.from_row(row) for row in rows]
+
+    # attachments (records of the files sent with a message)
+    def add_attachments(self, message_id: int, records: list[AttachmentRecord]) -> None:
+        """Record the files attached to a stored message (their ``id`` and ``message_id`` are set here)."""
+        rows = [{**r.as_dict(), "message_id": message_id} for r in records]
+        for row in rows:
+            del row["id"]
+        if rows:
+            self._write(lambda: self.db["attachments"].insert_all(rows))
+
+    def attachments(self, message_id: int) -> list[AttachmentRecord]:
+        """The files recorded with a message, in the order they were attached (empty if none)."""
+        with self._lock:
+            if not self.db["attachments"].exists():  # an older database opened read-only (not migrated)
+                return []
+            rows = list(self.db["attachments"].rows_where("message_id = ?", [message_id], order_by="id"))
+        return [AttachmentRecord.from_row(row) for row in rows]
+
+    # branches (the versions at each branch point of a conversation)
+    def branches(self, conversation_id: int, parent_ids: list[int] | None = None) -> list[Branch]:
+        """The conversation's versions (only those at ``parent_ids`` if given), by branch point then position."""
+        where, args = "conversation_id = ?", [conversation_id]
+        if parent_ids is not None:
+            where += f" and parent_id in ({','.join('?' * len(parent_ids))})"
+            args += parent_ids
+        with self._lock:
+            if not self.db["branches"].exists():  # an older database opened read-only (not migrated)
+                return []
+            rows = list(self.db["branches"].rows_where(where, args, order_by="parent_id, position"))
+        return [Branch.from_row(row) for row in rows]
+
+    def add_branch(
+        self, conversation_id: int, parent_id: int, position: int, messages: str | None = None, created: str = ""
+    ) -> Branch:
+        """A new version at a branch point (``messages`` None: the one on screen)."""
+        row = {
+            "conversation_id": conversation_id,
+            "parent_id": parent_id,
+            "position": position,
+            "messages": messages,
+            "created": created or now(),
+        }
+        pk = self._write(lambda: self.db["branches"].insert(row).last_pk)
+        return Branch.from_row({**row, "id": pk})
+
+    def set_branch_messages(self, branch_id: int, messages: str | None) -> None:
+        """Archive a version's tail (JSON), or mark it as the one on screen (None)."""
+        self._write(lambda: self.db["branches"].update(branch_id, {"messages": messages}))
+
+    def delete_branches(self, conversation_id: int, parent_ids: list[int]) -> None:
+        """Drop the versions at these branch points (e.g. when their messages are archived with a tail)."""
+        if parent_ids:
+            marks = ",".join("?" * len(parent_ids))
+            where = f"conversation_id = ? and parent_id in ({marks})"
+            self._write(lambda: self.db["branches"].delete_where(where, [conversation_id, *parent_ids]))
 
     # models (the registry's entries)
     def model_entries(self) -> list[ModelEntry]:

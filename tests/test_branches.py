@@ -89,3 +89,42 @@ def test_history_prints_the_branch_on_screen_or_all_of_them(engine, tmp_path: Pa
     data = json.loads(capsys.readouterr().out)
     assert [m["content"] for m in data["messages"]][-1] == second
     assert [(v["position"], v["messages"][0]["content"]) for v in data["versions"]] == [(1, first)]
+
+
+def test_a_version_archived_by_the_earlier_code_comes_back(tmp_path: Path) -> None:
+    """An archive as the code before m006 wrote it (raw rows: 0/1 flags, NULL text) restores with its file."""
+    import json
+
+    from assistant import branches
+
+    store = Store(tmp_path / "h.db")
+    cid = store.new_conversation(title="t")
+    question = store.add_message(cid, "user", "Name a colour.")
+    store.add_message(cid, "assistant", "Blue.", model="m")
+    old = {
+        "role": "assistant",
+        "content": "Red.",
+        "model": "m",
+        "escalated": 0,
+        "route": None,
+        "complete": 1,
+        "finish_reason": None,
+        "prompt_tokens": 12,
+        "completion_tokens": 2,
+        "ttft_s": 0.03,
+        "tokens_per_s": 40.0,
+        "created": "2026-11-29T10:00:00+00:00",
+    }
+    record = {"name": "notes.md", "size": 7, "sha256": "0" * 64, "tokens": 9}
+    tail = {"messages": [{"id": question + 1, **old, "attachments": [record]}], "branches": []}
+    store.add_branch(cid, question, 1, json.dumps(tail), "2026-11-29T10:00:01+00:00")
+    store.add_branch(cid, question, 2)
+
+    branches.switch(store, cid, question, 1)
+    asked, restored = store.messages(cid)
+    assert (asked.id, restored.content, restored.created) == (question, "Red.", old["created"])
+    assert restored.complete and not restored.escalated and restored.prompt_tokens == 12
+    assert [(r.name, r.tokens) for r in attach.of_message(store, restored.id)] == [("notes.md", 9)]
+    assert branches.points(store, cid) == [BranchPoint(question, 1, 2)]
+    archived = json.loads(store.branches(cid)[1].messages or "")
+    assert [m["content"] for m in archived["messages"]] == ["Blue."]

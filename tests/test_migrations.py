@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import sqlite_utils
 
 from assistant import migrations
 from assistant.session import resumable
@@ -58,7 +59,7 @@ def test_an_old_database_migrates_forward_with_nothing_lost(old_database: Path) 
 
     store = Store(old_database)
     assert store.applied_migrations() == ALL_STEPS  # recorded once: reopening applies nothing
-    closures, = (c for c in store.conversations() if c.title == "Closures")
+    (closures,) = (c for c in store.conversations() if c.title == "Closures")
     assert closures.system == "Be brief." and closures.model == "smollm2-135m"
     question, answer, fact, teacher = store.messages(closures.id)
     assert (question.role, question.content) == ("user", "What is a closure in Python?")
@@ -69,8 +70,18 @@ def test_an_old_database_migrates_forward_with_nothing_lost(old_database: Path) 
     half_written = store.messages(store.latest_conversation_id() or 0)[-1]
     assert half_written.content == "La mer se retire" and resumable(half_written)
     student = store.model_entry("my-student")
-    assert student == ModelEntry("my-student", "/models/my-student.gguf", "distilled", "llama", 134515008, "Q4_1",
-                                 8192, 103530048, "ab" * 32, student.created if student else "")
+    assert student == ModelEntry(
+        "my-student",
+        "/models/my-student.gguf",
+        "distilled",
+        "llama",
+        134515008,
+        "Q4_1",
+        8192,
+        103530048,
+        "ab" * 32,
+        student.created if student else "",
+    )
     assert [e.name for e in store.model_entries()] == ["linked-one", "my-student"]
 
     # and it keeps working: new rows are indexed, deletions leave the index
@@ -79,6 +90,7 @@ def test_an_old_database_migrates_forward_with_nothing_lost(old_database: Path) 
     store.delete_message(question.id)
     assert store.search("closure") == []
     assert store.integrity_ok()
+    assert {"attachments", "branches"} <= set(store.db.table_names())  # later tables arrive by migration
     store.close()
 
 
@@ -88,27 +100,71 @@ def test_a_migrated_old_database_has_the_schema_of_a_new_one(old_database: Path,
     assert "table _migrations" in schema(fresh) and "trigger messages_au" in schema(fresh)
 
 
+def test_tables_once_made_on_first_use_are_adopted_with_their_rows(tmp_path: Path) -> None:
+    """A database opened by the code that created ``attachments``/``branches`` on first use (before m005/m006)."""
+    path = tmp_path / "assistant.db"
+    conn = sqlite3.connect(path)
+    with conn:
+        migrations.migrate(conn, migrations.MIGRATIONS[:4])
+    db = sqlite_utils.Database(conn)  # what attach.save and branches._table did, call for call
+    db["attachments"].create(
+        {"id": int, "message_id": int, "name": str, "size": int, "sha256": str, "tokens": int},
+        pk="id",
+        foreign_keys=[("message_id", "messages", "id")],
+        if_not_exists=True,
+    )
+    db["attachments"].create_index(["message_id"], if_not_exists=True)
+    db.execute(
+        "CREATE TRIGGER IF NOT EXISTS attachments_follow_messages AFTER DELETE ON messages "
+        "BEGIN DELETE FROM attachments WHERE message_id = old.id; END"
+    )
+    db["branches"].create(
+        {"id": int, "conversation_id": int, "parent_id": int, "position": int, "messages": str, "created": str},
+        pk="id",
+        if_not_exists=True,
+    )
+    db["branches"].create_index(["conversation_id", "parent_id"], if_not_exists=True)
+    db.execute(
+        "CREATE TRIGGER IF NOT EXISTS branches_follow_conversations AFTER DELETE ON conversations "
+        "BEGIN DELETE FROM branches WHERE conversation_id = old.id; END"
+    )
+    db["conversations"].insert({"id": 1, "title": "t"})
+    db["messages"].insert({"id": 1, "conversation_id": 1, "role": "user", "content": "hi"})
+    db["attachments"].insert({"message_id": 1, "name": "notes.md", "size": 7, "sha256": "0" * 64, "tokens": 9})
+    db["branches"].insert({"conversation_id": 1, "parent_id": 0, "position": 1, "messages": None, "created": "x"})
+    conn.commit()
+    conn.close()
+
+    store = Store(path)
+    assert store.applied_migrations() == ALL_STEPS
+    assert [(a.name, a.tokens) for a in store.attachments(1)] == [("notes.md", 9)]
+    assert [(b.parent_id, b.position, b.messages) for b in store.branches(1)] == [(0, 1, None)]
+    assert schema(store) == schema(Store(tmp_path / "fresh.db"))
+    store.delete_conversation(1)  # the triggers still follow
+    assert store.attachments(1) == [] and store.branches(1) == []
+
+
 def test_a_new_step_runs_once_and_a_failing_one_changes_nothing(tmp_path: Path) -> None:
     store = Store(tmp_path / "assistant.db")
     cid = store.new_conversation(title="kept")
 
-    def m005_pinned(conn: sqlite3.Connection) -> None:
+    def m901_pinned(conn: sqlite3.Connection) -> None:
         conn.execute("alter table conversations add column pinned integer default 0")
 
-    def m006_broken(conn: sqlite3.Connection) -> None:
+    def m902_broken(conn: sqlite3.Connection) -> None:
         conn.execute("create table half_done (x)")
         conn.execute("this is not sql")
 
-    steps = [*migrations.MIGRATIONS, m005_pinned]
-    assert store._migrate(steps) == ["m005_pinned"]
+    steps = [*migrations.MIGRATIONS, m901_pinned]
+    assert store._migrate(steps) == ["m901_pinned"]
     assert store._migrate(steps) == []
     with pytest.raises(sqlite3.OperationalError):
-        store._migrate([*steps, m006_broken])
-    assert store.applied_migrations() == [*ALL_STEPS, "m005_pinned"]  # the failed step left no record...
+        store._migrate([*steps, m902_broken])
+    assert store.applied_migrations() == [*ALL_STEPS, "m901_pinned"]  # the failed step left no record...
     assert "half_done" not in store.db.table_names()  # ...and none of its changes
     assert store.conversation(cid).title == "kept"
     store.close()
-    assert Store(tmp_path / "assistant.db").applied_migrations()[-1] == "m005_pinned"  # steps it does not know: kept
+    assert Store(tmp_path / "assistant.db").applied_migrations()[-1] == "m901_pinned"  # steps it does not know: kept
 
 
 def test_steps_must_be_numbered_in_order() -> None:
@@ -155,8 +211,12 @@ print(len(store.messages(1)), len(store.applied_migrations()))
 def test_processes_opening_an_old_database_at_once_migrate_it_once(old_database: Path, tmp_path: Path) -> None:
     go = tmp_path / "go"
     procs = [
-        subprocess.Popen([sys.executable, "-c", OPEN_AT_ONCE, str(old_database), str(go)], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", OPEN_AT_ONCE, str(old_database), str(go)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(4)
     ]
     assert [proc.stdout.readline() for proc in procs] == ["ready\n"] * 4  # type: ignore[union-attr]
