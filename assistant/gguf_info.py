@@ -49,6 +49,8 @@ class ModelInfo:
     bos_token: str
     eos_token: str
     warnings: list[str]
+    teacher: str = ""  # a distilled student: the teacher it learnt from (GGUF key distill.teacher)
+    recipe: str = ""  # …and the recipe that made it (distill.recipe)
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -172,6 +174,10 @@ def _describe(path: Path, size: int, header: Header) -> ModelInfo:
         value = meta.get(key, 0)
         return int(value) if isinstance(value, (int, float)) else 0
 
+    def text(key: str) -> str:
+        value = meta.get(key, "")
+        return value if isinstance(value, str) else ""
+
     name = meta.get("general.name")
     return ModelInfo(
         path=str(path),
@@ -188,6 +194,8 @@ def _describe(path: Path, size: int, header: Header) -> ModelInfo:
         bos_token=header.special_tokens.get("bos", ""),
         eos_token=header.special_tokens.get("eos", ""),
         warnings=warnings,
+        teacher=text("distill.teacher"),
+        recipe=text("distill.recipe"),
     )
 
 

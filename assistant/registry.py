@@ -186,6 +186,8 @@ class ModelRow:
     fit: str = ""  # fits | may be slow | won't fit
     problem: str = ""  # why the file cannot be used, if it cannot
     default: bool = False
+    teacher: str = ""  # distilled models: the teacher and the recipe they came from
+    recipe: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -370,6 +372,7 @@ def _row(name: str, path: str, origin: str, sha256: str, created: str, n_ctx: in
         return row
     row.architecture, row.parameters, row.quantization = info.architecture, info.parameters, info.quantization
     row.context_length, row.size = info.context_length, info.size
+    row.teacher, row.recipe = info.teacher, info.recipe
     row.memory = estimate_memory(info, min(n_ctx, info.context_length or n_ctx))
     row.fit = fit_label(row.memory, available)
     return row
