@@ -33,6 +33,7 @@ class ModelReport:
     mean_kl: float | None = None  # the rest: on the teacher's answers to held-out prompts
     top1_agreement: float | None = None
     perplexity: float | None = None
+    outside_topk: float | None = None  # the model's probability outside the teacher's top-k tokens (hidden tail)
     tokens_per_s: float | None = None
     answers: list[dict[str, Any]] = field(default_factory=list)
 
@@ -117,8 +118,9 @@ def _log_softmax(x: np.ndarray) -> np.ndarray:
 
 
 def evaluate(teacher: Path, students: dict[str, Path], tasks: list[dict[str, Any]], heldout: list[str],
-             max_new_tokens: int = 48) -> list[ModelReport]:
-    """Reports for the teacher (first) and each student, all against the teacher."""
+             max_new_tokens: int = 48, top_k: int = 32) -> list[ModelReport]:
+    """Reports for the teacher (first) and each student, all against the teacher (``top_k``: the teacher's
+    tokens a model's probability outside of which is reported as its hidden tail)."""
     from tqdm import tqdm
 
     from distill_tools.progress import interactive
@@ -153,7 +155,7 @@ def evaluate(teacher: Path, students: dict[str, Path], tasks: list[dict[str, Any
                         bar.update(1)
                 else:
                     bar.update(len(heldout))
-                _compare(runner, reference, report)
+                _compare(runner, reference, report, top_k)
             finally:
                 runner.close()
             reports.append(report)
@@ -164,17 +166,21 @@ def evaluate(teacher: Path, students: dict[str, Path], tasks: list[dict[str, Any
     return reports
 
 
-def _compare(runner: Runner, reference: list[tuple[list[int], list[int], np.ndarray]], report: ModelReport) -> None:
-    kl_sum, agree, nll, positions = 0.0, 0, 0.0, 0
+def _compare(runner: Runner, reference: list[tuple[list[int], list[int], np.ndarray]], report: ModelReport,
+             top_k: int) -> None:
+    kl_sum, agree, nll, outside, positions = 0.0, 0, 0.0, 0.0, 0
     for prompt, answer, teacher_logp in reference:
         logp = _log_softmax(runner.logits(prompt, answer))
         kl_sum += float((np.exp(teacher_logp) * (teacher_logp - logp)).sum())
+        top = np.argpartition(-teacher_logp, min(top_k, teacher_logp.shape[-1]) - 1, axis=-1)[:, :top_k]
+        outside += float((1 - np.exp(np.take_along_axis(logp, top, -1)).sum(-1)).sum())
         agree += int((teacher_logp.argmax(-1) == logp.argmax(-1)).sum())
         nll -= float(logp[np.arange(len(answer)), answer].sum())
         positions += len(answer)
     if positions:
         report.mean_kl, report.top1_agreement = kl_sum / positions, agree / positions
         report.perplexity = math.exp(nll / positions)
+        report.outside_topk = outside / positions
 
 
 # -- the report
@@ -203,14 +209,16 @@ def markdown(reports: list[ModelReport], extra: dict[str, Any]) -> str:
     teacher = reports[0]
     lines = [
         "# Distillation report", "",
-        "| model | size MB | params M | size vs teacher | task score | retention | mean KL | top-1 agreement | perplexity | tokens/s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| model | size MB | params M | size vs teacher | task score | retention | mean KL | top-1 agreement | perplexity "
+        "| mass outside teacher's top-k | tokens/s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in reports:
         lines.append(
             f"| {r.label} | {r.size_bytes / 1e6:.1f} | {r.parameters / 1e6:.1f} | {r.parameters / max(1, teacher.parameters):.0%} "
             f"| {figure(r.task_score, '.1%')} | {figure(r.retention, '.1%')} | {figure(r.mean_kl, '.3f')} "
-            f"| {figure(r.top1_agreement, '.1%')} | {figure(r.perplexity, '.2f')} | {figure(r.tokens_per_s, '.0f')} |"
+            f"| {figure(r.top1_agreement, '.1%')} | {figure(r.perplexity, '.2f')} | {figure(r.outside_topk, '.1%')} "
+            f"| {figure(r.tokens_per_s, '.0f')} |"
         )
     lines += ["", "Task score: share of the bundled held-out tasks answered correctly (greedy, llama.cpp). "
               "KL, agreement and perplexity: on the teacher's greedy answers to held-out prompts "

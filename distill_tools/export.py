@@ -38,7 +38,7 @@ LAYER_NAMES = {
     "mlp.down_proj": "ffn_down",
 }
 FTYPES = {"F32": 0, "F16": 1, "Q8_0": 7, "Q4_0": 2, "Q5_0": 8, "Q4_K_M": 15}
-LLAMA_QUANTS = {"Q4_0": 32, "Q5_0": 32, "Q4_K_M": 256}  # made by llama.cpp's quantiser: row block size
+LLAMA_QUANTS = {"Q5_0": 32, "Q4_0": 32, "Q4_K_M": 256}  # made by llama.cpp's quantiser: row block size
 
 
 class ExportError(DistillError):
@@ -93,10 +93,10 @@ def quant_problem(quant: str, rows: dict[str, int]) -> str:
     bad = {what: n for what, n in rows.items() if block and n % block}
     if not bad:
         return ""
-    fits = [q for q, b in LLAMA_QUANTS.items() if all(n % b == 0 for n in rows.values())]
+    fits = [q for q, b in LLAMA_QUANTS.items() if all(n % b == 0 for n in rows.values())] + ["Q8_0"]
     shapes = ", ".join(f"{what} {n}" for what, n in bad.items())
     return (f"export.quant = {quant} needs weight rows in multiples of {block} values, but this student has {shapes} "
-            f"(llama.cpp would silently keep those tensors at higher precision): use {' or '.join(fits + ['Q8_0'])}")
+            f"(llama.cpp would silently keep those tensors at higher precision): use {' or '.join([', '.join(fits[:-1]), fits[-1]] if len(fits) > 1 else fits)}")
 
 
 def _rope_theta(config: Any) -> float:

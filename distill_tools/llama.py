@@ -21,11 +21,32 @@ def threads() -> int:
     return load().model.threads or physical_cores()
 
 
+_captured: list[str] = []
+
+
+def _keep(level: int, text: bytes, user_data: Any) -> None:
+    _captured.append(text.decode("utf-8", errors="replace"))
+
+
+_callback: Any = None  # the ctypes callback, kept alive while llama.cpp may call it
+
+
 @contextmanager
 def quiet() -> Iterator[list[str]]:
-    """Send llama.cpp's log (C-level stdout/stderr) to a scratch file; yields a list that receives its lines."""
-    logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)  # its Python-side log callback
+    """Keep llama.cpp's log off the terminal: its log callback and its C-level stdout/stderr both go to a
+    scratch buffer; yields a list that receives the log's lines when the block ends (for error messages)."""
+    import ctypes
+
+    import llama_cpp
+    from llama_cpp import _logger
+
+    global _callback
+    if _callback is None:
+        _callback = llama_cpp.llama_log_callback(_keep)
+    logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
     captured: list[str] = []
+    _captured.clear()
+    llama_cpp.llama_log_set(_callback, ctypes.c_void_p(0))
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
@@ -41,8 +62,10 @@ def quiet() -> Iterator[list[str]]:
             for fd, copy in saved.items():
                 os.dup2(copy, fd)
                 os.close(copy)
+            llama_cpp.llama_log_set(_logger.llama_log_callback, ctypes.c_void_p(0))
             scratch.seek(0)
-            captured += scratch.read().decode("utf-8", errors="replace").splitlines()
+            captured += "".join(_captured).splitlines() + scratch.read().decode("utf-8", errors="replace").splitlines()
+            _captured.clear()
 
 
 def open_model(path: Path, n_ctx: int, **options: Any) -> Any:

@@ -302,13 +302,14 @@ def run(recipe: Recipe, on_step: Any = None, *, resume: str = "auto", replace: b
     say(f"evaluate: teacher and {len(students)} student(s) in llama.cpp on {len(plan.tasks)} tasks "
         f"and {len(heldout)} held-out prompts")
     reports = evaluate.evaluate(teacher_gguf, students, plan.tasks, [r["prompt"] for r in heldout],
-                                recipe.eval.max_new_tokens)
+                                recipe.eval.max_new_tokens, recipe.data.top_k)
     times["eval_s"] = time.perf_counter() - mark
     times["total_s"] = time.perf_counter() - clock
     for r in reports:
         say(f"evaluate: {r.label}: task score {evaluate.figure(r.task_score, '.1%')}, "
             f"KL {evaluate.figure(r.mean_kl, '.3f')}, top-1 {evaluate.figure(r.top1_agreement, '.1%')}, "
-            f"perplexity {evaluate.figure(r.perplexity, '.2f')}")
+            f"perplexity {evaluate.figure(r.perplexity, '.2f')}, "
+            f"mass outside the teacher's top-{recipe.data.top_k} {evaluate.figure(r.outside_topk, '.1%')}")
 
     summary["timings_s"] = {k: round(v, 1) for k, v in times.items()}
     summary["report"] = {k: str(v) for k, v in evaluate.write_report(work / "report", reports, state.history,

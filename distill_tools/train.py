@@ -178,7 +178,8 @@ def accumulate(model: Any, batches: list[list[Example]], loss: LossSection, pad_
         sums = forward_loss(model, batch, loss)
         (sums["total"] / answer_tokens).backward()
         for name, key in (("loss", "total"), ("kd", "kd"), ("ce", "ce"), ("tail", "tail")):
-            totals[name] += float(sums[key]) / answer_tokens
+            value = sums[key]
+            totals[name] += float(value.detach() if hasattr(value, "detach") else value) / answer_tokens
         totals["tokens"] += int(batch["attention_mask"].sum())
     return totals
 

@@ -60,7 +60,7 @@ def test_topk_plus_tail_equals_the_full_vocabulary_loss_when_the_tails_are_alike
     full = divergence(kind, teacher, student, t)
     bucketed = kd_loss(student, logprobs, indices, kind=kind, temperature=t, teacher_tail=tail, reduction="none")
     assert torch.allclose(bucketed, full, rtol=1e-4, atol=1e-5)
-    assert full.min() > 0.5  # not a trivially small case
+    assert full.min() > 0.1  # not a trivially small case (JSD is at most ln 2)
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -322,7 +322,7 @@ def test_bundled_tasks_are_held_out_of_the_bundled_prompts() -> None:
         ({'layers = "0,10,20,29"': 'layers = "0,10,40"'}, r"student.layers = '0,10,40': indices must lie in 0…29"),
         ({"mlp_width = 256": "mlp_width = 5000"}, "student.mlp_width = 5000: must lie between 1 and 1535"),
         ({'quant = "Q8_0"': 'quant = "Q4_K_M"'}, "Q4_K_M needs weight rows in multiples of 256 values, but this student "
-                                                 "has hidden size 576, attention width 576 .*: use Q5_0 or Q4_0 or Q8_0"),
+                                                 "has hidden size 576, attention width 576 .*: use Q5_0, Q4_0 or Q8_0"),
         ({'tasks = "bundled:tasks"': 'tasks = "/nowhere/tasks.jsonl"'}, "/nowhere/tasks.jsonl: cannot read the task set"),
     ],
 )
@@ -378,6 +378,7 @@ def test_quantised_export_is_quiet_and_refuses_shapes_it_does_not_fit(teacher, t
     from assistant.gguf_info import read_info
 
     small = student.prune(teacher.model, [0, 29])
+    tmp_path = tmp_path / "out"
     capfd.readouterr()
     result = export.export(small, teacher.tokenizer, tmp_path / "s.gguf", quant="Q5_0", teacher_gguf=teacher.gguf_path,
                            max_kl=10.0, min_top1=0.0, metadata={"distill.teacher": "t", "distill.recipe": "r"})
@@ -403,7 +404,7 @@ def test_the_report_shows_only_measured_figures_and_labels_them(smollm_path: Pat
     extra = {"quant": "Q8_0", "verification": {"top1_agreement": 0.9, "mean_kl": 0.01, "positions": 40, "passed": True},
              "timings_s": {"teacher_pass_s": 12.5, "train_s": 30.0}}
     text = evaluate.markdown(reports, extra)
-    assert "| — | — | — |" in text and "0.000" not in text
+    assert "| — | — | — | — |" in text and "0.000" not in text
     assert "**Export check** (Q8_0 GGUF in llama.cpp vs the torch student): passed, top-1 agreement 90.0%" in text
     assert "| teacher pass | 12.5 |" in text and "| train | 30.0 |" in text
     figure = evaluate.draw(reports, [{"loss": 2.0, "kd": 1.5, "ce": 3.0}, {"loss": 1.0, "kd": 0.7, "ce": 2.0}])
