@@ -6,8 +6,10 @@ no third-party progress bars, no llama.cpp log.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TextIO
 
 Say = Callable[[str], None]
@@ -36,3 +38,14 @@ def quiet_libraries() -> None:
         hf_logging.set_verbosity_error()
     except ImportError:
         pass
+
+
+@contextlib.contextmanager
+def third_party_bars_hidden() -> Iterator[None]:
+    """Off a terminal, swallow what a library writes to sys.stderr (e.g. transformers' GGUF conversion bar,
+    a plain tqdm that no setting turns off); on a terminal, change nothing. Errors still raise."""
+    if interactive():
+        yield
+        return
+    with contextlib.redirect_stderr(io.StringIO()):
+        yield

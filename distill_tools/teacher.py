@@ -141,9 +141,12 @@ def _convert_gguf(path: Path, folder: Path) -> None:
 
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    from distill_tools.progress import third_party_bars_hidden
+
     try:
-        model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
-        tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+        with third_party_bars_hidden():
+            model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+            tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
         model.hf_quantizer = None  # the weights are plain dequantised tensors now
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
