@@ -122,7 +122,8 @@ def throughput_rows(quick: bool) -> list[dict[str, Any]]:
                 (ours if name == "ours" else base).append(fn(teacher, examples, steps, batch, Path(tmp)))
     o, b = summary(ours)["median"], summary(base)["median"]
     notes = (f"default recipe's student (30 layers, 480-channel MLPs), batch {batch}, {steps} steps × {reps} reps, ≤128 tokens; "
-             f"ours (cached top-32 teacher log-probs + tail mass) {spread(ours, ' tok/s')}; HF Trainer + online teacher {spread(base, ' tok/s')}")
+             f"ours (cached top-32 teacher log-probs + tail mass) {spread(ours, ' tok/s')}; "
+             f"HF Trainer + online teacher {spread(base, ' tok/s')}")
     return [row(BENCH, "training throughput vs HF Trainer KD", o, "tok/s", baseline=b, ratio=ratio(o, b),
                 target=">= 1.5x", notes=notes, **summary(ours))]
 

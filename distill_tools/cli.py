@@ -9,6 +9,8 @@ from pathlib import Path
 
 from assistant import AssistantError
 
+REPLACE_HELP = "overwrite a model of the same name that this recipe did not make"
+
 
 def add_commands(group: argparse._SubParsersAction) -> None:
     """Add the distill subcommands to an argparse subparsers group."""
@@ -20,7 +22,7 @@ def add_commands(group: argparse._SubParsersAction) -> None:
                       help="continue the checkpoint; refuse if there is none or the recipe changed since")
     mode.add_argument("--fresh", dest="resume", action="store_const", const="fresh",
                       help="discard the checkpoint and train from the start (the teacher cache is kept)")
-    run.add_argument("--replace", action="store_true", help="overwrite a model of the same name this recipe did not make")
+    run.add_argument("--replace", action="store_true", help=REPLACE_HELP)
     run.set_defaults(handler=cmd_run)
 
     ev = group.add_parser("eval", help="compare a teacher and students (GGUF files or model names) in llama.cpp")
@@ -36,7 +38,7 @@ def add_commands(group: argparse._SubParsersAction) -> None:
     ex.add_argument("config")
     ex.add_argument("--quant", choices=["F32", "F16", "Q8_0", "Q5_0", "Q4_0", "Q4_K_M"], default=None)
     ex.add_argument("--out", default=None, help="GGUF path (default: <models dir>/<name>.gguf, registered)")
-    ex.add_argument("--replace", action="store_true", help="overwrite a model of the same name this recipe did not make")
+    ex.add_argument("--replace", action="store_true", help=REPLACE_HELP)
     ex.set_defaults(handler=cmd_export)
 
     fh = group.add_parser("from-history", help="escalated question → teacher answer pairs as a JSONL dataset")

@@ -46,7 +46,9 @@ def load_records(specs: list[str], limit: int = 0) -> list[dict[str, str]]:
 
 def prompt_path(spec: str) -> Path:
     """The file a ``data.prompts`` entry names (``bundled:NAME`` is a bundled JSONL)."""
-    return DATA_DIR / f"{spec.removeprefix('bundled:')}.jsonl" if spec.startswith("bundled:") else Path(spec).expanduser()
+    if spec.startswith("bundled:"):
+        return DATA_DIR / f"{spec.removeprefix('bundled:')}.jsonl"
+    return Path(spec).expanduser()
 
 
 def render(template: str, prompt: str) -> str:

@@ -209,8 +209,8 @@ def markdown(reports: list[ModelReport], extra: dict[str, Any]) -> str:
     teacher = reports[0]
     lines = [
         "# Distillation report", "",
-        "| model | size MB | params M | size vs teacher | task score | retention | mean KL | top-1 agreement | perplexity "
-        "| mass outside teacher's top-k | tokens/s |",
+        "| model | size MB | params M | size vs teacher | task score | retention | mean KL | top-1 agreement "
+        "| perplexity | mass outside teacher's top-k | tokens/s |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in reports:
@@ -230,7 +230,8 @@ def markdown(reports: list[ModelReport], extra: dict[str, Any]) -> str:
                   f"over {check['positions']} positions."]
     if timings := extra.get("timings_s"):
         lines += ["", "| phase | seconds |", "|---|---|"]
-        lines += [f"| {phase.removesuffix('_s').replace('_', ' ')} | {seconds:.1f} |" for phase, seconds in timings.items()]
+        lines += [f"| {phase.removesuffix('_s').replace('_', ' ')} | {seconds:.1f} |"
+                  for phase, seconds in timings.items()]
     lines.append("")
     for key, value in extra.items():
         if not isinstance(value, (dict, list)) and value is not None:

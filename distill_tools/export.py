@@ -96,7 +96,11 @@ def quant_problem(quant: str, rows: dict[str, int]) -> str:
     fits = [q for q, b in LLAMA_QUANTS.items() if all(n % b == 0 for n in rows.values())] + ["Q8_0"]
     shapes = ", ".join(f"{what} {n}" for what, n in bad.items())
     return (f"export.quant = {quant} needs weight rows in multiples of {block} values, but this student has {shapes} "
-            f"(llama.cpp would silently keep those tensors at higher precision): use {' or '.join([', '.join(fits[:-1]), fits[-1]] if len(fits) > 1 else fits)}")
+            f"(llama.cpp would silently keep those tensors at higher precision): use {_either(fits)}")
+
+
+def _either(options: list[str]) -> str:
+    return options[0] if len(options) == 1 else f"{', '.join(options[:-1])} or {options[-1]}"
 
 
 def _rope_theta(config: Any) -> float:

@@ -95,7 +95,7 @@ def check_output(recipe: Recipe, target: Path, replace: bool) -> None:
 
 
 def check_shape(recipe: Recipe) -> None:
-    """The student's layers and MLP width against the teacher's header, and the export type against the student's shape."""
+    """The student's layers and MLP width against the teacher's header; the export type against the student's shape."""
     from distill_tools import export, student
     from distill_tools import teacher as teachers
 

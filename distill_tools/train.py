@@ -159,7 +159,8 @@ def _step(model: Any, optimizer: Any, examples: list[Example], cfg: TrainSection
     for group in optimizer.param_groups:
         group["lr"] = lr
     optimizer.zero_grad(set_to_none=True)
-    batches = [micro_batch(examples, state.step * cfg.grad_accum + j, cfg.batch_size, seed) for j in range(cfg.grad_accum)]
+    first = state.step * cfg.grad_accum
+    batches = [micro_batch(examples, first + j, cfg.batch_size, seed) for j in range(cfg.grad_accum)]
     totals = accumulate(model, batches, loss, pad_id, device)
     if cfg.clip > 0:
         torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.clip)

@@ -164,7 +164,8 @@ def test_reductions_and_masked_positions() -> None:
     assert mean.item() == pytest.approx(total.item() / 2, rel=1e-6)
     changed = S_LOGITS.clone()
     changed[1] += 100.0  # a fully masked row cannot move the loss
-    assert kd_loss(changed, logprobs, indices, teacher_tail=tail, mask=mask).item() == pytest.approx(mean.item(), rel=1e-6)
+    unmoved = kd_loss(changed, logprobs, indices, teacher_tail=tail, mask=mask)
+    assert unmoved.item() == pytest.approx(mean.item(), rel=1e-6)
     with pytest.raises(ValueError, match="reduction"):
         kd_loss(S_LOGITS, logprobs, indices, reduction="avg")
 
@@ -190,7 +191,8 @@ def test_the_cache_holds_what_the_loss_needs(t: float) -> None:
     student = student_outside_topk(teacher, 3.0)
     logprobs, indices, tail = data._topk(teacher.numpy(), K, t)
     assert logprobs.dtype == np.float16 and indices.dtype == np.uint16 and tail.dtype == np.float32
-    exact = kd_loss(student, *teacher_targets(teacher, K, t)[:2], temperature=t, teacher_tail=teacher_targets(teacher, K, t)[2])
+    exact_logprobs, exact_indices, exact_tail = teacher_targets(teacher, K, t)
+    exact = kd_loss(student, exact_logprobs, exact_indices, temperature=t, teacher_tail=exact_tail)
     cached = kd_loss(student, torch.from_numpy(logprobs.astype(np.float32)), torch.from_numpy(indices.astype(np.int64)),
                      temperature=t, teacher_tail=torch.from_numpy(tail))
     assert cached.item() == pytest.approx(exact.item(), rel=2e-3)

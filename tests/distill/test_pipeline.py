@@ -21,7 +21,7 @@ TINY = (RECIPES_DIR / "tiny.toml").read_text()
 
 
 def tiny_recipe(folder: Path, **changes: str) -> Path:
-    """The bundled tiny recipe, smaller still (2 steps, 2 tasks, 1 held-out prompt), with ``changes`` (key = TOML line)."""
+    """The bundled tiny recipe, smaller still (2 steps, 2 tasks, 1 held-out prompt), with ``changes`` (TOML lines)."""
     text = TINY
     for old, new in {"max_steps = 4": "max_steps = 2", "limit = 6": "limit = 2", "heldout = 2": "heldout = 1",
                      "max_new_tokens = 8": "max_new_tokens = 4", **changes}.items():
@@ -42,7 +42,7 @@ def registered(name: str) -> dict:
 
 @pytest.mark.timeout(900)
 def test_tiny_recipe_lifecycle(assistant_home: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
-    """run → (recipe edited) run again → Ctrl-C during evaluation → export: each step leaves the right model registered.
+    """run → recipe edited → run again, Ctrl-C in evaluation → export: each leaves the right model registered.
 
     First run, on a non-terminal stdout: one line per phase, no bars, no llama.cpp log; leftovers of a killed
     export are removed; the student is registered with its sha256 and names its teacher and recipe; the report
@@ -133,7 +133,8 @@ def test_a_model_the_recipe_did_not_make_is_never_overwritten(assistant_home: Pa
     assert main(["distill", "export", "tiny"]) == 1
     assert "was not made by this recipe" in capfd.readouterr().err
     with pytest.raises(DistillError, match="a packaged model's name"):
-        pipeline.preflight(recipe.load(tiny_recipe(assistant_home, **{'name = "smollm2-tiny-student"': 'name = "smollm2-135m"'})))
+        packaged = {'name = "smollm2-tiny-student"': 'name = "smollm2-135m"'}
+        pipeline.preflight(recipe.load(tiny_recipe(assistant_home, **packaged)))
 
 
 @pytest.fixture(scope="module")
@@ -321,9 +322,11 @@ def test_bundled_tasks_are_held_out_of_the_bundled_prompts() -> None:
     [
         ({'layers = "0,10,20,29"': 'layers = "0,10,40"'}, r"student.layers = '0,10,40': indices must lie in 0…29"),
         ({"mlp_width = 256": "mlp_width = 5000"}, "student.mlp_width = 5000: must lie between 1 and 1535"),
-        ({'quant = "Q8_0"': 'quant = "Q4_K_M"'}, "Q4_K_M needs weight rows in multiples of 256 values, but this student "
-                                                 "has hidden size 576, attention width 576 .*: use Q5_0, Q4_0 or Q8_0"),
-        ({'tasks = "bundled:tasks"': 'tasks = "/nowhere/tasks.jsonl"'}, "/nowhere/tasks.jsonl: cannot read the task set"),
+        ({'quant = "Q8_0"': 'quant = "Q4_K_M"'},
+         "Q4_K_M needs weight rows in multiples of 256 values, but this student has hidden size 576, "
+         "attention width 576 .*: use Q5_0, Q4_0 or Q8_0"),
+        ({'tasks = "bundled:tasks"': 'tasks = "/nowhere/tasks.jsonl"'},
+         "/nowhere/tasks.jsonl: cannot read the task set"),
     ],
 )
 def test_a_bad_student_shape_export_type_or_file_fails_before_any_model_loads(
@@ -372,8 +375,8 @@ def test_llama_cpp_in_distillation_uses_assistant_threads(smollm_path: Path, mon
         runner.close()
 
 
-def test_quantised_export_is_quiet_and_refuses_shapes_it_does_not_fit(teacher, tmp_path: Path,
-                                                                      capfd: pytest.CaptureFixture[str]) -> None:  # noqa: ANN001
+def test_quantised_export_is_quiet_and_refuses_shapes_it_does_not_fit(
+        teacher, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:  # noqa: ANN001
     """Q5_0 through llama.cpp's quantiser: no llama.cpp log on the terminal; Q4_K_M on 576-wide rows: refused."""
     from assistant.gguf_info import read_info
 
