@@ -132,6 +132,7 @@ def test_a_model_the_recipe_did_not_make_is_never_overwritten(assistant_home: Pa
     assert sha256_file(target) == before and registered("smollm2-tiny-student")["origin"] == "imported"
     assert main(["distill", "export", "tiny"]) == 1
     assert "was not made by this recipe" in capfd.readouterr().err
+    assert pipeline.preflight(recipe.load("tiny"), replace=True).target == target  # --replace: the user's choice
     with pytest.raises(DistillError, match="a packaged model's name"):
         packaged = {'name = "smollm2-tiny-student"': 'name = "smollm2-135m"'}
         pipeline.preflight(recipe.load(tiny_recipe(assistant_home, **packaged)))
