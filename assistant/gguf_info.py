@@ -51,6 +51,8 @@ class ModelInfo:
     eos_token: str
     warnings: list[str]
     base_model: bool = False  # pretrained for completion, not tuned for chat (see is_base_model)
+    teacher: str = ""  # a distilled student: the teacher it learnt from (GGUF key distill.teacher)
+    recipe: str = ""  # …and the recipe that made it (distill.recipe)
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -201,6 +203,10 @@ def _describe(path: Path, size: int, header: Header) -> ModelInfo:
         value = meta.get(key, 0)
         return int(value) if isinstance(value, (int, float)) else 0
 
+    def text(key: str) -> str:
+        value = meta.get(key, "")
+        return value if isinstance(value, str) else ""
+
     name = meta.get("general.name")
     return ModelInfo(
         path=str(path),
@@ -218,6 +224,8 @@ def _describe(path: Path, size: int, header: Header) -> ModelInfo:
         eos_token=header.special_tokens.get("eos", ""),
         warnings=warnings,
         base_model=base,
+        teacher=text("distill.teacher"),
+        recipe=text("distill.recipe"),
     )
 
 

@@ -210,6 +210,8 @@ class ModelRow:
     kind: str = ""  # chat | base (a completion model, not tuned for chat)
     problem: str = ""  # why the file cannot be used, if it cannot
     default: bool = False
+    teacher: str = ""  # distilled models: the teacher and the recipe they came from
+    recipe: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -382,6 +384,7 @@ def _row(
         return row
     row.architecture, row.parameters, row.quantization = info.architecture, info.parameters, info.quantization
     row.context_length, row.size = info.context_length, info.size
+    row.teacher, row.recipe = info.teacher, info.recipe
     row.memory = estimate_memory(info, min(n_ctx, info.context_length or n_ctx))
     row.fit = fit_label(row.memory, available)
     row.kind = "base" if info.base_model else "chat"
