@@ -35,6 +35,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     from assistant.session import Session
 
     config = load()
+    persona = _persona(args)
     if args.system is not None:
         config.generation.system = args.system
     prompt = " ".join(args.prompt) if args.prompt else ""
@@ -48,8 +49,8 @@ def cmd_ask(args: argparse.Namespace) -> int:
         conversation_id = store.latest_conversation_id()
     if conversation_id is not None:
         store.conversation(conversation_id)  # clear error if it does not exist
-    engine = _load_engine(config, store, args.model)
-    session = Session(store, engine, config, conversation_id)
+    engine = _load_engine(config, store, args.model or (persona.runtime_model() if persona else None))
+    session = Session(store, engine, config, conversation_id, persona=persona)
     stream = session.send(
         prompt, max_tokens=args.max_tokens, temperature=args.temperature, escalate=args.escalate, approve=_approve
     )
@@ -132,7 +133,13 @@ def cmd_chat(args: argparse.Namespace) -> int:
         from assistant.tui.app import run
     except ImportError as exc:
         raise AssistantError(f"the chat UI is not available: {exc}") from None
-    return run(model=getattr(args, "model", None))
+    return run(model=getattr(args, "model", None), persona=_persona(args))
+
+
+def _persona(args: argparse.Namespace):  # noqa: ANN202 - an assistant.persona.Persona or None
+    from assistant.persona import load
+
+    return load(args.persona) if getattr(args, "persona", None) else None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -142,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     chat = sub.add_parser("chat", help="open the chat UI (the default)")
     chat.add_argument("--model", help="model name or GGUF path")
+    chat.add_argument("--persona", help="chat as this persona (see `assistant persona list`)")
     chat.set_defaults(handler=cmd_chat)
 
     ask = sub.add_parser("ask", help="ask one question, stream the answer")
@@ -150,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--max-tokens", type=int, default=None)
     ask.add_argument("--temperature", type=float, default=None)
     ask.add_argument("--system", default=None, help="system prompt")
+    ask.add_argument("--persona", help="answer as this persona (see `assistant persona list`)")
     ask.add_argument("--json", action="store_true", help="print one JSON object")
     ask.add_argument(
         "--escalate", choices=["never", "ask", "auto"], default=None, help="escalation to the teacher (default: config)"
@@ -183,7 +192,7 @@ def _extensions() -> list[Callable[[argparse._SubParsersAction], None]]:
     import importlib
     import importlib.util
 
-    modules = ("assistant.models_cli", "assistant.distill_cli")
+    modules = ("assistant.models_cli", "assistant.distill_cli", "assistant.persona_cli")
     return [importlib.import_module(m).register for m in modules if importlib.util.find_spec(m) is not None]
 
 

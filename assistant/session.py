@@ -26,6 +26,7 @@ from assistant.engine import Delta, Engine, Stats
 from assistant.store import Store
 
 if TYPE_CHECKING:  # the teacher module (and httpx) load only when escalation is on
+    from assistant.persona import Persona
     from assistant.router import Route
     from assistant.teacher import EscalationRequest, Teacher
 
@@ -52,9 +53,11 @@ class Turn:
 class Session:
     """A conversation with the on-device model, persisted in the store."""
 
-    def __init__(self, store: Store, engine: Engine, config: Config, conversation_id: int | None = None) -> None:
+    def __init__(self, store: Store, engine: Engine, config: Config, conversation_id: int | None = None,
+                 persona: Persona | None = None) -> None:
         self.store, self.engine, self.config = store, engine, config
         self.conversation_id = conversation_id
+        self.persona = persona  # new conversations take its system prompt and settings, and record its name
         self.last = Turn()
         self.flush_interval = FLUSH_INTERVAL_S
         self.policy: str | None = None  # this conversation's escalation policy; None = the config's
@@ -63,15 +66,27 @@ class Session:
     # -- conversation
     def ensure_conversation(self, title: str = "") -> int:
         if self.conversation_id is None:
+            self.check_persona_fits()
             self.conversation_id = self.store.new_conversation(
-                title=title[:80], model=self.engine.name, system=self.config.generation.system
+                title=title[:80], model=self.engine.name, system=self._new_system(),
+                persona=self.persona.name if self.persona else "",
             )
         return self.conversation_id
+
+    def _new_system(self) -> str:
+        return self.persona.runtime_system() if self.persona else self.config.generation.system
+
+    def check_persona_fits(self) -> None:
+        """A prompted persona whose context does not fit the engine's window is refused, never cut."""
+        if self.persona and (system := self.persona.runtime_system()):
+            from assistant.persona import check_fits
+
+            check_fits(self.persona, len(self.engine.model.tokenize(system, first=True)), self.engine.n_ctx)
 
     @property
     def system_prompt(self) -> str:
         if self.conversation_id is None:
-            return self.config.generation.system
+            return self._new_system()
         return self.store.conversation(self.conversation_id)["system"] or ""
 
     def history(self) -> list[dict[str, str]]:
@@ -219,10 +234,12 @@ class Session:
             self._finish(turn, "".join(pieces))
 
     def _sampling(self, max_tokens: int | None, temperature: float | None) -> dict[str, Any]:
-        settings = self.config.generation
+        settings, persona = self.config.generation, self.persona
+        if temperature is None:
+            temperature = persona.temperature if persona and persona.temperature is not None else settings.temperature
         return {
-            "max_tokens": max_tokens or settings.max_tokens,
-            "temperature": settings.temperature if temperature is None else temperature,
+            "max_tokens": max_tokens or (persona.max_tokens if persona else None) or settings.max_tokens,
+            "temperature": temperature,
         }
 
     def _student(self, history: list[dict[str, str]], sampling: dict[str, Any]) -> Iterator[Delta]:

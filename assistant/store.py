@@ -129,6 +129,19 @@ class Store:
                 self.db["messages"].create_index(["conversation_id"], if_not_exists=True)
             if "messages_fts" not in tables or len(self.db["messages"].triggers) < 3:
                 self.db["messages"].enable_fts(["content"], create_triggers=True, tokenize="porter", replace=True)
+            self._add_persona_column()
+
+    # -- personas (issue 14): conversations record the persona they ran with. Idempotent and separate from
+    # the steps above so it can become a numbered migration unchanged.
+    def _add_persona_column(self) -> None:
+        """Add ``conversations.persona`` (empty = none) if missing; a concurrent first run adding it too is fine."""
+        if "persona" in self.db["conversations"].columns_dict:
+            return
+        try:
+            self.db["conversations"].add_column("persona", str, not_null_default="")
+        except sqlite3.OperationalError as exc:
+            if "duplicate column" not in str(exc):
+                raise
 
     def _write(self, fn: Callable[[], T]) -> T:
         """Run a write, retrying while another process holds the lock; one clear error otherwise."""
@@ -149,9 +162,9 @@ class Store:
         raise AssertionError("unreachable")
 
     # conversations
-    def new_conversation(self, title: str = "", model: str = "", system: str = "") -> int:
+    def new_conversation(self, title: str = "", model: str = "", system: str = "", persona: str = "") -> int:
         stamp = now()
-        row = {"title": title, "model": model, "system": system, "created": stamp, "updated": stamp}
+        row = {"title": title, "model": model, "system": system, "persona": persona, "created": stamp, "updated": stamp}
         return self._write(lambda: self.db["conversations"].insert(row).last_pk)
 
     def conversation(self, conversation_id: int) -> dict[str, Any]:

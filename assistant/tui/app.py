@@ -32,6 +32,7 @@ from assistant import AssistantError
 from assistant.config import Config
 from assistant.engine import Delta, Engine
 from assistant.registry import DEFAULT_MODEL, Registry
+from assistant.persona import Persona
 from assistant.session import Session, resumable
 from assistant.store import Store
 from assistant.text_safety import StreamSanitizer
@@ -103,14 +104,15 @@ class ChatApp(App[int]):
     generating: reactive[bool] = reactive(False, init=False)
 
     def __init__(
-        self, config: Config, store: Store, *, engine: Engine | None = None, model: str = "", open_latest: bool = True
+        self, config: Config, store: Store, *, engine: Engine | None = None, model: str = "", open_latest: bool = True,
+        persona: Persona | None = None,
     ) -> None:
         super().__init__()
         self.config, self.store = config, store
         self.registry = Registry(store)
         self.engine = engine
-        self.model_key = model or config.model.default
-        self.session = Session(store, engine, config)  # type: ignore[arg-type]  # engine set once loaded
+        self.model_key = model or (persona.runtime_model() if persona else "") or config.model.default
+        self.session = Session(store, engine, config, persona=persona)  # type: ignore[arg-type]  # engine set on load
         self.open_latest = open_latest
         self._stop = threading.Event()
         self._queued: tuple[str, str] | None = None  # ("send", text) or ("continue", "") asked before the model loaded
@@ -157,7 +159,8 @@ class ChatApp(App[int]):
             known = ", ".join(b[0] for b in ACTIONS) + ", send, newline"
             self.notify(f"config [ui] keys: unknown action(s) {', '.join(self._bad_keys)} (known: {known})",
                         severity="warning", markup=False)
-        self.status.show(policy=self.config.escalation.policy)
+        persona = self.session.persona
+        self.status.show(policy=self.config.escalation.policy, persona=persona.name if persona else "")
         if self.engine is None:
             self.status.show(model=self.model_key or DEFAULT_MODEL, state="loading model…")
             self._load_model(self.model_key)
@@ -652,14 +655,15 @@ def private_terminal_stream() -> Iterator[None]:
         private.close()
 
 
-def run(model: str | None = None) -> int:
+def run(model: str | None = None, persona: Persona | None = None) -> int:
     """Open the chat UI (the ``assistant`` and ``assistant chat`` commands)."""
     from assistant.config import database_path, load
 
     config = load()
     store = Store(database_path())
+    model = model or (persona.runtime_model() if persona else None)
     Registry(store).resolve(model or config.model.default)  # a bad name is one clear error before the UI opens
-    app = ChatApp(config, store, model=model or "")
+    app = ChatApp(config, store, model=model or "", persona=persona)
     try:
         with private_terminal_stream():
             app.run()
