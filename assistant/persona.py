@@ -205,8 +205,10 @@ def check_fits(persona: Persona, tokens: int, n_ctx: int, reserve: int = RESERVE
 def count_tokens(model_path: Path, text: str) -> int:
     """Tokens ``text`` takes as a system message, with the model's own tokenizer (vocabulary only: quick)."""
     import llama_cpp
+    from llama_cpp._utils import suppress_stdout_stderr
 
-    llm = llama_cpp.Llama(str(model_path), vocab_only=True, verbose=False)
+    with suppress_stdout_stderr(disable=False):  # llama.cpp warns about the context a vocabulary-only load never uses
+        llm = llama_cpp.Llama(str(model_path), vocab_only=True, verbose=False)
     try:
         return len(llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
     finally:
