@@ -33,8 +33,9 @@ Progress = Callable[[str, int, int], None]  # (phase, done, total)
 class Settings:
     """The recipe of a persona run (defaults: the full-size run; ``ci()`` a tiny one)."""
 
-    per_fact: int = 5  # training phrasings per fact, plus a cloze
-    replay: int = 48  # general prompts answered by the base model without context
+    per_fact: int = 4  # training phrasings per fact, plus a cloze
+    grounded: bool = True  # phrasings after the first are answered with the fact's own sentence (see persona_prompts)
+    replay: int = 32  # general prompts answered by the base model without context
     epochs: int = 4
     max_steps: int = 0  # 0 = epochs × batches
     batch_size: int = 8
@@ -175,7 +176,7 @@ def make_prompts(persona: Any, user_records: list[dict[str, str]], settings: Set
     """Prompts about the context files' sentences (the system prompt's when there are no context files)."""
     texts = [c.text for c in persona.contexts] or [persona.system]
     statements = [s for text in texts for s in prompting.sentences(text)]
-    prompts = prompting.build(statements, user_records, settings.per_fact, settings.seed)
+    prompts = prompting.build(statements, user_records, settings.per_fact, settings.seed, grounded=settings.grounded)
     if not prompts.train:
         raise DistillError(f"persona {persona.name!r}: no statements in its context to make training prompts from")
     return prompts

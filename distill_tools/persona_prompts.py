@@ -103,11 +103,14 @@ def phrasings(fact: Fact) -> list[str]:
 
 
 def build(context_sentences: list[str], user_prompts: list[dict[str, str]], per_fact: int, seed: int = 0,
-          heldout_user: float = 0.1) -> PromptSet:
+          heldout_user: float = 0.1, grounded: bool = True) -> PromptSet:
     """Training prompts (``per_fact`` phrasings + a cloze per fact, identity questions, the user's) and held-out ones.
 
     For fact i the held-out phrasing is a different template than its training ones, rotating over
-    the templates so every template is also trained on with other facts."""
+    the templates so every template is also trained on with other facts. The teacher answers the
+    first phrasing itself; with ``grounded`` the other phrasings and the cloze carry the sentence as
+    their answer (the teacher's logits are still taken on it): asked vaguely ("Tell me about the
+    cafeteria"), the prompted teacher often invents details instead of quoting its context."""
     rng = random.Random(seed)
     prompts = PromptSet()
     for i, sentence in enumerate(context_sentences):
@@ -120,9 +123,11 @@ def build(context_sentences: list[str], user_prompts: list[dict[str, str]], per_
         held = options[i % len(options)] if fact.verb not in ("is", "are") else options[1 + i % (len(options) - 1)]
         prompts.heldout.append({"prompt": held, "answers": fact.answers()})
         rest = [p for p in options if p != held]
-        chosen = rest[:1] + rng.sample(rest[1:], min(max(0, per_fact - 1), len(rest) - 1))
-        prompts.train += [{"prompt": p} for p in chosen]
-        prompts.train.append({"prompt": CLOZE_TEMPLATE.format(subject=fact.subject, verb=fact.verb)})
+        chosen = rest[1:] and rng.sample(rest[1:], min(max(0, per_fact - 1), len(rest) - 1))
+        answer = {"answer": sentence} if grounded else {}
+        prompts.train.append({"prompt": rest[0]})
+        prompts.train += [{"prompt": p, **answer} for p in chosen]
+        prompts.train.append({"prompt": CLOZE_TEMPLATE.format(subject=fact.subject, verb=fact.verb), **answer})
     identity = list(IDENTITY)
     rng.shuffle(identity)
     prompts.train += [{"prompt": p} for p in identity[:-2]]
