@@ -143,6 +143,7 @@ def run(name: str, prompts_file: str | None = None, minutes: float | None = None
     times["teacher_pass_s"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
+    fresh_checkpoints(work / "checkpoints", [context, prompts.train, asdict(settings), str(teacher.gguf_path)])
     student, state = train_student(teacher, examples, settings, work, minutes, say)
     times["train_s"] = time.perf_counter() - mark
 
@@ -211,6 +212,18 @@ def teacher_examples(teacher: Any, context: str, records: list[dict[str, str]], 
     general = data.teacher_pass(replay, runner, tok, work / "teacher-replay", template="{prompt}",
                                 key=data.cache_key(source, replay, common), **common) if replay else []
     return data.examples(prompted + general, settings.max_length)
+
+
+def fresh_checkpoints(folder: Path, inputs: list[Any]) -> None:
+    """Resume training only from checkpoints made from the same context, prompts and settings."""
+    from assistant.files import atomic_write_text
+
+    key = hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    marker = folder / "inputs.key"
+    if folder.exists() and (not marker.exists() or marker.read_text() != key):
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(marker, key)
 
 
 def train_student(teacher: Any, examples: list[Any], settings: Settings, work: Path, minutes: float | None,

@@ -110,3 +110,15 @@ def test_distill_persona_ci_run(pip: str, assistant_home: Path) -> None:
     assert answer["model"] == "pip"
     conversation = Store(database_path()).conversation(answer["conversation_id"])
     assert conversation["persona"] == "pip" and conversation["system"] == ""
+
+
+def test_checkpoints_resume_only_for_the_same_inputs(tmp_path: Path) -> None:
+    from distill_tools.persona import fresh_checkpoints
+
+    folder = tmp_path / "checkpoints"
+    fresh_checkpoints(folder, ["context", [{"prompt": "a"}]])
+    (folder / "ckpt-000004").mkdir()
+    fresh_checkpoints(folder, ["context", [{"prompt": "a"}]])
+    assert (folder / "ckpt-000004").exists()  # same inputs: Ctrl-C and run again resumes
+    fresh_checkpoints(folder, ["edited context", [{"prompt": "a"}]])
+    assert not (folder / "ckpt-000004").exists() and (folder / "inputs.key").exists()
