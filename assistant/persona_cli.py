@@ -109,7 +109,8 @@ def _show(p: Persona, as_json: bool) -> None:
     if as_json:
         print(json.dumps(p.as_dict(), indent=2, ensure_ascii=False))
         return
-    lines = [f"persona {p.name}", f"  base model: {p.model or '(default)'}", f"  student: {p.student or '(none: prompted)'}",
+    lines = [f"persona {p.name}", f"  base model: {p.model or '(default)'}",
+             f"  student: {p.student or '(none: prompted)'}",
              f"  temperature: {p.temperature if p.temperature is not None else '(default)'}",
              f"  max tokens: {p.max_tokens or '(default)'}",
              f"  context files: {', '.join(c.name for c in p.contexts) or '(none)'}", "", p.context_text()]

@@ -95,7 +95,7 @@ def check_model_name(name: str) -> None:
     from assistant.store import Store
 
     if is_packaged(name):
-        raise DistillError(f"persona {name!r} has the name of a packaged model; its student cannot be registered as such")
+        raise DistillError(f"persona {name!r} has a packaged model's name; its student cannot be registered under it")
     store = Store(database_path())
     try:
         entry = Registry(store).get(name)
@@ -107,7 +107,8 @@ def check_model_name(name: str) -> None:
 
 
 def run(name: str, prompts_file: str | None = None, minutes: float | None = None, keep_prompted: bool = False,
-        settings: Settings | None = None, eval_tasks: str | None = None, progress: Progress | None = None) -> dict[str, Any]:
+        settings: Settings | None = None, eval_tasks: str | None = None,
+        progress: Progress | None = None) -> dict[str, Any]:
     """Distil persona ``name``; returns the summary (also written as JSON with a report and plot)."""
     from assistant import persona as personas
     from assistant.config import load as load_config
@@ -131,7 +132,7 @@ def run(name: str, prompts_file: str | None = None, minutes: float | None = None
     say("loading the base model", 0, 1)
     teacher = teachers.load(persona.model or config.model.default or "smollm2-135m")
     if teacher.gguf_path is None:
-        raise DistillError(f"persona {name!r}: its base model must be a GGUF (registry name or file) to compare against")
+        raise DistillError(f"persona {name!r}: its base model must be a GGUF (a registry name or a file)")
     tokens = len(teacher.tokenizer(context, add_special_tokens=False)["input_ids"])
     window = min(config.model.n_ctx, int(getattr(teacher.model.config, "max_position_embeddings", config.model.n_ctx)))
     personas.check_fits(persona, tokens, window)
@@ -312,7 +313,8 @@ def _summary(name: str, persona: Any, prompts: prompting.PromptSet, examples: li
         "checkable_source": evaluation["checkable_source"],
         "general": {k: round(v, 4) for k, v in evaluation["general"].items()},
         "first_turn": speed,
-        "ttft_ratio": round(speed["teacher"]["ttft_s"] / speed["student"]["ttft_s"], 2) if speed["student"]["ttft_s"] else 0.0,
+        "ttft_ratio": round(speed["teacher"]["ttft_s"] / speed["student"]["ttft_s"], 2)
+        if speed["student"]["ttft_s"] else 0.0,
         "decode_ratio": round(speed["student"]["tokens_per_s"] / speed["base"]["tokens_per_s"], 3)
         if speed["base"]["tokens_per_s"] else 0.0,
         "verification": export.verification_dict(verification),

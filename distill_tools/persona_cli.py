@@ -59,7 +59,8 @@ def _table(s: dict[str, Any]) -> str:
     g, t = s["general"], s["first_turn"]
     lines += [
         f"general tasks: student {g['student']:.0%} vs base {g['base']:.0%} (retention {g['retention']:.0%})",
-        f"first-turn TTFT: prompted {t['teacher']['ttft_s'] * 1000:.0f} ms ({t['teacher']['prompt_tokens']} prompt tokens) "
+        f"first-turn TTFT: prompted {t['teacher']['ttft_s'] * 1000:.0f} ms "
+        f"({t['teacher']['prompt_tokens']} prompt tokens) "
         f"vs student {t['student']['ttft_s'] * 1000:.0f} ms ({s['ttft_ratio']:.1f}× lower); "
         f"decode {s['decode_ratio']:.2f}× the base",
         f"student: {s['gguf']}, registered as {s['persona']!r}"

@@ -78,7 +78,8 @@ def evaluate_persona(base: Path, student: Path, system: str, checkable: list[dic
     }
 
 
-def first_turn(path: Path, system: str, questions: list[str], n_ctx: int = 4096, max_tokens: int = 24) -> dict[str, float]:
+def first_turn(path: Path, system: str, questions: list[str], n_ctx: int = 4096,
+               max_tokens: int = 24) -> dict[str, float]:
     """Median first-turn TTFT, decode tokens/s and prompt tokens, each question in a freshly loaded engine."""
     from assistant.config import load
     from assistant.engine import Engine
@@ -88,7 +89,8 @@ def first_turn(path: Path, system: str, questions: list[str], n_ctx: int = 4096,
     for question in questions:
         engine = Engine(path, n_ctx=n_ctx, threads=threads)
         try:
-            messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": question}]
+            messages = [{"role": "system", "content": system}] if system else []
+            messages.append({"role": "user", "content": question})
             for _ in engine.stream(messages, max_tokens=max_tokens, temperature=0.0):
                 pass
             ttft.append(engine.stats.ttft_s)

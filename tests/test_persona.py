@@ -52,7 +52,8 @@ def test_add_list_show_edit_rm(assistant_home: Path, files: dict[str, Path]) -> 
     shown = run("persona", "show", "pip", home=assistant_home).stdout
     assert "tulip42" in shown and "## facts.md" in shown
 
-    assert run("persona", "edit", "pip", "--temperature", "0.5", "--max-tokens", "64", home=assistant_home).returncode == 0
+    proc = run("persona", "edit", "pip", "--temperature", "0.5", "--max-tokens", "64", home=assistant_home)
+    assert proc.returncode == 0, proc.stderr
     edited = json.loads(run("persona", "show", "pip", "--json", home=assistant_home).stdout)
     assert edited["temperature"] == 0.5 and edited["max_tokens"] == 64 and edited["contexts"][0]["text"] == FACTS
 
@@ -60,7 +61,8 @@ def test_add_list_show_edit_rm(assistant_home: Path, files: dict[str, Path]) -> 
     assert json.loads(run("persona", "list", "--json", home=assistant_home).stdout) == []
 
 
-def test_edit_in_editor_keeps_the_persona_on_bad_json(assistant_home: Path, files: dict[str, Path], tmp_path: Path) -> None:
+def test_edit_in_editor_keeps_the_persona_on_bad_json(assistant_home: Path, files: dict[str, Path],
+                                                      tmp_path: Path) -> None:
     run("persona", "add", "pip", "--system", str(files["system"]), home=assistant_home)
     before = (assistant_home / "personas" / "pip.json").read_text()
     editor = tmp_path / "editor.sh"

@@ -29,8 +29,8 @@ def cli(*args: str, home: Path) -> subprocess.CompletedProcess:
 def pip(assistant_home: Path, tmp_path: Path) -> str:
     (tmp_path / "system.md").write_text("You are Pip, the helpdesk assistant of Brightwater Labs. Answer briefly.")
     (tmp_path / "facts.md").write_text(CONTEXT)
-    proc = cli("persona", "add", "pip", "--system", str(tmp_path / "system.md"), "--context", str(tmp_path / "facts.md"),
-               home=assistant_home)
+    proc = cli("persona", "add", "pip", "--system", str(tmp_path / "system.md"),
+               "--context", str(tmp_path / "facts.md"), home=assistant_home)
     assert proc.returncode == 0, proc.stderr
     return "pip"
 
