@@ -49,6 +49,10 @@ class Settings:
     general_limit: int = 0  # bundled general tasks used for retention (0 = all)
     seed: int = 0
 
+    def training(self) -> dict[str, Any]:
+        """The settings that shape the trained weights (a checkpoint made with others is not resumed)."""
+        return {k: v for k, v in asdict(self).items() if not k.startswith("eval") and k not in ("general_limit", "quant")}
+
     @classmethod
     def ci(cls) -> "Settings":
         return cls(per_fact=2, replay=6, epochs=1, max_steps=6, batch_size=4, lr=1e-4, max_new_tokens=16,
@@ -144,7 +148,7 @@ def run(name: str, prompts_file: str | None = None, minutes: float | None = None
     times["teacher_pass_s"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
-    fresh_checkpoints(work / "checkpoints", [context, prompts.train, asdict(settings), str(teacher.gguf_path)])
+    fresh_checkpoints(work / "checkpoints", [context, prompts.train, settings.training(), str(teacher.gguf_path)])
     student, state = train_student(teacher, examples, settings, work, minutes, say)
     times["train_s"] = time.perf_counter() - mark
 
