@@ -44,6 +44,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     from assistant.session import Session
 
     config = load()
+    persona = _persona(args)
     _override(config, args)
     options = AskOptions(args)  # -f files, --schema, --show-reasoning: checked before anything loads
     prompt = " ".join(args.prompt) if args.prompt else ""
@@ -58,13 +59,13 @@ def cmd_ask(args: argparse.Namespace) -> int:
         conversation_id = store.latest_conversation_id()
     if conversation_id is not None:
         store.conversation(conversation_id)  # clear error if it does not exist
-    models = _load_model(config, store, args.model)
+    models = _load_model(config, store, args.model or (persona.runtime_model() if persona else None))
     engine = models.engine
     if engine.model.info.base_model:
         from assistant.gguf_info import base_model_note
 
         print(f"note: {base_model_note(args.model or engine.name)}", file=sys.stderr)
-    session = Session(store, models, config, conversation_id)
+    session = Session(store, models, config, conversation_id, persona=persona)
     prompt = options.prepare(prompt, engine, session, config.generation.max_tokens)
     approve = functools.partial(_approve, stdin_free=not (from_stdin or options.reads_stdin))
     stream = session.send(prompt, escalate=args.escalate, approve=approve, attachments=options.attachments)
@@ -178,7 +179,13 @@ def cmd_chat(args: argparse.Namespace) -> int:
         from assistant.tui.app import run
     except ImportError as exc:
         raise AssistantError(f"the chat UI is not available: {exc}") from None
-    return run(model=getattr(args, "model", None))
+    return run(model=getattr(args, "model", None), persona=_persona(args))
+
+
+def _persona(args: argparse.Namespace):  # noqa: ANN202 - an assistant.persona.Persona or None
+    from assistant.persona import load
+
+    return load(args.persona) if getattr(args, "persona", None) else None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -188,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     chat = sub.add_parser("chat", help="open the chat UI (the default)")
     chat.add_argument("--model", help="model name or GGUF path")
+    chat.add_argument("--persona", help="chat as this persona (see `assistant persona list`)")
     chat.set_defaults(handler=cmd_chat)
 
     ask = sub.add_parser("ask", help="ask one question, stream the answer")
@@ -196,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--max-tokens", type=int, default=None)
     ask.add_argument("--temperature", type=float, default=None)
     ask.add_argument("--system", type=_text, default=None, help="system prompt")
+    ask.add_argument("--persona", help="answer as this persona (see `assistant persona list`)")
     ask.add_argument("--json", action="store_true", help="print one JSON object: answer, model, escalated, tokens, "
                      "ttft_s, tokens_per_s, conversation_id, finish_reason, notes, route (the escalation decision)")
     ask.add_argument(
@@ -234,7 +243,7 @@ def _extensions() -> list[Callable[[argparse._SubParsersAction], None]]:
     import importlib
     import importlib.util
 
-    modules = ("assistant.models_cli", "assistant.distill_cli")
+    modules = ("assistant.models_cli", "assistant.distill_cli", "assistant.persona_cli")
     return [importlib.import_module(m).register for m in modules if importlib.util.find_spec(m) is not None]
 
 

@@ -166,6 +166,13 @@ def m006_branches(conn: sqlite3.Connection) -> None:
     )
 
 
+@migration
+def m007_conversation_persona(conn: sqlite3.Connection) -> None:
+    """Conversations record the persona they ran with (empty = none); a column added earlier is kept."""
+    if "persona" not in {row[1] for row in conn.execute("PRAGMA table_info(conversations)")}:
+        conn.execute("ALTER TABLE conversations ADD COLUMN persona TEXT NOT NULL DEFAULT ''")
+
+
 def applied(conn: sqlite3.Connection) -> list[str]:
     """The names of the steps this database has recorded, in the order they ran."""
     exists = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_migrations'").fetchone()

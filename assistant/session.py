@@ -29,6 +29,7 @@ from assistant.reasoning import answer_only
 from assistant.store import Message, Store
 
 if TYPE_CHECKING:  # the remote teacher's client (and httpx) load only when escalation is on
+    from assistant.persona import Persona
     from assistant.remote_teacher import EscalationRequest, RemoteTeacher
     from assistant.router import Route
 
@@ -57,14 +58,17 @@ class Session:
 
     ``models`` is the process's :class:`ModelManager` (or one engine, wrapped in a manager of its
     own); the session takes its engine from it at each turn, so a swap or a late first load is seen.
+    A ``persona`` gives new conversations its system prompt and settings, and its name.
     """
 
     def __init__(
-        self, store: Store, models: ModelManager | Engine, config: Config, conversation_id: int | None = None
+        self, store: Store, models: ModelManager | Engine, config: Config, conversation_id: int | None = None,
+        persona: Persona | None = None,
     ) -> None:
         self.store, self.config = store, config
         self.models = models if isinstance(models, ModelManager) else ModelManager(config, store, models)
         self.conversation_id = conversation_id
+        self.persona = persona  # new conversations take its system prompt and settings, and record its name
         self.last = Turn()
         self.flush_interval = FLUSH_INTERVAL_S
         self.policy: str | None = None  # this conversation's escalation policy; None = the config's
@@ -123,15 +127,27 @@ class Session:
 
     def ensure_conversation(self, title: str = "") -> int:
         if self.conversation_id is None:
+            self.check_persona_fits()
             self.conversation_id = self.store.new_conversation(
-                title=title[:80], model=self.models.name, system=self.config.generation.system
+                title=title[:80], model=self.models.name, system=self._new_system(),
+                persona=self.persona.name if self.persona else "",
             )
         return self.conversation_id
+
+    def _new_system(self) -> str:
+        return self.persona.runtime_system() if self.persona else self.config.generation.system
+
+    def check_persona_fits(self) -> None:
+        """A prompted persona whose context does not fit the engine's window is refused, never cut."""
+        if self.persona and (system := self.persona.runtime_system()):
+            from assistant.persona import check_fits
+
+            check_fits(self.persona, len(self.engine.model.tokenize(system, first=True)), self.engine.n_ctx)
 
     @property
     def system_prompt(self) -> str:
         if self.conversation_id is None:
-            return self.config.generation.system
+            return self._new_system()
         return self.store.conversation(self.conversation_id).system
 
     def history(self) -> list[dict[str, str]]:
@@ -171,9 +187,12 @@ class Session:
         title = question.strip().splitlines()[0][:80] if question.strip() else ""
         history = [*self.history(), {"role": "user", "content": text}]
         self.last = turn = Turn(model=self.engine.name)
+        if self.conversation_id is None:
+            self.check_persona_fits()
         # one transaction: a failed write (a full disk) leaves no empty conversation and no unanswered question
         self.conversation_id, turn.user_message_id, turn.answer_message_id = self.store.start_turn(
-            self.conversation_id, text, turn.model, title=title, system=self.config.generation.system,
+            self.conversation_id, text, turn.model, title=title, system=self._new_system(),
+            persona=self.persona.name if self.persona else "",
         )
         attach.save(self.store, turn.user_message_id, attachments or [])
         yield from self._answer(turn, history, max_tokens, temperature, policy, teacher, approve)
@@ -309,10 +328,12 @@ class Session:
         return verdict if verdict is True or isinstance(verdict, str) else "escalation declined"
 
     def _sampling(self, max_tokens: int | None, temperature: float | None) -> dict[str, Any]:
-        settings = self.config.generation
+        settings, persona = self.config.generation, self.persona
+        if temperature is None:
+            temperature = persona.temperature if persona and persona.temperature is not None else settings.temperature
         return {
-            "max_tokens": max_tokens or settings.max_tokens,
-            "temperature": settings.temperature if temperature is None else temperature,
+            "max_tokens": max_tokens or (persona.max_tokens if persona else None) or settings.max_tokens,
+            "temperature": temperature,
         }
 
     def _student(self, history: list[dict[str, str]], sampling: dict[str, Any]) -> Iterator[Delta]:

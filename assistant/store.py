@@ -105,6 +105,7 @@ class Conversation(Row):
     system: str = ""  # its system prompt
     created: str = ""
     updated: str = ""
+    persona: str = ""  # the persona it runs as (empty = none)
 
 
 @dataclass
@@ -312,9 +313,10 @@ class Store:
         return self._write(fn)
 
     # conversations
-    def new_conversation(self, title: str = "", model: str = "", system: str = "") -> int:
+    def new_conversation(self, title: str = "", model: str = "", system: str = "", persona: str = "") -> int:
         stamp = now()
-        row = {"title": title, "model": model, "system": system, "created": stamp, "updated": stamp}
+        row = {"title": title, "model": model, "system": system, "persona": persona, "created": stamp,
+               "updated": stamp}
         return self._write(lambda: self.db["conversations"].insert(row).last_pk)
 
     def conversation(self, conversation_id: int) -> Conversation:
@@ -349,7 +351,8 @@ class Store:
         self._write(delete)
 
     def start_turn(
-        self, conversation_id: int | None, question: str, model: str, title: str = "", system: str = ""
+        self, conversation_id: int | None, question: str, model: str, title: str = "", system: str = "",
+        persona: str = "",
     ) -> tuple[int, int, int]:
         """In one transaction: the conversation (new if None), the question and the empty answer to stream into.
 
@@ -360,7 +363,8 @@ class Store:
             stamp = now()
             cid = conversation_id
             if cid is None:
-                row = {"title": title, "model": model, "system": system, "created": stamp, "updated": stamp}
+                row = {"title": title, "model": model, "system": system, "persona": persona, "created": stamp,
+                       "updated": stamp}
                 cid = self.db["conversations"].insert(row).last_pk
             common = {"conversation_id": cid, "escalated": 0, "route": "", "finish_reason": "", "created": stamp}
             question_id = self.db["messages"].insert(

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from assistant import AssistantError
+from distill_tools import persona_cli
 
 REPLACE_HELP = "overwrite a model of the same name that this recipe did not make"
 
@@ -44,6 +45,8 @@ def add_commands(group: argparse._SubParsersAction) -> None:
     fh = group.add_parser("from-history", help="escalated question → teacher answer pairs as a JSONL dataset")
     fh.add_argument("-o", "--output", default=None, help="JSONL file (default: <data dir>/distill/history.jsonl)")
     fh.set_defaults(handler=cmd_from_history)
+
+    persona_cli.add_command(group)
 
 
 def _resolve_model(spec: str) -> Path:

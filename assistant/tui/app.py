@@ -18,6 +18,7 @@ from textual.screen import Screen
 from assistant.config import Config, save
 from assistant.engine import Engine
 from assistant.model_manager import ModelManager
+from assistant.persona import Persona
 from assistant.session import Session
 from assistant.store import Store
 from assistant.tui.keys import KNOWN, bindings
@@ -34,15 +35,16 @@ class ChatApp(App[int]):
     BINDINGS = [b for b in bindings() if b.action == "quit"]  # a priority binding: quits over any dialog
 
     def __init__(
-        self, config: Config, store: Store, *, engine: Engine | None = None, model: str = "", open_latest: bool = True
+        self, config: Config, store: Store, *, engine: Engine | None = None, model: str = "", open_latest: bool = True,
+        persona: Persona | None = None,
     ) -> None:
         super().__init__()
         self.config = config
         self.store = store  # for tests and benchmarks that seed or read history; the UI goes through the session
         self.models = ModelManager(config, store, engine)
-        if model:
+        if model := model or (persona.runtime_model() if persona else ""):
             self.models.key = model
-        self.session = Session(store, self.models, config)
+        self.session = Session(store, self.models, config, persona=persona)
         self.chat_screen = ChatScreen(self.session, config, open_latest=open_latest)
         self._bad_keys = sorted(set(config.ui.keys) - KNOWN)
         self.set_keymap({k: v for k, v in config.ui.keys.items() if k not in self._bad_keys})
@@ -124,13 +126,13 @@ def private_terminal_stream() -> Iterator[None]:
         private.close()
 
 
-def run(model: str | None = None) -> int:
+def run(model: str | None = None, persona: Persona | None = None) -> int:
     """Open the chat UI (the ``assistant`` and ``assistant chat`` commands)."""
     from assistant.config import database_path, load
 
     config = load()
     store = Store(database_path())
-    app = ChatApp(config, store, model=model or "")
+    app = ChatApp(config, store, model=model or "", persona=persona)
     app.models.resolve()  # a bad name is one clear error before the UI opens
     try:
         with private_terminal_stream():

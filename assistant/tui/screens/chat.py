@@ -102,7 +102,8 @@ class ChatScreen(Screen[None]):
         return self.session.models
 
     async def on_mount(self) -> None:
-        self.status.show(policy=self.config.escalation.policy)
+        persona = self.session.persona
+        self.status.show(policy=self.config.escalation.policy, persona=persona.name if persona else "")
         if self.models.ready:
             self.status.show(model=self.models.name, n_ctx=self.models.n_ctx)
         else:
