@@ -58,6 +58,9 @@ class Session:
         self.last = Turn()
         self.flush_interval = FLUSH_INTERVAL_S
         self.policy: str | None = None  # this conversation's escalation policy; None = the config's
+        self.sampling: dict[str, Any] = {}  # more engine settings for the turns (top_p, stop, seed, grammar)
+        self.via = ""  # the front door the turns come through, recorded in each answer's route (e.g. "API")
+        self.model_label = ""  # stored as the answer's model instead of the engine's (e.g. the name a client asked for)
         self._cancel = threading.Event()
 
     # -- conversation
@@ -208,7 +211,9 @@ class Session:
                 yield from self._relay(turn, _prepend(draft, student), pieces)
                 return
             student.close()  # nothing is held (engine lock, user's time) while asking or waiting on HTTP
-            request = teacher.request(self._teacher_messages(history), **sampling)
+            request = teacher.request(
+                self._teacher_messages(history), max_tokens=sampling["max_tokens"], temperature=sampling["temperature"]
+            )
             if policy == "ask" and not (approve is not None and approve(request)):
                 turn.route["declined"] = True
                 turn.notes.append("escalation declined: nothing was sent; answered on-device")
@@ -221,6 +226,7 @@ class Session:
     def _sampling(self, max_tokens: int | None, temperature: float | None) -> dict[str, Any]:
         settings = self.config.generation
         return {
+            **self.sampling,
             "max_tokens": max_tokens or settings.max_tokens,
             "temperature": settings.temperature if temperature is None else temperature,
         }
@@ -318,6 +324,9 @@ class Session:
         turn.notes = [*stats.notes, *turn.notes]
         if not turn.escalated and stats.model:
             turn.model = stats.model
+        if self.via:
+            turn.route = {**turn.route, "via": self.via, "answered_by": turn.model}
+        turn.model = self.model_label or turn.model
         self.store.update_message(
             turn.answer_message_id,
             content=answer,
