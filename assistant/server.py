@@ -101,6 +101,7 @@ class ModelHost:
         self.registry, self.config = registry, config
         self.engine: Engine | None = None
         self.last_used = time.monotonic()
+        self.unloads = 0
 
     def names(self) -> list[str]:
         """Registered models, then personas: read on each call, so `assistant models`/`persona` changes show."""
@@ -151,6 +152,7 @@ class ModelHost:
             from assistant.engine import _release_heap
 
             _release_heap()
+            self.unloads += 1
             log(f"unloaded {name}")
 
 
@@ -251,10 +253,14 @@ class Job:
     emit: Callable[[str], None] | None = None  # streaming: called on the worker thread with each piece
     cancelled: threading.Event = field(default_factory=threading.Event)
     session: Session | None = None
+    tokens: int = 0  # pieces generated so far
+    tokens_at_cancel: int = 0
 
     def cancel(self) -> None:
         """Stop at the next token (or never start); callable from any thread."""
-        self.cancelled.set()
+        if not self.cancelled.is_set():
+            self.tokens_at_cancel = self.tokens
+            self.cancelled.set()
         if (session := self.session) is not None:
             session.cancel()
 
@@ -265,10 +271,12 @@ class Outcome:
     finish_reason: str
     prompt_tokens: int
     completion_tokens: int
+    cached_tokens: int  # prompt tokens the engine's KV cache already held
 
-    def usage(self) -> dict[str, int]:
+    def usage(self) -> dict[str, Any]:
         return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
-                "total_tokens": self.prompt_tokens + self.completion_tokens}
+                "total_tokens": self.prompt_tokens + self.completion_tokens,
+                "prompt_tokens_details": {"cached_tokens": self.cached_tokens}}
 
 
 # -- HTTP
@@ -337,6 +345,7 @@ class Server:
         self.worker = ThreadPoolExecutor(1, thread_name_prefix="assistant-serve")
         self.jobs: set[Job] = set()
         self.durations: deque[float] = deque(maxlen=20)
+        self.counts = {"started": 0, "finished": 0}  # requests that reached the engine; only ever grow
         self.started = int(time.time())
         self._activity = asyncio.Event()
         self.app = Starlette(
@@ -352,7 +361,7 @@ class Server:
     # -- endpoints
     async def health(self, request: Request) -> Response:
         return JSONResponse({"status": "ok", "model": self.host.loaded, "busy": self.gate.busy,
-                             "queued": self.gate.waiting})
+                             "queued": self.gate.waiting, "unloads": self.host.unloads, **self.counts})
 
     async def models(self, request: Request) -> Response:
         self._guard(request)
@@ -472,9 +481,11 @@ class Server:
         """Wait for the engine's turn, then answer on the worker thread (which a cancel here never abandons)."""
         await self.gate.acquire()
         self.jobs.add(job)
+        self.counts["started"] += 1
         started = time.monotonic()
 
         def done(_: object) -> None:
+            self.counts["finished"] += 1
             self.durations.append(time.monotonic() - started)
             self.host.last_used = time.monotonic()
             self.jobs.discard(job)
@@ -511,6 +522,7 @@ class Server:
         )
         try:
             for delta in stream:
+                job.tokens += 1
                 if job.cancelled.is_set():
                     break
                 if job.emit is not None and delta.text:
@@ -519,12 +531,15 @@ class Server:
             raise _generation_error(exc) from None
         finally:
             stream.close()
+        if job.cancelled.is_set():
+            log(f"a client went away: its answer stopped {job.tokens - job.tokens_at_cancel} token(s) later "
+                f"and is stored as cancelled")
         turn = session.last
         finish = turn.stats.finish_reason
         assert session.conversation_id is not None
         self.conversations.finished(chat, turn.answer, session.conversation_id, engine, finish in ("stop", "length"))
         return Outcome(turn.answer, finish if finish in ("stop", "length") else "stop",
-                       turn.stats.prompt_tokens, turn.stats.completion_tokens)
+                       turn.stats.prompt_tokens, turn.stats.completion_tokens, turn.stats.reused_tokens)
 
     def _policy(self, job: Job) -> str:
         """Escalation through the server only where the config says ``auto`` (never ``ask``: nobody to ask)."""
