@@ -106,8 +106,9 @@ def test_curl_streams_server_sent_events(server: ServeProcess) -> None:
     assert events[-1] == "[DONE]"
     chunks = [json.loads(e) for e in events[:-1]]
     text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
-    assert text and chunks[-1]["usage"]["completion_tokens"] == 16
-    assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]][-1] == "length"
+    finish = [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]][-1]
+    tokens = chunks[-1]["usage"]["completion_tokens"]
+    assert text and (finish, tokens == 16) in (("length", True), ("stop", False))
 
 
 # -- the openai SDK
@@ -152,7 +153,7 @@ def test_malformed_requests_get_openai_style_json_without_traces(server: ServePr
         assert response.status_code == status, body
         error = response.json()["error"]
         assert set(error) == {"message", "type", "param", "code"} and error["message"]
-        assert "Traceback" not in response.text and str(server.home) not in response.text and "/" not in error["message"]
+        assert "Traceback" not in response.text and not re.search(r"/(tmp|home|root|usr|work)/|\.py\b", response.text)
     assert httpx.get(f"{server.url}/nowhere", timeout=30).json()["error"]["message"]
     assert httpx.post(url, content=b"{}", timeout=30).status_code == 415  # not JSON: a browser's simple request
     assert not any("Traceback" in line for line in server.stderr)
@@ -287,21 +288,24 @@ def test_a_killed_client_frees_the_engine_within_a_token(server: ServeProcess) -
 def test_a_full_queue_answers_429_with_retry_after(tmp_path: Path) -> None:
     with ServeProcess(tmp_path / "home", "--queue", "1") as server:
         before = server.health()
-        long = dict(model=MODEL, messages=[{"role": "user", "content": "Tell a long story."}], max_tokens=1500,
-                    temperature=0.9, stream=True)
-        running = client(server).chat.completions.create(**long)
+        story = [{"role": "user", "content": "Tell a long story."}]
+        running = client(server).chat.completions.create(model=MODEL, messages=story, max_tokens=1500,
+                                                         temperature=0.9, stream=True)
         next(iter(running))
         server.wait_health(lambda h: h["started"] > before["started"], "the first request to start")
-        waiting = httpx.Client(timeout=120)
-        with waiting.stream("POST", f"{server.url}/chat/completions", json=long) as queued:
+        short = {"model": MODEL, "messages": QUESTION, "max_tokens": 8, "stream": True}
+        with httpx.Client(timeout=120) as waiting, waiting.stream("POST", f"{server.url}/chat/completions",
+                                                                   json=short) as queued:
             server.wait_health(lambda h: h["queued"] == 1, "the second request to queue")
             with pytest.raises(openai.RateLimitError) as refused:
-                client(server).chat.completions.create(**{**long, "stream": False})
+                client(server).chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=8)
             assert int(refused.value.response.headers["Retry-After"]) >= 1
-            running.close()
-            assert queued.status_code == 200
-        waiting.close()
-        server.wait_health(lambda h: h["finished"] >= before["finished"] + 2, "both requests to end")
+            running.close()  # the first client leaves: the waiting one is served, in full
+            events = [line for line in queued.iter_lines() if line.startswith("data: ")]
+        assert queued.status_code == 200 and events[-1] == "data: [DONE]"
+        assert json.loads(events[-2][6:])["choices"][0]["finish_reason"] in ("stop", "length")
+        health = server.wait_health(lambda h: h["finished"] >= before["finished"] + 2, "both requests to end")
+        assert health["started"] == before["started"] + 2  # the refused one never reached the engine
 
 
 def test_api_key_and_body_limit(tmp_path: Path) -> None:
