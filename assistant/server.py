@@ -205,42 +205,33 @@ class Conversations:
 
 # -- one request at a time
 class Gate:
-    """One engine job at a time, first come first served, at most ``limit`` waiting (event-loop thread only)."""
+    """One engine job at a time, first come first served; at most ``limit`` more admitted to wait.
+
+    Admission is counted when a request arrives (before any await), so a burst cannot overfill the
+    queue; the turn is an ``asyncio.Lock`` (FIFO, cancellation-safe), released when the worker is done.
+    """
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.busy = False
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        self.admitted = 0  # requests admitted and not finished, running or waiting
+        self.turn = asyncio.Lock()
+
+    @property
+    def busy(self) -> bool:
+        return self.turn.locked()
 
     @property
     def waiting(self) -> int:
-        return len(self._waiters)
+        return max(0, self.admitted - int(self.busy))
 
-    def full(self) -> bool:
-        return self.busy and len(self._waiters) >= self.limit
+    def admit(self) -> bool:
+        if self.admitted > self.limit:
+            return False
+        self.admitted += 1
+        return True
 
-    async def acquire(self) -> None:
-        if not self.busy:
-            self.busy = True
-            return
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
-        try:
-            await waiter
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():
-                self.release()  # handed the turn just as it was cancelled: pass it on
-            with contextlib.suppress(ValueError):
-                self._waiters.remove(waiter)
-            raise
-
-    def release(self) -> None:
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
-        self.busy = False
+    def leave(self) -> None:
+        self.admitted -= 1
 
 
 @dataclass(eq=False)
@@ -360,6 +351,7 @@ class Server:
 
     # -- endpoints
     async def health(self, request: Request) -> Response:
+        self._guard(request)
         return JSONResponse({"status": "ok", "model": self.host.loaded, "busy": self.gate.busy,
                              "queued": self.gate.waiting, "unloads": self.host.unloads, **self.counts})
 
@@ -374,7 +366,7 @@ class Server:
         chat = parse_chat(parse_json(await self._body(request)), self.options.max_tokens)
         target = await asyncio.to_thread(self.host.target, chat.model)
         grammar = grammar_for(chat.json_schema) if chat.json_schema is not None else None
-        if self.gate.full():
+        if not self.gate.admit():
             raise ApiError(429, f"the server is busy ({self.gate.waiting} requests waiting); retry later",
                            "requests", code="rate_limit_exceeded", headers={"Retry-After": str(self._retry_after())})
         job = Job(chat, target, grammar)
@@ -479,7 +471,11 @@ class Server:
 
     async def _run(self, job: Job) -> Outcome:
         """Wait for the engine's turn, then answer on the worker thread (which a cancel here never abandons)."""
-        await self.gate.acquire()
+        try:
+            await self.gate.turn.acquire()
+        except BaseException:  # the client left while waiting
+            self.gate.leave()
+            raise
         self.jobs.add(job)
         self.counts["started"] += 1
         started = time.monotonic()
@@ -489,7 +485,8 @@ class Server:
             self.durations.append(time.monotonic() - started)
             self.host.last_used = time.monotonic()
             self.jobs.discard(job)
-            self.gate.release()
+            self.gate.leave()
+            self.gate.turn.release()
             self._activity.set()
 
         try:
@@ -577,12 +574,9 @@ class Server:
                 with contextlib.suppress(asyncio.TimeoutError):  # woken by a finished job, or at the due time
                     await asyncio.wait_for(self._activity.wait(), timeout=max(due, 0.05) if due > 0 else idle)
                 continue
-            await self.gate.acquire()
-            try:
+            async with self.gate.turn:
                 if time.monotonic() - self.host.last_used >= idle:
                     await loop.run_in_executor(self.worker, self.host.unload)
-            finally:
-                self.gate.release()
 
 
 def _generation_error(exc: AssistantError) -> ApiError:

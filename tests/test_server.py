@@ -282,6 +282,7 @@ def test_a_killed_client_frees_the_engine_within_a_token(server: ServeProcess) -
     answer = max(api_answers(server), key=lambda m: m["id"])
     assert answer["content"] and answer["finish_reason"] == "cancelled"
     assert 10 <= answer["completion_tokens"] < 1500
+    assert not any("Traceback" in line or "Exception" in line for line in server.stderr)
 
 
 @pytest.mark.timeout(300)
