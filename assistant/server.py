@@ -379,7 +379,8 @@ class Server:
             header = request.headers.get("authorization", "")
             given = header[7:].strip() if header[:7].lower() == "bearer " else ""
             if not hmac.compare_digest(given.encode(), self.options.api_key.encode()):
-                raise ApiError(401, "invalid or missing API key: send Authorization: Bearer KEY", code="invalid_api_key")
+                raise ApiError(401, "invalid or missing API key: send Authorization: Bearer KEY",
+                               code="invalid_api_key")
             return
         host = urlsplit("//" + request.headers.get("host", "")).hostname or ""
         origin = request.headers.get("origin")

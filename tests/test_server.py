@@ -203,7 +203,8 @@ def test_resending_client_continues_one_conversation_with_kv_reuse(server: Serve
     answers = [m for m in stored if m["role"] == "assistant"]
     assert all(m["model"] == MODEL and json.loads(m["route"])["via"] == "API" for m in answers)
     out = subprocess.run([sys.executable, "-m", "assistant", "history", "show", str(conversation["id"])],
-                         capture_output=True, text=True, timeout=60, env=os.environ | {"ASSISTANT_HOME": str(server.home)})
+                         capture_output=True, text=True, timeout=60,
+                         env=os.environ | {"ASSISTANT_HOME": str(server.home)})
     assert "via API" in out.stdout
 
 
