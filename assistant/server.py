@@ -263,11 +263,19 @@ class Outcome:
     prompt_tokens: int
     completion_tokens: int
     cached_tokens: int  # prompt tokens the engine's KV cache already held
+    session_ttft_s: float  # Session.send -> first piece, as an in-process caller would see it
+    tokens_per_s: float  # the engine's own decode rate
 
     def usage(self) -> dict[str, Any]:
         return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
                 "total_tokens": self.prompt_tokens + self.completion_tokens,
                 "prompt_tokens_details": {"cached_tokens": self.cached_tokens}}
+
+    def timings(self) -> dict[str, float]:
+        """Server-side figures (llama.cpp's server sends a ``timings`` object too): what HTTP adds is the rest."""
+        return {"session_ttft_ms": round(self.session_ttft_s * 1000, 3), "prompt_n": self.prompt_tokens
+                - self.cached_tokens, "predicted_n": self.completion_tokens,
+                "predicted_per_second": round(self.tokens_per_s, 3)}
 
 
 # -- HTTP
@@ -427,7 +435,7 @@ class Server:
             "model": job.request.model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": outcome.text},
                          "logprobs": None, "finish_reason": outcome.finish_reason}],
-            "usage": outcome.usage(),
+            "usage": outcome.usage(), "timings": outcome.timings(),
         }
         return JSONResponse(body)
 
@@ -450,8 +458,9 @@ class Server:
         base = {"id": "chatcmpl-" + secrets.token_hex(12), "object": "chat.completion.chunk",
                 "created": int(time.time()), "model": job.request.model}
 
-        def chunk(delta: dict[str, str], finish: str | None = None) -> bytes:
-            return sse({**base, "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]})
+        def chunk(delta: dict[str, str], finish: str | None = None, **extra: Any) -> bytes:
+            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+            return sse({**base, "choices": [choice], **extra})
 
         yield chunk({"role": "assistant", "content": ""})
         while (text := await pieces.get()) is not None:
@@ -465,7 +474,7 @@ class Server:
             yield sse(_internal(error).body())
             return
         outcome = task.result()
-        yield chunk({}, outcome.finish_reason)
+        yield chunk({}, outcome.finish_reason, timings=outcome.timings())
         if job.request.include_usage:
             yield sse({**base, "choices": [], "usage": outcome.usage()})
         yield sse("[DONE]")
@@ -518,8 +527,11 @@ class Server:
             temperature=chat.temperature if chat.temperature is not None else target.temperature,
             escalate=self._policy(job),
         )
+        started, first = time.perf_counter(), 0.0
         try:
             for delta in stream:
+                if not first and delta.text:
+                    first = time.perf_counter() - started
                 job.tokens += 1
                 if job.cancelled.is_set():
                     break
@@ -537,7 +549,8 @@ class Server:
         assert session.conversation_id is not None
         self.conversations.finished(chat, turn.answer, session.conversation_id, engine, finish in ("stop", "length"))
         return Outcome(turn.answer, finish if finish in ("stop", "length") else "stop",
-                       turn.stats.prompt_tokens, turn.stats.completion_tokens, turn.stats.reused_tokens)
+                       turn.stats.prompt_tokens, turn.stats.completion_tokens, turn.stats.reused_tokens, first,
+                       turn.stats.tokens_per_s)
 
     def _policy(self, job: Job) -> str:
         """Escalation through the server only where the config says ``auto`` (never ``ask``: nobody to ask)."""
