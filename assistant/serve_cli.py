@@ -37,9 +37,9 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0 <= args.port <= 65535:
         raise AssistantError(f"--port {args.port}: use 0-65535")
-    for name in ("idle_unload", "queue", "max_body", "max_tokens"):
-        if getattr(args, name) < (0 if name in ("idle_unload", "queue") else 1):
-            raise AssistantError(f"--{name.replace('_', '-')} {getattr(args, name)}: must not be negative or zero")
+    for name, least in (("idle_unload", 0), ("queue", 0), ("max_body", 1), ("max_tokens", 1)):
+        if getattr(args, name) < least:
+            raise AssistantError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be at least {least}")
     key = ""
     if args.api_key_env:
         key = os.environ.get(args.api_key_env, "")

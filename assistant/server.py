@@ -100,6 +100,7 @@ class ModelHost:
     def __init__(self, registry: Registry, config: Config) -> None:
         self.registry, self.config = registry, config
         self.engine: Engine | None = None
+        self.model = ""  # the registered name of the loaded model
         self.last_used = time.monotonic()
         self.unloads = 0
 
@@ -135,6 +136,7 @@ class ModelHost:
             elif self.engine.path != path:
                 self.engine.swap(path)
                 log(f"swapped in {model}")
+            self.model = model
         except AssistantError as exc:
             log(f"cannot load {model}: {exc}")
             raise ApiError(503, f"the model {model!r} cannot be loaded on this machine; see the server's log",
@@ -143,7 +145,7 @@ class ModelHost:
 
     @property
     def loaded(self) -> str | None:
-        return self.engine.name if self.engine is not None else None
+        return self.model if self.engine is not None else None
 
     def unload(self) -> None:
         if self.engine is not None:

@@ -109,6 +109,8 @@ def test_curl_streams_server_sent_events(server: ServeProcess) -> None:
     finish = [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]][-1]
     tokens = chunks[-1]["usage"]["completion_tokens"]
     assert text and (finish, tokens == 16) in (("length", True), ("stop", False))
+    timings = next(c for c in chunks if c["choices"] and c["choices"][0]["finish_reason"])["timings"]
+    assert timings["predicted_n"] == tokens and 0 < timings["session_ttft_ms"] < 60_000
 
 
 # -- the openai SDK
@@ -342,9 +344,11 @@ def test_a_reachable_address_without_a_key_is_refused(tmp_path: Path) -> None:
                              capture_output=True, text=True, timeout=60, env=env)
         assert out.returncode == 1 and out.stdout == ""
         assert out.stderr.count("\n") == 1 and "without an API key" in out.stderr
-    out = subprocess.run([sys.executable, "-m", "assistant", "serve", "--api-key-env", "NO_SUCH_VAR_SET"],
-                         capture_output=True, text=True, timeout=60, env=env)
-    assert out.returncode == 1 and "NO_SUCH_VAR_SET" in out.stderr and out.stderr.count("\n") == 1
+    for args, says in ((["--api-key-env", "NO_SUCH_VAR_SET"], "NO_SUCH_VAR_SET"), (["--model", "nope"], "--model nope"),
+                       (["--queue", "-1"], "--queue -1"), (["--port", "70000"], "--port 70000")):
+        out = subprocess.run([sys.executable, "-m", "assistant", "serve", "--port", "0", *args],
+                             capture_output=True, text=True, timeout=60, env=env)
+        assert out.returncode == 1 and says in out.stderr and out.stderr.count("\n") == 1, out.stderr
 
 
 def test_a_busy_port_is_one_clear_line(server: ServeProcess, tmp_path: Path) -> None:
@@ -376,7 +380,8 @@ def test_models_load_on_first_use_swap_show_up_live_and_unload_when_idle(tmp_pat
 
 
 def test_no_history_stores_nothing(tmp_path: Path) -> None:
-    with ServeProcess(tmp_path / "home", "--no-history") as server:
+    with ServeProcess(tmp_path / "home", "--no-history", "--model", MODEL) as server:
+        assert server.health()["model"] == MODEL  # --model loads it before the server listens
         sdk = client(server)
         messages = list(QUESTION)
         for _ in range(2):
