@@ -19,7 +19,7 @@ MAX_STOP_CHARS = 256
 MAX_SCHEMA_COUNT = 1024  # minItems, maxLength…: grammar size grows with them
 
 
-@dataclass
+@dataclass(eq=False)  # exceptions stay hashable
 class ApiError(Exception):
     """An error answered as ``{"error": {"message", "type", "param", "code"}}`` with ``status``."""
 

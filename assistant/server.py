@@ -149,7 +149,7 @@ class ModelHost:
 
     def unload(self) -> None:
         if self.engine is not None:
-            name, engine, self.engine = self.engine.name, self.engine, None
+            name, engine, self.engine = self.model, self.engine, None
             engine.close()
             from assistant.engine import _release_heap
 
@@ -315,6 +315,13 @@ def sse(data: dict[str, Any] | str) -> bytes:
     return f"data: {text}\n\n".encode()
 
 
+def _hostname(url: str) -> str:
+    try:
+        return urlsplit(url).hostname or ""
+    except ValueError:  # e.g. an unclosed "[" in a Host header
+        return ""
+
+
 def _is_loopback_name(name: str) -> bool:
     if name.lower() == "localhost":
         return True
@@ -392,9 +399,10 @@ class Server:
                 raise ApiError(401, "invalid or missing API key: send Authorization: Bearer KEY",
                                code="invalid_api_key")
             return
-        host = urlsplit("//" + request.headers.get("host", "")).hostname or ""
         origin = request.headers.get("origin")
-        if not _is_loopback_name(host) or (origin and not _is_loopback_name(urlsplit(origin).hostname or "")):
+        if not _is_loopback_name(_hostname("//" + request.headers.get("host", ""))) or (
+            origin and not _is_loopback_name(_hostname(origin))
+        ):
             raise ApiError(403, "requests from other hosts or web pages need an API key (serve with --api-key-env)",
                            "permission_error", code="forbidden")
 

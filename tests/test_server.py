@@ -331,7 +331,7 @@ def test_api_key_and_body_limit(tmp_path: Path) -> None:
 
 
 def test_without_a_key_other_hosts_and_pages_are_refused(server: ServeProcess) -> None:
-    for headers in ({"Host": "attacker.example"}, {"Origin": "http://attacker.example"}):
+    for headers in ({"Host": "attacker.example"}, {"Origin": "http://attacker.example"}, {"Host": "[::1"}):
         response = httpx.get(f"{server.url}/models", headers=headers, timeout=30)
         assert response.status_code == 403 and response.json()["error"]["code"] == "forbidden"
     assert httpx.get(f"{server.url}/models", headers={"Origin": "http://localhost:3000"}, timeout=30).status_code == 200
