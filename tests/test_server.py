@@ -408,3 +408,25 @@ def test_personas_are_served_by_name(tmp_path: Path) -> None:
         assert conversation["system"].startswith(persona.load("pirate").runtime_system()[:20])
         assert max(api_answers(server), key=lambda m: m["id"])["model"] == "pirate"
 
+
+
+@pytest.mark.timeout(300)
+def test_escalation_only_under_an_explicit_auto_policy(tmp_path: Path) -> None:
+    from teacher_servers import ANSWER, FakeTeacher
+
+    teacher = FakeTeacher()
+    factual = [{"role": "user", "content": "Who was the second president of Botswana?"}]
+    try:
+        for policy, escalates in (("ask", False), ("auto", True)):
+            env = {"ASSISTANT_TEACHER_URL": teacher.url, "ASSISTANT_TEACHER_MODEL": "fake-teacher",
+                   "ASSISTANT_ESCALATION": policy}
+            teacher.set("ok")
+            with ServeProcess(tmp_path / policy, env=env) as server:
+                reply = client(server).chat.completions.create(model=MODEL, messages=factual, max_tokens=8,
+                                                               temperature=0)
+                answer = max(api_answers(server), key=lambda m: m["id"])
+            assert bool(teacher.requests) is escalates, policy  # `ask` has nobody to ask: nothing is sent
+            assert (reply.choices[0].message.content == "".join(ANSWER)) is escalates
+            assert answer["escalated"] == int(escalates) and json.loads(answer["route"])["via"] == "API"
+    finally:
+        teacher.close()
