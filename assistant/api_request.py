@@ -58,7 +58,9 @@ class ChatRequest:
 
 
 def fingerprint(model: str, system: str, turns: list[tuple[str, str]]) -> str:
-    data = json.dumps([model, system, turns], ensure_ascii=False, separators=(",", ":"))
+    """A conversation's identity; blind to surrounding whitespace, which some clients trim from answers."""
+    stripped = [(role, text.strip()) for role, text in turns]
+    data = json.dumps([model, system.strip(), stripped], ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(data.encode("utf-8")).hexdigest()
 
 

@@ -29,6 +29,9 @@ def test_a_conversation_splits_into_system_earlier_turns_and_question() -> None:
         {"role": "user", "content": "AB"}, {"role": "assistant", "content": "ok"}, {"role": "user", "content": "next"},
         {"role": "assistant", "content": "answer"}, {"role": "user", "content": "third"},
     ]).key()  # the resent conversation is found under the key its last answer left
+    trimmed = parse(messages=[{"role": "user", "content": "q"}, {"role": "assistant", "content": " a\n"},
+                              {"role": "user", "content": "next"}])
+    assert trimmed.key() == parse(messages=[{"role": "user", "content": "q"}]).key(" a")  # a client trimmed it
 
 
 @pytest.mark.parametrize(("fields", "param"), [
