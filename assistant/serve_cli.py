@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 from assistant import AssistantError
 
@@ -49,5 +50,8 @@ def run(args: argparse.Namespace) -> int:
         host=args.host, port=args.port, api_key=key, model=args.model or "", idle_unload_s=args.idle_unload,
         queue=args.queue, max_body_bytes=args.max_body, max_tokens=args.max_tokens, history=not args.no_history,
     )
-    serve(options, load())
+    try:
+        serve(options, load())
+    except KeyboardInterrupt:  # Ctrl-C is how a server is stopped: not an error
+        print("assistant serve: stopped", file=sys.stderr)
     return 0

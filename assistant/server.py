@@ -36,6 +36,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
+import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -354,6 +355,7 @@ class Server:
         self.jobs: set[Job] = set()
         self.durations: deque[float] = deque(maxlen=20)
         self.counts = {"started": 0, "finished": 0}  # requests that reached the engine; only ever grow
+        self.stopping = False
         self.started = int(time.time())
         self._activity = asyncio.Event()
         self.app = Starlette(
@@ -491,12 +493,13 @@ class Server:
 
     async def _run(self, job: Job) -> Outcome:
         """Wait for the engine's turn, then answer on the worker thread (which a cancel here never abandons)."""
+        self.jobs.add(job)
         try:
             await self.gate.turn.acquire()
         except BaseException:  # the client left while waiting
+            self.jobs.discard(job)
             self.gate.leave()
             raise
-        self.jobs.add(job)
         self.counts["started"] += 1
         started = time.monotonic()
 
@@ -520,7 +523,7 @@ class Server:
     def _answer(self, job: Job) -> Outcome:
         """On the worker thread: one turn through a session, relaying the pieces as they come."""
         if job.cancelled.is_set():
-            raise ApiError(499, "the client went away")
+            raise self._stopped()
         chat, target = job.request, job.target
         engine = self.host.engine_for(target.model)
         session = self.conversations.session(chat, target, engine)
@@ -552,15 +555,30 @@ class Server:
         finally:
             stream.close()
         if job.cancelled.is_set():
-            log(f"a client went away: its answer stopped {job.tokens - job.tokens_at_cancel} token(s) later "
+            why = "the server is stopping" if self.stopping else "a client went away"
+            log(f"{why}: its answer stopped {job.tokens - job.tokens_at_cancel} token(s) later "
                 f"and is stored as cancelled")
         turn = session.last
         finish = turn.stats.finish_reason
         assert session.conversation_id is not None
+        if self.stopping and job.cancelled.is_set():
+            raise self._stopped()
         self.conversations.finished(chat, turn.answer, session.conversation_id, engine, finish in ("stop", "length"))
         return Outcome(turn.answer, finish if finish in ("stop", "length") else "stop",
                        turn.stats.prompt_tokens, turn.stats.completion_tokens, turn.stats.reused_tokens, first,
                        turn.stats.tokens_per_s)
+
+    def _stopped(self) -> ApiError:
+        """For a job cancelled before or while it ran: the client left (nobody reads this) or the server stops."""
+        if self.stopping:
+            return ApiError(503, "the server is stopping; the answer was cut off", "server_error", code="shutting_down")
+        return ApiError(499, "the client went away")
+
+    def stop_answers(self) -> None:
+        """Ctrl-C / SIGTERM: every answer stops at its next token and its stream ends, so the exit is quick."""
+        self.stopping = True
+        for job in list(self.jobs):
+            job.cancel()
 
     def _policy(self, job: Job) -> str:
         """Escalation through the server only where the config says ``auto`` (never ``ask``: nobody to ask)."""
@@ -583,8 +601,7 @@ class Server:
         finally:
             if unloader is not None:
                 unloader.cancel()
-            for job in list(self.jobs):
-                job.cancel()
+            self.stop_answers()
             self.worker.shutdown(wait=True)  # the jobs stop at their next token
             self.host.unload()
 
@@ -655,8 +672,6 @@ def bind(host: str, port: int) -> socket.socket:
 
 def serve(options: ServeOptions, config: Config) -> None:
     """Serve until interrupted; the URL line goes to stdout once connections are accepted."""
-    import uvicorn
-
     if not options.api_key and not is_loopback(options.host):
         raise AssistantError(
             f"refusing to listen on {options.host}, which other machines can reach, without an API key: "
@@ -673,4 +688,19 @@ def serve(options: ServeOptions, config: Config) -> None:
           f" history {'on' if options.history else 'off'}; Ctrl-C stops)", flush=True)
     settings = uvicorn.Config(server.app, log_level="warning", access_log=False, lifespan="on",
                               timeout_graceful_shutdown=3)
-    uvicorn.Server(settings).run(sockets=[sock])
+    StoppingServer(settings, on_exit=server.stop_answers).run(sockets=[sock])
+
+
+class StoppingServer(uvicorn.Server):
+    """uvicorn's server that, on Ctrl-C or SIGTERM, first stops the answers in progress."""
+
+    def __init__(self, config: uvicorn.Config, on_exit: Callable[[], None]) -> None:
+        super().__init__(config)
+        self.on_exit = on_exit
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        try:  # in the event loop, not inside whatever frame the signal interrupted
+            asyncio.get_running_loop().call_soon_threadsafe(self.on_exit)
+        except RuntimeError:  # no loop running yet
+            self.on_exit()
+        super().handle_exit(sig, frame)

@@ -33,7 +33,8 @@ class ServeProcess:
         self.stderr: list[str] = []
         self._lines: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._pump, args=(self.process.stdout, self._lines), daemon=True).start()
-        threading.Thread(target=self._collect, daemon=True).start()
+        self._collector = threading.Thread(target=self._collect, daemon=True)
+        self._collector.start()
         self.url = self._wait_ready(timeout)
         self.port = int(self.url.rsplit(":", 1)[1].split("/")[0])
 
@@ -77,6 +78,12 @@ class ServeProcess:
                 raise TimeoutError(f"waited {timeout:.0f} s for {what}; last health {health}")
             time.sleep(0.005)
         return health
+
+    def wait(self, timeout: float) -> int:
+        """The exit code, once the process has ended and all its stderr has been read."""
+        code = self.process.wait(timeout=timeout)
+        self._collector.join(timeout=timeout)
+        return code
 
     def stop(self) -> None:
         if self.process.poll() is None:

@@ -430,3 +430,23 @@ def test_escalation_only_under_an_explicit_auto_policy(tmp_path: Path) -> None:
             assert answer["escalated"] == int(escalates) and json.loads(answer["route"])["via"] == "API"
     finally:
         teacher.close()
+
+
+def test_ctrl_c_ends_the_streams_in_progress_and_exits_quickly(tmp_path: Path) -> None:
+    server = ServeProcess(tmp_path / "home", "--model", MODEL)
+    before = server.health()
+    with httpx.Client(timeout=120) as http, http.stream("POST", f"{server.url}/chat/completions", json={
+            "model": MODEL, "messages": [{"role": "user", "content": "Tell a long story."}], "max_tokens": 1500,
+            "temperature": 0.9, "stream": True}) as response:
+        lines = response.iter_lines()
+        next(line for line in lines if '"content": "' in line and '"content": ""' not in line)  # it is answering
+        server.process.send_signal(signal.SIGINT)
+        interrupted = time.monotonic()
+        events = [line for line in lines if line.startswith("data: ")]
+    assert server.wait(timeout=30) == 0
+    assert time.monotonic() - interrupted < 10
+    assert json.loads(events[-1][6:])["error"]["code"] == "shutting_down"  # the client is told, not left hanging
+    assert not any("Traceback" in line for line in server.stderr) and before["finished"] == 0
+    assert server.stderr[-1] == "assistant serve: stopped\n"
+    answer = max(api_answers(server), key=lambda m: m["id"])
+    assert answer["finish_reason"] == "cancelled" and answer["content"]
