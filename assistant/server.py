@@ -526,6 +526,7 @@ class Server:
             raise self._stopped()
         chat, target = job.request, job.target
         engine = self.host.engine_for(target.model)
+        started, first = time.perf_counter(), 0.0  # as an in-process caller: a Session, then its send
         session = self.conversations.session(chat, target, engine)
         session.sampling = {"stop": chat.stop, "seed": chat.seed, "grammar": job.grammar}
         if chat.top_p is not None:
@@ -540,7 +541,6 @@ class Server:
             temperature=chat.temperature if chat.temperature is not None else target.temperature,
             escalate=self._policy(job),
         )
-        started, first = time.perf_counter(), 0.0
         try:
             for delta in stream:
                 if not first and delta.text:
