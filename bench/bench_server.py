@@ -77,9 +77,10 @@ def resending_client(client: Any, url: str, session: Any, chat: int, max_tokens:
     return out
 
 
-def tokens_after_disconnect(server: ServeProcess, client: Any, reps: int) -> list[int]:
-    """How many tokens each answer ran on after its streaming client went away (from the server's log)."""
-    counts = []
+def tokens_after_disconnect(server: ServeProcess, client: Any, reps: int) -> tuple[list[int], list[float]]:
+    """How many tokens each answer ran on after its streaming client went away (from the server's log), and
+    how long until the engine was free (polling /health)."""
+    counts, freed = [], []
     for rep in range(reps):
         finished = server.health()["finished"]
         body = {"model": MODEL, "messages": [{"role": "user", "content": f"Story {rep}: tell a very long story."}],
@@ -87,10 +88,12 @@ def tokens_after_disconnect(server: ServeProcess, client: Any, reps: int) -> lis
         for i, _ in enumerate(sse_texts(client, server.url, body)):
             if i == 10:
                 break  # leaving the with-block closes the connection mid-stream
+        closed = time.perf_counter()
         server.wait_health(lambda h: h["finished"] > finished, "the abandoned answer to stop")
+        freed.append(time.perf_counter() - closed)
         line = next(line for line in reversed(server.stderr) if "a client went away" in line)
         counts.append(int(re.search(r"stopped (\d+) token", line).group(1)))  # type: ignore[union-attr]
-    return counts
+    return counts, freed
 
 
 def run(quick: bool) -> list[dict[str, Any]]:
@@ -145,14 +148,16 @@ def run(quick: bool) -> list[dict[str, Any]]:
                                                   answer_tokens))
                 progress.update()
             progress.close()
-            overrun = tokens_after_disconnect(server, client, 2 if quick else 5)
+            overrun, freed = tokens_after_disconnect(server, client, 2 if quick else 5)
             engine.close()
             store.close()
-    return rows(decode, ttft, chats_run, overrun, threads, decode_tokens, answer_tokens)
+    return rows(decode, ttft, chats_run, (overrun, freed), threads, decode_tokens, answer_tokens)
 
 
 def rows(decode: dict[str, list[Any]], ttft: dict[str, list[float]], chats: list[dict[str, list[Any]]],
-         overrun: list[int], threads: int, decode_tokens: int, answer_tokens: int) -> list[dict[str, Any]]:
+         disconnects: tuple[list[int], list[float]], threads: int, decode_tokens: int,
+         answer_tokens: int) -> list[dict[str, Any]]:
+    overrun, freed = disconnects
     server_rate = [r[0] for r in decode["server"]]
     engine_rate = [r[0] for r in decode["engine"]]
     served, local = statistics.median(server_rate), statistics.median(engine_rate)
@@ -190,7 +195,8 @@ def rows(decode: dict[str, list[Any]], ttft: dict[str, list[float]], chats: list
                   "x": list(range(1, len(per_turn) + 1)),
                   "series": {"assistant serve (client resends the chat)": per_turn, "in-process Session": in_process}}),
         row(BENCH, "tokens generated after a streaming client disconnects", max(overrun), "tokens", target="<= 1",
-            notes=f"worst of {len(overrun)}: {overrun} (from the server's log; the stored answer is marked cancelled)"),
+            notes=f"worst of {len(overrun)}: {overrun} (from the server's log; the stored answer is marked cancelled); "
+            f"client closed -> engine free (polling /health every 5 ms) {spread([f * 1000 for f in freed], ' ms')}"),
     ]
 
 
