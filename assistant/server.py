@@ -311,6 +311,19 @@ class EventStream(StreamingResponse):
             await self.body_iterator.aclose()  # type: ignore[attr-defined]
 
 
+async def _drain(pieces: asyncio.Queue[str | None]) -> list[str] | None:
+    """The next piece and any others already queued; None once the end marker is reached."""
+    texts = [await pieces.get()]
+    while texts[-1] is not None and not pieces.empty():
+        texts.append(pieces.get_nowait())
+    if texts[-1] is None:
+        texts.pop()
+        if not texts:
+            return None
+        pieces.put_nowait(None)  # the end comes on the next call
+    return texts  # type: ignore[return-value]
+
+
 def sse(data: dict[str, Any] | str) -> bytes:
     text = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
     return f"data: {text}\n\n".encode()
@@ -475,8 +488,8 @@ class Server:
             return sse({**base, "choices": [choice], **extra})
 
         yield chunk({"role": "assistant", "content": ""})
-        while (text := await pieces.get()) is not None:
-            yield chunk({"content": text})
+        while (texts := await _drain(pieces)) is not None:
+            yield b"".join(chunk({"content": text}) for text in texts)  # one write for the pieces that piled up
         if task.cancelled():
             return
         if isinstance(error := task.exception(), ApiError):
