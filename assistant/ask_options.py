@@ -43,7 +43,7 @@ class AskOptions:
     def prepare(self, question: str, engine: Any, session: Any, max_tokens: int) -> str:
         """The message to send: the files' blocks and the schema's instruction around the question."""
         if self.schema is not None:
-            session.grammar = grammar_for(self.schema)
+            session.sampling["grammar"] = grammar_for(self.schema)
             question = f"{question}\n\n{instruction(self.schema)}"
         if self.attachments:
             attach.count_and_check(self.attachments, question, engine, max_tokens)

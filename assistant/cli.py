@@ -243,7 +243,7 @@ def _extensions() -> list[Callable[[argparse._SubParsersAction], None]]:
     import importlib
     import importlib.util
 
-    modules = ("assistant.models_cli", "assistant.distill_cli", "assistant.persona_cli")
+    modules = ("assistant.models_cli", "assistant.distill_cli", "assistant.persona_cli", "assistant.serve_cli")
     return [importlib.import_module(m).register for m in modules if importlib.util.find_spec(m) is not None]
 
 

@@ -15,7 +15,7 @@ import os
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -265,6 +265,35 @@ class Model:
         self.llm.close()
 
 
+class _StopScan:
+    """Finds stop strings in a streamed answer, holding back text that may be the start of one."""
+
+    def __init__(self, stops: Sequence[str]) -> None:
+        self.stops = [s for s in stops if s]
+        self.pending = ""
+
+    def feed(self, piece: str) -> tuple[str, bool]:
+        """(the text that can be shown now, whether a stop string was reached)."""
+        if not self.stops:
+            return piece, False
+        self.pending += piece
+        found = [i for i in (self.pending.find(s) for s in self.stops) if i >= 0]
+        if found:
+            shown, self.pending = self.pending[: min(found)], ""
+            return shown, True
+        keep = next(
+            (k for k in range(min(len(self.pending), max(map(len, self.stops)) - 1), 0, -1)
+             if any(s.startswith(self.pending[-k:]) for s in self.stops)),
+            0,
+        )
+        shown, self.pending = self.pending[: len(self.pending) - keep], self.pending[len(self.pending) - keep :]
+        return shown, False
+
+    def held(self) -> str:
+        held, self.pending = self.pending, ""
+        return held
+
+
 def token_stats(logits: np.ndarray, token: int) -> tuple[float, float]:
     """(logprob of the token, entropy of the distribution) from raw logits."""
     peak = float(logits.max())
@@ -386,6 +415,8 @@ class Engine:
         top_k: int = 40,
         conversation: object = None,
         continue_final: bool = False,
+        stop: Sequence[str] = (),
+        seed: int | None = None,
         grammar: object = None,
     ) -> Iterator[Delta]:
         """Yield the answer to ``messages`` piece by piece; ``self.stats`` describes the turn.
@@ -395,6 +426,8 @@ class Engine:
         With ``continue_final`` the last message is a partial assistant answer: the prompt ends
         with its text (no end-of-turn), so the model carries on from there and only the new
         text is yielded. After a stopped answer this prompt is exactly the cached one.
+        The answer ends before the first of the ``stop`` strings (never yielded); ``seed`` makes
+        sampling repeatable; ``grammar`` (a ``llama_cpp.LlamaGrammar``) constrains the tokens.
         """
         if continue_final and (not messages or messages[-1]["role"] != "assistant"):
             raise EngineError("nothing to continue: the last message is not an answer")
@@ -411,11 +444,14 @@ class Engine:
             if stats.truncated_chars:
                 stats.notes.append(f"your message was cut by {stats.truncated_chars} characters to fit the context")
             self._switch_conversation(conversation)
-            yield from self._generate(text, max_tokens, temperature, top_p, top_k, stats, started, grammar)
+            import llama_cpp
+
+            self.model.llm.set_seed(llama_cpp.LLAMA_DEFAULT_SEED if seed is None else seed)  # default: random
+            sampling = {"temp": temperature, "top_p": top_p, "top_k": top_k, "grammar": grammar}
+            yield from self._generate(text, max_tokens, sampling, _StopScan(stop), stats, started)
 
     def _generate(
-        self, text: str, max_tokens: int, temperature: float, top_p: float, top_k: int, stats: Stats, start: float,
-        grammar: object = None,
+        self, text: str, max_tokens: int, sampling: dict, scan: _StopScan, stats: Stats, start: float
     ) -> Iterator[Delta]:
         model, llm = self.model, self.model.llm
         tokens = self._prompt_tokens(text)
@@ -439,9 +475,7 @@ class Engine:
             if not self._prefill(tokens, common):
                 stats.finish_reason = "cancelled"
                 return
-            generator = llm.generate(
-                tokens, temp=temperature, top_p=top_p, top_k=top_k, min_p=0.05, repeat_penalty=1.0, grammar=grammar
-            )
+            generator = llm.generate(tokens, min_p=0.05, repeat_penalty=1.0, **sampling)
             for token in generator:
                 if model.is_end(token):
                     stats.finish_reason = "stop"
@@ -452,13 +486,20 @@ class Engine:
                 if not first_at:
                     first_at = time.perf_counter()
                 answer.append(piece)
-                yield Delta(piece, token, logprob, entropy)
+                shown, stopped = scan.feed(piece)
+                if shown or not scan.stops:
+                    yield Delta(shown, token, logprob, entropy)
+                if stopped:
+                    stats.finish_reason = "stop"
+                    break
                 if self._cancel.is_set():
                     stats.finish_reason = "cancelled"
                     break
                 if len(generated) >= max_tokens:
                     break
             generator.close()
+            if held := scan.held():  # text that looked like the start of a stop string but was not
+                yield Delta(held, -1, 0.0, 0.0)
         except GeneratorExit:  # the consumer stopped reading: same as a cancel
             stats.finish_reason = "cancelled"
             raise

@@ -72,7 +72,9 @@ class Session:
         self.last = Turn()
         self.flush_interval = FLUSH_INTERVAL_S
         self.policy: str | None = None  # this conversation's escalation policy; None = the config's
-        self.grammar: Any = None  # constrains the student's answers (a llama.cpp grammar from assistant.schema)
+        self.sampling: dict[str, Any] = {}  # more engine settings for the turns (top_p, stop, seed, grammar)
+        self.via = ""  # the front door the turns come through, recorded in each answer's route (e.g. "API")
+        self.model_label = ""  # stored as the answer's model instead of the engine's (e.g. the name a client asked for)
         self._cancel = threading.Event()
 
     @property
@@ -310,7 +312,9 @@ class Session:
                 yield from self._relay(turn, _prepend(draft, student), pieces)
                 return
             student.close()  # nothing is held (engine lock, user's time) while asking or waiting on HTTP
-            request = teacher.request(self._teacher_messages(history), **sampling)
+            request = teacher.request(
+                self._teacher_messages(history), max_tokens=sampling["max_tokens"], temperature=sampling["temperature"]
+            )
             verdict = self._approval(request, approve) if policy == "ask" else True
             if verdict is not True:
                 turn.route["declined"] = True
@@ -332,12 +336,13 @@ class Session:
         if temperature is None:
             temperature = persona.temperature if persona and persona.temperature is not None else settings.temperature
         return {
+            **self.sampling,
             "max_tokens": max_tokens or (persona.max_tokens if persona else None) or settings.max_tokens,
             "temperature": temperature,
         }
 
     def _student(self, history: list[dict[str, str]], sampling: dict[str, Any]) -> Iterator[Delta]:
-        return self.engine.stream(history, conversation=self.conversation_id, grammar=self.grammar, **sampling)
+        return self.engine.stream(history, conversation=self.conversation_id, **sampling)
 
     def _relay(self, turn: Turn, deltas: Iterator[Delta], pieces: list[str]) -> Iterator[Delta]:
         """Yield ``deltas``, writing the growing answer to the store at most every ``flush_interval``."""
@@ -429,6 +434,9 @@ class Session:
         turn.notes = [*stats.notes, *turn.notes]
         if not turn.escalated and stats.model:
             turn.model = stats.model
+        if self.via:
+            turn.route = {**turn.route, "via": self.via, "answered_by": turn.model}
+        turn.model = self.model_label or turn.model
         self.store.update_message(
             turn.answer_message_id,
             content=answer,

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up a virtualenv with assistant, its distill extra and dev tools.
+# Set up a virtualenv with assistant, its distill and serve extras and dev tools.
 # The llama-cpp-python wheel is built once and cached under ~/.cache/assistant/wheels,
 # so a second setup takes seconds instead of ~10 minutes of compiling llama.cpp.
 set -euo pipefail
@@ -10,7 +10,7 @@ PYTHON="${PYTHON:-python3}"
 LLAMA_CPP_VERSION="0.3.36"
 TORCH_VERSION="2.13.0"
 WHEELS="${XDG_CACHE_HOME:-$HOME/.cache}/assistant/wheels"
-EXTRAS="${ASSISTANT_EXTRAS:-distill,dev}"
+EXTRAS="${ASSISTANT_EXTRAS:-distill,serve,dev}"
 
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 

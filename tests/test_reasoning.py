@@ -52,11 +52,11 @@ def test_reasoning_is_stored_but_not_sent_back(engine, tmp_path: Path) -> None: 
 
     store = Store(tmp_path / "h.db")
     session = Session(store, engine, load())
-    session.grammar = LlamaGrammar.from_string('root ::= "<think>" [a-z ]{3,12} "</think>" [A-Za-z .]{1,12}')
+    session.sampling["grammar"] = LlamaGrammar.from_string('root ::= "<think>" [a-z ]{3,12} "</think>" [A-Za-z .]{1,12}')
     answer = "".join(d.text for d in session.send("What is two plus two?", max_tokens=40, temperature=0.0))
     stored = store.messages(session.conversation_id)[-1]["content"]
     assert stored == answer and stored.startswith("<think>") and "</think>" in stored  # stored whole
-    session.grammar = None
+    session.sampling.pop("grammar")
     list(session.send("And three plus three?", max_tokens=4, temperature=0.0))
     history = session.history()
     earlier = [m["content"] for m in history if m["role"] == "assistant"][0]
