@@ -14,7 +14,7 @@ import os
 import re
 import shutil
 import tomllib
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
@@ -192,19 +192,9 @@ def catalog_entry(name: str, path: Path | None = None) -> CatalogEntry:
 
 # -- listing
 @dataclass
-class ModelRow:
-    """One line of `assistant models list`."""
+class ModelRow(ModelEntry):
+    """One line of `assistant models list`: a model's entry and what this machine makes of it."""
 
-    name: str
-    path: str
-    origin: str
-    architecture: str = ""
-    parameters: int = 0
-    quantization: str = ""
-    context_length: int = 0
-    size: int = 0
-    sha256: str = ""
-    created: str = ""
     memory: int = 0  # estimated bytes needed to run
     fit: str = ""  # fits | may be slow | won't fit
     kind: str = ""  # chat | base (a completion model, not tuned for chat)
@@ -212,9 +202,6 @@ class ModelRow:
     default: bool = False
     teacher: str = ""  # distilled models: the teacher and the recipe they came from
     recipe: str = ""
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _now() -> str:
