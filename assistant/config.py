@@ -1,5 +1,10 @@
 """Settings: a TOML file in the config dir, overridden by environment variables.
 
+Two views: :func:`load_file` is the file alone (over the defaults), :func:`load` the effective settings
+(the file, then ``ASSISTANT_*`` environment overrides). :func:`save` writes back only file values: what
+changed since the file was read, into the file as it is now (through tomlkit, so the user's comments,
+key order and other keys stay); an environment override is never written unless the user changed it.
+
 ``ASSISTANT_HOME`` puts config, database and models under one folder.
 """
 
@@ -9,10 +14,14 @@ import os
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from assistant import AssistantError
 from assistant.files import atomic_write_text
+
+if TYPE_CHECKING:
+    from tomlkit import TOMLDocument
+    from tomlkit.items import Table
 
 APP_NAME = "assistant"
 
@@ -69,6 +78,13 @@ class Config:
     escalation: EscalationSettings = field(default_factory=EscalationSettings)
     ui: UISettings = field(default_factory=UISettings)
     path: Path | None = None  # the file it was read from
+    # "section.key" -> value: what the file held when read (or last saved), and what the environment overrode
+    file_values: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    overrides: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def values(self) -> dict[str, Any]:
+        """Every setting as ``{"section.key": value}``."""
+        return {f"{s}.{f.name}": getattr(getattr(self, s), f.name) for s in SECTIONS for f in fields(SECTIONS[s])}
 
 
 SECTIONS = {
@@ -157,7 +173,8 @@ def _apply(config: Config, section: str, key: str, value: Any, where: str) -> No
     setattr(getattr(config, section), key, _coerce(value, expected, where))
 
 
-def _validate(config: Config, source: str) -> None:
+def validate(config: Config, source: str) -> None:
+    """Every setting within its range; one line naming ``source`` (a file, the environment, the command line)."""
     if config.escalation.policy not in POLICIES:
         raise ConfigError(
             f"{source}: escalation.policy must be one of {', '.join(POLICIES)}, got {config.escalation.policy!r}"
@@ -169,8 +186,11 @@ def _validate(config: Config, source: str) -> None:
         raise ConfigError(f"{source}: escalation.draft_tokens must be positive and escalation.context_turns not negative")
     if config.model.n_ctx < 256:
         raise ConfigError(f"{source}: model.n_ctx must be at least 256, got {config.model.n_ctx}")
-    if config.model.threads < 0:
-        raise ConfigError(f"{source}: model.threads must be 0 (auto) or positive, got {config.model.threads}")
+    cpus = os.cpu_count() or 1
+    if not 0 <= config.model.threads <= cpus:
+        raise ConfigError(
+            f"{source}: model.threads must be 0 (auto) or 1 to {cpus} (this machine's CPUs), got {config.model.threads}"
+        )
     if not 0.0 <= config.generation.temperature <= 5.0:
         raise ConfigError(f"{source}: generation.temperature must be between 0 and 5")
     if config.generation.max_tokens < 1:
@@ -188,10 +208,13 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
 
 
-def load(path: Path | None = None) -> Config:
-    """Read the config file (if any), then apply environment overrides."""
+def load_file(path: Path | None = None) -> Config:
+    """The settings as the file says (defaults for what it leaves out), without environment overrides."""
     path = path or config_path()
     config = Config(path=path)
+    named = os.environ.get("ASSISTANT_CONFIG")
+    if named and path == Path(named) and not path.exists():  # a typo there would otherwise go unnoticed
+        raise ConfigError(f"{path}: no such config file (named by ASSISTANT_CONFIG)")
     if path.exists():
         for section, table in _read_toml(path).items():
             if section not in SECTIONS:
@@ -200,7 +223,14 @@ def load(path: Path | None = None) -> Config:
                 raise ConfigError(f"{path}: [{section}] must be a table")
             for key, value in table.items():
                 _apply(config, section, key, value, f"{path}: {section}.{key}")
-        _validate(config, str(path))
+        validate(config, str(path))
+    config.file_values = config.values()
+    return config
+
+
+def load(path: Path | None = None) -> Config:
+    """The effective settings: the file (if any), then environment overrides (remembered in ``overrides``)."""
+    config = load_file(path)
     for env, (section, key) in ENV_OVERRIDES.items():
         if (raw := os.environ.get(env)) is not None:
             expected = _field_type(SECTIONS[section], key)
@@ -209,36 +239,101 @@ def load(path: Path | None = None) -> Config:
             except ValueError:
                 raise ConfigError(f"environment {env}: expected {expected.__name__}, got {raw!r}") from None
             setattr(getattr(config, section), key, value)
-    _validate(config, "environment")
+            config.overrides[f"{section}.{key}"] = value
+    validate(config, "environment")
     return config
 
 
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
-    escaped = str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-    return f'"{escaped}"'
+def changes(config: Config) -> dict[str, Any]:
+    """The file values to write: settings changed since the file was read, environment overrides left out.
 
-
-def _toml_key(key: str) -> str:
-    return key if key.replace("_", "").replace("-", "").isalnum() else _toml_value(key)
+    A Config built in code (never read from a file) counts as changed wherever it differs from the defaults.
+    """
+    baseline = config.file_values or Config().values()
+    return {
+        key: value
+        for key, value in config.values().items()
+        if value != baseline[key] and not (key in config.overrides and value == config.overrides[key])
+    }
 
 
 def save(config: Config, path: Path | None = None) -> Path:
-    """Write the settings that differ from the defaults, atomically."""
+    """Write the changed file values into the file as it is now, atomically; comments and key order stay."""
+    import tomlkit  # only when saving: keeps `assistant ask` start-up lean
+
     path = path or config.path or config_path()
-    defaults = Config()
-    lines: list[str] = []
-    for section in SECTIONS:
-        current, default = getattr(config, section), getattr(defaults, section)
-        changed = [f for f in fields(current) if getattr(current, f.name) != getattr(default, f.name)]
-        if changed:
-            lines.append(f"[{section}]")
-            lines += [f"{f.name} = {_toml_value(getattr(current, f.name))}" for f in changed]
-            lines.append("")
-    atomic_write_text(path, "\n".join(lines))
+    pending = changes(config)
+    sections: dict[str, dict[str, Any]] = {}
+    for dotted, value in pending.items():
+        section, key = dotted.split(".")
+        sections.setdefault(section, {})[key] = _toml_item(value)
+    if pending or not path.exists():
+        atomic_write_text(path, tomlkit.dumps(_with_values(_read_document(path), sections)))
+    config.file_values = (config.file_values or Config().values()) | pending
     return path
+
+
+def _with_values(document: TOMLDocument, sections: dict[str, dict[str, Any]]) -> TOMLDocument:
+    """``document`` with the values set: a key in place, a new key after its table's last key (so the
+    blank lines and comments leading into the next table stay there), a new table at the end."""
+    import tomlkit
+    from tomlkit.items import Table
+
+    result = tomlkit.TOMLDocument(parsed=True)  # as parsed: tomlkit adds no blank lines of its own
+    for key, item in document.body:
+        if key is not None and isinstance(item, Table) and key.key in sections:
+            item = _table_with_values(item, sections.pop(key.key))
+        result.append(key, item)
+    for section, values in sections.items():
+        if result.body and not result.as_string().endswith("\n\n"):
+            result.append(None, tomlkit.nl())
+        table = tomlkit.table()
+        table.update(values)
+        result.append(section, table)
+    return result
+
+
+def _table_with_values(table: Table, values: dict[str, Any]) -> Table:
+    from tomlkit.container import Container
+    from tomlkit.items import Table
+
+    new = {key: value for key, value in values.items() if key not in table}
+    for key in values.keys() - new.keys():
+        table[key] = values[key]
+    if not new or table.is_super_table():
+        table.update(new)
+        return table
+    body = table.value.body
+    end = max((i + 1 for i, (key, _) in enumerate(body) if key is not None), default=0)
+    container = Container(parsed=True)
+    for key, item in body[:end]:
+        container.append(key, item)
+    for key, value in new.items():
+        container.append(key, value)
+    for key, item in body[end:]:
+        container.append(key, item)
+    return Table(container, table.trivia, table.is_aot_element(), name=table.name, display_name=table.display_name)
+
+
+def _read_document(path: Path) -> TOMLDocument:
+    import tomlkit
+
+    if not path.exists():
+        return tomlkit.document()
+    try:
+        return tomlkit.parse(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc}") from None
+    except tomlkit.exceptions.ParseError as exc:
+        raise ConfigError(f"{path}: invalid TOML, not overwritten: {exc}") from None
+
+
+def _toml_item(value: Any) -> Any:
+    """Tables of strings (``[ui] keys``) stay inline, as a user would write them."""
+    if isinstance(value, dict):
+        import tomlkit
+
+        table = tomlkit.inline_table()
+        table.update(value)
+        return table
+    return value

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import codecs
 import ctypes
+import logging
 import os
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from concurrent.futures import Future
@@ -27,6 +28,7 @@ from assistant.chat_template import ChatTemplate, fallback_for
 from assistant.gguf_info import ModelFileError, ModelInfo, available_memory, estimate_memory, read_info
 
 Messages = list[dict[str, str]]
+PREFILL_CHUNK = 64  # prompt tokens evaluated between two looks at the cancel flag
 
 
 class EngineError(AssistantError):
@@ -90,6 +92,31 @@ def physical_cores() -> int:
 
 
 _LOAD_LOCK = threading.Lock()
+_LOG = logging.getLogger("assistant.llama")
+_LOG.addHandler(logging.NullHandler())  # no handler configured: nothing printed (not even logging's last resort)
+_LOG_LEVELS = {1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR}  # ggml_log_level
+_recent_errors: deque[str] = deque(maxlen=4)  # llama.cpp's last error lines, for a failed load's message
+_log_callback: object = None  # the installed ctypes callback (kept alive here)
+
+
+def _quiet_llama_log() -> None:
+    """Route llama.cpp's log (model loading, "using full-size SWA cache", ...) to the ``assistant.llama``
+    logger instead of the terminal; llama-cpp-python's own handler prints warnings and errors to stderr."""
+    global _log_callback
+    if _log_callback is not None:
+        return
+    import llama_cpp
+
+    @llama_cpp.llama_log_callback
+    def forward(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+        line = text.decode("utf-8", errors="replace").rstrip()
+        if level == 4 and line:
+            _recent_errors.append(line)
+        if line:
+            _LOG.log(_LOG_LEVELS.get(level, logging.DEBUG), "%s", line)
+
+    llama_cpp.llama_log_set(forward, ctypes.c_void_p(0))
+    _log_callback = forward
 
 
 def _unused_chat_handler(*args: object, **kwargs: object) -> None:
@@ -144,8 +171,10 @@ class Model:
         self.template.render([{"role": "user", "content": "hello"}])  # a hostile template is refused before loading
         import llama_cpp
 
+        _quiet_llama_log()
         self.path = Path(path)
         self.threads = threads or physical_cores()
+        _recent_errors.clear()
         try:
             with _llama_chat_handlers_disabled():
                 self.llm = llama_cpp.Llama(
@@ -158,7 +187,8 @@ class Model:
                     verbose=False,
                 )
         except Exception as exc:  # llama.cpp reports load failures as ValueError/RuntimeError
-            raise EngineError(f"{path}: llama.cpp could not load the model: {exc}") from None
+            why = f" ({_recent_errors[-1]})" if _recent_errors else ""
+            raise EngineError(f"{path}: llama.cpp could not load the model: {exc}{why}") from None
         self.n_ctx = self.llm.n_ctx()
         self.n_vocab = self.llm.n_vocab()
         self._vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
@@ -218,6 +248,18 @@ class Model:
         self.llm.input_ids[: len(tokens)] = tokens
         self.llm.n_tokens = len(tokens)
         self.llm._requires_eval = True
+
+    @contextmanager
+    def abortable(self, cancel: threading.Event) -> Iterator[None]:
+        """Let ``cancel`` abort llama.cpp's evaluation mid-batch (between two graph nodes) while inside."""
+        import llama_cpp
+
+        callback = llama_cpp.ggml_abort_callback(lambda _data: cancel.is_set())
+        llama_cpp.llama_set_abort_callback(self.llm.ctx, callback, None)
+        try:
+            yield
+        finally:
+            llama_cpp.llama_set_abort_callback(self.llm.ctx, llama_cpp.ggml_abort_callback(), None)
 
     def close(self) -> None:
         self.llm.close()
@@ -373,17 +415,19 @@ class Engine:
         top_k: int = 40,
         conversation: object = None,
         continue_final: bool = False,
+        grammar: object = None,
         stop: Sequence[str] = (),
         seed: int | None = None,
-        grammar: object = None,
     ) -> Iterator[Delta]:
         """Yield the answer to ``messages`` piece by piece; ``self.stats`` describes the turn.
+
+        ``grammar`` (a ``llama_cpp.LlamaGrammar``, see ``assistant.schema``) constrains what may be sampled.
+        The answer ends before the first of the ``stop`` strings (never yielded); ``seed`` makes sampling
+        repeatable (default: random).
 
         With ``continue_final`` the last message is a partial assistant answer: the prompt ends
         with its text (no end-of-turn), so the model carries on from there and only the new
         text is yielded. After a stopped answer this prompt is exactly the cached one.
-        The answer ends before the first of the ``stop`` strings (never yielded); ``seed`` makes
-        sampling repeatable; ``grammar`` (a ``llama_cpp.LlamaGrammar``) constrains the tokens.
         """
         if continue_final and (not messages or messages[-1]["role"] != "assistant"):
             raise EngineError("nothing to continue: the last message is not an answer")
@@ -402,7 +446,7 @@ class Engine:
             self._switch_conversation(conversation)
             import llama_cpp
 
-            self.model.llm.set_seed(llama_cpp.LLAMA_DEFAULT_SEED if seed is None else seed)  # default: random
+            self.model.llm.set_seed(llama_cpp.LLAMA_DEFAULT_SEED if seed is None else seed)
             sampling = {"temp": temperature, "top_p": top_p, "top_k": top_k, "grammar": grammar}
             yield from self._generate(text, max_tokens, sampling, _StopScan(stop), stats, started)
 
@@ -428,6 +472,9 @@ class Engine:
         stats.finish_reason = "length"
         self._prefix = _Prefix()  # invalid until this turn completes
         try:
+            if not self._prefill(tokens, common):
+                stats.finish_reason = "cancelled"
+                return
             generator = llm.generate(tokens, min_p=0.05, repeat_penalty=1.0, **sampling)
             for token in generator:
                 if model.is_end(token):
@@ -469,6 +516,28 @@ class Engine:
             stats.total_s = end - start
             stats.context_used = len(tokens) + len(generated)
             self._prefix = _Prefix(text + "".join(answer), tokens + generated)
+
+    def _prefill(self, tokens: list[int], cached: int) -> bool:
+        """Evaluate the prompt but its last token in chunks, so a cancel stops it at once; False if cancelled.
+
+        ``cached`` leading tokens are already in the KV cache. The last token is left to ``generate``,
+        which then finds everything before it cached and evaluates only that one.
+        """
+        llm, start, end = self.model.llm, min(cached, len(tokens) - 1), len(tokens) - 1
+        if start >= end:
+            return not self._cancel.is_set()
+        llm.n_tokens = start
+        with self.model.abortable(self._cancel):
+            for chunk in range(start, end, PREFILL_CHUNK):
+                if self._cancel.is_set():
+                    return False
+                try:
+                    llm.eval(tokens[chunk : min(chunk + PREFILL_CHUNK, end)])
+                except RuntimeError:  # llama_decode returned 2: aborted by the cancel
+                    if self._cancel.is_set():
+                        return False
+                    raise
+        return not self._cancel.is_set()
 
     def complete(self, messages: Messages, **kwargs: object) -> str:
         """The whole answer as one string."""

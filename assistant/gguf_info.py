@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import mmap
+import re
 import struct
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -49,12 +50,36 @@ class ModelInfo:
     bos_token: str
     eos_token: str
     warnings: list[str]
+    base_model: bool = False  # pretrained for completion, not tuned for chat (see is_base_model)
+    teacher: str = ""  # a distilled student: the teacher it learnt from (GGUF key distill.teacher)
+    recipe: str = ""  # …and the recipe that made it (distill.recipe)
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["has_chat_template"] = bool(self.chat_template)
         data.pop("chat_template")
         return data
+
+
+INSTRUCT_MARKERS = re.compile(r"(?<![a-z])(instruct|it|chat|sft|dpo|rlhf|assistant)(?![a-z])")
+
+
+def is_base_model(metadata: dict[str, Any], chat_template: str, file_name: str) -> bool:
+    """A base (completion) model: no chat template in the file and no instruct/chat marker in its names.
+
+    Such a model continues text: asked a question it tends to echo it or ramble (Gemma 3 270M, not "-it").
+    """
+    if chat_template:
+        return False
+    names = [metadata.get(key) for key in ("general.name", "general.finetune", "general.basename", "general.tags")]
+    words = " ".join(str(n) for n in [*names, file_name] if n).lower()
+    return not INSTRUCT_MARKERS.search(words)
+
+
+def base_model_note(name: str) -> str:
+    """What to tell someone about to chat with a base model."""
+    return (f"{name} is a base (completion) model, not tuned for chat: it continues your text and may echo or "
+            "repeat it; pick a chat (instruct) model for answers")
 
 
 def _quantization(header: Header) -> str:
@@ -71,14 +96,17 @@ def _quantization(header: Header) -> str:
     return counts.most_common(1)[0][0] if counts else "unknown"
 
 
-def read_info(path: Path | str) -> ModelInfo:
-    """Validate a GGUF file and describe it; raise ModelFileError with one clear line."""
+def read_info(path: Path | str, size: int | None = None) -> ModelInfo:
+    """Validate a GGUF file and describe it; raise ModelFileError with one clear line.
+
+    ``size``: the whole model's size when ``path`` is only its first part (a packaged model in chunks).
+    """
     path = Path(path)
     if not path.exists():
         raise ModelFileError(f"{path}: no such file")
     if not path.is_file():
         raise ModelFileError(f"{path}: not a file")
-    size = path.stat().st_size
+    size = size or path.stat().st_size
     try:
         header = parse(path, MAX_TENSORS, MAX_KV)
     except NotGGUFError as exc:  # empty, too small, wrong magic or version: the message says it all
@@ -162,7 +190,10 @@ def _describe(path: Path, size: int, header: Header) -> ModelInfo:
     template = meta.get("tokenizer.chat_template") or ""
     if not isinstance(template, str):
         template = ""
-    if not template:
+    base = is_base_model(meta, template, path.name)
+    if base:
+        warnings.append("no chat template and no instruct marker in the file: a base (completion) model, not for chat")
+    elif not template:
         warnings.append(f"no chat template in the file; using the built-in one for '{arch}'")
     _check_vocab(path, header, arch, vocab_size)
     _check_unique_tokens(path, header, vocab_size)
@@ -171,6 +202,10 @@ def _describe(path: Path, size: int, header: Header) -> ModelInfo:
     def number(key: str) -> int:
         value = meta.get(key, 0)
         return int(value) if isinstance(value, (int, float)) else 0
+
+    def text(key: str) -> str:
+        value = meta.get(key, "")
+        return value if isinstance(value, str) else ""
 
     name = meta.get("general.name")
     return ModelInfo(
@@ -188,6 +223,9 @@ def _describe(path: Path, size: int, header: Header) -> ModelInfo:
         bos_token=header.special_tokens.get("bos", ""),
         eos_token=header.special_tokens.get("eos", ""),
         warnings=warnings,
+        base_model=base,
+        teacher=text("distill.teacher"),
+        recipe=text("distill.recipe"),
     )
 
 

@@ -24,11 +24,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     imp.add_argument("--name", help="the model's name (default: from the file name)")
     imp.add_argument("--link", action="store_true", help="symlink instead of copying")
     pull = sub.add_parser("pull", help="download REPO FILE from the Hugging Face Hub, or a catalog model by name")
-    pull.add_argument("target", help="hub repo (owner/name) or a name from models/catalog.toml")
+    pull.add_argument("target", help="hub repo (owner/name) or a name from `assistant models catalog`")
     pull.add_argument("file", nargs="?", help="the .gguf file in the repo")
     pull.add_argument("--name", help="the model's name (default: from the file name)")
     pull.add_argument("--revision", help="branch, tag or commit (default: main)")
-    sub.add_parser("catalog", help="recommended students and teachers from models/catalog.toml")
+    scan = sub.add_parser("scan", help="find GGUFs from Ollama, LM Studio, the Hugging Face cache or PATH; link them")
+    for source in ("ollama", "lmstudio", "hf-cache"):
+        scan.add_argument(f"--{source}", action="store_true", help=f"scan {source}'s models folder")
+    scan.add_argument("paths", nargs="*", metavar="PATH", help="a folder (its layout is detected) or a .gguf file")
+    scan.add_argument("--dry-run", action="store_true", help="validate and list, register nothing")
+    scan.add_argument("--json", action="store_true", help="print a JSON object")
+    sub.add_parser("catalog", help="recommended students and teachers (the catalog shipped with assistant)")
     use = sub.add_parser("use", help="make a model the default")
     use.add_argument("name")
     rm = sub.add_parser("rm", help="remove a model: its entry and its file in the models folder")
@@ -45,12 +51,14 @@ def run(args: argparse.Namespace) -> int:
         return _check(args.path, args.json)
     if command == "catalog":
         return _catalog()
-    registry = Registry(_open_store())
+    registry = Registry(_open_store(readonly=command == "list"))  # listing writes nothing
     if command == "list":
         return _list(registry, args.json)
+    if command == "scan":
+        return _scan(registry, args)
     if command == "import":
         entry = registry.import_file(args.path, name=args.name, link=args.link)
-        print(f"imported {entry['name']} -> {entry['path']} (sha256 {entry['sha256'][:16]}…)")
+        print(f"imported {entry.name} -> {entry.path} (sha256 {entry.sha256[:16]}…)")
     elif command == "pull":
         from assistant.pull import pull, pull_catalog
 
@@ -58,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
             entry = pull(registry, args.target, args.file, name=args.name, revision=args.revision)
         else:
             entry = pull_catalog(registry, args.target)
-        print(f"pulled {entry['name']} -> {entry['path']} (sha256 {entry['sha256'][:16]}…)")
+        print(f"pulled {entry.name} -> {entry.path} (sha256 {entry.sha256[:16]}…)")
     elif command == "use":
         where = registry.use(args.name)
         print(f"default model: {args.name} (saved in {where})")
@@ -87,16 +95,18 @@ def _list(registry: Any, as_json: bool) -> int:
     if as_json:
         print(json.dumps([r.as_dict() for r in rows], indent=2))
         return 0
-    header = ("", "NAME", "ARCH", "PARAMS", "QUANT", "CTX", "SIZE", "ORIGIN", "FIT")
+    header = ("", "NAME", "KIND", "ARCH", "PARAMS", "QUANT", "CTX", "SIZE", "ORIGIN", "FIT")
     table = [header]
     for r in rows:
         fit = f"{r.fit} ({human_size(r.memory)})" if r.fit else f"unusable: {r.problem}"
-        table.append(("*" if r.default else "", r.name, r.architecture or "-", human_count(r.parameters),
+        table.append(("*" if r.default else "", r.name, r.kind or "-", r.architecture or "-", human_count(r.parameters),
                       r.quantization or "-", str(r.context_length or "-"), human_size(r.size) if r.size else "-",
                       r.origin, fit))
     widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
     for row in table:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
+    if any(r.kind == "base" for r in rows):
+        print("\nKIND base: a completion model, not tuned for chat (it continues text; answers may echo or ramble)")
     return 0
 
 
@@ -118,6 +128,30 @@ def _check(path: str, as_json: bool) -> int:
             print(f"warning: {warning}")
     if fit == "won't fit":
         raise AssistantError(f"{path}: needs about {human_size(need)} but only {human_size(free)} is free: won't fit")
+    return 0
+
+
+def _scan(registry: Any, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from assistant.scan import SOURCES, scan
+    from assistant.text_safety import sanitize
+
+    sources = [s for s in SOURCES if getattr(args, s.replace("-", "_"))]
+    if not sources and not args.paths:
+        sources = list(SOURCES)
+    report = scan(registry, sources, [Path(p).expanduser() for p in args.paths], dry_run=args.dry_run)
+    if args.json:
+        print(json.dumps({"models": [o.as_dict() for o in report.outcomes], "notes": report.notes,
+                          "seconds": round(report.seconds, 3)}))
+        return 0
+    for note in report.notes:
+        print(f"note: {note}", file=sys.stderr)
+    for o in report.outcomes:
+        print(sanitize(f"{o.status:<15} {o.name:<32} {o.source:<9} {o.detail}  ({o.path})"))
+    done = "would register" if args.dry_run else "registered"
+    print(f"{len(report.outcomes)} found: {report.count(done)} {done}, {report.count('known')} already known, "
+          f"{report.count('skipped')} skipped ({report.seconds:.2f} s)")
     return 0
 
 

@@ -12,13 +12,13 @@ import os
 import re
 import socket
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 from assistant import AssistantError
 from assistant.config import models_dir
 from assistant.gguf_info import ModelFileError, read_info, sha256_file
 from assistant.registry import Registry, catalog_entry, is_packaged, name_for_file, validate_name
+from assistant.store import ModelEntry
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 REPO_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -76,7 +76,7 @@ def pull(
     name: str | None = None,
     sha256: str = "",
     revision: str | None = None,
-) -> dict[str, Any]:
+) -> ModelEntry:
     """Download ``filename`` from ``repo``, verify and validate it, and register it; returns the entry."""
     check_target(repo, filename)
     name = validate_name(name) if name else name_for_file(filename)
@@ -104,8 +104,8 @@ def pull(
     return registry.add(name, path, "pulled", info, actual)
 
 
-def pull_catalog(registry: Registry, catalog_name: str) -> dict[str, Any]:
-    """`models pull NAME`: a model from models/catalog.toml, checked against its recorded sha256."""
+def pull_catalog(registry: Registry, catalog_name: str) -> ModelEntry:
+    """`models pull NAME`: a model from the catalog, checked against its recorded sha256."""
     entry = catalog_entry(catalog_name)
     if entry.package or is_packaged(entry.name):
         raise PullError(f"{entry.name!r} ships with assistant (package {entry.package}); nothing to download")
@@ -115,8 +115,8 @@ def pull_catalog(registry: Registry, catalog_name: str) -> dict[str, Any]:
 
 
 def _download(repo: str, filename: str, revision: str | None, folder: Path, hub: str) -> Path:
-    from huggingface_hub import hf_hub_download
     from huggingface_hub import errors as hf
+    from huggingface_hub import hf_hub_download
 
     try:
         return Path(

@@ -541,7 +541,7 @@ class Server:
         engine = self.host.engine_for(target.model)
         started, first = time.perf_counter(), 0.0  # as an in-process caller: a Session, then its send
         session = self.conversations.session(chat, target, engine)
-        session.sampling = {"stop": chat.stop, "seed": chat.seed, "grammar": job.grammar}
+        session.sampling, session.grammar = {"stop": chat.stop, "seed": chat.seed}, job.grammar
         if chat.top_p is not None:
             session.sampling["top_p"] = chat.top_p
         job.session = session

@@ -20,16 +20,20 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from assistant import AssistantError
+from assistant import AssistantError, attach, branches
+from assistant.attach import Attachment
 from assistant.config import POLICIES, Config
 from assistant.engine import Delta, Engine, Stats
-from assistant.store import Store
+from assistant.model_manager import ModelManager
+from assistant.reasoning import answer_only
+from assistant.store import Message, Store
 
-if TYPE_CHECKING:  # the teacher module (and httpx) load only when escalation is on
+if TYPE_CHECKING:  # the remote teacher's client (and httpx) load only when escalation is on
+    from assistant.persona import Persona
+    from assistant.remote_teacher import EscalationRequest, RemoteTeacher
     from assistant.router import Route
-    from assistant.teacher import EscalationRequest, Teacher
 
-Approve = Callable[["EscalationRequest"], bool]
+Approve = Callable[["EscalationRequest"], "bool | str"]  # True sends; False or a reason (str) declines
 TEACHER_CUT_OFF = "\n\n[the teacher's answer broke off; the on-device answer follows]\n\n"
 
 FLUSH_INTERVAL_S = 0.25
@@ -50,42 +54,118 @@ class Turn:
 
 
 class Session:
-    """A conversation with the on-device model, persisted in the store."""
+    """A conversation with the on-device model, persisted in the store.
 
-    def __init__(self, store: Store, engine: Engine, config: Config, conversation_id: int | None = None) -> None:
-        self.store, self.engine, self.config = store, engine, config
+    ``models`` is the process's :class:`ModelManager` (or one engine, wrapped in a manager of its
+    own); the session takes its engine from it at each turn, so a swap or a late first load is seen.
+    A ``persona`` gives new conversations its system prompt and settings, and its name.
+    """
+
+    def __init__(
+        self, store: Store, models: ModelManager | Engine, config: Config, conversation_id: int | None = None,
+        persona: Persona | None = None,
+    ) -> None:
+        self.store, self.config = store, config
+        self.models = models if isinstance(models, ModelManager) else ModelManager(config, store, models)
         self.conversation_id = conversation_id
+        self.persona = persona  # new conversations take its system prompt and settings, and record its name
         self.last = Turn()
         self.flush_interval = FLUSH_INTERVAL_S
         self.policy: str | None = None  # this conversation's escalation policy; None = the config's
-        self.sampling: dict[str, Any] = {}  # more engine settings for the turns (top_p, stop, seed, grammar)
+        self.grammar: Any = None  # constrains the student's answers (a llama.cpp grammar from assistant.schema)
+        self.sampling: dict[str, Any] = {}  # more engine settings for the turns (top_p, stop, seed)
         self.via = ""  # the front door the turns come through, recorded in each answer's route (e.g. "API")
         self.model_label = ""  # stored as the answer's model instead of the engine's (e.g. the name a client asked for)
         self._cancel = threading.Event()
 
-    # -- conversation
+    @property
+    def engine(self) -> Engine:
+        """The engine serving now (``NoModelError`` if no model has loaded)."""
+        return self.models.engine
+
+    # -- conversations
+    def conversations(self) -> list[dict[str, Any]]:
+        """Every conversation, newest first."""
+        return self.store.conversations()
+
+    def latest(self) -> int | None:
+        return self.store.latest_conversation_id()
+
+    def open(self, conversation_id: int | None) -> list[dict[str, Any]]:
+        """Make ``conversation_id`` the current one (None: a new, not yet stored one); its messages."""
+        self.conversation_id = conversation_id
+        return self.store.messages(conversation_id) if conversation_id is not None else []
+
+    def new(self) -> None:
+        """Start a new conversation; it is stored with its first message."""
+        self.open(None)
+
+    def title(self, conversation_id: int) -> str:
+        return self.store.conversation(conversation_id)["title"] or ""
+
+    def rename(self, conversation_id: int, title: str) -> None:
+        """Give a conversation a new title (its place in the list, by last activity, is kept)."""
+        conversation = self.store.conversation(conversation_id)
+        self.store.update_conversation(conversation_id, title=title, updated=conversation["updated"])
+
+    def delete(self, conversation_id: int) -> None:
+        """Delete a conversation and its messages; deleting the current one starts a new one."""
+        self.store.delete_conversation(conversation_id)
+        self.models.forget(conversation_id)
+        if conversation_id == self.conversation_id:
+            self.new()
+
+    def set_system_prompt(self, text: str) -> None:
+        """This conversation's system prompt (a new conversation takes the configured one)."""
+        if self.conversation_id is not None:
+            conversation = self.store.conversation(self.conversation_id)
+            self.store.update_conversation(self.conversation_id, system=text, updated=conversation["updated"])
+
+    def search(self, query: str, limit: int = 30) -> list[dict[str, Any]]:
+        """Full-text search over every conversation's messages."""
+        return self.store.search(query, limit=limit)
+
+    def message(self, message_id: int) -> dict[str, Any]:
+        return self.store.message(message_id)
+
     def ensure_conversation(self, title: str = "") -> int:
         if self.conversation_id is None:
+            self.check_persona_fits()
             self.conversation_id = self.store.new_conversation(
-                title=title[:80], model=self.engine.name, system=self.config.generation.system
+                title=title[:80], model=self.models.name, system=self._new_system(),
+                persona=self.persona.name if self.persona else "",
             )
         return self.conversation_id
+
+    def _new_system(self) -> str:
+        return self.persona.runtime_system() if self.persona else self.config.generation.system
+
+    def check_persona_fits(self) -> None:
+        """A prompted persona whose context does not fit the engine's window is refused, never cut."""
+        if self.persona and (system := self.persona.runtime_system()):
+            from assistant.persona import check_fits
+
+            check_fits(self.persona, len(self.engine.model.tokenize(system, first=True)), self.engine.n_ctx)
 
     @property
     def system_prompt(self) -> str:
         if self.conversation_id is None:
-            return self.config.generation.system
-        return self.store.conversation(self.conversation_id)["system"] or ""
+            return self._new_system()
+        return self.store.conversation(self.conversation_id).system
 
     def history(self) -> list[dict[str, str]]:
-        """Messages for the model: the system prompt, then the stored turns."""
+        """Messages for the model: the system prompt, then the stored turns.
+
+        Earlier answers go back without their reasoning blocks (as reasoning models expect); the
+        last message is kept whole, since ``continue_`` may be carrying it on.
+        """
         messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
         if self.conversation_id is not None:
+            stored = [m for m in self.store.messages(self.conversation_id) if m.role in ("user", "assistant")]
             messages += [
-                {"role": m["role"], "content": m["content"]}
-                for m in self.store.messages(self.conversation_id)
-                if m["role"] in ("user", "assistant")
-            ]
+                {"role": m.role, "content": answer_only(m.content) if m.role == "assistant" else m.content}
+                for m in stored[:-1]
+            ] + [m.as_chat() for m in stored[-1:]]
         return messages
 
     # -- a turn
@@ -97,17 +177,28 @@ class Session:
         temperature: float | None = None,
         escalate: str | None = None,
         approve: Approve | None = None,
+        attachments: list[Attachment] | None = None,
     ) -> Iterator[Delta]:
         """Store the question, stream the answer; ``self.last`` describes the turn when done.
 
         ``escalate`` overrides the escalation policy for this turn; ``approve`` is asked (with
-        the exact request) before anything is sent under the ``ask`` policy.
+        the exact request) before anything is sent under the ``ask`` policy. ``attachments`` are
+        recorded with the question, whose text already holds their blocks (``attach.compose``).
         """
         policy, teacher = self._escalation(escalate)
-        conversation_id = self.ensure_conversation(title=text.strip().splitlines()[0] if text.strip() else "")
+        question = attach.question_of(text, attachments or [])
+        title = question.strip().splitlines()[0][:80] if question.strip() else ""
+        history = [*self.history(), {"role": "user", "content": text}]
         self.last = turn = Turn(model=self.engine.name)
-        turn.user_message_id = self.store.add_message(conversation_id, "user", text)
-        yield from self._answer(turn, max_tokens, temperature, policy, teacher, approve)
+        if self.conversation_id is None:
+            self.check_persona_fits()
+        # one transaction: a failed write (a full disk) leaves no empty conversation and no unanswered question
+        self.conversation_id, turn.user_message_id, turn.answer_message_id = self.store.start_turn(
+            self.conversation_id, text, turn.model, title=title, system=self._new_system(),
+            persona=self.persona.name if self.persona else "",
+        )
+        attach.save(self.store, turn.user_message_id, attachments or [])
+        yield from self._answer(turn, history, max_tokens, temperature, policy, teacher, approve)
 
     def regenerate(
         self,
@@ -117,15 +208,19 @@ class Session:
         escalate: str | None = None,
         approve: Approve | None = None,
     ) -> Iterator[Delta]:
-        """Drop the last answer and answer the last question again."""
+        """Answer the last question again; the earlier answer is kept as another version (``branches``)."""
         if self.conversation_id is None:
             return
         policy, teacher = self._escalation(escalate)
         messages = self.store.messages(self.conversation_id)
-        if messages and messages[-1]["role"] == "assistant":
-            self.store.delete_message(messages[-1]["id"])
+        if messages and messages[-1].role == "assistant":
+            branches.fork(self.store, self.conversation_id, messages[-2].id if len(messages) > 1 else 0)
         self.last = turn = Turn(model=self.engine.name)
-        yield from self._answer(turn, max_tokens, temperature, policy, teacher, approve)
+        history = self.history()
+        turn.answer_message_id = self.store.add_message(
+            self.conversation_id, "assistant", "", model=turn.model, complete=0
+        )
+        yield from self._answer(turn, history, max_tokens, temperature, policy, teacher, approve)
 
     def continue_(self, *, max_tokens: int | None = None, temperature: float | None = None) -> Iterator[Delta]:
         """Carry on the last answer where it stopped (a crash, a stop or the token limit).
@@ -139,12 +234,12 @@ class Session:
         if not messages or not resumable(messages[-1]):
             raise AssistantError("no incomplete answer to continue")
         last = messages[-1]
-        turn.answer_message_id = last["id"]
-        turn.route = json.loads(last["route"]) if last["route"] else {}
-        self.store.update_message(last["id"], complete=0, finish_reason="")  # a crash now leaves it resumable
+        turn.answer_message_id = last.id
+        turn.route = json.loads(last.route) if last.route else {}
+        self.store.update_message(last.id, complete=0, finish_reason="")  # a crash now leaves it resumable
         self._cancel.clear()
         self._last_flush = time.monotonic()
-        pieces = [last["content"]]
+        pieces = [last.content]
         stream = self.engine.stream(
             self.history(), conversation=self.conversation_id, continue_final=True,
             **self._sampling(max_tokens, temperature),
@@ -152,48 +247,55 @@ class Session:
         try:
             yield from self._relay(turn, stream, pieces)
         finally:
-            self._finish(turn, "".join(pieces), earlier_tokens=last["completion_tokens"] or 0)
+            self._finish(turn, "".join(pieces), earlier_tokens=last.completion_tokens or 0)
 
     def cancel(self) -> None:
         """Stop the answer being streamed (the student's or the teacher's); the partial answer is kept."""
         self._cancel.set()
-        self.engine.cancel()
+        self.models.cancel()
 
-    def _escalation(self, override: str | None) -> tuple[str, Teacher | None]:
+    def _escalation(self, override: str | None) -> tuple[str, RemoteTeacher | None]:
         """The policy for this turn and, unless it is ``never``, the configured teacher (checked now)."""
         policy = override or self.policy or self.config.escalation.policy
         if policy not in POLICIES:
             raise AssistantError(f"unknown escalation policy {policy!r} (use {', '.join(POLICIES)})")
         if policy == "never":
             return policy, None
-        from assistant.teacher import Teacher
+        from assistant.remote_teacher import RemoteTeacher
 
-        return policy, Teacher(self.config.teacher)
+        return policy, RemoteTeacher(self.config.teacher)
 
     def resend(self, text: str, **kwargs: Any) -> Iterator[Delta]:
-        """Edit-and-resend: replace the last question (and everything after it) with ``text``, answer it."""
+        """Edit-and-resend: ask ``text`` in place of the last question; the earlier one and its answer are kept
+        as another version (``branches``)."""
         if self.conversation_id is not None:
             messages = self.store.messages(self.conversation_id)
-            users = [m["id"] for m in messages if m["role"] == "user"]
-            for m in messages:
-                if users and m["id"] >= users[-1]:
-                    self.store.delete_message(m["id"])
+            users = [m.id for m in messages if m.role == "user"]
+            if users:
+                before = [m.id for m in messages if m.id < users[-1]]
+                branches.fork(self.store, self.conversation_id, before[-1] if before else 0)
         yield from self.send(text, **kwargs)
+
+    def branch_points(self) -> list[branches.BranchPoint]:
+        """Where this conversation has other versions, and which one is on screen."""
+        return branches.points(self.store, self.conversation_id) if self.conversation_id is not None else []
+
+    def switch_version(self, parent_id: int, position: int) -> None:
+        """Show version ``position`` of the branch point after ``parent_id``; the next turn continues from it."""
+        if self.conversation_id is not None:
+            branches.switch(self.store, self.conversation_id, parent_id, position)
 
     def _answer(
         self,
         turn: Turn,
+        history: list[dict[str, str]],
         max_tokens: int | None,
         temperature: float | None,
         policy: str = "never",
-        teacher: Teacher | None = None,
+        teacher: RemoteTeacher | None = None,
         approve: Approve | None = None,
     ) -> Iterator[Delta]:
-        assert self.conversation_id is not None
-        history = self.history()
-        turn.answer_message_id = self.store.add_message(
-            self.conversation_id, "assistant", "", model=turn.model, complete=0
-        )
+        """Answer the last message of ``history`` into the stored (empty) answer ``turn.answer_message_id``."""
         sampling = self._sampling(max_tokens, temperature)
         started = time.perf_counter()
         self._cancel.clear()
@@ -214,25 +316,34 @@ class Session:
             request = teacher.request(
                 self._teacher_messages(history), max_tokens=sampling["max_tokens"], temperature=sampling["temperature"]
             )
-            if policy == "ask" and not (approve is not None and approve(request)):
+            verdict = self._approval(request, approve) if policy == "ask" else True
+            if verdict is not True:
                 turn.route["declined"] = True
-                turn.notes.append("escalation declined: nothing was sent; answered on-device")
+                turn.notes.append(f"{verdict}: nothing was sent; answered on-device")
                 yield from self._relay(turn, self._student(history, sampling), pieces)
                 return
             yield from self._from_teacher(turn, teacher, request, history, sampling, pieces, started)
         finally:
             self._finish(turn, "".join(pieces))
 
+    @staticmethod
+    def _approval(request: EscalationRequest, approve: Approve | None) -> bool | str:
+        """True to send; otherwise why not (the approver's own reason, or that it declined)."""
+        verdict = approve(request) if approve is not None else "no way to ask for approval"
+        return verdict if verdict is True or isinstance(verdict, str) else "escalation declined"
+
     def _sampling(self, max_tokens: int | None, temperature: float | None) -> dict[str, Any]:
-        settings = self.config.generation
+        settings, persona = self.config.generation, self.persona
+        if temperature is None:
+            temperature = persona.temperature if persona and persona.temperature is not None else settings.temperature
         return {
             **self.sampling,
-            "max_tokens": max_tokens or settings.max_tokens,
-            "temperature": settings.temperature if temperature is None else temperature,
+            "max_tokens": max_tokens or (persona.max_tokens if persona else None) or settings.max_tokens,
+            "temperature": temperature,
         }
 
     def _student(self, history: list[dict[str, str]], sampling: dict[str, Any]) -> Iterator[Delta]:
-        return self.engine.stream(history, conversation=self.conversation_id, **sampling)
+        return self.engine.stream(history, conversation=self.conversation_id, grammar=self.grammar, **sampling)
 
     def _relay(self, turn: Turn, deltas: Iterator[Delta], pieces: list[str]) -> Iterator[Delta]:
         """Yield ``deltas``, writing the growing answer to the store at most every ``flush_interval``."""
@@ -268,7 +379,7 @@ class Session:
     def _from_teacher(
         self,
         turn: Turn,
-        teacher: Teacher,
+        teacher: RemoteTeacher,
         request: EscalationRequest,
         history: list[dict[str, str]],
         sampling: dict[str, Any],
@@ -276,7 +387,7 @@ class Session:
         started: float,
     ) -> Iterator[Delta]:
         """Stream the teacher's answer; if it fails, the student answers and a note says why."""
-        from assistant.teacher import TeacherError
+        from assistant.remote_teacher import TeacherError
 
         stream = teacher.stream(request)
         stats = Stats(finish_reason="cancelled")
@@ -342,11 +453,9 @@ class Session:
         )
 
 
-def resumable(message: dict[str, Any]) -> bool:
+def resumable(message: Message) -> bool:
     """An answer that can be continued: cut off by a crash (never completed), a stop or the token limit."""
-    return message["role"] == "assistant" and (
-        not message["complete"] or message["finish_reason"] in ("cancelled", "length")
-    )
+    return message.role == "assistant" and (not message.complete or message.finish_reason in ("cancelled", "length"))
 
 
 def _prepend(draft: list[Delta], student: Iterator[Delta]) -> Iterator[Delta]:

@@ -77,3 +77,12 @@ class StreamSanitizer:
 def sanitize(text: str) -> str:
     """``text`` without control characters, escape sequences or bidi overrides (newlines and tabs kept)."""
     return StreamSanitizer().feed(text)
+
+
+def json_for_terminal(text: str) -> str:
+    """JSON text with each character ``sanitize`` would drop written as a ``\\uXXXX`` escape: safe, same value.
+
+    ``json.dumps`` already escapes C0 controls inside strings; this adds DEL, C1 controls and bidi overrides
+    (kept raw by ``ensure_ascii=False``). Outside strings JSON holds only ASCII structure and whitespace.
+    """
+    return _UNSAFE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)

@@ -8,13 +8,22 @@ import sys
 from pathlib import Path
 
 from assistant import AssistantError
+from distill_tools import persona_cli
+
+REPLACE_HELP = "overwrite a model of the same name that this recipe did not make"
 
 
 def add_commands(group: argparse._SubParsersAction) -> None:
     """Add the distill subcommands to an argparse subparsers group."""
     run = group.add_parser("run", help="teacher → student → GGUF → report → registered (resumable)")
     run.add_argument("config", help="recipe TOML file (or 'tiny' / 'default' for the bundled ones)")
-    run.add_argument("--json", action="store_true", help="print the summary as JSON")
+    run.add_argument("--json", action="store_true", help="print the summary as JSON (phase lines go to stderr)")
+    mode = run.add_mutually_exclusive_group()
+    mode.add_argument("--resume", dest="resume", action="store_const", const="resume", default="auto",
+                      help="continue the checkpoint; refuse if there is none or the recipe changed since")
+    mode.add_argument("--fresh", dest="resume", action="store_const", const="fresh",
+                      help="discard the checkpoint and train from the start (the teacher cache is kept)")
+    run.add_argument("--replace", action="store_true", help=REPLACE_HELP)
     run.set_defaults(handler=cmd_run)
 
     ev = group.add_parser("eval", help="compare a teacher and students (GGUF files or model names) in llama.cpp")
@@ -28,13 +37,16 @@ def add_commands(group: argparse._SubParsersAction) -> None:
 
     ex = group.add_parser("export", help="write the recipe's latest checkpoint as a verified GGUF")
     ex.add_argument("config")
-    ex.add_argument("--quant", choices=["F32", "F16", "Q8_0", "Q4_K_M"], default=None)
-    ex.add_argument("--out", default=None, help="GGUF path (default: <models dir>/<name>.gguf)")
+    ex.add_argument("--quant", choices=["F32", "F16", "Q8_0", "Q5_0", "Q4_0", "Q4_K_M"], default=None)
+    ex.add_argument("--out", default=None, help="GGUF path (default: <models dir>/<name>.gguf, registered)")
+    ex.add_argument("--replace", action="store_true", help=REPLACE_HELP)
     ex.set_defaults(handler=cmd_export)
 
     fh = group.add_parser("from-history", help="escalated question → teacher answer pairs as a JSONL dataset")
     fh.add_argument("-o", "--output", default=None, help="JSONL file (default: <data dir>/distill/history.jsonl)")
     fh.set_defaults(handler=cmd_from_history)
+
+    persona_cli.add_command(group)
 
 
 def _resolve_model(spec: str) -> Path:
@@ -50,19 +62,20 @@ def _resolve_model(spec: str) -> Path:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from distill_tools import pipeline, recipe
+    from distill_tools.evaluate import figure
+    from distill_tools.progress import printer
 
-    summary = pipeline.run(recipe.load(args.config))
+    say = printer(sys.stderr if args.json else None)
+    summary = pipeline.run(recipe.load(args.config), resume=args.resume, replace=args.replace, say=say)
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
-    print(f"student: {summary['gguf']} ({summary['quant']}), registered as {summary['name']!r}")
-    if summary["verification"]:
-        v = summary["verification"]
-        print(f"export check: top-1 agreement {v['top1_agreement']:.1%}, KL {v['mean_kl']:.4f}")
+    registered = f", registered as {summary['name']!r}" if summary["registered"] else " (not registered)"
+    print(f"student: {summary['gguf']} ({summary['quant']}){registered}")
     for m in summary["models"]:
-        print(f"  {m['label']:<26} retention {m['retention']:6.1%}  KL {m['mean_kl']:.3f}  "
-              f"top-1 {m['top1_agreement']:6.1%}  ppl {m['perplexity']:6.2f}  {m['size_bytes'] / 1e6:6.1f} MB  "
-              f"{m['tokens_per_s']:5.0f} tok/s")
+        print(f"  {m['label']:<26} retention {figure(m['retention'], '6.1%')}  KL {figure(m['mean_kl'], '.3f')}  "
+              f"top-1 {figure(m['top1_agreement'], '6.1%')}  ppl {figure(m['perplexity'], '6.2f')}  "
+              f"{m['size_bytes'] / 1e6:6.1f} MB  {figure(m['tokens_per_s'], '5.0f')} tok/s")
     print(f"report: {summary['report']['markdown']}  ({summary['timings_s']['total_s']:.0f} s in all)")
     return 0
 
@@ -87,9 +100,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from distill_tools import pipeline, recipe
+    from distill_tools.progress import printer
 
-    target, result = pipeline.export_checkpoint(recipe.load(args.config), args.quant, Path(args.out) if args.out else None)
-    print(f"wrote {target}")
+    config = recipe.load(args.config)
+    target, result, registered = pipeline.export_checkpoint(config, args.quant, Path(args.out) if args.out else None,
+                                                            replace=args.replace, say=printer())
+    print(f"wrote {target}" + (f", registered as {config.name!r}" if registered else ""))
     if result:
         print(result.line())
     return 0

@@ -1,8 +1,11 @@
 """Prompts in, teacher outputs cached on disk.
 
 The teacher pass runs once: for every prompt the teacher's greedy answer (sequence-level KD; a
-record that already carries an ``answer``, e.g. from ``distill from-history``, keeps it) and the
-teacher's top-k logits at every answer position (word-level KD), written as safetensors shards.
+record that already carries an ``answer``, e.g. from ``distill from-history``, keeps it) and, at
+every answer position (word-level KD), the teacher's top-k log-probabilities at the loss
+temperature (float16), their token ids (uint16 when the vocabulary has at most 65,536 tokens,
+else int32) and the log of the probability mass outside them (float32, computed from the full
+logits, so the loss knows the tail exactly: see ``losses``), written as safetensors shards.
 The torch teacher (the same weights the student is cut from) generates a shard's prompts as one
 batch. Interrupted passes resume shard by shard.
 """
@@ -21,14 +24,36 @@ from distill_tools import DATA_DIR, DistillError
 
 # -- prompts
 def load_records(specs: list[str], limit: int = 0) -> list[dict[str, str]]:
-    """Records ``{"prompt", "answer"?}`` from JSONL (keys prompt|question, answer) or text files (one per line)."""
-    records: list[dict[str, str]] = []
-    for spec in specs:
-        path = DATA_DIR / f"{spec.removeprefix('bundled:')}.jsonl" if spec.startswith("bundled:") else Path(spec)
-        records += _read_file(path.expanduser())
-    if not records:
+    """Records ``{"prompt", "answer"?}`` from JSONL (keys prompt|question, answer) or text files (one per line).
+
+    With a ``limit``, the files take turns (one record from each in order, round after round), so
+    every listed file contributes however long the ones before it are."""
+    files = [_read_file(prompt_path(spec)) for spec in specs]
+    if not any(files):
         raise DistillError(f"no prompts found in {', '.join(specs)}")
-    return records[:limit] if limit else records
+    if not limit:
+        return [record for records in files for record in records]
+    chosen: list[list[dict[str, str]]] = [[] for _ in files]
+    taken, depth = 0, 0
+    while taken < limit and any(depth < len(records) for records in files):
+        for i, records in enumerate(files):
+            if depth < len(records) and taken < limit:
+                chosen[i].append(records[depth])
+                taken += 1
+        depth += 1
+    return [record for records in chosen for record in records]
+
+
+def prompt_path(spec: str) -> Path:
+    """The file a ``data.prompts`` entry names (``bundled:NAME`` is a bundled JSONL)."""
+    if spec.startswith("bundled:"):
+        return DATA_DIR / f"{spec.removeprefix('bundled:')}.jsonl"
+    return Path(spec).expanduser()
+
+
+def render(template: str, prompt: str) -> str:
+    """The teacher's view of a prompt: ``{prompt}`` replaced, every other brace left as written."""
+    return template.replace("{prompt}", prompt)
 
 
 def _read_file(path: Path) -> list[dict[str, str]]:
@@ -74,20 +99,10 @@ def prompt_ids(tokenizer: Any, prompt: str) -> list[int]:
 
 def from_history(store: Any) -> list[dict[str, Any]]:
     """Escalated answers in the history as records: the teacher's answer and the user question before it."""
-    rows = list(store.db.query(
-        """
-        select a.id as message_id, a.conversation_id, a.content as answer, a.model,
-               (select u.content from messages u where u.conversation_id = a.conversation_id
-                  and u.role = 'user' and u.id < a.id order by u.id desc limit 1) as prompt
-        from messages a
-        where a.role = 'assistant' and a.escalated = 1 and a.complete = 1 and trim(a.content) != ''
-        order by a.id
-        """
-    ))
     return [
-        {"prompt": r["prompt"], "answer": r["answer"], "source": "history", "teacher": r["model"] or "",
-         "conversation_id": r["conversation_id"], "message_id": r["message_id"]}
-        for r in rows if r["prompt"] and r["prompt"].strip()
+        {"prompt": e.question, "answer": e.answer, "source": "history", "teacher": e.model,
+         "conversation_id": e.conversation_id, "message_id": e.answer_id}
+        for e in store.escalated_exchanges() if e.question.strip()
     ]
 
 
@@ -96,8 +111,13 @@ def from_history(store: Any) -> list[dict[str, Any]]:
 class TeacherOutput:
     prompt_ids: list[int]  # as the student sees the prompt
     answer_ids: list[int]  # ends with the end-of-turn token unless cut at max_new_tokens
-    topk_values: np.ndarray  # (len(answer_ids), k) float16: teacher logits predicting each answer token
-    topk_indices: np.ndarray  # (len(answer_ids), k) int32
+    topk_logprobs: np.ndarray  # (len(answer_ids), k) float16: teacher log-probabilities (at the loss temperature)
+    topk_indices: np.ndarray  # (len(answer_ids), k) uint16 (vocabulary ≤ 65,536) or int32: their token ids
+    tail: np.ndarray  # (len(answer_ids),) float32: log of the teacher's probability mass outside its top-k
+
+    @property
+    def nbytes(self) -> int:
+        return self.topk_logprobs.nbytes + self.topk_indices.nbytes + self.tail.nbytes
 
 
 class TorchTeacher:
@@ -147,12 +167,27 @@ class TorchTeacher:
         return logits.float().numpy()
 
 
-def _topk(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    k = min(k, logits.shape[-1])
-    idx = np.argpartition(-logits, k - 1, axis=-1)[:, :k]
-    vals = np.take_along_axis(logits, idx, axis=-1)
-    order = np.argsort(-vals, axis=-1)
-    return np.take_along_axis(vals, order, -1).astype(np.float16), np.take_along_axis(idx, order, -1).astype(np.int32)
+def index_dtype(vocab_size: int) -> type:
+    """The smallest integer type that holds every token id."""
+    return np.uint16 if vocab_size <= 1 << 16 else np.int32
+
+
+def _topk(logits: np.ndarray, k: int, temperature: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(top-k log-probs float16, ids, log tail mass float32) of ``logits`` (positions, vocab) at ``temperature``."""
+    vocab = logits.shape[-1]
+    k = min(k, vocab)
+    scaled = logits.astype(np.float64) / temperature
+    shifted = scaled - scaled.max(-1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+    idx = np.argpartition(-log_probs, k - 1, axis=-1)[:, :k]
+    idx = np.take_along_axis(idx, np.argsort(-np.take_along_axis(log_probs, idx, -1), axis=-1), -1)
+    top = np.take_along_axis(log_probs, idx, -1)
+    rest = log_probs.copy()
+    np.put_along_axis(rest, idx, -np.inf, axis=-1)
+    peak = rest.max(-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):  # k = vocabulary: no tail at all (−inf)
+        tail = np.where(np.isfinite(peak[:, 0]), peak[:, 0] + np.log(np.exp(rest - peak).sum(-1)), -np.inf)
+    return top.astype(np.float16), idx.astype(index_dtype(vocab)), tail.astype(np.float32)
 
 
 def cache_key(teacher_id: str, records: list[dict[str, str]], settings: dict[str, Any]) -> str:
@@ -161,13 +196,15 @@ def cache_key(teacher_id: str, records: list[dict[str, str]], settings: dict[str
 
 
 def teacher_pass(records: list[dict[str, str]], runner: Any, tokenizer: Any, folder: Path, *, template: str,
-                 max_new_tokens: int, top_k: int, key: str, batch_size: int = 32) -> list[TeacherOutput]:
+                 max_new_tokens: int, top_k: int, key: str, batch_size: int = 32,
+                 temperature: float = 1.0) -> list[TeacherOutput]:
     """Run (or resume) the teacher over ``records`` a batch at a time, one cached shard per batch in
     ``folder``; returns all outputs."""
     from safetensors.numpy import save
     from tqdm import tqdm
 
     from assistant.files import atomic_writer, atomic_write_text
+    from distill_tools.progress import interactive
 
     folder.mkdir(parents=True, exist_ok=True)
     meta = folder / "meta.json"
@@ -177,7 +214,7 @@ def teacher_pass(records: list[dict[str, str]], runner: Any, tokenizer: Any, fol
     atomic_write_text(meta, json.dumps({"key": key, "records": len(records)}))
     n_shards = (len(records) + batch_size - 1) // batch_size
     outputs: list[TeacherOutput] = []
-    with tqdm(total=len(records), desc="teacher pass", unit="prompt", disable=None) as bar:
+    with tqdm(total=len(records), desc="teacher pass", unit="prompt", disable=not interactive()) as bar:
         for shard in range(n_shards):
             path = folder / f"shard-{shard:05d}.safetensors"
             chunk = records[shard * batch_size:(shard + 1) * batch_size]
@@ -186,12 +223,11 @@ def teacher_pass(records: list[dict[str, str]], runner: Any, tokenizer: Any, fol
                 bar.update(len(chunk))
                 continue
             student_prompts = [prompt_ids(tokenizer, r["prompt"]) for r in chunk]
-            teacher_prompts = [prompt_ids(tokenizer, template.format(prompt=r["prompt"])) for r in chunk]
+            teacher_prompts = [prompt_ids(tokenizer, render(template, r["prompt"])) for r in chunk]
             forced = [_forced_answer(tokenizer, r, max_new_tokens) for r in chunk]
             done = []
             for student_prompt, (answer, logits) in zip(student_prompts, runner.run(teacher_prompts, forced, max_new_tokens)):
-                values, indices = _topk(logits, top_k)
-                done.append(TeacherOutput(student_prompt, answer, values, indices))
+                done.append(TeacherOutput(student_prompt, answer, *_topk(logits, top_k, temperature)))
             bar.update(len(chunk))
             with atomic_writer(path) as handle:
                 handle.write(save(_pack(done)))
@@ -212,8 +248,9 @@ def _pack(outputs: list[TeacherOutput]) -> dict[str, np.ndarray]:
     for i, out in enumerate(outputs):
         arrays[f"{i}.prompt"] = np.array(out.prompt_ids, dtype=np.int32)
         arrays[f"{i}.answer"] = np.array(out.answer_ids, dtype=np.int32)
-        arrays[f"{i}.values"] = out.topk_values
+        arrays[f"{i}.logprobs"] = out.topk_logprobs
         arrays[f"{i}.indices"] = out.topk_indices
+        arrays[f"{i}.tail"] = out.tail
     return arrays
 
 
@@ -224,7 +261,7 @@ def read_shard(path: Path) -> list[TeacherOutput]:
     count = len({name.split(".")[0] for name in arrays})
     return [
         TeacherOutput(arrays[f"{i}.prompt"].tolist(), arrays[f"{i}.answer"].tolist(),
-                      arrays[f"{i}.values"], arrays[f"{i}.indices"])
+                      arrays[f"{i}.logprobs"], arrays[f"{i}.indices"], arrays[f"{i}.tail"])
         for i in range(count)
     ]
 
@@ -234,8 +271,13 @@ def read_shard(path: Path) -> list[TeacherOutput]:
 class Example:
     input_ids: list[int]
     n_prompt: int  # positions n_prompt-1 … len-2 predict answer tokens
-    topk_values: np.ndarray
+    topk_logprobs: np.ndarray
     topk_indices: np.ndarray
+    tail: np.ndarray
+
+    @property
+    def n_answer(self) -> int:
+        return len(self.input_ids) - self.n_prompt
 
 
 def examples(outputs: list[TeacherOutput], max_length: int) -> list[Example]:
@@ -247,31 +289,33 @@ def examples(outputs: list[TeacherOutput], max_length: int) -> list[Example]:
             continue  # the prompt alone fills the sequence: nothing to learn from
         n_answer = min(len(out.answer_ids), room)
         result.append(Example(out.prompt_ids + out.answer_ids[:n_answer], len(out.prompt_ids),
-                              out.topk_values[:n_answer], out.topk_indices[:n_answer]))
+                              out.topk_logprobs[:n_answer], out.topk_indices[:n_answer], out.tail[:n_answer]))
     if not result:
         raise DistillError(f"every prompt is longer than data.max_length = {max_length} tokens")
     return result
 
 
 def collate(batch: list[Example], pad_id: int) -> dict[str, Any]:
-    """Right-padded tensors: input_ids, attention_mask, labels, answer mask, top-k values/indices."""
+    """Right-padded tensors: input_ids, attention_mask, labels, answer mask, teacher top-k log-probs/ids/tail."""
     import torch
 
     length = max(len(e.input_ids) for e in batch)
-    k = batch[0].topk_values.shape[-1]
+    k = batch[0].topk_logprobs.shape[-1]
     ids = torch.full((len(batch), length), pad_id, dtype=torch.long)
     attention = torch.zeros((len(batch), length), dtype=torch.long)
     labels = torch.zeros((len(batch), length), dtype=torch.long)
     mask = torch.zeros((len(batch), length), dtype=torch.bool)
     values = torch.zeros((len(batch), length, k), dtype=torch.float32)
     indices = torch.zeros((len(batch), length, k), dtype=torch.long)
+    tails = torch.zeros((len(batch), length), dtype=torch.float32)
     for row, e in enumerate(batch):
         n, p, a = len(e.input_ids), e.n_prompt, len(e.input_ids) - e.n_prompt
         ids[row, :n] = torch.tensor(e.input_ids)
         attention[row, :n] = 1
         labels[row, p - 1:n - 1] = torch.tensor(e.input_ids[p:])
         mask[row, p - 1:n - 1] = True
-        values[row, p - 1:n - 1] = torch.from_numpy(e.topk_values[:a].astype(np.float32))
+        values[row, p - 1:n - 1] = torch.from_numpy(e.topk_logprobs[:a].astype(np.float32))
         indices[row, p - 1:n - 1] = torch.from_numpy(e.topk_indices[:a].astype(np.int64))
+        tails[row, p - 1:n - 1] = torch.from_numpy(e.tail[:a].astype(np.float32))
     return {"input_ids": ids, "attention_mask": attention, "labels": labels, "mask": mask,
-            "topk_values": values, "topk_indices": indices}
+            "teacher_logprobs": values, "teacher_indices": indices, "teacher_tail": tails}

@@ -3,7 +3,8 @@
 For each model: the score on a small task set with checkable answers (retention = student score /
 teacher score), and on held-out prompts the teacher's greedy answers: mean KL(teacher ‖ model)
 over answer positions, top-1 agreement with the teacher, and the model's perplexity on those
-answers; plus file size and generation speed. Written as JSON + Markdown + a PNG plot.
+answers; plus file size and generation speed. Written as JSON + Markdown + a PNG plot. A figure
+that was not measured (no tasks, no held-out prompts) is None in the JSON and "—" elsewhere.
 """
 
 from __future__ import annotations
@@ -27,12 +28,13 @@ class ModelReport:
     path: str
     size_bytes: int
     parameters: int
-    task_score: float = 0.0  # fraction of tasks answered correctly
-    retention: float = 0.0  # task score relative to the teacher's
-    mean_kl: float = 0.0
-    top1_agreement: float = 0.0
-    perplexity: float = 0.0
-    tokens_per_s: float = 0.0
+    task_score: float | None = None  # fraction of tasks answered correctly
+    retention: float | None = None  # task score relative to the teacher's
+    mean_kl: float | None = None  # the rest: on the teacher's answers to held-out prompts
+    top1_agreement: float | None = None
+    perplexity: float | None = None
+    outside_topk: float | None = None  # the model's probability outside the teacher's top-k tokens (hidden tail)
+    tokens_per_s: float | None = None
     answers: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -64,18 +66,18 @@ def correct(answer: str, accepted: list[str]) -> bool:
 class Runner:
     """One GGUF in llama.cpp with its own chat template; greedy generation and per-position logits."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, n_ctx: int = 1024) -> None:
         import llama_cpp
 
         from assistant.chat_template import ChatTemplate, fallback_for
-        from assistant.engine import _llama_chat_handlers_disabled, physical_cores
+        from assistant.engine import _llama_chat_handlers_disabled
         from assistant.gguf_info import read_info
+        from distill_tools import llama
 
         self.info = read_info(path)
         with _llama_chat_handlers_disabled():
             # n_batch=8: here, prompt batches of 64 tokens ran ~20x slower than batches of 8 (measured)
-            self.llm = llama_cpp.Llama(str(path), n_ctx=1024, n_batch=8, logits_all=True, verbose=False,
-                                       n_threads=physical_cores())
+            self.llm = llama.open_model(path, n_ctx, n_batch=8, logits_all=True)
         source = self.info.chat_template or fallback_for(self.info.architecture)
         self.template = ChatTemplate(source, self.info.bos_token, self.info.eos_token, builtin=not self.info.chat_template)
         self.vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
@@ -116,15 +118,18 @@ def _log_softmax(x: np.ndarray) -> np.ndarray:
 
 
 def evaluate(teacher: Path, students: dict[str, Path], tasks: list[dict[str, Any]], heldout: list[str],
-             max_new_tokens: int = 48) -> list[ModelReport]:
-    """Reports for the teacher (first) and each student, all against the teacher."""
+             max_new_tokens: int = 48, top_k: int = 32) -> list[ModelReport]:
+    """Reports for the teacher (first) and each student, all against the teacher (``top_k``: the teacher's
+    tokens a model's probability outside of which is reported as its hidden tail)."""
     from tqdm import tqdm
+
+    from distill_tools.progress import interactive
 
     models = {"teacher": teacher, **students}
     reports: list[ModelReport] = []
     reference: list[tuple[list[int], list[int], np.ndarray]] = []  # held-out: prompt, teacher answer, teacher log-probs
     steps = len(models) * (len(tasks) + len(heldout))
-    with tqdm(total=steps, desc="evaluate", unit="prompt", disable=None) as bar:
+    with tqdm(total=steps, desc="evaluate", unit="prompt", disable=not interactive()) as bar:
         for label, path in models.items():
             runner = Runner(path)
             try:
@@ -138,8 +143,9 @@ def evaluate(teacher: Path, students: dict[str, Path], tasks: list[dict[str, Any
                     text = runner.text(tokens)
                     report.answers.append({"prompt": task["prompt"], "answer": text, "correct": correct(text, task["answers"])})
                     bar.update(1)
-                report.task_score = sum(a["correct"] for a in report.answers) / max(1, len(tasks))
-                report.tokens_per_s = generated / seconds if seconds else 0.0
+                if tasks:
+                    report.task_score = sum(a["correct"] for a in report.answers) / len(tasks)
+                    report.tokens_per_s = generated / seconds if seconds else None
                 if label == "teacher":
                     for prompt_text in heldout:
                         prompt = runner.prompt(prompt_text)
@@ -149,27 +155,32 @@ def evaluate(teacher: Path, students: dict[str, Path], tasks: list[dict[str, Any
                         bar.update(1)
                 else:
                     bar.update(len(heldout))
-                _compare(runner, reference, report)
+                _compare(runner, reference, report, top_k)
             finally:
                 runner.close()
             reports.append(report)
     teacher_score = reports[0].task_score
     for report in reports:
-        report.retention = report.task_score / teacher_score if teacher_score else 0.0
+        if teacher_score and report.task_score is not None:
+            report.retention = report.task_score / teacher_score
     return reports
 
 
-def _compare(runner: Runner, reference: list[tuple[list[int], list[int], np.ndarray]], report: ModelReport) -> None:
-    kl_sum, agree, nll, positions = 0.0, 0, 0.0, 0
+def _compare(runner: Runner, reference: list[tuple[list[int], list[int], np.ndarray]], report: ModelReport,
+             top_k: int) -> None:
+    kl_sum, agree, nll, outside, positions = 0.0, 0, 0.0, 0.0, 0
     for prompt, answer, teacher_logp in reference:
         logp = _log_softmax(runner.logits(prompt, answer))
         kl_sum += float((np.exp(teacher_logp) * (teacher_logp - logp)).sum())
+        top = np.argpartition(-teacher_logp, min(top_k, teacher_logp.shape[-1]) - 1, axis=-1)[:, :top_k]
+        outside += float((1 - np.exp(np.take_along_axis(logp, top, -1)).sum(-1)).sum())
         agree += int((teacher_logp.argmax(-1) == logp.argmax(-1)).sum())
         nll -= float(logp[np.arange(len(answer)), answer].sum())
         positions += len(answer)
     if positions:
         report.mean_kl, report.top1_agreement = kl_sum / positions, agree / positions
         report.perplexity = math.exp(nll / positions)
+        report.outside_topk = outside / positions
 
 
 # -- the report
@@ -188,29 +199,48 @@ def write_report(folder: Path, reports: list[ModelReport], history: list[dict[st
     return paths
 
 
+def figure(value: float | None, spec: str) -> str:
+    """A measured value formatted, or "—" for one that was not measured."""
+    return "—" if value is None else format(value, spec)
+
+
 def markdown(reports: list[ModelReport], extra: dict[str, Any]) -> str:
+    """The report: a table of models, the export check, the timings, then the run's other figures."""
     teacher = reports[0]
     lines = [
         "# Distillation report", "",
-        "| model | size MB | params M | size vs teacher | task score | retention | mean KL | top-1 agreement | perplexity | tokens/s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| model | size MB | params M | size vs teacher | task score | retention | mean KL | top-1 agreement "
+        "| perplexity | mass outside teacher's top-k | tokens/s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in reports:
         lines.append(
             f"| {r.label} | {r.size_bytes / 1e6:.1f} | {r.parameters / 1e6:.1f} | {r.parameters / max(1, teacher.parameters):.0%} "
-            f"| {r.task_score:.1%} | {r.retention:.1%} | {r.mean_kl:.3f} | {r.top1_agreement:.1%} | {r.perplexity:.2f} "
-            f"| {r.tokens_per_s:.0f} |"
+            f"| {figure(r.task_score, '.1%')} | {figure(r.retention, '.1%')} | {figure(r.mean_kl, '.3f')} "
+            f"| {figure(r.top1_agreement, '.1%')} | {figure(r.perplexity, '.2f')} | {figure(r.outside_topk, '.1%')} "
+            f"| {figure(r.tokens_per_s, '.0f')} |"
         )
     lines += ["", "Task score: share of the bundled held-out tasks answered correctly (greedy, llama.cpp). "
-              "KL, agreement and perplexity: on the teacher's greedy answers to held-out prompts."]
+              "KL, agreement and perplexity: on the teacher's greedy answers to held-out prompts "
+              "(— : not measured, e.g. no held-out prompts)."]
+    if check := extra.get("verification"):
+        verdict = "passed" if check["passed"] else "FAILED"
+        lines += ["", f"**Export check** ({extra.get('quant', '')} GGUF in llama.cpp vs the torch student): {verdict}, "
+                  f"top-1 agreement {check['top1_agreement']:.1%}, mean KL {check['mean_kl']:.4f} "
+                  f"over {check['positions']} positions."]
+    if timings := extra.get("timings_s"):
+        lines += ["", "| phase | seconds |", "|---|---|"]
+        lines += [f"| {phase.removesuffix('_s').replace('_', ' ')} | {seconds:.1f} |"
+                  for phase, seconds in timings.items()]
+    lines.append("")
     for key, value in extra.items():
-        if not isinstance(value, (dict, list)):
+        if not isinstance(value, (dict, list)) and value is not None:
             lines.append(f"- {key}: {value}")
     return "\n".join(lines) + "\n"
 
 
 def plot(path: Path, reports: list[ModelReport], history: list[dict[str, float]]) -> bool:
-    """Loss curves and per-model metrics in one PNG; False without matplotlib."""
+    """Loss curves and per-model metrics, every bar labelled with its value, in one PNG; False without matplotlib."""
     try:
         import matplotlib
 
@@ -220,7 +250,18 @@ def plot(path: Path, reports: list[ModelReport], history: list[dict[str, float]]
         return False
     from assistant.files import atomic_writer
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    fig = draw(reports, history)
+    with atomic_writer(path) as handle:
+        fig.savefig(handle, format="png", dpi=100)
+    plt.close(fig)
+    return True
+
+
+def draw(reports: list[ModelReport], history: list[dict[str, float]]) -> Any:
+    """The report's figure: training loss; task score, retention and top-1 agreement; KL and perplexity."""
+    import matplotlib.pyplot as plt
+
+    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(15, 4.5))
     if history:
         steps = range(1, len(history) + 1)
         for key in ("loss", "kd", "ce"):
@@ -231,15 +272,24 @@ def plot(path: Path, reports: list[ModelReport], history: list[dict[str, float]]
     else:
         left.set_axis_off()
     labels = [r.label for r in reports]
-    x = np.arange(len(labels))
-    right.bar(x - 0.2, [r.retention for r in reports], 0.4, label="retention (task score / teacher)")
-    right.bar(x + 0.2, [r.top1_agreement for r in reports], 0.4, label="top-1 agreement")
-    right.set_xticks(x, labels)
-    right.set_ylim(0, 1.1)
-    right.set_title("students vs teacher")
-    right.legend(fontsize=8)
+    _bars(middle, labels, {"task score": [r.task_score for r in reports], "retention": [r.retention for r in reports],
+                           "top-1 agreement": [r.top1_agreement for r in reports]}, "{:.0%}")
+    middle.set_ylim(0, 1.2)
+    middle.set_title("students vs teacher (higher is better)")
+    _bars(right, labels, {"KL vs teacher": [r.mean_kl for r in reports],
+                          "perplexity": [r.perplexity for r in reports]}, "{:.2f}")
+    right.set_title("KL and perplexity on held-out answers (lower is better)")
     fig.tight_layout()
-    with atomic_writer(path) as handle:
-        fig.savefig(handle, format="png", dpi=100)
-    plt.close(fig)
-    return True
+    return fig
+
+
+def _bars(axes: Any, labels: list[str], series: dict[str, list[float | None]], spec: str) -> None:
+    """Grouped bars, each labelled with its value ("n/a" for a figure that was not measured)."""
+    x = np.arange(len(labels))
+    width = 0.8 / len(series)
+    for i, (name, values) in enumerate(series.items()):
+        heights = [v if v is not None else 0.0 for v in values]
+        bars = axes.bar(x + (i - (len(series) - 1) / 2) * width, heights, width, label=name)
+        axes.bar_label(bars, labels=["n/a" if v is None else spec.format(v) for v in values], fontsize=7, padding=2)
+    axes.set_xticks(x, labels, fontsize=8)
+    axes.legend(fontsize=8)

@@ -3,9 +3,13 @@
 Tensors follow llama.cpp's naming, with q_proj/k_proj rows permuted the way its converter does
 (``LlamaModel.permute``: HF's rotary layout → GGML's). The tokenizer metadata (vocabulary, merges,
 special tokens, chat template) is carried over from the teacher's GGUF, or built from an HF BPE
-tokenizer. F32/F16/Q8_0 are written directly (Q8_0 quantised in numpy by gguf-py); Q4_K_M is made
-by llama.cpp's own quantiser from an F16 file. Everything is written under a temporary name in the
-target folder and renamed only after verification passes, so a failure leaves no half-written GGUF.
+tokenizer. F32/F16/Q8_0 are written directly (Q8_0 quantised in numpy by gguf-py); Q4_0, Q5_0 and
+Q4_K_M are made by llama.cpp's own quantiser from an F16 file, and only for shapes they fit (every
+weight row a multiple of the type's block: 32, or 256 for k-quants; otherwise llama.cpp silently
+falls back tensor by tensor, so such a request is refused before any work). Everything is written
+under a temporary name in the target folder and renamed only after verification passes, so a
+failure leaves no half-written GGUF (and a killed export's leftovers are removed by the next run).
+The file's metadata names the teacher and the recipe it came from.
 """
 
 from __future__ import annotations
@@ -33,7 +37,8 @@ LAYER_NAMES = {
     "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
     "mlp.down_proj": "ffn_down",
 }
-FTYPES = {"F32": 0, "F16": 1, "Q8_0": 7, "Q4_K_M": 15}
+FTYPES = {"F32": 0, "F16": 1, "Q8_0": 7, "Q4_0": 2, "Q5_0": 8, "Q4_K_M": 15}
+LLAMA_QUANTS = {"Q5_0": 32, "Q4_0": 32, "Q4_K_M": 256}  # made by llama.cpp's quantiser: row block size
 
 
 class ExportError(DistillError):
@@ -75,6 +80,27 @@ def gguf_tensors(model: Any) -> dict[str, np.ndarray]:
                 array = permute(array, config.num_key_value_heads)
             out[f"blk.{i}.{name}.weight"] = array
     return out
+
+
+def row_lengths(hidden: int, intermediate: int, heads: int = 0, head_dim: int = 0) -> dict[str, int]:
+    """The row length (input width) of each kind of weight matrix in a llama-architecture model."""
+    return {"hidden size": hidden, "MLP width": intermediate, "attention width": heads * head_dim or hidden}
+
+
+def quant_problem(quant: str, rows: dict[str, int]) -> str:
+    """Why ``quant`` does not fit matrices with these row lengths ('' if it does)."""
+    block = LLAMA_QUANTS.get(quant)
+    bad = {what: n for what, n in rows.items() if block and n % block}
+    if not bad:
+        return ""
+    fits = [q for q, b in LLAMA_QUANTS.items() if all(n % b == 0 for n in rows.values())] + ["Q8_0"]
+    shapes = ", ".join(f"{what} {n}" for what, n in bad.items())
+    return (f"export.quant = {quant} needs weight rows in multiples of {block} values, but this student has {shapes} "
+            f"(llama.cpp would silently keep those tensors at higher precision): use {_either(fits)}")
+
+
+def _either(options: list[str]) -> str:
+    return options[0] if len(options) == 1 else f"{', '.join(options[:-1])} or {options[-1]}"
 
 
 def _rope_theta(config: Any) -> float:
@@ -128,8 +154,9 @@ def _hf_tokenizer_fields(tokenizer: Any) -> list[tuple[str, Any, Any, Any]]:
     return fields
 
 
-def write_gguf(model: Any, tokenizer: Any, path: Path, quant: str, name: str, teacher_gguf: Path | None) -> None:
-    """Write ``model`` as a GGUF at ``path`` (F32, F16 or Q8_0)."""
+def write_gguf(model: Any, tokenizer: Any, path: Path, quant: str, name: str, teacher_gguf: Path | None,
+               metadata: dict[str, str] | None = None) -> None:
+    """Write ``model`` as a GGUF at ``path`` (F32, F16 or Q8_0) with extra string ``metadata``."""
     import gguf
 
     config = model.config
@@ -149,6 +176,8 @@ def write_gguf(model: Any, tokenizer: Any, path: Path, quant: str, name: str, te
         writer.add_vocab_size(config.vocab_size)
         writer.add_file_type(FTYPES[quant])
         writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+        for key, value in (metadata or {}).items():
+            writer.add_string(key, value)
         for key, value, vtype, sub in _tokenizer_fields(teacher_gguf, tokenizer):
             writer.add_key_value(key, value, vtype, sub)
         for tensor_name, array in tensors.items():
@@ -173,27 +202,29 @@ def _encode(array: np.ndarray, quant: str) -> tuple[np.ndarray, Any, Any]:
 
 
 def quantize_with_llama_cpp(source: Path, target: Path, quant: str) -> None:
-    """llama.cpp's own quantiser (k-quants), in process."""
+    """llama.cpp's own quantiser, in process, with the product's threads and its log off the terminal."""
     import llama_cpp
+
+    from distill_tools import llama
 
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = FTYPES[quant]
-    params.nthread = max(1, (os.cpu_count() or 2))
-    if llama_cpp.llama_model_quantize(str(source).encode(), str(target).encode(), params) != 0:
-        raise ExportError(f"llama.cpp could not quantise {source.name} to {quant}")
+    params.nthread = llama.threads()
+    with llama.quiet() as log:
+        status = llama_cpp.llama_model_quantize(str(source).encode(), str(target).encode(), params)
+    if status != 0:
+        last = next((line for line in reversed(log) if line.strip()), "no details")
+        raise ExportError(f"llama.cpp could not quantise {source.name} to {quant}: {last.strip()}")
 
 
 def verify(model: Any, tokenizer: Any, path: Path, max_kl: float, min_top1: float) -> Verification:
     """Compare next-token distributions of the torch model and the GGUF in llama.cpp on probe prompts."""
-    import llama_cpp
     import torch
 
+    from distill_tools import llama
     from distill_tools.data import prompt_ids
 
-    from assistant.engine import physical_cores
-
-    llm = llama_cpp.Llama(str(path), n_ctx=512, n_batch=8, logits_all=True, verbose=False,
-                           n_threads=physical_cores())
+    llm = llama.open_model(path, 512, n_batch=8, logits_all=True)
     agree, kls, positions = 0, [], 0
     try:
         for prompt in PROBES:
@@ -213,22 +244,35 @@ def verify(model: Any, tokenizer: Any, path: Path, max_kl: float, min_top1: floa
     return Verification(top1, kl, positions, top1 >= min_top1 and kl <= max_kl)
 
 
+def model_rows(model: Any) -> dict[str, int]:
+    config = model.config
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    return row_lengths(config.hidden_size, config.intermediate_size, config.num_attention_heads, head_dim)
+
+
 def export(model: Any, tokenizer: Any, target: Path, *, quant: str = "Q8_0", name: str = "student",
            teacher_gguf: Path | None = None, max_kl: float = 0.1, min_top1: float = 0.8,
-           check: bool = True) -> Verification | None:
+           check: bool = True, metadata: dict[str, str] | None = None,
+           say: Any = None) -> Verification | None:
     """Write ``model`` to ``target`` (atomically) as a verified GGUF; raise ExportError on failure."""
     if quant not in FTYPES:
         raise ExportError(f"unknown quantisation {quant!r} (known: {', '.join(FTYPES)})")
+    if problem := quant_problem(quant, model_rows(model)):
+        raise ExportError(problem)
     target.parent.mkdir(parents=True, exist_ok=True)
     model = model.float().cpu().eval()
     temps = [_temp(target) for _ in range(2)]
     try:
-        if quant == "Q4_K_M":
-            write_gguf(model, tokenizer, temps[1], "F16", name, teacher_gguf)
+        if say:
+            say(f"export: writing {target.name} ({quant})")
+        if quant in LLAMA_QUANTS:
+            write_gguf(model, tokenizer, temps[1], "F16", name, teacher_gguf, metadata)
             quantize_with_llama_cpp(temps[1], temps[0], quant)
             temps[1].unlink()
         else:
-            write_gguf(model, tokenizer, temps[0], quant, name, teacher_gguf)
+            write_gguf(model, tokenizer, temps[0], quant, name, teacher_gguf, metadata)
+        if say and check:
+            say(f"export: checking {target.name} in llama.cpp against the torch model")
         result = verify(model, tokenizer, temps[0], max_kl, min_top1) if check else None
         if result is not None and not result.passed:
             raise ExportError(f"{target.name}: {result.line()} (limits: top-1 ≥ {min_top1:.0%}, KL ≤ {max_kl})")
@@ -246,6 +290,15 @@ def _temp(target: Path) -> Path:
     fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
     os.close(fd)
     return Path(name)
+
+
+def clean_leftovers(target: Path) -> list[Path]:
+    """Remove the temporary files a killed export of ``target`` left behind; returns them."""
+    removed = []
+    for leftover in target.parent.glob(f".{target.name}.*.partial"):
+        leftover.unlink(missing_ok=True)
+        removed.append(leftover)
+    return removed
 
 
 def verification_dict(result: Verification | None) -> dict[str, Any] | None:

@@ -1,34 +1,133 @@
-"""``distill run``: teacher → teacher pass → student (pruned, calibrated on that pass) → training → GGUF → report → registry.
+"""``distill run``: checks → teacher → teacher pass → student (pruned, calibrated on that pass) → training →
+GGUF → registry → report.
 
-Every stage is resumable: the teacher pass is cached shard by shard, training resumes from its
-last checkpoint, and the finished GGUF is only written once verification passes.
+Everything that can be checked is checked before anything is loaded: every recipe key, the prompt
+and task files, the output name (a model this recipe did not make is never overwritten without
+``replace``), the student's shape against the teacher's file header and the export type.
+Every stage is resumable and keyed to the settings that produce it: the teacher pass is cached
+shard by shard, training resumes from its last checkpoint only if the recipe did not change, and
+the finished GGUF is only written (and registered) once verification passes.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from distill_tools import DistillError
+from distill_tools.progress import Say, printer
 from distill_tools.recipe import Recipe
 
 
 @dataclass
-class Built:
-    teacher: Any  # teacher.Loaded
-    student: Any  # torch model
-    layers: list[int] | None
+class Plan:
+    """What the checks before any work found: the prompts, the tasks and the output file."""
+
+    records: list[dict[str, str]]
+    tasks: list[dict[str, Any]]
+    target: Path
 
 
-def build(recipe: Recipe) -> Built:
-    """Load the teacher and make the student's shape (no calibration: for loading a checkpoint into)."""
+def recipe_id(recipe: Recipe) -> str:
+    """How a student names the recipe it came from (in its GGUF metadata)."""
+    return str(recipe.path) if recipe.path else recipe.name
+
+
+def preflight(recipe: Recipe, replace: bool = False, say: Say | None = None) -> Plan:
+    """Every check that needs no model loaded; removes a killed export's leftovers."""
+    from assistant.config import models_dir
+    from distill_tools import data, evaluate, export
+
+    records = data.load_records(recipe.data.prompts, recipe.data.limit)
+    tasks = evaluate.load_tasks(recipe.eval.tasks)[: recipe.eval.limit or None]
+    target = models_dir() / f"{recipe.name}.gguf"
+    check_output(recipe, target, replace)
+    check_shape(recipe)
+    leftovers = [p for t in (target, recipe.work_dir() / "pruned-student.gguf", recipe.work_dir() / "teacher.gguf")
+                 for p in export.clean_leftovers(t)]
+    if leftovers and say:
+        say(f"cleanup: removed {len(leftovers)} leftover file(s) of an interrupted export")
+    return Plan(records, tasks, target)
+
+
+def made_by(path: Path) -> str | None:
+    """The recipe a GGUF says it came from (None for a file distillation did not make, or no readable file)."""
+    from assistant.gguf_header import HeaderError, parse
+
+    try:
+        value = parse(path).metadata.get("distill.recipe")
+    except (HeaderError, OSError, ValueError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+def check_output(recipe: Recipe, target: Path, replace: bool) -> None:
+    """Refuse a name that belongs to a packaged model, or to a model this recipe did not make (unless ``replace``)."""
+    from assistant.config import database_path
+    from assistant.registry import Registry, is_packaged
+    from assistant.store import Store
+
+    where = recipe.path.name if recipe.path else "the recipe"
+    if is_packaged(recipe.name):
+        raise DistillError(f"{where}: name = {recipe.name!r} is a packaged model's name; choose another name")
+    store = Store(database_path())
+    try:
+        entry = Registry(store).get(recipe.name)
+    finally:
+        store.close()
+    mine = recipe_id(recipe)
+    clash = ""
+    if entry is not None:
+        path = Path(entry["path"])
+        if entry["origin"] != "distilled" or (path.exists() and made_by(path) != mine):
+            clash = f"a model named {recipe.name!r} is already registered ({entry['origin']}, {path})"
+    if not clash and (target.exists() or target.is_symlink()) and made_by(target) != mine:
+        clash = f"{target} already exists"
+    if clash and not replace:
+        raise DistillError(f"{clash} and was not made by this recipe: choose another name in {where}, "
+                           "or pass --replace to overwrite it")
+
+
+def check_shape(recipe: Recipe) -> None:
+    """The student's layers and MLP width against the teacher's header; the export type against the student's shape."""
+    from distill_tools import export, student
+    from distill_tools import teacher as teachers
+
+    where = recipe.path.name if recipe.path else "the recipe"
+    if recipe.student.model:
+        shape = teachers.shape(recipe.student.model, recipe.teacher.allow_download)
+        teachers.resolve(recipe.teacher.model, recipe.teacher.allow_download)
+        width = shape.intermediate if shape else 0
+    else:
+        shape = teachers.shape(recipe.teacher.model, recipe.teacher.allow_download)
+        if shape is None:
+            return
+        try:
+            student.choose_layers(recipe.student.layers, shape.layers)
+        except DistillError as exc:
+            raise DistillError(f"{where}: {exc}") from None
+        width = recipe.student.mlp_width or shape.intermediate
+        if recipe.student.mlp_width and not 0 < recipe.student.mlp_width < shape.intermediate:
+            raise DistillError(f"{where}: student.mlp_width = {recipe.student.mlp_width}: must lie between 1 and "
+                               f"{shape.intermediate - 1} (0 keeps all {shape.intermediate})")
+    if shape is not None:
+        rows = export.row_lengths(shape.hidden, width, shape.heads, shape.head_dim)
+        if problem := export.quant_problem(recipe.export.quant, rows):
+            raise DistillError(f"{where}: {problem}")
+
+
+def build(recipe: Recipe) -> tuple[Any, Any, list[int] | None]:
+    """(teacher, student, kept layers): the teacher loaded, the student's shape made (for loading a checkpoint into)."""
     from distill_tools import teacher as teachers
 
     teacher = teachers.load(recipe.teacher.model, recipe.teacher.allow_download)
-    return Built(teacher, *make_student(recipe, teacher, None))
+    return (teacher, *make_student(recipe, teacher, None))
 
 
 def make_student(recipe: Recipe, teacher: Any, calibration: list[Any] | None) -> tuple[Any, list[int] | None]:
@@ -58,40 +157,80 @@ def make_student(recipe: Recipe, teacher: Any, calibration: list[Any] | None) ->
     return model, keep
 
 
-def teacher_outputs(recipe: Recipe, teacher: Any, records: list[dict[str, str]]) -> list[Any]:
+def teacher_id(recipe: Recipe) -> str:
+    """The teacher as the cache keys name it: its GGUF file, else the folder or hub id given."""
+    from distill_tools import teacher as teachers
+
+    kind, path = teachers.resolve(recipe.teacher.model, recipe.teacher.allow_download)
+    return str(path) if kind == "gguf" else recipe.teacher.model
+
+
+def teacher_key(recipe: Recipe, teacher_id: str, records: list[dict[str, str]]) -> str:
+    """The key of the cached teacher pass: the teacher, the prompts and every setting that shapes its outputs."""
+    from distill_tools import data
+
+    settings = {"template": recipe.data.template, "max_new_tokens": recipe.data.max_new_tokens,
+                "top_k": recipe.data.top_k, "batch_size": recipe.data.batch_size,
+                "temperature": recipe.loss.temperature, "format": 2}
+    return data.cache_key(teacher_id, records, settings)
+
+
+def run_settings(recipe: Recipe, teacher_key: str) -> dict[str, Any]:
+    """Everything a training checkpoint depends on."""
+    from distill_tools import train
+
+    return {"teacher_pass": teacher_key, "student": asdict(recipe.student), "max_length": recipe.data.max_length,
+            **train.training_settings(recipe.train, recipe.loss, recipe.seed)}
+
+
+def teacher_outputs(recipe: Recipe, teacher: Any, records: list[dict[str, str]], key: str) -> list[Any]:
     """The cached teacher pass over ``records``."""
     from distill_tools import data
 
-    settings = {"template": recipe.data.template, "max_new_tokens": recipe.data.max_new_tokens, "top_k": recipe.data.top_k,
-                "batch_size": recipe.data.batch_size}
-    key = data.cache_key(str(teacher.gguf_path or teacher.source), records, settings)
     tok = teacher.tokenizer
     runner = data.TorchTeacher(teacher.model, tok.eos_token_id, tok.pad_token_id)
     return data.teacher_pass(records, runner, tok, recipe.work_dir() / "teacher-cache", template=recipe.data.template,
                              max_new_tokens=recipe.data.max_new_tokens, top_k=recipe.data.top_k, key=key,
-                             batch_size=recipe.data.batch_size)
+                             batch_size=recipe.data.batch_size, temperature=recipe.loss.temperature)
 
 
-def run(recipe: Recipe, on_step: Any = None) -> dict[str, Any]:
-    """The whole pipeline; returns a summary (paths, figures, timings)."""
-    from assistant.config import models_dir
+def student_metadata(recipe: Recipe) -> dict[str, str]:
+    """What a student's GGUF says about where it came from."""
+    return {"distill.teacher": recipe.teacher.model, "distill.recipe": recipe_id(recipe)}
+
+
+def run(recipe: Recipe, on_step: Any = None, *, resume: str = "auto", replace: bool = False,
+        say: Say | None = None) -> dict[str, Any]:
+    """The whole pipeline; returns a summary (paths, figures, timings). ``say`` receives one line per phase."""
     from distill_tools import data, evaluate, export, train
     from distill_tools import teacher as teachers
+    from distill_tools.progress import quiet_libraries
     from distill_tools.student import parameter_count
 
+    say = say or printer()
     times: dict[str, float] = {}
     clock = time.perf_counter()
+    plan = preflight(recipe, replace, say)
     work = recipe.work_dir()
     work.mkdir(parents=True, exist_ok=True)
-    records = data.load_records(recipe.data.prompts, recipe.data.limit)
-    train_records, heldout = data.split(records, recipe.data.heldout, recipe.seed)
+    quiet_libraries()
+    train_records, heldout = data.split(plan.records, recipe.data.heldout, recipe.seed)
     teacher = teachers.load(recipe.teacher.model, recipe.teacher.allow_download)
     times["load_s"] = time.perf_counter() - clock
+    say(f"teacher: {recipe.teacher.model} ({parameter_count(teacher.model) / 1e6:.1f} M parameters) "
+        f"loaded in {times['load_s']:.1f} s")
 
     mark = time.perf_counter()
-    outputs = teacher_outputs(recipe, teacher, train_records)
+    key = teacher_key(recipe, teacher_id(recipe), train_records)
+    outputs = teacher_outputs(recipe, teacher, train_records, key)
     examples = data.examples(outputs, recipe.data.max_length)
     times["teacher_pass_s"] = time.perf_counter() - mark
+    answer_tokens = sum(len(o.answer_ids) for o in outputs)
+    bytes_per_token = sum(o.nbytes for o in outputs) / max(1, answer_tokens)
+    teacher_tail = sum(float(np.exp(o.tail.astype(np.float64)).sum()) for o in outputs) / max(1, answer_tokens)
+    say(f"teacher pass: {len(outputs)} prompts, {answer_tokens} answer tokens, top-{recipe.data.top_k} cached at "
+        f"{bytes_per_token:.0f} bytes/token, teacher mass outside its top-{recipe.data.top_k} {teacher_tail:.1%}, "
+        f"{times['teacher_pass_s']:.1f} s")
 
     mark = time.perf_counter()
     student, layers = make_student(recipe, teacher, examples[: recipe.student.calibration])
@@ -100,19 +239,56 @@ def run(recipe: Recipe, on_step: Any = None) -> dict[str, Any]:
         export.export(student, teacher.tokenizer, baseline, quant=recipe.export.quant,
                       name=f"{recipe.name}-pruned", teacher_gguf=teacher.gguf_path, check=False)
     times["student_s"] = time.perf_counter() - mark
+    say(f"student: {student.config.num_hidden_layers} layers, MLP width {student.config.intermediate_size}, "
+        f"{parameter_count(student) / 1e6:.1f} M parameters "
+        f"({parameter_count(student) / parameter_count(teacher.model):.0%} of the teacher), {times['student_s']:.1f} s")
 
     mark = time.perf_counter()
     state = train.train(student, examples, recipe.train, recipe.loss, pad_id=teacher.tokenizer.pad_token_id,
-                        seed=recipe.seed, folder=work / "checkpoints", on_step=on_step)
+                        seed=recipe.seed, folder=work / "checkpoints", on_step=on_step,
+                        settings=run_settings(recipe, key), resume=resume, say=say)
     times["train_s"] = time.perf_counter() - mark
+    tokens = sum(h["tokens"] for h in state.history)
+    seconds = sum(h["seconds"] for h in state.history)
+    per_epoch = max(1, math.ceil(len(examples) / (recipe.train.batch_size * recipe.train.grad_accum)))
+    last_epoch = state.history[-per_epoch:]
+    student_tail = sum(h.get("tail", 0.0) for h in last_epoch) / max(1, len(last_epoch))
+    if state.history:
+        say(f"train: {state.step} steps, {train.step_figures(state.history[-1])}, "
+            f"{tokens / seconds if seconds else 0:.0f} tok/s, {times['train_s']:.1f} s")
 
     mark = time.perf_counter()
-    target = models_dir() / f"{recipe.name}.gguf"
     verification = export.export(
-        student, teacher.tokenizer, target, quant=recipe.export.quant, name=recipe.name,
+        student, teacher.tokenizer, plan.target, quant=recipe.export.quant, name=recipe.name,
         teacher_gguf=teacher.gguf_path, max_kl=recipe.export.max_kl, min_top1=recipe.export.min_top1,
+        metadata=student_metadata(recipe), say=say,
     )
     times["export_s"] = time.perf_counter() - mark
+    say(f"export: {plan.target} ({recipe.export.quant}, {plan.target.stat().st_size / 1e6:.1f} MB), "
+        f"{verification.line() if verification else 'not checked'}, {times['export_s']:.1f} s")
+    if recipe.register:
+        register(recipe.name, plan.target)
+        say(f"registered: {recipe.name} (assistant models use {recipe.name})")
+
+    summary = {
+        "name": recipe.name,
+        "gguf": str(plan.target),
+        "quant": recipe.export.quant,
+        "registered": recipe.register,
+        "teacher": recipe.teacher.model,
+        "recipe": recipe_id(recipe),
+        "student_layers": layers,
+        "student_parameters": parameter_count(student),
+        "teacher_parameters": parameter_count(teacher.model),
+        "train_sequences": len(examples),
+        "steps": state.step,
+        "train_tokens_per_s": round(tokens / seconds, 1) if seconds else None,
+        "teacher_cache_bytes_per_token": round(bytes_per_token, 1),
+        "teacher_tail_mass": round(teacher_tail, 4),
+        "student_tail_mass": round(student_tail, 4) if state.history else None,
+        "verification": export.verification_dict(verification),
+    }
+    work_summary(work, {**summary, "timings_s": {k: round(v, 1) for k, v in times.items()}})
 
     mark = time.perf_counter()
     teacher_gguf = teacher.gguf_path
@@ -120,38 +296,33 @@ def run(recipe: Recipe, on_step: Any = None) -> dict[str, Any]:
         teacher_gguf = work / "teacher.gguf"
         export.export(teacher.model, teacher.tokenizer, teacher_gguf, quant=recipe.export.quant,
                       name="teacher", check=False)
-    students = {"distilled": target}
+    students = {"distilled": plan.target}
     if recipe.eval.baseline and baseline.exists():
         students = {"pruned (no distillation)": baseline, **students}
-    reports = evaluate.evaluate(teacher_gguf, students, evaluate.load_tasks(recipe.eval.tasks)[: recipe.eval.limit or None],
-                                [r["prompt"] for r in heldout], recipe.eval.max_new_tokens)
+    say(f"evaluate: teacher and {len(students)} student(s) in llama.cpp on {len(plan.tasks)} tasks "
+        f"and {len(heldout)} held-out prompts")
+    reports = evaluate.evaluate(teacher_gguf, students, plan.tasks, [r["prompt"] for r in heldout],
+                                recipe.eval.max_new_tokens, recipe.data.top_k)
     times["eval_s"] = time.perf_counter() - mark
     times["total_s"] = time.perf_counter() - clock
+    for r in reports:
+        say(f"evaluate: {r.label}: task score {evaluate.figure(r.task_score, '.1%')}, "
+            f"KL {evaluate.figure(r.mean_kl, '.3f')}, top-1 {evaluate.figure(r.top1_agreement, '.1%')}, "
+            f"perplexity {evaluate.figure(r.perplexity, '.2f')}, "
+            f"mass outside the teacher's top-{recipe.data.top_k} {evaluate.figure(r.outside_topk, '.1%')}")
 
-    tokens = sum(h["tokens"] for h in state.history)
-    seconds = sum(h["seconds"] for h in state.history)
-    summary = {
-        "name": recipe.name,
-        "gguf": str(target),
-        "quant": recipe.export.quant,
-        "student_layers": layers,
-        "student_parameters": parameter_count(student),
-        "teacher_parameters": parameter_count(teacher.model),
-        "train_sequences": len(examples),
-        "steps": state.step,
-        "train_tokens_per_s": round(tokens / seconds, 1) if seconds else 0.0,
-        "verification": export.verification_dict(verification),
-        "timings_s": {k: round(v, 1) for k, v in times.items()},
-    }
-    summary["report"] = {k: str(v) for k, v in evaluate.write_report(
-        work / "report", reports, state.history, {**summary, "timings_s": summary["timings_s"]}).items()}
+    summary["timings_s"] = {k: round(v, 1) for k, v in times.items()}
+    summary["report"] = {k: str(v) for k, v in evaluate.write_report(work / "report", reports, state.history,
+                                                                      summary).items()}
     summary["models"] = [{k: v for k, v in r.__dict__.items() if k != "answers"} for r in reports]
-    if recipe.register:
-        register(recipe.name, target)
+    work_summary(work, summary)
+    return summary
+
+
+def work_summary(work: Path, summary: dict[str, Any]) -> None:
     from assistant.files import atomic_write_text
 
     atomic_write_text(work / "summary.json", json.dumps(summary, indent=2))
-    return summary
 
 
 def register(name: str, path: Path) -> dict[str, Any]:
@@ -168,17 +339,33 @@ def register(name: str, path: Path) -> dict[str, Any]:
         store.close()
 
 
-def export_checkpoint(recipe: Recipe, quant: str | None, out: Path | None) -> tuple[Path, Any]:
-    """``distill export``: rebuild the student, load its latest checkpoint, write a verified GGUF."""
-    from assistant.config import models_dir
-    from distill_tools import export, train
+def export_checkpoint(recipe: Recipe, quant: str | None, out: Path | None, *, replace: bool = False,
+                      say: Say | None = None) -> tuple[Path, Any, bool]:
+    """``distill export``: rebuild the student, load its latest checkpoint, write a verified GGUF; registered when
+    written to the recipe's own name. Returns (path, verification, registered)."""
+    from distill_tools import data, export, train
 
-    built = build(recipe)
-    state = train.load_checkpoint(recipe.work_dir() / "checkpoints", built.student, None)
-    if state is None:
-        raise DistillError(f"no checkpoint in {recipe.work_dir() / 'checkpoints'}: run `distill run` first")
-    target = out or models_dir() / f"{recipe.name}.gguf"
-    result = export.export(built.student, built.teacher.tokenizer, target, quant=quant or recipe.export.quant,
-                           name=recipe.name, teacher_gguf=built.teacher.gguf_path,
-                           max_kl=recipe.export.max_kl, min_top1=recipe.export.min_top1)
-    return target, result
+    plan = preflight(recipe, replace, say) if out is None else None
+    folder = recipe.work_dir() / "checkpoints"
+    if not (folder / "latest").exists():
+        raise DistillError(f"no checkpoint in {folder}: run `distill run` first")
+    records = plan.records if plan else data.load_records(recipe.data.prompts, recipe.data.limit)
+    train_records, _ = data.split(records, recipe.data.heldout, recipe.seed)
+    key = teacher_key(recipe, teacher_id(recipe), train_records)
+    changed = train.changed_settings(train.read_settings(folder), json.loads(json.dumps(run_settings(recipe, key))))
+    if changed:
+        raise DistillError(f"the checkpoint in {folder} was made with other settings ({', '.join(changed[:6])}): "
+                           "run `distill run` to train with this recipe")
+    teacher, student, _ = build(recipe)
+    train.load_checkpoint(folder, student, None)
+    target = out or plan.target
+    quant = quant or recipe.export.quant
+    if problem := export.quant_problem(quant, export.model_rows(student)):
+        raise DistillError(problem)
+    result = export.export(student, teacher.tokenizer, target, quant=quant, name=recipe.name,
+                           teacher_gguf=teacher.gguf_path, max_kl=recipe.export.max_kl, min_top1=recipe.export.min_top1,
+                           metadata=student_metadata(recipe), say=say)
+    registered = out is None and recipe.register
+    if registered:
+        register(recipe.name, target)
+    return target, result, registered

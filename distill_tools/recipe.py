@@ -1,7 +1,9 @@
 """A distillation recipe: one TOML file describing teacher, student, data, loss, training, export, eval.
 
 Every key has a default (see ``recipes/default.toml`` for the commented reference); an unknown
-key, a wrong type or an out-of-range value is one clear error naming the file and the key.
+key, a wrong type or an out-of-range value is one clear error naming the file and the key, before
+anything is loaded. (Checks that need the teacher's shape run next, on its file header: see
+``pipeline.preflight``.)
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 
 from distill_tools import RECIPES_DIR, DistillError
 
-QUANTS = ("F32", "F16", "Q8_0", "Q4_K_M")
+QUANTS = ("F32", "F16", "Q8_0", "Q5_0", "Q4_0", "Q4_K_M")
 
 
 @dataclass
@@ -33,11 +35,11 @@ class StudentSection:
 @dataclass
 class DataSection:
     prompts: list[str] = field(default_factory=lambda: ["bundled:prompts"])  # JSONL/text files
-    limit: int = 0  # use at most this many prompts (0 = all)
-    heldout: int = 16  # prompts kept out of training, for perplexity/KL in the report
+    limit: int = 0  # use at most this many prompts (0 = all), taken from the listed files in turn
+    heldout: int = 16  # prompts kept out of training, for perplexity/KL in the report (0 = none: not measured)
     max_new_tokens: int = 64  # teacher answer length
     max_length: int = 128  # prompt + answer tokens per training sequence
-    top_k: int = 32  # teacher logits cached per position
+    top_k: int = 32  # teacher log-probs cached per position (plus the mass of all the others)
     template: str = "{prompt}"  # how the teacher sees a prompt; e.g. "{prompt}\nThink step by step."
     batch_size: int = 32  # prompts the teacher answers at once (one cached shard each)
 
@@ -68,7 +70,7 @@ class TrainSection:
 
 @dataclass
 class ExportSection:
-    quant: str = "Q8_0"  # F32 | F16 | Q8_0 | Q4_K_M
+    quant: str = "Q8_0"  # F32 | F16 | Q8_0 | Q5_0 | Q4_0 | Q4_K_M (only where the shapes fit)
     max_kl: float = 0.1  # verification: mean KL(torch ‖ GGUF) above this fails the export
     min_top1: float = 0.6  # verification: top-1 agreement below this fails the export
 
@@ -127,26 +129,46 @@ def _set(target: Any, key: str, value: Any, where: str) -> None:
 def _check(recipe: Recipe, source: str) -> None:
     from assistant.registry import validate_name
 
+    from distill_tools.student import check_layer_spec
+
+    data, train, export = recipe.data, recipe.train, recipe.export
     problems = [
         (recipe.loss.kind not in ("forward_kl", "reverse_kl", "jsd"), "loss.kind must be forward_kl, reverse_kl or jsd"),
         (recipe.loss.temperature <= 0, "loss.temperature must be positive"),
         (not 0 <= recipe.loss.alpha <= 1, "loss.alpha must be between 0 and 1"),
-        (not 0 <= recipe.loss.beta <= 1, "loss.beta must be between 0 and 1"),
-        (recipe.export.quant not in QUANTS, f"export.quant must be one of {', '.join(QUANTS)}"),
-        (recipe.data.top_k < 1, "data.top_k must be at least 1"),
-        (recipe.data.batch_size < 1, "data.batch_size must be at least 1"),
+        (not 0 <= recipe.loss.beta <= 1, "loss.beta must be between 0 and 1 (0 = forward KL, 1 = reverse KL)"),
+        (export.quant not in QUANTS, f"export.quant must be one of {', '.join(QUANTS)}"),
+        (export.max_kl < 0, "export.max_kl must be 0 or more"),
+        (not 0 <= export.min_top1 <= 1, "export.min_top1 must be between 0 and 1"),
+        (not data.prompts, "data.prompts must list at least one prompt file"),
+        (data.limit < 0, "data.limit must be 0 (all) or positive"),
+        (data.heldout < 0, "data.heldout must be 0 (none) or positive"),
+        (data.top_k < 1, "data.top_k must be at least 1"),
+        (data.batch_size < 1, "data.batch_size must be at least 1"),
         (recipe.student.mlp_width < 0, "student.mlp_width must be 0 (keep all) or positive"),
         (recipe.student.calibration < 1, "student.calibration must be at least 1"),
-        (recipe.data.max_new_tokens < 1, "data.max_new_tokens must be positive"),
-        (recipe.data.max_length < 8, "data.max_length must be at least 8"),
-        (recipe.train.batch_size < 1 or recipe.train.grad_accum < 1, "train.batch_size and grad_accum must be positive"),
-        (recipe.train.lr <= 0, "train.lr must be positive"),
-        (recipe.train.epochs < 1, "train.epochs must be at least 1"),
-        ("{prompt}" not in recipe.data.template, "data.template must contain {prompt}"),
+        (data.max_new_tokens < 1, "data.max_new_tokens must be positive"),
+        (data.max_length < 8, "data.max_length must be at least 8"),
+        (train.batch_size < 1 or train.grad_accum < 1, "train.batch_size and grad_accum must be positive"),
+        (train.lr <= 0, "train.lr must be positive"),
+        (train.epochs < 1, "train.epochs must be at least 1"),
+        (train.max_steps < 0, "train.max_steps must be 0 (epochs × batches) or positive"),
+        (train.checkpoint_every < 1, "train.checkpoint_every must be at least 1"),
+        (train.warmup_steps < 0, "train.warmup_steps must be 0 or more"),
+        (train.weight_decay < 0, "train.weight_decay must be 0 or more"),
+        (train.clip < 0, "train.clip must be 0 (off) or positive"),
+        (train.threads < 0, "train.threads must be 0 (torch's default) or positive"),
+        (recipe.eval.max_new_tokens < 1, "eval.max_new_tokens must be positive"),
+        (recipe.eval.limit < 0, "eval.limit must be 0 (all) or positive"),
+        ("{prompt}" not in data.template, "data.template must contain {prompt}"),
     ]
     for bad, message in problems:
         if bad:
             raise DistillError(f"{source}: {message}")
+    if not recipe.student.model:
+        problem = check_layer_spec(recipe.student.layers)
+        if problem:
+            raise DistillError(f"{source}: {problem}")
     try:
         validate_name(recipe.name)
     except Exception as exc:  # RegistryError: reword with the file name

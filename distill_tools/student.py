@@ -9,6 +9,15 @@ from typing import Any
 from distill_tools import DistillError
 
 
+def check_layer_spec(spec: str) -> str:
+    """What is wrong with a ``student.layers`` value on its own ('' if nothing; the range needs the teacher)."""
+    try:
+        choose_layers(spec, 1 << 16)
+    except DistillError:
+        return f"student.layers = {spec!r}: use all, every:K, first-last:N or comma-separated layer indices (0 or more)"
+    return ""
+
+
 def choose_layers(spec: str, n_layers: int) -> list[int]:
     """Layer indices to keep. ``all`` keeps every layer; ``every:K`` keeps every K-th (always the first and the last);
     ``first-last:N`` keeps the first N-1 and the last; ``0,1,5,...`` keeps exactly those."""

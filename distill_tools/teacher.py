@@ -6,6 +6,7 @@ later runs load it in seconds.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,43 @@ def resolve(spec: str, allow_download: bool = False) -> tuple[str, Path | None]:
             f"{spec!r} is not a local file, folder or registered model; set allow_download = true to fetch it from the hub"
         )
     return "hub", None
+
+
+@dataclass
+class Shape:
+    """What the checks made before any loading need to know of a model."""
+
+    layers: int
+    hidden: int
+    intermediate: int
+    heads: int
+    head_dim: int
+
+
+def shape(spec: str, allow_download: bool = False) -> Shape | None:
+    """A model's shape from its GGUF header or config.json, without loading it; None for a hub id."""
+    kind, path = resolve(spec, allow_download)
+    if path is None:
+        return None
+    if kind == "gguf":
+        from assistant.gguf_header import HeaderError, parse
+
+        try:
+            meta = parse(path).metadata
+        except (HeaderError, OSError) as exc:
+            raise DistillError(f"{path}: cannot read the model's header: {exc}") from None
+        arch = meta.get("general.architecture", "")
+        get = lambda key: int(meta.get(f"{arch}.{key}", 0) or 0)  # noqa: E731
+        hidden, heads = get("embedding_length"), get("attention.head_count")
+        head_dim = get("attention.key_length") or (hidden // heads if heads else 0)
+        return Shape(get("block_count"), hidden, get("feed_forward_length"), heads, head_dim)
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise DistillError(f"{path / 'config.json'}: cannot read: {exc}") from None
+    hidden, heads = int(config.get("hidden_size", 0)), int(config.get("num_attention_heads", 0))
+    return Shape(int(config.get("num_hidden_layers", 0)), hidden, int(config.get("intermediate_size", 0)), heads,
+                 int(config.get("head_dim") or (hidden // heads if heads else 0)))
 
 
 def _cache_folder(path: Path) -> Path:
@@ -103,9 +141,12 @@ def _convert_gguf(path: Path, folder: Path) -> None:
 
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    from distill_tools.progress import third_party_bars_hidden
+
     try:
-        model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
-        tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+        with third_party_bars_hidden():
+            model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+            tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
         model.hf_quantizer = None  # the weights are plain dequantised tensors now
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config

@@ -1,8 +1,11 @@
 """The training loop: plain PyTorch, AdamW, warmup + cosine, gradient accumulation and clipping,
 optional gradient checkpointing, checkpoints every N steps, resume, deterministic with a seed.
 
-The data order is a pure function of (seed, step), so a resumed run sees exactly the batches an
-uninterrupted one would. Ctrl-C finishes the current step, saves a checkpoint and stops.
+A step's loss is the mean over every answer token of its micro-batches (token-weighted: a
+micro-batch of long answers counts for its tokens, not as one batch). The data order is a pure
+function of (seed, step), so a resumed run sees exactly the batches an uninterrupted one would.
+Checkpoints carry the key of the settings that produced them: a checkpoint made with other
+settings is never resumed. Ctrl-C finishes the current step, saves a checkpoint and stops.
 """
 
 from __future__ import annotations
@@ -21,7 +24,10 @@ from typing import Any
 from distill_tools import DistillError
 from distill_tools.data import Example, collate
 from distill_tools.losses import ce_loss, combined_loss, kd_loss
+from distill_tools.progress import Say, interactive
 from distill_tools.recipe import LossSection, TrainSection
+
+RESUME_MODES = ("auto", "resume", "fresh")
 
 
 class TrainingInterrupted(DistillError):
@@ -32,7 +38,7 @@ class TrainingInterrupted(DistillError):
 class TrainState:
     step: int = 0
     total_steps: int = 0
-    history: list[dict[str, float]] = field(default_factory=list)  # per step: loss, kd, ce, lr, tokens, seconds
+    history: list[dict[str, float]] = field(default_factory=list)  # per step: loss, kd, ce, tail, lr, tokens, seconds
 
 
 def lr_at(step: int, total: int, warmup: int, peak: float) -> float:
@@ -53,22 +59,22 @@ def micro_batch(examples: list[Example], index: int, batch_size: int, seed: int)
     return [examples[i] for i in order[position * batch_size:(position + 1) * batch_size]]
 
 
-def forward_loss(model: Any, batch: dict[str, Any], loss: LossSection) -> tuple[Any, Any, Any]:
-    """(total, kd, ce) with the LM head applied only at answer positions (prompt tokens are masked anyway)."""
+def forward_loss(model: Any, batch: dict[str, Any], loss: LossSection) -> dict[str, Any]:
+    """Sums over the batch's answer tokens: total, kd, ce (tensors), tail (the student's probability outside
+    the teacher's top-k, a float), and their count. The LM head runs only at answer positions."""
+    import torch
+
     hidden = model.get_decoder()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
     mask = batch["mask"]
     logits = model.get_output_embeddings()(hidden[mask])
-    everywhere = torch_ones(logits)
-    kd = kd_loss(logits, everywhere, kind=loss.kind, temperature=loss.temperature, beta=loss.beta,
-                 topk_values=batch["topk_values"][mask], topk_indices=batch["topk_indices"][mask])
-    ce = ce_loss(logits, batch["labels"][mask], everywhere)
-    return combined_loss(ce, kd, loss.alpha), kd, ce
-
-
-def torch_ones(logits: Any) -> Any:
-    import torch
-
-    return torch.ones(logits.shape[:-1], dtype=torch.bool, device=logits.device)
+    indices = batch["teacher_indices"][mask]
+    kd = kd_loss(logits, batch["teacher_logprobs"][mask], indices, kind=loss.kind, temperature=loss.temperature,
+                 beta=loss.beta, teacher_tail=batch["teacher_tail"][mask], reduction="sum")
+    ce = ce_loss(logits, batch["labels"][mask], reduction="sum")
+    with torch.no_grad():
+        tail = 1 - torch.softmax(logits.float(), -1).gather(-1, indices).sum(-1)
+    return {"total": combined_loss(ce, kd, loss.alpha), "kd": kd, "ce": ce, "tail": float(tail.sum()),
+            "tokens": int(mask.sum())}
 
 
 def total_steps(n_examples: int, cfg: TrainSection) -> int:
@@ -93,8 +99,10 @@ def prepare(model: Any, cfg: TrainSection) -> Any:
 
 
 def train(model: Any, examples: list[Example], cfg: TrainSection, loss: LossSection, *, pad_id: int, seed: int,
-          folder: Path, on_step: Callable[[TrainState], None] | None = None) -> TrainState:
-    """Train ``model`` in place on ``examples``, resuming from ``folder`` if it holds a checkpoint."""
+          folder: Path, on_step: Callable[[TrainState], None] | None = None, settings: dict[str, Any] | None = None,
+          resume: str = "auto", say: Say | None = None) -> TrainState:
+    """Train ``model`` in place on ``examples``, resuming from ``folder`` if it holds a checkpoint made with the
+    same ``settings`` (see ``checkpoint_matches`` for ``resume``)."""
     import torch
     from tqdm import tqdm
 
@@ -103,11 +111,16 @@ def train(model: Any, examples: list[Example], cfg: TrainSection, loss: LossSect
     model.to(device)
     optimizer = prepare(model, cfg)
     state = TrainState(total_steps=total_steps(len(examples), cfg))
-    resumed = load_checkpoint(folder, model, optimizer)
-    if resumed is not None:
-        state.step, state.history = resumed.step, resumed.history
+    settings = settings if settings is not None else training_settings(cfg, loss, seed)
+    if checkpoint_matches(folder, settings, resume, say):
+        resumed = load_checkpoint(folder, model, optimizer)
+        if resumed is not None:
+            state.step, state.history = resumed.step, resumed.history
+    else:
+        clear_checkpoints(folder)
+    write_settings(folder, settings)
     stop = _CtrlC()
-    bar = tqdm(total=state.total_steps, initial=state.step, desc="distill", unit="step", disable=None)
+    bar = tqdm(total=state.total_steps, initial=state.step, desc="distill", unit="step", disable=not interactive())
     try:
         with stop:
             while state.step < state.total_steps:
@@ -127,6 +140,9 @@ def train(model: Any, examples: list[Example], cfg: TrainSection, loss: LossSect
                     )
                 if state.step % cfg.checkpoint_every == 0 and state.step < state.total_steps:
                     save_checkpoint(folder, model, optimizer, state)
+                    if say and not interactive():
+                        say(f"train: step {state.step}/{state.total_steps}, {step_figures(state.history[-1])} "
+                            "(checkpoint saved)")
     finally:
         bar.close()
     save_checkpoint(folder, model, optimizer, state)
@@ -142,21 +158,37 @@ def _step(model: Any, optimizer: Any, examples: list[Example], cfg: TrainSection
     lr = lr_at(state.step, state.total_steps, cfg.warmup_steps, cfg.lr)
     for group in optimizer.param_groups:
         group["lr"] = lr
-    totals = {"loss": 0.0, "kd": 0.0, "ce": 0.0}
-    tokens = 0
     optimizer.zero_grad(set_to_none=True)
-    for j in range(cfg.grad_accum):
-        examples_j = micro_batch(examples, state.step * cfg.grad_accum + j, cfg.batch_size, seed)
-        batch = {k: v.to(device) for k, v in collate(examples_j, pad_id).items()}
-        total, kd, ce = forward_loss(model, batch, loss)
-        (total / cfg.grad_accum).backward()
-        for name, value in (("loss", total), ("kd", kd), ("ce", ce)):
-            totals[name] += float(value.detach()) / cfg.grad_accum
-        tokens += int(batch["attention_mask"].sum())
+    first = state.step * cfg.grad_accum
+    batches = [micro_batch(examples, first + j, cfg.batch_size, seed) for j in range(cfg.grad_accum)]
+    totals = accumulate(model, batches, loss, pad_id, device)
     if cfg.clip > 0:
         torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.clip)
     optimizer.step()
-    return {**totals, "lr": lr, "tokens": tokens, "seconds": time.perf_counter() - start}
+    return {**totals, "lr": lr, "seconds": time.perf_counter() - start}
+
+
+def accumulate(model: Any, batches: list[list[Example]], loss: LossSection, pad_id: int, device: Any = "cpu"
+               ) -> dict[str, float]:
+    """Backpropagate the mean loss over every answer token of ``batches`` (gradients add up in ``.grad``);
+    returns the step's token-weighted loss, kd, ce and student tail mass, and its token count."""
+    answer_tokens = sum(e.n_answer for batch in batches for e in batch)
+    totals = {"loss": 0.0, "kd": 0.0, "ce": 0.0, "tail": 0.0, "tokens": 0}
+    for examples in batches:
+        batch = {k: v.to(device) for k, v in collate(examples, pad_id).items()}
+        sums = forward_loss(model, batch, loss)
+        (sums["total"] / answer_tokens).backward()
+        for name, key in (("loss", "total"), ("kd", "kd"), ("ce", "ce"), ("tail", "tail")):
+            value = sums[key]
+            totals[name] += float(value.detach() if hasattr(value, "detach") else value) / answer_tokens
+        totals["tokens"] += int(batch["attention_mask"].sum())
+    return totals
+
+
+def step_figures(record: dict[str, float]) -> str:
+    """One step's figures for a progress line."""
+    return (f"loss {record['loss']:.3f}, kd {record['kd']:.3f}, ce {record['ce']:.3f}, "
+            f"student mass outside the teacher's top-k {record.get('tail', 0.0):.1%}")
 
 
 class _CtrlC:
@@ -181,7 +213,77 @@ class _CtrlC:
             signal.signal(signal.SIGINT, self._previous)
 
 
-# -- checkpoints: <folder>/ckpt-NNNNNN/{model.safetensors, optimizer.pt, state.json}, <folder>/latest
+# -- checkpoints: <folder>/ckpt-NNNNNN/{model.safetensors, optimizer.pt, state.json}, <folder>/latest,
+#    <folder>/settings.json (what produced them)
+def training_settings(cfg: TrainSection, loss: LossSection, seed: int) -> dict[str, Any]:
+    """The settings a checkpoint depends on (how often it is saved, threads and recomputation do not count)."""
+    train = {k: v for k, v in asdict(cfg).items() if k not in ("checkpoint_every", "threads", "gradient_checkpointing")}
+    return {"train": train, "loss": asdict(loss), "seed": seed}
+
+
+def checkpoint_matches(folder: Path, settings: dict[str, Any], resume: str = "auto", say: Say | None = None) -> bool:
+    """Whether the checkpoint in ``folder`` may be resumed under ``settings``.
+
+    ``auto``: yes if it was made with the same settings, else start fresh and say which changed;
+    ``resume``: yes, and refuse (one line) when there is none or the settings changed; ``fresh``: no."""
+    if resume not in RESUME_MODES:
+        raise DistillError(f"unknown resume mode {resume!r} (known: {', '.join(RESUME_MODES)})")
+    settings = json.loads(json.dumps(settings, sort_keys=True))  # compared as they are stored
+    exists = (folder / "latest").exists()
+    if resume == "fresh":
+        if exists and say:
+            say(f"checkpoint: starting fresh as asked (discarding {folder})")
+        return False
+    if not exists:
+        if resume == "resume":
+            raise DistillError(f"--resume: no checkpoint in {folder}")
+        return False
+    changed = changed_settings(read_settings(folder), settings)
+    if not changed:
+        return True
+    what = ", ".join(changed[:6]) + (", …" if len(changed) > 6 else "")
+    if resume == "resume":
+        raise DistillError(f"--resume: the checkpoint in {folder} was made with other settings ({what}); "
+                           "use --fresh to start over")
+    if say:
+        say(f"checkpoint: the recipe changed since the checkpoint ({what}): starting fresh")
+    return False
+
+
+def changed_settings(old: dict[str, Any] | None, new: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted names of the settings that differ (every one, when the old settings are unknown)."""
+    if old is None:
+        return ["unknown settings (checkpoint from an older version)"]
+    names = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            names += changed_settings(a, b, f"{prefix}{key}.")
+        elif a != b:
+            names.append(f"{prefix}{key}")
+    return names
+
+
+def read_settings(folder: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((folder / "settings.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def write_settings(folder: Path, settings: dict[str, Any]) -> None:
+    from assistant.files import atomic_write_text
+
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(folder / "settings.json", json.dumps(settings, indent=2, sort_keys=True))
+
+
+def clear_checkpoints(folder: Path) -> None:
+    """Forget every checkpoint in ``folder`` (the pointer first, so a crash midway leaves nothing resumable)."""
+    (folder / "latest").unlink(missing_ok=True)
+    for old in folder.glob("*ckpt-*"):
+        shutil.rmtree(old, ignore_errors=True)
+
 def save_checkpoint(folder: Path, model: Any, optimizer: Any, state: TrainState) -> Path:
     """Write a checkpoint directory under a temporary name, rename it, then point ``latest`` at it."""
     import torch

@@ -21,10 +21,19 @@ fi
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
 "${PIP[@]}" install --upgrade pip wheel >/dev/null
 
+# llama.cpp's native build uses AMX when the CPU advertises it; virtual machines that advertise AMX without
+# enabling it then die with SIGILL (tileloadd) on the first batched matmul. Build without AMX there; the wheel
+# cache is keyed to the build flags so a wheel built with other flags is never reused.
+native_defines=$(echo | "${CC:-cc}" -march=native -dM -E - 2>/dev/null || true)
+if [[ "$native_defines" == *__AMX_TILE__* ]]; then
+  export CMAKE_ARGS="${CMAKE_ARGS:-} -DCMAKE_C_FLAGS='-mno-amx-tile -mno-amx-int8 -mno-amx-bf16'"
+  export CMAKE_ARGS="$CMAKE_ARGS -DCMAKE_CXX_FLAGS='-mno-amx-tile -mno-amx-int8 -mno-amx-bf16'"
+fi
+WHEELS="$WHEELS/$(printf '%s' "${CMAKE_ARGS:-}" | sha256sum | cut -c1-12)"
 mkdir -p "$WHEELS"
 if ! ls "$WHEELS"/llama_cpp_python-"$LLAMA_CPP_VERSION"-*.whl >/dev/null 2>&1; then
   say "building llama-cpp-python $LLAMA_CPP_VERSION once (compiles llama.cpp, ~10 min on 2 cores; cached in $WHEELS)"
-  "${PIP[@]}" wheel --no-deps -w "$WHEELS" "llama-cpp-python==$LLAMA_CPP_VERSION"
+  "${PIP[@]}" wheel --no-deps --no-cache-dir -w "$WHEELS" "llama-cpp-python==$LLAMA_CPP_VERSION"
 fi
 "${PIP[@]}" install --find-links "$WHEELS" "llama-cpp-python==$LLAMA_CPP_VERSION"
 

@@ -20,6 +20,8 @@ from pathlib import Path
 import httpx
 
 ANSWER = ["Seretse", " Khama", " was", " first", "."]
+# a hostile teacher: window title, screen clear, OSC 52 clipboard write, C1 CSI, bidi override
+HOSTILE = ["Paris", "\x1b]0;PWNED\x07", " \x1b[2J", "\x1b]52;c;cm0gLXJmIH4=\x07", " \x9b31mred", " \u202egnp.exe", "."]
 
 
 def free_port() -> int:
@@ -58,6 +60,12 @@ class _Handler(BaseHTTPRequestHandler):
         for piece in ANSWER:
             self.wfile.write(_chunk(piece))
             self.wfile.flush()
+        self.wfile.write(_chunk(finish="stop") + b"data: [DONE]\n\n")
+
+    def _hostile(self) -> None:
+        self._start()
+        for piece in HOSTILE:
+            self.wfile.write(_chunk(piece))
         self.wfile.write(_chunk(finish="stop") + b"data: [DONE]\n\n")
 
     def _json(self) -> None:

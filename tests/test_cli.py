@@ -77,3 +77,19 @@ def test_bad_config_is_one_line(assistant_home: Path) -> None:
     proc = run("ask", "hi", home=assistant_home)
     assert proc.returncode == 1
     assert "config.toml: generation.max_tokens: expected int" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_an_answer_cut_at_the_token_limit_is_marked(assistant_home: Path) -> None:
+    """`ask` says so on stderr and `history show` marks it, as the chat UI does."""
+    proc = run("ask", "--max-tokens", "3", "--temperature", "0", "Write a long essay about Rome.", home=assistant_home,
+               check=True)
+    assert "note: the answer was cut at the token limit (3 tokens)" in proc.stderr
+    shown = run("history", "show", "1", home=assistant_home, check=True).stdout
+    assert "## Assistant · SmolLM2-135M-Instruct.Q4_1 · cut at the token limit" in shown
+
+
+def test_ask_json_documents_its_keys(assistant_home: Path) -> None:
+    usage = run("ask", "--help", home=assistant_home, check=True).stdout
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for key in ("finish_reason", "notes", "route"):
+        assert key in " ".join(usage.split()) and f'"{key}"' in readme

@@ -73,3 +73,71 @@ def test_unreadable_config(assistant_home: Path) -> None:
     path.write_bytes(b"\xff\xfe not utf-8")
     with pytest.raises(cfg.ConfigError, match="cannot read config file"):
         cfg.load()
+
+
+COMMENTED = """\
+# My assistant settings. Keep this comment.
+[generation]
+temperature = 0.7   # warm enough
+system = "Be brief."
+
+# the teacher on my desktop
+[teacher]
+url = "http://127.0.0.1:8080/v1"
+model = "qwen"
+
+[escalation]
+policy = "ask"  # ask before anything leaves the laptop
+"""
+
+
+def test_an_environment_override_is_never_saved(assistant_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ASSISTANT_ESCALATION", "auto")
+    monkeypatch.setenv("ASSISTANT_N_CTX", "2048")
+    config = cfg.load()
+    assert (config.escalation.policy, config.model.n_ctx) == ("auto", 2048)
+    assert cfg.load_file().escalation.policy == "never"  # the file alone (there is none yet)
+    path = cfg.save(config)  # e.g. the UI saving its settings
+    assert "auto" not in path.read_text() and "n_ctx" not in path.read_text()
+    config.generation.temperature = 0.3
+    cfg.save(config)
+    assert 'policy = "auto"' not in path.read_text() and "temperature = 0.3" in path.read_text()
+    assert cfg.load_file().escalation.policy == "never" and cfg.load_file().model.n_ctx == 4096
+    write(assistant_home, COMMENTED)
+    cfg.save(cfg.load())  # a load-then-save under the override keeps the file's own value
+    assert cfg.load_file().escalation.policy == "ask" and path.read_text() == COMMENTED
+
+
+def test_a_setting_the_user_changes_is_saved_even_under_an_override(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ASSISTANT_ESCALATION", "auto")
+    config = cfg.load()
+    config.escalation.policy = "ask"  # chosen in the UI: now a file value
+    cfg.save(config)
+    assert cfg.load_file().escalation.policy == "ask"
+
+
+def test_a_commented_config_survives_a_settings_save(assistant_home: Path) -> None:
+    path = write(assistant_home, COMMENTED)
+    config = cfg.load()
+    # what the UI's settings screen does: system prompt, temperature, max tokens, theme
+    config.generation.temperature = 0.2
+    config.generation.max_tokens = 512
+    config.ui.theme = "textual-light"
+    cfg.save(config)
+    expected = COMMENTED.replace("temperature = 0.7   # warm enough", "temperature = 0.2   # warm enough")
+    expected = expected.replace('system = "Be brief."\n', 'system = "Be brief."\nmax_tokens = 512\n')
+    assert path.read_text() == expected + '\n[ui]\ntheme = "textual-light"\n'
+    again = cfg.load()
+    assert (again.generation.temperature, again.generation.max_tokens, again.ui.theme) == (0.2, 512, "textual-light")
+
+
+def test_saving_keeps_what_another_process_wrote_meanwhile(assistant_home: Path) -> None:
+    from assistant.registry import current_default, set_default
+
+    path = write(assistant_home, COMMENTED)
+    ui = cfg.load()  # the chat UI holds its settings...
+    set_default("my-student")  # ...while `assistant models use my-student` writes the file
+    ui.ui.theme = "nord"
+    cfg.save(ui)
+    assert current_default() == "my-student" and cfg.load().ui.theme == "nord"
+    assert path.read_text().startswith("# My assistant settings. Keep this comment.\n")

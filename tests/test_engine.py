@@ -1,6 +1,7 @@
 """The engine on the real SmolLM2-135M student, greedy decoding."""
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -136,3 +137,31 @@ def test_token_stats() -> None:
     logprob, entropy = token_stats(logits, 2)
     assert logprob == pytest.approx(-np.log(4), abs=1e-5)
     assert entropy == pytest.approx(np.log(4), abs=1e-5)
+
+
+def long_paste(lines: int) -> str:
+    return "\n".join(f"{i:04d} error: connection to host-{i % 17} timed out after {i % 90} s" for i in range(lines))
+
+
+@pytest.mark.timeout(300)
+def test_cancel_during_a_long_prefill_stops_within_half_a_second(engine: Engine) -> None:
+    """Issue 19 row 16: the prompt is evaluated in chunks (and llama.cpp may abort mid-chunk), so Esc is quick."""
+    paste = [{"role": "user", "content": "Summarise this log:\n" + long_paste(60)}]
+    stream = engine.stream(paste, max_tokens=8, conversation="prefill-cancel")
+    seen: list[str] = []
+    worker = threading.Thread(target=lambda: seen.extend(d.text for d in stream))
+    worker.start()
+    deadline = time.monotonic() + 30
+    while not engine.busy and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.3)  # well inside the prefill of ~1,500 tokens
+    cancelled = time.monotonic()
+    engine.cancel()
+    worker.join(timeout=30)
+    took = time.monotonic() - cancelled
+    assert not worker.is_alive() and took < 0.5, f"the prefill went on {took:.2f} s after the cancel"
+    assert seen == [] and engine.stats.finish_reason == "cancelled"
+    # the half-evaluated KV cache does not disturb the next turn: greedy, it answers as a fresh conversation does
+    hello = [{"role": "user", "content": "Say hi."}]
+    after_cancel = engine.complete(hello, max_tokens=6, conversation="prefill-cancel")
+    assert after_cancel.strip() and after_cancel == engine.complete(hello, max_tokens=6, conversation="fresh")

@@ -20,7 +20,7 @@ from assistant import AssistantError
 from assistant.config import Config
 from assistant.session import TEACHER_CUT_OFF, Session
 from assistant.store import Store
-from assistant.teacher import EscalationRequest, Teacher
+from assistant.remote_teacher import EscalationRequest, RemoteTeacher
 
 FACTUAL = "Who was the second president of Botswana?"
 CODING = "Write a Python function that reverses a string."
@@ -61,7 +61,7 @@ def stored(session: Session) -> list[dict]:
 
 # -- the real teacher
 def test_teacher_client_streams_from_llama_cpp_server(llama_teacher: LlamaTeacher) -> None:
-    teacher = Teacher(Config().teacher.__class__(url=llama_teacher.url, model=llama_teacher.model))
+    teacher = RemoteTeacher(Config().teacher.__class__(url=llama_teacher.url, model=llama_teacher.model))
     request = teacher.request([{"role": "user", "content": FACTUAL}], max_tokens=8, temperature=0.0)
     pieces = list(teacher.stream(request))
     assert pieces and "".join(pieces).strip()
@@ -166,16 +166,38 @@ def test_ask_declined_sends_nothing_and_answers_on_device(engine, tmp_path, fake
     assert fake.requests == [] and not session.last.escalated
 
 
-def test_cli_ask_without_a_terminal_declines(fake, assistant_home: Path, capsys, monkeypatch) -> None:
-    from assistant.cli import main
+def ask_cli(home: Path, fake: FakeTeacher, *args: str, stdin: str) -> subprocess.CompletedProcess:
+    """The real `assistant ask --escalate ask` with ``stdin`` piped in (no terminal)."""
+    from reliability.reliability_helpers import run_cli
 
+    (home / "config.toml").write_text(f'[teacher]\nurl = "{fake.url}"\nmodel = "fake-teacher"\n')
+    return run_cli(home, "ask", "--escalate", "ask", "--json", "--max-tokens", "4", "--temperature", "0", *args,
+                   stdin=stdin)
+
+
+@pytest.mark.parametrize(
+    ("stdin", "args", "escalated", "note"),
+    [
+        ("y\n", (FACTUAL,), True, None),
+        ("n\n", (FACTUAL,), False, "escalation declined: nothing was sent"),
+        ("", (FACTUAL,), False, "stdin ended without an answer: nothing was sent"),
+        (FACTUAL, ("-",), False, "stdin held the question"),
+    ],
+    ids=["piped-yes", "piped-no", "no-answer", "question-on-stdin"],
+)
+def test_cli_ask_policy_without_a_terminal(fake, assistant_home: Path, stdin, args, escalated, note) -> None:
+    """No terminal: the preview is printed and the answer read from stdin; nobody declines for the user."""
     fake.set("ok")
-    (assistant_home / "config.toml").write_text(f'[teacher]\nurl = "{fake.url}"\nmodel = "fake-teacher"\n')
-    monkeypatch.setattr(sys, "stdin", open("/dev/null"))  # noqa: SIM115 - not a terminal
-    assert main(["ask", "--escalate", "ask", "--json", "--max-tokens", "4", FACTUAL]) == 0
-    result = json.loads(capsys.readouterr().out)
-    assert result["escalated"] is False and fake.requests == []
-    assert "escalation declined" in result["notes"][0]
+    done = ask_cli(assistant_home, fake, *args, stdin=stdin)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["escalated"] is escalated and len(fake.requests) == int(escalated)
+    if args != ("-",):
+        assert "would be sent to fake-teacher" in done.stderr and FACTUAL in done.stderr  # the preview
+    if note:
+        assert note in result["notes"][0]
+    else:
+        assert result["answer"] == "".join(ANSWER) and result["route"]["escalate"] is True
 
 
 def test_only_the_allowed_context_is_sent(engine, tmp_path, fake) -> None:
@@ -276,7 +298,7 @@ async def test_preview_dialog_shows_the_exact_request(press: str, expected: bool
     from assistant.config import TeacherSettings
     from assistant.tui.screens.escalation import EscalationScreen
 
-    teacher = Teacher(TeacherSettings(url="http://127.0.0.1:9/v1", model="big-teacher"))
+    teacher = RemoteTeacher(TeacherSettings(url="http://127.0.0.1:9/v1", model="big-teacher"))
     request = teacher.request([{"role": "user", "content": FACTUAL + " [b]not markup[/b]"}], max_tokens=9, temperature=0)
     results: list[bool] = []
 
@@ -311,7 +333,7 @@ async def test_approver_blocks_a_worker_thread_until_the_user_chooses() -> None:
     from assistant.config import TeacherSettings
     from assistant.tui.screens.escalation import EscalationScreen, approver
 
-    request = Teacher(TeacherSettings(url="http://127.0.0.1:9/v1", model="t")).request(
+    request = RemoteTeacher(TeacherSettings(url="http://127.0.0.1:9/v1", model="t")).request(
         [{"role": "user", "content": FACTUAL}], max_tokens=4, temperature=0
     )
     results: list[bool] = []

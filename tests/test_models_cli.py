@@ -174,16 +174,19 @@ def test_header_modules_do_not_import_gguf_py() -> None:
 def test_list_shows_both_packaged_models(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["models", "list"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["NAME", "ARCH", "PARAMS", "QUANT", "CTX", "SIZE", "ORIGIN", "FIT"]
+    assert lines[0].split() == ["NAME", "KIND", "ARCH", "PARAMS", "QUANT", "CTX", "SIZE", "ORIGIN", "FIT"]
     smol = next(line for line in lines if " smollm2-135m " in line)
     gemma = next(line for line in lines if " gemma3-270m " in line)
     assert smol.startswith("*") and "llama" in smol and "Q4_1" in smol and "packaged" in smol and "fits" in smol
     assert "gemma3" in gemma and "268M" in gemma and "Q4_K_M" in gemma and "32768" in gemma
-    assert (models_dir() / "packaged" / "gemma-3-270m-q4_k_m.gguf").exists()  # assembled on first use
+    assert " chat " in smol and " base " in gemma and "KIND base: a completion model, not tuned for chat" in lines[-1]
+    assert not (models_dir() / "packaged").exists()  # listing writes no weights: Gemma is assembled on first use
     assert main(["models", "list", "--json"]) == 0
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows["smollm2-135m"]["parameters"] == 134515008 and rows["smollm2-135m"]["default"]
     assert rows["gemma3-270m"]["context_length"] == 32768 and rows["gemma3-270m"]["fit"] == "fits"
+    assert rows["gemma3-270m"]["kind"] == "base" and rows["smollm2-135m"]["kind"] == "chat"
+    assert rows["gemma3-270m"]["size"] == 253113024
 
 
 def test_import_use_rm_round_trip(smollm_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -257,3 +260,20 @@ def test_catalog_lists_students_and_teachers(capsys: pytest.CaptureFixture[str])
         assert entries[packaged.name].sha256 == packaged.sha256
     assert main(["models", "catalog"]) == 0
     assert "qwen2.5-coder-1.5b" in capsys.readouterr().out
+
+
+def test_chatting_with_a_base_model_warns_and_llama_cpp_stays_quiet(assistant_home: Path) -> None:
+    """Issue 19 row 7: `ask` says Gemma 3 270M is a base model; llama.cpp's log never reaches the terminal."""
+    from reliability.reliability_helpers import run_cli
+
+    for model in ("gemma3-270m", "smollm2-135m"):
+        done = run_cli(assistant_home, "ask", "--model", model, "--max-tokens", "4", "--temperature", "0",
+                       "What is the capital of France?", ASSISTANT_THREADS="1", timeout=240)
+        assert done.returncode == 0, done.stderr
+        lines = done.stderr.splitlines()
+        assert all(line.startswith("note: ") for line in lines), lines  # no llama_kv_cache_iswa, no load log
+        base_note = [line for line in lines if "base (completion) model, not tuned for chat" in line]
+        assert len(base_note) == (model == "gemma3-270m"), lines
+    catalog = subprocess.run([sys.executable, "-m", "assistant", "models", "catalog"], capture_output=True, text=True,
+                             check=True).stdout
+    assert "BASE (completion) model, not tuned for chat" in catalog.split("gemma3-270m", 1)[1].split("\n\n")[0]

@@ -64,9 +64,10 @@ def test_registered_names_cannot_escape(registry: Registry, smollm_path: Path) -
 def test_import_copies_atomically_and_records_sha256(registry: Registry, smollm_path: Path) -> None:
     entry = registry.import_file(smollm_path, name="copy")
     target = models_dir() / "copy.gguf"
-    assert entry["path"] == str(target) and entry["sha256"] == SMOL_SHA256 and entry["origin"] == "imported"
-    assert entry["architecture"] == "llama" and entry["parameters"] == 134515008 and entry["quantization"] == "Q4_1"
-    assert entry["context_length"] == 8192 and entry["size"] == smollm_path.stat().st_size and entry["created"]
+    assert entry.path == str(target) and entry.sha256 == SMOL_SHA256 and entry.origin == "imported"
+    assert entry.architecture == "llama" and entry.parameters == 134515008 and entry.quantization == "Q4_1"
+    assert entry.context_length == 8192 and entry.size == smollm_path.stat().st_size and entry.created
+    assert registry.get("copy") == entry  # what the store holds, as a typed row
     assert [p.name for p in models_dir().iterdir()] == ["copy.gguf"]  # no temp file left
     with pytest.raises(RegistryError, match="already exists"):
         registry.import_file(smollm_path, name="copy")

@@ -13,33 +13,129 @@ import numpy as np
 import pytest
 import torch
 
-from distill_tools import DistillError, data, export, pipeline, recipe, student, train
+from distill_tools import RECIPES_DIR, DistillError, data, export, pipeline, recipe, student, train
 from distill_tools.recipe import LossSection, TrainSection
 
 
-def test_tiny_recipe_end_to_end(assistant_home: Path) -> None:
-    """teacher pass → a few steps → export → load in llama.cpp → answer → registered."""
-    from assistant.config import database_path, load
-    from assistant.engine import Engine
+TINY = (RECIPES_DIR / "tiny.toml").read_text()
+
+
+def tiny_recipe(folder: Path, **changes: str) -> Path:
+    """The bundled tiny recipe, smaller still (2 steps, 2 tasks, 1 held-out prompt), with ``changes`` (TOML lines)."""
+    text = TINY
+    for old, new in {"max_steps = 4": "max_steps = 2", "limit = 6": "limit = 2", "heldout = 2": "heldout = 1",
+                     "max_new_tokens = 8": "max_new_tokens = 4", **changes}.items():
+        assert old in text
+        text = text.replace(old, new)
+    path = folder / "tiny.toml"
+    path.write_text(text)
+    return path
+
+
+def registered(name: str) -> dict:
+    from assistant.config import database_path
     from assistant.registry import Registry
     from assistant.store import Store
 
-    summary = pipeline.run(recipe.load("tiny"))
-    gguf = Path(summary["gguf"])
-    assert gguf.parent == assistant_home / "models" and gguf.exists()
-    assert not list(gguf.parent.glob("*.partial"))
-    assert summary["verification"]["passed"] and summary["steps"] == 4
-    row = Registry(Store(database_path())).get("smollm2-tiny-student")
-    assert row["origin"] == "distilled" and row["architecture"] == "llama" and len(row["sha256"]) == 64
-    report = json.loads(Path(summary["report"]["json"]).read_text())
-    assert [m["label"] for m in report["models"]] == ["teacher", "distilled"]
-    assert Path(summary["report"]["plot"]).read_bytes()[:4] == b"\x89PNG"
+    return Registry(Store(database_path())).get(name)
+
+
+@pytest.mark.timeout(900)
+def test_tiny_recipe_lifecycle(assistant_home: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """run → recipe edited → run again, Ctrl-C in evaluation → export: each leaves the right model registered.
+
+    First run, on a non-terminal stdout: one line per phase, no bars, no llama.cpp log; leftovers of a killed
+    export are removed; the student is registered with its sha256 and names its teacher and recipe; the report
+    holds the export check and timings. Second run with a changed lr: the stale checkpoint is not resumed.
+    """
+    from assistant.cli import main
+    from assistant.engine import Engine
+    from assistant.gguf_info import read_info, sha256_file
+
+    models = assistant_home / "models"
+    models.mkdir()
+    leftovers = [export._temp(models / "smollm2-tiny-student.gguf") for _ in range(2)]
+    path = tiny_recipe(tmp_path)
+    capfd.readouterr()
+    assert main(["distill", "run", str(path)]) == 0
+    out, err = capfd.readouterr()
+    for phase in ("teacher:", "teacher pass:", "student:", "train:", "export:", "registered:", "evaluate:", "report:"):
+        assert any(line.startswith(phase) for line in out.splitlines()), (phase, out)
+    assert "cleanup: removed 2 leftover file(s)" in out
+    assert "\r" not in out + err, err[-2000:]
+    for marker in ("llama_", "ggml_", "print_info", "load_tensors", "type = "):  # llama.cpp's log
+        assert marker not in out + err, err[-2000:]
+    assert "68 bytes/token" in out  # top-16: 16 float16 log-probs + 16 uint16 ids + the float32 tail
+    assert not any(p.exists() for p in leftovers) and not list(models.glob(".*partial"))
+    gguf = models / "smollm2-tiny-student.gguf"
+    row = registered("smollm2-tiny-student")
+    assert row["origin"] == "distilled" and row["architecture"] == "llama" and row["sha256"] == sha256_file(gguf)
+    info = read_info(gguf)
+    assert info.teacher == "smollm2-135m" and info.recipe == str(path)
+    assert main(["models", "list", "--json"]) == 0
+    listed = {m["name"]: m for m in json.loads(capfd.readouterr().out)}
+    assert listed["smollm2-tiny-student"]["teacher"] == "smollm2-135m"
+    assert listed["smollm2-tiny-student"]["recipe"] == str(path)
+    work = assistant_home / "distill" / "smollm2-tiny-student"
+    summary = json.loads((work / "summary.json").read_text())
+    assert summary["steps"] == 2 and summary["verification"]["passed"]
+    assert summary["teacher_cache_bytes_per_token"] == 68.0 and 0 < summary["student_tail_mass"] < 1
+    report = (work / "report" / "report.md").read_text()
+    assert "**Export check**" in report and "| teacher pass |" in report and "| train |" in report
+    assert (work / "report" / "report.png").read_bytes()[:4] == b"\x89PNG"
     engine = Engine(gguf, n_ctx=512)
     try:
-        answer = engine.complete([{"role": "user", "content": "Hello"}], max_tokens=8, temperature=0.0)
+        assert engine.complete([{"role": "user", "content": "Hello"}], max_tokens=8, temperature=0.0).strip()
     finally:
         engine.close()
-    assert isinstance(answer, str) and answer.strip()
+    first_sha = row["sha256"]
+
+    # the recipe edited in place (a new lr): trains again from the start; Ctrl-C during evaluation
+    path.write_text(path.read_text().replace("lr = 3e-4", "lr = 1e-3"))
+    lines: list[str] = []
+
+    def say(line: str) -> None:
+        lines.append(line)
+        if line.startswith("evaluate:"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.run(recipe.load(path), say=say)
+    assert "checkpoint: the recipe changed since the checkpoint (train.lr): starting fresh" in lines
+    assert any(line.startswith("train: 2 steps") for line in lines)
+    row = registered("smollm2-tiny-student")  # registered as soon as the export was verified
+    assert row["sha256"] == sha256_file(gguf) != first_sha
+
+    # a re-export (as F16) updates the registry entry
+    capfd.readouterr()
+    assert main(["distill", "export", str(path), "--quant", "F16"]) == 0
+    assert "registered as 'smollm2-tiny-student'" in capfd.readouterr().out
+    row = registered("smollm2-tiny-student")
+    assert row["quantization"] == "F16" and row["sha256"] == sha256_file(gguf)
+
+
+def test_a_model_the_recipe_did_not_make_is_never_overwritten(assistant_home: Path, smollm_path: Path,
+                                                              capfd: pytest.CaptureFixture[str]) -> None:
+    """Checked before any work: a user's imported model of the same name, or a packaged model's name."""
+    from assistant.cli import main
+    from assistant.gguf_info import sha256_file
+
+    assert main(["models", "import", str(smollm_path), "--name", "smollm2-tiny-student"]) == 0
+    assert main(["models", "use", "smollm2-tiny-student"]) == 0
+    target = assistant_home / "models" / "smollm2-tiny-student.gguf"
+    before = sha256_file(target)
+    capfd.readouterr()
+    assert main(["distill", "run", "tiny"]) == 1
+    out, err = capfd.readouterr()
+    assert err.count("\n") == 1 and "already registered (imported" in err and "--replace" in err
+    assert out == "" and not (assistant_home / "distill").exists()  # nothing was started
+    assert sha256_file(target) == before and registered("smollm2-tiny-student")["origin"] == "imported"
+    assert main(["distill", "export", "tiny"]) == 1
+    assert "was not made by this recipe" in capfd.readouterr().err
+    assert pipeline.preflight(recipe.load("tiny"), replace=True).target == target  # --replace: the user's choice
+    with pytest.raises(DistillError, match="a packaged model's name"):
+        packaged = {'name = "smollm2-tiny-student"': 'name = "smollm2-135m"'}
+        pipeline.preflight(recipe.load(tiny_recipe(assistant_home, **packaged)))
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +149,7 @@ def examples(teacher):  # noqa: ANN001, ANN201
     outputs = [data.TeacherOutput(p, answer, *data._topk(logits, 8))
                for p, (answer, logits) in zip(prompts, runner.run(prompts, forced, 10))]
     assert tok.decode(outputs[-1].answer_ids[:2]).startswith("Paris")
-    assert all(len(o.answer_ids) == len(o.topk_values) > 0 for o in outputs)
+    assert all(len(o.answer_ids) == len(o.topk_logprobs) == len(o.tail) > 0 for o in outputs)
     return data.examples(outputs, max_length=56)
 
 
@@ -151,6 +247,18 @@ def test_tokenizer_mismatch_is_a_clear_error(teacher, tmp_path: Path) -> None:  
         ("name = '../x'\n", "invalid model name"),
         ("[export]\nquant = 'Q3'\n", "export.quant must be one of"),
         ("[data\n", "invalid TOML"),
+        ("[train]\ncheckpoint_every = 0\n", "train.checkpoint_every must be at least 1"),
+        ("[train]\nmax_steps = -3\n", "train.max_steps must be 0"),
+        ("[train]\nwarmup_steps = -1\n", "train.warmup_steps must be 0 or more"),
+        ("[data]\nlimit = -5\n", "data.limit must be 0"),
+        ("[data]\nheldout = -1\n", "data.heldout must be 0"),
+        ("[data]\nprompts = []\n", "data.prompts must list"),
+        ("[export]\nmax_kl = -1\n", "export.max_kl must be 0 or more"),
+        ("[export]\nmin_top1 = 1.5\n", "export.min_top1 must be between 0 and 1"),
+        ("[eval]\nlimit = -1\n", "eval.limit must be 0"),
+        ("[eval]\nmax_new_tokens = 0\n", "eval.max_new_tokens must be positive"),
+        ("[student]\nlayers = 'every:0'\n", "student.layers = 'every:0': use all, every:K"),
+        ("[student]\nlayers = '0,-2'\n", "student.layers = '0,-2'"),
     ],
 )
 def test_bad_recipe_is_one_clear_line(tmp_path: Path, text: str, message: str) -> None:
@@ -208,3 +316,106 @@ def test_bundled_tasks_are_held_out_of_the_bundled_prompts() -> None:
     tasks = {t["prompt"].strip().lower() for t in evaluate.load_tasks("bundled:tasks")}
     assert len(prompts) >= 400 and len(tasks) >= 30
     assert not prompts & tasks
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({'layers = "0,10,20,29"': 'layers = "0,10,40"'}, r"student.layers = '0,10,40': indices must lie in 0…29"),
+        ({"mlp_width = 256": "mlp_width = 5000"}, "student.mlp_width = 5000: must lie between 1 and 1535"),
+        ({'quant = "Q8_0"': 'quant = "Q4_K_M"'},
+         "Q4_K_M needs weight rows in multiples of 256 values, but this student has hidden size 576, "
+         "attention width 576 .*: use Q5_0, Q4_0 or Q8_0"),
+        ({'tasks = "bundled:tasks"': 'tasks = "/nowhere/tasks.jsonl"'},
+         "/nowhere/tasks.jsonl: cannot read the task set"),
+    ],
+)
+def test_a_bad_student_shape_export_type_or_file_fails_before_any_model_loads(
+        tmp_path: Path, changes: dict[str, str], message: str) -> None:
+    """Checked on the teacher's file header, in well under a second (the teacher pass used to run first)."""
+    import time
+
+    path = tiny_recipe(tmp_path, **changes)
+    start = time.perf_counter()
+    with pytest.raises(DistillError, match=message) as info:
+        pipeline.preflight(recipe.load(path))
+    assert time.perf_counter() - start < 5 and "\n" not in str(info.value)
+
+
+def test_a_template_with_literal_braces_reaches_the_teacher(teacher, tmp_path: Path) -> None:  # noqa: ANN001
+    tok = teacher.tokenizer
+    template = 'Reply as JSON {"answer": ...}: {prompt}'
+    assert data.render(template, "Capital of Italy?") == 'Reply as JSON {"answer": ...}: Capital of Italy?'
+    runner = data.TorchTeacher(teacher.model, tok.eos_token_id, tok.pad_token_id)
+    outputs = data.teacher_pass([{"prompt": "Capital of Italy?"}], runner, tok, tmp_path, template=template,
+                                max_new_tokens=2, top_k=4, key="k")
+    assert len(outputs) == 1 and len(outputs[0].answer_ids) == 2
+    assert outputs[0].topk_indices.dtype == np.uint16 and np.exp(outputs[0].tail).max() < 1
+
+
+def test_limit_keeps_a_users_file_listed_after_the_bundled_prompts(tmp_path: Path) -> None:
+    mine = tmp_path / "mine.txt"
+    mine.write_text("my first question\nmy second question\nmy third question\n")
+    records = data.load_records(["bundled:prompts", str(mine)], limit=4)
+    prompts = [r["prompt"] for r in records]
+    assert len(prompts) == 4 and "my first question" in prompts and "my second question" in prompts
+    everything = data.load_records(["bundled:prompts", str(mine)])
+    assert prompts[:2] == [r["prompt"] for r in everything[:2]]
+    assert data.load_records(["bundled:prompts", str(mine)], limit=10_000) == everything
+
+
+def test_llama_cpp_in_distillation_uses_assistant_threads(smollm_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from distill_tools import evaluate, llama
+
+    monkeypatch.setenv("ASSISTANT_THREADS", "3")
+    assert llama.threads() == 3
+    runner = evaluate.Runner(smollm_path)
+    try:
+        assert runner.llm.n_threads == 3 and runner.llm.context_params.n_threads_batch == 3
+    finally:
+        runner.close()
+
+
+def test_quantised_export_is_quiet_and_refuses_shapes_it_does_not_fit(
+        teacher, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:  # noqa: ANN001
+    """Q5_0 through llama.cpp's quantiser: no llama.cpp log on the terminal; Q4_K_M on 576-wide rows: refused."""
+    from assistant.gguf_info import read_info
+
+    small = student.prune(teacher.model, [0, 29])
+    tmp_path = tmp_path / "out"
+    capfd.readouterr()
+    result = export.export(small, teacher.tokenizer, tmp_path / "s.gguf", quant="Q5_0", teacher_gguf=teacher.gguf_path,
+                           max_kl=10.0, min_top1=0.0, metadata={"distill.teacher": "t", "distill.recipe": "r"})
+    out, err = capfd.readouterr()
+    assert result is not None and result.positions > 0
+    assert out == "" and err == "", err[-2000:]
+    info = read_info(tmp_path / "s.gguf")
+    assert info.quantization == "Q5_0" and (info.teacher, info.recipe) == ("t", "r")
+    with pytest.raises(export.ExportError, match="Q4_K_M needs weight rows in multiples of 256"):
+        export.export(small, teacher.tokenizer, tmp_path / "k.gguf", quant="Q4_K_M", teacher_gguf=teacher.gguf_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.gguf"]
+
+
+def test_the_report_shows_only_measured_figures_and_labels_them(smollm_path: Path, tmp_path: Path) -> None:
+    """No held-out prompts (heldout = 0): KL, agreement and perplexity are "—", never 0.000; the plot labels its bars
+    and shows KL and perplexity; the markdown holds the export check and the timings."""
+    from distill_tools import evaluate
+
+    tasks = evaluate.load_tasks("bundled:tasks")[:1]
+    reports = evaluate.evaluate(smollm_path, {"same": smollm_path}, tasks, [], max_new_tokens=4)
+    assert all(r.mean_kl is None and r.perplexity is None and r.top1_agreement is None for r in reports)
+    assert reports[0].task_score is not None
+    extra = {"quant": "Q8_0", "verification": {"top1_agreement": 0.9, "mean_kl": 0.01, "positions": 40, "passed": True},
+             "timings_s": {"teacher_pass_s": 12.5, "train_s": 30.0}}
+    text = evaluate.markdown(reports, extra)
+    assert "| — | — | — | — |" in text and "0.000" not in text
+    assert "**Export check** (Q8_0 GGUF in llama.cpp vs the torch student): passed, top-1 agreement 90.0%" in text
+    assert "| teacher pass | 12.5 |" in text and "| train | 30.0 |" in text
+    figure = evaluate.draw(reports, [{"loss": 2.0, "kd": 1.5, "ce": 3.0}, {"loss": 1.0, "kd": 0.7, "ce": 2.0}])
+    titles = [axes.get_title() for axes in figure.axes]
+    assert any("KL" in t and "perplexity" in t for t in titles)
+    labels = [text.get_text() for axes in figure.axes for text in axes.texts]
+    score = f"{reports[0].task_score:.0%}"
+    assert score in labels and "n/a" in labels
+    paths = evaluate.write_report(tmp_path, reports, [], extra)
+    assert paths["plot"].read_bytes()[:4] == b"\x89PNG"

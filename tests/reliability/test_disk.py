@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -58,7 +59,7 @@ def test_disk_full(small_disk: Path) -> None:
     result = run_cli(home, "ask", "--max-tokens", "4", "hello there")
     assert_one_line_error(result, "full")
     export = run_cli(home, "history", "export", "1", "--format", "json", "-o", str(home / "out.json"))
-    assert_one_line_error(export)
+    assert_one_line_error(export, "out.json", "the disk is full")  # history is read; the file cannot be written
     assert sorted(p.name for p in home.iterdir() if p.name.startswith(".") or p.name == "out.json") == []
     (home / "filler").unlink()
     _unchanged(home, rows)
@@ -86,3 +87,84 @@ def test_read_only_data_folder(small_disk: Path) -> None:
     assert shown.returncode == 0 or "read-only" in shown.stderr
     subprocess.run(["mount", "-o", "remount,rw", str(home)], check=True, timeout=30)
     _unchanged(home, rows)
+
+
+def _seed_answered(home: Path) -> None:
+    store = Store(home / "assistant.db")
+    cid = store.new_conversation(title="kept")
+    store.add_message(cid, "user", "What is the capital of France?")
+    store.add_message(cid, "assistant", "Paris.")
+    store.close()
+
+
+def _turns(home: Path) -> tuple[int, list[tuple[str, int]]]:
+    """(number of conversations, [(role, complete)] of every message)."""
+    store = Store(home / "assistant.db")
+    try:
+        return len(store.conversations()), [(m["role"], m["complete"]) for m in store.iter_messages()]
+    finally:
+        store.close()
+
+
+def test_full_disk_turns_leave_nothing_behind_and_history_stays_readable(small_disk: Path) -> None:
+    """Issue 19 row 12: no empty conversation, no unanswered question; reading works on a full disk."""
+    home = small_disk
+    _seed_answered(home)
+    _fill(home)
+    for _ in range(3):
+        assert_one_line_error(run_cli(home, "ask", "--max-tokens", "4", "hello there"), "disk is full")
+    for args in (("history", "list"), ("history", "show", "1"), ("history", "search", "capital")):
+        shown = run_cli(home, *args)
+        assert shown.returncode == 0 and "Traceback" not in shown.stderr, shown.stderr
+        assert "kept" in shown.stdout or "capital" in shown.stdout
+    (home / "filler").unlink()
+    assert _turns(home) == (1, [("user", 1), ("assistant", 1)])
+    again = run_cli(home, "ask", "-c", "--max-tokens", "2", "And of Spain?")
+    assert again.returncode == 0, again.stderr
+    assert _turns(home) == (1, [("user", 1), ("assistant", 1)] * 2)  # -c continued the real conversation
+
+
+def test_models_list_writes_no_weights(small_disk: Path, smollm_path: Path) -> None:
+    """Issue 19 row 5: listing never assembles Gemma; using it on a short disk, or importing, is one line."""
+    home = small_disk
+    listed = run_cli(home, "models", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert "gemma3-270m" in listed.stdout and "smollm2-135m" in listed.stdout
+    assert sum(p.stat().st_size for p in home.rglob("*") if p.is_file()) < 1 << 20  # the database, no weights
+    assert_one_line_error(run_cli(home, "ask", "--model", "gemma3-270m", "hi"), "gemma3-270m", "disk")
+    assert_one_line_error(run_cli(home, "models", "import", str(smollm_path)), "disk is full")
+    assert [p for p in home.rglob("*") if p.is_file() and p.stat().st_size > 1 << 20] == []  # no half file
+
+
+@pytest.fixture
+def read_only_home(tmp_path: Path):
+    """A seeded ASSISTANT_HOME nobody can write: database 0444 in a 0555 folder, or (as root, who ignores
+    modes) a tmpfs remounted read-only."""
+    home = tmp_path / "home-ro"
+    home.mkdir()
+    if os.geteuid() != 0:
+        _seed_answered(home)
+        (home / "assistant.db").chmod(0o444)
+        home.chmod(0o555)
+        yield home
+        home.chmod(0o755)
+        return
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(home)], capture_output=True).returncode:
+        pytest.skip("running as root and cannot mount a tmpfs")
+    try:
+        _seed_answered(home)
+        subprocess.run(["mount", "-o", "remount,ro", str(home)], check=True)
+        yield home
+    finally:
+        subprocess.run(["umount", "-l", str(home)], check=False)
+
+
+def test_history_reads_a_read_only_database(read_only_home: Path) -> None:
+    """Issue 19 row 14: reading history works from a read-only database; writing says why it cannot."""
+    home = read_only_home
+    for args, needle in ((("history", "list"), "kept"), (("history", "show", "1"), "Paris."),
+                         (("history", "search", "capital"), "capital"), (("history", "export", "1"), "Paris.")):
+        shown = run_cli(home, *args)
+        assert shown.returncode == 0, shown.stderr
+        assert needle in shown.stdout
+    assert_one_line_error(run_cli(home, "ask", "--max-tokens", "2", "hi"), "read-only")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from assistant.registry import Registry, RegistryError, inside_models_dir, name_for_file, validate_name
-from assistant.store import Store
+from assistant.store import ModelEntry, Store
 
 ESCAPES = ["../evil", "..", ".", "/etc/passwd", "a/b", "a\\b", "~root", ".hidden", "x/../../y", "", "a" * 101,
            "evil\0.gguf", "name\n", "..gguf", "C:evil", "con/../../x"]
@@ -41,14 +41,14 @@ def test_delete_never_removes_files_outside_the_models_folder(tmp_path: Path, as
     registry = Registry(store)
     victim = tmp_path / "victim.gguf"
     victim.write_bytes(b"precious")
-    store._write(lambda: store.db["models"].insert({"name": "tampered", "path": str(victim), "origin": "imported"}))
+    store.save_model_entry(ModelEntry("tampered", str(victim), "imported"))  # written past the registry's checks
     message = registry.delete("tampered")
     assert victim.read_bytes() == b"precious" and "kept" in message
     # a link inside the models folder: removing it never touches its target
     models = assistant_home / "models"
     models.mkdir(exist_ok=True)
     (models / "link.gguf").symlink_to(victim)
-    store._write(lambda: store.db["models"].insert({"name": "link", "path": str(models / "link.gguf"), "origin": "linked"}))
+    store.save_model_entry(ModelEntry("link", str(models / "link.gguf"), "linked"))
     registry.delete("link")
     assert victim.read_bytes() == b"precious" and not (models / "link.gguf").is_symlink()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 from assistant.store import Store
@@ -77,3 +78,44 @@ def note_text(view) -> str:  # noqa: ANN001 - a MessageView
     """The plain text of a message's resume note ('' when hidden)."""
     note = view.query_one(".resume-note")
     return str(note.render()) if note.display else ""
+
+
+async def until(pilot, done, timeout: float, what: str) -> None:  # noqa: ANN001
+    """Let the app run until ``done()`` is true; fail after ``timeout`` seconds (the app may have exited)."""
+    import asyncio
+
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.01)
+
+
+async def ask_and_wait_for_text(pilot, app, text: str, chars: int, timeout: float = 60.0) -> None:  # noqa: ANN001
+    """Send ``text`` and return once ``chars`` characters of the answer are on screen (it is still streaming)."""
+    await send(pilot, app, text)
+    await until(pilot, lambda: app.turns_done > 0 or (app._answer is not None and len(app._answer.source) >= chars),
+                timeout, "the answer to start")
+    assert app.generating, "the answer finished before the test could act on it"
+
+
+class Moment(threading.Event):
+    """Set (with the time in ``at``) by a watcher thread when a condition first holds."""
+
+    at: float = float("inf")
+
+
+def when(condition, timeout: float) -> Moment:  # noqa: ANN001
+    """Watch ``condition()`` from a thread (every 5 ms, for at most ``timeout`` s); the moment it became true."""
+    moment = Moment()
+
+    def watch() -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if condition():
+                moment.at = time.monotonic()
+                moment.set()
+                return
+            time.sleep(0.005)
+
+    threading.Thread(target=watch, daemon=True).start()
+    return moment

@@ -22,9 +22,11 @@ class ConfirmScreen(ModalScreen[bool]):
     def compose(self):  # noqa: ANN201
         with Vertical(classes="dialog"):
             yield Label(Content(self.question), classes="dialog-text")
+            hint = f"Enter: Cancel (the default) · Y: {self.confirm} · Esc: Cancel"
+            yield Label(Content(hint), classes="dialog-hint")
             with Horizontal(classes="dialog-buttons"):
                 yield Button(self.confirm, variant="error", id="yes")
-                yield Button("Cancel", id="no")
+                yield Button("Cancel", variant="primary", id="no")
 
     def on_mount(self) -> None:
         self.query_one("#no", Button).focus()
@@ -47,6 +49,7 @@ class TextInputScreen(ModalScreen[str | None]):
         with Vertical(classes="dialog"):
             yield Label(Content(self.prompt), classes="dialog-text")
             yield Input(self.value, id="value")
+            yield Label(Content("Enter: OK · Esc: Cancel"), classes="dialog-hint")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("OK", variant="primary", id="ok")
                 yield Button("Cancel", id="cancel")

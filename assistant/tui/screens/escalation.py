@@ -15,7 +15,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Label, TextArea
 
 if TYPE_CHECKING:
-    from assistant.teacher import EscalationRequest
+    from assistant.remote_teacher import EscalationRequest
 
 
 class EscalationScreen(ModalScreen[bool]):
@@ -52,6 +52,7 @@ class EscalationScreen(ModalScreen[bool]):
                 yield Label(Content("with your API key in the Authorization header (not shown)"), id="key")
             yield Label(Content("Exactly this body is sent; nothing else leaves the device:"), classes="dialog-text")
             yield TextArea(request.body.decode("utf-8"), read_only=True, show_line_numbers=False, id="body")
+            yield Label(Content("Enter: Decline (the default) · Y: Approve · Esc: Decline"), classes="dialog-hint")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Approve", variant="warning", id="approve")
                 yield Button("Decline", variant="primary", id="decline")

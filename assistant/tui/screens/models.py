@@ -60,9 +60,9 @@ class ModelPickerScreen(ModalScreen[str | None]):
 
     BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
 
-    def __init__(self, choices: list[ModelChoice], current: str) -> None:
+    def __init__(self, choices: list[ModelChoice], current: str, current_key: str = "") -> None:
         super().__init__(classes="dialog-screen")
-        self.choices, self.current = choices, current
+        self.choices, self.current, self.current_key = choices, current, current_key
 
     def compose(self):  # noqa: ANN201
         with Vertical(classes="dialog wide", id="model-picker"):
@@ -72,6 +72,15 @@ class ModelPickerScreen(ModalScreen[str | None]):
                 text = Content.assemble((choice.label, "bold"), "\n", (choice.detail, "dim"))
                 options.append(Option(text, id=choice.key))
             yield OptionList(*options, id="models")
+
+    def on_mount(self) -> None:
+        """Open on the model that is serving (by its key, else by its file name)."""
+        keys = [c.key for c in self.choices]
+        names = [Path(c.key).stem for c in self.choices]
+        if self.current_key in keys:
+            self.query_one(OptionList).highlighted = keys.index(self.current_key)
+        elif self.current in names:
+            self.query_one(OptionList).highlighted = names.index(self.current)
 
     @on(OptionList.OptionSelected)
     def _picked(self, event: OptionList.OptionSelected) -> None:

@@ -24,6 +24,7 @@ class SettingsScreen(ModalScreen[SettingsValues | None]):
     """Edit settings; Save returns the new values, Esc/Cancel returns None."""
 
     BINDINGS = [Binding("escape", "dismiss(None)", "Cancel"), Binding("ctrl+s", "save", "Save")]
+    AUTO_FOCUS = "#system"  # typing goes into the first field, not the scroll container around the form
 
     def __init__(self, values: SettingsValues, themes: list[str]) -> None:
         super().__init__(classes="dialog-screen")

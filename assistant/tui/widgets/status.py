@@ -20,6 +20,7 @@ class StatusInfo:
     ttft_s: float = 0.0
     policy: str = "never"
     escalated: bool = False
+    persona: str = ""  # the persona chatting, if any
 
 
 def status_line(info: StatusInfo, width: int = 80) -> Content:
@@ -33,6 +34,8 @@ def status_line(info: StatusInfo, width: int = 80) -> Content:
     if info.tokens_per_s or info.ttft_s:
         parts += [f"{info.tokens_per_s:.1f} tok/s", f"TTFT {info.ttft_s:.2f}s"]
     model = info.model or "no model"
+    if info.persona:
+        model = f"{info.persona} ({model})"
     fixed = lambda: sum(len(p) + 3 for p in parts) + len(escalation) + 5  # noqa: E731
     while len(parts) > 1 and fixed() + min(len(model), 16) > width:
         parts.pop()

@@ -13,7 +13,7 @@ from teacher_servers import ANSWER, FakeTeacher, free_port
 
 from assistant import AssistantError
 from assistant.config import TeacherSettings
-from assistant.teacher import Teacher, TeacherError, endpoint
+from assistant.remote_teacher import RemoteTeacher, TeacherError, endpoint
 
 KEY = "sk-test-0123456789abcdef-SECRET"
 MESSAGES = [{"role": "user", "content": "Who was the first president of Botswana?"}]
@@ -32,7 +32,7 @@ def settings(url: str, **extra: object) -> TeacherSettings:
     return TeacherSettings(**values)  # type: ignore[arg-type]
 
 
-def ask(teacher: Teacher) -> str:
+def ask(teacher: RemoteTeacher) -> str:
     return "".join(teacher.stream(teacher.request(MESSAGES, max_tokens=16, temperature=0.0)))
 
 
@@ -45,7 +45,7 @@ def test_endpoint_accepts_base_or_full_url() -> None:
 def test_streams_the_answer_and_sends_exactly_the_request_body(fake: FakeTeacher, monkeypatch) -> None:
     fake.set("ok")
     monkeypatch.setenv("TEACHER_TEST_KEY", KEY)
-    teacher = Teacher(settings(fake.url, api_key_env="TEACHER_TEST_KEY"))
+    teacher = RemoteTeacher(settings(fake.url, api_key_env="TEACHER_TEST_KEY"))
     request = teacher.request(MESSAGES, max_tokens=16, temperature=0.0)
     pieces = list(teacher.stream(request))
     assert pieces == ANSWER
@@ -63,13 +63,13 @@ def test_streams_the_answer_and_sends_exactly_the_request_body(fake: FakeTeacher
 
 def test_a_server_that_ignores_stream_still_works(fake: FakeTeacher) -> None:
     fake.set("json")
-    teacher = Teacher(settings(fake.url))
+    teacher = RemoteTeacher(settings(fake.url))
     assert ask(teacher) == "".join(ANSWER)
     assert "Authorization" not in fake.requests[0]["headers"]
 
 
 def test_refused_connection_is_one_clear_error_after_bounded_retries() -> None:
-    teacher = Teacher(settings(f"http://127.0.0.1:{free_port()}/v1", retries=2))
+    teacher = RemoteTeacher(settings(f"http://127.0.0.1:{free_port()}/v1", retries=2))
     started = time.monotonic()
     with pytest.raises(TeacherError, match=r"cannot connect .*is it running\? \(after 3 attempt\(s\)\)"):
         ask(teacher)
@@ -79,7 +79,7 @@ def test_refused_connection_is_one_clear_error_after_bounded_retries() -> None:
 def test_http_500_is_retried_then_reported(fake: FakeTeacher) -> None:
     fake.set("error500")
     with pytest.raises(TeacherError, match=r"HTTP 500: internal error: teacher overloaded \(after 2 attempt"):
-        ask(Teacher(settings(fake.url, retries=1)))
+        ask(RemoteTeacher(settings(fake.url, retries=1)))
     assert len(fake.requests) == 2
 
 
@@ -87,7 +87,7 @@ def test_a_slow_teacher_times_out_without_retrying(fake: FakeTeacher) -> None:
     fake.set("slow", delay=2.0)
     started = time.monotonic()
     with pytest.raises(TeacherError, match=r"timed out \(nothing received for 0.4 s\)"):
-        ask(Teacher(settings(fake.url, timeout_s=0.4)))
+        ask(RemoteTeacher(settings(fake.url, timeout_s=0.4)))
     assert time.monotonic() - started < 1.8
     assert len(fake.requests) == 1
 
@@ -98,7 +98,7 @@ def test_a_slow_teacher_times_out_without_retrying(fake: FakeTeacher) -> None:
 )
 def test_malformed_or_truncated_streams_are_errors(fake: FakeTeacher, mode: str, message: str) -> None:
     fake.set(mode)
-    teacher = Teacher(settings(fake.url))
+    teacher = RemoteTeacher(settings(fake.url))
     received: list[str] = []
     with pytest.raises(TeacherError, match=message):
         for piece in teacher.stream(teacher.request(MESSAGES, max_tokens=16, temperature=0.0)):
@@ -111,7 +111,7 @@ def test_the_key_never_appears_in_errors_even_if_the_server_echoes_it(fake: Fake
     fake.set("echo401")
     monkeypatch.setenv("TEACHER_TEST_KEY", KEY)
     with pytest.raises(TeacherError) as caught:
-        ask(Teacher(settings(fake.url, api_key_env="TEACHER_TEST_KEY")))
+        ask(RemoteTeacher(settings(fake.url, api_key_env="TEACHER_TEST_KEY")))
     assert "HTTP 401: bad credentials: Bearer ***" in str(caught.value)
     assert KEY not in str(caught.value) and caught.value.__cause__ is None and caught.value.__context__ is None
 
@@ -120,7 +120,7 @@ def test_401_without_a_key_says_how_to_set_one(fake: FakeTeacher, monkeypatch) -
     fake.set("echo401")
     monkeypatch.delenv("TEACHER_TEST_KEY", raising=False)
     with pytest.raises(TeacherError, match="no API key set"):
-        ask(Teacher(settings(fake.url, api_key_env="TEACHER_TEST_KEY")))
+        ask(RemoteTeacher(settings(fake.url, api_key_env="TEACHER_TEST_KEY")))
 
 
 def test_key_file_must_be_private(fake: FakeTeacher, tmp_path: Path) -> None:
@@ -128,18 +128,18 @@ def test_key_file_must_be_private(fake: FakeTeacher, tmp_path: Path) -> None:
     key_file.write_text(KEY + "\n")
     key_file.chmod(0o644)
     with pytest.raises(TeacherError, match=r"has mode 0644; it must be readable by you alone: chmod 600") as caught:
-        Teacher(settings(fake.url, api_key_file=str(key_file)))
+        RemoteTeacher(settings(fake.url, api_key_file=str(key_file)))
     assert KEY not in str(caught.value)
     assert isinstance(caught.value, AssistantError)
     key_file.chmod(0o600)
     fake.set("ok")
-    assert ask(Teacher(settings(fake.url, api_key_file=str(key_file)))) == "".join(ANSWER)
+    assert ask(RemoteTeacher(settings(fake.url, api_key_file=str(key_file)))) == "".join(ANSWER)
     assert fake.requests[0]["headers"]["Authorization"] == f"Bearer {KEY}"
 
 
 def test_missing_key_file_and_missing_config_are_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(TeacherError, match="teacher key file .*nope.key: cannot read it"):
-        Teacher(settings("http://127.0.0.1:1/v1", api_key_file=str(tmp_path / "nope.key")))
+        RemoteTeacher(settings("http://127.0.0.1:1/v1", api_key_file=str(tmp_path / "nope.key")))
     with pytest.raises(TeacherError, match=r"no teacher configured: set \[teacher\] url and model"):
-        Teacher(TeacherSettings())
+        RemoteTeacher(TeacherSettings())
     assert os.environ.get("TEACHER_TEST_KEY") is None

@@ -1,4 +1,4 @@
-"""The teacher: any OpenAI-compatible chat-completions endpoint, streamed over HTTP.
+"""The remote teacher for escalation: any OpenAI-compatible chat-completions endpoint, streamed over HTTP.
 
 Used only when the user enabled escalation. The request body is built once
 (:class:`EscalationRequest`) so the preview the user approves is byte for byte what is
@@ -71,7 +71,7 @@ def read_api_key(settings: TeacherSettings) -> str:
     return ""
 
 
-class Teacher:
+class RemoteTeacher:
     """A streaming chat client for one OpenAI-compatible endpoint."""
 
     def __init__(self, settings: TeacherSettings) -> None:

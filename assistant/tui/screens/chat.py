@@ -1,0 +1,528 @@
+"""The chat screen: the conversation list, the messages, the message box and the status bar.
+
+Everything it does goes through the :class:`Session` (conversations, turns) and the session's
+:class:`ModelManager` (loading and switching models); it never touches the store or the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from textual import events, on, work
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.content import Content
+from textual.message import Message
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.widgets import Footer, Input
+
+from assistant import AssistantError
+from assistant.config import Config, save
+from assistant.model_manager import ModelManager
+from assistant.session import Session, resumable
+from assistant.tui.keys import ACTIONS, BUSY_ACTIONS, bindings, key_label, key_of, key_rows
+from assistant.tui.screens.dialogs import ConfirmScreen, TextInputScreen
+from assistant.tui.screens.escalation import approver
+from assistant.tui.screens.help import HelpScreen, help_markdown
+from assistant.tui.screens.models import ModelPickerScreen, gguf_files, model_choices
+from assistant.tui.screens.settings import SettingsScreen, SettingsValues
+from assistant.tui.streaming import AnswerDelta, AnswerDone, AnswerStream
+from assistant.tui.widgets.message import ChatView, MessageView, code_blocks, message_meta
+from assistant.tui.widgets.prompt import PromptInput
+from assistant.tui.widgets.sidebar import Sidebar
+from assistant.tui.widgets.status import StatusBar
+
+MODEL_POLL_S = 4.0
+NARROW_COLUMNS = 80  # below this width the sidebar collapses (Ctrl+B still shows it)
+RESUME_NOTE = (
+    "⚠ incomplete — press [b]$continue_key[/b] to [@click=screen.continue_answer]continue[/] "
+    "or [b]$regenerate_key[/b] to [@click=screen.regenerate]regenerate[/]"
+)
+
+
+class ModelReady(Message):
+    def __init__(self, key: str, error: str = "", swapped: bool = False) -> None:
+        super().__init__()
+        self.key, self.error, self.swapped = key, error, swapped
+
+
+class ChatScreen(Screen[None]):
+    """Chat with the on-device model."""
+
+    BINDINGS = [b for b in bindings() if b.action != "quit"]  # quit is the app's (it works over any dialog)
+
+    generating: reactive[bool] = reactive(False, init=False)
+
+    def __init__(self, session: Session, config: Config, *, open_latest: bool = True) -> None:
+        super().__init__()
+        self.session, self.config, self.open_latest = session, config, open_latest
+        self.stream = AnswerStream()
+        self._mounted = asyncio.Event()
+        self.turns_done = 0  # answers finished (or stopped) on this screen
+        self._answer: MessageView | None = None  # the answer being streamed
+        self._editing: MessageView | None = None  # the user message being edited
+        self._queued: tuple[str, str] | None = None  # ("send", text) or ("continue", "") asked before the model loaded
+        self._quitting = False
+        self._failed_key = ""  # the model that failed to load, when none serves
+        self._narrow = False  # the terminal is narrower than NARROW_COLUMNS (the sidebar collapses)
+        self._seen_files: dict[Path, int] = {}
+        self._announced: set[Path] = set()  # model files present at start or already announced
+
+    # -- layout
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="main"):
+            yield Sidebar(id="sidebar")
+            with Vertical(id="chat-pane"):
+                yield ChatView(id="chat")
+                yield PromptInput(id="prompt", placeholder="Ask anything… (Enter sends, Ctrl+J new line)")
+        yield StatusBar(id="status")
+        yield Footer()
+
+    @property
+    def chat(self) -> ChatView:
+        return self.query_one("#chat", ChatView)
+
+    @property
+    def prompt(self) -> PromptInput:
+        return self.query_one("#prompt", PromptInput)
+
+    @property
+    def sidebar(self) -> Sidebar:
+        return self.query_one("#sidebar", Sidebar)
+
+    @property
+    def status(self) -> StatusBar:
+        return self.query_one("#status", StatusBar)
+
+    @property
+    def models(self) -> ModelManager:
+        return self.session.models
+
+    async def on_mount(self) -> None:
+        persona = self.session.persona
+        self.status.show(policy=self.config.escalation.policy, persona=persona.name if persona else "")
+        if self.models.ready:
+            self.status.show(model=self.models.name, n_ctx=self.models.n_ctx)
+        else:
+            self.status.show(model=self.models.key, state="loading model…")
+            self._load_model(self.models.key)
+        await self.refresh_sidebar()
+        await self.open_conversation(self.session.latest() if self.open_latest else None)
+        self._seen_files = gguf_files()
+        self._announced = set(self._seen_files)
+        self.set_interval(MODEL_POLL_S, self.poll_models)
+        self._fit_width(self.size.width)
+        self.prompt.focus()
+        self._mounted.set()
+
+    async def mounted(self, timeout: float) -> None:
+        """Wait until the screen has composed and opened its first conversation (at most ``timeout`` s)."""
+        await asyncio.wait_for(self._mounted.wait(), timeout)
+
+    def _welcome(self) -> str:
+        model = self.models.name or "the on-device model"
+        return (
+            f"Ask anything. Answers come from {model}, running on this device.\n\n"
+            "Enter sends · Ctrl+J new line · Esc stops · F1 help · Ctrl+P all commands"
+        )
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._fit_width(event.size.width)
+
+    def _fit_width(self, width: int) -> None:
+        """Hide the sidebar when the terminal becomes narrow (and show it again when it widens)."""
+        narrow = width < NARROW_COLUMNS
+        if narrow != self._narrow and self.query("#sidebar"):  # (a resize may come before the widgets exist)
+            self._narrow = narrow
+            self.sidebar.display = not narrow
+
+    # -- conversations
+    async def refresh_sidebar(self) -> None:
+        await self.sidebar.show_conversations(self.session.conversations(), self.session.conversation_id)
+
+    async def open_conversation(self, conversation_id: int | None, message_id: int | None = None) -> None:
+        if self.generating:
+            self.notify("Still answering: press Esc to stop first", severity="warning")
+            return
+        self._cancel_edit()
+        messages = self.session.open(conversation_id)
+        await self.chat.show(messages, self._welcome())
+        self._offer_resume(messages[-1] if messages else None)
+        self.sidebar.select(conversation_id)
+        self._show_stored_stats(messages)
+        if message_id is not None and not self.chat.jump_to(message_id):
+            self.notify("That message is no longer there", severity="warning")
+
+    def _show_stored_stats(self, messages: list[dict[str, Any]]) -> None:
+        answers = [m for m in messages if m["role"] == "assistant"]
+        last = answers[-1] if answers else {}
+        self.status.show(
+            context_used=(last.get("prompt_tokens") or 0) + (last.get("completion_tokens") or 0),
+            tokens_per_s=last.get("tokens_per_s") or 0.0,
+            ttft_s=last.get("ttft_s") or 0.0,
+            escalated=bool(last.get("escalated")),
+        )
+
+    @on(Sidebar.Opened)
+    async def _sidebar_opened(self, event: Sidebar.Opened) -> None:
+        await self.open_conversation(event.conversation_id, event.message_id)
+        if event.message_id is None:
+            self.prompt.focus()
+
+    async def action_new_conversation(self) -> None:
+        await self.open_conversation(None)
+        self.prompt.focus()
+
+    def _target_conversation(self) -> int | None:
+        """The conversation highlighted in the sidebar when it has focus, else the open one."""
+        if self.focused is not None and self.focused.id == "conversations" and self.sidebar.highlighted_id:
+            return self.sidebar.highlighted_id
+        return self.session.conversation_id
+
+    @work
+    async def action_rename_conversation(self) -> None:
+        conversation_id = self._target_conversation()
+        if conversation_id is None:
+            self.notify("Nothing to rename yet: send a message first", severity="warning")
+            return
+        dialog = TextInputScreen("Rename conversation", self.session.title(conversation_id))
+        title = await self.app.push_screen_wait(dialog)
+        if title:
+            self.session.rename(conversation_id, title)
+            await self.refresh_sidebar()
+
+    @work
+    async def action_delete_conversation(self) -> None:
+        conversation_id = self._target_conversation()
+        if conversation_id is None:
+            self.notify("Nothing to delete", severity="warning")
+            return
+        title = self.session.title(conversation_id) or "(untitled)"
+        if not await self.app.push_screen_wait(ConfirmScreen(f"Delete “{title}” and all its messages?")):
+            return
+        current = conversation_id == self.session.conversation_id
+        self.session.delete(conversation_id)
+        if current:
+            await self.open_conversation(None)
+        await self.refresh_sidebar()
+        self.notify("Conversation deleted")
+
+    def action_search(self) -> None:
+        self.sidebar.display = True
+        self.query_one("#search", Input).focus()
+
+    @on(Input.Changed, "#search")
+    def _search(self, event: Input.Changed) -> None:
+        query = event.value.strip()
+        if not query:
+            self.sidebar.clear_search()
+            return
+        self.sidebar.show_results(self.session.search(query, limit=30), query)
+
+    @on(Input.Submitted, "#search")
+    def _search_submitted(self) -> None:
+        self.query_one("#results").focus()
+
+    def action_toggle_sidebar(self) -> None:
+        self.sidebar.display = not self.sidebar.display
+
+    # -- a turn
+    @on(PromptInput.Submitted)
+    async def _submitted(self, event: PromptInput.Submitted) -> None:
+        if self.generating:
+            self.notify("Still answering: press Esc to stop", severity="warning")
+            return
+        if not self.models.ready and self.models.error:
+            self.notify(self._load_failure(), title="No model", severity="error", markup=False)
+            return  # the message stays in the box
+        self.prompt.clear()
+        if not self.models.ready:
+            self._queued = ("send", event.text)
+            self.notify("The model is still loading; your message goes out as soon as it is ready")
+            return
+        await self._send(event.text)
+
+    async def _send(self, text: str) -> None:
+        kind = "send"
+        if self._editing is not None:
+            await self.chat.remove_from(self._editing)
+            self._cancel_edit()
+            kind = "resend"
+        new = self.session.conversation_id is None
+        self.session.ensure_conversation(title=text.strip().splitlines()[0])
+        await self.chat.add(MessageView("user", text))
+        await self._begin_answer(kind, text)
+        if new:
+            await self.refresh_sidebar()
+
+    async def action_regenerate(self) -> None:
+        last = self.chat.last("assistant")
+        if not self.models.ready or self.session.conversation_id is None or self.chat.last("user") is None:
+            self.notify("Nothing to regenerate yet", severity="warning")
+            return
+        if last is not None and last is self.chat.views()[-1]:
+            await self.chat.remove_from(last)
+        await self._begin_answer("regenerate", "")
+
+    async def action_continue_answer(self) -> None:
+        views = self.chat.views()
+        if not views or not views[-1].resumable:
+            self.notify("No incomplete answer to continue", severity="warning")
+        elif not self.models.ready and self.models.error:
+            self.notify(self._load_failure(), title="No model", severity="error", markup=False)
+        elif not self.models.ready:
+            self._queued = ("continue", "")
+            self.notify("The model is still loading; the answer continues as soon as it is ready")
+        else:
+            await self._begin_answer("continue", "", views[-1])
+
+    def _offer_resume(self, last: dict[str, Any] | None) -> None:
+        """Mark the last answer if it is incomplete (continue or regenerate it); unmark the others."""
+        views = self.chat.views()
+        target = views[-1] if views and last and views[-1].message_id == last["id"] and resumable(last) else None
+        for view in views:
+            if view is target:
+                view.offer_resume(self._resume_note())
+            elif view.resumable:
+                view.offer_resume(None)
+
+    def _resume_note(self) -> Content:
+        keymap = self.config.ui.keys
+        return Content.from_markup(
+            RESUME_NOTE,
+            continue_key=key_label(key_of(keymap, "continue_answer")),
+            regenerate_key=key_label(key_of(keymap, "regenerate")),
+        )
+
+    def action_edit_last(self) -> None:
+        last = self.chat.last("user")
+        if last is None:
+            self.notify("No message to edit yet", severity="warning")
+            return
+        self._editing = last
+        self.prompt.text = last.source
+        self.prompt.move_cursor(self.prompt.document.end)
+        self.prompt.border_title = "editing your last message · Enter resends · Esc cancels"
+        self.prompt.focus()
+        self.refresh_bindings()
+
+    @on(PromptInput.EditLast)
+    def _edit_last_from_prompt(self) -> None:
+        if not self.generating:
+            self.action_edit_last()
+
+    def _cancel_edit(self) -> None:
+        if self._editing is not None:
+            self._editing = None
+            self.prompt.border_title = None
+            self.refresh_bindings()
+
+    async def _begin_answer(self, kind: str, text: str, view: MessageView | None = None) -> None:
+        """Stream an answer into a new message view, or (continuing) into ``view``."""
+        self._offer_resume(None)
+        if view is None:
+            view = await self.chat.add(MessageView("assistant", meta=self.models.name))
+        else:
+            view.set_meta(f"{self.models.name} · continuing…")
+        self._answer = view
+        self._answer.start_stream()
+        self.stream.begin()
+        self.generating = True
+        self._drain_timer = self.set_interval(0.2, self._drain)  # pieces held back by the worker's rate limit
+        self._generate(kind, text)
+
+    @work(thread=True, exclusive=True, group="generate", exit_on_error=False)
+    def _generate(self, kind: str, text: str) -> None:
+        """Runs in a thread: the session's stream for this kind of turn, pumped to the screen."""
+        approve = approver(self.app, lambda: self.session.last.route.get("reason", ""))
+        if kind == "send":
+            stream = self.session.send(text, approve=approve)
+        elif kind == "resend":
+            stream = self.session.resend(text, approve=approve)
+        elif kind == "continue":
+            stream = self.session.continue_()
+        else:
+            stream = self.session.regenerate(approve=approve)
+        self.stream.pump(stream, self.post_message)
+
+    async def _drain(self) -> None:
+        """Append everything streamed so far to the answer on screen."""
+        text = self.stream.take()
+        if text and self._answer is not None:
+            await self._answer.write(text)
+
+    @on(AnswerDelta)
+    async def _answer_delta(self) -> None:
+        await self._drain()
+
+    @on(AnswerDone)
+    async def _answer_done(self, event: AnswerDone) -> None:
+        self._drain_timer.stop()
+        if self._quitting:  # the answer is stored; the screen is going away
+            return
+        await self._drain()
+        turn, view = self.session.last, self._answer
+        stored = self.session.message(turn.answer_message_id) if turn.answer_message_id else {}
+        if view is not None:
+            await view.finish(turn.answer if not event.error else None)
+            view.message_id = turn.answer_message_id or view.message_id
+            view.set_meta(message_meta(stored) if stored else turn.model)
+            self._offer_resume(stored or None)
+        user = self.chat.last("user")
+        if user is not None and turn.user_message_id:
+            user.message_id = turn.user_message_id
+        self._answer = None
+        self.generating = False
+        self.turns_done += 1
+        stats = turn.stats
+        self.status.show(
+            context_used=stats.context_used, n_ctx=stats.n_ctx or self.status.info.n_ctx,
+            tokens_per_s=stats.tokens_per_s, ttft_s=stats.ttft_s, escalated=turn.escalated,
+        )
+        for note in turn.notes:
+            self.notify(note, severity="warning", markup=False)
+        if event.error:
+            self.notify(event.error, title="Error", severity="error", markup=False)
+        await self.refresh_sidebar()
+
+    def watch_generating(self, generating: bool) -> None:
+        self.set_class(generating, "-generating")
+        self.status.show(state="generating…" if generating else "")
+        self.refresh_bindings()
+
+    def action_stop(self) -> None:
+        if self.generating:
+            self.stream.stop.set()
+            self.session.cancel()  # stops the student or the teacher; the partial answer is kept
+        elif self._editing is not None:
+            self.prompt.clear()
+            self._cancel_edit()
+
+    async def stop_for_quit(self, timeout: float) -> None:
+        """Stop the answer being streamed at its next token and wait (at most ``timeout`` s) until it is stored."""
+        self._quitting = True
+        if not self.stream.idle.is_set():
+            self.stream.stop.set()
+            self.session.cancel()
+            await asyncio.to_thread(self.stream.idle.wait, timeout)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "stop":
+            return self.generating or self._editing is not None
+        if action in BUSY_ACTIONS and self.generating:
+            return None
+        return True
+
+    # -- clipboard
+    def action_copy_answer(self) -> None:
+        last = self.chat.last("assistant")
+        if last is None or not last.source:
+            self.notify("No answer to copy yet", severity="warning")
+            return
+        self.app.copy_to_clipboard(last.source)
+        self.notify(f"Copied the answer ({len(last.source)} chars)")
+
+    def action_copy_code(self) -> None:
+        last = self.chat.last("assistant")
+        blocks = code_blocks(last.source) if last is not None else []
+        if not blocks:
+            self.notify("The last answer has no code block", severity="warning")
+            return
+        self.app.copy_to_clipboard(blocks[-1])
+        self.notify(f"Copied the code block ({len(blocks[-1])} chars)")
+
+    # -- models
+    def action_pick_model(self) -> None:
+        picker = ModelPickerScreen(model_choices(self.models.registry), self.models.name or "none", self.models.key)
+        self.app.push_screen(picker, self._model_picked)
+
+    def _model_picked(self, key: str | None) -> None:
+        if key:
+            self.status.show(state=f"loading {Path(key).name}…")
+            self._load_model(key)
+
+    @work(thread=True, exclusive=True, group="model", exit_on_error=False)
+    def _load_model(self, key: str) -> None:
+        """Runs in a thread: load the first model, or swap; on failure the old model keeps serving."""
+        try:
+            swapped = self.models.load(key)
+        except AssistantError as exc:
+            self.post_message(ModelReady(key, str(exc)))
+        else:
+            self.post_message(ModelReady(key, swapped=swapped))
+
+    def _load_failure(self, key: str = "") -> str:
+        self._failed_key = key or self._failed_key
+        return f"{Path(self._failed_key).name} failed to load: {self.models.error}; pick a model with Ctrl+O"
+
+    @on(ModelReady)
+    async def _model_ready(self, event: ModelReady) -> None:
+        self.status.show(state="generating…" if self.generating else "")
+        if event.error and self.models.ready:
+            self.notify(f"{event.error} ({self.models.name} keeps serving)", title="Model not switched",
+                        severity="error", markup=False)
+            return
+        if event.error:
+            self.notify(self._load_failure(event.key), title="No model", severity="error", markup=False)
+            self.status.show(model=Path(event.key).name, state="failed to load: pick a model with Ctrl+O")
+            if self._queued and self._queued[0] == "send" and not self.prompt.text:
+                self.prompt.text = self._queued[1]  # the message asked for while loading goes back in the box
+            self._queued = None
+            return
+        self.status.show(model=self.models.name, n_ctx=self.models.n_ctx, context_used=0, tokens_per_s=0.0, ttft_s=0.0)
+        if event.swapped:
+            self.notify(f"Now answering with {self.models.name}", markup=False)
+        if welcome := self.chat.query("#welcome"):
+            welcome.first().update(self._welcome())  # type: ignore[attr-defined]
+        if self._queued and not self.generating:
+            (kind, text), self._queued = self._queued, None
+            await (self._send(text) if kind == "send" else self.action_continue_answer())
+
+    def poll_models(self) -> None:
+        """Notice new .gguf files (e.g. a freshly distilled student) once their size is stable."""
+        current = gguf_files()
+        for path, size in current.items():
+            if path not in self._announced and self._seen_files.get(path) == size:
+                self._announced.add(path)
+                self.notify(f"New model file {path.name}: press Ctrl+O to switch to it", title="New model",
+                            timeout=15, markup=False)
+        self._seen_files = current
+
+    # -- settings and help
+    def action_settings(self) -> None:
+        system = self.session.system_prompt
+        values = SettingsValues(
+            system=system,
+            system_as_default=bool(system) and system == self.config.generation.system,
+            temperature=self.config.generation.temperature,
+            max_tokens=self.config.generation.max_tokens,
+            theme=self.app.theme,
+        )
+        self.app.push_screen(SettingsScreen(values, sorted(self.app.available_themes)), self._settings_saved)
+
+    def _settings_saved(self, values: SettingsValues | None) -> None:
+        if values is None:
+            return
+        self.session.set_system_prompt(values.system)
+        if values.system_as_default or self.session.conversation_id is None:
+            self.config.generation.system = values.system
+        self.config.generation.temperature = values.temperature
+        self.config.generation.max_tokens = values.max_tokens
+        self.config.ui.theme = values.theme
+        self.app.theme = values.theme
+        try:
+            path = save(self.config)
+        except OSError as exc:
+            self.notify(f"could not save settings: {exc}", severity="error", markup=False)
+            return
+        self.notify(f"Settings saved to {path}", markup=False)
+
+    def action_help(self) -> None:
+        self.app.push_screen(HelpScreen(help_markdown(key_rows(self.config.ui.keys))))
+
+    def palette_actions(self) -> list[tuple[str, str, Any]]:
+        """(title, help, callback) of every action the command palette offers."""
+        return [(a.palette[0], a.palette[1], getattr(self, f"action_{a.name}")) for a in ACTIONS if a.palette]

@@ -1,0 +1,66 @@
+"""Structured output: decode speed with a JSON-Schema grammar (``ask --schema``) vs free decoding, same model.
+
+Both go through ``Engine.stream`` with the same GGUF, prompt, greedy sampling and token limit,
+interleaved; the constrained runs use ``assistant.schema.grammar_for`` (llama.cpp's grammar
+sampler). Decode tokens/s = (tokens - 1) / (last token time - first token time), prompt left out.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+from bench.common import cli, interleave, ratio, row, spread, summary, threads as bench_threads
+
+BENCH = "schema"
+PROMPT = "List the steps to bake sourdough bread at home, one short step per item."
+SCHEMA = {
+    "type": "object",
+    "properties": {"title": {"type": "string"}, "steps": {"type": "array", "items": {"type": "string"}}},
+    "required": ["title", "steps"],
+}
+
+
+def decode_rate(engine: Any, max_tokens: int, grammar: Any) -> tuple[float, int]:
+    """(decode tokens/s, tokens) of one answer."""
+    from assistant.schema import instruction
+
+    prompt = f"{PROMPT}\n\n{instruction(SCHEMA)}"
+    stamps = [time.perf_counter() for _ in engine.stream([{"role": "user", "content": prompt}],
+                                                          max_tokens=max_tokens, temperature=0.0, grammar=grammar)]
+    if len(stamps) < 2:
+        return 0.0, len(stamps)
+    return (len(stamps) - 1) / (stamps[-1] - stamps[0]), len(stamps)
+
+
+def run(quick: bool) -> list[dict[str, Any]]:
+    from assistant.engine import Engine
+    from assistant.registry import embedded_model_path
+    from assistant.schema import grammar_for
+
+    reps, max_tokens = (2, 64) if quick else (5, 256)
+    threads = bench_threads()
+    engine = Engine(embedded_model_path(), n_ctx=2048, threads=threads)
+    grammar = grammar_for(SCHEMA)
+    try:
+        decode_rate(engine, 8, None), decode_rate(engine, 8, grammar)  # warm-up
+        results = interleave({"free": lambda: decode_rate(engine, max_tokens, None),
+                              "schema": lambda: decode_rate(engine, max_tokens, grammar)}, reps)
+    finally:
+        engine.close()
+    rates = {name: [r[0] for r in runs] for name, runs in results.items()}
+    tokens = {name: [r[1] for r in runs] for name, runs in results.items()}
+    constrained, free = summary(rates["schema"]), summary(rates["free"])
+    return [
+        row(BENCH, "decode tokens/s: JSON-Schema grammar vs free", constrained["median"], "tok/s",
+            baseline=free["median"], ratio=ratio(constrained["median"], free["median"]),
+            notes=f"SmolLM2-135M Q4_1, {threads} threads, greedy, up to {max_tokens} tokens (schema "
+            f"{min(tokens['schema'])}-{max(tokens['schema'])}, free {min(tokens['free'])}-{max(tokens['free'])}); "
+            f"schema {spread(rates['schema'], '')}; free {spread(rates['free'], '')}",
+            **constrained),
+    ]
+
+
+if __name__ == "__main__":
+    sys.exit(cli(run, "bench_schema"))

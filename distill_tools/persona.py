@@ -1,0 +1,359 @@
+"""``distill persona NAME``: context distillation of a persona into its own student.
+
+The teacher is the persona's base model *with* its context as system prompt; the student starts as
+the base model itself (same tokenizer, nothing pruned) and learns to answer the same way *without*
+it: word-level KD on the teacher's cached top-k logits plus α·CE on its answers, on prompts made
+from the context (``persona_prompts``) and the user's own, plus a replay set of general prompts
+answered by the base model without context. The teacher pass, training loop, export and registry
+are ``distill_tools``'; every stage resumes after Ctrl-C. The student is exported and verified in
+the work folder, evaluated, then moved into the models folder and registered under the persona's
+name; only then does the persona point at it.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from distill_tools import DistillError
+from distill_tools import persona_prompts as prompting
+
+MARKER = "\x1epersona-context\x1e"  # a teacher prompt starting with this sees the persona's context as system prompt
+Progress = Callable[[str, int, int], None]  # (phase, done, total)
+
+
+@dataclass
+class Settings:
+    """The recipe of a persona run (defaults: the full-size run; ``ci()`` a tiny one)."""
+
+    per_fact: int = 4  # training phrasings per fact, plus a cloze
+    grounded: bool = True  # phrasings after the first are answered with the fact's own sentence (see persona_prompts)
+    replay: int = 32  # general prompts answered by the base model without context
+    epochs: int = 4
+    max_steps: int = 0  # 0 = epochs × batches
+    batch_size: int = 8
+    lr: float = 1e-4
+    alpha: float = 0.5  # weight of CE on the teacher's answers (the rest: forward KL on its top-k logits)
+    max_new_tokens: int = 48  # teacher answer length
+    max_length: int = 160  # prompt (without context) + answer tokens per training sequence
+    top_k: int = 32
+    quant: str = "Q8_0"
+    eval_max_new_tokens: int = 40
+    general_limit: int = 0  # bundled general tasks used for retention (0 = all)
+    seed: int = 0
+
+    def training(self) -> dict[str, Any]:
+        """The settings that shape the trained weights (a checkpoint made with others is not resumed)."""
+        return {k: v for k, v in asdict(self).items() if not k.startswith("eval") and k not in ("general_limit", "quant")}
+
+    @classmethod
+    def ci(cls) -> "Settings":
+        return cls(per_fact=2, replay=6, epochs=1, max_steps=6, batch_size=4, lr=1e-4, max_new_tokens=16,
+                   max_length=96, top_k=16, eval_max_new_tokens=16, general_limit=4)
+
+
+class _WithContext:
+    """The teacher's tokenizer: a chat whose user text starts with MARKER gets the context as its system message.
+
+    ``data.teacher_pass`` renders the teacher's prompt from ``template.format(prompt=…)``; with the
+    template ``MARKER + "{prompt}"`` this is how the teacher sees the persona's context while the
+    student's prompt (rendered from the bare prompt) does not."""
+
+    def __init__(self, tokenizer: Any, system: str) -> None:
+        self._tokenizer, self._system = tokenizer, system
+
+    def apply_chat_template(self, messages: list[dict[str, str]], **kwargs: Any) -> Any:
+        last = messages[-1]["content"]
+        if last.startswith(MARKER):
+            messages = [{"role": "system", "content": self._system}, {"role": "user", "content": last[len(MARKER):]}]
+        return self._tokenizer.apply_chat_template(messages, **kwargs)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._tokenizer(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._tokenizer, name)
+
+
+class _OutOfTime(Exception):
+    """The training budget (--minutes) is spent."""
+
+
+def work_dir(name: str) -> Path:
+    from assistant.config import data_dir
+
+    return data_dir() / "distill" / "persona" / name
+
+
+def check_model_name(name: str) -> None:
+    """The student is registered under the persona's name: refuse to replace a model that is not a student."""
+    from assistant.config import database_path
+    from assistant.registry import Registry, is_packaged
+    from assistant.store import Store
+
+    if is_packaged(name):
+        raise DistillError(f"persona {name!r} has a packaged model's name; its student cannot be registered under it")
+    store = Store(database_path())
+    try:
+        entry = Registry(store).get(name)
+    finally:
+        store.close()
+    if entry and entry["origin"] != "distilled":
+        raise DistillError(f"a model named {name!r} already exists ({entry['origin']}); "
+                           f"remove it (`assistant models rm {name}`) or copy the persona under another name")
+
+
+def run(name: str, prompts_file: str | None = None, minutes: float | None = None, keep_prompted: bool = False,
+        settings: Settings | None = None, eval_tasks: str | None = None,
+        progress: Progress | None = None) -> dict[str, Any]:
+    """Distil persona ``name``; returns the summary (also written as JSON with a report and plot)."""
+    from assistant import persona as personas
+    from assistant.config import load as load_config
+    from distill_tools import data
+    from distill_tools import teacher as teachers
+
+    settings = settings or Settings()
+    say = progress or (lambda phase, done, total: None)
+    persona = personas.load(name)
+    context = persona.context_text()
+    if not context:
+        raise DistillError(f"persona {name!r} has no system prompt or context to distil")
+    check_model_name(name)
+    user_records = data.load_records([prompts_file]) if prompts_file else []
+    config = load_config()
+    times: dict[str, float] = {}
+    clock = time.perf_counter()
+    work = work_dir(name)
+    work.mkdir(parents=True, exist_ok=True)
+
+    say("loading the base model", 0, 1)
+    teacher = teachers.load(persona.model or config.model.default or "smollm2-135m")
+    if teacher.gguf_path is None:
+        raise DistillError(f"persona {name!r}: its base model must be a GGUF (a registry name or a file)")
+    tokens = len(teacher.tokenizer(context, add_special_tokens=False)["input_ids"])
+    window = min(config.model.n_ctx, int(getattr(teacher.model.config, "max_position_embeddings", config.model.n_ctx)))
+    personas.check_fits(persona, tokens, window)
+    times["load_s"] = time.perf_counter() - clock
+
+    mark = time.perf_counter()
+    prompts = make_prompts(persona, user_records, settings)
+    examples = teacher_examples(teacher, context, prompts.train, replay_records(settings), settings, work, say)
+    times["teacher_pass_s"] = time.perf_counter() - mark
+
+    mark = time.perf_counter()
+    fresh_checkpoints(work / "checkpoints", [context, prompts.train, settings.training(), str(teacher.gguf_path)])
+    student, state = train_student(teacher, examples, settings, work, minutes, say)
+    times["train_s"] = time.perf_counter() - mark
+
+    mark = time.perf_counter()
+    say("exporting the student", 0, 1)
+    staged = work / f"{name}.gguf"
+    verification = export_student(student, teacher, staged, name, settings)
+    times["export_s"] = time.perf_counter() - mark
+
+    mark = time.perf_counter()
+    say("evaluating", 0, 1)
+    evaluation = evaluate(teacher.gguf_path, staged, context, prompts, settings, tokens, eval_tasks)
+    times["eval_s"] = time.perf_counter() - mark
+    times["total_s"] = time.perf_counter() - clock
+
+    summary = _summary(name, persona, prompts, examples, state, verification, evaluation, settings, tokens, times)
+    summary["report"] = write_report(work / "report", evaluation, state.history, summary)
+    summary["gguf"] = str(install(name, staged))
+    summary["persona_points_at_student"] = not keep_prompted
+    if not keep_prompted:
+        current = personas.load(name)  # re-read: it may have been edited during the run
+        current.student = name
+        personas.save(current)
+    from assistant.files import atomic_write_text
+
+    atomic_write_text(work / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False))
+    return summary
+
+
+def make_prompts(persona: Any, user_records: list[dict[str, str]], settings: Settings) -> prompting.PromptSet:
+    """Prompts about the context files' sentences (the system prompt's when there are no context files)."""
+    texts = [c.text for c in persona.contexts] or [persona.system]
+    statements = [s for text in texts for s in prompting.sentences(text)]
+    prompts = prompting.build(statements, user_records, settings.per_fact, settings.seed, grounded=settings.grounded)
+    if not prompts.train:
+        raise DistillError(f"persona {persona.name!r}: no statements in its context to make training prompts from")
+    return prompts
+
+
+def replay_records(settings: Settings) -> list[dict[str, str]]:
+    """General prompts (the bundled set, minus any that are also general evaluation tasks), seeded sample."""
+    import random
+
+    from distill_tools import data, evaluate
+
+    tasks = {t["prompt"] for t in evaluate.load_tasks("bundled:tasks")}
+    pool = [r for r in data.load_records(["bundled:prompts"]) if r["prompt"] not in tasks]
+    return random.Random(settings.seed).sample(pool, min(settings.replay, len(pool)))
+
+
+def teacher_examples(teacher: Any, context: str, records: list[dict[str, str]], replay: list[dict[str, str]],
+                     settings: Settings, work: Path, say: Progress) -> list[Any]:
+    """Training examples: the context teacher's answers to ``records``, the base model's to ``replay`` (cached)."""
+    from distill_tools import data
+
+    tok = teacher.tokenizer
+    runner = data.TorchTeacher(teacher.model, tok.eos_token_id, tok.pad_token_id)
+    common = {"max_new_tokens": settings.max_new_tokens, "top_k": settings.top_k}
+    source = str(teacher.gguf_path)
+    context_hash = hashlib.sha256(context.encode()).hexdigest()[:16]
+    say("teacher pass (with the context)", 0, len(records) + len(replay))
+    prompted = data.teacher_pass(records, runner, _WithContext(tok, context), work / "teacher-context",
+                                 template=MARKER + "{prompt}", key=data.cache_key(source, records, {**common,
+                                 "context": context_hash}), **common)
+    say("teacher pass (replay, no context)", len(records), len(records) + len(replay))
+    general = data.teacher_pass(replay, runner, tok, work / "teacher-replay", template="{prompt}",
+                                key=data.cache_key(source, replay, common), **common) if replay else []
+    return data.examples(prompted + general, settings.max_length)
+
+
+def fresh_checkpoints(folder: Path, inputs: list[Any]) -> None:
+    """Resume training only from checkpoints made from the same context, prompts and settings."""
+    from assistant.files import atomic_write_text
+
+    key = hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    marker = folder / "inputs.key"
+    if folder.exists() and (not marker.exists() or marker.read_text() != key):
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(marker, key)
+
+
+def train_student(teacher: Any, examples: list[Any], settings: Settings, work: Path, minutes: float | None,
+                  say: Progress) -> tuple[Any, Any]:
+    """The base model's copy trained on ``examples``; stops early (keeping its weights) when ``minutes`` run out."""
+    from distill_tools import train
+    from distill_tools.recipe import LossSection, TrainSection
+
+    cfg = TrainSection(epochs=settings.epochs, max_steps=settings.max_steps, batch_size=settings.batch_size,
+                       lr=settings.lr, warmup_steps=max(1, min(10, settings.max_steps // 5 or 5)), checkpoint_every=20)
+    loss = LossSection(alpha=settings.alpha)
+    student = copy.deepcopy(teacher.model)
+    deadline = time.monotonic() + minutes * 60 if minutes else None
+    latest: dict[str, Any] = {}
+
+    def on_step(state: Any) -> None:
+        latest["state"] = state
+        last = state.history[-1]
+        say(f"training (loss {last['loss']:.3f})", state.step, state.total_steps)
+        if deadline is not None and time.monotonic() > deadline and state.step < state.total_steps:
+            raise _OutOfTime
+
+    say("training", 0, train.total_steps(len(examples), cfg))
+    try:
+        state = train.train(student, examples, cfg, loss, pad_id=teacher.tokenizer.pad_token_id, seed=settings.seed,
+                            folder=work / "checkpoints", on_step=on_step)
+    except _OutOfTime:
+        state = latest["state"]
+        student.eval()
+    return student, state
+
+
+def export_student(student: Any, teacher: Any, target: Path, name: str, settings: Settings) -> Any:
+    """A verified GGUF at ``target`` (raises if torch and llama.cpp disagree)."""
+    from distill_tools import export
+    from distill_tools.recipe import ExportSection
+
+    limits = ExportSection()
+    return export.export(student, teacher.tokenizer, target, quant=settings.quant, name=name,
+                         teacher_gguf=teacher.gguf_path, max_kl=limits.max_kl, min_top1=limits.min_top1)
+
+
+def evaluate(base: Path, student: Path, context: str, prompts: prompting.PromptSet, settings: Settings,
+             context_tokens: int, eval_tasks: str | None) -> dict[str, Any]:
+    """Held-out scores, KL, general retention and first-turn speed (see ``persona_eval``)."""
+    from distill_tools import evaluate as evaluating
+    from distill_tools import persona_eval
+
+    checkable = evaluating.load_tasks(eval_tasks) if eval_tasks else [h for h in prompts.heldout if h.get("answers")]
+    heldout = [str(h["prompt"]) for h in prompts.heldout]
+    general = evaluating.load_tasks("bundled:tasks")[: settings.general_limit or None]
+    n_ctx = max(1024, context_tokens + 128 + settings.eval_max_new_tokens)
+    result = persona_eval.evaluate_persona(base, student, context, checkable, heldout, general,
+                                           settings.eval_max_new_tokens, n_ctx=n_ctx)
+    questions = [str(h["prompt"]) for h in checkable[:3]] or heldout[:3]
+    result["first_turn"] = {
+        "teacher": persona_eval.first_turn(base, context, questions, n_ctx=n_ctx + 512),
+        "student": persona_eval.first_turn(student, "", questions, n_ctx=n_ctx + 512),
+        "base": persona_eval.first_turn(base, "", questions, n_ctx=n_ctx + 512),
+    }
+    result["checkable_source"] = eval_tasks or "held-out template phrasings (answers taken from the context)"
+    return result
+
+
+def _summary(name: str, persona: Any, prompts: prompting.PromptSet, examples: list[Any], state: Any,
+             verification: Any, evaluation: dict[str, Any], settings: Settings, tokens: int,
+             times: dict[str, float]) -> dict[str, Any]:
+    from distill_tools import export
+
+    reports = evaluation["reports"]
+    speed = evaluation["first_turn"]
+    return {
+        "persona": name,
+        "base_model": persona.model or "(default)",
+        "context_tokens": tokens,
+        "facts": len(prompts.facts),
+        "train_prompts": len(prompts.train),
+        "heldout_prompts": len(prompts.heldout),
+        "train_sequences": len(examples),
+        "steps": state.step,
+        "settings": asdict(settings),
+        "scores": {r.label: {"checkable": round(r.task_score, 4), "vs_teacher": round(r.retention, 4),
+                             "mean_kl": round(r.mean_kl, 4), "top1_agreement": round(r.top1_agreement, 4)}
+                   for r in reports},
+        "checkable_questions": len(reports[0].answers),
+        "checkable_source": evaluation["checkable_source"],
+        "general": {k: round(v, 4) for k, v in evaluation["general"].items()},
+        "first_turn": speed,
+        "ttft_ratio": round(speed["teacher"]["ttft_s"] / speed["student"]["ttft_s"], 2)
+        if speed["student"]["ttft_s"] else 0.0,
+        "decode_ratio": round(speed["student"]["tokens_per_s"] / speed["base"]["tokens_per_s"], 3)
+        if speed["base"]["tokens_per_s"] else 0.0,
+        "verification": export.verification_dict(verification),
+        "timings_s": {k: round(v, 1) for k, v in times.items()},
+    }
+
+
+def write_report(folder: Path, evaluation: dict[str, Any], history: list[dict[str, float]],
+                 summary: dict[str, Any]) -> dict[str, str]:
+    """report.json / report.md / report.png (the retention plot) in ``folder``."""
+    from distill_tools import evaluate as evaluating
+
+    paths = evaluating.write_report(folder, evaluation["reports"], history, summary)
+    return {k: str(v) for k, v in paths.items()}
+
+
+def install(name: str, staged: Path) -> Path:
+    """Move the verified student into the models folder (a temp name, then a rename) and register it."""
+    import os
+    import tempfile
+
+    from assistant.config import models_dir
+    from distill_tools.pipeline import register
+
+    target = models_dir() / f"{name}.gguf"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+    os.close(fd)
+    try:
+        shutil.copyfile(staged, temp)
+        os.replace(temp, target)
+    except OSError as exc:
+        raise DistillError(f"cannot write {target}: {exc.strerror or exc}") from None
+    finally:
+        Path(temp).unlink(missing_ok=True)
+    register(name, target)
+    staged.unlink(missing_ok=True)
+    return target

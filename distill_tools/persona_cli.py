@@ -1,0 +1,70 @@
+"""``assistant distill persona NAME``: the command line of ``distill_tools.persona``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+
+def add_command(group: argparse._SubParsersAction) -> None:
+    """Add ``distill persona`` to a distill subparsers group."""
+    cmd = group.add_parser("persona", help="distil a persona into its own student that needs no prompt")
+    cmd.add_argument("name", help="the persona (see `assistant persona list`)")
+    cmd.add_argument("--prompts", help="your own training prompts: text (one per line) or JSONL (\"prompt\")")
+    cmd.add_argument("--minutes", type=float, default=None, help="stop training after N minutes (and use the result)")
+    cmd.add_argument("--json", action="store_true", help="print the summary as JSON")
+    cmd.add_argument("--keep-prompted", action="store_true", help="register the student but leave the persona prompted")
+    cmd.add_argument("--eval-tasks", default=None, help="held-out questions with answers (JSONL: prompt, answers)")
+    cmd.add_argument("--ci", action="store_true", help=argparse.SUPPRESS)  # the tiny recipe the tests run
+    cmd.set_defaults(handler=cmd_persona)
+
+
+class PhaseLine:
+    """One stderr line per phase (the teacher pass, training and evaluation also draw their own bars)."""
+
+    def __init__(self) -> None:
+        self.phase = ""
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        name = phase.split(" (loss")[0]
+        if name != self.phase:
+            self.phase = name
+            print(f"[distill persona] {name}…", file=sys.stderr, flush=True)
+
+
+def cmd_persona(args: argparse.Namespace) -> int:
+    from distill_tools import persona
+
+    if args.minutes is not None and args.minutes <= 0:
+        from distill_tools import DistillError
+
+        raise DistillError("--minutes must be positive")
+    settings = persona.Settings.ci() if args.ci else persona.Settings()
+    summary = persona.run(args.name, args.prompts, args.minutes, args.keep_prompted, settings, args.eval_tasks,
+                          progress=PhaseLine())
+    if args.json:
+        print(json.dumps(summary, indent=2, ensure_ascii=False))
+        return 0
+    print(_table(summary))
+    return 0
+
+
+def _table(s: dict[str, Any]) -> str:
+    lines = [f"{'':<26} {'checkable':>9} {'vs teacher':>10} {'KL':>7} {'top-1':>7}"]
+    for label, v in s["scores"].items():
+        lines.append(f"{label:<26} {v['checkable']:>9.0%} {v['vs_teacher']:>10.0%} {v['mean_kl']:>7.3f} "
+                     f"{v['top1_agreement']:>7.0%}")
+    g, t = s["general"], s["first_turn"]
+    lines += [
+        f"general tasks: student {g['student']:.0%} vs base {g['base']:.0%} (retention {g['retention']:.0%})",
+        f"first-turn TTFT: prompted {t['teacher']['ttft_s'] * 1000:.0f} ms "
+        f"({t['teacher']['prompt_tokens']} prompt tokens) "
+        f"vs student {t['student']['ttft_s'] * 1000:.0f} ms ({s['ttft_ratio']:.1f}× lower); "
+        f"decode {s['decode_ratio']:.2f}× the base",
+        f"student: {s['gguf']}, registered as {s['persona']!r}"
+        + (f"; persona {s['persona']!r} now runs prompt-free" if s["persona_points_at_student"] else ""),
+        f"report: {s['report']['markdown']}  ({s['timings_s']['total_s']:.0f} s in all)",
+    ]
+    return "\n".join(lines)

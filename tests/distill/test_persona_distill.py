@@ -1,0 +1,124 @@
+"""`distill persona`: prompts made from the context, a CI-sized run end to end, refusals that change nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from distill_tools import persona_prompts
+
+CONTEXT = """# Helpdesk facts
+- The office wifi password is tulip42.
+- The support phone number is 555-0199.
+- The annual retreat takes place in Lisbon.
+"""
+
+
+def cli(*args: str, home: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "ASSISTANT_HOME": str(home)}
+    return subprocess.run([sys.executable, "-m", "assistant", *args], capture_output=True, text=True, env=env,
+                          timeout=900)
+
+
+@pytest.fixture
+def pip(assistant_home: Path, tmp_path: Path) -> str:
+    (tmp_path / "system.md").write_text("You are Pip, the helpdesk assistant of Brightwater Labs. Answer briefly.")
+    (tmp_path / "facts.md").write_text(CONTEXT)
+    proc = cli("persona", "add", "pip", "--system", str(tmp_path / "system.md"),
+               "--context", str(tmp_path / "facts.md"), home=assistant_home)
+    assert proc.returncode == 0, proc.stderr
+    return "pip"
+
+
+def test_every_fact_is_asked_in_several_phrasings_and_held_out_in_another() -> None:
+    prompts = persona_prompts.build(persona_prompts.sentences(CONTEXT), [{"prompt": "Where do I park?"}], per_fact=3)
+    assert [f.subject for f in prompts.facts] == ["the office wifi password", "the support phone number",
+                                                  "the annual retreat"]
+    assert [f.answers() for f in prompts.facts] == [["tulip42"], ["555-0199"], ["Lisbon"]]
+    train = {r["prompt"] for r in prompts.train}
+    assert "What is the office wifi password?" in train and "Where do I park?" in train
+    for fact, held in zip(prompts.facts, prompts.heldout):
+        asked = [p for p in train if fact.subject in p]
+        assert len(asked) == 4  # 3 phrasings + the cloze
+        assert fact.subject in held["prompt"] and held["prompt"] not in train and held["answers"] == fact.answers()
+    assert any(h["prompt"] in persona_prompts.IDENTITY for h in prompts.heldout)
+
+
+def test_teacher_sees_the_context_and_the_student_does_not(teacher) -> None:  # noqa: ANN001
+    from distill_tools import data
+    from distill_tools.persona import MARKER, _WithContext
+
+    tok = _WithContext(teacher.tokenizer, "SECRET CONTEXT")
+    student = teacher.tokenizer.decode(data.prompt_ids(tok, "Hi"))
+    prompted = teacher.tokenizer.decode(data.prompt_ids(tok, MARKER + "Hi"))
+    assert "SECRET CONTEXT" in prompted and "SECRET CONTEXT" not in student and MARKER not in prompted
+    assert prompted.endswith(student[student.index("<|im_start|>user"):])  # same question, same template
+
+
+def test_refusals_change_nothing(pip: str, assistant_home: Path, tmp_path: Path, smollm_path: Path) -> None:
+    from assistant.config import database_path
+    from assistant.registry import Registry
+    from assistant.store import Store
+
+    empty = tmp_path / "prompts.txt"
+    empty.write_text("\n  \n")
+    proc = cli("distill", "persona", "pip", "--prompts", str(empty), home=assistant_home)
+    assert proc.returncode == 1 and "no prompts found" in proc.stderr and "Traceback" not in proc.stderr
+    proc = cli("distill", "persona", "nobody", home=assistant_home)
+    assert proc.returncode == 1 and "no persona named 'nobody'" in proc.stderr
+    Registry(Store(database_path())).import_file(str(smollm_path), name="pip", link=True)
+    proc = cli("distill", "persona", "pip", home=assistant_home)
+    assert proc.returncode == 1 and "a model named 'pip' already exists" in proc.stderr, proc.stderr
+    assert json.loads((assistant_home / "personas" / "pip.json").read_text())["student"] == ""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_distill_persona_ci_run(pip: str, assistant_home: Path) -> None:
+    """Tiny run end to end: teacher pass with the context, a few steps, verified export, report, registry, switch."""
+    from assistant.config import database_path
+    from assistant.registry import Registry
+    from assistant.store import Store
+
+    proc = cli("distill", "persona", "pip", "--ci", "--json", home=assistant_home)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["facts"] == 3 and summary["steps"] == 6 and summary["verification"]["passed"]
+    labels = list(summary["scores"])
+    assert labels == ["teacher (base + context)", "student (no context)", "base (no context)"]
+    assert summary["checkable_questions"] == 3
+    teacher_ft, student_ft = summary["first_turn"]["teacher"], summary["first_turn"]["student"]
+    assert teacher_ft["prompt_tokens"] > student_ft["prompt_tokens"] + summary["context_tokens"] // 2
+    assert summary["ttft_ratio"] > 0 and 0 <= summary["general"]["retention"] <= 2
+    report = json.loads(Path(summary["report"]["json"]).read_text())
+    assert [m["label"] for m in report["models"]] == labels
+    assert Path(summary["report"]["plot"]).read_bytes()[:4] == b"\x89PNG"
+    gguf = Path(summary["gguf"])
+    assert gguf == assistant_home / "models" / "pip.gguf" and not list(gguf.parent.glob("*.partial"))
+    assert Registry(Store(database_path())).get("pip")["origin"] == "distilled"
+
+    persona = json.loads((assistant_home / "personas" / "pip.json").read_text())
+    assert persona["student"] == "pip"  # the persona now runs prompt-free on its student
+    proc = cli("ask", "--persona", "pip", "--json", "--max-tokens", "8", "Hello", home=assistant_home)
+    assert proc.returncode == 0, proc.stderr
+    answer = json.loads(proc.stdout)
+    assert answer["model"] == "pip"
+    conversation = Store(database_path()).conversation(answer["conversation_id"])
+    assert conversation["persona"] == "pip" and conversation["system"] == ""
+
+
+def test_checkpoints_resume_only_for_the_same_inputs(tmp_path: Path) -> None:
+    from distill_tools.persona import fresh_checkpoints
+
+    folder = tmp_path / "checkpoints"
+    fresh_checkpoints(folder, ["context", [{"prompt": "a"}]])
+    (folder / "ckpt-000004").mkdir()
+    fresh_checkpoints(folder, ["context", [{"prompt": "a"}]])
+    assert (folder / "ckpt-000004").exists()  # same inputs: Ctrl-C and run again resumes
+    fresh_checkpoints(folder, ["edited context", [{"prompt": "a"}]])
+    assert not (folder / "ckpt-000004").exists() and (folder / "inputs.key").exists()
