@@ -233,13 +233,9 @@ def _check_schema_size(node: Any, depth: int = 0) -> None:
 
 def grammar_for(schema: dict[str, Any]) -> Any:
     """A llama.cpp grammar that only lets the model write JSON following ``schema`` ({}: any JSON object)."""
-    from llama_cpp import LlamaGrammar
-    from llama_cpp.llama_grammar import JSON_GBNF
+    from assistant.schema import SchemaError, grammar_for as schema_grammar
 
     try:
-        if not schema:
-            return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
-        return LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
-    except Exception as exc:  # the converter raises plain exceptions for schemas it cannot express
-        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        raise invalid(f"'response_format' schema is not supported: {reason}", "response_format") from None
+        return schema_grammar(schema or {"type": "object"})
+    except SchemaError as exc:
+        raise invalid(f"'response_format' schema is not supported: {exc}", "response_format") from None

@@ -422,12 +422,12 @@ class Engine:
         """Yield the answer to ``messages`` piece by piece; ``self.stats`` describes the turn.
 
         ``grammar`` (a ``llama_cpp.LlamaGrammar``, see ``assistant.schema``) constrains what may be sampled.
+        The answer ends before the first of the ``stop`` strings (never yielded); ``seed`` makes sampling
+        repeatable (default: random).
 
         With ``continue_final`` the last message is a partial assistant answer: the prompt ends
         with its text (no end-of-turn), so the model carries on from there and only the new
         text is yielded. After a stopped answer this prompt is exactly the cached one.
-        The answer ends before the first of the ``stop`` strings (never yielded); ``seed`` makes
-        sampling repeatable; ``grammar`` (a ``llama_cpp.LlamaGrammar``) constrains the tokens.
         """
         if continue_final and (not messages or messages[-1]["role"] != "assistant"):
             raise EngineError("nothing to continue: the last message is not an answer")
@@ -446,7 +446,7 @@ class Engine:
             self._switch_conversation(conversation)
             import llama_cpp
 
-            self.model.llm.set_seed(llama_cpp.LLAMA_DEFAULT_SEED if seed is None else seed)  # default: random
+            self.model.llm.set_seed(llama_cpp.LLAMA_DEFAULT_SEED if seed is None else seed)
             sampling = {"temp": temperature, "top_p": top_p, "top_k": top_k, "grammar": grammar}
             yield from self._generate(text, max_tokens, sampling, _StopScan(stop), stats, started)
 

@@ -565,17 +565,17 @@ def export_conversation(store: Store, conversation_id: int, fmt: str = "md") -> 
         who = m.role.capitalize()
         if m.role == "assistant":
             who += f" · {m.model}" + (" · escalated" if m.escalated else "")
-            who += f" · via {via}" if (via := _route(m).get("via")) else ""
+            who += f" · via {via}" if (via := _route(m.route).get("via")) else ""
             who += "" if m.complete else " · incomplete"
             who += " · cut at the token limit" if m.complete and m.finish_reason == "length" else ""
         lines += [f"## {who}", "", m.content, ""]
     return "\n".join(lines)
 
 
-def _route(message: dict[str, Any]) -> dict[str, Any]:
+def _route(text: str) -> dict[str, Any]:
     """A message's route (the router's decision, the front door it came through), {} if none or unreadable."""
     try:
-        route = json.loads(message.get("route") or "{}")
+        route = json.loads(text or "{}")
     except ValueError:
         return {}
     return route if isinstance(route, dict) else {}

@@ -47,7 +47,7 @@ def store_of(server: ServeProcess):  # noqa: ANN201
 
 
 def api_answers(server: ServeProcess) -> list[dict]:
-    return [m for m in store_of(server).iter_messages("role = 'assistant'")]
+    return [m for m in store_of(server).iter_messages() if m.role == "assistant"]
 
 
 def readme_snippets() -> dict[str, list[str]]:
