@@ -233,7 +233,8 @@ def _check_schema_size(node: Any, depth: int = 0) -> None:
 
 def grammar_for(schema: dict[str, Any]) -> Any:
     """A llama.cpp grammar that only lets the model write JSON following ``schema`` ({}: any JSON object)."""
-    from assistant.schema import SchemaError, grammar_for as schema_grammar
+    from assistant.schema import SchemaError
+    from assistant.schema import grammar_for as schema_grammar
 
     try:
         return schema_grammar(schema or {"type": "object"})

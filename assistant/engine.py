@@ -16,8 +16,8 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +25,7 @@ import numpy as np
 
 from assistant import AssistantError
 from assistant.chat_template import ChatTemplate, fallback_for
-from assistant.gguf_info import ModelFileError, ModelInfo, available_memory, estimate_memory, read_info
+from assistant.gguf_info import ModelInfo, available_memory, estimate_memory, read_info
 
 Messages = list[dict[str, str]]
 PREFILL_CHUNK = 64  # prompt tokens evaluated between two looks at the cancel flag

@@ -16,7 +16,8 @@ from typing import Any
 
 from tqdm import tqdm
 
-from bench.common import bench_home, cli, interleave, ratio, row, spread, summary, threads as bench_threads
+from bench.common import bench_home, cli, interleave, ratio, row, spread, summary
+from bench.common import threads as bench_threads
 
 BENCH = "decode"
 PROMPT = "Write a detailed, step-by-step guide to baking sourdough bread at home, with tips for beginners."

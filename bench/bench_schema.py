@@ -11,7 +11,8 @@ import sys
 import time
 from typing import Any
 
-from bench.common import cli, interleave, ratio, row, spread, summary, threads as bench_threads
+from bench.common import cli, interleave, ratio, row, spread, summary
+from bench.common import threads as bench_threads
 
 BENCH = "schema"
 PROMPT = "List the steps to bake sourdough bread at home, one short step per item."

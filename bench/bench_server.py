@@ -30,7 +30,8 @@ from tqdm import tqdm
 
 from bench.bench_decode import PROMPT, decode_rate
 from bench.bench_ttft import QUESTIONS, first_text_after
-from bench.common import bench_home, cli, interleave, ratio, row, spread, summary, threads as bench_threads
+from bench.common import bench_home, cli, interleave, ratio, row, spread, summary
+from bench.common import threads as bench_threads
 from bench.serve_process import ServeProcess
 
 BENCH = "server"

@@ -21,7 +21,8 @@ from typing import Any
 
 from tqdm import tqdm
 
-from bench.common import bench_home, cli, ratio, row, spread, summary, threads as bench_threads
+from bench.common import bench_home, cli, ratio, row, spread, summary
+from bench.common import threads as bench_threads
 
 BENCH = "ttft"
 QUESTIONS = [

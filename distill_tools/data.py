@@ -22,6 +22,7 @@ import numpy as np
 
 from distill_tools import DATA_DIR, DistillError
 
+
 # -- prompts
 def load_records(specs: list[str], limit: int = 0) -> list[dict[str, str]]:
     """Records ``{"prompt", "answer"?}`` from JSONL (keys prompt|question, answer) or text files (one per line).
@@ -203,7 +204,7 @@ def teacher_pass(records: list[dict[str, str]], runner: Any, tokenizer: Any, fol
     from safetensors.numpy import save
     from tqdm import tqdm
 
-    from assistant.files import atomic_writer, atomic_write_text
+    from assistant.files import atomic_write_text, atomic_writer
     from distill_tools.progress import interactive
 
     folder.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from reliability.reliability_helpers import assert_one_line_error, run_cli
 
 HUGE = "99999999999999999999"  # larger than SQLite's largest integer

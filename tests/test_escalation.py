@@ -18,9 +18,9 @@ from teacher_servers import ANSWER, FakeTeacher, LlamaTeacher, free_port
 
 from assistant import AssistantError
 from assistant.config import Config
+from assistant.remote_teacher import EscalationRequest, RemoteTeacher
 from assistant.session import TEACHER_CUT_OFF, Session
 from assistant.store import Store
-from assistant.remote_teacher import EscalationRequest, RemoteTeacher
 
 FACTUAL = "Who was the second president of Botswana?"
 CODING = "Write a Python function that reverses a string."

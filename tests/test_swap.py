@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from test_models_cli import BROKEN, make_broken_files
 
 from assistant import AssistantError
 from assistant.chat_template import TemplateError
@@ -14,7 +15,6 @@ from assistant.gguf_info import ModelFileError, read_info
 from assistant.registry import Registry
 from assistant.session import Session
 from assistant.store import Store
-from test_models_cli import BROKEN, make_broken_files
 
 N_CTX = 1024
 THREADS = 1  # on a shared 2-core machine llama.cpp's spinning thread barrier makes 2 threads ~10x slower

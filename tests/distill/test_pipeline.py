@@ -16,7 +16,6 @@ import torch
 from distill_tools import RECIPES_DIR, DistillError, data, export, pipeline, recipe, student, train
 from distill_tools.recipe import LossSection, TrainSection
 
-
 TINY = (RECIPES_DIR / "tiny.toml").read_text()
 
 

@@ -81,7 +81,7 @@ def test_a_changed_recipe_never_resumes_a_stale_checkpoint(tmp_path: Path) -> No
         _run(tmp_path, examples, lr=5e-3, resume="resume")
     # the default: a changed lr starts fresh and says so
     changed, changed_state = _run(tmp_path, examples, lr=5e-3, lines=lines)
-    assert lines == [f"checkpoint: the recipe changed since the checkpoint (train.lr): starting fresh"]
+    assert lines == ["checkpoint: the recipe changed since the checkpoint (train.lr): starting fresh"]
     assert changed_state.step == 3 and len(changed_state.history) == 3
     assert changed_state.history[0]["lr"] != first_state.history[0]["lr"]
     assert any(not torch.equal(a, b) for a, b in zip(first.state_dict().values(), changed.state_dict().values()))

@@ -20,10 +20,10 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from reliability_helpers import header_size, metadata_layout, sparse_copy, with_strings
 
 from assistant import AssistantError
 from assistant.gguf_info import ModelFileError, ModelInfo, read_info
-from reliability_helpers import header_size, metadata_layout, sparse_copy, with_strings
 
 FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "300"))
 LOAD_EACH = """

@@ -10,10 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
-
-from assistant.store import Store
 from reliability_helpers import REPO, cli_command, cli_env
 from ui_terminal import CTRL_N, PROMPT_READY, TerminalUI, read_rows
+
+from assistant.store import Store
 
 # Writes like the UI does while streaming: a question, an empty answer, updates every few ms, a final update.
 WRITER = r"""

@@ -7,10 +7,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from reliability_helpers import assert_one_line_error, run_cli
 
 from assistant import AssistantError
 from assistant.store import Store
-from reliability_helpers import assert_one_line_error, run_cli
 
 
 @pytest.fixture

@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from reliability_helpers import assert_one_line_error, run_cli
 
 from assistant.store import Store
-from reliability_helpers import assert_one_line_error, run_cli
 
 
 @pytest.fixture

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from reliability_helpers import assert_one_line_error, run_cli
 
 from assistant.store import Store
 from assistant.text_safety import StreamSanitizer, sanitize
-from reliability_helpers import assert_one_line_error, run_cli
 
 BAD_CONFIGS = {
     "malformed": ("[model\ndefault = 'x'", "invalid TOML"),

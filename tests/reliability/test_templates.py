@@ -6,11 +6,11 @@ import time
 from pathlib import Path
 
 import pytest
+from reliability_helpers import assert_one_line_error, run_cli, with_strings
 
 from assistant import AssistantError
 from assistant.chat_template import MAX_RENDER_SECONDS, ChatTemplate, TemplateError
 from assistant.engine import Engine
-from reliability_helpers import assert_one_line_error, run_cli, with_strings
 
 HOSTILE = {
     "read_file": "{% include '/etc/passwd' %}",

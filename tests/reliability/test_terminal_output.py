@@ -11,9 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from teacher_servers import HOSTILE, FakeTeacher
-
 from reliability_helpers import run_cli
+from teacher_servers import HOSTILE, FakeTeacher
 
 FACTUAL = "Who was the second president of Botswana?"
 UNSAFE = ("\x1b", "\x07", "\x9b", "\u202e")

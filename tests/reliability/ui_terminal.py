@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pexpect
-
 from reliability_helpers import REPO, cli_env
 
 ANSI = re.compile(r"\x1b(\[[0-9;?<>=]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|[PX^_][^\x1b]*\x1b\\|.)")

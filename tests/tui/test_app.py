@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from textual.widgets import Input, ListView, OptionList
 from rich.cells import cell_len
+from textual.widgets import Input, ListView, OptionList
 from tui_helpers import PARTIAL, note_text, seed, seed_incomplete, send, wait_idle, wait_until
 
 from assistant.tui.app import ChatApp

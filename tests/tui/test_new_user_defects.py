@@ -185,7 +185,6 @@ async def test_the_sidebar_collapses_on_a_narrow_terminal(make_app, store) -> No
 
 async def test_dialogs_say_what_enter_does(make_app, store) -> None:  # noqa: ANN001 - row 16
     from textual.widgets import Button, Label
-
     from tui_helpers import seed
 
     seed(store)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from assistant.text_safety import StreamSanitizer as ControlFilter, sanitize as clean
+from assistant.text_safety import StreamSanitizer as ControlFilter
+from assistant.text_safety import sanitize as clean
 from assistant.tui.widgets.message import code_blocks, message_meta
 
 
