@@ -66,7 +66,7 @@ def correct(answer: str, accepted: list[str]) -> bool:
 class Runner:
     """One GGUF in llama.cpp with its own chat template; greedy generation and per-position logits."""
 
-    def __init__(self, path: Path, n_ctx: int = 1024) -> None:
+    def __init__(self, path: Path, n_ctx: int = 1024, threads: int = 0) -> None:
         import llama_cpp
 
         from assistant.chat_template import ChatTemplate, fallback_for
@@ -77,7 +77,7 @@ class Runner:
         self.info = read_info(path)
         with _llama_chat_handlers_disabled():
             # n_batch=8: here, prompt batches of 64 tokens ran ~20x slower than batches of 8 (measured)
-            self.llm = llama.open_model(path, n_ctx, n_batch=8, logits_all=True)
+            self.llm = llama.open_model(path, n_ctx, n_threads=threads, n_batch=8, logits_all=True)
         source = self.info.chat_template or fallback_for(self.info.architecture)
         self.template = ChatTemplate(source, self.info.bos_token, self.info.eos_token, builtin=not self.info.chat_template)
         self.vocab = llama_cpp.llama_model_get_vocab(self.llm.model)

@@ -68,10 +68,10 @@ def quiet() -> Iterator[list[str]]:
             _captured.clear()
 
 
-def open_model(path: Path, n_ctx: int, **options: Any) -> Any:
-    """A ``llama_cpp.Llama`` over ``path`` with the product's threads and no log on the terminal."""
+def open_model(path: Path, n_ctx: int, n_threads: int | None = None, **options: Any) -> Any:
+    """A ``llama_cpp.Llama`` over ``path`` with ``n_threads`` (default: the product's) and no log on the terminal."""
     import llama_cpp
 
-    count = threads()
+    count = n_threads or threads()
     with quiet():
         return llama_cpp.Llama(str(path), n_ctx=n_ctx, verbose=False, n_threads=count, n_threads_batch=count, **options)

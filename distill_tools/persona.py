@@ -55,8 +55,8 @@ class Settings:
 
     @classmethod
     def ci(cls) -> "Settings":
-        return cls(per_fact=2, replay=6, epochs=1, max_steps=6, batch_size=4, lr=1e-4, max_new_tokens=16,
-                   max_length=96, top_k=16, eval_max_new_tokens=16, general_limit=4)
+        return cls(per_fact=1, replay=4, epochs=1, max_steps=4, batch_size=4, lr=1e-4, max_new_tokens=12,
+                   max_length=80, top_k=16, eval_max_new_tokens=12, general_limit=3)
 
 
 class _WithContext:

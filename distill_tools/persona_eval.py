@@ -43,13 +43,16 @@ def evaluate_persona(base: Path, student: Path, system: str, checkable: list[dic
     ``n_ctx`` must hold the context, a question and ``max_new`` tokens (every position's logits are kept)."""
     from tqdm import tqdm
 
+    from assistant.config import load
+
+    threads = load().model.threads  # a thread per core stalls llama.cpp's barriers on a busy machine
     reference: list[tuple[list[int], list[int], np.ndarray]] = []  # prompt without context, teacher answer, log-probs
     reports: list[evaluate.ModelReport] = []
     general_scores: dict[str, float] = {}
     steps = 3 * len(checkable) + len(heldout) + 2 * len(general)
     with tqdm(total=steps, desc="evaluate", unit="prompt", disable=None) as bar:
         for label, path, context in ((TEACHER, base, system), (STUDENT, student, ""), (BASE, base, "")):
-            runner = evaluate.Runner(path, n_ctx=n_ctx)
+            runner = evaluate.Runner(path, n_ctx=n_ctx, threads=threads)
             try:
                 report = evaluate.ModelReport(label, str(path), path.stat().st_size, runner.info.parameters)
                 report.task_score, report.answers = _score(runner, checkable, context, max_new, bar)
