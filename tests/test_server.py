@@ -448,22 +448,33 @@ def test_no_history_stores_nothing(tmp_path: Path) -> None:
         assert store_of(server).conversations() == []
 
 
-def test_personas_are_served_by_name(tmp_path: Path) -> None:
-    persona = pytest.importorskip("assistant.persona")
+def test_personas_are_served_by_name_and_show_up_live(tmp_path: Path) -> None:
     home = tmp_path / "home"
     env = os.environ | {"ASSISTANT_HOME": str(home)}
     system = tmp_path / "pirate.txt"
     system.write_text("You are a pirate. Answer like one.")
-    subprocess.run([sys.executable, "-m", "assistant", "persona", "add", "pirate", "--system", str(system)],
-                   check=True, capture_output=True, timeout=60, env=env)
     with ServeProcess(home) as server:
-        assert "pirate" in [m.id for m in client(server).models.list()]
-        reply = client(server).chat.completions.create(model="pirate", messages=QUESTION, max_tokens=8)
+        assert "pirate" not in [m.id for m in client(server).models.list()]
+        subprocess.run([sys.executable, "-m", "assistant", "persona", "add", "pirate", "--system", str(system)],
+                       check=True, capture_output=True, timeout=60, env=env)
+        assert "pirate" in [m.id for m in client(server).models.list()]  # no restart needed
+        ask = [{"role": "system", "content": "Keep it short."}, *QUESTION]
+        reply = client(server).chat.completions.create(model="pirate", messages=ask, max_tokens=8)
         assert reply.model == "pirate" and reply.usage.completion_tokens > 0
         conversation = store_of(server).conversations()[0]
-        assert conversation["system"].startswith(persona.load("pirate").runtime_system()[:20])
+        assert conversation["persona"] == "pirate"  # the session ran as the persona...
+        assert conversation["system"] == "You are a pirate. Answer like one.\n\nKeep it short."  # ...then the client's
         assert max(api_answers(server), key=lambda m: m["id"])["model"] == "pirate"
-
+        subprocess.run([sys.executable, "-m", "assistant", "persona", "rm", "pirate"], check=True, capture_output=True,
+                       timeout=60, env=env)
+        assert "pirate" not in [m.id for m in client(server).models.list()]
+        with pytest.raises(openai.NotFoundError):
+            client(server).chat.completions.create(model="pirate", messages=QUESTION, max_tokens=4)
+        system.write_text("Remember these words: " + "lighthouse keeper " * 1500)  # more than the 2048-token window
+        subprocess.run([sys.executable, "-m", "assistant", "persona", "add", "huge", "--system", str(system)],
+                       check=True, capture_output=True, timeout=60, env=env)
+        with pytest.raises(openai.BadRequestError, match="its context needs"):  # refused, never silently cut
+            client(server).chat.completions.create(model="huge", messages=QUESTION, max_tokens=4)
 
 
 @pytest.mark.timeout(300)
