@@ -209,13 +209,14 @@ def test_an_answer_outside_the_schema_is_an_error_not_passed_on(server: ServePro
     """Bounds the grammar cannot hold are checked on the whole answer, as `assistant ask --schema` checks it."""
     schema = {"type": "object", "properties": {"year": {"type": "integer", "minimum": 3000, "maximum": 3001}},
               "required": ["year"]}
+    ask = dict(model=MODEL, messages=[{"role": "user", "content": "In which year did the Berlin wall fall?"}],
+               max_tokens=60, temperature=0,
+               response_format={"type": "json_schema", "json_schema": {"name": "year", "schema": schema}})
     with pytest.raises(openai.InternalServerError, match=r"\$\.year should be at least 3000") as refused:
-        client(server).chat.completions.create(
-            model=MODEL, messages=[{"role": "user", "content": "In which year did the Berlin wall fall?"}],
-            max_tokens=60, temperature=0,
-            response_format={"type": "json_schema", "json_schema": {"name": "year", "schema": schema}},
-        )
+        client(server).chat.completions.create(**ask)
     assert refused.value.code == "response_format_mismatch"
+    with pytest.raises(openai.APIError, match=r"\$\.year should be at least 3000"):  # streamed: the last event
+        list(client(server).chat.completions.create(stream=True, **ask))
     assert any("response_format: the answer does not match" in line for line in server.stderr)
 
 
