@@ -18,9 +18,18 @@ def check_layer_spec(spec: str) -> str:
     return ""
 
 
+def _indices(part: str) -> range:
+    """``"7"`` → 7; ``"10-19"`` → 10…19 (raises ValueError otherwise)."""
+    first, _, last = part.strip().partition("-")
+    start, end = int(first), int(last or first)
+    if end < start:
+        raise ValueError(part)
+    return range(start, end + 1)
+
+
 def choose_layers(spec: str, n_layers: int) -> list[int]:
     """Layer indices to keep. ``all`` keeps every layer; ``every:K`` keeps every K-th (always the first and the last);
-    ``first-last:N`` keeps the first N-1 and the last; ``0,1,5,...`` keeps exactly those."""
+    ``first-last:N`` keeps the first N-1 and the last; ``0,1,5,...`` (ranges like ``10-19`` too) keeps exactly those."""
     try:
         if spec == "all":
             return list(range(n_layers))
@@ -35,7 +44,7 @@ def choose_layers(spec: str, n_layers: int) -> list[int]:
                 raise ValueError
             keep = list(range(n - 1)) + [n_layers - 1]
         else:
-            keep = sorted({int(x) for x in spec.split(",") if x.strip()})
+            keep = sorted({i for x in spec.split(",") if x.strip() for i in _indices(x)})
     except ValueError:
         raise DistillError(
             f"student.layers = {spec!r}: use every:K, first-last:N (2 ≤ N ≤ {n_layers}) or comma-separated indices"

@@ -101,6 +101,7 @@ def test_distill_persona_ci_run(pip: str, assistant_home: Path) -> None:
     gguf = Path(summary["gguf"])
     assert gguf == assistant_home / "models" / "pip.gguf" and not list(gguf.parent.glob("*.partial"))
     assert Registry(Store(database_path())).get("pip")["origin"] == "distilled"
+    assert_only_the_middle_third_changed(gguf)
 
     persona = json.loads((assistant_home / "personas" / "pip.json").read_text())
     assert persona["student"] == "pip"  # the persona now runs prompt-free on its student
@@ -122,3 +123,21 @@ def test_checkpoints_resume_only_for_the_same_inputs(tmp_path: Path) -> None:
     assert (folder / "ckpt-000004").exists()  # same inputs: Ctrl-C and run again resumes
     fresh_checkpoints(folder, ["edited context", [{"prompt": "a"}]])
     assert not (folder / "ckpt-000004").exists() and (folder / "inputs.key").exists()
+
+
+def assert_only_the_middle_third_changed(student: Path) -> None:
+    """The layers that did not train are the base GGUF's own bytes (its Q4_1 size and speed); the trained ones are not."""
+    import gguf
+    import numpy as np
+
+    from assistant.registry import embedded_model_path
+
+    base = {t.name: t for t in gguf.GGUFReader(embedded_model_path()).tensors}
+    kept, changed = set(), set()
+    for tensor in gguf.GGUFReader(student).tensors:
+        same = tensor.tensor_type == base[tensor.name].tensor_type and np.array_equal(tensor.data, base[tensor.name].data)
+        (kept if same else changed).add(tensor.name)
+    layer = {int(name.split(".")[1]) for name in changed if name.startswith("blk.")}
+    assert layer == set(range(10, 20)) and all(name.startswith("blk.") for name in changed)
+    assert {"token_embd.weight", "blk.0.ffn_up.weight", "blk.29.attn_q.weight", "blk.9.attn_norm.weight"} <= kept
+    assert {"blk.10.ffn_up.weight", "blk.19.attn_q.weight"} <= changed and "blk.10.attn_norm.weight" in kept
