@@ -32,6 +32,10 @@ ACTIONS = [
            palette=("Continue answer", "Carry on an incomplete answer where it stopped")),
     Action("edit_last", "ctrl+g", "Edit and resend your last message",
            palette=("Edit last message", "Change your last message and resend it")),
+    Action("previous_version", "alt+left", "Show the previous version (◀) of the last message that has versions",
+           palette=("Previous version", "Show the earlier version of a regenerated or edited message")),
+    Action("next_version", "alt+right", "Show the next version (▶) of the last message that has versions",
+           palette=("Next version", "Show the later version of a regenerated or edited message")),
     Action("copy_answer", "f3", "Copy the last answer",
            palette=("Copy answer", "Copy the last answer to the clipboard")),
     Action("copy_code", "f4", "Copy the last code block",
@@ -47,7 +51,10 @@ ACTIONS = [
     Action("quit", "ctrl+q", "Quit"),
 ]
 PROMPT_KEYS = [("send", "enter", "Send your message"), ("newline", "ctrl+j,shift+enter", "New line in your message")]
-BUSY_ACTIONS = {"regenerate", "continue_answer", "edit_last", "new_conversation", "delete_conversation", "pick_model"}
+BUSY_ACTIONS = {
+    "regenerate", "continue_answer", "edit_last", "new_conversation", "delete_conversation", "pick_model",
+    "previous_version", "next_version",
+}
 KNOWN = {a.name for a in ACTIONS} | {name for name, _key, _description in PROMPT_KEYS}
 
 

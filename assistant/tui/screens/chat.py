@@ -151,6 +151,7 @@ class ChatScreen(Screen[None]):
         messages = self.session.open(conversation_id)
         await self.chat.show(messages, self._welcome())
         self._offer_resume(messages[-1] if messages else None)
+        self._show_versions()
         self.sidebar.select(conversation_id)
         self._show_stored_stats(messages)
         if message_id is not None and not self.chat.jump_to(message_id):
@@ -374,6 +375,7 @@ class ChatScreen(Screen[None]):
         user = self.chat.last("user")
         if user is not None and turn.user_message_id:
             user.message_id = turn.user_message_id
+        self._show_versions()
         self._answer = None
         self.generating = False
         self.turns_done += 1
@@ -415,6 +417,57 @@ class ChatScreen(Screen[None]):
         if action in BUSY_ACTIONS and self.generating:
             return None
         return True
+
+    # -- versions (branches): regenerate and edit-and-resend keep the earlier ones
+    def _show_versions(self) -> None:
+        """Put ``◀ n/m ▶`` on each message that starts a version (the first message after its branch point)."""
+        marks: dict[int, tuple[int, int, int]] = {}
+        for point in self.session.branch_points():
+            first = next((v for v in self.chat.views() if (v.message_id or 0) > point.parent_id), None)
+            if first is not None:
+                marks[id(first)] = (point.parent_id, point.active, point.count)
+        for view in self.chat.views():
+            view.set_versions(marks.get(id(view)))
+
+    def action_version(self, parent_id: int, position: int) -> None:
+        """The arrows' click: switch on the screen's own turn (the clicked header is redrawn away)."""
+        self.call_later(self.show_version, parent_id, position)
+
+    async def show_version(self, parent_id: int, position: int) -> None:
+        """Show version ``position`` (1-based) at a branch point; the next turn continues from it."""
+        if self.generating:
+            self.notify("Still answering: press Esc to stop first", severity="warning")
+            return
+        point = next((p for p in self.session.branch_points() if p.parent_id == parent_id), None)
+        if point is None or position == point.active:
+            return
+        if not 1 <= position <= point.count:
+            edge = "first" if position < 1 else "last"
+            self.notify(f"This is the {edge} version ({point.active}/{point.count})", markup=False)
+            return
+        try:
+            self.session.switch_version(parent_id, position)
+        except AssistantError as exc:
+            self.notify(str(exc), severity="error", markup=False)
+            return
+        await self.open_conversation(self.session.conversation_id)
+        await self.refresh_sidebar()
+
+    async def _step_last_version(self, step: int) -> None:
+        marked = [v.versions for v in self.chat.views() if v.versions is not None]
+        if not marked:
+            keys = self.config.ui.keys
+            self.notify(f"No message here has other versions ({key_label(key_of(keys, 'regenerate'))} or "
+                        f"{key_label(key_of(keys, 'edit_last'))} makes one)", severity="warning")
+            return
+        parent_id, shown, _count = marked[-1]
+        await self.show_version(parent_id, shown + step)
+
+    async def action_previous_version(self) -> None:
+        await self._step_last_version(-1)
+
+    async def action_next_version(self) -> None:
+        await self._step_last_version(1)
 
     # -- clipboard
     def action_copy_answer(self) -> None:

@@ -33,6 +33,7 @@ class MessageView(Vertical):
         self.source = clean(content)
         self.meta = meta
         self.resumable = False  # an incomplete answer offered for continue / regenerate
+        self.versions: tuple[int, int, int] | None = None  # (branch point, shown, count): ``◀ 2/3 ▶`` in the header
         self._stream: MarkdownStream | None = None
         self._thinking = False
 
@@ -42,8 +43,22 @@ class MessageView(Vertical):
         yield Static(classes="resume-note")
 
     def _header(self) -> Content:
+        """Who, the versions (``◀ 2/3 ▶``, clickable) if there are others, then the meta line."""
         who = "You" if self.role == "user" else "Assistant"
-        return Content.assemble((who, "bold"), (f"  {self.meta}" if self.meta else "", "dim"))
+        arrows = Content("")
+        if self.versions is not None:
+            parent, shown, count = self.versions
+            arrows = Content.from_markup(
+                f"  [@click=screen.version({parent},{shown - 1})]◀[/] {shown}/{count} "
+                f"[@click=screen.version({parent},{shown + 1})]▶[/]"
+            ).stylize("bold")
+        return Content.assemble((who, "bold"), arrows, (f"  {self.meta}" if self.meta else "", "dim"))
+
+    def set_versions(self, versions: tuple[int, int, int] | None) -> None:
+        """Show ``◀ shown/count ▶`` (clickable) for a message with other versions; None hides it."""
+        if versions != self.versions:
+            self.versions = versions
+            self.query_one(".message-header", Static).update(self._header())
 
     def set_meta(self, meta: str) -> None:
         self.meta = meta
