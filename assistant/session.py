@@ -275,6 +275,14 @@ class Session:
                 branches.fork(self.store, self.conversation_id, before[-1] if before else 0)
         yield from self.send(text, **kwargs)
 
+    def check_attachments(self, attachments: list[Attachment], question: str) -> None:
+        """Count each file's tokens with the model that answers; refuse a message that cannot fit (one line)."""
+        attach.count_and_check(attachments, question, self.engine, self._sampling(None, None)["max_tokens"])
+
+    def attachments(self, message_id: int) -> list[attach.AttachmentRecord]:
+        """The files recorded with a stored message (name, size, sha256, tokens)."""
+        return attach.of_message(self.store, message_id)
+
     def branch_points(self) -> list[branches.BranchPoint]:
         """Where this conversation has other versions, and which one is on screen."""
         return branches.points(self.store, self.conversation_id) if self.conversation_id is not None else []

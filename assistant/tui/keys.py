@@ -36,6 +36,8 @@ ACTIONS = [
            palette=("Previous version", "Show the earlier version of a regenerated or edited message")),
     Action("next_version", "alt+right", "Show the next version (▶) of the last message that has versions",
            palette=("Next version", "Show the later version of a regenerated or edited message")),
+    Action("attach_file", "ctrl+l", "Attach a file (or type @path in your message; Tab completes it)",
+           palette=("Attach a file", "Put a text file in your message (or type @path)")),
     Action("copy_answer", "f3", "Copy the last answer",
            palette=("Copy answer", "Copy the last answer to the clipboard")),
     Action("copy_code", "f4", "Copy the last code block",

@@ -17,12 +17,15 @@ from textual.content import Content
 from textual.message import Message
 from textual.reactive import reactive
 from textual.screen import Screen
-from textual.widgets import Footer, Input
+from textual.timer import Timer
+from textual.widgets import Footer, Input, Static, TextArea
 
-from assistant import AssistantError
+from assistant import AssistantError, attach
+from assistant.attach import Attachment
 from assistant.config import Config, save
 from assistant.model_manager import ModelManager
 from assistant.session import Session, resumable
+from assistant.tui import mentions
 from assistant.tui.keys import ACTIONS, BUSY_ACTIONS, bindings, key_label, key_of, key_rows
 from assistant.tui.screens.dialogs import ConfirmScreen, TextInputScreen
 from assistant.tui.screens.escalation import approver
@@ -30,12 +33,13 @@ from assistant.tui.screens.help import HelpScreen, help_markdown
 from assistant.tui.screens.models import ModelPickerScreen, gguf_files, model_choices
 from assistant.tui.screens.settings import SettingsScreen, SettingsValues
 from assistant.tui.streaming import AnswerDelta, AnswerDone, AnswerStream
-from assistant.tui.widgets.message import ChatView, MessageView, code_blocks, message_meta
+from assistant.tui.widgets.message import ChatView, MessageView, ShownFile, code_blocks, message_meta
 from assistant.tui.widgets.prompt import PromptInput
 from assistant.tui.widgets.sidebar import Sidebar
 from assistant.tui.widgets.status import StatusBar
 
 MODEL_POLL_S = 4.0
+HINT_DELAY_S = 0.3  # the files named in the message box are counted this long after the last key
 NARROW_COLUMNS = 80  # below this width the sidebar collapses (Ctrl+B still shows it)
 RESUME_NOTE = (
     "⚠ incomplete — press [b]$continue_key[/b] to [@click=screen.continue_answer]continue[/] "
@@ -67,6 +71,7 @@ class ChatScreen(Screen[None]):
         self._queued: tuple[str, str] | None = None  # ("send", text) or ("continue", "") asked before the model loaded
         self._quitting = False
         self._failed_key = ""  # the model that failed to load, when none serves
+        self._hint_timer: Timer | None = None
         self._narrow = False  # the terminal is narrower than NARROW_COLUMNS (the sidebar collapses)
         self._seen_files: dict[Path, int] = {}
         self._announced: set[Path] = set()  # model files present at start or already announced
@@ -77,6 +82,7 @@ class ChatScreen(Screen[None]):
             yield Sidebar(id="sidebar")
             with Vertical(id="chat-pane"):
                 yield ChatView(id="chat")
+                yield Static(id="attach-hint", classes="-hidden")
                 yield PromptInput(id="prompt", placeholder="Ask anything… (Enter sends, Ctrl+J new line)")
         yield StatusBar(id="status")
         yield Footer()
@@ -149,7 +155,8 @@ class ChatScreen(Screen[None]):
             return
         self._cancel_edit()
         messages = self.session.open(conversation_id)
-        await self.chat.show(messages, self._welcome())
+        files = {m["id"]: found for m in messages if m["role"] == "user" and (found := self.session.attachments(m["id"]))}
+        await self.chat.show(messages, self._welcome(), files)
         self._offer_resume(messages[-1] if messages else None)
         self._show_versions()
         self.sidebar.select(conversation_id)
@@ -239,23 +246,45 @@ class ChatScreen(Screen[None]):
         if not self.models.ready and self.models.error:
             self.notify(self._load_failure(), title="No model", severity="error", markup=False)
             return  # the message stays in the box
-        self.prompt.clear()
         if not self.models.ready:
+            self.prompt.clear()
             self._queued = ("send", event.text)
             self.notify("The model is still loading; your message goes out as soon as it is ready")
             return
         await self._send(event.text)
 
+    def _with_files(self, text: str) -> tuple[str, list[Attachment]] | None:
+        """(the question, its ``@path`` files read and counted); None, with one line shown, if a file cannot go."""
+        question, paths = mentions.split(text)
+        question = question.strip() if paths else text
+        try:
+            attachments = [attach.read(path) for path in paths]
+            if attachments:
+                self.session.check_attachments(attachments, question)
+        except AssistantError as exc:
+            self.notify(str(exc), title="Not sent", severity="error", markup=False)
+            return None
+        return question, attachments
+
     async def _send(self, text: str) -> None:
+        """Send ``text`` (its ``@path`` files attached); a file that cannot go leaves the text in the box."""
+        prepared = self._with_files(text)
+        if prepared is None:
+            if not self.prompt.text:
+                self.prompt.text = text
+            return
+        self.prompt.clear()
+        question, attachments = prepared
         kind = "send"
         if self._editing is not None:
             await self.chat.remove_from(self._editing)
             self._cancel_edit()
             kind = "resend"
         new = self.session.conversation_id is None
-        self.session.ensure_conversation(title=text.strip().splitlines()[0])
-        await self.chat.add(MessageView("user", text))
-        await self._begin_answer(kind, text)
+        self.session.ensure_conversation(title=(question.strip() or text.strip()).splitlines()[0])
+        shown = [ShownFile(a.name, a.size, a.tokens, a.text) for a in attachments]
+        await self.chat.add(MessageView("user", question, files=shown))
+        await self._begin_answer(kind, attach.compose(question, attachments), attachments=attachments)
         if new:
             await self.refresh_sidebar()
 
@@ -321,7 +350,9 @@ class ChatScreen(Screen[None]):
             self.prompt.border_title = None
             self.refresh_bindings()
 
-    async def _begin_answer(self, kind: str, text: str, view: MessageView | None = None) -> None:
+    async def _begin_answer(
+        self, kind: str, text: str, view: MessageView | None = None, attachments: list[Attachment] | None = None
+    ) -> None:
         """Stream an answer into a new message view, or (continuing) into ``view``."""
         self._offer_resume(None)
         if view is None:
@@ -333,16 +364,16 @@ class ChatScreen(Screen[None]):
         self.stream.begin()
         self.generating = True
         self._drain_timer = self.set_interval(0.2, self._drain)  # pieces held back by the worker's rate limit
-        self._generate(kind, text)
+        self._generate(kind, text, attachments or [])
 
     @work(thread=True, exclusive=True, group="generate", exit_on_error=False)
-    def _generate(self, kind: str, text: str) -> None:
+    def _generate(self, kind: str, text: str, attachments: list[Attachment]) -> None:
         """Runs in a thread: the session's stream for this kind of turn, pumped to the screen."""
         approve = approver(self.app, lambda: self.session.last.route.get("reason", ""))
         if kind == "send":
-            stream = self.session.send(text, approve=approve)
+            stream = self.session.send(text, approve=approve, attachments=attachments)
         elif kind == "resend":
-            stream = self.session.resend(text, approve=approve)
+            stream = self.session.resend(text, approve=approve, attachments=attachments)
         elif kind == "continue":
             stream = self.session.continue_()
         else:
@@ -417,6 +448,60 @@ class ChatScreen(Screen[None]):
         if action in BUSY_ACTIONS and self.generating:
             return None
         return True
+
+    # -- files: ``@path`` in the message box (Tab completes the path), or the attach dialog
+    @on(TextArea.Changed, "#prompt")
+    def _prompt_changed(self) -> None:
+        if self._hint_timer is not None:
+            self._hint_timer.stop()
+        self._hint_timer = self.set_timer(HINT_DELAY_S, self.update_attach_hint)
+
+    def update_attach_hint(self) -> None:
+        """Above the box: the files the message names with their token counts (or why one cannot go)."""
+        self._hint_timer = None
+        hint = self.query_one("#attach-hint", Static)
+        question, paths = mentions.split(self.prompt.text)
+        line = Content("")
+        if paths:
+            try:
+                files = [attach.read(path) for path in paths]
+                if self.models.ready:
+                    self.session.check_attachments(files, question)
+                    line = Content(" · ".join(f"📎 {a.name} {a.tokens} tokens" for a in files))
+                else:
+                    line = Content(" · ".join(f"📎 {a.name} {a.size:,} bytes" for a in files) + " (tokens: model loading)")
+            except AssistantError as exc:
+                line = Content.assemble(("⚠ ", "bold"), str(exc)).stylize("$text-error")
+        hint.update(line)
+        hint.set_class(not line.plain, "-hidden")
+
+    @on(PromptInput.Completions)
+    def _completions(self, event: PromptInput.Completions) -> None:
+        hint = self.query_one("#attach-hint", Static)
+        if event.candidates:
+            shown = "  ".join(c.rstrip("/").rsplit("/", 1)[-1] + ("/" if c.endswith("/") else "") for c in event.candidates)
+            hint.update(Content.assemble(("Tab: ", "bold"), shown))
+            hint.set_class(False, "-hidden")
+        else:
+            self.notify("No file matches that path", severity="warning")
+
+    @work
+    async def action_attach_file(self) -> None:
+        """Ask for a path (Tab completes it) and put ``@path`` in the message box."""
+        path = await self.app.push_screen_wait(TextInputScreen("Attach a file (its path; Tab completes)", "",
+                                                               suggester=mentions.PathSuggester()))
+        if not path:
+            return
+        try:
+            attach.read(path)
+        except AssistantError as exc:
+            self.notify(str(exc), title="Not attached", severity="error", markup=False)
+            return
+        text = self.prompt.text
+        self.prompt.text = f"@{path} {text}" if text else f"@{path} "
+        self.prompt.move_cursor(self.prompt.document.end)
+        self.prompt.focus()
+        self.update_attach_hint()
 
     # -- versions (branches): regenerate and edit-and-resend keep the earlier ones
     def _show_versions(self) -> None:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from textual import events
 from textual.containers import Vertical, VerticalScroll
 from textual.content import Content
-from textual.widgets import LoadingIndicator, Markdown, Static
+from textual.widgets import Collapsible, LoadingIndicator, Markdown, Static
 from textual.widgets.markdown import MarkdownFence, MarkdownStream
 
+from assistant.attach import unpack
 from assistant.text_safety import sanitize as clean
 
 FENCE = re.compile(r"^(?P<fence>`{3,}|~{3,})[^\n]*\n(?P<code>.*?)(?:^(?P=fence)[ \t]*$|\Z)", re.S | re.M)
@@ -23,14 +25,29 @@ def code_blocks(markdown: str) -> list[str]:
     return [m.group("code").rstrip("\n") for m in FENCE.finditer(markdown)]
 
 
-class MessageView(Vertical):
-    """A user or assistant message: a one-line header and a Markdown body."""
+@dataclass
+class ShownFile:
+    """A file attached to a message, as its fold shows it."""
 
-    def __init__(self, role: str, content: str = "", *, message_id: int | None = None, meta: str = "") -> None:
+    name: str
+    size: int
+    tokens: int
+    text: str
+
+    def title(self) -> str:
+        return f"📎 {self.name} · {self.tokens} tokens · {self.size:,} bytes"
+
+
+class MessageView(Vertical):
+    """A user or assistant message: a one-line header, its attached files (folded) and a Markdown body."""
+
+    def __init__(self, role: str, content: str = "", *, message_id: int | None = None, meta: str = "",
+                 files: list[ShownFile] | None = None) -> None:
         super().__init__(classes=f"message -{role}")
         self.role = role
         self.message_id = message_id
-        self.source = clean(content)
+        self.files = files or []
+        self.source = clean(content)  # the question without the files' blocks when there are files
         self.meta = meta
         self.resumable = False  # an incomplete answer offered for continue / regenerate
         self.versions: tuple[int, int, int] | None = None  # (branch point, shown, count): ``◀ 2/3 ▶`` in the header
@@ -39,6 +56,9 @@ class MessageView(Vertical):
 
     def compose(self):  # noqa: ANN201
         yield Static(self._header(), classes="message-header")
+        for file in self.files:
+            with Collapsible(title=clean(file.title()), collapsed=True, classes="attachment"):
+                yield Static(Content(clean(file.text)), classes="attachment-text")
         yield Markdown(self.source, open_links=False)
         yield Static(classes="resume-note")
 
@@ -118,14 +138,14 @@ class ChatView(VerticalScroll):
     def on_mount(self) -> None:
         self.anchor()
 
-    async def show(self, messages: list[dict[str, Any]], welcome: str = "") -> None:
+    async def show(self, messages: list[dict[str, Any]], welcome: str = "",
+                   files: dict[int, list[Any]] | None = None) -> None:
+        """Show stored messages; ``files`` holds the attachment records of the messages that have some."""
         await self.remove_children()
         if not messages:
             await self.mount(Static(welcome, id="welcome"))
             return
-        await self.mount_all(
-            MessageView(m["role"], m["content"], message_id=m["id"], meta=message_meta(m)) for m in messages
-        )
+        await self.mount_all(stored_view(m, (files or {}).get(m["id"], [])) for m in messages)
         self.anchor()
 
     async def add(self, view: MessageView) -> MessageView:
@@ -156,6 +176,17 @@ class ChatView(VerticalScroll):
                 self.release_anchor()
                 self.call_after_refresh(self.scroll_to_widget, view, animate=False, top=True)
         return found
+
+
+def stored_view(message: dict[str, Any], records: list[Any]) -> MessageView:
+    """The view of a stored message; its attached files (``AttachmentRecord``) fold above the question."""
+    content, shown = message["content"], []
+    if records:
+        texts, question = unpack(content, [r.name for r in records])
+        if texts:
+            content = question
+            shown = [ShownFile(r.name, r.size, r.tokens, t) for r, t in zip(records, texts, strict=True)]
+    return MessageView(message["role"], content, message_id=message["id"], meta=message_meta(message), files=shown)
 
 
 def message_meta(message: dict[str, Any]) -> str:
