@@ -275,6 +275,12 @@ class Session:
                 branches.fork(self.store, self.conversation_id, before[-1] if before else 0)
         yield from self.send(text, **kwargs)
 
+    def reasoning_starts_inside(self) -> bool:
+        """Whether the model's chat template opens the ``<think>`` block in the prompt (answers start inside it)."""
+        from assistant.reasoning import opens_in_prompt
+
+        return opens_in_prompt(self.engine.model.template.render([{"role": "user", "content": "?"}]))
+
     def check_attachments(self, attachments: list[Attachment], question: str) -> None:
         """Count each file's tokens with the model that answers; refuse a message that cannot fit (one line)."""
         attach.count_and_check(attachments, question, self.engine, self._sampling(None, None)["max_tokens"])

@@ -360,7 +360,7 @@ class ChatScreen(Screen[None]):
         else:
             view.set_meta(f"{self.models.name} · continuing…")
         self._answer = view
-        self._answer.start_stream()
+        self._answer.start_stream(self.session.reasoning_starts_inside())
         self.stream.begin()
         self.generating = True
         self._drain_timer = self.set_interval(0.2, self._drain)  # pieces held back by the worker's rate limit
@@ -557,15 +557,15 @@ class ChatScreen(Screen[None]):
     # -- clipboard
     def action_copy_answer(self) -> None:
         last = self.chat.last("assistant")
-        if last is None or not last.source:
+        if last is None or not last.answer:
             self.notify("No answer to copy yet", severity="warning")
             return
-        self.app.copy_to_clipboard(last.source)
-        self.notify(f"Copied the answer ({len(last.source)} chars)")
+        self.app.copy_to_clipboard(last.answer)
+        self.notify(f"Copied the answer ({len(last.answer)} chars)")
 
     def action_copy_code(self) -> None:
         last = self.chat.last("assistant")
-        blocks = code_blocks(last.source) if last is not None else []
+        blocks = code_blocks(last.answer) if last is not None else []
         if not blocks:
             self.notify("The last answer has no code block", severity="warning")
             return

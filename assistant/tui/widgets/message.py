@@ -13,6 +13,7 @@ from textual.widgets import Collapsible, LoadingIndicator, Markdown, Static
 from textual.widgets.markdown import MarkdownFence, MarkdownStream
 
 from assistant.attach import unpack
+from assistant.reasoning import ReasoningFilter, split
 from assistant.text_safety import sanitize as clean
 
 FENCE = re.compile(r"^(?P<fence>`{3,}|~{3,})[^\n]*\n(?P<code>.*?)(?:^(?P=fence)[ \t]*$|\Z)", re.S | re.M)
@@ -47,20 +48,40 @@ class MessageView(Vertical):
         self.role = role
         self.message_id = message_id
         self.files = files or []
-        self.source = clean(content)  # the question without the files' blocks when there are files
+        self.source = clean(content)  # the question without the files' blocks when there are files; the whole answer
+        self.reasoning, self.answer = split(self.source) if role == "assistant" else ("", self.source)
         self.meta = meta
         self.resumable = False  # an incomplete answer offered for continue / regenerate
         self.versions: tuple[int, int, int] | None = None  # (branch point, shown, count): ``◀ 2/3 ▶`` in the header
         self._stream: MarkdownStream | None = None
         self._thinking = False
+        self._filter = ReasoningFilter()
+        self._starts_inside = False
 
     def compose(self):  # noqa: ANN201
         yield Static(self._header(), classes="message-header")
         for file in self.files:
             with Collapsible(title=clean(file.title()), collapsed=True, classes="attachment"):
                 yield Static(Content(clean(file.text)), classes="attachment-text")
-        yield Markdown(self.source, open_links=False)
+        if self.role == "assistant":  # the <think> block, folded above the answer (hidden when there is none)
+            with Collapsible(title=self._reasoning_title(), collapsed=True, classes="reasoning"):
+                yield Static(Content(self.reasoning), classes="reasoning-text")
+        yield Markdown(self.answer, open_links=False)
         yield Static(classes="resume-note")
+
+    def on_mount(self) -> None:
+        for fold in self.query(".reasoning"):
+            fold.display = bool(self.reasoning)
+
+    def _reasoning_title(self, thinking: bool = False) -> str:
+        words = len(self.reasoning.split())
+        return f"💭 Thinking… ({words} words)" if thinking else f"💭 Reasoning ({words} words)"
+
+    def _show_reasoning(self, thinking: bool) -> None:
+        fold = self.query_one(".reasoning", Collapsible)
+        fold.display = bool(self.reasoning)
+        fold.title = self._reasoning_title(thinking)
+        self.query_one(".reasoning-text", Static).update(Content(self.reasoning))
 
     def _header(self) -> Content:
         """Who, the versions (``◀ 2/3 ▶``, clickable) if there are others, then the meta line."""
@@ -91,10 +112,16 @@ class MessageView(Vertical):
         self.query_one(".resume-note", Static).update(note or "")
 
     # -- streaming
-    def start_stream(self) -> None:
-        """Stream into this message: a new answer, or more of an incomplete one (appended)."""
+    def start_stream(self, starts_inside: bool = False) -> None:
+        """Stream into this message: a new answer, or more of an incomplete one (appended).
+
+        ``<think>`` reasoning streams into the fold above the answer (``starts_inside``: the chat template
+        opened the block in the prompt)."""
         self.mount(LoadingIndicator(classes="thinking"))
         self._thinking = True
+        self._starts_inside = starts_inside
+        self._filter = ReasoningFilter(starts_inside)
+        self._filter.feed(self.source)  # continuing: the filter picks up where the partial answer stopped
         self._stream = Markdown.get_stream(self.query_one(Markdown))
 
     async def write(self, text: str) -> None:
@@ -104,7 +131,13 @@ class MessageView(Vertical):
             self._thinking = False
             await self.query(".thinking").remove()
         self.source += text
-        await self._stream.write(text)
+        reasoning, answer = self._filter.feed(text)
+        if reasoning:
+            self.reasoning += reasoning
+            self._show_reasoning(thinking=True)
+        if answer:
+            self.answer += answer
+            await self._stream.write(answer)
 
     async def finish(self, final_text: str | None = None) -> None:
         """Flush the stream; if the stored answer differs from what was shown, show the stored one."""
@@ -113,9 +146,15 @@ class MessageView(Vertical):
         if self._stream is not None:
             await self._stream.stop()
             self._stream = None
-        if final_text is not None and clean(final_text) != self.source:
+        if final_text is not None:
             self.source = clean(final_text)
-            await self.query_one(Markdown).update(self.source)
+        reasoning, answer = split(self.source, self._starts_inside)
+        if reasoning or self.reasoning:
+            self.reasoning = reasoning
+            self._show_reasoning(thinking=False)
+        if answer != self.answer:
+            self.answer = answer
+            await self.query_one(Markdown).update(answer)
 
     @property
     def streaming(self) -> bool:
