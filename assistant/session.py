@@ -114,6 +114,11 @@ class Session:
         if conversation_id == self.conversation_id:
             self.new()
 
+    def use_persona(self, persona: Persona | None) -> None:
+        """Chat as ``persona`` (None: the plain assistant) from a new conversation on."""
+        self.persona = persona
+        self.new()
+
     def set_system_prompt(self, text: str) -> None:
         """This conversation's system prompt (a new conversation takes the configured one)."""
         if self.conversation_id is not None:

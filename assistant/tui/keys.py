@@ -38,6 +38,10 @@ ACTIONS = [
            palette=("Next version", "Show the later version of a regenerated or edited message")),
     Action("attach_file", "ctrl+l", "Attach a file (or type @path in your message; Tab completes it)",
            palette=("Attach a file", "Put a text file in your message (or type @path)")),
+    Action("pick_persona", "", "Chat as a persona (a new chat starts with it)",
+           palette=("Chat as a persona", "Pick one of your personas, or none; a new chat starts with it")),
+    Action("distill_persona", "", "Distil this persona into its own student (in the background)",
+           palette=("Distil this persona", "Train a student that answers like the persona without its prompt")),
     Action("copy_answer", "f3", "Copy the last answer",
            palette=("Copy answer", "Copy the last answer to the clipboard")),
     Action("copy_code", "f4", "Copy the last code block",
@@ -54,7 +58,7 @@ ACTIONS = [
 ]
 PROMPT_KEYS = [("send", "enter", "Send your message"), ("newline", "ctrl+j,shift+enter", "New line in your message")]
 BUSY_ACTIONS = {
-    "regenerate", "continue_answer", "edit_last", "new_conversation", "delete_conversation", "pick_model",
+    "pick_persona", "regenerate", "continue_answer", "edit_last", "new_conversation", "delete_conversation", "pick_model",
     "previous_version", "next_version",
 }
 KNOWN = {a.name for a in ACTIONS} | {name for name, _key, _description in PROMPT_KEYS}
@@ -63,7 +67,8 @@ KNOWN = {a.name for a in ACTIONS} | {name for name, _key, _description in PROMPT
 def bindings() -> list[Binding]:
     """Textual bindings for every action (Ctrl+Q has priority: it quits from any screen)."""
     return [
-        Binding(a.key, a.name, a.description, id=a.name, show=a.footer, priority=a.name == "quit") for a in ACTIONS
+        Binding(a.key, a.name, a.description, id=a.name, show=a.footer, priority=a.name == "quit")
+        for a in ACTIONS if a.key  # an action without a key is in the palette only
     ]
 
 

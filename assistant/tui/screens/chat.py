@@ -18,21 +18,25 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer, Input, Static, TextArea
+from textual.widgets import Button, Footer, Input, Static, TextArea
 
 from assistant import AssistantError, attach
+from assistant import persona as personas
 from assistant.attach import Attachment
 from assistant.config import Config, save
 from assistant.model_manager import ModelManager
 from assistant.session import Session, resumable
 from assistant.tui import mentions
+from assistant.tui.distill_job import DistillJob, Outcome, Progress
 from assistant.tui.keys import ACTIONS, BUSY_ACTIONS, bindings, key_label, key_of, key_rows
 from assistant.tui.screens.dialogs import ConfirmScreen, TextInputScreen
 from assistant.tui.screens.escalation import approver
 from assistant.tui.screens.help import HelpScreen, help_markdown
 from assistant.tui.screens.models import ModelPickerScreen, gguf_files, model_choices
+from assistant.tui.screens.personas import NO_PERSONA, PersonaPickerScreen
 from assistant.tui.screens.settings import SettingsScreen, SettingsValues
 from assistant.tui.streaming import AnswerDelta, AnswerDone, AnswerStream
+from assistant.tui.widgets.distill_bar import DistillBar
 from assistant.tui.widgets.message import ChatView, MessageView, ShownFile, code_blocks, message_meta
 from assistant.tui.widgets.prompt import PromptInput
 from assistant.tui.widgets.sidebar import Sidebar
@@ -51,6 +55,18 @@ class ModelReady(Message):
     def __init__(self, key: str, error: str = "", swapped: bool = False) -> None:
         super().__init__()
         self.key, self.error, self.swapped = key, error, swapped
+
+
+class DistillProgress(Message):
+    def __init__(self, progress: Progress) -> None:
+        super().__init__()
+        self.progress = progress
+
+
+class DistillEnded(Message):
+    def __init__(self, name: str, outcome: Outcome) -> None:
+        super().__init__()
+        self.name, self.outcome = name, outcome
 
 
 class ChatScreen(Screen[None]):
@@ -72,6 +88,8 @@ class ChatScreen(Screen[None]):
         self._quitting = False
         self._failed_key = ""  # the model that failed to load, when none serves
         self._hint_timer: Timer | None = None
+        self.distill_job: DistillJob | None = None  # a persona being distilled in its own process
+        self.distill_args: list[str] = []  # more arguments for `distill persona` (the tests' tiny recipe: --ci)
         self._narrow = False  # the terminal is narrower than NARROW_COLUMNS (the sidebar collapses)
         self._seen_files: dict[Path, int] = {}
         self._announced: set[Path] = set()  # model files present at start or already announced
@@ -84,6 +102,7 @@ class ChatScreen(Screen[None]):
                 yield ChatView(id="chat")
                 yield Static(id="attach-hint", classes="-hidden")
                 yield PromptInput(id="prompt", placeholder="Ask anything… (Enter sends, Ctrl+J new line)")
+        yield DistillBar(id="distill-bar")
         yield StatusBar(id="status")
         yield Footer()
 
@@ -437,6 +456,8 @@ class ChatScreen(Screen[None]):
     async def stop_for_quit(self, timeout: float) -> None:
         """Stop the answer being streamed at its next token and wait (at most ``timeout`` s) until it is stored."""
         self._quitting = True
+        if self.distill_job is not None:
+            self.distill_job.cancel()  # as Ctrl-C: the run resumes when started again
         if not self.stream.idle.is_set():
             self.stream.stop.set()
             self.session.cancel()
@@ -629,6 +650,82 @@ class ChatScreen(Screen[None]):
                             timeout=15, markup=False)
         self._seen_files = current
 
+    # -- personas: chat as one, distil one into its own student
+    def action_pick_persona(self) -> None:
+        current = self.session.persona.name if self.session.persona else NO_PERSONA
+        self.app.push_screen(PersonaPickerScreen(personas.all_personas(), current), self._persona_picked)
+
+    def _persona_picked(self, name: str | None) -> None:
+        if name is not None:
+            self.call_later(self.use_persona, "" if name == NO_PERSONA else name)
+
+    async def use_persona(self, name: str) -> None:
+        """Start a new chat as persona ``name`` ('' for none), loading its model (or its student) if it has one."""
+        if self.generating:
+            self.notify("Still answering: press Esc to stop first", severity="warning")
+            return
+        try:
+            persona = personas.load(name) if name else None
+        except AssistantError as exc:
+            self.notify(str(exc), severity="error", markup=False)
+            return
+        self.session.use_persona(persona)
+        await self.open_conversation(None)
+        self.status.show(persona=persona.name if persona else "")
+        self.notify(f"New chat as {name}" if name else "New chat without a persona", markup=False)
+        model = persona.runtime_model() if persona else ""
+        if model and model != self.models.key:
+            self.status.show(state=f"loading {Path(model).name}…")
+            self._load_model(model)
+
+    def action_distill_persona(self) -> None:
+        if self.distill_job is not None and self.distill_job.running:
+            self.notify(f"Already distilling {self.distill_job.name}: Cancel it in the bar first", severity="warning",
+                        markup=False)
+        elif self.session.persona is not None:
+            self.start_distill(self.session.persona.name)
+        else:
+            picker = PersonaPickerScreen(personas.all_personas(), "", title="Distil which persona?")
+            self.app.push_screen(picker, lambda name: self.start_distill(name) if name and name != NO_PERSONA else None)
+
+    def start_distill(self, name: str) -> None:
+        """Run `assistant distill persona NAME` in its own process; its progress shows in the bar above the status."""
+        job = DistillJob(name, lambda p: self.post_message(DistillProgress(p)),
+                         lambda outcome: self.post_message(DistillEnded(name, outcome)), self.distill_args)
+        try:
+            job.start()
+        except OSError as exc:
+            self.notify(f"cannot start the distillation: {exc}", severity="error", markup=False)
+            return
+        self.distill_job = job
+        self.query_one(DistillBar).begin(name)
+        self.notify(f"Distilling {name} in the background: keep chatting; Cancel in the bar stops it (it resumes "
+                    "when started again)", markup=False)
+
+    @on(DistillProgress)
+    def _distill_progress(self, event: DistillProgress) -> None:
+        self.query_one(DistillBar).show(event.progress)
+
+    @on(Button.Pressed, "#distill-cancel")
+    def action_cancel_distill(self) -> None:
+        if self.distill_job is not None and self.distill_job.running:
+            self.distill_job.cancel()
+            self.query_one(DistillBar).show_text("cancelling…")
+
+    @on(DistillEnded)
+    def _distill_ended(self, event: DistillEnded) -> None:
+        self.query_one(DistillBar).end()
+        outcome, name = event.outcome, event.name
+        if outcome.cancelled:
+            self.notify(f"Distillation of {name} cancelled; start it again to resume where it stopped", markup=False)
+        elif outcome.returncode != 0 or outcome.summary is None:
+            self.notify(f"Distilling {name} failed: {outcome.error or f'exit code {outcome.returncode}'}",
+                        title="Distillation failed", severity="error", markup=False, timeout=20)
+        else:
+            question = f"{name} is distilled: its student answers without the prompt. Switch to it now?"
+            self.app.push_screen(ConfirmScreen(question, confirm="Switch"),
+                                 lambda yes: self.call_later(self.use_persona, name) if yes else None)
+
     # -- settings and help
     def action_settings(self) -> None:
         system = self.session.system_prompt
@@ -638,12 +735,16 @@ class ChatScreen(Screen[None]):
             temperature=self.config.generation.temperature,
             max_tokens=self.config.generation.max_tokens,
             theme=self.app.theme,
+            persona=self.session.persona.name if self.session.persona else NO_PERSONA,
         )
-        self.app.push_screen(SettingsScreen(values, sorted(self.app.available_themes)), self._settings_saved)
+        screen = SettingsScreen(values, sorted(self.app.available_themes), personas.names())
+        self.app.push_screen(screen, self._settings_saved)
 
     def _settings_saved(self, values: SettingsValues | None) -> None:
         if values is None:
             return
+        if values.persona != (self.session.persona.name if self.session.persona else NO_PERSONA):
+            self.call_later(self.use_persona, "" if values.persona == NO_PERSONA else values.persona)
         self.session.set_system_prompt(values.system)
         if values.system_as_default or self.session.conversation_id is None:
             self.config.generation.system = values.system
