@@ -131,6 +131,7 @@ class ChatScreen(Screen[None]):
         self.status.show(policy=self.config.escalation.policy, persona=persona.name if persona else "")
         if self.models.ready:
             self.status.show(model=self.models.name, n_ctx=self.models.n_ctx)
+            self._warn_if_base_model()
         else:
             self.status.show(model=self.models.key, state="loading model…")
             self._load_model(self.models.key)
@@ -632,6 +633,7 @@ class ChatScreen(Screen[None]):
             self._queued = None
             return
         self.status.show(model=self.models.name, n_ctx=self.models.n_ctx, context_used=0, tokens_per_s=0.0, ttft_s=0.0)
+        self._warn_if_base_model()
         if event.swapped:
             self.notify(f"Now answering with {self.models.name}", markup=False)
         if welcome := self.chat.query("#welcome"):
@@ -639,6 +641,16 @@ class ChatScreen(Screen[None]):
         if self._queued and not self.generating:
             (kind, text), self._queued = self._queued, None
             await (self._send(text) if kind == "send" else self.action_continue_answer())
+
+    def _warn_if_base_model(self) -> None:
+        """A base (completion) model echoes and rambles when chatted with: say so (issue 19, row 7)."""
+        base = self.models.base_model
+        self.status.show(base_model=base)
+        if base:
+            from assistant.gguf_info import base_model_note
+
+            self.notify(base_model_note(self.models.name), title="Base model", severity="warning", timeout=20,
+                        markup=False)
 
     def poll_models(self) -> None:
         """Notice new .gguf files (e.g. a freshly distilled student) once their size is stable."""
