@@ -9,7 +9,7 @@ import time
 
 import pytest
 from textual.widgets import Input, TextArea
-from tui_helpers import ask_and_wait_for_text, until, when
+from tui_helpers import ask_and_wait_for_text, wait_until, when
 
 from assistant.session import resumable
 
@@ -28,7 +28,7 @@ async def test_quit_while_streaming_stops_within_a_token_and_keeps_the_partial_a
             conversation = app.session.conversation_id
             pressed = time.monotonic()
             await pilot.press("ctrl+q")
-            await until(pilot, lambda: not app.is_running, 5.0, "the app to exit")
+            await wait_until(pilot, lambda: not app.is_running, "the app to exit", 5.0)
         deadline = pressed + 1.0
         while engine.busy and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -134,14 +134,14 @@ async def test_escape_during_the_prefill_of_a_long_paste_stops_within_half_a_sec
         app.prompt.text = "Summarise this log:\n" + long_paste(60)
         app.prompt.focus()
         await pilot.press("enter")
-        await until(pilot, lambda: engine.busy, 30, "the prefill to start")
+        await wait_until(pilot, lambda: engine.busy, "the prefill to start", 30)
         await pilot.pause(0.3)
         assert app.generating and not app._answer.source  # still reading the prompt
         stopped = when(lambda: not engine.busy, 30)
         ended = when(lambda: app.turns_done == 1, 30)  # observed from a thread: pilot.press itself takes ~2 s here
         pressed = time.monotonic()
         await pilot.press("escape")
-        await until(pilot, lambda: ended.is_set(), 30, "the turn to end")
+        await wait_until(pilot, lambda: ended.is_set(), "the turn to end", 30)
         print(f"\nEsc during prefill: engine stopped after {stopped.at - pressed:.2f} s, turn ended after "
               f"{ended.at - pressed:.2f} s")
         assert ended.at - pressed < 0.5, f"Esc took {ended.at - pressed:.2f} s to stop the prefill"
