@@ -93,6 +93,29 @@ def test_progress_lines_give_phase_rate_and_eta_on_a_recorded_run() -> None:
     assert parse("progress: {not json") is None and parse("Loading weights: 100%|███|") is None
 
 
+async def test_the_bar_shows_a_recorded_run(make_app) -> None:  # noqa: ANN001
+    from textual.widgets import ProgressBar
+
+    app = make_app()
+    async with app.run_test(size=(100, 30)) as pilot:
+        bar = app.screen.query_one("#distill-bar")
+        assert not bar.display and not bar.query(ProgressBar)  # nothing animates while no job runs
+        bar.begin("pip")
+        await pilot.pause()
+        progress = [p for p in map(parse, RECORDED.read_text(encoding="utf-8").splitlines()) if p is not None]
+        training = [p for p in progress if p.name == "training"]
+        for p in progress[: progress.index(training[2]) + 1]:  # up to the second training step
+            bar.show(p)
+        await pilot.pause()
+        widget = bar.query_one(ProgressBar)
+        assert (widget.total, widget.progress) == (training[2].total, training[2].done)
+        assert bar.text.startswith(f"{training[2].phase} · 2/4 · ") and "/s · ETA " in bar.text
+        assert "ETA" in str(bar.query_one("#distill-text").render())
+        bar.end()
+        await pilot.pause()
+        assert not bar.display and not bar.query(ProgressBar)
+
+
 async def test_a_distillation_that_fails_says_why_in_one_line(make_app, store, tmp_path: Path) -> None:  # noqa: ANN001
     add_persona(tmp_path, "smollm2-135m")  # a packaged model's name: the real command refuses it at once
     app = make_app()

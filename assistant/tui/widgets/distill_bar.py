@@ -21,24 +21,22 @@ class DistillBar(Horizontal):
 
     def compose(self) -> ComposeResult:
         yield Label(id="distill-title")
-        yield ProgressBar(total=None, show_eta=False, show_percentage=True, id="distill-progress")
         yield Label(id="distill-text")
         yield Button("Cancel", id="distill-cancel", compact=True)
 
     def begin(self, persona: str) -> None:
         self.persona, self.rate = persona, Rate()
         self.query_one("#distill-title", Label).update(Content.assemble(("⚗ distilling ", "bold"), (persona, "bold")))
-        self.query_one(ProgressBar).update(total=None, progress=0)
+        # mounted only while a job runs: an indeterminate bar redraws 15 times a second, even hidden
+        self.query(ProgressBar).remove()
+        self.mount(ProgressBar(total=None, show_eta=False, id="distill-progress"), after="#distill-title")
         self.show_text("starting…")
         self.display = True
 
     def show(self, progress: Progress) -> None:
         self.rate.update(progress)
-        bar = self.query_one(ProgressBar)
-        if progress.total > 1:
-            bar.update(total=progress.total, progress=progress.done)
-        else:
-            bar.update(total=None)
+        for bar in self.query(ProgressBar):
+            bar.update(total=progress.total if progress.total > 1 else None, progress=progress.done)
         self.show_text(describe(progress, self.rate))
 
     def show_text(self, text: str) -> None:
@@ -47,3 +45,4 @@ class DistillBar(Horizontal):
 
     def end(self) -> None:
         self.display = False
+        self.query(ProgressBar).remove()
