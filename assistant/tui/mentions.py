@@ -60,6 +60,20 @@ def complete(partial: str, limit: int = 30) -> list[str]:
     return found
 
 
+def typing(text: str) -> tuple[str, list[str]] | None:
+    """(path, completions) when ``text`` ends with an ``@path`` that names no file yet (it is being typed)."""
+    word = text.rsplit(None, 1)[-1] if text.strip() and not text[-1].isspace() else ""
+    if not word.startswith("@") or len(word) < 2 or Path(word[1:]).expanduser().is_file():
+        return None
+    found = complete(word[1:])
+    return (word[1:], found) if found or _path_of(word[1:]) else None  # '@someone' is text
+
+
+def tail(path: str) -> str:
+    """The last part of a completion, as the candidates list shows it ('docs/' stays 'docs/')."""
+    return path.rstrip("/").rsplit("/", 1)[-1] + ("/" if path.endswith("/") else "")
+
+
 def common_prefix(candidates: list[str]) -> str:
     return os.path.commonprefix(candidates) if candidates else ""
 

@@ -482,9 +482,17 @@ class ChatScreen(Screen[None]):
         """Above the box: the files the message names with their token counts (or why one cannot go)."""
         self._hint_timer = None
         hint = self.query_one("#attach-hint", Static)
-        question, paths = mentions.split(self.prompt.text)
+        text = self.prompt.text
+        question, paths = mentions.split(text)
+        typing = mentions.typing(text)  # an @path being typed that names no file yet: its completions, not an error
+        if typing is not None:
+            paths = [p for p in paths if p != typing[0]]
         line = Content("")
-        if paths:
+        if typing is not None and not paths:
+            found = typing[1]
+            line = Content.assemble(("Tab: ", "bold"), "  ".join(mentions.tail(c) for c in found[:12])) if found \
+                else Content("no file matches that path yet")
+        elif paths:
             try:
                 files = [attach.read(path) for path in paths]
                 if self.models.ready:
@@ -501,8 +509,7 @@ class ChatScreen(Screen[None]):
     def _completions(self, event: PromptInput.Completions) -> None:
         hint = self.query_one("#attach-hint", Static)
         if event.candidates:
-            shown = "  ".join(c.rstrip("/").rsplit("/", 1)[-1] + ("/" if c.endswith("/") else "") for c in event.candidates)
-            hint.update(Content.assemble(("Tab: ", "bold"), shown))
+            hint.update(Content.assemble(("Tab: ", "bold"), "  ".join(mentions.tail(c) for c in event.candidates)))
             hint.set_class(False, "-hidden")
         else:
             self.notify("No file matches that path", severity="warning")
