@@ -49,7 +49,7 @@ class ChatRequest:
     top_p: float | None = None
     stop: list[str] = field(default_factory=list)
     seed: int | None = None
-    json_schema: dict[str, Any] | None = None  # response_format json_schema (or {} for json_object)
+    json_schema: dict[str, Any] | None = None  # response_format's schema ({"type": "object"} for json_object)
 
     def key(self, answer: str | None = None) -> str:
         """The conversation's fingerprint before the question, or (given the answer) after this exchange."""
@@ -196,22 +196,18 @@ def _stop(stop: Any) -> list[str]:
 
 
 def _response_format(value: Any) -> dict[str, Any] | None:
-    """None for plain text, {} for any JSON object, else the JSON schema the answer must follow."""
-    if value is None:
-        return None
-    kind = value.get("type") if isinstance(value, dict) else None
-    if kind == "text":
-        return None
-    if kind == "json_object":
-        return {}
-    if kind == "json_schema":
-        spec = value.get("json_schema")
-        schema = spec.get("schema") if isinstance(spec, dict) else None
-        if not isinstance(schema, dict):
-            raise invalid("'response_format.json_schema.schema' must be a JSON schema object", "response_format")
+    """None for plain text, else the JSON schema the answer must follow ({"type": "object"} for json_object)."""
+    from assistant.schema import SchemaError, from_response_format
+
+    if value is not None and not isinstance(value, dict):
+        raise invalid("'response_format' must be an object", "response_format")
+    try:
+        schema = from_response_format(value)
+    except SchemaError as exc:
+        raise invalid(f"'response_format': {exc}", "response_format") from None
+    if schema is not None:
         _check_schema_size(schema)
-        return schema
-    raise invalid("'response_format.type' must be text, json_object or json_schema", "response_format")
+    return schema
 
 
 def _check_schema_size(node: Any, depth: int = 0) -> None:
@@ -232,11 +228,12 @@ def _check_schema_size(node: Any, depth: int = 0) -> None:
 
 
 def grammar_for(schema: dict[str, Any]) -> Any:
-    """A llama.cpp grammar that only lets the model write JSON following ``schema`` ({}: any JSON object)."""
+    """The llama.cpp grammar (``assistant.schema``, as for ``ask --schema``) that only lets the model write JSON
+    following ``schema``; 400 for a schema it cannot express."""
     from assistant.schema import SchemaError
     from assistant.schema import grammar_for as schema_grammar
 
     try:
-        return schema_grammar(schema or {"type": "object"})
+        return schema_grammar(schema)
     except SchemaError as exc:
         raise invalid(f"'response_format' schema is not supported: {exc}", "response_format") from None

@@ -583,7 +583,7 @@ class Engine:
             finally:
                 self._lock.release()
             old.close()
-            _release_heap()
+            release_heap()
 
     def swap_in_background(self, path: Path | str) -> Future[None]:
         """Start ``swap`` in a thread; the future holds its outcome (None, or the error)."""
@@ -612,7 +612,7 @@ SWAP_PROBE = [
 ]
 
 
-def _release_heap() -> None:
+def release_heap() -> None:
     """Hand freed C heap back to the OS (glibc keeps ~50-80 MiB of a closed model otherwise)."""
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)

@@ -1,8 +1,9 @@
 """The model manager: which model serves, loading it and hot-swapping it, in one place.
 
-One per process, shared by the chat UI, ``assistant ask`` and (later) the local server. The
-first ``load`` builds the engine; each later ``load`` swaps the model between two turns while
-the old one keeps serving, and on failure the old one goes on serving and the error is raised.
+One per process, shared by the chat UI, ``assistant ask`` and the local server. The first
+``load`` builds the engine; each later ``load`` swaps the model between two turns while the old
+one keeps serving, and on failure the old one goes on serving and the error is raised. The server
+also uses ``use`` (load or swap only when another model serves) and ``unload`` (free an idle model).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from assistant import AssistantError
 from assistant.config import Config
-from assistant.engine import Engine, Messages
+from assistant.engine import Engine, Messages, release_heap
 from assistant.registry import DEFAULT_MODEL, Registry
 from assistant.store import Store
 
@@ -89,6 +90,23 @@ class ModelManager:
             raise AssistantError(self.error) from None
         self.key, self.error = key, ""
         return swapped
+
+    def use(self, key: str) -> bool:
+        """Serve with ``key``: loaded, or swapped in, unless it is the model serving already; True if it loaded."""
+        if self._engine is not None and self.resolve(key) == self._engine.path:
+            self.key = key
+            return False
+        self.load(key)
+        return True
+
+    def unload(self) -> bool:
+        """Free the serving model (after the answer in progress); the next ``load`` loads afresh. False if none."""
+        engine, self._engine = self._engine, None
+        if engine is None:
+            return False
+        engine.close()
+        release_heap()
+        return True
 
     def forget(self, conversation: object) -> None:
         """Drop a conversation's cached state (it was deleted or rewritten)."""

@@ -113,10 +113,13 @@ def from_response_format(response_format: dict[str, Any] | None) -> dict[str, An
     if response_format.get("type") == "json_object":
         return {"type": "object"}
     if response_format.get("type") == "json_schema":
-        schema = (response_format.get("json_schema") or {}).get("schema")
+        spec = response_format.get("json_schema")
+        schema = spec.get("schema") if isinstance(spec, dict) else None
+        if schema is None:
+            raise SchemaError("json_schema needs a 'schema' object")
         _check_schema(schema)
         return schema
-    raise SchemaError(f"unsupported response_format type {response_format.get('type')!r}")
+    raise SchemaError(f"unsupported type {response_format.get('type')!r} (use text, json_object or json_schema)")
 
 
 def instruction(schema: dict[str, Any]) -> str:

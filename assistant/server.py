@@ -1,58 +1,58 @@
 """`assistant serve`: the on-device models behind an OpenAI-compatible API on localhost.
 
 ``GET /v1/models``, ``POST /v1/chat/completions`` (whole, or streamed as server-sent events) and
-``GET /health`` on Starlette + uvicorn. Each request is a chat turn through a :class:`Session`:
-the answer is stored in the history (marked "via API", under the model name the client asked
-for) unless the server runs without history. A client that resends the growing message list
-of one chat continues the same stored conversation, so the engine evaluates only what is new.
+``GET /health`` on Starlette + uvicorn. Each request is a chat turn through a :class:`Session`
+(as the persona it names, if any), on the process's one :class:`ModelManager`: models load on
+first use, swap between requests and unload after ``idle_unload_s`` seconds without a request.
+The answer is stored in the history (marked "via API", under the model name the client asked for)
+unless the server runs without history; a client that resends the growing message list of one
+chat continues the same stored conversation (``api_conversations``), so the engine evaluates only
+what is new. ``response_format`` goes through ``assistant.schema`` (grammar and check), as
+``assistant ask --schema`` does.
 
-One request runs at a time, on one worker thread; at most ``queue`` more wait and later ones
-get 429 with Retry-After. A client that goes away stops its generation at the next token; its
-stored answer keeps ``finish_reason = "cancelled"``. Models load on first use, swap between
-requests and unload after ``idle_unload_s`` seconds without a request.
+One request runs at a time, on one worker thread; at most ``queue`` more wait (``api_gate``) and
+later ones get 429 with Retry-After. A client that goes away (``api_stream``) stops its generation
+at the next token; its stored answer keeps ``finish_reason = "cancelled"``.
 
-Secure by default: loopback only unless an API key is set; the key is compared in constant time;
-without a key, requests naming another Host or Origin (a web page, DNS rebinding) are refused;
-bodies and max_tokens are bounded; every error is OpenAI-style JSON, without paths or tracebacks.
+Secure by default (``api_guard``): loopback only unless an API key is set; bodies and max_tokens
+are bounded; every error is OpenAI-style JSON, without paths or tracebacks.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
-import ipaddress
-import json
-import math
 import secrets
 import socket
 import sys
 import threading
 import time
-from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
 
 from assistant import AssistantError
+from assistant import persona as personas
+from assistant.api_conversations import Conversations
+from assistant.api_gate import Gate
+from assistant.api_guard import check_caller, is_loopback, read_body
 from assistant.api_request import ApiError, ChatRequest, grammar_for, parse_chat, parse_json
+from assistant.api_stream import EventStream, disconnected, drain, sse
 from assistant.config import Config, database_path
-from assistant.engine import Engine
-from assistant.registry import DEFAULT_MODEL, Registry
+from assistant.model_manager import ModelManager
+from assistant.persona import Persona
+from assistant.registry import DEFAULT_MODEL
+from assistant.schema import SchemaError, check
 from assistant.session import Session
 from assistant.store import Store
-
-VIA = "API"
 
 
 @dataclass
@@ -72,169 +72,12 @@ def log(message: str) -> None:
     print(f"assistant serve: {message}", file=sys.stderr, flush=True)
 
 
-# -- models
 @dataclass
 class Target:
-    """What a requested model name stands for: the registered model that runs and a persona's settings."""
+    """What a requested model name stands for: the registered model that runs, and the persona if it is one."""
 
     model: str
-    system: str = ""
-    temperature: float | None = None
-    max_tokens: int | None = None
-
-
-def _personas() -> Any:
-    """The persona module when this install has it (None otherwise)."""
-    import importlib
-    import importlib.util
-
-    return importlib.import_module("assistant.persona") if importlib.util.find_spec("assistant.persona") else None
-
-
-class ModelHost:
-    """Which model answers: loaded on first use, swapped between requests, unloaded when idle.
-
-    A small stand-in for the model manager the UI and CLI are to share: it drives ``Engine`` and
-    ``Registry`` directly. ``engine_for`` and ``unload`` run on the server's one worker thread.
-    """
-
-    def __init__(self, registry: Registry, config: Config) -> None:
-        self.registry, self.config = registry, config
-        self.engine: Engine | None = None
-        self.model = ""  # the registered name of the loaded model
-        self.last_used = time.monotonic()
-        self.unloads = 0
-
-    def names(self) -> list[str]:
-        """Registered models, then personas: read on each call, so `assistant models`/`persona` changes show."""
-        personas = _personas()
-        return list(dict.fromkeys([*self.registry.names(), *(personas.names() if personas else [])]))
-
-    def target(self, name: str) -> Target:
-        """The model (and persona settings) behind a name; 404 for a name GET /v1/models does not list."""
-        personas = _personas()
-        if personas is not None and name in personas.names():
-            try:
-                persona = personas.load(name)
-            except AssistantError as exc:
-                log(f"persona {name}: {exc}")
-                raise ApiError(503, f"persona {name!r} cannot be read; see the server's log", "server_error",
-                               code="model_unavailable") from None
-            model = persona.runtime_model() or self.config.model.default or DEFAULT_MODEL
-            return Target(model, persona.runtime_system(), persona.temperature, persona.max_tokens)
-        if name in self.registry.names():
-            return Target(name)
-        raise ApiError(404, f"the model {name!r} does not exist; GET /v1/models lists the models",
-                       param="model", code="model_not_found")
-
-    def engine_for(self, model: str) -> Engine:
-        """The engine with ``model`` loaded: loaded now, or swapped in for the one loaded before."""
-        try:
-            path = self.registry.resolve(model)
-            if self.engine is None:
-                self.engine = Engine(path, n_ctx=self.config.model.n_ctx, threads=self.config.model.threads)
-                log(f"loaded {model}")
-            elif self.engine.path != path:
-                self.engine.swap(path)
-                log(f"swapped in {model}")
-            self.model = model
-        except AssistantError as exc:
-            log(f"cannot load {model}: {exc}")
-            raise ApiError(503, f"the model {model!r} cannot be loaded on this machine; see the server's log",
-                           "server_error", code="model_unavailable") from None
-        return self.engine
-
-    @property
-    def loaded(self) -> str | None:
-        return self.model if self.engine is not None else None
-
-    def unload(self) -> None:
-        if self.engine is not None:
-            name, engine, self.engine = self.model, self.engine, None
-            engine.close()
-            from assistant.engine import _release_heap
-
-            _release_heap()
-            self.unloads += 1
-            log(f"unloaded {name}")
-
-
-# -- conversations
-class Conversations:
-    """Which stored conversation a request continues: the one whose messages it resends, else a new one.
-
-    Continuing the same conversation keeps the engine's KV cache for everything but the new
-    question. The last ``keep`` conversations are remembered; without history (an in-memory
-    store) forgotten ones are deleted, so memory stays bounded.
-    """
-
-    def __init__(self, store: Store, config: Config, history: bool, keep: int = 256) -> None:
-        self.store, self.config, self.history, self.keep = store, config, history, keep
-        self._open: OrderedDict[str, int] = OrderedDict()
-
-    def session(self, request: ChatRequest, target: Target, engine: Engine) -> Session:
-        conversation_id = self._open.pop(request.key(), None)
-        system = "\n\n".join(part for part in (target.system, request.system) if part)
-        config = replace(self.config, generation=replace(self.config.generation, system=system))
-        session = Session(self.store, engine, config, conversation_id)
-        session.via, session.model_label = VIA, request.model
-        if conversation_id is None:
-            self._start(session, request)
-        return session
-
-    def _start(self, session: Session, request: ChatRequest) -> None:
-        """A new conversation holding the turns the client sent before its question."""
-        first = next((text for role, text in request.earlier if role == "user"), request.question).strip()
-        conversation_id = session.ensure_conversation(title=first.splitlines()[0] if first else "")
-        route = json.dumps({"via": VIA})
-        for role, text in request.earlier:
-            model = request.model if role == "assistant" else ""
-            self.store.add_message(conversation_id, role, text, model=model, route=route)
-
-    def finished(self, request: ChatRequest, answer: str, conversation_id: int, engine: Engine, whole: bool) -> None:
-        """Remember a whole answer's conversation under the messages that will continue it."""
-        if whole:
-            self._open[request.key(answer)] = conversation_id
-        elif not self.history:
-            self._drop(conversation_id, engine)
-        while len(self._open) > self.keep:
-            self._drop(self._open.popitem(last=False)[1], engine)
-
-    def _drop(self, conversation_id: int, engine: Engine) -> None:
-        engine.forget(conversation_id)
-        if not self.history:
-            self.store.delete_conversation(conversation_id)
-
-
-# -- one request at a time
-class Gate:
-    """One engine job at a time, first come first served; at most ``limit`` more admitted to wait.
-
-    Admission is counted when a request arrives (before any await), so a burst cannot overfill the
-    queue; the turn is an ``asyncio.Lock`` (FIFO, cancellation-safe), released when the worker is done.
-    """
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.admitted = 0  # requests admitted and not finished, running or waiting
-        self.turn = asyncio.Lock()
-
-    @property
-    def busy(self) -> bool:
-        return self.turn.locked()
-
-    @property
-    def waiting(self) -> int:
-        return max(0, self.admitted - int(self.busy))
-
-    def admit(self) -> bool:
-        if self.admitted > self.limit:
-            return False
-        self.admitted += 1
-        return True
-
-    def leave(self) -> None:
-        self.admitted -= 1
+    persona: Persona | None = None
 
 
 @dataclass(eq=False)
@@ -281,100 +124,27 @@ class Outcome:
                 "predicted_per_second": round(self.tokens_per_s, 3)}
 
 
-# -- HTTP
-async def _disconnected(receive: Receive) -> None:
-    """Return when the client goes away (the request body must have been read)."""
-    while (await receive())["type"] != "http.disconnect":
-        pass
-
-
-class EventStream(StreamingResponse):
-    """Server-sent events; a client that goes away calls ``on_disconnect`` at once, not at the next write."""
-
-    def __init__(self, events: AsyncIterator[bytes], on_disconnect: Callable[[], None]) -> None:
-        super().__init__(events, media_type="text/event-stream",
-                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-        self.on_disconnect = on_disconnect
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        watcher = asyncio.ensure_future(_disconnected(receive))
-        watcher.add_done_callback(lambda task: None if task.cancelled() else self.on_disconnect())
-        try:
-            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-            async for chunk in self.body_iterator:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-        except OSError:  # the client went away while we wrote
-            self.on_disconnect()
-        finally:
-            watcher.cancel()
-            await self.body_iterator.aclose()  # type: ignore[attr-defined]
-
-
-async def _drain(pieces: asyncio.Queue[str | None]) -> list[str] | None:
-    """The next piece and any others already queued; None once the end marker is reached."""
-    texts = [await pieces.get()]
-    while texts[-1] is not None and not pieces.empty():
-        texts.append(pieces.get_nowait())
-    if texts[-1] is None:
-        texts.pop()
-        if not texts:
-            return None
-        pieces.put_nowait(None)  # the end comes on the next call
-    return texts  # type: ignore[return-value]
-
-
-def sse(data: dict[str, Any] | str) -> bytes:
-    text = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
-    return f"data: {text}\n\n".encode()
-
-
-def _hostname(url: str) -> str:
-    try:
-        return urlsplit(url).hostname or ""
-    except ValueError:  # e.g. an unclosed "[" in a Host header
-        return ""
-
-
-def _is_loopback_name(name: str) -> bool:
-    if name.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
-
-
-def is_loopback(host: str) -> bool:
-    """Whether every address ``host`` stands for is a loopback address."""
-    try:
-        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError):
-        return False
-    return bool(infos) and all(ipaddress.ip_address(info[4][0].split("%")[0]).is_loopback for info in infos)
-
-
 class Server:
-    """The Starlette app and what it shares: the model host, the conversations, the gate, the worker thread."""
+    """The Starlette app and what it shares: the model manager, the conversations, the gate, the worker thread."""
 
     def __init__(self, options: ServeOptions, config: Config) -> None:
         self.options, self.config = options, config
         models_store = Store(database_path())  # the registry's table lives in the history database
         self.history_store = models_store if options.history else Store(":memory:")
-        self.host = ModelHost(Registry(models_store), config)
-        self.conversations = Conversations(self.history_store, config, options.history)
+        self.models = ModelManager(config, models_store)
+        self.conversations = Conversations(self.history_store, self.models, config, options.history)
         self.gate = Gate(options.queue)
-        self.worker = ThreadPoolExecutor(1, thread_name_prefix="assistant-serve")
+        self.worker = ThreadPoolExecutor(1, thread_name_prefix="assistant-serve")  # the only thread touching models
         self.jobs: set[Job] = set()
-        self.durations: deque[float] = deque(maxlen=20)
-        self.counts = {"started": 0, "finished": 0}  # requests that reached the engine; only ever grow
+        self.counts = {"started": 0, "finished": 0, "unloads": 0}  # only ever grow
+        self.last_used = time.monotonic()
         self.stopping = False
         self.started = int(time.time())
         self._activity = asyncio.Event()
         self.app = Starlette(
             routes=[
                 Route("/health", self.health, methods=["GET"]),
-                Route("/v1/models", self.models, methods=["GET"]),
+                Route("/v1/models", self.list_models, methods=["GET"]),
                 Route("/v1/chat/completions", self.chat, methods=["POST"]),
             ],
             exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _internal_error},
@@ -383,69 +153,52 @@ class Server:
 
     # -- endpoints
     async def health(self, request: Request) -> Response:
-        self._guard(request)
-        return JSONResponse({"status": "ok", "model": self.host.loaded, "busy": self.gate.busy,
-                             "queued": self.gate.waiting, "unloads": self.host.unloads, **self.counts})
+        check_caller(request, self.options.api_key)
+        loaded = self.models.key if self.models.ready else None
+        return JSONResponse({"status": "ok", "model": loaded, "busy": self.gate.busy, "queued": self.gate.waiting,
+                             **self.counts})
 
-    async def models(self, request: Request) -> Response:
-        self._guard(request)
-        names = await asyncio.to_thread(self.host.names)
+    async def list_models(self, request: Request) -> Response:
+        check_caller(request, self.options.api_key)
+        names = await asyncio.to_thread(self.names)
         data = [{"id": name, "object": "model", "created": self.started, "owned_by": "assistant"} for name in names]
         return JSONResponse({"object": "list", "data": data})
 
     async def chat(self, request: Request) -> Response:
-        self._guard(request)
-        chat = parse_chat(parse_json(await self._body(request)), self.options.max_tokens)
-        target = self.host.target(chat.model)  # a quick read, done here: a thread hop costs more on a busy machine
+        check_caller(request, self.options.api_key)
+        chat = parse_chat(parse_json(await read_body(request, self.options.max_body_bytes)), self.options.max_tokens)
+        target = self.target(chat.model)  # a quick read, done here: a thread hop costs more on a busy machine
         grammar = grammar_for(chat.json_schema) if chat.json_schema is not None else None
         if not self.gate.admit():
             raise ApiError(429, f"the server is busy ({self.gate.waiting} requests waiting); retry later",
-                           "requests", code="rate_limit_exceeded", headers={"Retry-After": str(self._retry_after())})
+                           "requests", code="rate_limit_exceeded", headers={"Retry-After": str(self.gate.retry_after())})
         job = Job(chat, target, grammar)
         return self._stream(job) if chat.stream else await self._complete(job, request)
 
-    # -- guards
-    def _guard(self, request: Request) -> None:
-        """With an API key: check it (constant time). Without: only loopback hosts, never a web page elsewhere."""
-        if self.options.api_key:
-            header = request.headers.get("authorization", "")
-            given = header[7:].strip() if header[:7].lower() == "bearer " else ""
-            if not hmac.compare_digest(given.encode(), self.options.api_key.encode()):
-                raise ApiError(401, "invalid or missing API key: send Authorization: Bearer KEY",
-                               code="invalid_api_key")
-            return
-        origin = request.headers.get("origin")
-        if not _is_loopback_name(_hostname("//" + request.headers.get("host", ""))) or (
-            origin and not _is_loopback_name(_hostname(origin))
-        ):
-            raise ApiError(403, "requests from other hosts or web pages need an API key (serve with --api-key-env)",
-                           "permission_error", code="forbidden")
+    # -- names
+    def names(self) -> list[str]:
+        """Registered models, then personas: read on each call, so `assistant models`/`persona` changes show."""
+        return list(dict.fromkeys([*self.models.registry.names(), *personas.names()]))
 
-    async def _body(self, request: Request) -> bytes:
-        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if media != "application/json":
-            raise ApiError(415, "send the request body as JSON (Content-Type: application/json)")
-        limit = self.options.max_body_bytes
-        too_large = ApiError(413, f"the request body is larger than this server's limit of {limit} bytes",
-                             code="request_too_large")
-        declared = request.headers.get("content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > limit):
-            raise too_large
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limit:
-                raise too_large
-        return bytes(body)
-
-    def _retry_after(self) -> int:
-        mean = sum(self.durations) / len(self.durations) if self.durations else 1.0
-        return max(1, min(3600, math.ceil(mean * (self.gate.waiting + 1))))
+    def target(self, name: str) -> Target:
+        """The model (and persona) behind a name; 404 for a name GET /v1/models does not list."""
+        if name in personas.names():
+            try:
+                persona = personas.load(name)
+            except AssistantError as exc:
+                log(f"persona {name}: {exc}")
+                raise ApiError(503, f"persona {name!r} cannot be read; see the server's log", "server_error",
+                               code="model_unavailable") from None
+            return Target(persona.runtime_model() or self.config.model.default or DEFAULT_MODEL, persona)
+        if name in self.models.registry.names():
+            return Target(name)
+        raise ApiError(404, f"the model {name!r} does not exist; GET /v1/models lists the models",
+                       param="model", code="model_not_found")
 
     # -- running a job
     async def _complete(self, job: Job, request: Request) -> Response:
         task = asyncio.ensure_future(self._run(job))
-        gone = asyncio.ensure_future(_disconnected(request.receive))
+        gone = asyncio.ensure_future(disconnected(request.receive))
         try:
             await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -488,7 +241,7 @@ class Server:
             return sse({**base, "choices": [choice], **extra})
 
         yield chunk({"role": "assistant", "content": ""})
-        while (texts := await _drain(pieces)) is not None:
+        while (texts := await drain(pieces)) is not None:
             yield b"".join(chunk({"content": text}) for text in texts)  # one write for the pieces that piled up
         if task.cancelled():
             return
@@ -518,10 +271,9 @@ class Server:
 
         def done(_: object) -> None:
             self.counts["finished"] += 1
-            self.durations.append(time.monotonic() - started)
-            self.host.last_used = time.monotonic()
+            self.last_used = time.monotonic()
             self.jobs.discard(job)
-            self.gate.leave()
+            self.gate.leave(self.last_used - started)
             self.gate.turn.release()
             self._activity.set()
 
@@ -537,23 +289,21 @@ class Server:
         """On the worker thread: one turn through a session, relaying the pieces as they come."""
         if job.cancelled.is_set():
             raise self._stopped()
-        chat, target = job.request, job.target
-        engine = self.host.engine_for(target.model)
+        chat = job.request
+        self._use(job.target.model)
         started, first = time.perf_counter(), 0.0  # as an in-process caller: a Session, then its send
-        session = self.conversations.session(chat, target, engine)
+        try:
+            session = self.conversations.session(chat, job.target.persona)
+        except AssistantError as exc:  # e.g. a persona whose context does not fit this model
+            raise _generation_error(exc) from None
         session.sampling = {"stop": chat.stop, "seed": chat.seed, "grammar": job.grammar}
         if chat.top_p is not None:
             session.sampling["top_p"] = chat.top_p
         job.session = session
         if job.cancelled.is_set():
             session.cancel()
-        stream = session.send(
-            chat.question,
-            max_tokens=min(chat.max_tokens or target.max_tokens or self.config.generation.max_tokens,
-                           self.options.max_tokens),
-            temperature=chat.temperature if chat.temperature is not None else target.temperature,
-            escalate=self._policy(job),
-        )
+        stream = session.send(chat.question, max_tokens=chat.max_tokens, temperature=chat.temperature,
+                              escalate=self._policy(job))
         try:
             for delta in stream:
                 if not first and delta.text:
@@ -576,10 +326,23 @@ class Server:
         assert session.conversation_id is not None
         if self.stopping and job.cancelled.is_set():
             raise self._stopped()
-        self.conversations.finished(chat, turn.answer, session.conversation_id, engine, finish in ("stop", "length"))
-        return Outcome(turn.answer, finish if finish in ("stop", "length") else "stop",
-                       turn.stats.prompt_tokens, turn.stats.completion_tokens, turn.stats.reused_tokens, first,
-                       turn.stats.tokens_per_s)
+        whole = finish in ("stop", "length")
+        self.conversations.finished(chat, turn.answer, session.conversation_id, whole)
+        if chat.json_schema is not None and finish == "stop":
+            _conforms(turn.answer, chat.json_schema)
+        return Outcome(turn.answer, finish if whole else "stop", turn.stats.prompt_tokens,
+                       turn.stats.completion_tokens, turn.stats.reused_tokens, first, turn.stats.tokens_per_s)
+
+    def _use(self, model: str) -> None:
+        """On the worker thread: ``model`` serving, loaded or swapped in now if needed (503 if it cannot)."""
+        before = self.models.ready
+        try:
+            if self.models.use(model):
+                log(f"{'swapped in' if before else 'loaded'} {model}")
+        except AssistantError as exc:
+            log(f"cannot load {model}: {exc}")
+            raise ApiError(503, f"the model {model!r} cannot be loaded on this machine; see the server's log",
+                           "server_error", code="model_unavailable") from None
 
     def _stopped(self) -> ApiError:
         """For a job cancelled before or while it ran: the client left (nobody reads this) or the server stops."""
@@ -602,9 +365,15 @@ class Server:
     def preload(self, name: str) -> None:
         """Load a model (or a persona's) before serving; raises AssistantError with one line."""
         try:
-            self.host.engine_for(self.host.target(name).model)
+            self._use(self.target(name).model)
         except ApiError as exc:
             raise AssistantError(f"--model {name}: {exc.message}") from None
+
+    def _unload(self) -> None:
+        name = self.models.key
+        if self.models.unload():
+            self.counts["unloads"] += 1
+            log(f"unloaded {name}")
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
@@ -616,25 +385,37 @@ class Server:
                 unloader.cancel()
             self.stop_answers()
             self.worker.shutdown(wait=True)  # the jobs stop at their next token
-            self.host.unload()
+            self._unload()
 
     async def _unload_when_idle(self) -> None:
         idle = self.options.idle_unload_s
         loop = asyncio.get_running_loop()
         while True:
-            due = self.host.last_used + idle - time.monotonic()
-            if self.host.engine is None or self.gate.busy or due > 0:
+            due = self.last_used + idle - time.monotonic()
+            if not self.models.ready or self.gate.busy or due > 0:
                 self._activity.clear()
                 with contextlib.suppress(asyncio.TimeoutError):  # woken by a finished job, or at the due time
                     await asyncio.wait_for(self._activity.wait(), timeout=max(due, 0.05) if due > 0 else idle)
                 continue
             async with self.gate.turn:
-                if time.monotonic() - self.host.last_used >= idle:
-                    await loop.run_in_executor(self.worker, self.host.unload)
+                if time.monotonic() - self.last_used >= idle:
+                    await loop.run_in_executor(self.worker, self._unload)
+
+
+def _conforms(answer: str, schema: dict[str, Any]) -> None:
+    """The whole answer to a ``response_format`` request, checked as ``assistant ask --schema`` checks it."""
+    try:
+        check(answer, schema)
+    except SchemaError as exc:
+        log(f"response_format: {exc}")
+        raise ApiError(500, f"{exc}; the answer was stored", "server_error", param="response_format",
+                       code="response_format_mismatch") from None
 
 
 def _generation_error(exc: AssistantError) -> ApiError:
     message = str(exc)
+    if isinstance(exc, personas.PersonaError):
+        return ApiError(400, message, param="model", code="context_length_exceeded")
     if "does not fit" in message:
         return ApiError(400, "the messages do not fit the model's context window; send fewer or shorter ones",
                         param="messages", code="context_length_exceeded")

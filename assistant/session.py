@@ -75,6 +75,8 @@ class Session:
         self.sampling: dict[str, Any] = {}  # more engine settings for the turns (top_p, stop, seed, grammar)
         self.via = ""  # the front door the turns come through, recorded in each answer's route (e.g. "API")
         self.model_label = ""  # stored as the answer's model instead of the engine's (e.g. the name a client asked for)
+        self.caller_system: str | None = None  # a new conversation's system prompt from the caller (a server's
+        # client): after the persona's, or instead of the configured one
         self._cancel = threading.Event()
 
     @property
@@ -142,7 +144,9 @@ class Session:
         return self.conversation_id
 
     def _new_system(self) -> str:
-        return self.persona.runtime_system() if self.persona else self.config.generation.system
+        if self.persona:
+            return "\n\n".join(part for part in (self.persona.runtime_system(), self.caller_system) if part)
+        return self.config.generation.system if self.caller_system is None else self.caller_system
 
     def check_persona_fits(self) -> None:
         """A prompted persona whose context does not fit the engine's window is refused, never cut."""

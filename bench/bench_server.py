@@ -9,7 +9,8 @@ the baselines run in this process. Runs are interleaved; everything is greedy.
 - added TTFT: request sent -> first streamed text through the server, minus ``Session.send`` ->
   first delta in process, for the same one-question chats (a new chat each time);
 - turn-10 / turn-1 TTFT for a client that resends the whole growing conversation every turn
-  (the server must find the stored chat and evaluate only the new message);
+  (the server must find the stored chat and evaluate only the new message), and the prompt tokens
+  it evaluated per turn (``timings.prompt_n``) against the prompt's size;
 - tokens generated after a streaming client disconnects (it must stop at the next token).
 
 Targets (issue 17): decode >= 0.95x; added TTFT <= 15 ms; turn-10/turn-1 <= 1.2x.
@@ -195,6 +196,11 @@ def rows(decode: dict[str, list[Any]], ttft: dict[str, list[float]], chats: list
             plot={"title": "Time to first token per turn (median of chats)", "xlabel": "turn", "ylabel": "seconds",
                   "x": list(range(1, len(per_turn) + 1)),
                   "series": {"assistant serve (client resends the chat)": per_turn, "in-process Session": in_process}}),
+        row(BENCH, "prompt tokens evaluated at turn 10 of a resent conversation", evaluated[-1][1], "tokens",
+            baseline=evaluated[-1][0], ratio=ratio(evaluated[-1][1], evaluated[-1][0]),
+            notes=f"{setup}; the server's timings.prompt_n vs usage.prompt_tokens (the rest came from the KV cache); "
+            "per turn (evaluated/prompt): " + " ".join(f"{done}/{prompt}" for prompt, done in evaluated)
+            + "; only the new question, its template markers and the last answer's end are evaluated"),
         row(BENCH, "tokens generated after a streaming client disconnects", max(overrun), "tokens", target="<= 1",
             notes=f"worst of {len(overrun)}: {overrun} (from the server's log; the stored answer is marked cancelled); "
             f"client closed -> engine free (polling /health every 5 ms) {spread([f * 1000 for f in freed], ' ms')}"),

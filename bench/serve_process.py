@@ -1,4 +1,11 @@
-"""`assistant serve` as a real subprocess on a free loopback port (tests/test_server.py, bench_server)."""
+"""Server subprocesses for the tests and the benchmarks: started, watched, stopped, each wait bounded.
+
+``ChildServer`` runs any server command, collects its output lines (``stdout``, ``stderr``) and
+is ready once a line matches its ``ready`` pattern (the line that names the URL it listens on,
+so port 0 can be used and no port is guessed). ``ServeProcess`` is ``assistant serve`` on a free
+loopback port (tests/test_server.py, bench_server); tests/teacher_servers.py runs llama-cpp-python's
+server through ``ChildServer`` too.
+"""
 
 from __future__ import annotations
 
@@ -6,62 +13,105 @@ import json
 import os
 import queue
 import re
+import socket
 import subprocess
 import sys
 import threading
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 REPO = Path(__file__).resolve().parent.parent  # the repository root
 READY = re.compile(r"listening on (http://\S+/v1)")
 
 
-class ServeProcess:
-    """Starts ``assistant serve --port 0 ARGS`` and waits (bounded) for its "listening on URL" line."""
+def free_port() -> int:
+    """A loopback port nobody listens on now (for clients that must find nothing there)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ChildServer:
+    """Starts ``command`` and waits (at most ``timeout`` s) for an output line matching ``ready``."""
+
+    def __init__(self, command: list[str], ready: re.Pattern[str], env: dict[str, str] | None = None,
+                 timeout: float = 90.0, name: str = "server") -> None:
+        self.name = name
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                        env=env, cwd=REPO)
+        self.stdout: list[str] = []
+        self.stderr: list[str] = []
+        self._lines: queue.Queue[str | None] = queue.Queue()  # both streams' lines; None when one ends
+        self._readers = [threading.Thread(target=self._read, args=(stream, lines), daemon=True)
+                         for stream, lines in ((self.process.stdout, self.stdout), (self.process.stderr, self.stderr))]
+        for reader in self._readers:
+            reader.start()
+        self.ready = self._wait_ready(ready, timeout)
+
+    def _read(self, stream: IO[str], lines: list[str]) -> None:
+        for line in stream:
+            lines.append(line)
+            self._lines.put(line)
+        self._lines.put(None)
+
+    def _wait_ready(self, ready: re.Pattern[str], timeout: float) -> re.Match[str]:
+        deadline, ended = time.monotonic() + timeout, 0
+        while True:
+            try:
+                line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                self.stop()
+                raise TimeoutError(f"{self.name} did not start within {timeout:.0f} s: {self.output()}") from None
+            if line is None:
+                ended += 1
+                if ended == len(self._readers):
+                    self.process.wait(timeout=10)
+                    raise RuntimeError(f"{self.name} exited ({self.process.returncode}): {self.output()}")
+            elif match := ready.search(line):
+                return match
+
+    def output(self, lines: int = 40) -> str:
+        """The last lines it printed (for error messages)."""
+        return "".join((self.stdout + self.stderr)[-lines:])
+
+    def wait(self, timeout: float) -> int:
+        """The exit code, once the process has ended and all its output has been read."""
+        code = self.process.wait(timeout=timeout)
+        for reader in self._readers:
+            reader.join(timeout=timeout)
+        return code
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it has not exited within 15 s."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+    def __enter__(self) -> ChildServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class ServeProcess(ChildServer):
+    """``assistant serve --port 0 ARGS`` with its own ASSISTANT_HOME; ``url`` is its /v1 base."""
 
     def __init__(self, home: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 90.0) -> None:
         environment = os.environ | {"ASSISTANT_HOME": str(home), "PYTHONUNBUFFERED": "1"} | (env or {})
         environment.setdefault("ASSISTANT_THREADS", "1")
         environment.setdefault("ASSISTANT_N_CTX", "2048")
         self.home = home
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "assistant", "serve", "--port", "0", *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment, cwd=REPO,
-        )
-        self.stderr: list[str] = []
-        self._lines: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._pump, args=(self.process.stdout, self._lines), daemon=True).start()
-        self._collector = threading.Thread(target=self._collect, daemon=True)
-        self._collector.start()
-        self.url = self._wait_ready(timeout)
+        super().__init__([sys.executable, "-m", "assistant", "serve", "--port", "0", *args], READY, environment,
+                         timeout, "assistant serve")
+        self.url = self.ready.group(1)
         self.port = int(self.url.rsplit(":", 1)[1].split("/")[0])
-
-    @staticmethod
-    def _pump(stream: Any, lines: queue.Queue[str | None]) -> None:
-        for line in stream:
-            lines.put(line)
-        lines.put(None)
-
-    def _collect(self) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            self.stderr.append(line)
-
-    def _wait_ready(self, timeout: float) -> str:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                self.stop()
-                raise TimeoutError(f"assistant serve did not start within {timeout:.0f} s: {''.join(self.stderr)}")
-            if line is None:
-                self.process.wait(timeout=10)
-                raise RuntimeError(f"assistant serve exited ({self.process.returncode}): {''.join(self.stderr)}")
-            if match := READY.search(line):
-                return match.group(1)
 
     def get(self, path: str) -> dict[str, Any]:
         with urllib.request.urlopen(self.url.removesuffix("/v1") + path, timeout=30) as response:
@@ -78,24 +128,3 @@ class ServeProcess:
                 raise TimeoutError(f"waited {timeout:.0f} s for {what}; last health {health}")
             time.sleep(0.005)
         return health
-
-    def wait(self, timeout: float) -> int:
-        """The exit code, once the process has ended and all its stderr has been read."""
-        code = self.process.wait(timeout=timeout)
-        self._collector.join(timeout=timeout)
-        return code
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-
-    def __enter__(self) -> ServeProcess:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

@@ -37,8 +37,8 @@ LAYER_NAMES = {
     "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
     "mlp.down_proj": "ffn_down",
 }
-FTYPES = {"F32": 0, "F16": 1, "Q8_0": 7, "Q4_0": 2, "Q5_0": 8, "Q4_K_M": 15}
-LLAMA_QUANTS = {"Q5_0": 32, "Q4_0": 32, "Q4_K_M": 256}  # made by llama.cpp's quantiser: row block size
+FTYPES = {"F32": 0, "F16": 1, "Q8_0": 7, "Q4_0": 2, "Q4_1": 3, "Q5_0": 8, "Q5_1": 9, "Q4_K_M": 15}
+LLAMA_QUANTS = {"Q5_0": 32, "Q5_1": 32, "Q4_0": 32, "Q4_1": 32, "Q4_K_M": 256}  # made by llama.cpp's quantiser: row block size
 
 
 class ExportError(DistillError):
@@ -154,13 +154,29 @@ def _hf_tokenizer_fields(tokenizer: Any) -> list[tuple[str, Any, Any, Any]]:
     return fields
 
 
+def unchanged_tensors(model: Any, base: Any, base_gguf: Path) -> dict[str, Any]:
+    """The base GGUF's tensors (as ``GGUFReader`` tensors) that ``model`` holds unchanged from ``base``.
+
+    ``base`` is the torch model loaded from ``base_gguf``; a tensor training left exactly as it was
+    can be copied byte for byte, keeping the base's quantisation (size and speed) and adding no error."""
+    import gguf
+
+    ours, theirs = gguf_tensors(model), gguf_tensors(base)
+    reader = gguf.GGUFReader(base_gguf)
+    return {t.name: t for t in reader.tensors
+            if t.name in ours and t.name in theirs and np.array_equal(ours[t.name], theirs[t.name])}
+
+
 def write_gguf(model: Any, tokenizer: Any, path: Path, quant: str, name: str, teacher_gguf: Path | None,
-               metadata: dict[str, str] | None = None) -> None:
-    """Write ``model`` as a GGUF at ``path`` (F32, F16 or Q8_0) with extra string ``metadata``."""
+               metadata: dict[str, str] | None = None, keep: dict[str, Any] | None = None) -> None:
+    """Write ``model`` as a GGUF at ``path`` (F32, F16 or Q8_0) with extra string ``metadata``.
+
+    ``keep``: tensors copied verbatim from another GGUF (see ``unchanged_tensors``) instead of encoded."""
     import gguf
 
     config = model.config
     tensors = gguf_tensors(model)
+    keep = keep or {}
     writer = gguf.GGUFWriter(path, "llama")
     try:
         writer.add_name(name)
@@ -181,7 +197,10 @@ def write_gguf(model: Any, tokenizer: Any, path: Path, quant: str, name: str, te
         for key, value, vtype, sub in _tokenizer_fields(teacher_gguf, tokenizer):
             writer.add_key_value(key, value, vtype, sub)
         for tensor_name, array in tensors.items():
-            writer.add_tensor(tensor_name, *_encode(array, quant))
+            if (kept := keep.get(tensor_name)) is not None:
+                writer.add_tensor(tensor_name, kept.data, raw_shape=kept.data.shape, raw_dtype=kept.tensor_type)
+            else:
+                writer.add_tensor(tensor_name, *_encode(array, quant))
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file(progress=False)
@@ -253,8 +272,10 @@ def model_rows(model: Any) -> dict[str, int]:
 def export(model: Any, tokenizer: Any, target: Path, *, quant: str = "Q8_0", name: str = "student",
            teacher_gguf: Path | None = None, max_kl: float = 0.1, min_top1: float = 0.8,
            check: bool = True, metadata: dict[str, str] | None = None,
-           say: Any = None) -> Verification | None:
-    """Write ``model`` to ``target`` (atomically) as a verified GGUF; raise ExportError on failure."""
+           say: Any = None, keep: dict[str, Any] | None = None) -> Verification | None:
+    """Write ``model`` to ``target`` (atomically) as a verified GGUF; raise ExportError on failure.
+
+    ``keep`` (F32/F16/Q8_0 only): tensors copied verbatim from the teacher's GGUF (``unchanged_tensors``)."""
     if quant not in FTYPES:
         raise ExportError(f"unknown quantisation {quant!r} (known: {', '.join(FTYPES)})")
     if problem := quant_problem(quant, model_rows(model)):
@@ -270,7 +291,7 @@ def export(model: Any, tokenizer: Any, target: Path, *, quant: str = "Q8_0", nam
             quantize_with_llama_cpp(temps[1], temps[0], quant)
             temps[1].unlink()
         else:
-            write_gguf(model, tokenizer, temps[0], quant, name, teacher_gguf, metadata)
+            write_gguf(model, tokenizer, temps[0], quant, name, teacher_gguf, metadata, keep)
         if say and check:
             say(f"export: checking {target.name} in llama.cpp against the torch model")
         result = verify(model, tokenizer, temps[0], max_kl, min_top1) if check else None

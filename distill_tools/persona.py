@@ -41,6 +41,8 @@ class Settings:
     batch_size: int = 8
     lr: float = 1e-4
     alpha: float = 0.5  # weight of CE on the teacher's answers (the rest: forward KL on its top-k logits)
+    layers: str = "all"  # layers whose MLPs train (student.choose_layers syntax); the rest stay the base's bytes
+    attention: bool = True  # the chosen layers' attention trains too
     max_new_tokens: int = 48  # teacher answer length
     max_length: int = 160  # prompt (without context) + answer tokens per training sequence
     top_k: int = 32
@@ -241,6 +243,7 @@ def train_student(teacher: Any, examples: list[Any], settings: Settings, work: P
                        lr=settings.lr, warmup_steps=max(1, min(10, settings.max_steps // 5 or 5)), checkpoint_every=20)
     loss = LossSection(alpha=settings.alpha)
     student = copy.deepcopy(teacher.model)
+    trainable(student, settings)
     deadline = time.monotonic() + minutes * 60 if minutes else None
     latest: dict[str, Any] = {}
 
@@ -261,14 +264,28 @@ def train_student(teacher: Any, examples: list[Any], settings: Settings, work: P
     return student, state
 
 
+def trainable(student: Any, settings: Settings) -> None:
+    """Only the MLPs (and attention) of ``settings.layers`` learn; every other weight stays the base model's."""
+    from distill_tools.student import choose_layers
+
+    chosen = set(choose_layers(settings.layers, student.config.num_hidden_layers))
+    parts = ("mlp", "self_attn") if settings.attention else ("mlp",)
+    for name, param in student.named_parameters():
+        fields = name.split(".")
+        layer = int(fields[2]) if fields[:2] == ["model", "layers"] else -1
+        param.requires_grad_(layer in chosen and fields[3] in parts)
+
+
 def export_student(student: Any, teacher: Any, target: Path, name: str, settings: Settings) -> Any:
-    """A verified GGUF at ``target`` (raises if torch and llama.cpp disagree)."""
+    """A verified GGUF at ``target`` (raises if torch and llama.cpp disagree); the weights training left
+    unchanged are the base GGUF's own bytes, so those keep its quantisation, size and speed."""
     from distill_tools import export
     from distill_tools.recipe import ExportSection
 
     limits = ExportSection()
+    keep = export.unchanged_tensors(student, teacher.model, teacher.gguf_path)
     return export.export(student, teacher.tokenizer, target, quant=settings.quant, name=name,
-                         teacher_gguf=teacher.gguf_path, max_kl=limits.max_kl, min_top1=limits.min_top1)
+                         teacher_gguf=teacher.gguf_path, max_kl=limits.max_kl, min_top1=limits.min_top1, keep=keep)
 
 
 def evaluate(base: Path, student: Path, context: str, prompts: prompting.PromptSet, settings: Settings,
@@ -282,7 +299,7 @@ def evaluate(base: Path, student: Path, context: str, prompts: prompting.PromptS
     general = evaluating.load_tasks("bundled:tasks")[: settings.general_limit or None]
     n_ctx = max(1024, context_tokens + 128 + settings.eval_max_new_tokens)
     result = persona_eval.evaluate_persona(base, student, context, checkable, heldout, general,
-                                           settings.eval_max_new_tokens, n_ctx=n_ctx)
+                                           settings.eval_max_new_tokens, n_ctx=n_ctx, top_k=settings.top_k)
     questions = [str(h["prompt"]) for h in checkable[:3]] or heldout[:3]
     result["first_turn"] = {
         "teacher": persona_eval.first_turn(base, context, questions, n_ctx=n_ctx + 512),

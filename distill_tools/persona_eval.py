@@ -37,10 +37,12 @@ def _score(runner: evaluate.Runner, tasks: list[dict[str, Any]], system: str, ma
 
 
 def evaluate_persona(base: Path, student: Path, system: str, checkable: list[dict[str, Any]], heldout: list[str],
-                     general: list[dict[str, Any]], max_new: int = 40, n_ctx: int = 1024) -> dict[str, Any]:
+                     general: list[dict[str, Any]], max_new: int = 40, n_ctx: int = 1024,
+                     top_k: int = 32) -> dict[str, Any]:
     """Reports (teacher, student, base) as ``evaluate.ModelReport`` plus the general-task scores.
 
-    ``n_ctx`` must hold the context, a question and ``max_new`` tokens (every position's logits are kept)."""
+    ``n_ctx`` must hold the context, a question and ``max_new`` tokens (every position's logits are kept);
+    ``top_k``: the teacher top-k the student was trained on (the report gives its mass outside them)."""
     from tqdm import tqdm
 
     from assistant.config import load
@@ -62,11 +64,11 @@ def evaluate_persona(base: Path, student: Path, system: str, checkable: list[dic
                         answer = runner.generate(prompt, max_new)
                         if answer:
                             logits = runner.logits(prompt, answer)
-                            reference.append((_prompt(runner, text), answer, evaluate._log_softmax(logits)))
+                            reference.append((_prompt(runner, text), answer, evaluate.log_softmax(logits)))
                         bar.update(1)
                     report.mean_kl, report.top1_agreement = 0.0, 1.0
                 else:
-                    evaluate._compare(runner, reference, report)
+                    evaluate.compare(runner, reference, report, top_k)
                     general_scores[label], _ = _score(runner, general, "", max_new, bar)
             finally:
                 runner.close()

@@ -2,32 +2,30 @@
 
 ``FakeTeacher``: a tiny http.server that speaks the chat-completions protocol and can
 misbehave on demand (HTTP 500, slow, garbage, cut-off stream), recording every request's
-bytes. ``LlamaTeacher``: llama-cpp-python's own OpenAI-compatible server running a real GGUF.
+bytes. ``LlamaTeacher``: llama-cpp-python's own OpenAI-compatible server running a real GGUF (a ``ChildServer``
+from bench/serve_process.py, which also runs `assistant serve` for the tests and benchmarks).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
+import re
 import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import httpx
+from bench.serve_process import ChildServer, free_port
+
+__all__ = ["ANSWER", "HOSTILE", "FakeTeacher", "LlamaTeacher", "free_port"]
 
 ANSWER = ["Seretse", " Khama", " was", " first", "."]
 # a hostile teacher: window title, screen clear, OSC 52 clipboard write, C1 CSI, bidi override
 HOSTILE = ["Paris", "\x1b]0;PWNED\x07", " \x1b[2J", "\x1b]52;c;cm0gLXJmIH4=\x07", " \x9b31mred", " \u202egnp.exe", "."]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+UVICORN_READY = re.compile(r"Uvicorn running on (http://\S+?)(?:\s|$)")
 
 
 def _chunk(content: str | None = None, finish: str | None = None) -> bytes:
@@ -126,41 +124,19 @@ class FakeTeacher:
         self.server.server_close()
 
 
-class LlamaTeacher:
+class LlamaTeacher(ChildServer):
     """``python -m llama_cpp.server`` serving a real GGUF on a free loopback port."""
 
     def __init__(self, model: Path, alias: str = "gemma-3-270m", timeout_s: float = 90.0) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/v1"
-        self.model = alias
         command = [
             sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", alias,
-            "--host", "127.0.0.1", "--port", str(self.port), "--chat_format", "gemma",
+            "--host", "127.0.0.1", "--port", "0", "--chat_format", "gemma",
             "--n_ctx", "1024", "--n_threads", "1",
         ]  # fmt: skip
-        self.log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"llama-teacher-{self.port}.log", "wb")  # noqa: SIM115
-        self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT)
-        self._wait(timeout_s)
-
-    def _wait(self, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"llama_cpp.server exited with {self.process.returncode}; see {self.log.name}")
-            try:
-                if httpx.get(f"{self.url}/models", timeout=1.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        self.close()
-        raise RuntimeError(f"llama_cpp.server did not start within {timeout_s:g} s; see {self.log.name}")
+        super().__init__(command, UVICORN_READY, timeout=timeout_s, name="llama_cpp.server")
+        self.url = self.ready.group(1) + "/v1"
+        self.port = int(self.url.rsplit(":", 1)[1].split("/")[0])
+        self.model = alias
 
     def close(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=30)
-        self.log.close()
+        self.stop()

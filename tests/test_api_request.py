@@ -43,7 +43,9 @@ def test_a_conversation_splits_into_system_earlier_turns_and_question() -> None:
     ({"temperature": float("nan")}, "temperature"), ({"stop": ["a"] * 5}, "stop"), ({"stop": [""]}, "stop"),
     ({"seed": 1.5}, "seed"), ({"n": 2}, "n"), ({"tools": [{"type": "function"}]}, "tools"),
     ({"stream": "yes"}, "stream"), ({"stream_options": {"include_usage": True}}, "stream_options"),
-    ({"response_format": {"type": "xml"}}, "response_format"),
+    ({"response_format": {"type": "xml"}}, "response_format"), ({"response_format": "json"}, "response_format"),
+    ({"response_format": {"type": "json_schema", "json_schema": "x"}}, "response_format"),
+    ({"response_format": {"type": "json_schema", "json_schema": {"schema": {"type": "thing"}}}}, "response_format"),
     ({"response_format": {"type": "json_schema", "json_schema": {"schema": {"type": "array", "minItems": 10**9}}}},
      "response_format"),
 ])
@@ -64,7 +66,7 @@ def test_sampling_settings_and_formats_are_read() -> None:
     request = parse(max_tokens=50, temperature=0, top_p=1, stop="END", seed=-1, stream=True,
                     stream_options={"include_usage": True}, response_format={"type": "json_object"})
     assert (request.max_tokens, request.temperature, request.top_p, request.stop) == (50, 0.0, 1.0, ["END"])
-    assert request.stream and request.include_usage and request.json_schema == {} and 0 <= request.seed < 2**32 - 1
+    assert request.stream and request.include_usage and request.json_schema == {"type": "object"} and 0 <= request.seed < 2**32 - 1
     assert parse(response_format={"type": "text"}).json_schema is None
 
 

@@ -73,17 +73,29 @@ def test_readme_openai_snippet_runs(server: ServeProcess) -> None:
 
 
 def test_readme_llm_snippet_runs(server: ServeProcess, tmp_path: Path) -> None:
+    """llm's three lines: an answer (streamed), a follow-up with -c (llm resends the chat), and --schema."""
     snippets = readme_snippets()
     (tmp_path / "extra-openai-models.yaml").write_text(on_port(snippets["yaml"][0], server))
-    command = next(line for block in snippets["sh"] for line in block.splitlines() if line.startswith("llm "))
+    commands = [line for block in snippets["sh"] for line in block.splitlines() if line.startswith("llm ")]
     env = os.environ | {"LLM_USER_PATH": str(tmp_path)}
     llm = str(Path(sys.executable).parent / "llm")
-    out = subprocess.run(command.replace("llm ", f"{llm} ", 1), shell=True, capture_output=True, text=True,
-                         timeout=120, env=env)
-    assert out.returncode == 0, out.stderr
-    assert len(out.stdout.strip()) > 5
-    stored = [m for m in api_answers(server) if json.loads(m["route"] or "{}").get("via") == "API"]
-    assert any(m["content"].strip() == out.stdout.strip() for m in stored)  # llm's answer is in the history
+    outputs = []
+    for command in commands:
+        out = subprocess.run(command.replace("llm ", f"{llm} ", 1), shell=True, capture_output=True, text=True,
+                             timeout=120, env=env)
+        assert out.returncode == 0, (command, out.stderr)
+        outputs.append(out.stdout.strip())
+    first, follow_up, person = outputs
+    assert len(first) > 5 and follow_up
+    store = store_of(server)
+    answer = next(m for m in api_answers(server) if m["content"].strip() == first)  # llm's answer is in the history
+    assert json.loads(answer["route"])["via"] == "API" and answer["model"] == MODEL
+    chat = [(m["role"], m["content"].strip()) for m in store.messages(answer["conversation_id"])]
+    assert chat[:3] == [("user", "Name three primary colours."), ("assistant", first),
+                        ("user", "Which one is the warmest?")]  # -c continued the same stored conversation
+    assert chat[3] == ("assistant", follow_up)
+    parsed = json.loads(person)  # --schema: a response_format json_schema the grammar enforced
+    assert set(parsed) == {"name", "age"} and isinstance(parsed["age"], int) and isinstance(parsed["name"], str)
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
@@ -172,6 +184,42 @@ def test_json_schema_response_format_is_enforced(server: ServeProcess) -> None:
     assert set(person) == {"name", "age"} and isinstance(person["age"], int) and isinstance(person["name"], str)
 
 
+def test_openai_sdk_parse_and_json_object_mode(server: ServeProcess) -> None:
+    from pydantic import BaseModel
+
+    class City(BaseModel):
+        name: str
+        country: str
+        population: int
+
+    sdk = client(server)
+    ask = [{"role": "user", "content": "Describe the city of Paris as JSON."}]
+    reply = sdk.chat.completions.parse(model=MODEL, messages=ask, max_tokens=80, temperature=0, response_format=City)
+    assert reply.choices[0].finish_reason == "stop"
+    assert isinstance(reply.choices[0].message.parsed, City)  # the SDK's own strict schema, followed
+    colour = [{"role": "user", "content": 'Reply with a JSON object with one key, "colour", naming a colour.'}]
+    chunks = list(sdk.chat.completions.create(model=MODEL, messages=colour, max_tokens=60, temperature=0,
+                                              stream=True, response_format={"type": "json_object"}))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert chunks[-1].choices[0].finish_reason == "stop", text
+    assert isinstance(json.loads(text), dict)
+
+
+def test_an_answer_outside_the_schema_is_an_error_not_passed_on(server: ServeProcess) -> None:
+    """Bounds the grammar cannot hold are checked on the whole answer, as `assistant ask --schema` checks it."""
+    schema = {"type": "object", "properties": {"year": {"type": "integer", "minimum": 3000, "maximum": 3001}},
+              "required": ["year"]}
+    ask = dict(model=MODEL, messages=[{"role": "user", "content": "In which year did the Berlin wall fall?"}],
+               max_tokens=60, temperature=0,
+               response_format={"type": "json_schema", "json_schema": {"name": "year", "schema": schema}})
+    with pytest.raises(openai.InternalServerError, match=r"\$\.year should be at least 3000") as refused:
+        client(server).chat.completions.create(**ask)
+    assert refused.value.code == "response_format_mismatch"
+    with pytest.raises(openai.APIError, match=r"\$\.year should be at least 3000"):  # streamed: the last event
+        list(client(server).chat.completions.create(stream=True, **ask))
+    assert any("response_format: the answer does not match" in line for line in server.stderr)
+
+
 def test_stop_seed_and_top_p(server: ServeProcess) -> None:
     sdk = client(server)
     ask = dict(model=MODEL, messages=[{"role": "user", "content": "Write a short poem about the sea."}],
@@ -187,16 +235,25 @@ def test_stop_seed_and_top_p(server: ServeProcess) -> None:
     assert stopped.choices[0].finish_reason == "stop"
 
 
-def test_resending_client_continues_one_conversation_with_kv_reuse(server: ServeProcess) -> None:
+def test_resending_client_continues_one_conversation_with_kv_reuse(server: ServeProcess, smollm_path: Path) -> None:
+    from assistant.persona import count_tokens
+
     sdk = client(server)
     messages = [{"role": "system", "content": "You are terse."}]
     cached = []
-    for question in ("What is a cat?", "And a dog?", "Which one barks?"):
+    questions = ("What is a cat?", "And a dog?", "Which one barks?", "And a cow?", "Which one gives milk?")
+    for question in questions:
         messages.append({"role": "user", "content": question})
         reply = sdk.chat.completions.create(model=MODEL, messages=messages, max_tokens=16, temperature=0)
         messages.append({"role": "assistant", "content": reply.choices[0].message.content})
         cached.append((reply.usage.prompt_tokens, reply.usage.prompt_tokens_details.cached_tokens))
-    assert cached[1][1] >= cached[0][0] and cached[2][1] >= cached[1][0]  # all but the new message was cached
+        assert reply.model_extra["timings"]["prompt_n"] == cached[-1][0] - cached[-1][1]
+    for turn in range(1, len(questions)):
+        assert cached[turn][1] >= cached[turn - 1][0]  # all the earlier prompt was cached...
+        new_tokens = count_tokens(smollm_path, questions[turn])  # ...and only about the new message evaluated:
+        evaluated = cached[turn][0] - cached[turn][1]  # the question, its chat-template markers, the last answer's end
+        assert evaluated <= new_tokens + 12, (turn, cached)
+    assert cached[-1][0] > 5 * (cached[-1][0] - cached[-1][1])  # turn 5 evaluates a fifth of its prompt or less
     store = store_of(server)
     conversation = next(c for c in store.conversations() if c["title"] == "What is a cat?")
     stored = store.messages(conversation["id"])
@@ -392,22 +449,33 @@ def test_no_history_stores_nothing(tmp_path: Path) -> None:
         assert store_of(server).conversations() == []
 
 
-def test_personas_are_served_by_name(tmp_path: Path) -> None:
-    persona = pytest.importorskip("assistant.persona")
+def test_personas_are_served_by_name_and_show_up_live(tmp_path: Path) -> None:
     home = tmp_path / "home"
     env = os.environ | {"ASSISTANT_HOME": str(home)}
     system = tmp_path / "pirate.txt"
     system.write_text("You are a pirate. Answer like one.")
-    subprocess.run([sys.executable, "-m", "assistant", "persona", "add", "pirate", "--system", str(system)],
-                   check=True, capture_output=True, timeout=60, env=env)
     with ServeProcess(home) as server:
-        assert "pirate" in [m.id for m in client(server).models.list()]
-        reply = client(server).chat.completions.create(model="pirate", messages=QUESTION, max_tokens=8)
+        assert "pirate" not in [m.id for m in client(server).models.list()]
+        subprocess.run([sys.executable, "-m", "assistant", "persona", "add", "pirate", "--system", str(system)],
+                       check=True, capture_output=True, timeout=60, env=env)
+        assert "pirate" in [m.id for m in client(server).models.list()]  # no restart needed
+        ask = [{"role": "system", "content": "Keep it short."}, *QUESTION]
+        reply = client(server).chat.completions.create(model="pirate", messages=ask, max_tokens=8)
         assert reply.model == "pirate" and reply.usage.completion_tokens > 0
         conversation = store_of(server).conversations()[0]
-        assert conversation["system"].startswith(persona.load("pirate").runtime_system()[:20])
+        assert conversation["persona"] == "pirate"  # the session ran as the persona...
+        assert conversation["system"] == "You are a pirate. Answer like one.\n\nKeep it short."  # ...then the client's
         assert max(api_answers(server), key=lambda m: m["id"])["model"] == "pirate"
-
+        subprocess.run([sys.executable, "-m", "assistant", "persona", "rm", "pirate"], check=True, capture_output=True,
+                       timeout=60, env=env)
+        assert "pirate" not in [m.id for m in client(server).models.list()]
+        with pytest.raises(openai.NotFoundError):
+            client(server).chat.completions.create(model="pirate", messages=QUESTION, max_tokens=4)
+        system.write_text("Remember these words: " + "lighthouse keeper " * 1500)  # more than the 2048-token window
+        subprocess.run([sys.executable, "-m", "assistant", "persona", "add", "huge", "--system", str(system)],
+                       check=True, capture_output=True, timeout=60, env=env)
+        with pytest.raises(openai.BadRequestError, match="its context needs"):  # refused, never silently cut
+            client(server).chat.completions.create(model="huge", messages=QUESTION, max_tokens=4)
 
 
 @pytest.mark.timeout(300)
