@@ -102,6 +102,7 @@ class DistillJob:
         self.ended = threading.Event()
         self._proc: subprocess.Popen[str] | None = None
         self._last_error = ""
+        self.outcome: Outcome | None = None  # set when the run has ended
 
     def start(self) -> None:
         self._proc = subprocess.Popen(
@@ -136,8 +137,9 @@ class DistillJob:
                 summary = json.loads(out)
             except ValueError:
                 summary = None
+        self.outcome = Outcome(code, summary, self._last_error, self.cancelled.is_set())
         self.ended.set()
-        self.on_end(Outcome(code, summary, self._last_error, self.cancelled.is_set()))
+        self.on_end(self.outcome)
 
     def cancel(self) -> None:
         """Stop the run as Ctrl-C would; a thread escalates to SIGTERM and SIGKILL if it does not end in time."""

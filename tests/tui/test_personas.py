@@ -126,7 +126,7 @@ async def test_a_distillation_that_fails_says_why_in_one_line(make_app, store, t
         job = app.chat_screen.distill_job
         await wait_until(pilot, lambda: job.ended.is_set() and not bar.display, "the failed run to end", 60)
         failed = [m for m in messages(app) if m.startswith("Distilling smollm2-135m failed")]
-        assert failed and "packaged model's name" in failed[0] and "\n" not in failed[0], messages(app)
+        assert failed and "packaged model's name" in failed[0] and "\n" not in failed[0], (messages(app), job.outcome)
 
 
 @pytest.mark.skipif(not HAS_TORCH, reason="distillation needs torch (the distill extra)")
