@@ -49,11 +49,22 @@ async def test_an_at_path_goes_whole_with_its_token_count_and_shows_folded(make_
         fold = shown.query_one(Collapsible)
         assert fold.collapsed and f"meeting-notes.txt · {tokens} tokens" in str(fold.title)
 
+        await pilot.press("up")  # edit and resend: the file goes again with the new question
+        assert app.prompt.text == "When is the launch? meeting-notes.txt" and "with its 1 file" in app.prompt.border_title
+        app.prompt.text = "What should I bring?"
+        await pilot.press("enter")
+        await wait_idle(pilot, app, turns=before + 2)
+        resent = store.messages(cid)[0]
+        assert resent["content"] == question["content"].replace("When is the launch? meeting-notes.txt",
+                                                                "What should I bring?")
+        assert [(r.name, r.sha256) for r in store.attachments(resent["id"])] == [("meeting-notes.txt", record.sha256)]
+        assert app.chat.views()[0].files[0].name == "meeting-notes.txt"
+
     app = make_app()  # reopened from the history: still folded above the question
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.pause()
         shown = app.chat.views()[0]
-        assert shown.source == "When is the launch? meeting-notes.txt" and shown.files[0].tokens == tokens
+        assert shown.source == "What should I bring?" and shown.files[0].tokens == tokens
         assert "Bring the blue folder." in shown.files[0].text
         shown.query_one(Collapsible).collapsed = False  # expandable
         await pilot.pause()

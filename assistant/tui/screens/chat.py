@@ -273,12 +273,13 @@ class ChatScreen(Screen[None]):
             return
         await self._send(event.text)
 
-    def _with_files(self, text: str) -> tuple[str, list[Attachment]] | None:
-        """(the question, its ``@path`` files read and counted); None, with one line shown, if a file cannot go."""
+    def _with_files(self, text: str, kept: list[Attachment]) -> tuple[str, list[Attachment]] | None:
+        """(the question, ``kept`` files and its ``@path`` files read and counted); None, with one line shown,
+        if a file cannot go."""
         question, paths = mentions.split(text)
-        question = question.strip() if paths else text
+        question = question.strip() if paths or kept else text
         try:
-            attachments = [attach.read(path) for path in paths]
+            attachments = [*kept, *(attach.read(path) for path in paths)]
             if attachments:
                 self.session.check_attachments(attachments, question)
         except AssistantError as exc:
@@ -288,7 +289,8 @@ class ChatScreen(Screen[None]):
 
     async def _send(self, text: str) -> None:
         """Send ``text`` (its ``@path`` files attached); a file that cannot go leaves the text in the box."""
-        prepared = self._with_files(text)
+        kept = [f.attachment() for f in self._editing.files] if self._editing is not None else []
+        prepared = self._with_files(text, kept)
         if prepared is None:
             if not self.prompt.text:
                 self.prompt.text = text
@@ -302,7 +304,7 @@ class ChatScreen(Screen[None]):
             kind = "resend"
         new = self.session.conversation_id is None
         self.session.ensure_conversation(title=(question.strip() or text.strip()).splitlines()[0])
-        shown = [ShownFile(a.name, a.size, a.tokens, a.text) for a in attachments]
+        shown = [ShownFile(a.name, a.size, a.tokens, a.text, a.sha256) for a in attachments]
         await self.chat.add(MessageView("user", question, files=shown))
         await self._begin_answer(kind, attach.compose(question, attachments), attachments=attachments)
         if new:
@@ -355,7 +357,8 @@ class ChatScreen(Screen[None]):
         self._editing = last
         self.prompt.text = last.source
         self.prompt.move_cursor(self.prompt.document.end)
-        self.prompt.border_title = "editing your last message · Enter resends · Esc cancels"
+        files = f" (with its {len(last.files)} file{'s' if len(last.files) > 1 else ''})" if last.files else ""
+        self.prompt.border_title = f"editing your last message{files} · Enter resends · Esc cancels"
         self.prompt.focus()
         self.refresh_bindings()
 

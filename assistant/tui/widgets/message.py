@@ -12,7 +12,7 @@ from textual.content import Content
 from textual.widgets import Collapsible, LoadingIndicator, Markdown, Static
 from textual.widgets.markdown import MarkdownFence, MarkdownStream
 
-from assistant.attach import unpack
+from assistant.attach import Attachment, unpack
 from assistant.reasoning import ReasoningFilter, split
 from assistant.text_safety import sanitize as clean
 
@@ -34,6 +34,11 @@ class ShownFile:
     size: int
     tokens: int
     text: str
+    sha256: str = ""
+
+    def attachment(self) -> Attachment:
+        """The file as an attachment again (edit-and-resend sends it with the new question)."""
+        return Attachment(self.name, self.text, self.size, self.sha256, self.tokens)
 
     def title(self) -> str:
         return f"📎 {self.name} · {self.tokens} tokens · {self.size:,} bytes"
@@ -224,7 +229,7 @@ def stored_view(message: dict[str, Any], records: list[Any]) -> MessageView:
         texts, question = unpack(content, [r.name for r in records])
         if texts:
             content = question
-            shown = [ShownFile(r.name, r.size, r.tokens, t) for r, t in zip(records, texts, strict=True)]
+            shown = [ShownFile(r.name, r.size, r.tokens, t, r.sha256) for r, t in zip(records, texts, strict=True)]
     return MessageView(message["role"], content, message_id=message["id"], meta=message_meta(message), files=shown)
 
 
