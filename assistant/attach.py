@@ -84,6 +84,23 @@ def question_of(message: str, attachments: list[Attachment]) -> str:
     return message.removeprefix(compose("", attachments)) if attachments else message
 
 
+def unpack(message: str, names: list[str]) -> tuple[list[str], str]:
+    """The inverse of ``compose``: the texts of the files named ``names`` and the question.
+
+    A message that does not start with those blocks (edited elsewhere) comes back whole as the question."""
+    texts: list[str] = []
+    rest = message
+    for name in names:
+        opening = re.match(re.escape(f"File {name}:\n") + r"(`{3,})\n", rest)
+        closing = re.compile("\n" + opening.group(1) + "(?!`)") if opening else None
+        end = closing.search(rest, opening.end() - 1) if opening and closing else None
+        if opening is None or end is None:
+            return [], message
+        texts.append(rest[opening.end() : end.start() + 1])
+        rest = rest[end.end() :].removeprefix("\n\n")
+    return texts, rest
+
+
 def count_and_check(attachments: list[Attachment], question: str, engine: Any, max_tokens: int) -> None:
     """Count each block's tokens with the answering model; refuse a message that cannot fit its context.
 

@@ -55,6 +55,11 @@ class ModelManager:
         return self._engine.name if self._engine is not None else ""
 
     @property
+    def base_model(self) -> bool:
+        """The model serving is a base (completion) model, not tuned for chat (``gguf_info.is_base_model``)."""
+        return self._engine is not None and bool(self._engine.model.info.base_model)
+
+    @property
     def n_ctx(self) -> int:
         return self._engine.n_ctx if self._engine is not None else 0
 

@@ -116,6 +116,11 @@ class Session:
         if conversation_id == self.conversation_id:
             self.new()
 
+    def use_persona(self, persona: Persona | None) -> None:
+        """Chat as ``persona`` (None: the plain assistant) from a new conversation on."""
+        self.persona = persona
+        self.new()
+
     def set_system_prompt(self, text: str) -> None:
         """This conversation's system prompt (a new conversation takes the configured one)."""
         if self.conversation_id is not None:
@@ -278,6 +283,20 @@ class Session:
                 before = [m.id for m in messages if m.id < users[-1]]
                 branches.fork(self.store, self.conversation_id, before[-1] if before else 0)
         yield from self.send(text, **kwargs)
+
+    def reasoning_starts_inside(self) -> bool:
+        """Whether the model's chat template opens the ``<think>`` block in the prompt (answers start inside it)."""
+        from assistant.reasoning import opens_in_prompt
+
+        return opens_in_prompt(self.engine.model.template.render([{"role": "user", "content": "?"}]))
+
+    def check_attachments(self, attachments: list[Attachment], question: str) -> None:
+        """Count each file's tokens with the model that answers; refuse a message that cannot fit (one line)."""
+        attach.count_and_check(attachments, question, self.engine, self._sampling(None, None)["max_tokens"])
+
+    def attachments(self, message_id: int) -> list[attach.AttachmentRecord]:
+        """The files recorded with a stored message (name, size, sha256, tokens)."""
+        return attach.of_message(self.store, message_id)
 
     def branch_points(self) -> list[branches.BranchPoint]:
         """Where this conversation has other versions, and which one is on screen."""

@@ -18,7 +18,32 @@ def add_command(group: argparse._SubParsersAction) -> None:
     cmd.add_argument("--keep-prompted", action="store_true", help="register the student but leave the persona prompted")
     cmd.add_argument("--eval-tasks", default=None, help="held-out questions with answers (JSONL: prompt, answers)")
     cmd.add_argument("--ci", action="store_true", help=argparse.SUPPRESS)  # the tiny recipe the tests run
+    cmd.add_argument("--progress-json", action="store_true",
+                     help="progress as JSON lines on stderr (phase, done, total, elapsed_s) for other programs")
     cmd.set_defaults(handler=cmd_persona)
+
+
+PROGRESS_PREFIX = "progress: "  # a --progress-json line: this, then one JSON object
+
+
+class ProgressJson:
+    """Every progress call as one line ``progress: {"phase", "done", "total", "elapsed_s"}`` on stderr (the chat UI
+    reads them), at most ``per_s`` a second within a phase; a phase's first call always goes out."""
+
+    def __init__(self, per_s: float = 4.0) -> None:
+        import time
+
+        self.clock, self.started, self.gap = time.monotonic, time.monotonic(), 1 / per_s
+        self.phase, self.last = "", 0.0
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        now = self.clock()
+        name = phase.split(" (loss")[0]
+        if name == self.phase and now - self.last < self.gap and done < total:
+            return
+        self.phase, self.last = name, now
+        line = {"phase": phase, "done": done, "total": total, "elapsed_s": round(now - self.started, 2)}
+        print(PROGRESS_PREFIX + json.dumps(line), file=sys.stderr, flush=True)
 
 
 class PhaseLine:
@@ -43,7 +68,7 @@ def cmd_persona(args: argparse.Namespace) -> int:
         raise DistillError("--minutes must be positive")
     settings = persona.Settings.ci() if args.ci else persona.Settings()
     summary = persona.run(args.name, args.prompts, args.minutes, args.keep_prompted, settings, args.eval_tasks,
-                          progress=PhaseLine())
+                          progress=ProgressJson() if args.progress_json else PhaseLine())
     if args.json:
         print(json.dumps(summary, indent=2, ensure_ascii=False))
         return 0

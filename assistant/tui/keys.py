@@ -32,6 +32,16 @@ ACTIONS = [
            palette=("Continue answer", "Carry on an incomplete answer where it stopped")),
     Action("edit_last", "ctrl+g", "Edit and resend your last message",
            palette=("Edit last message", "Change your last message and resend it")),
+    Action("previous_version", "alt+left", "Show the previous version (◀) of the last message that has versions",
+           palette=("Previous version", "Show the earlier version of a regenerated or edited message")),
+    Action("next_version", "alt+right", "Show the next version (▶) of the last message that has versions",
+           palette=("Next version", "Show the later version of a regenerated or edited message")),
+    Action("attach_file", "ctrl+l", "Attach a file (or type @path in your message; Tab completes it)",
+           palette=("Attach a file", "Put a text file in your message (or type @path)")),
+    Action("pick_persona", "", "Chat as a persona (a new chat starts with it)",
+           palette=("Chat as a persona", "Pick one of your personas, or none; a new chat starts with it")),
+    Action("distill_persona", "", "Distil this persona into its own student (in the background)",
+           palette=("Distil this persona", "Train a student that answers like the persona without its prompt")),
     Action("copy_answer", "f3", "Copy the last answer",
            palette=("Copy answer", "Copy the last answer to the clipboard")),
     Action("copy_code", "f4", "Copy the last code block",
@@ -47,14 +57,18 @@ ACTIONS = [
     Action("quit", "ctrl+q", "Quit"),
 ]
 PROMPT_KEYS = [("send", "enter", "Send your message"), ("newline", "ctrl+j,shift+enter", "New line in your message")]
-BUSY_ACTIONS = {"regenerate", "continue_answer", "edit_last", "new_conversation", "delete_conversation", "pick_model"}
+BUSY_ACTIONS = {
+    "pick_persona", "regenerate", "continue_answer", "edit_last", "new_conversation", "delete_conversation", "pick_model",
+    "previous_version", "next_version",
+}
 KNOWN = {a.name for a in ACTIONS} | {name for name, _key, _description in PROMPT_KEYS}
 
 
 def bindings() -> list[Binding]:
     """Textual bindings for every action (Ctrl+Q has priority: it quits from any screen)."""
     return [
-        Binding(a.key, a.name, a.description, id=a.name, show=a.footer, priority=a.name == "quit") for a in ACTIONS
+        Binding(a.key, a.name, a.description, id=a.name, show=a.footer, priority=a.name == "quit")
+        for a in ACTIONS if a.key  # an action without a key is in the palette only
     ]
 
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 from textual.widgets import Input, TextArea
-from tui_helpers import ask_and_wait_for_text, until, when
+from tui_helpers import ask_and_wait_for_text, wait_until, when
 
 from assistant.session import resumable
 
@@ -28,7 +28,7 @@ async def test_quit_while_streaming_stops_within_a_token_and_keeps_the_partial_a
             conversation = app.session.conversation_id
             pressed = time.monotonic()
             await pilot.press("ctrl+q")
-            await until(pilot, lambda: not app.is_running, 5.0, "the app to exit")
+            await wait_until(pilot, lambda: not app.is_running, "the app to exit", 5.0)
         deadline = pressed + 1.0
         while engine.busy and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -134,14 +134,14 @@ async def test_escape_during_the_prefill_of_a_long_paste_stops_within_half_a_sec
         app.prompt.text = "Summarise this log:\n" + long_paste(60)
         app.prompt.focus()
         await pilot.press("enter")
-        await until(pilot, lambda: engine.busy, 30, "the prefill to start")
+        await wait_until(pilot, lambda: engine.busy, "the prefill to start", 30)
         await pilot.pause(0.3)
         assert app.generating and not app._answer.source  # still reading the prompt
         stopped = when(lambda: not engine.busy, 30)
         ended = when(lambda: app.turns_done == 1, 30)  # observed from a thread: pilot.press itself takes ~2 s here
         pressed = time.monotonic()
         await pilot.press("escape")
-        await until(pilot, lambda: ended.is_set(), 30, "the turn to end")
+        await wait_until(pilot, lambda: ended.is_set(), "the turn to end", 30)
         print(f"\nEsc during prefill: engine stopped after {stopped.at - pressed:.2f} s, turn ended after "
               f"{ended.at - pressed:.2f} s")
         assert ended.at - pressed < 0.5, f"Esc took {ended.at - pressed:.2f} s to stop the prefill"
@@ -201,3 +201,54 @@ async def test_dialogs_say_what_enter_does(make_app, store) -> None:  # noqa: AN
         await pilot.press("f2")
         await pilot.pause()
         assert "Enter" in str(app.screen.query_one(".dialog-hint", Label).render())
+
+
+@pytest.mark.timeout(300)
+async def test_chatting_with_a_base_model_is_flagged(tui_config, store) -> None:  # noqa: ANN001 - row 7
+    """Gemma 3 270M (a base model: no chat template, no instruct marker) gets a warning and a status flag."""
+    from tui_helpers import wait_until
+
+    from assistant.tui.app import ChatApp
+
+    app = ChatApp(tui_config, store, model="gemma3-270m")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_until(pilot, lambda: app.models.ready or bool(app.models.error), "gemma3-270m to load", 240)
+        assert app.models.ready, app.models.error
+        warnings = [n.message for n in app._notifications if n.severity == "warning"]
+        assert any("base (completion) model, not tuned for chat" in m and "gemma" in m.lower() for m in warnings)
+        assert "⚠ base model" in app.status.render().plain
+        app.chat_screen._load_model("smollm2-135m")  # a chat model: the flag goes
+        await wait_until(pilot, lambda: "SmolLM2" in app.models.name, "SmolLM2 to load", 120)
+        await pilot.pause()
+        assert "base model" not in app.status.render().plain and not app.status.info.base_model
+
+
+@pytest.mark.timeout(180)
+async def test_the_speed_is_not_stale_during_continue_and_stays_on_a_60_column_status_bar(  # row 16
+    make_app, store, tui_config  # noqa: ANN001
+) -> None:
+    from tui_helpers import send, wait_idle, wait_until
+
+    partial = "Once upon a time, in a kingdom far away, there lived a dragon"
+    conversation = store.new_conversation(title="Dragon", model="SmolLM2-135M-Instruct.Q4_1")
+    store.add_message(conversation, "user", "Write a long story about a dragon.")
+    store.add_message(conversation, "assistant", partial, model="SmolLM2-135M-Instruct.Q4_1", finish_reason="cancelled",
+                      ttft_s=0.31)  # stopped before a speed was measured
+    tui_config.generation.max_tokens = 300
+    app = make_app()
+    async with app.run_test(size=(60, 15)) as pilot:
+        await pilot.pause()
+        assert "0.0 tok/s" not in app.status.render().plain  # no figure is not a figure of 0
+        await pilot.press("f5")
+        await wait_until(pilot, lambda: app.turns_done > 0 or (app._answer is not None and len(app._answer.source) > len(partial) + 30),
+                         "the continued answer to stream")
+        line = app.status.render().plain
+        assert app.generating and "generating" in line and "tok/s" not in line and "TTFT" not in line, line
+        await pilot.press("escape")
+        await wait_idle(pilot, app, turns=1)
+        tui_config.generation.max_tokens = 12
+        await send(pilot, app, "Name a colour.")
+        await wait_idle(pilot, app, turns=2)
+        line = app.status.render().plain
+        assert f"{app.status.info.tokens_per_s:.1f} tok/s" in line and app.status.info.tokens_per_s > 0, line
+        assert len(line) <= 60 and "on-device only" in line

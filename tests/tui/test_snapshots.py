@@ -69,3 +69,19 @@ def test_settings_screen(snap_compare, make_app, seeded) -> None:  # noqa: ANN00
 
 def test_delete_confirmation(snap_compare, make_app, seeded) -> None:  # noqa: ANN001
     assert snap_compare(make_app(), terminal_size=(80, 24), run_before=opened(seeded[1], "f8"))
+
+
+def test_versions_reasoning_and_a_file(snap_compare, make_app, store, tmp_path) -> None:  # noqa: ANN001
+    """The branch arrows (◀ 2/2 ▶), a folded reasoning block and a folded attachment (issue 18)."""
+    from assistant import attach, branches
+
+    model = "SmolLM2-135M-Instruct.Q4_1"
+    notes = attach.Attachment("sums.txt", "2 + 2 = 4\n", 10, "0" * 64, tokens=9)
+    cid = store.new_conversation(title="Sums", model=model)
+    question = store.add_message(cid, "user", attach.compose("What is 2 + 2?", [notes]))
+    attach.save(store, question, [notes])
+    store.add_message(cid, "assistant", "Four.", model=model, finish_reason="stop")
+    branches.fork(store, cid, question)  # as a regenerate does
+    store.add_message(cid, "assistant", "<think>Two and two make four.</think>\n\n2 + 2 = **4**.", model=model,
+                      finish_reason="stop", prompt_tokens=30, completion_tokens=12, ttft_s=0.05, tokens_per_s=40.0)
+    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=opened(cid))

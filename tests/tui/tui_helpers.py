@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 
@@ -30,11 +31,15 @@ def seed(store: Store) -> tuple[int, int]:
 
 
 async def wait_until(pilot, predicate, what: str, timeout: float = 90.0) -> None:  # noqa: ANN001
-    """Pause the pilot until ``predicate()`` holds (give it one that cannot be missed); fail naming ``what``."""
+    """Let the app run until ``predicate()`` holds (give it one that cannot be missed); fail after ``timeout`` s
+    naming ``what``.
+
+    It polls with ``asyncio.sleep`` (the app's loop runs meanwhile), not ``pilot.pause``: that waits for the screen
+    to settle, which takes seconds during a long prefill and fails once the app has exited."""
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, f"timed out after {timeout:.0f} s waiting for {what}"
-        await pilot.pause(0.02)
+        await asyncio.sleep(0.01)
 
 
 async def send(pilot, app, text: str) -> int:  # noqa: ANN001
@@ -54,12 +59,9 @@ async def send(pilot, app, text: str) -> int:  # noqa: ANN001
 
 async def wait_idle(pilot, app, timeout: float = 90.0, turns: int | None = None) -> None:  # noqa: ANN001
     """Wait until the app has finished the answer number ``turns`` (default: the one under way)."""
-    deadline = time.monotonic() + timeout
     target = turns if turns is not None else app.turns_done + (1 if app.generating else 0)
     await pilot.pause()
-    while app.generating or app.turns_done < target:
-        assert time.monotonic() < deadline, "the answer did not finish in time"
-        await pilot.pause(0.05)
+    await wait_until(pilot, lambda: not app.generating and app.turns_done >= target, "the answer to finish", timeout)
     await pilot.pause()
 
 
@@ -80,21 +82,11 @@ def note_text(view) -> str:  # noqa: ANN001 - a MessageView
     return str(note.render()) if note.display else ""
 
 
-async def until(pilot, done, timeout: float, what: str) -> None:  # noqa: ANN001
-    """Let the app run until ``done()`` is true; fail after ``timeout`` seconds (the app may have exited)."""
-    import asyncio
-
-    deadline = time.monotonic() + timeout
-    while not done():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.01)
-
-
 async def ask_and_wait_for_text(pilot, app, text: str, chars: int, timeout: float = 60.0) -> None:  # noqa: ANN001
     """Send ``text`` and return once ``chars`` characters of the answer are on screen (it is still streaming)."""
     await send(pilot, app, text)
-    await until(pilot, lambda: app.turns_done > 0 or (app._answer is not None and len(app._answer.source) >= chars),
-                timeout, "the answer to start")
+    await wait_until(pilot, lambda: app.turns_done > 0 or (app._answer is not None and len(app._answer.source) >= chars),
+                     "the answer to start", timeout)
     assert app.generating, "the answer finished before the test could act on it"
 
 

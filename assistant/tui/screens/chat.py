@@ -17,25 +17,33 @@ from textual.content import Content
 from textual.message import Message
 from textual.reactive import reactive
 from textual.screen import Screen
-from textual.widgets import Footer, Input
+from textual.timer import Timer
+from textual.widgets import Button, Footer, Input, Static, TextArea
 
-from assistant import AssistantError
+from assistant import AssistantError, attach
+from assistant import persona as personas
+from assistant.attach import Attachment
 from assistant.config import Config, save
 from assistant.model_manager import ModelManager
 from assistant.session import Session, resumable
+from assistant.tui import mentions
+from assistant.tui.distill_job import DistillJob, Outcome, Progress
 from assistant.tui.keys import ACTIONS, BUSY_ACTIONS, bindings, key_label, key_of, key_rows
 from assistant.tui.screens.dialogs import ConfirmScreen, TextInputScreen
 from assistant.tui.screens.escalation import approver
 from assistant.tui.screens.help import HelpScreen, help_markdown
 from assistant.tui.screens.models import ModelPickerScreen, gguf_files, model_choices
+from assistant.tui.screens.personas import NO_PERSONA, PersonaPickerScreen
 from assistant.tui.screens.settings import SettingsScreen, SettingsValues
 from assistant.tui.streaming import AnswerDelta, AnswerDone, AnswerStream
-from assistant.tui.widgets.message import ChatView, MessageView, code_blocks, message_meta
+from assistant.tui.widgets.distill_bar import DistillBar
+from assistant.tui.widgets.message import ChatView, MessageView, ShownFile, code_blocks, message_meta
 from assistant.tui.widgets.prompt import PromptInput
 from assistant.tui.widgets.sidebar import Sidebar
 from assistant.tui.widgets.status import StatusBar
 
 MODEL_POLL_S = 4.0
+HINT_DELAY_S = 0.3  # the files named in the message box are counted this long after the last key
 NARROW_COLUMNS = 80  # below this width the sidebar collapses (Ctrl+B still shows it)
 RESUME_NOTE = (
     "⚠ incomplete — press [b]$continue_key[/b] to [@click=screen.continue_answer]continue[/] "
@@ -47,6 +55,18 @@ class ModelReady(Message):
     def __init__(self, key: str, error: str = "", swapped: bool = False) -> None:
         super().__init__()
         self.key, self.error, self.swapped = key, error, swapped
+
+
+class DistillProgress(Message):
+    def __init__(self, progress: Progress) -> None:
+        super().__init__()
+        self.progress = progress
+
+
+class DistillEnded(Message):
+    def __init__(self, name: str, outcome: Outcome) -> None:
+        super().__init__()
+        self.name, self.outcome = name, outcome
 
 
 class ChatScreen(Screen[None]):
@@ -67,6 +87,9 @@ class ChatScreen(Screen[None]):
         self._queued: tuple[str, str] | None = None  # ("send", text) or ("continue", "") asked before the model loaded
         self._quitting = False
         self._failed_key = ""  # the model that failed to load, when none serves
+        self._hint_timer: Timer | None = None
+        self.distill_job: DistillJob | None = None  # a persona being distilled in its own process
+        self.distill_args: list[str] = []  # more arguments for `distill persona` (the tests' tiny recipe: --ci)
         self._narrow = False  # the terminal is narrower than NARROW_COLUMNS (the sidebar collapses)
         self._seen_files: dict[Path, int] = {}
         self._announced: set[Path] = set()  # model files present at start or already announced
@@ -77,7 +100,9 @@ class ChatScreen(Screen[None]):
             yield Sidebar(id="sidebar")
             with Vertical(id="chat-pane"):
                 yield ChatView(id="chat")
+                yield Static(id="attach-hint", classes="-hidden")
                 yield PromptInput(id="prompt", placeholder="Ask anything… (Enter sends, Ctrl+J new line)")
+        yield DistillBar(id="distill-bar")
         yield StatusBar(id="status")
         yield Footer()
 
@@ -106,6 +131,7 @@ class ChatScreen(Screen[None]):
         self.status.show(policy=self.config.escalation.policy, persona=persona.name if persona else "")
         if self.models.ready:
             self.status.show(model=self.models.name, n_ctx=self.models.n_ctx)
+            self._warn_if_base_model()
         else:
             self.status.show(model=self.models.key, state="loading model…")
             self._load_model(self.models.key)
@@ -149,8 +175,10 @@ class ChatScreen(Screen[None]):
             return
         self._cancel_edit()
         messages = self.session.open(conversation_id)
-        await self.chat.show(messages, self._welcome())
+        files = {m["id"]: found for m in messages if m["role"] == "user" and (found := self.session.attachments(m["id"]))}
+        await self.chat.show(messages, self._welcome(), files)
         self._offer_resume(messages[-1] if messages else None)
+        self._show_versions()
         self.sidebar.select(conversation_id)
         self._show_stored_stats(messages)
         if message_id is not None and not self.chat.jump_to(message_id):
@@ -238,23 +266,47 @@ class ChatScreen(Screen[None]):
         if not self.models.ready and self.models.error:
             self.notify(self._load_failure(), title="No model", severity="error", markup=False)
             return  # the message stays in the box
-        self.prompt.clear()
         if not self.models.ready:
+            self.prompt.clear()
             self._queued = ("send", event.text)
             self.notify("The model is still loading; your message goes out as soon as it is ready")
             return
         await self._send(event.text)
 
+    def _with_files(self, text: str, kept: list[Attachment]) -> tuple[str, list[Attachment]] | None:
+        """(the question, ``kept`` files and its ``@path`` files read and counted); None, with one line shown,
+        if a file cannot go."""
+        question, paths = mentions.split(text)
+        question = question.strip() if paths or kept else text
+        try:
+            attachments = [*kept, *(attach.read(path) for path in paths)]
+            if attachments:
+                self.session.check_attachments(attachments, question)
+        except AssistantError as exc:
+            self.notify(str(exc), title="Not sent", severity="error", markup=False)
+            return None
+        return question, attachments
+
     async def _send(self, text: str) -> None:
+        """Send ``text`` (its ``@path`` files attached); a file that cannot go leaves the text in the box."""
+        kept = [f.attachment() for f in self._editing.files] if self._editing is not None else []
+        prepared = self._with_files(text, kept)
+        if prepared is None:
+            if not self.prompt.text:
+                self.prompt.text = text
+            return
+        self.prompt.clear()
+        question, attachments = prepared
         kind = "send"
         if self._editing is not None:
             await self.chat.remove_from(self._editing)
             self._cancel_edit()
             kind = "resend"
         new = self.session.conversation_id is None
-        self.session.ensure_conversation(title=text.strip().splitlines()[0])
-        await self.chat.add(MessageView("user", text))
-        await self._begin_answer(kind, text)
+        self.session.ensure_conversation(title=(question.strip() or text.strip()).splitlines()[0])
+        shown = [ShownFile(a.name, a.size, a.tokens, a.text, a.sha256) for a in attachments]
+        await self.chat.add(MessageView("user", question, files=shown))
+        await self._begin_answer(kind, attach.compose(question, attachments), attachments=attachments)
         if new:
             await self.refresh_sidebar()
 
@@ -305,7 +357,8 @@ class ChatScreen(Screen[None]):
         self._editing = last
         self.prompt.text = last.source
         self.prompt.move_cursor(self.prompt.document.end)
-        self.prompt.border_title = "editing your last message · Enter resends · Esc cancels"
+        files = f" (with its {len(last.files)} file{'s' if len(last.files) > 1 else ''})" if last.files else ""
+        self.prompt.border_title = f"editing your last message{files} · Enter resends · Esc cancels"
         self.prompt.focus()
         self.refresh_bindings()
 
@@ -320,7 +373,9 @@ class ChatScreen(Screen[None]):
             self.prompt.border_title = None
             self.refresh_bindings()
 
-    async def _begin_answer(self, kind: str, text: str, view: MessageView | None = None) -> None:
+    async def _begin_answer(
+        self, kind: str, text: str, view: MessageView | None = None, attachments: list[Attachment] | None = None
+    ) -> None:
         """Stream an answer into a new message view, or (continuing) into ``view``."""
         self._offer_resume(None)
         if view is None:
@@ -328,20 +383,20 @@ class ChatScreen(Screen[None]):
         else:
             view.set_meta(f"{self.models.name} · continuing…")
         self._answer = view
-        self._answer.start_stream()
+        self._answer.start_stream(self.session.reasoning_starts_inside())
         self.stream.begin()
         self.generating = True
         self._drain_timer = self.set_interval(0.2, self._drain)  # pieces held back by the worker's rate limit
-        self._generate(kind, text)
+        self._generate(kind, text, attachments or [])
 
     @work(thread=True, exclusive=True, group="generate", exit_on_error=False)
-    def _generate(self, kind: str, text: str) -> None:
+    def _generate(self, kind: str, text: str, attachments: list[Attachment]) -> None:
         """Runs in a thread: the session's stream for this kind of turn, pumped to the screen."""
         approve = approver(self.app, lambda: self.session.last.route.get("reason", ""))
         if kind == "send":
-            stream = self.session.send(text, approve=approve)
+            stream = self.session.send(text, approve=approve, attachments=attachments)
         elif kind == "resend":
-            stream = self.session.resend(text, approve=approve)
+            stream = self.session.resend(text, approve=approve, attachments=attachments)
         elif kind == "continue":
             stream = self.session.continue_()
         else:
@@ -374,6 +429,7 @@ class ChatScreen(Screen[None]):
         user = self.chat.last("user")
         if user is not None and turn.user_message_id:
             user.message_id = turn.user_message_id
+        self._show_versions()
         self._answer = None
         self.generating = False
         self.turns_done += 1
@@ -404,6 +460,8 @@ class ChatScreen(Screen[None]):
     async def stop_for_quit(self, timeout: float) -> None:
         """Stop the answer being streamed at its next token and wait (at most ``timeout`` s) until it is stored."""
         self._quitting = True
+        if self.distill_job is not None:
+            self.distill_job.cancel()  # as Ctrl-C: the run resumes when started again
         if not self.stream.idle.is_set():
             self.stream.stop.set()
             self.session.cancel()
@@ -416,18 +474,130 @@ class ChatScreen(Screen[None]):
             return None
         return True
 
+    # -- files: ``@path`` in the message box (Tab completes the path), or the attach dialog
+    @on(TextArea.Changed, "#prompt")
+    def _prompt_changed(self) -> None:
+        if self._hint_timer is not None:
+            self._hint_timer.stop()
+        self._hint_timer = self.set_timer(HINT_DELAY_S, self.update_attach_hint)
+
+    def update_attach_hint(self) -> None:
+        """Above the box: the files the message names with their token counts (or why one cannot go)."""
+        self._hint_timer = None
+        hint = self.query_one("#attach-hint", Static)
+        text = self.prompt.text
+        question, paths = mentions.split(text)
+        typing = mentions.typing(text)  # an @path being typed that names no file yet: its completions, not an error
+        if typing is not None:
+            paths = [p for p in paths if p != typing[0]]
+        line = Content("")
+        if typing is not None and not paths:
+            found = typing[1]
+            line = Content.assemble(("Tab: ", "bold"), "  ".join(mentions.tail(c) for c in found[:12])) if found \
+                else Content("no file matches that path yet")
+        elif paths:
+            try:
+                files = [attach.read(path) for path in paths]
+                if self.models.ready:
+                    self.session.check_attachments(files, question)
+                    line = Content(" · ".join(f"📎 {a.name} {a.tokens} tokens" for a in files))
+                else:
+                    line = Content(" · ".join(f"📎 {a.name} {a.size:,} bytes" for a in files) + " (tokens: model loading)")
+            except AssistantError as exc:
+                line = Content.assemble(("⚠ ", "bold"), str(exc)).stylize("$text-error")
+        hint.update(line)
+        hint.set_class(not line.plain, "-hidden")
+
+    @on(PromptInput.Completions)
+    def _completions(self, event: PromptInput.Completions) -> None:
+        hint = self.query_one("#attach-hint", Static)
+        if event.candidates:
+            hint.update(Content.assemble(("Tab: ", "bold"), "  ".join(mentions.tail(c) for c in event.candidates)))
+            hint.set_class(False, "-hidden")
+        else:
+            self.notify("No file matches that path", severity="warning")
+
+    @work
+    async def action_attach_file(self) -> None:
+        """Ask for a path (Tab completes it) and put ``@path`` in the message box."""
+        path = await self.app.push_screen_wait(TextInputScreen("Attach a file (its path; Tab completes)", "",
+                                                               suggester=mentions.PathSuggester()))
+        if not path:
+            return
+        try:
+            attach.read(path)
+        except AssistantError as exc:
+            self.notify(str(exc), title="Not attached", severity="error", markup=False)
+            return
+        text = self.prompt.text
+        self.prompt.text = f"@{path} {text}" if text else f"@{path} "
+        self.prompt.move_cursor(self.prompt.document.end)
+        self.prompt.focus()
+        self.update_attach_hint()
+
+    # -- versions (branches): regenerate and edit-and-resend keep the earlier ones
+    def _show_versions(self) -> None:
+        """Put ``◀ n/m ▶`` on each message that starts a version (the first message after its branch point)."""
+        marks: dict[int, tuple[int, int, int]] = {}
+        for point in self.session.branch_points():
+            first = next((v for v in self.chat.views() if (v.message_id or 0) > point.parent_id), None)
+            if first is not None:
+                marks[id(first)] = (point.parent_id, point.active, point.count)
+        for view in self.chat.views():
+            view.set_versions(marks.get(id(view)))
+
+    def action_version(self, parent_id: int, position: int) -> None:
+        """The arrows' click: switch on the screen's own turn (the clicked header is redrawn away)."""
+        self.call_later(self.show_version, parent_id, position)
+
+    async def show_version(self, parent_id: int, position: int) -> None:
+        """Show version ``position`` (1-based) at a branch point; the next turn continues from it."""
+        if self.generating:
+            self.notify("Still answering: press Esc to stop first", severity="warning")
+            return
+        point = next((p for p in self.session.branch_points() if p.parent_id == parent_id), None)
+        if point is None or position == point.active:
+            return
+        if not 1 <= position <= point.count:
+            edge = "first" if position < 1 else "last"
+            self.notify(f"This is the {edge} version ({point.active}/{point.count})", markup=False)
+            return
+        try:
+            self.session.switch_version(parent_id, position)
+        except AssistantError as exc:
+            self.notify(str(exc), severity="error", markup=False)
+            return
+        await self.open_conversation(self.session.conversation_id)
+        await self.refresh_sidebar()
+
+    async def _step_last_version(self, step: int) -> None:
+        marked = [v.versions for v in self.chat.views() if v.versions is not None]
+        if not marked:
+            keys = self.config.ui.keys
+            self.notify(f"No message here has other versions ({key_label(key_of(keys, 'regenerate'))} or "
+                        f"{key_label(key_of(keys, 'edit_last'))} makes one)", severity="warning")
+            return
+        parent_id, shown, _count = marked[-1]
+        await self.show_version(parent_id, shown + step)
+
+    async def action_previous_version(self) -> None:
+        await self._step_last_version(-1)
+
+    async def action_next_version(self) -> None:
+        await self._step_last_version(1)
+
     # -- clipboard
     def action_copy_answer(self) -> None:
         last = self.chat.last("assistant")
-        if last is None or not last.source:
+        if last is None or not last.answer:
             self.notify("No answer to copy yet", severity="warning")
             return
-        self.app.copy_to_clipboard(last.source)
-        self.notify(f"Copied the answer ({len(last.source)} chars)")
+        self.app.copy_to_clipboard(last.answer)
+        self.notify(f"Copied the answer ({len(last.answer)} chars)")
 
     def action_copy_code(self) -> None:
         last = self.chat.last("assistant")
-        blocks = code_blocks(last.source) if last is not None else []
+        blocks = code_blocks(last.answer) if last is not None else []
         if not blocks:
             self.notify("The last answer has no code block", severity="warning")
             return
@@ -473,6 +643,7 @@ class ChatScreen(Screen[None]):
             self._queued = None
             return
         self.status.show(model=self.models.name, n_ctx=self.models.n_ctx, context_used=0, tokens_per_s=0.0, ttft_s=0.0)
+        self._warn_if_base_model()
         if event.swapped:
             self.notify(f"Now answering with {self.models.name}", markup=False)
         if welcome := self.chat.query("#welcome"):
@@ -480,6 +651,16 @@ class ChatScreen(Screen[None]):
         if self._queued and not self.generating:
             (kind, text), self._queued = self._queued, None
             await (self._send(text) if kind == "send" else self.action_continue_answer())
+
+    def _warn_if_base_model(self) -> None:
+        """A base (completion) model echoes and rambles when chatted with: say so (issue 19, row 7)."""
+        base = self.models.base_model
+        self.status.show(base_model=base)
+        if base:
+            from assistant.gguf_info import base_model_note
+
+            self.notify(base_model_note(self.models.name), title="Base model", severity="warning", timeout=20,
+                        markup=False)
 
     def poll_models(self) -> None:
         """Notice new .gguf files (e.g. a freshly distilled student) once their size is stable."""
@@ -491,6 +672,82 @@ class ChatScreen(Screen[None]):
                             timeout=15, markup=False)
         self._seen_files = current
 
+    # -- personas: chat as one, distil one into its own student
+    def action_pick_persona(self) -> None:
+        current = self.session.persona.name if self.session.persona else NO_PERSONA
+        self.app.push_screen(PersonaPickerScreen(personas.all_personas(), current), self._persona_picked)
+
+    def _persona_picked(self, name: str | None) -> None:
+        if name is not None:
+            self.call_later(self.use_persona, "" if name == NO_PERSONA else name)
+
+    async def use_persona(self, name: str) -> None:
+        """Start a new chat as persona ``name`` ('' for none), loading its model (or its student) if it has one."""
+        if self.generating:
+            self.notify("Still answering: press Esc to stop first", severity="warning")
+            return
+        try:
+            persona = personas.load(name) if name else None
+        except AssistantError as exc:
+            self.notify(str(exc), severity="error", markup=False)
+            return
+        self.session.use_persona(persona)
+        await self.open_conversation(None)
+        self.status.show(persona=persona.name if persona else "")
+        self.notify(f"New chat as {name}" if name else "New chat without a persona", markup=False)
+        model = persona.runtime_model() if persona else ""
+        if model and model != self.models.key:
+            self.status.show(state=f"loading {Path(model).name}…")
+            self._load_model(model)
+
+    def action_distill_persona(self) -> None:
+        if self.distill_job is not None and self.distill_job.running:
+            self.notify(f"Already distilling {self.distill_job.name}: Cancel it in the bar first", severity="warning",
+                        markup=False)
+        elif self.session.persona is not None:
+            self.start_distill(self.session.persona.name)
+        else:
+            picker = PersonaPickerScreen(personas.all_personas(), "", title="Distil which persona?")
+            self.app.push_screen(picker, lambda name: self.start_distill(name) if name and name != NO_PERSONA else None)
+
+    def start_distill(self, name: str) -> None:
+        """Run `assistant distill persona NAME` in its own process; its progress shows in the bar above the status."""
+        job = DistillJob(name, lambda p: self.post_message(DistillProgress(p)),
+                         lambda outcome: self.post_message(DistillEnded(name, outcome)), self.distill_args)
+        try:
+            job.start()
+        except OSError as exc:
+            self.notify(f"cannot start the distillation: {exc}", severity="error", markup=False)
+            return
+        self.distill_job = job
+        self.query_one(DistillBar).begin(name)
+        self.notify(f"Distilling {name} in the background: keep chatting; Cancel in the bar stops it (it resumes "
+                    "when started again)", markup=False)
+
+    @on(DistillProgress)
+    def _distill_progress(self, event: DistillProgress) -> None:
+        self.query_one(DistillBar).show(event.progress)
+
+    @on(Button.Pressed, "#distill-cancel")
+    def action_cancel_distill(self) -> None:
+        if self.distill_job is not None and self.distill_job.running:
+            self.distill_job.cancel()
+            self.query_one(DistillBar).show_text("cancelling…")
+
+    @on(DistillEnded)
+    def _distill_ended(self, event: DistillEnded) -> None:
+        self.query_one(DistillBar).end()
+        outcome, name = event.outcome, event.name
+        if outcome.cancelled:
+            self.notify(f"Distillation of {name} cancelled; start it again to resume where it stopped", markup=False)
+        elif outcome.returncode != 0 or outcome.summary is None:
+            self.notify(f"Distilling {name} failed: {outcome.error or f'exit code {outcome.returncode}'}",
+                        title="Distillation failed", severity="error", markup=False, timeout=20)
+        else:
+            question = f"{name} is distilled: its student answers without the prompt. Switch to it now?"
+            self.app.push_screen(ConfirmScreen(question, confirm="Switch"),
+                                 lambda yes: self.call_later(self.use_persona, name) if yes else None)
+
     # -- settings and help
     def action_settings(self) -> None:
         system = self.session.system_prompt
@@ -500,12 +757,16 @@ class ChatScreen(Screen[None]):
             temperature=self.config.generation.temperature,
             max_tokens=self.config.generation.max_tokens,
             theme=self.app.theme,
+            persona=self.session.persona.name if self.session.persona else NO_PERSONA,
         )
-        self.app.push_screen(SettingsScreen(values, sorted(self.app.available_themes)), self._settings_saved)
+        screen = SettingsScreen(values, sorted(self.app.available_themes), personas.names())
+        self.app.push_screen(screen, self._settings_saved)
 
     def _settings_saved(self, values: SettingsValues | None) -> None:
         if values is None:
             return
+        if values.persona != (self.session.persona.name if self.session.persona else NO_PERSONA):
+            self.call_later(self.use_persona, "" if values.persona == NO_PERSONA else values.persona)
         self.session.set_system_prompt(values.system)
         if values.system_as_default or self.session.conversation_id is None:
             self.config.generation.system = values.system

@@ -7,6 +7,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.screen import ModalScreen
+from textual.suggester import Suggester
 from textual.widgets import Button, Input, Label
 
 
@@ -41,14 +42,14 @@ class TextInputScreen(ModalScreen[str | None]):
 
     BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
 
-    def __init__(self, prompt: str, value: str = "") -> None:
+    def __init__(self, prompt: str, value: str = "", suggester: Suggester | None = None) -> None:
         super().__init__(classes="dialog-screen")
-        self.prompt, self.value = prompt, value
+        self.prompt, self.value, self.suggester = prompt, value, suggester
 
     def compose(self):  # noqa: ANN201
         with Vertical(classes="dialog"):
             yield Label(Content(self.prompt), classes="dialog-text")
-            yield Input(self.value, id="value")
+            yield Input(self.value, id="value", suggester=self.suggester)
             yield Label(Content("Enter: OK · Esc: Cancel"), classes="dialog-hint")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("OK", variant="primary", id="ok")

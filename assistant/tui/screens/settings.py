@@ -1,4 +1,4 @@
-"""Settings: this conversation's system prompt, temperature, max tokens, theme."""
+"""Settings: this conversation's system prompt, temperature, max tokens, theme, and the persona new chats use."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ class SettingsValues:
     temperature: float
     max_tokens: int
     theme: str
+    persona: str = "-"  # a persona's name, or "-" for none (changing it starts a new chat)
 
 
 class SettingsScreen(ModalScreen[SettingsValues | None]):
@@ -26,9 +27,9 @@ class SettingsScreen(ModalScreen[SettingsValues | None]):
     BINDINGS = [Binding("escape", "dismiss(None)", "Cancel"), Binding("ctrl+s", "save", "Save")]
     AUTO_FOCUS = "#system"  # typing goes into the first field, not the scroll container around the form
 
-    def __init__(self, values: SettingsValues, themes: list[str]) -> None:
+    def __init__(self, values: SettingsValues, themes: list[str], personas: list[str] | None = None) -> None:
         super().__init__(classes="dialog-screen")
-        self.values, self.themes = values, themes
+        self.values, self.themes, self.personas = values, themes, personas or []
 
     def compose(self):  # noqa: ANN201
         v = self.values
@@ -45,6 +46,11 @@ class SettingsScreen(ModalScreen[SettingsValues | None]):
             with Horizontal(classes="field-row"):
                 yield Label("Theme", classes="field-label")
                 yield Select([(t, t) for t in self.themes], value=v.theme, allow_blank=False, id="theme", compact=True)
+            with Horizontal(classes="field-row"):
+                yield Label("Persona", classes="field-label")
+                choices = [("none (a new chat starts when you change it)", "-")] + [(p, p) for p in self.personas]
+                yield Select(choices, value=v.persona if v.persona in self.personas else "-", allow_blank=False,
+                             id="persona", compact=True)
             yield Label("", id="settings-error")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Save", variant="primary", id="save", compact=True)
@@ -70,6 +76,7 @@ class SettingsScreen(ModalScreen[SettingsValues | None]):
             temperature=temperature,
             max_tokens=max_tokens,
             theme=str(self.query_one("#theme", Select).value),
+            persona=str(self.query_one("#persona", Select).value),
         )
 
     def action_save(self) -> None:

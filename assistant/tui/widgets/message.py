@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from textual import events
 from textual.containers import Vertical, VerticalScroll
 from textual.content import Content
-from textual.widgets import LoadingIndicator, Markdown, Static
+from textual.widgets import Collapsible, LoadingIndicator, Markdown, Static
 from textual.widgets.markdown import MarkdownFence, MarkdownStream
 
+from assistant.attach import Attachment, unpack
+from assistant.reasoning import ReasoningFilter, split
 from assistant.text_safety import sanitize as clean
 
 FENCE = re.compile(r"^(?P<fence>`{3,}|~{3,})[^\n]*\n(?P<code>.*?)(?:^(?P=fence)[ \t]*$|\Z)", re.S | re.M)
@@ -23,27 +26,85 @@ def code_blocks(markdown: str) -> list[str]:
     return [m.group("code").rstrip("\n") for m in FENCE.finditer(markdown)]
 
 
-class MessageView(Vertical):
-    """A user or assistant message: a one-line header and a Markdown body."""
+@dataclass
+class ShownFile:
+    """A file attached to a message, as its fold shows it."""
 
-    def __init__(self, role: str, content: str = "", *, message_id: int | None = None, meta: str = "") -> None:
+    name: str
+    size: int
+    tokens: int
+    text: str
+    sha256: str = ""
+
+    def attachment(self) -> Attachment:
+        """The file as an attachment again (edit-and-resend sends it with the new question)."""
+        return Attachment(self.name, self.text, self.size, self.sha256, self.tokens)
+
+    def title(self) -> str:
+        return f"📎 {self.name} · {self.tokens} tokens · {self.size:,} bytes"
+
+
+class MessageView(Vertical):
+    """A user or assistant message: a one-line header, its attached files (folded) and a Markdown body."""
+
+    def __init__(self, role: str, content: str = "", *, message_id: int | None = None, meta: str = "",
+                 files: list[ShownFile] | None = None) -> None:
         super().__init__(classes=f"message -{role}")
         self.role = role
         self.message_id = message_id
-        self.source = clean(content)
+        self.files = files or []
+        self.source = clean(content)  # the question without the files' blocks when there are files; the whole answer
+        self.reasoning, self.answer = split(self.source) if role == "assistant" else ("", self.source)
         self.meta = meta
         self.resumable = False  # an incomplete answer offered for continue / regenerate
+        self.versions: tuple[int, int, int] | None = None  # (branch point, shown, count): ``◀ 2/3 ▶`` in the header
         self._stream: MarkdownStream | None = None
         self._thinking = False
+        self._filter = ReasoningFilter()
+        self._starts_inside = False
 
     def compose(self):  # noqa: ANN201
         yield Static(self._header(), classes="message-header")
-        yield Markdown(self.source, open_links=False)
+        for file in self.files:
+            with Collapsible(title=clean(file.title()), collapsed=True, classes="attachment"):
+                yield Static(Content(clean(file.text)), classes="attachment-text")
+        if self.role == "assistant":  # the <think> block, folded above the answer (hidden when there is none)
+            with Collapsible(title=self._reasoning_title(), collapsed=True, classes="reasoning"):
+                yield Static(Content(self.reasoning), classes="reasoning-text")
+        yield Markdown(self.answer, open_links=False)
         yield Static(classes="resume-note")
 
+    def on_mount(self) -> None:
+        for fold in self.query(".reasoning"):
+            fold.display = bool(self.reasoning)
+
+    def _reasoning_title(self, thinking: bool = False) -> str:
+        words = len(self.reasoning.split())
+        return f"💭 Thinking… ({words} words)" if thinking else f"💭 Reasoning ({words} words)"
+
+    def _show_reasoning(self, thinking: bool) -> None:
+        fold = self.query_one(".reasoning", Collapsible)
+        fold.display = bool(self.reasoning)
+        fold.title = self._reasoning_title(thinking)
+        self.query_one(".reasoning-text", Static).update(Content(self.reasoning))
+
     def _header(self) -> Content:
+        """Who, the versions (``◀ 2/3 ▶``, clickable) if there are others, then the meta line."""
         who = "You" if self.role == "user" else "Assistant"
-        return Content.assemble((who, "bold"), (f"  {self.meta}" if self.meta else "", "dim"))
+        arrows = Content("")
+        if self.versions is not None:
+            parent, shown, count = self.versions
+            arrows = Content.from_markup(
+                f"  [@click=screen.version({parent},{shown - 1})]◀[/] {shown}/{count} "
+                f"[@click=screen.version({parent},{shown + 1})]▶[/]"
+            ).stylize("bold")
+        return Content.assemble((who, "bold"), arrows, (f"  {self.meta}" if self.meta else "", "dim"))
+
+    def set_versions(self, versions: tuple[int, int, int] | None) -> None:
+        """Show ``◀ shown/count ▶`` (clickable) for a message with other versions; None hides it."""
+        if versions != self.versions:
+            self.versions = versions
+            self.query_one(".message-header", Static).update(self._header())
 
     def set_meta(self, meta: str) -> None:
         self.meta = meta
@@ -56,10 +117,16 @@ class MessageView(Vertical):
         self.query_one(".resume-note", Static).update(note or "")
 
     # -- streaming
-    def start_stream(self) -> None:
-        """Stream into this message: a new answer, or more of an incomplete one (appended)."""
+    def start_stream(self, starts_inside: bool = False) -> None:
+        """Stream into this message: a new answer, or more of an incomplete one (appended).
+
+        ``<think>`` reasoning streams into the fold above the answer (``starts_inside``: the chat template
+        opened the block in the prompt)."""
         self.mount(LoadingIndicator(classes="thinking"))
         self._thinking = True
+        self._starts_inside = starts_inside
+        self._filter = ReasoningFilter(starts_inside)
+        self._filter.feed(self.source)  # continuing: the filter picks up where the partial answer stopped
         self._stream = Markdown.get_stream(self.query_one(Markdown))
 
     async def write(self, text: str) -> None:
@@ -69,7 +136,13 @@ class MessageView(Vertical):
             self._thinking = False
             await self.query(".thinking").remove()
         self.source += text
-        await self._stream.write(text)
+        reasoning, answer = self._filter.feed(text)
+        if reasoning:
+            self.reasoning += reasoning
+            self._show_reasoning(thinking=True)
+        if answer:
+            self.answer += answer
+            await self._stream.write(answer)
 
     async def finish(self, final_text: str | None = None) -> None:
         """Flush the stream; if the stored answer differs from what was shown, show the stored one."""
@@ -78,9 +151,15 @@ class MessageView(Vertical):
         if self._stream is not None:
             await self._stream.stop()
             self._stream = None
-        if final_text is not None and clean(final_text) != self.source:
+        if final_text is not None:
             self.source = clean(final_text)
-            await self.query_one(Markdown).update(self.source)
+        reasoning, answer = split(self.source, self._starts_inside)
+        if reasoning or self.reasoning:
+            self.reasoning = reasoning
+            self._show_reasoning(thinking=False)
+        if answer != self.answer:
+            self.answer = answer
+            await self.query_one(Markdown).update(answer)
 
     @property
     def streaming(self) -> bool:
@@ -103,14 +182,14 @@ class ChatView(VerticalScroll):
     def on_mount(self) -> None:
         self.anchor()
 
-    async def show(self, messages: list[dict[str, Any]], welcome: str = "") -> None:
+    async def show(self, messages: list[dict[str, Any]], welcome: str = "",
+                   files: dict[int, list[Any]] | None = None) -> None:
+        """Show stored messages; ``files`` holds the attachment records of the messages that have some."""
         await self.remove_children()
         if not messages:
             await self.mount(Static(welcome, id="welcome"))
             return
-        await self.mount_all(
-            MessageView(m["role"], m["content"], message_id=m["id"], meta=message_meta(m)) for m in messages
-        )
+        await self.mount_all(stored_view(m, (files or {}).get(m["id"], [])) for m in messages)
         self.anchor()
 
     async def add(self, view: MessageView) -> MessageView:
@@ -141,6 +220,17 @@ class ChatView(VerticalScroll):
                 self.release_anchor()
                 self.call_after_refresh(self.scroll_to_widget, view, animate=False, top=True)
         return found
+
+
+def stored_view(message: dict[str, Any], records: list[Any]) -> MessageView:
+    """The view of a stored message; its attached files (``AttachmentRecord``) fold above the question."""
+    content, shown = message["content"], []
+    if records:
+        texts, question = unpack(content, [r.name for r in records])
+        if texts:
+            content = question
+            shown = [ShownFile(r.name, r.size, r.tokens, t, r.sha256) for r, t in zip(records, texts, strict=True)]
+    return MessageView(message["role"], content, message_id=message["id"], meta=message_meta(message), files=shown)
 
 
 def message_meta(message: dict[str, Any]) -> str:

@@ -6,6 +6,8 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import TextArea
 
+from assistant.tui import mentions
+
 
 class PromptInput(TextArea):
     """A TextArea that sends on Enter; Up in an empty box edits the last message."""
@@ -13,6 +15,7 @@ class PromptInput(TextArea):
     BINDINGS = [
         Binding("enter", "submit", "Send", id="send", priority=True),
         Binding("ctrl+j,shift+enter", "newline", "New line", id="newline", show=False, priority=True),
+        Binding("tab", "complete_path", "Complete the @path", show=False),
     ]
 
     class Submitted(Message):
@@ -22,6 +25,13 @@ class PromptInput(TextArea):
 
     class EditLast(Message):
         """Up was pressed in an empty box."""
+
+    class Completions(Message):
+        """Tab on an ``@path`` that has several completions (or none)."""
+
+        def __init__(self, candidates: list[str]) -> None:
+            super().__init__()
+            self.candidates = candidates
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(soft_wrap=True, show_line_numbers=False, tab_behavior="focus", **kwargs)  # type: ignore[arg-type]
@@ -43,3 +53,18 @@ class PromptInput(TextArea):
             self.post_message(self.EditLast())
             return
         super().action_cursor_up(select)
+
+    def action_complete_path(self) -> None:
+        """Tab after ``@partial/path`` completes it (as far as the matches agree); elsewhere Tab moves focus."""
+        row, column = self.cursor_location
+        line = self.document.get_line(row)[:column]
+        word = line.rsplit(None, 1)[-1] if line.strip() and not line[-1].isspace() else ""
+        if not word.startswith("@"):
+            self.screen.focus_next()
+            return
+        found = mentions.complete(word[1:])
+        extended = found[0] if len(found) == 1 else mentions.common_prefix(found)
+        if len(extended) > len(word) - 1:
+            self.insert(extended[len(word) - 1 :] + (" " if len(found) == 1 and not extended.endswith("/") else ""))
+        if len(found) != 1:
+            self.post_message(self.Completions(found))

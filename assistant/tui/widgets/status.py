@@ -21,28 +21,39 @@ class StatusInfo:
     policy: str = "never"
     escalated: bool = False
     persona: str = ""  # the persona chatting, if any
+    base_model: bool = False  # the model is a base (completion) model, not tuned for chat
 
 
 def status_line(info: StatusInfo, width: int = 80) -> Content:
-    """One line. When narrow, TTFT, speed and context are dropped, then the model name is shortened."""
+    """One line. When narrow, TTFT goes first, then the context, then the speed; then the model name is shortened.
+
+    The last answer's speed and TTFT are not shown while an answer is being generated (they would be stale),
+    nor when there is no figure (never "0.0 tok/s")."""
     escalation = ESCALATION_LABELS.get(info.policy, info.policy)
     if info.escalated:
         escalation += " · last answer escalated"
-    parts = [info.state] if info.state else []
+    parts: list[tuple[int, str]] = []  # (priority: the lowest is dropped first, text), in display order
+    if info.state:
+        parts.append((9, info.state))
+    if info.base_model:
+        parts.append((8, "⚠ base model, not chat"))
     if info.n_ctx:
-        parts.append(f"ctx {info.context_used}/{info.n_ctx}")
-    if info.tokens_per_s or info.ttft_s:
-        parts += [f"{info.tokens_per_s:.1f} tok/s", f"TTFT {info.ttft_s:.2f}s"]
+        parts.append((2, f"ctx {info.context_used}/{info.n_ctx}"))
+    if not info.state.startswith("generating"):
+        if info.tokens_per_s:
+            parts.append((3, f"{info.tokens_per_s:.1f} tok/s"))
+        if info.ttft_s:
+            parts.append((1, f"TTFT {info.ttft_s:.2f}s"))
     model = info.model or "no model"
     if info.persona:
         model = f"{info.persona} ({model})"
-    fixed = lambda: sum(len(p) + 3 for p in parts) + len(escalation) + 5  # noqa: E731
+    fixed = lambda: sum(len(p) + 3 for _, p in parts) + len(escalation) + 5  # noqa: E731
     while len(parts) > 1 and fixed() + min(len(model), 16) > width:
-        parts.pop()
+        parts.remove(min(parts, key=lambda part: part[0]))
     room = max(8, width - fixed())
     if len(model) > room:
         model = model[: room - 1] + "…"
-    middle = "".join(f" │ {p}" for p in parts)
+    middle = "".join(f" │ {p}" for _, p in parts)
     return Content.assemble((f" {model}", "bold"), middle, (f" │ {escalation} ", "bold"))
 
 
