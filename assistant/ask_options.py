@@ -29,12 +29,14 @@ def add_arguments(ask: argparse.ArgumentParser) -> None:
 class AskOptions:
     """The options of one `ask`, checked before the model loads."""
 
-    def __init__(self, args: argparse.Namespace) -> None:
+    def __init__(self, args: argparse.Namespace, persona: Any = None) -> None:
         files = getattr(args, "files", [])
         if files.count("-") > 1:
             raise AssistantError("'-f -' can be given once (standard input is read once)")
         self.show_reasoning = getattr(args, "show_reasoning", False)
         self.schema = parse_schema(args.schema) if getattr(args, "schema", None) else None
+        if self.schema is None and persona is not None:
+            self.schema = persona.schema  # the persona's default; --schema overrides it
         self.attachments = [attach.read(path) for path in files]
         self.reads_stdin = "-" in files
         self.starts_inside = False

@@ -46,7 +46,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     config = load()
     persona = _persona(args)
     _override(config, args)
-    options = AskOptions(args)  # -f files, --schema, --show-reasoning: checked before anything loads
+    options = AskOptions(args, persona)  # -f files, --schema, --show-reasoning: checked before anything loads
     prompt = " ".join(args.prompt) if args.prompt else ""
     from_stdin = not options.reads_stdin and (prompt == "-" or (not prompt and not sys.stdin.isatty()))
     if from_stdin:

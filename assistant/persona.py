@@ -41,6 +41,7 @@ class Persona:
     max_tokens: int | None = None
     student: str = ""  # the distilled student's registry name; empty = runs prompted
     created: str = ""
+    schema: dict[str, Any] | None = None  # default JSON Schema of every answer (as `ask --schema`)
 
     @property
     def distilled(self) -> bool:
@@ -120,6 +121,15 @@ def from_dict(data: Any, where: str) -> Persona:
         raise PersonaError(f"{where}: temperature must be a number between 0 and 5")
     if persona.max_tokens is not None and (not isinstance(persona.max_tokens, int) or persona.max_tokens < 1):
         raise PersonaError(f"{where}: max_tokens must be a positive integer")
+    if persona.schema is not None:
+        from assistant.schema import SchemaError, parse_schema
+
+        try:
+            persona.schema = parse_schema(json.dumps(persona.schema)) if isinstance(persona.schema, dict) else None
+        except SchemaError as exc:
+            raise PersonaError(f"{where}: schema: {exc}") from None
+        if persona.schema is None:
+            raise PersonaError(f"{where}: schema must be a JSON Schema object")
     if not persona.context_text() and not persona.student:
         raise PersonaError(f"{where}: a persona needs a system prompt or a context file")
     return persona

@@ -45,6 +45,8 @@ def _settings(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None, help="base model: registry name or GGUF path (default: the default)")
     parser.add_argument("--temperature", type=float, default=None)
     parser.add_argument("--max-tokens", type=int, default=None)
+    parser.add_argument("--schema", default=None, help="answer with JSON following SCHEMA by default (as ask --schema; "
+                                                       "'' removes it)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     if command == "add":
         persona = personas.new(args.name, args.system, args.context, model=args.model or "",
                                temperature=args.temperature, max_tokens=args.max_tokens)
+        persona.schema = _schema(args.schema)
         tokens, n_ctx = check_window(persona)
         personas.save(persona)
         print(f"added persona {persona.name!r}: {tokens} context tokens of a {n_ctx}-token window "
@@ -102,7 +105,7 @@ def _list(as_json: bool) -> None:
 def _summary(p: Persona) -> dict[str, object]:
     return {"name": p.name, "model": p.model, "student": p.student, "distilled": p.distilled,
             "context_files": [c.name for c in p.contexts], "context_chars": len(p.context_text()),
-            "temperature": p.temperature, "max_tokens": p.max_tokens, "created": p.created}
+            "temperature": p.temperature, "max_tokens": p.max_tokens, "schema": p.schema, "created": p.created}
 
 
 def _show(p: Persona, as_json: bool) -> None:
@@ -113,12 +116,13 @@ def _show(p: Persona, as_json: bool) -> None:
              f"  student: {p.student or '(none: prompted)'}",
              f"  temperature: {p.temperature if p.temperature is not None else '(default)'}",
              f"  max tokens: {p.max_tokens or '(default)'}",
+             f"  schema: {json.dumps(p.schema) if p.schema else '(none)'}",
              f"  context files: {', '.join(c.name for c in p.contexts) or '(none)'}", "", p.context_text()]
     print(sanitize("\n".join(lines)))
 
 
 def _edited(p: Persona, args: argparse.Namespace) -> Persona:
-    options = (args.system, args.context, args.add_context, args.model, args.temperature, args.max_tokens)
+    options = (args.system, args.context, args.add_context, args.model, args.temperature, args.max_tokens, args.schema)
     if not args.prompted and all(o in (None, []) for o in options):
         return _in_editor(p)
     if args.system:
@@ -132,9 +136,23 @@ def _edited(p: Persona, args: argparse.Namespace) -> Persona:
         p.temperature = args.temperature
     if args.max_tokens is not None:
         p.max_tokens = args.max_tokens
+    if args.schema is not None:
+        p.schema = _schema(args.schema)
     if args.prompted:
         p.student = ""
     return personas.from_dict(p.as_dict(), f"persona {p.name!r}")
+
+
+def _schema(text: str | None) -> dict[str, object] | None:
+    """``--schema`` as stored: a checked JSON Schema (a file's or a string's, or the concise form); '' = none."""
+    from assistant.schema import SchemaError, parse_schema
+
+    if not text:
+        return None
+    try:
+        return parse_schema(text)
+    except SchemaError as exc:
+        raise PersonaError(f"--schema: {exc}") from None
 
 
 def _in_editor(p: Persona) -> Persona:

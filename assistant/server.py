@@ -168,6 +168,8 @@ class Server:
         check_caller(request, self.options.api_key)
         chat = parse_chat(parse_json(await read_body(request, self.options.max_body_bytes)), self.options.max_tokens)
         target = self.target(chat.model)  # a quick read, done here: a thread hop costs more on a busy machine
+        if chat.json_schema is None and target.persona is not None:
+            chat.json_schema = target.persona.schema  # the persona's default; response_format overrides it
         grammar = grammar_for(chat.json_schema) if chat.json_schema is not None else None
         if not self.gate.admit():
             raise ApiError(429, f"the server is busy ({self.gate.waiting} requests waiting); retry later",

@@ -148,3 +148,20 @@ def test_status_line_shows_the_persona() -> None:
 
     line = status_line(StatusInfo(model="SmolLM2", persona="pip"), 100).plain
     assert "pip (SmolLM2)" in line
+
+
+def test_a_persona_default_schema_shapes_every_answer(assistant_home: Path, files: dict[str, Path]) -> None:
+    assert run("persona", "add", "pip", "--system", str(files["system"]), "--schema", "password, office",
+               home=assistant_home).returncode == 0
+    shown = json.loads(run("persona", "show", "pip", "--json", home=assistant_home).stdout)
+    assert shown["schema"]["required"] == ["password", "office"]
+    proc = run("ask", "--persona", "pip", "--json", "--max-tokens", "48", "--temperature", "0",
+               "What is the office wifi password?", home=assistant_home)
+    assert proc.returncode == 0, proc.stderr
+    assert set(json.loads(proc.stdout)["parsed"]) == {"password", "office"}  # valid JSON against the persona's schema
+    proc = run("ask", "--persona", "pip", "--json", "--max-tokens", "32", "--schema", "city", "Where is the office?",
+               home=assistant_home)
+    assert proc.returncode == 0 and set(json.loads(proc.stdout)["parsed"]) == {"city"}, proc.stderr  # --schema wins
+    one_line_error(run("persona", "edit", "pip", "--schema", "{not json", home=assistant_home), "--schema")
+    assert run("persona", "edit", "pip", "--schema", "", home=assistant_home).returncode == 0
+    assert json.loads(run("persona", "show", "pip", "--json", home=assistant_home).stdout)["schema"] is None

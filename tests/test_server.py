@@ -466,6 +466,10 @@ def test_personas_are_served_by_name_and_show_up_live(tmp_path: Path) -> None:
         assert conversation["persona"] == "pirate"  # the session ran as the persona...
         assert conversation["system"] == "You are a pirate. Answer like one.\n\nKeep it short."  # ...then the client's
         assert max(api_answers(server), key=lambda m: m["id"])["model"] == "pirate"
+        subprocess.run([sys.executable, "-m", "assistant", "persona", "edit", "pirate", "--schema", "greeting"],
+                       check=True, capture_output=True, timeout=60, env=env)
+        reply = client(server).chat.completions.create(model="pirate", messages=QUESTION, max_tokens=48)
+        assert set(json.loads(reply.choices[0].message.content)) == {"greeting"}  # the persona's default schema
         subprocess.run([sys.executable, "-m", "assistant", "persona", "rm", "pirate"], check=True, capture_output=True,
                        timeout=60, env=env)
         assert "pirate" not in [m.id for m in client(server).models.list()]
