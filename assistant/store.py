@@ -568,6 +568,7 @@ def export_conversation(store: Store, conversation_id: int, fmt: str = "md") -> 
             who += f" · via {via}" if (via := _route(m.route).get("via")) else ""
             who += "" if m.complete else " · incomplete"
             who += " · cut at the token limit" if m.complete and m.finish_reason == "length" else ""
+            who += " · stopped (incomplete)" if m.complete and m.finish_reason == "cancelled" else ""
         lines += [f"## {who}", "", m.content, ""]
     return "\n".join(lines)
 

@@ -22,6 +22,8 @@ import httpx
 import openai
 import pytest
 
+from assistant.session import resumable
+from assistant.store import export_conversation
 from bench.serve_process import ServeProcess
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -341,6 +343,8 @@ def test_a_killed_client_frees_the_engine_within_a_token(server: ServeProcess) -
     assert int(re.search(r"stopped (\d+) token", line).group(1)) <= 1
     answer = max(api_answers(server), key=lambda m: m["id"])
     assert answer["content"] and answer["finish_reason"] == "cancelled"
+    assert resumable(answer)  # marked incomplete: the chat offers to continue it, `history show` says so
+    assert "· stopped (incomplete)" in export_conversation(store_of(server), answer.conversation_id, "md")
     assert 10 <= answer["completion_tokens"] < 1500
     assert not any("Traceback" in line or "Exception" in line for line in server.stderr)
 
