@@ -183,7 +183,9 @@ def validate(config: Config, source: str) -> None:
     if not (0.0 <= escalation.min_confidence <= 1.0 and 0.0 <= escalation.min_factual <= 1.0):
         raise ConfigError(f"{source}: escalation.min_confidence and escalation.min_factual must be between 0 and 1")
     if escalation.draft_tokens < 1 or escalation.context_turns < 0:
-        raise ConfigError(f"{source}: escalation.draft_tokens must be positive and escalation.context_turns not negative")
+        raise ConfigError(
+            f"{source}: escalation.draft_tokens must be positive and escalation.context_turns not negative"
+        )
     if config.model.n_ctx < 256:
         raise ConfigError(f"{source}: model.n_ctx must be at least 256, got {config.model.n_ctx}")
     cpus = os.cpu_count() or 1

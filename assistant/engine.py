@@ -134,7 +134,7 @@ class _UnusedFormatter:
 
 
 @contextmanager
-def _llama_chat_handlers_disabled() -> Iterator[None]:
+def llama_chat_handlers_disabled() -> Iterator[None]:
     """Load a model without llama-cpp-python compiling the file's chat templates.
 
     ``Llama()`` compiles every ``tokenizer.chat_template*`` string in the file with plain Jinja,
@@ -176,7 +176,7 @@ class Model:
         self.threads = threads or physical_cores()
         _recent_errors.clear()
         try:
-            with _llama_chat_handlers_disabled():
+            with llama_chat_handlers_disabled():
                 self.llm = llama_cpp.Llama(
                     model_path=str(path),
                     n_ctx=n_ctx,
@@ -583,7 +583,7 @@ class Engine:
             finally:
                 self._lock.release()
             old.close()
-            _release_heap()
+            release_heap()
 
     def swap_in_background(self, path: Path | str) -> Future[None]:
         """Start ``swap`` in a thread; the future holds its outcome (None, or the error)."""
@@ -612,7 +612,7 @@ SWAP_PROBE = [
 ]
 
 
-def _release_heap() -> None:
+def release_heap() -> None:
     """Hand freed C heap back to the OS (glibc keeps ~50-80 MiB of a closed model otherwise)."""
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)

@@ -131,7 +131,10 @@ def _assemble(name: str, chunks: list[Path], target: Path) -> None:
 
 
 def _packaged_info(name: str) -> tuple[str, ModelInfo]:
-    """(path, info) of a packaged model without writing anything: an unassembled one's header comes from its first chunk."""
+    """(path, info) of a packaged model without writing anything.
+
+    An unassembled model's header comes from its first chunk.
+    """
     path = packaged_path(name, assemble=False)
     if path.exists():
         return str(path), read_info(path)

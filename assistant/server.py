@@ -152,9 +152,9 @@ class ModelHost:
         if self.engine is not None:
             name, engine, self.engine = self.model, self.engine, None
             engine.close()
-            from assistant.engine import _release_heap
+            from assistant.engine import release_heap
 
-            _release_heap()
+            release_heap()
             self.unloads += 1
             log(f"unloaded {name}")
 

@@ -30,7 +30,8 @@ def add_commands(group: argparse._SubParsersAction) -> None:
     ev.add_argument("--teacher", required=True)
     ev.add_argument("--student", required=True, action="append", help="repeat for several students")
     ev.add_argument("--tasks", default="bundled:tasks", help="task JSONL with prompt + accepted answers")
-    ev.add_argument("--heldout", default="", help="prompt file for KL/agreement/perplexity (default: bundled tasks' prompts)")
+    ev.add_argument("--heldout", default="",
+                    help="prompt file for KL/agreement/perplexity (default: bundled tasks' prompts)")
     ev.add_argument("--max-new-tokens", type=int, default=48)
     ev.add_argument("--out", default="", help="report folder (default: <data dir>/distill/eval)")
     ev.set_defaults(handler=cmd_eval)
@@ -133,12 +134,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return args.handler(args)
-    except AssistantError as exc:
-        print(f"distill: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("distill: interrupted", file=sys.stderr)
-        return 130
+    from assistant.cli import run
+
+    return run(build_parser().parse_args(argv), prog="distill")  # the assistant command's one error path

@@ -54,12 +54,14 @@ class Verification:
 
     def line(self) -> str:
         verdict = "passed" if self.passed else "FAILED"
-        return f"verification {verdict}: top-1 agreement {self.top1_agreement:.1%}, mean KL {self.mean_kl:.4f} over {self.positions} positions"
+        return (f"verification {verdict}: top-1 agreement {self.top1_agreement:.1%}, mean KL {self.mean_kl:.4f} "
+                f"over {self.positions} positions")
 
 
 def permute(weights: np.ndarray, n_head: int) -> np.ndarray:
     """llama.cpp's q/k permutation (convert_hf_to_gguf.LlamaModel.permute)."""
-    return weights.reshape(n_head, 2, weights.shape[0] // n_head // 2, *weights.shape[1:]).swapaxes(1, 2).reshape(weights.shape)
+    pairs = weights.reshape(n_head, 2, weights.shape[0] // n_head // 2, *weights.shape[1:])
+    return pairs.swapaxes(1, 2).reshape(weights.shape)
 
 
 def gguf_tensors(model: Any) -> dict[str, np.ndarray]:

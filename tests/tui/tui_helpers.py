@@ -15,7 +15,8 @@ def seed(store: Store) -> tuple[int, int]:
     store.add_message(
         first,
         "assistant",
-        "Use slicing or `reversed`:\n\n```python\nitems = [1, 2, 3]\nprint(items[::-1])\n```\n\nBoth keep the original list.",
+        "Use slicing or `reversed`:\n\n```python\nitems = [1, 2, 3]\nprint(items[::-1])\n```\n\n"
+        "Both keep the original list.",
         model="SmolLM2-135M-Instruct.Q4_1", finish_reason="stop", prompt_tokens=40, completion_tokens=30,
         ttft_s=0.05, tokens_per_s=50.0,
     )
