@@ -306,14 +306,14 @@ def _table_with_values(table: Table, values: dict[str, Any]) -> Table:
         table.update(new)
         return table
     body = table.value.body
-    end = max((i + 1 for i, (key, _) in enumerate(body) if key is not None), default=0)
+    end = max((i + 1 for i, (name, _) in enumerate(body) if name is not None), default=0)
     container = Container(parsed=True)
-    for key, item in body[:end]:
-        container.append(key, item)
+    for name, item in body[:end]:
+        container.append(name, item)
     for key, value in new.items():
         container.append(key, value)
-    for key, item in body[end:]:
-        container.append(key, item)
+    for name, item in body[end:]:
+        container.append(name, item)
     return Table(container, table.trivia, table.is_aot_element(), name=table.name, display_name=table.display_name)
 
 

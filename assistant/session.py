@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING, Any
 from assistant import AssistantError, attach, branches
 from assistant.attach import Attachment
 from assistant.config import POLICIES, Config
-from assistant.engine import Delta, Engine, Stats
+from assistant.engine import Delta, Deltas, Engine, Stats
 from assistant.model_manager import ModelManager
 from assistant.reasoning import answer_only
-from assistant.store import Message, Store
+from assistant.store import Conversation, Message, SearchHit, Store
 
 if TYPE_CHECKING:  # the remote teacher's client (and httpx) load only when escalation is on
     from assistant.persona import Persona
@@ -83,14 +83,14 @@ class Session:
         return self.models.engine
 
     # -- conversations
-    def conversations(self) -> list[dict[str, Any]]:
+    def conversations(self) -> list[Conversation]:
         """Every conversation, newest first."""
         return self.store.conversations()
 
     def latest(self) -> int | None:
         return self.store.latest_conversation_id()
 
-    def open(self, conversation_id: int | None) -> list[dict[str, Any]]:
+    def open(self, conversation_id: int | None) -> list[Message]:
         """Make ``conversation_id`` the current one (None: a new, not yet stored one); its messages."""
         self.conversation_id = conversation_id
         return self.store.messages(conversation_id) if conversation_id is not None else []
@@ -120,11 +120,11 @@ class Session:
             conversation = self.store.conversation(self.conversation_id)
             self.store.update_conversation(self.conversation_id, system=text, updated=conversation["updated"])
 
-    def search(self, query: str, limit: int = 30) -> list[dict[str, Any]]:
+    def search(self, query: str, limit: int = 30) -> list[SearchHit]:
         """Full-text search over every conversation's messages."""
         return self.store.search(query, limit=limit)
 
-    def message(self, message_id: int) -> dict[str, Any]:
+    def message(self, message_id: int) -> Message:
         return self.store.message(message_id)
 
     def ensure_conversation(self, title: str = "") -> int:
@@ -177,7 +177,7 @@ class Session:
         escalate: str | None = None,
         approve: Approve | None = None,
         attachments: list[Attachment] | None = None,
-    ) -> Iterator[Delta]:
+    ) -> Deltas:
         """Store the question, stream the answer; ``self.last`` describes the turn when done.
 
         ``escalate`` overrides the escalation policy for this turn; ``approve`` is asked (with
@@ -206,7 +206,7 @@ class Session:
         temperature: float | None = None,
         escalate: str | None = None,
         approve: Approve | None = None,
-    ) -> Iterator[Delta]:
+    ) -> Deltas:
         """Answer the last question again; the earlier answer is kept as another version (``branches``)."""
         if self.conversation_id is None:
             return
@@ -221,7 +221,7 @@ class Session:
         )
         yield from self._answer(turn, history, max_tokens, temperature, policy, teacher, approve)
 
-    def continue_(self, *, max_tokens: int | None = None, temperature: float | None = None) -> Iterator[Delta]:
+    def continue_(self, *, max_tokens: int | None = None, temperature: float | None = None) -> Deltas:
         """Carry on the last answer where it stopped (a crash, a stop or the token limit).
 
         The model sees the history with the partial answer as the start of its own turn; what it
@@ -264,7 +264,7 @@ class Session:
 
         return policy, RemoteTeacher(self.config.teacher)
 
-    def resend(self, text: str, **kwargs: Any) -> Iterator[Delta]:
+    def resend(self, text: str, **kwargs: Any) -> Deltas:
         """Edit-and-resend: ask ``text`` in place of the last question; the earlier one and its answer are kept
         as another version (``branches``)."""
         if self.conversation_id is not None:
@@ -293,7 +293,7 @@ class Session:
         policy: str = "never",
         teacher: RemoteTeacher | None = None,
         approve: Approve | None = None,
-    ) -> Iterator[Delta]:
+    ) -> Deltas:
         """Answer the last message of ``history`` into the stored (empty) answer ``turn.answer_message_id``."""
         sampling = self._sampling(max_tokens, temperature)
         started = time.perf_counter()
@@ -341,10 +341,10 @@ class Session:
             "temperature": temperature,
         }
 
-    def _student(self, history: list[dict[str, str]], sampling: dict[str, Any]) -> Iterator[Delta]:
+    def _student(self, history: list[dict[str, str]], sampling: dict[str, Any]) -> Deltas:
         return self.engine.stream(history, conversation=self.conversation_id, **sampling)
 
-    def _relay(self, turn: Turn, deltas: Iterator[Delta], pieces: list[str]) -> Iterator[Delta]:
+    def _relay(self, turn: Turn, deltas: Iterator[Delta], pieces: list[str]) -> Deltas:
         """Yield ``deltas``, writing the growing answer to the store at most every ``flush_interval``."""
         try:
             for delta in deltas:
@@ -384,7 +384,7 @@ class Session:
         sampling: dict[str, Any],
         pieces: list[str],
         started: float,
-    ) -> Iterator[Delta]:
+    ) -> Deltas:
         """Stream the teacher's answer; if it fails, the student answers and a note says why."""
         from assistant.remote_teacher import TeacherError
 
@@ -422,7 +422,7 @@ class Session:
 
     def _fallback(
         self, turn: Turn, why: str, history: list[dict[str, str]], sampling: dict[str, Any], pieces: list[str]
-    ) -> Iterator[Delta]:
+    ) -> Deltas:
         turn.notes.append(f"{why}; answered on-device")
         turn.route["fallback"] = why
         yield from self._relay(turn, self._student(history, sampling), pieces)
@@ -457,10 +457,10 @@ def resumable(message: Message) -> bool:
     return message.role == "assistant" and (not message.complete or message.finish_reason in ("cancelled", "length"))
 
 
-def _prepend(draft: list[Delta], student: Iterator[Delta]) -> Iterator[Delta]:
+def _prepend(draft: list[Delta], student: Deltas) -> Deltas:
     """The student's draft, then the rest of the same stream (no restart)."""
     try:
         yield from draft
         yield from student
     finally:
-        student.close()  # type: ignore[attr-defined]
+        student.close()

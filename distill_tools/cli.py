@@ -9,6 +9,7 @@ from pathlib import Path
 
 from assistant import AssistantError
 from distill_tools import persona_cli
+from distill_tools.recipe import QUANTS
 
 REPLACE_HELP = "overwrite a model of the same name that this recipe did not make"
 
@@ -38,7 +39,7 @@ def add_commands(group: argparse._SubParsersAction) -> None:
 
     ex = group.add_parser("export", help="write the recipe's latest checkpoint as a verified GGUF")
     ex.add_argument("config")
-    ex.add_argument("--quant", choices=["F32", "F16", "Q8_0", "Q5_0", "Q4_0", "Q4_K_M"], default=None)
+    ex.add_argument("--quant", choices=QUANTS, default=None)
     ex.add_argument("--out", default=None, help="GGUF path (default: <models dir>/<name>.gguf, registered)")
     ex.add_argument("--replace", action="store_true", help=REPLACE_HELP)
     ex.set_defaults(handler=cmd_export)

@@ -113,7 +113,8 @@ class Runner:
         self.llm.close()
 
 
-def _log_softmax(x: np.ndarray) -> np.ndarray:
+def log_softmax(x: np.ndarray) -> np.ndarray:
+    """Log-probabilities from logits (last axis), numerically stable."""
     x = x - x.max(-1, keepdims=True)
     return x - np.log(np.exp(x).sum(-1, keepdims=True))
 
@@ -154,11 +155,11 @@ def evaluate(teacher: Path, students: dict[str, Path], tasks: list[dict[str, Any
                         prompt = runner.prompt(prompt_text)
                         answer = runner.generate(prompt, max_new_tokens)
                         if answer:
-                            reference.append((prompt, answer, _log_softmax(runner.logits(prompt, answer))))
+                            reference.append((prompt, answer, log_softmax(runner.logits(prompt, answer))))
                         bar.update(1)
                 else:
                     bar.update(len(heldout))
-                _compare(runner, reference, report, top_k)
+                compare(runner, reference, report, top_k)
             finally:
                 runner.close()
             reports.append(report)
@@ -169,11 +170,13 @@ def evaluate(teacher: Path, students: dict[str, Path], tasks: list[dict[str, Any
     return reports
 
 
-def _compare(runner: Runner, reference: list[tuple[list[int], list[int], np.ndarray]], report: ModelReport,
-             top_k: int) -> None:
+def compare(runner: Runner, reference: list[tuple[list[int], list[int], np.ndarray]], report: ModelReport,
+            top_k: int) -> None:
+    """Fill ``report``'s KL, top-1 agreement, perplexity and mass outside the teacher's ``top_k``, measured on
+    the teacher's answers in ``reference`` (prompt, answer, the teacher's log-probabilities)."""
     kl_sum, agree, nll, outside, positions = 0.0, 0, 0.0, 0.0, 0
     for prompt, answer, teacher_logp in reference:
-        logp = _log_softmax(runner.logits(prompt, answer))
+        logp = log_softmax(runner.logits(prompt, answer))
         kl_sum += float((np.exp(teacher_logp) * (teacher_logp - logp)).sum())
         top = np.argpartition(-teacher_logp, min(top_k, teacher_logp.shape[-1]) - 1, axis=-1)[:, :top_k]
         outside += float((1 - np.exp(np.take_along_axis(logp, top, -1)).sum(-1)).sum())

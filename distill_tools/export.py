@@ -23,7 +23,9 @@ from typing import Any
 
 import numpy as np
 
+from assistant.gguf_info import FILE_TYPES
 from distill_tools import DistillError
+from distill_tools.recipe import QUANTS
 
 PROBES = [
     "What is the capital of Italy?",
@@ -37,7 +39,7 @@ LAYER_NAMES = {
     "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
     "mlp.down_proj": "ffn_down",
 }
-FTYPES = {"F32": 0, "F16": 1, "Q8_0": 7, "Q4_0": 2, "Q5_0": 8, "Q4_K_M": 15}
+FTYPES = {name: code for code, name in FILE_TYPES.items() if name in QUANTS}  # GGUF general.file_type of each
 LLAMA_QUANTS = {"Q5_0": 32, "Q4_0": 32, "Q4_K_M": 256}  # made by llama.cpp's quantiser: row block size
 
 

@@ -283,7 +283,7 @@ def evaluate(base: Path, student: Path, context: str, prompts: prompting.PromptS
     general = evaluating.load_tasks("bundled:tasks")[: settings.general_limit or None]
     n_ctx = max(1024, context_tokens + 128 + settings.eval_max_new_tokens)
     result = persona_eval.evaluate_persona(base, student, context, checkable, heldout, general,
-                                           settings.eval_max_new_tokens, n_ctx=n_ctx)
+                                           settings.eval_max_new_tokens, n_ctx=n_ctx, top_k=settings.top_k)
     questions = [str(h["prompt"]) for h in checkable[:3]] or heldout[:3]
     result["first_turn"] = {
         "teacher": persona_eval.first_turn(base, context, questions, n_ctx=n_ctx + 512),

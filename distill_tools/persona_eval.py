@@ -37,8 +37,10 @@ def _score(runner: evaluate.Runner, tasks: list[dict[str, Any]], system: str, ma
 
 
 def evaluate_persona(base: Path, student: Path, system: str, checkable: list[dict[str, Any]], heldout: list[str],
-                     general: list[dict[str, Any]], max_new: int = 40, n_ctx: int = 1024) -> dict[str, Any]:
-    """Reports (teacher, student, base) as ``evaluate.ModelReport`` plus the general-task scores.
+                     general: list[dict[str, Any]], max_new: int = 40, n_ctx: int = 1024,
+                     top_k: int = 32) -> dict[str, Any]:
+    """Reports (teacher, student, base) as ``evaluate.ModelReport`` plus the general-task scores
+    (``top_k``: the teacher's top-k, as in ``evaluate.evaluate``).
 
     ``n_ctx`` must hold the context, a question and ``max_new`` tokens (every position's logits are kept)."""
     from tqdm import tqdm
@@ -62,17 +64,18 @@ def evaluate_persona(base: Path, student: Path, system: str, checkable: list[dic
                         answer = runner.generate(prompt, max_new)
                         if answer:
                             logits = runner.logits(prompt, answer)
-                            reference.append((_prompt(runner, text), answer, evaluate._log_softmax(logits)))
+                            reference.append((_prompt(runner, text), answer, evaluate.log_softmax(logits)))
                         bar.update(1)
                     report.mean_kl, report.top1_agreement = 0.0, 1.0
                 else:
-                    evaluate._compare(runner, reference, report)
+                    evaluate.compare(runner, reference, report, top_k)
                     general_scores[label], _ = _score(runner, general, "", max_new, bar)
             finally:
                 runner.close()
             reports.append(report)
+    teacher_score = reports[0].task_score
     for report in reports:
-        report.retention = report.task_score / reports[0].task_score if reports[0].task_score else 0.0
+        report.retention = (report.task_score or 0.0) / teacher_score if teacher_score else 0.0
     base_general = general_scores.get(BASE, 0.0)
     return {
         "reports": reports,

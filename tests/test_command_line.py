@@ -109,21 +109,30 @@ def test_a_closed_pipe_is_quiet(assistant_home: Path, command: tuple[str, ...]) 
     assert "Traceback" not in err and "BrokenPipe" not in err
 
 
-def _private_imports(path: Path, package_root: Path) -> list[str]:
-    """``from our.module import _name`` where our.module is another module of ours."""
+def _private_uses(path: Path, package_root: Path) -> list[str]:
+    """``from our.module import _name`` and ``module._name`` where ``module`` is another module of ours."""
     own = ".".join(path.relative_to(package_root).with_suffix("").parts)
-    found = []
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    where = path.relative_to(package_root)
+    found, modules = [], set()
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in PACKAGES:
-            if node.module == own:
-                continue
-            found += [f"{path.relative_to(package_root)}:{node.lineno} {node.module}.{a.name}"
-                      for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
+            if node.module != own:
+                found += [f"{where}:{node.lineno} {node.module}.{a.name}" for a in node.names if _private(a.name)]
+            modules |= {a.asname or a.name for a in node.names if f"{node.module}.{a.name}" != own}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in modules:
+            if _private(node.attr):
+                found.append(f"{where}:{node.lineno} {node.value.id}.{node.attr}")
     return found
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
 
 
 def test_no_private_imports_between_modules() -> None:
     """assistant and distill_tools use each other's (and their own modules') public names only."""
     found = [hit for package in PACKAGES for path in sorted((REPO / package).rglob("*.py"))
-             for hit in _private_imports(path, REPO)]
+             for hit in _private_uses(path, REPO)]
     assert found == []
