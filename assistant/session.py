@@ -26,7 +26,7 @@ from assistant.config import POLICIES, Config
 from assistant.engine import Delta, Deltas, Engine, Stats
 from assistant.model_manager import ModelManager
 from assistant.reasoning import answer_only
-from assistant.store import Conversation, Message, SearchHit, Store
+from assistant.store import Conversation, Message, SearchHit, Store, StoreError
 
 if TYPE_CHECKING:  # the remote teacher's client (and httpx) load only when escalation is on
     from assistant.persona import Persona
@@ -243,10 +243,14 @@ class Session:
             self.history(), conversation=self.conversation_id, continue_final=True,
             **self._sampling(max_tokens, temperature),
         )
+        failed = False
         try:
             yield from self._relay(turn, stream, pieces)
+        except StoreError:  # a full disk: the answer so far is kept, marked failed
+            failed = True
+            raise
         finally:
-            self._finish(turn, "".join(pieces), earlier_tokens=last.completion_tokens or 0)
+            self._finish(turn, "".join(pieces), earlier_tokens=last.completion_tokens or 0, failed=failed)
 
     def cancel(self) -> None:
         """Stop the answer being streamed (the student's or the teacher's); the partial answer is kept."""
@@ -300,6 +304,7 @@ class Session:
         self._cancel.clear()
         self._last_flush = time.monotonic()
         pieces: list[str] = []
+        failed = False
         try:
             if teacher is None:
                 turn.route = {"policy": policy, "escalate": False, "reason": "answered on-device"}
@@ -322,8 +327,11 @@ class Session:
                 yield from self._relay(turn, self._student(history, sampling), pieces)
                 return
             yield from self._from_teacher(turn, teacher, request, history, sampling, pieces, started)
+        except StoreError:  # a full disk: the answer so far is kept, marked failed
+            failed = True
+            raise
         finally:
-            self._finish(turn, "".join(pieces))
+            self._finish(turn, "".join(pieces), failed=failed)
 
     @staticmethod
     def _approval(request: EscalationRequest, approve: Approve | None) -> bool | str:
@@ -427,8 +435,12 @@ class Session:
         turn.route["fallback"] = why
         yield from self._relay(turn, self._student(history, sampling), pieces)
 
-    def _finish(self, turn: Turn, answer: str, earlier_tokens: int = 0) -> None:
-        """Write the final answer and its stats; ``earlier_tokens`` were generated before a continue."""
+    def _finish(self, turn: Turn, answer: str, earlier_tokens: int = 0, failed: bool = False) -> None:
+        """Write the final answer and its stats; ``earlier_tokens`` were generated before a continue.
+
+        ``failed``: a write failed mid-answer (a full disk); the answer is stored as far as it got, marked
+        ``failed``, using the store's reserve if need be.
+        """
         stats = turn.stats = turn.stats if turn.escalated else self.engine.stats
         turn.answer = answer
         turn.notes = [*stats.notes, *turn.notes]
@@ -437,13 +449,15 @@ class Session:
         if self.via:
             turn.route = {**turn.route, "via": self.via, "answered_by": turn.model}
         turn.model = self.model_label or turn.model
+        finish_reason = "failed" if failed else stats.finish_reason
         self.store.update_message(
             turn.answer_message_id,
+            reserve=failed,
             content=answer,
             model=turn.model,
             escalated=int(turn.escalated),
-            complete=1 if stats.finish_reason else 0,
-            finish_reason=stats.finish_reason,
+            complete=1 if finish_reason else 0,
+            finish_reason=finish_reason,
             prompt_tokens=stats.prompt_tokens,
             completion_tokens=earlier_tokens + stats.completion_tokens,
             ttft_s=round(stats.ttft_s, 4),
@@ -453,8 +467,11 @@ class Session:
 
 
 def resumable(message: Message) -> bool:
-    """An answer that can be continued: cut off by a crash (never completed), a stop or the token limit."""
-    return message.role == "assistant" and (not message.complete or message.finish_reason in ("cancelled", "length"))
+    """An answer that can be continued: cut off by a crash (never completed), a stop, the token limit or a
+    failed write (a full disk)."""
+    return message.role == "assistant" and (
+        not message.complete or message.finish_reason in ("cancelled", "length", "failed")
+    )
 
 
 def _prepend(draft: list[Delta], student: Deltas) -> Deltas:

@@ -52,6 +52,7 @@ def _hint(path: Path | str, error: Exception) -> str:
 
 
 MAX_ID = 2**63 - 1  # SQLite's largest integer
+RESERVE_BYTES = 256 << 10  # kept beside the database, given up to record an answer that failed on a full disk
 
 
 def now() -> str:
@@ -121,7 +122,7 @@ class Message(Row):
     escalated: bool = False  # answered by the teacher
     route: str = ""  # JSON: the router's decision and score
     complete: bool = True  # False while streaming (or if the process died mid-answer)
-    finish_reason: str = ""  # stop | length | cancelled
+    finish_reason: str = ""  # stop | length | cancelled | failed (a write failed: a full disk)
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     ttft_s: float | None = None
@@ -231,6 +232,8 @@ class Store:
             # WAL + NORMAL: a killed process loses nothing committed; only a power cut can drop the last commits
             self.db.execute("PRAGMA synchronous = NORMAL")
         self._migrate()
+        if str(path) != ":memory:":
+            self._keep_reserve()
 
     def _open_readonly(self) -> None:
         """Read without writing anything: no WAL switch, no schema step; a missing database reads as empty.
@@ -393,9 +396,41 @@ class Store:
 
         return self._write(insert)
 
-    def update_message(self, message_id: int, **values: Any) -> None:
+    def update_message(self, message_id: int, *, reserve: bool = False, **values: Any) -> None:
+        """Change a message; ``reserve``: if the disk is full, give up the reserve file to make this write
+        (an answer's last one, recording that it failed: its question is already stored)."""
         _check_columns(values, MESSAGE_FIELDS)
-        self._write(lambda: self.db.table("messages").update(message_id, values))
+        try:
+            self._write(lambda: self.db.table("messages").update(message_id, values))
+        except StoreError:
+            if not (reserve and self._release_reserve()):
+                raise
+            self._write(lambda: self.db.table("messages").update(message_id, values))
+
+    @property
+    def reserve_path(self) -> Path:
+        return self.path.with_name(f"{self.path.name}-reserve")
+
+    def _keep_reserve(self) -> None:
+        """Make the reserve file if it is missing (a few hundred KiB of random bytes, which no filesystem
+        compresses away); on a full disk or a read-only folder there is none until a later start."""
+        if self.reserve_path.exists():
+            return
+        try:
+            with self.reserve_path.open("xb") as handle:
+                handle.write(os.urandom(RESERVE_BYTES))
+        except FileExistsError:  # another process made it just now
+            return
+        except OSError:
+            self.reserve_path.unlink(missing_ok=True)
+
+    def _release_reserve(self) -> bool:
+        """Delete the reserve file: room for one more write on a full disk. False if there was none."""
+        try:
+            self.reserve_path.unlink()
+            return True
+        except OSError:
+            return False
 
     def delete_message(self, message_id: int) -> None:
         self._write(lambda: self.db.table("messages").delete(message_id))
@@ -576,6 +611,7 @@ def export_conversation(store: Store, conversation_id: int, fmt: str = "md") -> 
             who += f" · {m.model}" + (" · escalated" if m.escalated else "")
             who += f" · via {via}" if (via := _route(m.route).get("via")) else ""
             who += "" if m.complete else " · incomplete"
+            who += " · failed" if m.finish_reason == "failed" else ""  # a write failed mid-answer (a full disk)
             who += " · cut at the token limit" if m.complete and m.finish_reason == "length" else ""
         lines += [f"## {who}", "", m.content, ""]
     return "\n".join(lines)
