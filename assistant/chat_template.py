@@ -162,7 +162,9 @@ class ChatTemplate:
         self.builtin = builtin
         self.bos_token, self.eos_token = bos_token, eos_token
         if len(source) > MAX_TEMPLATE_CHARS:
-            raise TemplateError(f"chat template is {len(source):,} characters long (limit {MAX_TEMPLATE_CHARS:,}); refused")
+            raise TemplateError(
+                f"chat template is {len(source):,} characters long (limit {MAX_TEMPLATE_CHARS:,}); refused"
+            )
         env = _BoundedSandbox(
             loader=jinja2.BaseLoader(), trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"]
         )

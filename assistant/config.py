@@ -183,7 +183,9 @@ def validate(config: Config, source: str) -> None:
     if not (0.0 <= escalation.min_confidence <= 1.0 and 0.0 <= escalation.min_factual <= 1.0):
         raise ConfigError(f"{source}: escalation.min_confidence and escalation.min_factual must be between 0 and 1")
     if escalation.draft_tokens < 1 or escalation.context_turns < 0:
-        raise ConfigError(f"{source}: escalation.draft_tokens must be positive and escalation.context_turns not negative")
+        raise ConfigError(
+            f"{source}: escalation.draft_tokens must be positive and escalation.context_turns not negative"
+        )
     if config.model.n_ctx < 256:
         raise ConfigError(f"{source}: model.n_ctx must be at least 256, got {config.model.n_ctx}")
     cpus = os.cpu_count() or 1
@@ -304,14 +306,14 @@ def _table_with_values(table: Table, values: dict[str, Any]) -> Table:
         table.update(new)
         return table
     body = table.value.body
-    end = max((i + 1 for i, (key, _) in enumerate(body) if key is not None), default=0)
+    end = max((i + 1 for i, (name, _) in enumerate(body) if name is not None), default=0)
     container = Container(parsed=True)
-    for key, item in body[:end]:
-        container.append(key, item)
+    for name, item in body[:end]:
+        container.append(name, item)
     for key, value in new.items():
         container.append(key, value)
-    for key, item in body[end:]:
-        container.append(key, item)
+    for name, item in body[end:]:
+        container.append(name, item)
     return Table(container, table.trivia, table.is_aot_element(), name=table.name, display_name=table.display_name)
 
 

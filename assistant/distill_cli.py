@@ -1,12 +1,12 @@
-"""The ``assistant distill`` command group; the work lives in ``distill_tools`` (torch is imported lazily)."""
+"""`assistant distill …`: the commands of ``distill_tools.cli`` (the library's own; torch is imported lazily)."""
 
 from __future__ import annotations
 
-import argparse
+from assistant.cli import Subparsers
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``distill run | eval | export | from-history`` to the assistant CLI."""
+def register(subparsers: Subparsers) -> None:
+    """Add ``distill run | eval | export | from-history | persona`` to the assistant CLI."""
     from distill_tools.cli import add_commands
 
     distill = subparsers.add_parser("distill", help="build your own student from a teacher (needs the distill extra)")

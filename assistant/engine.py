@@ -15,11 +15,12 @@ import os
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -43,6 +44,9 @@ class Delta:
     token: int
     logprob: float
     entropy: float
+
+
+Deltas = Generator[Delta, None, None]  # a generator: close() stops it, and the generation, early
 
 
 @dataclass
@@ -134,7 +138,7 @@ class _UnusedFormatter:
 
 
 @contextmanager
-def _llama_chat_handlers_disabled() -> Iterator[None]:
+def llama_chat_handlers_disabled() -> Iterator[None]:
     """Load a model without llama-cpp-python compiling the file's chat templates.
 
     ``Llama()`` compiles every ``tokenizer.chat_template*`` string in the file with plain Jinja,
@@ -146,6 +150,7 @@ def _llama_chat_handlers_disabled() -> Iterator[None]:
 
     with _LOAD_LOCK:
         original = llama_chat_format.Jinja2ChatFormatter
+        # a class of the library swapped for another during the load: mypy rightly flags assigning to a class name
         llama_chat_format.Jinja2ChatFormatter = _UnusedFormatter  # type: ignore[misc,assignment]
         try:
             yield
@@ -176,7 +181,7 @@ class Model:
         self.threads = threads or physical_cores()
         _recent_errors.clear()
         try:
-            with _llama_chat_handlers_disabled():
+            with llama_chat_handlers_disabled():
                 self.llm = llama_cpp.Llama(
                     model_path=str(path),
                     n_ctx=n_ctx,
@@ -418,7 +423,7 @@ class Engine:
         stop: Sequence[str] = (),
         seed: int | None = None,
         grammar: object = None,
-    ) -> Iterator[Delta]:
+    ) -> Deltas:
         """Yield the answer to ``messages`` piece by piece; ``self.stats`` describes the turn.
 
         ``grammar`` (a ``llama_cpp.LlamaGrammar``, see ``assistant.schema``) constrains what may be sampled.
@@ -452,7 +457,7 @@ class Engine:
 
     def _generate(
         self, text: str, max_tokens: int, sampling: dict, scan: _StopScan, stats: Stats, start: float
-    ) -> Iterator[Delta]:
+    ) -> Deltas:
         model, llm = self.model, self.model.llm
         tokens = self._prompt_tokens(text)
         cached = llm.n_tokens
@@ -539,9 +544,9 @@ class Engine:
                     raise
         return not self._cancel.is_set()
 
-    def complete(self, messages: Messages, **kwargs: object) -> str:
-        """The whole answer as one string."""
-        return "".join(d.text for d in self.stream(messages, **kwargs))  # type: ignore[arg-type]
+    def complete(self, messages: Messages, **kwargs: Any) -> str:
+        """The whole answer as one string (``kwargs``: those of :meth:`stream`)."""
+        return "".join(d.text for d in self.stream(messages, **kwargs))
 
     def forget(self, conversation: object) -> None:
         """Drop a conversation's cached KV state (e.g. when it is deleted or edited)."""

@@ -5,81 +5,90 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
 
 from assistant import AssistantError
+from assistant.cli import Subparsers, open_store
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: Subparsers) -> None:
     """Add the `models` subcommand group to the `assistant` parser."""
     models = subparsers.add_parser("models", help="list, check, import, pull, use and remove models")
     sub = models.add_subparsers(dest="models_command", required=True)
     listing = sub.add_parser("list", help="packaged and registered models, with fit against free memory")
     listing.add_argument("--json", action="store_true", help="print a JSON array")
+    listing.set_defaults(handler=cmd_list)
     check = sub.add_parser("check", help="validate a GGUF file before loading it")
     check.add_argument("path")
     check.add_argument("--json", action="store_true", help="print a JSON object")
+    check.set_defaults(handler=cmd_check)
     imp = sub.add_parser("import", help="validate a GGUF file and copy (or link) it into the models folder")
     imp.add_argument("path")
     imp.add_argument("--name", help="the model's name (default: from the file name)")
     imp.add_argument("--link", action="store_true", help="symlink instead of copying")
+    imp.set_defaults(handler=cmd_import)
     pull = sub.add_parser("pull", help="download REPO FILE from the Hugging Face Hub, or a catalog model by name")
     pull.add_argument("target", help="hub repo (owner/name) or a name from `assistant models catalog`")
     pull.add_argument("file", nargs="?", help="the .gguf file in the repo")
     pull.add_argument("--name", help="the model's name (default: from the file name)")
     pull.add_argument("--revision", help="branch, tag or commit (default: main)")
+    pull.set_defaults(handler=cmd_pull)
     scan = sub.add_parser("scan", help="find GGUFs from Ollama, LM Studio, the Hugging Face cache or PATH; link them")
     for source in ("ollama", "lmstudio", "hf-cache"):
         scan.add_argument(f"--{source}", action="store_true", help=f"scan {source}'s models folder")
     scan.add_argument("paths", nargs="*", metavar="PATH", help="a folder (its layout is detected) or a .gguf file")
     scan.add_argument("--dry-run", action="store_true", help="validate and list, register nothing")
     scan.add_argument("--json", action="store_true", help="print a JSON object")
-    sub.add_parser("catalog", help="recommended students and teachers (the catalog shipped with assistant)")
+    scan.set_defaults(handler=cmd_scan)
+    catalog = sub.add_parser("catalog", help="recommended students and teachers (the catalog shipped with assistant)")
+    catalog.set_defaults(handler=cmd_catalog)
     use = sub.add_parser("use", help="make a model the default")
     use.add_argument("name")
+    use.set_defaults(handler=cmd_use)
     rm = sub.add_parser("rm", help="remove a model: its entry and its file in the models folder")
     rm.add_argument("name")
-    models.set_defaults(handler=run)
+    rm.set_defaults(handler=cmd_rm)
 
 
-def run(args: argparse.Namespace) -> int:
-    from assistant.cli import _open_store
+def _registry(readonly: bool = False):  # noqa: ANN202 - an assistant.registry.Registry (imported lazily)
     from assistant.registry import Registry
 
-    command = args.models_command
-    if command == "check":
-        return _check(args.path, args.json)
-    if command == "catalog":
-        return _catalog()
-    registry = Registry(_open_store(readonly=command == "list"))  # listing writes nothing
-    if command == "list":
-        return _list(registry, args.json)
-    if command == "scan":
-        return _scan(registry, args)
-    if command == "import":
-        entry = registry.import_file(args.path, name=args.name, link=args.link)
-        print(f"imported {entry.name} -> {entry.path} (sha256 {entry.sha256[:16]}…)")
-    elif command == "pull":
-        from assistant.pull import pull, pull_catalog
+    return Registry(open_store(readonly=readonly))
 
-        if args.file:
-            entry = pull(registry, args.target, args.file, name=args.name, revision=args.revision)
-        else:
-            entry = pull_catalog(registry, args.target)
-        print(f"pulled {entry.name} -> {entry.path} (sha256 {entry.sha256[:16]}…)")
-    elif command == "use":
-        where = registry.use(args.name)
-        print(f"default model: {args.name} (saved in {where})")
-    elif command == "rm":
-        print(registry.delete(args.name))
+
+def cmd_import(args: argparse.Namespace) -> int:
+    entry = _registry().import_file(args.path, name=args.name, link=args.link)
+    print(f"imported {entry.name} -> {entry.path} (sha256 {entry.sha256[:16]}…)")
     return 0
 
 
-def human_size(n: int) -> str:
+def cmd_pull(args: argparse.Namespace) -> int:
+    from assistant.pull import pull, pull_catalog
+
+    registry = _registry()
+    if args.file:
+        entry = pull(registry, args.target, args.file, name=args.name, revision=args.revision)
+    else:
+        entry = pull_catalog(registry, args.target)
+    print(f"pulled {entry.name} -> {entry.path} (sha256 {entry.sha256[:16]}…)")
+    return 0
+
+
+def cmd_use(args: argparse.Namespace) -> int:
+    where = _registry().use(args.name)
+    print(f"default model: {args.name} (saved in {where})")
+    return 0
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    print(_registry().delete(args.name))
+    return 0
+
+
+def human_size(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
             return f"{n:.0f} {unit}" if unit in ("B", "KiB", "MiB") else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
+        n /= 1024
     return ""
 
 
@@ -87,12 +96,12 @@ def human_count(n: int) -> str:
     return f"{n / 1e9:.1f}B" if n >= 1e9 else f"{n / 1e6:.0f}M" if n else "-"
 
 
-def _list(registry: Any, as_json: bool) -> int:
+def cmd_list(args: argparse.Namespace) -> int:
     from assistant.config import load
 
     config = load()
-    rows = registry.rows(n_ctx=config.model.n_ctx, default=config.model.default)
-    if as_json:
+    rows = _registry(readonly=True).rows(n_ctx=config.model.n_ctx, default=config.model.default)  # writes nothing
+    if args.json:
         print(json.dumps([r.as_dict() for r in rows], indent=2))
         return 0
     header = ("", "NAME", "KIND", "ARCH", "PARAMS", "QUANT", "CTX", "SIZE", "ORIGIN", "FIT")
@@ -110,10 +119,11 @@ def _list(registry: Any, as_json: bool) -> int:
     return 0
 
 
-def _check(path: str, as_json: bool) -> int:
+def cmd_check(args: argparse.Namespace) -> int:
     from assistant.config import load
     from assistant.gguf_info import available_memory, estimate_memory, fit_label, read_info
 
+    path, as_json = args.path, args.json
     info = read_info(path)  # a broken file raises ModelFileError: one line, exit 1
     n_ctx = min(load().model.n_ctx, info.context_length or 4096)
     need, free = estimate_memory(info, n_ctx), available_memory()
@@ -131,7 +141,7 @@ def _check(path: str, as_json: bool) -> int:
     return 0
 
 
-def _scan(registry: Any, args: argparse.Namespace) -> int:
+def cmd_scan(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from assistant.scan import SOURCES, scan
@@ -140,7 +150,7 @@ def _scan(registry: Any, args: argparse.Namespace) -> int:
     sources = [s for s in SOURCES if getattr(args, s.replace("-", "_"))]
     if not sources and not args.paths:
         sources = list(SOURCES)
-    report = scan(registry, sources, [Path(p).expanduser() for p in args.paths], dry_run=args.dry_run)
+    report = scan(_registry(), sources, [Path(p).expanduser() for p in args.paths], dry_run=args.dry_run)
     if args.json:
         print(json.dumps({"models": [o.as_dict() for o in report.outcomes], "notes": report.notes,
                           "seconds": round(report.seconds, 3)}))
@@ -155,7 +165,7 @@ def _scan(registry: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-def _catalog() -> int:
+def cmd_catalog(args: argparse.Namespace) -> int:
     from assistant.registry import load_catalog
 
     for e in load_catalog():

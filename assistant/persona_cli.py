@@ -11,11 +11,12 @@ import tempfile
 from pathlib import Path
 
 from assistant import persona as personas
+from assistant.cli import Subparsers, open_store
 from assistant.persona import Persona, PersonaError
 from assistant.text_safety import sanitize
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: Subparsers) -> None:
     """Add the `persona` subcommand group to the `assistant` parser."""
     group = subparsers.add_parser("persona", help="custom assistants: a system prompt, context files and a model")
     sub = group.add_subparsers(dest="persona_command", required=True)
@@ -24,11 +25,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add.add_argument("--system", help="system prompt file (text or markdown)")
     add.add_argument("--context", action="append", default=[], help="context file: reference, rules, examples (repeat)")
     _settings(add)
+    add.set_defaults(handler=cmd_add)
     listing = sub.add_parser("list", help="the personas, prompted or distilled")
     listing.add_argument("--json", action="store_true", help="print a JSON array")
+    listing.set_defaults(handler=cmd_list)
     show = sub.add_parser("show", help="a persona's settings and full prompt")
     show.add_argument("name")
     show.add_argument("--json", action="store_true", help="print a JSON object")
+    show.set_defaults(handler=cmd_show)
     edit = sub.add_parser("edit", help="change a persona (no options: open it in $EDITOR)")
     edit.add_argument("name")
     edit.add_argument("--system", help="replace the system prompt with this file's text")
@@ -36,9 +40,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     edit.add_argument("--add-context", action="append", default=[], help="add a context file (repeat)")
     edit.add_argument("--prompted", action="store_true", help="forget the distilled student: run prompted again")
     _settings(edit)
+    edit.set_defaults(handler=cmd_edit)
     rm = sub.add_parser("rm", help="remove a persona (its distilled model stays in `assistant models`)")
     rm.add_argument("name")
-    group.set_defaults(handler=run)
+    rm.set_defaults(handler=cmd_rm)
 
 
 def _settings(parser: argparse.ArgumentParser) -> None:
@@ -49,40 +54,39 @@ def _settings(parser: argparse.ArgumentParser) -> None:
                                                        "'' removes it)")
 
 
-def run(args: argparse.Namespace) -> int:
-    command = args.persona_command
-    if command == "add":
-        persona = personas.new(args.name, args.system, args.context, model=args.model or "",
-                               temperature=args.temperature, max_tokens=args.max_tokens)
-        persona.schema = _schema(args.schema)
-        tokens, n_ctx = check_window(persona)
-        personas.save(persona)
-        print(f"added persona {persona.name!r}: {tokens} context tokens of a {n_ctx}-token window "
-              f"(use it: assistant ask --persona {persona.name} …)")
-    elif command == "list":
-        _list(args.json)
-    elif command == "show":
-        _show(personas.load(args.name), args.json)
-    elif command == "edit":
-        persona = _edited(personas.load(args.name), args)
-        check_window(persona)
-        personas.save(persona)
-        print(f"updated persona {persona.name!r}")
-    elif command == "rm":
-        personas.remove(args.name)
-        print(f"removed persona {args.name!r}")
+def cmd_add(args: argparse.Namespace) -> int:
+    persona = personas.new(args.name, args.system, args.context, model=args.model or "",
+                           temperature=args.temperature, max_tokens=args.max_tokens)
+    persona.schema = _schema(args.schema)
+    tokens, n_ctx = check_window(persona)
+    personas.save(persona)
+    print(f"added persona {persona.name!r}: {tokens} context tokens of a {n_ctx}-token window "
+          f"(use it: assistant ask --persona {persona.name} …)")
+    return 0
+
+
+def cmd_edit(args: argparse.Namespace) -> int:
+    persona = _edited(personas.load(args.name), args)
+    check_window(persona)
+    personas.save(persona)
+    print(f"updated persona {persona.name!r}")
+    return 0
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    personas.remove(args.name)
+    print(f"removed persona {args.name!r}")
     return 0
 
 
 def check_window(persona: Persona) -> tuple[int, int]:
     """(context tokens, window) for the persona's base model; refuses a context that does not fit."""
-    from assistant.cli import _open_store
     from assistant.config import load
     from assistant.gguf_info import read_info
     from assistant.registry import Registry
 
     config = load()
-    path = Registry(_open_store()).resolve(persona.model or config.model.default)
+    path = Registry(open_store()).resolve(persona.model or config.model.default)
     trained = read_info(path).context_length or config.model.n_ctx
     n_ctx = min(config.model.n_ctx, trained)
     tokens = personas.count_tokens(path, persona.context_text())
@@ -90,16 +94,17 @@ def check_window(persona: Persona) -> tuple[int, int]:
     return tokens, n_ctx
 
 
-def _list(as_json: bool) -> None:
+def cmd_list(args: argparse.Namespace) -> int:
     items = personas.all_personas()
-    if as_json:
+    if args.json:
         print(json.dumps([_summary(p) for p in items], indent=2, ensure_ascii=False))
-        return
+        return 0
     if not items:
         print("no personas yet: assistant persona add NAME --system FILE [--context FILE …]")
     for p in items:
         how = f"distilled → {p.student}" if p.distilled else f"prompted on {p.model or 'the default model'}"
         print(sanitize(f"{p.name:<20} {how:<36} {len(p.context_text()):>7} chars, {len(p.contexts)} context file(s)"))
+    return 0
 
 
 def _summary(p: Persona) -> dict[str, object]:
@@ -108,10 +113,11 @@ def _summary(p: Persona) -> dict[str, object]:
             "temperature": p.temperature, "max_tokens": p.max_tokens, "schema": p.schema, "created": p.created}
 
 
-def _show(p: Persona, as_json: bool) -> None:
-    if as_json:
+def cmd_show(args: argparse.Namespace) -> int:
+    p = personas.load(args.name)
+    if args.json:
         print(json.dumps(p.as_dict(), indent=2, ensure_ascii=False))
-        return
+        return 0
     lines = [f"persona {p.name}", f"  base model: {p.model or '(default)'}",
              f"  student: {p.student or '(none: prompted)'}",
              f"  temperature: {p.temperature if p.temperature is not None else '(default)'}",
@@ -119,6 +125,7 @@ def _show(p: Persona, as_json: bool) -> None:
              f"  schema: {json.dumps(p.schema) if p.schema else '(none)'}",
              f"  context files: {', '.join(c.name for c in p.contexts) or '(none)'}", "", p.context_text()]
     print(sanitize("\n".join(lines)))
+    return 0
 
 
 def _edited(p: Persona, args: argparse.Namespace) -> Persona:

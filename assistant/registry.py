@@ -131,7 +131,10 @@ def _assemble(name: str, chunks: list[Path], target: Path) -> None:
 
 
 def _packaged_info(name: str) -> tuple[str, ModelInfo]:
-    """(path, info) of a packaged model without writing anything: an unassembled one's header comes from its first chunk."""
+    """(path, info) of a packaged model without writing anything.
+
+    An unassembled model's header comes from its first chunk.
+    """
     path = packaged_path(name, assemble=False)
     if path.exists():
         return str(path), read_info(path)
@@ -277,8 +280,8 @@ class Registry:
                 rows.append(ModelRow(entry.name, "", "packaged", problem=str(exc)))
                 continue
             rows.append(_row(entry.name, path, "packaged", entry.sha256, "", n_ctx, available, info))
-        for entry in self.entries():
-            rows.append(_row(entry.name, entry.path, entry.origin, entry.sha256, entry.created, n_ctx, available))
+        for model in self.entries():
+            rows.append(_row(model.name, model.path, model.origin, model.sha256, model.created, n_ctx, available))
         for row in rows:
             row.default = row.name == default
         return rows
@@ -313,7 +316,7 @@ class Registry:
             if link:  # the link points at the file just validated
                 target.symlink_to(source.resolve())
             else:
-                sha256 = copy_with_progress(source, target)
+                copied = copy_with_progress(source, target)
         except OSError as exc:  # a full disk, a read-only folder: the copy was atomic, nothing is left
             raise RegistryError(f"cannot import {source.name} into {folder}: {os_error_reason(exc)}") from None
         if link:
@@ -323,7 +326,7 @@ class Registry:
         except ModelFileError:
             target.unlink(missing_ok=True)
             raise
-        return self.add(name, target, origin, info, sha256)
+        return self.add(name, target, origin, info, copied)
 
     def delete(self, name: str) -> str:
         """`models rm`: drop the entry and its file (only a file inside the models folder)."""

@@ -13,7 +13,7 @@ import json
 import os
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,7 +97,7 @@ class RemoteTeacher:
             self.url, self.model, [dict(m) for m in messages], text.encode("utf-8"), sends_key=bool(self._key)
         )
 
-    def stream(self, request: EscalationRequest) -> Iterator[str]:
+    def stream(self, request: EscalationRequest) -> Generator[str, None, None]:
         """Send ``request`` and yield the answer's text pieces.
 
         Connection failures and 429/5xx answers are retried (``retries`` times, with backoff)

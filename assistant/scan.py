@@ -219,6 +219,7 @@ def _register(registry: Any, found: Found, known: dict[str, str], taken: set[str
         outcome.status, outcome.name, outcome.detail = "known", known[target], "already registered"
         return outcome
     name = _free_name(found.name, taken)
+    entry: Any  # what the size line reads: the file's details (dry run) or the registered ModelEntry
     try:
         if dry_run:
             info = read_info(found.path)

@@ -18,7 +18,7 @@ from typing import Any
 
 from assistant import AssistantError
 
-CONCISE_TYPES = {
+CONCISE_TYPES: dict[str, dict[str, Any]] = {
     "str": {"type": "string"},
     "int": {"type": "integer"},
     "float": {"type": "number"},

@@ -172,8 +172,9 @@ class Server:
             chat.json_schema = target.persona.schema  # the persona's default; response_format overrides it
         grammar = grammar_for(chat.json_schema) if chat.json_schema is not None else None
         if not self.gate.admit():
+            retry = {"Retry-After": str(self.gate.retry_after())}
             raise ApiError(429, f"the server is busy ({self.gate.waiting} requests waiting); retry later",
-                           "requests", code="rate_limit_exceeded", headers={"Retry-After": str(self.gate.retry_after())})
+                           "requests", code="rate_limit_exceeded", headers=retry)
         job = Job(chat, target, grammar)
         return self._stream(job) if chat.stream else await self._complete(job, request)
 

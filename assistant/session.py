@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING, Any
 from assistant import AssistantError, attach, branches
 from assistant.attach import Attachment
 from assistant.config import POLICIES, Config
-from assistant.engine import Delta, Engine, Stats
+from assistant.engine import Delta, Deltas, Engine, Stats
 from assistant.model_manager import ModelManager
 from assistant.reasoning import answer_only
-from assistant.store import Message, Store
+from assistant.store import Conversation, Message, SearchHit, Store, StoreError
 
 if TYPE_CHECKING:  # the remote teacher's client (and httpx) load only when escalation is on
     from assistant.persona import Persona
@@ -85,14 +85,14 @@ class Session:
         return self.models.engine
 
     # -- conversations
-    def conversations(self) -> list[dict[str, Any]]:
+    def conversations(self) -> list[Conversation]:
         """Every conversation, newest first."""
         return self.store.conversations()
 
     def latest(self) -> int | None:
         return self.store.latest_conversation_id()
 
-    def open(self, conversation_id: int | None) -> list[dict[str, Any]]:
+    def open(self, conversation_id: int | None) -> list[Message]:
         """Make ``conversation_id`` the current one (None: a new, not yet stored one); its messages."""
         self.conversation_id = conversation_id
         return self.store.messages(conversation_id) if conversation_id is not None else []
@@ -127,11 +127,11 @@ class Session:
             conversation = self.store.conversation(self.conversation_id)
             self.store.update_conversation(self.conversation_id, system=text, updated=conversation["updated"])
 
-    def search(self, query: str, limit: int = 30) -> list[dict[str, Any]]:
+    def search(self, query: str, limit: int = 30) -> list[SearchHit]:
         """Full-text search over every conversation's messages."""
         return self.store.search(query, limit=limit)
 
-    def message(self, message_id: int) -> dict[str, Any]:
+    def message(self, message_id: int) -> Message:
         return self.store.message(message_id)
 
     def ensure_conversation(self, title: str = "") -> int:
@@ -186,7 +186,7 @@ class Session:
         escalate: str | None = None,
         approve: Approve | None = None,
         attachments: list[Attachment] | None = None,
-    ) -> Iterator[Delta]:
+    ) -> Deltas:
         """Store the question, stream the answer; ``self.last`` describes the turn when done.
 
         ``escalate`` overrides the escalation policy for this turn; ``approve`` is asked (with
@@ -215,7 +215,7 @@ class Session:
         temperature: float | None = None,
         escalate: str | None = None,
         approve: Approve | None = None,
-    ) -> Iterator[Delta]:
+    ) -> Deltas:
         """Answer the last question again; the earlier answer is kept as another version (``branches``)."""
         if self.conversation_id is None:
             return
@@ -230,7 +230,7 @@ class Session:
         )
         yield from self._answer(turn, history, max_tokens, temperature, policy, teacher, approve)
 
-    def continue_(self, *, max_tokens: int | None = None, temperature: float | None = None) -> Iterator[Delta]:
+    def continue_(self, *, max_tokens: int | None = None, temperature: float | None = None) -> Deltas:
         """Carry on the last answer where it stopped (a crash, a stop or the token limit).
 
         The model sees the history with the partial answer as the start of its own turn; what it
@@ -252,10 +252,14 @@ class Session:
             self.history(), conversation=self.conversation_id, continue_final=True,
             **self._sampling(max_tokens, temperature),
         )
+        failed = False
         try:
             yield from self._relay(turn, stream, pieces)
+        except StoreError:  # a full disk: the answer so far is kept, marked failed
+            failed = True
+            raise
         finally:
-            self._finish(turn, "".join(pieces), earlier_tokens=last.completion_tokens or 0)
+            self._finish(turn, "".join(pieces), earlier_tokens=last.completion_tokens or 0, failed=failed)
 
     def cancel(self) -> None:
         """Stop the answer being streamed (the student's or the teacher's); the partial answer is kept."""
@@ -273,7 +277,7 @@ class Session:
 
         return policy, RemoteTeacher(self.config.teacher)
 
-    def resend(self, text: str, **kwargs: Any) -> Iterator[Delta]:
+    def resend(self, text: str, **kwargs: Any) -> Deltas:
         """Edit-and-resend: ask ``text`` in place of the last question; the earlier one and its answer are kept
         as another version (``branches``)."""
         if self.conversation_id is not None:
@@ -316,13 +320,14 @@ class Session:
         policy: str = "never",
         teacher: RemoteTeacher | None = None,
         approve: Approve | None = None,
-    ) -> Iterator[Delta]:
+    ) -> Deltas:
         """Answer the last message of ``history`` into the stored (empty) answer ``turn.answer_message_id``."""
         sampling = self._sampling(max_tokens, temperature)
         started = time.perf_counter()
         self._cancel.clear()
         self._last_flush = time.monotonic()
         pieces: list[str] = []
+        failed = False
         try:
             if teacher is None:
                 turn.route = {"policy": policy, "escalate": False, "reason": "answered on-device"}
@@ -345,8 +350,11 @@ class Session:
                 yield from self._relay(turn, self._student(history, sampling), pieces)
                 return
             yield from self._from_teacher(turn, teacher, request, history, sampling, pieces, started)
+        except StoreError:  # a full disk: the answer so far is kept, marked failed
+            failed = True
+            raise
         finally:
-            self._finish(turn, "".join(pieces))
+            self._finish(turn, "".join(pieces), failed=failed)
 
     @staticmethod
     def _approval(request: EscalationRequest, approve: Approve | None) -> bool | str:
@@ -364,10 +372,10 @@ class Session:
             "temperature": temperature,
         }
 
-    def _student(self, history: list[dict[str, str]], sampling: dict[str, Any]) -> Iterator[Delta]:
+    def _student(self, history: list[dict[str, str]], sampling: dict[str, Any]) -> Deltas:
         return self.engine.stream(history, conversation=self.conversation_id, **sampling)
 
-    def _relay(self, turn: Turn, deltas: Iterator[Delta], pieces: list[str]) -> Iterator[Delta]:
+    def _relay(self, turn: Turn, deltas: Iterator[Delta], pieces: list[str]) -> Deltas:
         """Yield ``deltas``, writing the growing answer to the store at most every ``flush_interval``."""
         try:
             for delta in deltas:
@@ -407,7 +415,7 @@ class Session:
         sampling: dict[str, Any],
         pieces: list[str],
         started: float,
-    ) -> Iterator[Delta]:
+    ) -> Deltas:
         """Stream the teacher's answer; if it fails, the student answers and a note says why."""
         from assistant.remote_teacher import TeacherError
 
@@ -445,13 +453,17 @@ class Session:
 
     def _fallback(
         self, turn: Turn, why: str, history: list[dict[str, str]], sampling: dict[str, Any], pieces: list[str]
-    ) -> Iterator[Delta]:
+    ) -> Deltas:
         turn.notes.append(f"{why}; answered on-device")
         turn.route["fallback"] = why
         yield from self._relay(turn, self._student(history, sampling), pieces)
 
-    def _finish(self, turn: Turn, answer: str, earlier_tokens: int = 0) -> None:
-        """Write the final answer and its stats; ``earlier_tokens`` were generated before a continue."""
+    def _finish(self, turn: Turn, answer: str, earlier_tokens: int = 0, failed: bool = False) -> None:
+        """Write the final answer and its stats; ``earlier_tokens`` were generated before a continue.
+
+        ``failed``: a write failed mid-answer (a full disk); the answer is stored as far as it got, marked
+        ``failed``, using the store's reserve if need be.
+        """
         stats = turn.stats = turn.stats if turn.escalated else self.engine.stats
         turn.answer = answer
         turn.notes = [*stats.notes, *turn.notes]
@@ -460,13 +472,15 @@ class Session:
         if self.via:
             turn.route = {**turn.route, "via": self.via, "answered_by": turn.model}
         turn.model = self.model_label or turn.model
+        finish_reason = "failed" if failed else stats.finish_reason
         self.store.update_message(
             turn.answer_message_id,
+            reserve=failed,
             content=answer,
             model=turn.model,
             escalated=int(turn.escalated),
-            complete=1 if stats.finish_reason else 0,
-            finish_reason=stats.finish_reason,
+            complete=1 if finish_reason else 0,
+            finish_reason=finish_reason,
             prompt_tokens=stats.prompt_tokens,
             completion_tokens=earlier_tokens + stats.completion_tokens,
             ttft_s=round(stats.ttft_s, 4),
@@ -476,14 +490,17 @@ class Session:
 
 
 def resumable(message: Message) -> bool:
-    """An answer that can be continued: cut off by a crash (never completed), a stop or the token limit."""
-    return message.role == "assistant" and (not message.complete or message.finish_reason in ("cancelled", "length"))
+    """An answer that can be continued: cut off by a crash (never completed), a stop, the token limit or a
+    failed write (a full disk)."""
+    return message.role == "assistant" and (
+        not message.complete or message.finish_reason in ("cancelled", "length", "failed")
+    )
 
 
-def _prepend(draft: list[Delta], student: Iterator[Delta]) -> Iterator[Delta]:
+def _prepend(draft: list[Delta], student: Deltas) -> Deltas:
     """The student's draft, then the rest of the same stream (no restart)."""
     try:
         yield from draft
         yield from student
     finally:
-        student.close()  # type: ignore[attr-defined]
+        student.close()

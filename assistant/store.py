@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Self, TypeVar
+from typing import Any, ClassVar, Self, TypeVar
 
 import sqlite_utils
 
@@ -52,6 +52,7 @@ def _hint(path: Path | str, error: Exception) -> str:
 
 
 MAX_ID = 2**63 - 1  # SQLite's largest integer
+RESERVE_BYTES = 256 << 10  # kept beside the database, given up to record an answer that failed on a full disk
 
 
 def now() -> str:
@@ -61,21 +62,24 @@ def now() -> str:
 class Row:
     """A typed row. ``row["title"]`` and ``row.get("title")`` still work for callers not yet moved to attributes."""
 
+    __dataclass_fields__: ClassVar[dict[str, Any]]  # every subclass is a dataclass
+
     def __getitem__(self, key: str) -> Any:
-        if key not in self.__dataclass_fields__:  # type: ignore[attr-defined]
+        if key not in self.__dataclass_fields__:
             raise KeyError(key)
         return getattr(self, key)
 
     def get(self, key: str, default: Any = None) -> Any:
-        return getattr(self, key) if key in self.__dataclass_fields__ else default  # type: ignore[attr-defined]
+        return getattr(self, key) if key in self.__dataclass_fields__ else default
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)  # type: ignore[call-overload]
+        return asdict(self)
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Self:
         """From a database row: NULL text reads as "", 0/1 flags as bools; columns the class lacks are skipped."""
-        names, texts, flags = _columns(cls)
+        row_class: type = cls  # as a plain class: mypy takes type[Self] for unhashable (dataclasses set __hash__)
+        names, texts, flags = _columns(row_class)
         values = {name: row[name] for name in names if name in row}
         for name in texts:
             if name in values and values[name] is None:
@@ -118,7 +122,7 @@ class Message(Row):
     escalated: bool = False  # answered by the teacher
     route: str = ""  # JSON: the router's decision and score
     complete: bool = True  # False while streaming (or if the process died mid-answer)
-    finish_reason: str = ""  # stop | length | cancelled
+    finish_reason: str = ""  # stop | length | cancelled | failed (a write failed: a full disk)
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     ttft_s: float | None = None
@@ -228,6 +232,8 @@ class Store:
             # WAL + NORMAL: a killed process loses nothing committed; only a power cut can drop the last commits
             self.db.execute("PRAGMA synchronous = NORMAL")
         self._migrate()
+        if str(path) != ":memory:":
+            self._keep_reserve()
 
     def _open_readonly(self) -> None:
         """Read without writing anything: no WAL switch, no schema step; a missing database reads as empty.
@@ -317,21 +323,21 @@ class Store:
         stamp = now()
         row = {"title": title, "model": model, "system": system, "persona": persona, "created": stamp,
                "updated": stamp}
-        return self._write(lambda: self.db["conversations"].insert(row).last_pk)
+        return self._write(lambda: _insert(self.db.table("conversations"), row))
 
     def conversation(self, conversation_id: int) -> Conversation:
         if not 0 < conversation_id <= MAX_ID:  # SQLite cannot even look up a larger number
             raise StoreError(f"no conversation with id {conversation_id}")
         with self._lock:
             try:
-                return Conversation.from_row(self.db["conversations"].get(conversation_id))
+                return Conversation.from_row(self.db.table("conversations").get(conversation_id))
             except sqlite_utils.db.NotFoundError:
                 raise StoreError(f"no conversation with id {conversation_id}") from None
 
     def conversations(self, limit: int = 200) -> list[Conversation]:
         limit = min(limit, MAX_ID)
         with self._lock:
-            rows = list(self.db["conversations"].rows_where(order_by="updated desc, id desc", limit=limit))
+            rows = list(self.db.table("conversations").rows_where(order_by="updated desc, id desc", limit=limit))
         return [Conversation.from_row(row) for row in rows]
 
     def latest_conversation_id(self) -> int | None:
@@ -341,12 +347,12 @@ class Store:
     def update_conversation(self, conversation_id: int, **values: Any) -> None:
         _check_columns(values, CONVERSATION_FIELDS)
         values.setdefault("updated", now())
-        self._write(lambda: self.db["conversations"].update(conversation_id, values))
+        self._write(lambda: self.db.table("conversations").update(conversation_id, values))
 
     def delete_conversation(self, conversation_id: int) -> None:
         def delete() -> None:
-            self.db["messages"].delete_where("conversation_id = ?", [conversation_id])
-            self.db["conversations"].delete(conversation_id)
+            self.db.table("messages").delete_where("conversation_id = ?", [conversation_id])
+            self.db.table("conversations").delete(conversation_id)
 
         self._write(delete)
 
@@ -365,15 +371,13 @@ class Store:
             if cid is None:
                 row = {"title": title, "model": model, "system": system, "persona": persona, "created": stamp,
                        "updated": stamp}
-                cid = self.db["conversations"].insert(row).last_pk
+                cid = _insert(self.db.table("conversations"), row)
             common = {"conversation_id": cid, "escalated": 0, "route": "", "finish_reason": "", "created": stamp}
-            question_id = self.db["messages"].insert(
-                {**common, "role": "user", "content": question, "model": "", "complete": 1}
-            ).last_pk
-            answer_id = self.db["messages"].insert(
-                {**common, "role": "assistant", "content": "", "model": model, "complete": 0, "created": now()}
-            ).last_pk
-            self.db["conversations"].update(cid, {"updated": stamp})
+            messages = self.db.table("messages")
+            question_id = _insert(messages, {**common, "role": "user", "content": question, "model": "", "complete": 1})
+            answer = {**common, "role": "assistant", "content": "", "model": model, "complete": 0, "created": now()}
+            answer_id = _insert(messages, answer)
+            self.db.table("conversations").update(cid, {"updated": stamp})
             return cid, question_id, answer_id
 
         return self._write(write)
@@ -386,35 +390,67 @@ class Store:
         row.update(extra)
 
         def insert() -> int:
-            pk = self.db["messages"].insert(row).last_pk
-            self.db["conversations"].update(conversation_id, {"updated": row["created"]})
+            pk = _insert(self.db.table("messages"), row)
+            self.db.table("conversations").update(conversation_id, {"updated": row["created"]})
             return pk
 
         return self._write(insert)
 
-    def update_message(self, message_id: int, **values: Any) -> None:
+    def update_message(self, message_id: int, *, reserve: bool = False, **values: Any) -> None:
+        """Change a message; ``reserve``: if the disk is full, give up the reserve file to make this write
+        (an answer's last one, recording that it failed: its question is already stored)."""
         _check_columns(values, MESSAGE_FIELDS)
-        self._write(lambda: self.db["messages"].update(message_id, values))
+        try:
+            self._write(lambda: self.db.table("messages").update(message_id, values))
+        except StoreError:
+            if not (reserve and self._release_reserve()):
+                raise
+            self._write(lambda: self.db.table("messages").update(message_id, values))
+
+    @property
+    def reserve_path(self) -> Path:
+        return self.path.with_name(f"{self.path.name}-reserve")
+
+    def _keep_reserve(self) -> None:
+        """Make the reserve file if it is missing (a few hundred KiB of random bytes, which no filesystem
+        compresses away); on a full disk or a read-only folder there is none until a later start."""
+        if self.reserve_path.exists():
+            return
+        try:
+            with self.reserve_path.open("xb") as handle:
+                handle.write(os.urandom(RESERVE_BYTES))
+        except FileExistsError:  # another process made it just now
+            return
+        except OSError:
+            self.reserve_path.unlink(missing_ok=True)
+
+    def _release_reserve(self) -> bool:
+        """Delete the reserve file: room for one more write on a full disk. False if there was none."""
+        try:
+            self.reserve_path.unlink()
+            return True
+        except OSError:
+            return False
 
     def delete_message(self, message_id: int) -> None:
-        self._write(lambda: self.db["messages"].delete(message_id))
+        self._write(lambda: self.db.table("messages").delete(message_id))
 
     def messages(self, conversation_id: int) -> list[Message]:
         with self._lock:
-            rows = list(self.db["messages"].rows_where("conversation_id = ?", [conversation_id], order_by="id"))
+            rows = list(self.db.table("messages").rows_where("conversation_id = ?", [conversation_id], order_by="id"))
         return [Message.from_row(row) for row in rows]
 
     def message(self, message_id: int) -> Message:
         with self._lock:
             try:
-                return Message.from_row(self.db["messages"].get(message_id))
+                return Message.from_row(self.db.table("messages").get(message_id))
             except sqlite_utils.db.NotFoundError:
                 raise StoreError(f"no message with id {message_id}") from None
 
     def iter_messages(self) -> Iterator[Message]:
         """Every message, oldest first."""
         with self._lock:
-            rows = list(self.db["messages"].rows_where(order_by="id"))
+            rows = list(self.db.table("messages").rows_where(order_by="id"))
         yield from (Message.from_row(row) for row in rows)
 
     def search(self, query: str, limit: int = 50, window: int = 2000) -> list[SearchHit]:
@@ -472,14 +508,14 @@ class Store:
         for row in rows:
             del row["id"]
         if rows:
-            self._write(lambda: self.db["attachments"].insert_all(rows))
+            self._write(lambda: self.db.table("attachments").insert_all(rows))
 
     def attachments(self, message_id: int) -> list[AttachmentRecord]:
         """The files recorded with a message, in the order they were attached (empty if none)."""
         with self._lock:
-            if not self.db["attachments"].exists():  # an older database opened read-only (not migrated)
+            if not self.db.table("attachments").exists():  # an older database opened read-only (not migrated)
                 return []
-            rows = list(self.db["attachments"].rows_where("message_id = ?", [message_id], order_by="id"))
+            rows = list(self.db.table("attachments").rows_where("message_id = ?", [message_id], order_by="id"))
         return [AttachmentRecord.from_row(row) for row in rows]
 
     # branches (the versions at each branch point of a conversation)
@@ -490,9 +526,9 @@ class Store:
             where += f" and parent_id in ({','.join('?' * len(parent_ids))})"
             args += parent_ids
         with self._lock:
-            if not self.db["branches"].exists():  # an older database opened read-only (not migrated)
+            if not self.db.table("branches").exists():  # an older database opened read-only (not migrated)
                 return []
-            rows = list(self.db["branches"].rows_where(where, args, order_by="parent_id, position"))
+            rows = list(self.db.table("branches").rows_where(where, args, order_by="parent_id, position"))
         return [Branch.from_row(row) for row in rows]
 
     def add_branch(
@@ -506,36 +542,36 @@ class Store:
             "messages": messages,
             "created": created or now(),
         }
-        pk = self._write(lambda: self.db["branches"].insert(row).last_pk)
+        pk = self._write(lambda: _insert(self.db.table("branches"), row))
         return Branch.from_row({**row, "id": pk})
 
     def set_branch_messages(self, branch_id: int, messages: str | None) -> None:
         """Archive a version's tail (JSON), or mark it as the one on screen (None)."""
-        self._write(lambda: self.db["branches"].update(branch_id, {"messages": messages}))
+        self._write(lambda: self.db.table("branches").update(branch_id, {"messages": messages}))
 
     def delete_branches(self, conversation_id: int, parent_ids: list[int]) -> None:
         """Drop the versions at these branch points (e.g. when their messages are archived with a tail)."""
         if parent_ids:
             marks = ",".join("?" * len(parent_ids))
             where = f"conversation_id = ? and parent_id in ({marks})"
-            self._write(lambda: self.db["branches"].delete_where(where, [conversation_id, *parent_ids]))
+            self._write(lambda: self.db.table("branches").delete_where(where, [conversation_id, *parent_ids]))
 
     # models (the registry's entries)
     def model_entries(self) -> list[ModelEntry]:
         with self._lock:
-            return [ModelEntry.from_row(row) for row in self.db["models"].rows_where(order_by="name")]
+            return [ModelEntry.from_row(row) for row in self.db.table("models").rows_where(order_by="name")]
 
     def model_entry(self, name: str) -> ModelEntry | None:
         with self._lock:
-            rows = list(self.db["models"].rows_where("name = ?", [name]))
+            rows = list(self.db.table("models").rows_where("name = ?", [name]))
         return ModelEntry.from_row(rows[0]) if rows else None
 
     def save_model_entry(self, entry: ModelEntry) -> None:
         """Add the entry, or replace the one with its name."""
-        self._write(lambda: self.db["models"].upsert(entry.as_dict(), pk="name"))
+        self._write(lambda: self.db.table("models").upsert(entry.as_dict(), pk="name"))
 
     def delete_model_entry(self, name: str) -> None:
-        self._write(lambda: self.db["models"].delete_where("name = ?", [name]))
+        self._write(lambda: self.db.table("models").delete_where("name = ?", [name]))
 
     def integrity_ok(self) -> bool:
         with self._lock:
@@ -544,6 +580,14 @@ class Store:
     def close(self) -> None:
         with self._lock:
             self.db.conn.close()
+
+
+def _insert(table: sqlite_utils.db.Table, row: dict[str, Any]) -> int:
+    """Insert ``row``; its new id (rowid tables always report one)."""
+    pk = table.insert(row).last_pk
+    if not isinstance(pk, int):
+        raise StoreError(f"inserting into {table.name} returned no id")
+    return pk
 
 
 def _check_columns(values: dict[str, Any], known: set[str]) -> None:
@@ -567,6 +611,7 @@ def export_conversation(store: Store, conversation_id: int, fmt: str = "md") -> 
             who += f" · {m.model}" + (" · escalated" if m.escalated else "")
             who += f" · via {via}" if (via := _route(m.route).get("via")) else ""
             who += "" if m.complete else " · incomplete"
+            who += " · failed" if m.finish_reason == "failed" else ""  # a write failed mid-answer (a full disk)
             who += " · cut at the token limit" if m.complete and m.finish_reason == "length" else ""
             who += " · stopped (incomplete)" if m.complete and m.finish_reason == "cancelled" else ""
         lines += [f"## {who}", "", m.content, ""]

@@ -49,9 +49,11 @@ def _ours(teacher: Any, examples: list[Any], steps: int, batch: int, folder: Pat
     from distill_tools.recipe import LossSection, TrainSection
 
     model = _student(teacher)
-    cfg = TrainSection(max_steps=steps, batch_size=batch, warmup_steps=1, checkpoint_every=10**6, freeze_embeddings=False)
+    cfg = TrainSection(max_steps=steps, batch_size=batch, warmup_steps=1, checkpoint_every=10**6,
+                       freeze_embeddings=False)
     start = time.perf_counter()
-    state = train.train(model, examples, cfg, LossSection(), pad_id=teacher.tokenizer.pad_token_id, seed=0, folder=folder)
+    state = train.train(model, examples, cfg, LossSection(), pad_id=teacher.tokenizer.pad_token_id, seed=0,
+                        folder=folder)
     elapsed = time.perf_counter() - start
     return sum(h["tokens"] for h in state.history) / elapsed
 
@@ -86,10 +88,10 @@ def _baseline(teacher: Any, examples: list[Any], steps: int, batch: int, folder:
         def __getitem__(self, i: int) -> Any:
             return examples[i]
 
-    args = TrainingArguments(output_dir=str(folder), per_device_train_batch_size=batch, max_steps=steps, learning_rate=3e-4,
-                             warmup_steps=1, lr_scheduler_type="cosine", max_grad_norm=1.0, save_strategy="no",
-                             report_to=[], logging_strategy="no", use_cpu=True, dataloader_num_workers=0,
-                             remove_unused_columns=False, disable_tqdm=True, seed=0)
+    args = TrainingArguments(output_dir=str(folder), per_device_train_batch_size=batch, max_steps=steps,
+                             learning_rate=3e-4, warmup_steps=1, lr_scheduler_type="cosine", max_grad_norm=1.0,
+                             save_strategy="no", report_to=[], logging_strategy="no", use_cpu=True,
+                             dataloader_num_workers=0, remove_unused_columns=False, disable_tqdm=True, seed=0)
     tokens = 0
 
     def collate(batch_examples: list[Any]) -> dict[str, Any]:
@@ -121,7 +123,8 @@ def throughput_rows(quick: bool) -> list[dict[str, Any]]:
             with tempfile.TemporaryDirectory() as tmp:
                 (ours if name == "ours" else base).append(fn(teacher, examples, steps, batch, Path(tmp)))
     o, b = summary(ours)["median"], summary(base)["median"]
-    notes = (f"default recipe's student (30 layers, 480-channel MLPs), batch {batch}, {steps} steps × {reps} reps, ≤128 tokens; "
+    notes = (f"default recipe's student (30 layers, 480-channel MLPs), batch {batch}, {steps} steps × {reps} reps, "
+             "≤128 tokens; "
              f"ours (cached top-32 teacher log-probs + tail mass) {spread(ours, ' tok/s')}; "
              f"HF Trainer + online teacher {spread(base, ' tok/s')}")
     return [row(BENCH, "training throughput vs HF Trainer KD", o, "tok/s", baseline=b, ratio=ratio(o, b),

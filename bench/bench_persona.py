@@ -86,7 +86,8 @@ def distill_rows(home: Path) -> list[dict[str, Any]]:
     n = s["checkable_questions"]
     table = (f"teacher with context {teacher['checkable'] * n:.0f}/{n}, "
              f"student without {student['checkable'] * n:.0f}/{n}, base without {base['checkable'] * n:.0f}/{n}; "
-             f"KL student {student['mean_kl']:.3f} vs base {base['mean_kl']:.3f}, top-1 {student['top1_agreement']:.0%} vs {base['top1_agreement']:.0%}")
+             f"KL student {student['mean_kl']:.3f} vs base {base['mean_kl']:.3f}, "
+             f"top-1 {student['top1_agreement']:.0%} vs {base['top1_agreement']:.0%}")
     general = s["general"]
     speed = s["first_turn"]
     return [

@@ -115,7 +115,8 @@ def run(quick: bool) -> list[dict[str, Any]]:
                 ratio=ratio(ours["others_sent"], base["others_sent"]), target="<= 0.2",
                 notes="share of non-factual questions escalated; baseline = confidence-only router"),
             row(BENCH, f"{split}: precision of escalations", ours["precision"], "", baseline=base["precision"],
-                ratio=ratio(ours["precision"], base["precision"]), notes="escalated questions that were long-tail factual"),
+                ratio=ratio(ours["precision"], base["precision"]),
+                notes="escalated questions that were long-tail factual"),
             row(BENCH, f"{split}: escalation rate", ours["rate"], "", baseline=base["rate"],
                 ratio=ratio(ours["rate"], base["rate"])),
         ]  # fmt: skip

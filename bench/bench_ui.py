@@ -245,7 +245,8 @@ def main() -> None:
     rows = run(quick)
     print(f"{'benchmark':<22} {'metric':<32} {'value':>9} {'baseline':>9} {'ratio':>7} unit")
     for r in rows:
-        print(f"{r['benchmark']:<22} {r['metric']:<32} {r['value']:>9} {r['baseline']!s:>9} {r['ratio']!s:>7} {r['unit']}")
+        print(f"{r['benchmark']:<22} {r['metric']:<32} {r['value']:>9} {r['baseline']!s:>9} {r['ratio']!s:>7} "
+              f"{r['unit']}")
         print(f"    {r['notes']}")
     if not quick:
         print(f"screenshots: {RESULTS}")

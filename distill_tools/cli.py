@@ -9,6 +9,7 @@ from pathlib import Path
 
 from assistant import AssistantError
 from distill_tools import persona_cli
+from distill_tools.recipe import QUANTS
 
 REPLACE_HELP = "overwrite a model of the same name that this recipe did not make"
 
@@ -30,14 +31,15 @@ def add_commands(group: argparse._SubParsersAction) -> None:
     ev.add_argument("--teacher", required=True)
     ev.add_argument("--student", required=True, action="append", help="repeat for several students")
     ev.add_argument("--tasks", default="bundled:tasks", help="task JSONL with prompt + accepted answers")
-    ev.add_argument("--heldout", default="", help="prompt file for KL/agreement/perplexity (default: bundled tasks' prompts)")
+    ev.add_argument("--heldout", default="",
+                    help="prompt file for KL/agreement/perplexity (default: bundled tasks' prompts)")
     ev.add_argument("--max-new-tokens", type=int, default=48)
     ev.add_argument("--out", default="", help="report folder (default: <data dir>/distill/eval)")
     ev.set_defaults(handler=cmd_eval)
 
     ex = group.add_parser("export", help="write the recipe's latest checkpoint as a verified GGUF")
     ex.add_argument("config")
-    ex.add_argument("--quant", choices=["F32", "F16", "Q8_0", "Q5_0", "Q4_0", "Q4_K_M"], default=None)
+    ex.add_argument("--quant", choices=QUANTS, default=None)
     ex.add_argument("--out", default=None, help="GGUF path (default: <models dir>/<name>.gguf, registered)")
     ex.add_argument("--replace", action="store_true", help=REPLACE_HELP)
     ex.set_defaults(handler=cmd_export)
@@ -133,12 +135,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return args.handler(args)
-    except AssistantError as exc:
-        print(f"distill: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("distill: interrupted", file=sys.stderr)
-        return 130
+    from assistant.cli import run
+
+    return run(build_parser().parse_args(argv), prog="distill")  # the assistant command's one error path

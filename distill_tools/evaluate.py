@@ -70,16 +70,17 @@ class Runner:
         import llama_cpp
 
         from assistant.chat_template import ChatTemplate, fallback_for
-        from assistant.engine import _llama_chat_handlers_disabled
+        from assistant.engine import llama_chat_handlers_disabled
         from assistant.gguf_info import read_info
         from distill_tools import llama
 
         self.info = read_info(path)
-        with _llama_chat_handlers_disabled():
+        with llama_chat_handlers_disabled():
             # n_batch=8: here, prompt batches of 64 tokens ran ~20x slower than batches of 8 (measured)
             self.llm = llama.open_model(path, n_ctx, n_threads=threads, n_batch=8, logits_all=True)
         source = self.info.chat_template or fallback_for(self.info.architecture)
-        self.template = ChatTemplate(source, self.info.bos_token, self.info.eos_token, builtin=not self.info.chat_template)
+        self.template = ChatTemplate(source, self.info.bos_token, self.info.eos_token,
+                                     builtin=not self.info.chat_template)
         self.vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
         self._eog = llama_cpp.llama_vocab_is_eog
 
@@ -113,6 +114,7 @@ class Runner:
 
 
 def log_softmax(x: np.ndarray) -> np.ndarray:
+    """Log-probabilities from logits (last axis), numerically stable."""
     x = x - x.max(-1, keepdims=True)
     return x - np.log(np.exp(x).sum(-1, keepdims=True))
 
@@ -141,7 +143,9 @@ def evaluate(teacher: Path, students: dict[str, Path], tasks: list[dict[str, Any
                     seconds += time.perf_counter() - start
                     generated += len(tokens)
                     text = runner.text(tokens)
-                    report.answers.append({"prompt": task["prompt"], "answer": text, "correct": correct(text, task["answers"])})
+                    report.answers.append(
+                        {"prompt": task["prompt"], "answer": text, "correct": correct(text, task["answers"])}
+                    )
                     bar.update(1)
                 if tasks:
                     report.task_score = sum(a["correct"] for a in report.answers) / len(tasks)
@@ -167,7 +171,9 @@ def evaluate(teacher: Path, students: dict[str, Path], tasks: list[dict[str, Any
 
 
 def compare(runner: Runner, reference: list[tuple[list[int], list[int], np.ndarray]], report: ModelReport,
-             top_k: int) -> None:
+            top_k: int) -> None:
+    """Fill ``report``'s KL, top-1 agreement, perplexity and mass outside the teacher's ``top_k``, measured on
+    the teacher's answers in ``reference`` (prompt, answer, the teacher's log-probabilities)."""
     kl_sum, agree, nll, outside, positions = 0.0, 0, 0.0, 0.0, 0
     for prompt, answer, teacher_logp in reference:
         logp = log_softmax(runner.logits(prompt, answer))
@@ -215,7 +221,8 @@ def markdown(reports: list[ModelReport], extra: dict[str, Any]) -> str:
     ]
     for r in reports:
         lines.append(
-            f"| {r.label} | {r.size_bytes / 1e6:.1f} | {r.parameters / 1e6:.1f} | {r.parameters / max(1, teacher.parameters):.0%} "
+            f"| {r.label} | {r.size_bytes / 1e6:.1f} | {r.parameters / 1e6:.1f} "
+            f"| {r.parameters / max(1, teacher.parameters):.0%} "
             f"| {figure(r.task_score, '.1%')} | {figure(r.retention, '.1%')} | {figure(r.mean_kl, '.3f')} "
             f"| {figure(r.top1_agreement, '.1%')} | {figure(r.perplexity, '.2f')} | {figure(r.outside_topk, '.1%')} "
             f"| {figure(r.tokens_per_s, '.0f')} |"

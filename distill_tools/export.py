@@ -23,7 +23,9 @@ from typing import Any
 
 import numpy as np
 
+from assistant.gguf_info import FILE_TYPES
 from distill_tools import DistillError
+from distill_tools.recipe import QUANTS
 
 PROBES = [
     "What is the capital of Italy?",
@@ -37,8 +39,8 @@ LAYER_NAMES = {
     "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
     "mlp.down_proj": "ffn_down",
 }
-FTYPES = {"F32": 0, "F16": 1, "Q8_0": 7, "Q4_0": 2, "Q4_1": 3, "Q5_0": 8, "Q5_1": 9, "Q4_K_M": 15}
-LLAMA_QUANTS = {"Q5_0": 32, "Q5_1": 32, "Q4_0": 32, "Q4_1": 32, "Q4_K_M": 256}  # made by llama.cpp's quantiser: row block size
+FTYPES = {name: code for code, name in FILE_TYPES.items() if name in QUANTS}  # GGUF general.file_type of each
+LLAMA_QUANTS = {"Q5_0": 32, "Q5_1": 32, "Q4_0": 32, "Q4_1": 32, "Q4_K_M": 256}  # by llama.cpp's quantiser: row block
 
 
 class ExportError(DistillError):
@@ -54,12 +56,14 @@ class Verification:
 
     def line(self) -> str:
         verdict = "passed" if self.passed else "FAILED"
-        return f"verification {verdict}: top-1 agreement {self.top1_agreement:.1%}, mean KL {self.mean_kl:.4f} over {self.positions} positions"
+        return (f"verification {verdict}: top-1 agreement {self.top1_agreement:.1%}, mean KL {self.mean_kl:.4f} "
+                f"over {self.positions} positions")
 
 
 def permute(weights: np.ndarray, n_head: int) -> np.ndarray:
     """llama.cpp's q/k permutation (convert_hf_to_gguf.LlamaModel.permute)."""
-    return weights.reshape(n_head, 2, weights.shape[0] // n_head // 2, *weights.shape[1:]).swapaxes(1, 2).reshape(weights.shape)
+    pairs = weights.reshape(n_head, 2, weights.shape[0] // n_head // 2, *weights.shape[1:])
+    return pairs.swapaxes(1, 2).reshape(weights.shape)
 
 
 def gguf_tensors(model: Any) -> dict[str, np.ndarray]:

@@ -54,7 +54,8 @@ class Settings:
 
     def training(self) -> dict[str, Any]:
         """The settings that shape the trained weights (a checkpoint made with others is not resumed)."""
-        return {k: v for k, v in asdict(self).items() if not k.startswith("eval") and k not in ("general_limit", "quant")}
+        return {k: v for k, v in asdict(self).items()
+                if not k.startswith("eval") and k not in ("general_limit", "quant")}
 
     @classmethod
     def ci(cls) -> "Settings":

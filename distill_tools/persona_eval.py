@@ -73,8 +73,9 @@ def evaluate_persona(base: Path, student: Path, system: str, checkable: list[dic
             finally:
                 runner.close()
             reports.append(report)
+    teacher_score = reports[0].task_score
     for report in reports:
-        report.retention = report.task_score / reports[0].task_score if reports[0].task_score else 0.0
+        report.retention = (report.task_score or 0.0) / teacher_score if teacher_score else 0.0
     base_general = general_scores.get(BASE, 0.0)
     return {
         "reports": reports,

@@ -15,7 +15,7 @@ from typing import Any
 
 from distill_tools import RECIPES_DIR, DistillError
 
-QUANTS = ("F32", "F16", "Q8_0", "Q5_0", "Q4_0", "Q4_K_M")
+QUANTS = ("F32", "F16", "Q8_0", "Q5_1", "Q5_0", "Q4_1", "Q4_0", "Q4_K_M")
 
 
 @dataclass

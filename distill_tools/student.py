@@ -79,7 +79,8 @@ def check_tokenizers(teacher_tok: Any, student_tok: Any, student_name: str) -> N
     if teacher_tok.get_vocab() != student_tok.get_vocab():
         raise DistillError(
             f"student {student_name!r} has a different tokenizer than the teacher "
-            f"({len(student_tok)} vs {len(teacher_tok)} tokens, or different ids): logit distillation needs the same vocabulary"
+            f"({len(student_tok)} vs {len(teacher_tok)} tokens, or different ids): "
+            "logit distillation needs the same vocabulary"
         )
 
 

@@ -66,7 +66,8 @@ def test_sampling_settings_and_formats_are_read() -> None:
     request = parse(max_tokens=50, temperature=0, top_p=1, stop="END", seed=-1, stream=True,
                     stream_options={"include_usage": True}, response_format={"type": "json_object"})
     assert (request.max_tokens, request.temperature, request.top_p, request.stop) == (50, 0.0, 1.0, ["END"])
-    assert request.stream and request.include_usage and request.json_schema == {"type": "object"} and 0 <= request.seed < 2**32 - 1
+    assert request.stream and request.include_usage and request.json_schema == {"type": "object"}
+    assert 0 <= request.seed < 2**32 - 1
     assert parse(response_format={"type": "text"}).json_schema is None
 
 

@@ -25,7 +25,8 @@ def test_version(assistant_home: Path) -> None:
 
 
 def test_ask_json_then_continue_and_history(assistant_home: Path) -> None:
-    proc = run("ask", "--json", "--max-tokens", "16", "--temperature", "0", "What is 2 + 2?", home=assistant_home, check=True)
+    proc = run("ask", "--json", "--max-tokens", "16", "--temperature", "0", "What is 2 + 2?", home=assistant_home,
+               check=True)
     first = json.loads(proc.stdout)
     assert set(first) >= {"answer", "model", "escalated", "tokens", "ttft_s", "tokens_per_s", "conversation_id"}
     assert first["answer"].strip() and first["escalated"] is False
@@ -41,7 +42,8 @@ def test_ask_json_then_continue_and_history(assistant_home: Path) -> None:
     found = run("history", "search", "3 + 3", home=assistant_home, check=True).stdout
     assert str(first["conversation_id"]) in found
     out = assistant_home / "export.json"
-    run("history", "export", str(first["conversation_id"]), "--format", "json", "-o", str(out), home=assistant_home, check=True)
+    run("history", "export", str(first["conversation_id"]), "--format", "json", "-o", str(out), home=assistant_home,
+        check=True)
     assert len(json.loads(out.read_text())["messages"]) == 4
 
 

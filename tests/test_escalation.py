@@ -299,7 +299,8 @@ async def test_preview_dialog_shows_the_exact_request(press: str, expected: bool
     from assistant.tui.screens.escalation import EscalationScreen
 
     teacher = RemoteTeacher(TeacherSettings(url="http://127.0.0.1:9/v1", model="big-teacher"))
-    request = teacher.request([{"role": "user", "content": FACTUAL + " [b]not markup[/b]"}], max_tokens=9, temperature=0)
+    request = teacher.request([{"role": "user", "content": FACTUAL + " [b]not markup[/b]"}], max_tokens=9,
+                              temperature=0)
     results: list[bool] = []
 
     class Host(App):

@@ -52,7 +52,8 @@ def test_reasoning_is_stored_but_not_sent_back(engine, tmp_path: Path) -> None: 
 
     store = Store(tmp_path / "h.db")
     session = Session(store, engine, load())
-    session.sampling["grammar"] = LlamaGrammar.from_string('root ::= "<think>" [a-z ]{3,12} "</think>" [A-Za-z .]{1,12}')
+    grammar = 'root ::= "<think>" [a-z ]{3,12} "</think>" [A-Za-z .]{1,12}'
+    session.sampling["grammar"] = LlamaGrammar.from_string(grammar)
     answer = "".join(d.text for d in session.send("What is two plus two?", max_tokens=40, temperature=0.0))
     stored = store.messages(session.conversation_id)[-1]["content"]
     assert stored == answer and stored.startswith("<think>") and "</think>" in stored  # stored whole

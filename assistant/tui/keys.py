@@ -58,7 +58,8 @@ ACTIONS = [
 ]
 PROMPT_KEYS = [("send", "enter", "Send your message"), ("newline", "ctrl+j,shift+enter", "New line in your message")]
 BUSY_ACTIONS = {
-    "pick_persona", "regenerate", "continue_answer", "edit_last", "new_conversation", "delete_conversation", "pick_model",
+    "pick_persona", "regenerate", "continue_answer", "edit_last", "new_conversation", "delete_conversation",
+    "pick_model",
     "previous_version", "next_version",
 }
 KNOWN = {a.name for a in ACTIONS} | {name for name, _key, _description in PROMPT_KEYS}

@@ -126,7 +126,7 @@ def test_checkpoints_resume_only_for_the_same_inputs(tmp_path: Path) -> None:
 
 
 def assert_only_the_middle_third_changed(student: Path) -> None:
-    """The layers that did not train are the base GGUF's own bytes (its Q4_1 size and speed); the trained ones are not."""
+    """The layers that did not train are the base GGUF's own bytes (its Q4_1 size and speed); trained ones are not."""
     import gguf
     import numpy as np
 
@@ -135,7 +135,8 @@ def assert_only_the_middle_third_changed(student: Path) -> None:
     base = {t.name: t for t in gguf.GGUFReader(embedded_model_path()).tensors}
     kept, changed = set(), set()
     for tensor in gguf.GGUFReader(student).tensors:
-        same = tensor.tensor_type == base[tensor.name].tensor_type and np.array_equal(tensor.data, base[tensor.name].data)
+        theirs = base[tensor.name]
+        same = tensor.tensor_type == theirs.tensor_type and np.array_equal(tensor.data, theirs.data)
         (kept if same else changed).add(tensor.name)
     layer = {int(name.split(".")[1]) for name in changed if name.startswith("blk.")}
     assert layer == set(range(10, 20)) and all(name.startswith("blk.") for name in changed)

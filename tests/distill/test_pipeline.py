@@ -141,7 +141,8 @@ def test_a_model_the_recipe_did_not_make_is_never_overwritten(assistant_home: Pa
 def examples(teacher):  # noqa: ANN001, ANN201
     tok = teacher.tokenizer
     runner = data.TorchTeacher(teacher.model, tok.eos_token_id, tok.pad_token_id)
-    records = [{"prompt": p} for p in ("What is 2 + 2?", "Name a fruit.", "Say hi.", "What is Python?", "Count to three.")]
+    prompts = ("What is 2 + 2?", "Name a fruit.", "Say hi.", "What is Python?", "Count to three.")
+    records = [{"prompt": p} for p in prompts]
     records.append({"prompt": "Capital of France?", "answer": "Paris."})  # a given answer (e.g. from history)
     prompts = [data.prompt_ids(tok, r["prompt"]) for r in records]
     forced = [data._forced_answer(tok, r, 10) for r in records]
@@ -207,7 +208,8 @@ model = LlamaForCausalLM(config)
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))  # writes past 1 MB fail like a full disk
 try:
-    export.export(model, tokenizer, Path({str(models / 'full.gguf')!r}), quant="Q8_0", teacher_gguf=Path({str(teacher.gguf_path)!r}))
+    export.export(model, tokenizer, Path({str(models / 'full.gguf')!r}), quant="Q8_0",
+                  teacher_gguf=Path({str(teacher.gguf_path)!r}))
 except export.ExportError as exc:
     print(exc)
     sys.exit(3)
@@ -292,8 +294,9 @@ def test_narrowed_mlps_stay_closer_to_the_teacher_than_naive_channels(teacher, e
 
     def kl_to_teacher(model) -> float:  # noqa: ANN001
         with torch.no_grad():
-            p = torch.log_softmax(teacher.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[mask], -1)
-            q = torch.log_softmax(model.eval()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[mask], -1)
+            inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+            p = torch.log_softmax(teacher.model(**inputs).logits[mask], -1)
+            q = torch.log_softmax(model.eval()(**inputs).logits[mask], -1)
         return float((p.exp() * (p - q)).sum(-1).mean())
 
     chosen = student.prune(teacher.model, list(range(30)))

@@ -168,3 +168,32 @@ def test_history_reads_a_read_only_database(read_only_home: Path) -> None:
         assert shown.returncode == 0, shown.stderr
         assert needle in shown.stdout
     assert_one_line_error(run_cli(home, "ask", "--max-tokens", "2", "hi"), "read-only")
+
+
+def test_disk_full_mid_answer_marks_the_answer_failed(small_disk: Path, engine, monkeypatch) -> None:  # noqa: ANN001
+    """Issue 19 row 12: the disk fills while an answer streams. The turn stops with one "disk is full" error and
+    the answer is kept as far as it got, marked failed (not incomplete, which means a crash); history reads it."""
+    from assistant.config import load
+    from assistant.session import Session
+    from assistant.store import StoreError, export_conversation
+
+    monkeypatch.setenv("ASSISTANT_HOME", str(small_disk))
+    store = Store(small_disk / "assistant.db")
+    session = Session(store, engine, load())
+    session.flush_interval = 0.0  # every piece is written as it comes: the first write after the fill fails
+    stream = session.send("Write a long story about a dragon.", max_tokens=64, temperature=0.0)
+    seen = [next(stream).text for _ in range(3)]
+    _fill(small_disk)
+    with pytest.raises(StoreError, match="full"):
+        for delta in stream:
+            seen.append(delta.text)
+    (small_disk / "filler").unlink()
+    store.close()
+    reopened = Store(small_disk / "assistant.db", readonly=True)
+    question, answer = reopened.messages(session.conversation_id)
+    assert (question.role, question.complete) == ("user", True)
+    assert (answer.finish_reason, answer.complete) == ("failed", True)
+    assert answer.content == "".join(seen) and len(seen) >= 3  # what was shown is what was kept
+    shown = export_conversation(reopened, session.conversation_id)
+    assert " · failed" in shown and "incomplete" not in shown
+    assert reopened.integrity_ok()

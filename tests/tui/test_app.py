@@ -60,7 +60,8 @@ async def test_question_is_answered_shown_and_stored(make_app, store) -> None:  
 async def stop_a_long_answer(pilot, app) -> None:  # noqa: ANN001
     """Ask for a long answer and press Esc once some of it has streamed."""
     before = await send(pilot, app, "Write a long story about a dragon.")
-    await wait_until(pilot, lambda: app.turns_done > before or (app._answer is not None and len(app._answer.source) >= 20),
+    await wait_until(pilot,
+                     lambda: app.turns_done > before or (app._answer is not None and len(app._answer.source) >= 20),
                      "20 characters of the answer (or its end)")
     assert app.turns_done == before, "the answer finished before it could be stopped"
     await pilot.press("escape")
@@ -88,7 +89,8 @@ async def test_regenerate_and_edit_and_resend(make_app, store) -> None:  # noqa:
         await pilot.press("ctrl+r")
         await wait_idle(pilot, app, turns=2)
         messages = store.messages(cid)
-        assert [m["role"] for m in messages] == ["user", "assistant"] and messages[1]["created"] != first_answer["created"]
+        assert [m["role"] for m in messages] == ["user", "assistant"]
+        assert messages[1]["created"] != first_answer["created"]
         assert len(views(app)) == 2 and views(app)[1].source == messages[1]["content"]
 
         await pilot.press("up")  # Up in the empty box edits the last message
@@ -323,5 +325,6 @@ async def test_command_palette_lists_every_action(make_app) -> None:  # noqa: AN
     async with app.run_test(size=(80, 24)):
         titles = {c.title for c in app.get_system_commands(app.screen)}
     for title in ("New conversation", "Switch model", "Settings", "Search history", "Stop answer",
-                  "Regenerate answer", "Continue answer", "Edit last message", "Copy code block", "Delete conversation", "Help"):
+                  "Regenerate answer", "Continue answer", "Edit last message", "Copy code block", "Delete conversation",
+                  "Help"):
         assert title in titles

@@ -50,7 +50,8 @@ async def test_an_at_path_goes_whole_with_its_token_count_and_shows_folded(make_
         assert fold.collapsed and f"meeting-notes.txt · {tokens} tokens" in str(fold.title)
 
         await pilot.press("up")  # edit and resend: the file goes again with the new question
-        assert app.prompt.text == "When is the launch? meeting-notes.txt" and "with its 1 file" in app.prompt.border_title
+        assert app.prompt.text == "When is the launch? meeting-notes.txt"
+        assert "with its 1 file" in app.prompt.border_title
         app.prompt.text = "What should I bring?"
         await pilot.press("enter")
         await wait_idle(pilot, app, turns=before + 2)

@@ -240,8 +240,8 @@ async def test_the_speed_is_not_stale_during_continue_and_stays_on_a_60_column_s
         await pilot.pause()
         assert "0.0 tok/s" not in app.status.render().plain  # no figure is not a figure of 0
         await pilot.press("f5")
-        await wait_until(pilot, lambda: app.turns_done > 0 or (app._answer is not None and len(app._answer.source) > len(partial) + 30),
-                         "the continued answer to stream")
+        await wait_until(pilot, lambda: app.turns_done > 0 or (
+            app._answer is not None and len(app._answer.source) > len(partial) + 30), "the continued answer to stream")
         line = app.status.render().plain
         assert app.generating and "generating" in line and "tok/s" not in line and "TTFT" not in line, line
         await pilot.press("escape")

@@ -175,7 +175,8 @@ class ChatScreen(Screen[None]):
             return
         self._cancel_edit()
         messages = self.session.open(conversation_id)
-        files = {m["id"]: found for m in messages if m["role"] == "user" and (found := self.session.attachments(m["id"]))}
+        files = {m["id"]: found for m in messages
+                 if m["role"] == "user" and (found := self.session.attachments(m["id"]))}
         await self.chat.show(messages, self._welcome(), files)
         self._offer_resume(messages[-1] if messages else None)
         self._show_versions()
@@ -502,7 +503,8 @@ class ChatScreen(Screen[None]):
                     self.session.check_attachments(files, question)
                     line = Content(" · ".join(f"📎 {a.name} {a.tokens} tokens" for a in files))
                 else:
-                    line = Content(" · ".join(f"📎 {a.name} {a.size:,} bytes" for a in files) + " (tokens: model loading)")
+                    named = " · ".join(f"📎 {a.name} {a.size:,} bytes" for a in files)
+                    line = Content(named + " (tokens: model loading)")
             except AssistantError as exc:
                 line = Content.assemble(("⚠ ", "bold"), str(exc)).stylize("$text-error")
         hint.update(line)
