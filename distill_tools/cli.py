@@ -82,14 +82,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from assistant.config import data_dir
-    from distill_tools import data, evaluate
+    from distill_tools import evaluate, prompts
 
     teacher = _resolve_model(args.teacher)
     students = {}
     for spec in args.student:
         students[Path(spec).stem if spec.endswith(".gguf") else spec] = _resolve_model(spec)
     tasks = evaluate.load_tasks(args.tasks)
-    heldout = [r["prompt"] for r in data.load_records([args.heldout])] if args.heldout else [t["prompt"] for t in tasks]
+    heldout = [r["prompt"] for r in prompts.load_records([args.heldout])] if args.heldout else [t["prompt"] for t in tasks]
     reports = evaluate.evaluate(teacher, students, tasks, heldout, args.max_new_tokens)
     out = Path(args.out) if args.out else data_dir() / "distill" / "eval"
     paths = evaluate.write_report(out, reports)
@@ -115,7 +115,7 @@ def cmd_from_history(args: argparse.Namespace) -> int:
     from assistant.config import data_dir, database_path
     from assistant.files import atomic_write_text
     from assistant.store import Store
-    from distill_tools.data import from_history
+    from distill_tools.prompts import from_history
 
     records = from_history(Store(database_path()))
     out = Path(args.output) if args.output else data_dir() / "distill" / "history.jsonl"

@@ -42,9 +42,9 @@ def recipe_id(recipe: Recipe) -> str:
 def preflight(recipe: Recipe, replace: bool = False, say: Say | None = None) -> Plan:
     """Every check that needs no model loaded; removes a killed export's leftovers."""
     from assistant.config import models_dir
-    from distill_tools import data, evaluate, export
+    from distill_tools import evaluate, export, prompts
 
-    records = data.load_records(recipe.data.prompts, recipe.data.limit)
+    records = prompts.load_records(recipe.data.prompts, recipe.data.limit)
     tasks = evaluate.load_tasks(recipe.eval.tasks)[: recipe.eval.limit or None]
     target = models_dir() / f"{recipe.name}.gguf"
     check_output(recipe, target, replace)
@@ -96,16 +96,15 @@ def check_output(recipe: Recipe, target: Path, replace: bool) -> None:
 
 def check_shape(recipe: Recipe) -> None:
     """The student's layers and MLP width against the teacher's header; the export type against the student's shape."""
-    from distill_tools import export, student
-    from distill_tools import teacher as teachers
+    from distill_tools import export, student, torch_model
 
     where = recipe.path.name if recipe.path else "the recipe"
     if recipe.student.model:
-        shape = teachers.shape(recipe.student.model, recipe.teacher.allow_download)
-        teachers.resolve(recipe.teacher.model, recipe.teacher.allow_download)
+        shape = torch_model.shape(recipe.student.model, recipe.teacher.allow_download)
+        torch_model.resolve(recipe.teacher.model, recipe.teacher.allow_download)
         width = shape.intermediate if shape else 0
     else:
-        shape = teachers.shape(recipe.teacher.model, recipe.teacher.allow_download)
+        shape = torch_model.shape(recipe.teacher.model, recipe.teacher.allow_download)
         if shape is None:
             return
         try:
@@ -124,9 +123,9 @@ def check_shape(recipe: Recipe) -> None:
 
 def build(recipe: Recipe) -> tuple[Any, Any, list[int] | None]:
     """(teacher, student, kept layers): the teacher loaded, the student's shape made (for loading a checkpoint into)."""
-    from distill_tools import teacher as teachers
+    from distill_tools import torch_model
 
-    teacher = teachers.load(recipe.teacher.model, recipe.teacher.allow_download)
+    teacher = torch_model.load(recipe.teacher.model, recipe.teacher.allow_download)
     return (teacher, *make_student(recipe, teacher, None))
 
 
@@ -135,12 +134,11 @@ def make_student(recipe: Recipe, teacher: Any, calibration: list[Any] | None) ->
 
     Narrowing the MLPs chooses channels on ``calibration`` examples; without them only the shape is
     made (for loading a checkpoint into)."""
-    from distill_tools import data
+    from distill_tools import batches, torch_model
     from distill_tools import student as students
-    from distill_tools import teacher as teachers
 
     if recipe.student.model:
-        other = teachers.load(recipe.student.model, recipe.teacher.allow_download)
+        other = torch_model.load(recipe.student.model, recipe.teacher.allow_download)
         students.check_tokenizers(teacher.tokenizer, other.tokenizer, recipe.student.model)
         other.model.train()
         return other.model, None
@@ -152,27 +150,27 @@ def make_student(recipe: Recipe, teacher: Any, calibration: list[Any] | None) ->
             return model, keep
         pad = teacher.tokenizer.pad_token_id
         size = recipe.train.batch_size
-        batches = [data.collate(calibration[i:i + size], pad) for i in range(0, len(calibration), size)]
+        batches = [batches.collate(calibration[i:i + size], pad) for i in range(0, len(calibration), size)]
         students.narrow_mlp(model, recipe.student.mlp_width, batches)
     return model, keep
 
 
 def teacher_id(recipe: Recipe) -> str:
     """The teacher as the cache keys name it: its GGUF file, else the folder or hub id given."""
-    from distill_tools import teacher as teachers
+    from distill_tools import torch_model
 
-    kind, path = teachers.resolve(recipe.teacher.model, recipe.teacher.allow_download)
+    kind, path = torch_model.resolve(recipe.teacher.model, recipe.teacher.allow_download)
     return str(path) if kind == "gguf" else recipe.teacher.model
 
 
 def teacher_key(recipe: Recipe, teacher_id: str, records: list[dict[str, str]]) -> str:
     """The key of the cached teacher pass: the teacher, the prompts and every setting that shapes its outputs."""
-    from distill_tools import data
+    from distill_tools import teacher_cache
 
     settings = {"template": recipe.data.template, "max_new_tokens": recipe.data.max_new_tokens,
                 "top_k": recipe.data.top_k, "batch_size": recipe.data.batch_size,
                 "temperature": recipe.loss.temperature, "format": 2}
-    return data.cache_key(teacher_id, records, settings)
+    return teacher_cache.cache_key(teacher_id, records, settings)
 
 
 def run_settings(recipe: Recipe, teacher_key: str) -> dict[str, Any]:
@@ -185,11 +183,11 @@ def run_settings(recipe: Recipe, teacher_key: str) -> dict[str, Any]:
 
 def teacher_outputs(recipe: Recipe, teacher: Any, records: list[dict[str, str]], key: str) -> list[Any]:
     """The cached teacher pass over ``records``."""
-    from distill_tools import data
+    from distill_tools import teacher_cache, torch_teacher
 
     tok = teacher.tokenizer
-    runner = data.TorchTeacher(teacher.model, tok.eos_token_id, tok.pad_token_id)
-    return data.teacher_pass(records, runner, tok, recipe.work_dir() / "teacher-cache", template=recipe.data.template,
+    runner = torch_teacher.TorchTeacher(teacher.model, tok.eos_token_id, tok.pad_token_id)
+    return teacher_cache.teacher_pass(records, runner, tok, recipe.work_dir() / "teacher-cache", template=recipe.data.template,
                              max_new_tokens=recipe.data.max_new_tokens, top_k=recipe.data.top_k, key=key,
                              batch_size=recipe.data.batch_size, temperature=recipe.loss.temperature)
 
@@ -202,8 +200,7 @@ def student_metadata(recipe: Recipe) -> dict[str, str]:
 def run(recipe: Recipe, on_step: Any = None, *, resume: str = "auto", replace: bool = False,
         say: Say | None = None) -> dict[str, Any]:
     """The whole pipeline; returns a summary (paths, figures, timings). ``say`` receives one line per phase."""
-    from distill_tools import data, evaluate, export, train
-    from distill_tools import teacher as teachers
+    from distill_tools import batches, evaluate, export, prompts, torch_model, train
     from distill_tools.progress import quiet_libraries
     from distill_tools.student import parameter_count
 
@@ -214,8 +211,8 @@ def run(recipe: Recipe, on_step: Any = None, *, resume: str = "auto", replace: b
     work = recipe.work_dir()
     work.mkdir(parents=True, exist_ok=True)
     quiet_libraries()
-    train_records, heldout = data.split(plan.records, recipe.data.heldout, recipe.seed)
-    teacher = teachers.load(recipe.teacher.model, recipe.teacher.allow_download)
+    train_records, heldout = prompts.split(plan.records, recipe.data.heldout, recipe.seed)
+    teacher = torch_model.load(recipe.teacher.model, recipe.teacher.allow_download)
     times["load_s"] = time.perf_counter() - clock
     say(f"teacher: {recipe.teacher.model} ({parameter_count(teacher.model) / 1e6:.1f} M parameters) "
         f"loaded in {times['load_s']:.1f} s")
@@ -223,7 +220,7 @@ def run(recipe: Recipe, on_step: Any = None, *, resume: str = "auto", replace: b
     mark = time.perf_counter()
     key = teacher_key(recipe, teacher_id(recipe), train_records)
     outputs = teacher_outputs(recipe, teacher, train_records, key)
-    examples = data.examples(outputs, recipe.data.max_length)
+    examples = batches.examples(outputs, recipe.data.max_length)
     times["teacher_pass_s"] = time.perf_counter() - mark
     answer_tokens = sum(len(o.answer_ids) for o in outputs)
     bytes_per_token = sum(o.nbytes for o in outputs) / max(1, answer_tokens)
@@ -343,14 +340,14 @@ def export_checkpoint(recipe: Recipe, quant: str | None, out: Path | None, *, re
                       say: Say | None = None) -> tuple[Path, Any, bool]:
     """``distill export``: rebuild the student, load its latest checkpoint, write a verified GGUF; registered when
     written to the recipe's own name. Returns (path, verification, registered)."""
-    from distill_tools import data, export, train
+    from distill_tools import export, prompts, train
 
     plan = preflight(recipe, replace, say) if out is None else None
     folder = recipe.work_dir() / "checkpoints"
     if not (folder / "latest").exists():
         raise DistillError(f"no checkpoint in {folder}: run `distill run` first")
-    records = plan.records if plan else data.load_records(recipe.data.prompts, recipe.data.limit)
-    train_records, _ = data.split(records, recipe.data.heldout, recipe.seed)
+    records = plan.records if plan else prompts.load_records(recipe.data.prompts, recipe.data.limit)
+    train_records, _ = prompts.split(records, recipe.data.heldout, recipe.seed)
     key = teacher_key(recipe, teacher_id(recipe), train_records)
     changed = train.changed_settings(train.read_settings(folder), json.loads(json.dumps(run_settings(recipe, key))))
     if changed:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from distill_tools import DistillError
-from distill_tools.data import Example, collate
+from distill_tools.batches import Example, collate
 from distill_tools.losses import ce_loss, combined_loss, kd_loss
 from distill_tools.progress import Say, interactive
 from distill_tools.recipe import LossSection, TrainSection
