@@ -76,7 +76,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"  {m['label']:<26} retention {figure(m['retention'], '6.1%')}  KL {figure(m['mean_kl'], '.3f')}  "
               f"top-1 {figure(m['top1_agreement'], '6.1%')}  ppl {figure(m['perplexity'], '6.2f')}  "
               f"{m['size_bytes'] / 1e6:6.1f} MB  {figure(m['tokens_per_s'], '5.0f')} tok/s")
-    print(f"report: {summary['report']['markdown']}  ({summary['timings_s']['total_s']:.0f} s in all)")
+    where = f"report: {summary['report']['markdown']}  " if summary["report"] else ""
+    print(f"{where}({summary['timings_s']['total_s']:.0f} s in all)")
     return 0
 
 

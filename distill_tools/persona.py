@@ -215,7 +215,8 @@ def teacher_examples(teacher: Any, context: str, records: list[dict[str, str]], 
                                               source, records, {**common, "context": context_hash}), **common)
     say("teacher pass (replay, no context)", len(records), len(records) + len(replay))
     general = teacher_cache.teacher_pass(replay, runner, tok, work / "teacher-replay", template="{prompt}",
-                                         key=teacher_cache.cache_key(source, replay, common), **common) if replay else []
+                                         key=teacher_cache.cache_key(source, replay, common),
+                                         **common) if replay else []
     return batches.examples(prompted + general, settings.max_length)
 
 

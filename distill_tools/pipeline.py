@@ -101,7 +101,8 @@ def check_shape(recipe: Recipe) -> None:
     where = recipe.path.name if recipe.path else "the recipe"
     if recipe.student.model:
         shape = torch_model.shape(recipe.student.model, recipe.teacher.allow_download)
-        torch_model.resolve(recipe.teacher.model, recipe.teacher.allow_download)
+        if not recipe.teacher.url:
+            torch_model.resolve(recipe.teacher.model, recipe.teacher.allow_download)
         width = shape.intermediate if shape else 0
     else:
         shape = torch_model.shape(recipe.teacher.model, recipe.teacher.allow_download)
@@ -123,10 +124,17 @@ def check_shape(recipe: Recipe) -> None:
 
 def build(recipe: Recipe) -> tuple[Any, Any, list[int] | None]:
     """(teacher, student, kept layers): the teacher loaded, the student's shape made (for loading a checkpoint into)."""
+    teacher = load_local(recipe)
+    return (teacher, *make_student(recipe, teacher, None))
+
+
+def load_local(recipe: Recipe) -> Any:
+    """The model loaded here: the teacher, or with a served teacher the student to start from (its tokenizer
+    is the teacher's)."""
     from distill_tools import torch_model
 
-    teacher = torch_model.load(recipe.teacher.model, recipe.teacher.allow_download)
-    return (teacher, *make_student(recipe, teacher, None))
+    return torch_model.load(recipe.student.model if recipe.teacher.url else recipe.teacher.model,
+                            recipe.teacher.allow_download)
 
 
 def make_student(recipe: Recipe, teacher: Any, calibration: list[Any] | None) -> tuple[Any, list[int] | None]:
@@ -137,6 +145,9 @@ def make_student(recipe: Recipe, teacher: Any, calibration: list[Any] | None) ->
     from distill_tools import batches, torch_model
     from distill_tools import student as students
 
+    if recipe.teacher.url:  # ``teacher`` is the student to start from (see load_local)
+        teacher.model.train()
+        return teacher.model, None
     if recipe.student.model:
         other = torch_model.load(recipe.student.model, recipe.teacher.allow_download)
         students.check_tokenizers(teacher.tokenizer, other.tokenizer, recipe.student.model)
@@ -159,6 +170,8 @@ def teacher_id(recipe: Recipe) -> str:
     """The teacher as the cache keys name it: its GGUF file, else the folder or hub id given."""
     from distill_tools import torch_model
 
+    if recipe.teacher.url:
+        return f"served:{recipe.teacher.model}"  # not the URL: the same model behind another port keeps its cache
     kind, path = torch_model.resolve(recipe.teacher.model, recipe.teacher.allow_download)
     return str(path) if kind == "gguf" else recipe.teacher.model
 
@@ -173,6 +186,20 @@ def teacher_key(recipe: Recipe, teacher_id: str, records: list[dict[str, str]]) 
     return teacher_cache.cache_key(teacher_id, records, settings)
 
 
+def served_kd_line(runner: Any) -> str:
+    """What a served teacher's pass (this run's part of it) gave: word-level targets or sequence-level only."""
+    done = runner.word_level + runner.sequence_level
+    if not done:
+        return "every shard came from the cache"
+    line = (f"{runner.word_level}/{done} answers with word-level targets (top-k log-probs mapped onto the student's "
+            f"vocabulary), {runner.sequence_level} sequence-level only")
+    if runner.word_level == 0:
+        line += " (the server returns no log-probs that map one-to-one: sequence-level KD on the teacher's answers)"
+    if runner.padded_positions:
+        line += f"; {runner.padded_positions} positions had fewer than top_k mapped tokens (padded at zero probability)"
+    return line
+
+
 def run_settings(recipe: Recipe, teacher_key: str) -> dict[str, Any]:
     """Everything a training checkpoint depends on."""
     from distill_tools import train
@@ -181,15 +208,24 @@ def run_settings(recipe: Recipe, teacher_key: str) -> dict[str, Any]:
             **train.training_settings(recipe.train, recipe.loss, recipe.seed)}
 
 
-def teacher_outputs(recipe: Recipe, teacher: Any, records: list[dict[str, str]], key: str) -> list[Any]:
-    """The cached teacher pass over ``records``."""
-    from distill_tools import teacher_cache, torch_teacher
+def served_teacher(recipe: Recipe, tokenizer: Any) -> Any:
+    """The recipe's served teacher (``teacher.url``), reading the student's tokenizer."""
+    from assistant.config import TeacherSettings
+    from distill_tools.served_teacher import ServedTeacher
 
-    tok = teacher.tokenizer
-    runner = torch_teacher.TorchTeacher(teacher.model, tok.eos_token_id, tok.pad_token_id)
-    return teacher_cache.teacher_pass(records, runner, tok, recipe.work_dir() / "teacher-cache", template=recipe.data.template,
-                             max_new_tokens=recipe.data.max_new_tokens, top_k=recipe.data.top_k, key=key,
-                             batch_size=recipe.data.batch_size, temperature=recipe.loss.temperature)
+    t = recipe.teacher
+    settings = TeacherSettings(url=t.url, model=t.model, api_key_env=t.api_key_env, timeout_s=t.timeout_s)
+    return ServedTeacher(settings, tokenizer, t.concurrency)
+
+
+def teacher_outputs(recipe: Recipe, runner: Any, tokenizer: Any, records: list[dict[str, str]], key: str) -> list[Any]:
+    """The cached teacher pass over ``records`` by ``runner`` (a TorchTeacher or a ServedTeacher)."""
+    from distill_tools import teacher_cache
+
+    return teacher_cache.teacher_pass(records, runner, tokenizer, recipe.work_dir() / "teacher-cache",
+                                      template=recipe.data.template, max_new_tokens=recipe.data.max_new_tokens,
+                                      top_k=recipe.data.top_k, key=key, batch_size=recipe.data.batch_size,
+                                      temperature=recipe.loss.temperature)
 
 
 def student_metadata(recipe: Recipe) -> dict[str, str]:
@@ -200,7 +236,7 @@ def student_metadata(recipe: Recipe) -> dict[str, str]:
 def run(recipe: Recipe, on_step: Any = None, *, resume: str = "auto", replace: bool = False,
         say: Say | None = None) -> dict[str, Any]:
     """The whole pipeline; returns a summary (paths, figures, timings). ``say`` receives one line per phase."""
-    from distill_tools import batches, evaluate, export, prompts, torch_model, train
+    from distill_tools import batches, evaluate, export, prompts, torch_teacher, train
     from distill_tools.progress import quiet_libraries
     from distill_tools.student import parameter_count
 
@@ -212,14 +248,21 @@ def run(recipe: Recipe, on_step: Any = None, *, resume: str = "auto", replace: b
     work.mkdir(parents=True, exist_ok=True)
     quiet_libraries()
     train_records, heldout = prompts.split(plan.records, recipe.data.heldout, recipe.seed)
-    teacher = torch_model.load(recipe.teacher.model, recipe.teacher.allow_download)
+    teacher = load_local(recipe)  # with a served teacher: the student to start from
     times["load_s"] = time.perf_counter() - clock
-    say(f"teacher: {recipe.teacher.model} ({parameter_count(teacher.model) / 1e6:.1f} M parameters) "
-        f"loaded in {times['load_s']:.1f} s")
+    tok = teacher.tokenizer
+    if recipe.teacher.url:
+        runner = served_teacher(recipe, tok)
+        say(f"teacher: {recipe.teacher.model or 'the model'} served at {recipe.teacher.url}; "
+            f"tokenizer check: {runner.check_tokenizer()}")
+    else:
+        runner = torch_teacher.TorchTeacher(teacher.model, tok.eos_token_id, tok.pad_token_id)
+        say(f"teacher: {recipe.teacher.model} ({parameter_count(teacher.model) / 1e6:.1f} M parameters) "
+            f"loaded in {times['load_s']:.1f} s")
 
     mark = time.perf_counter()
     key = teacher_key(recipe, teacher_id(recipe), train_records)
-    outputs = teacher_outputs(recipe, teacher, train_records, key)
+    outputs = teacher_outputs(recipe, runner, tok, train_records, key)
     examples = batches.examples(outputs, recipe.data.max_length)
     times["teacher_pass_s"] = time.perf_counter() - mark
     answer_tokens = sum(len(o.answer_ids) for o in outputs)
@@ -228,6 +271,8 @@ def run(recipe: Recipe, on_step: Any = None, *, resume: str = "auto", replace: b
     say(f"teacher pass: {len(outputs)} prompts, {answer_tokens} answer tokens, top-{recipe.data.top_k} cached at "
         f"{bytes_per_token:.0f} bytes/token, teacher mass outside its top-{recipe.data.top_k} {teacher_tail:.1%}, "
         f"{times['teacher_pass_s']:.1f} s")
+    if recipe.teacher.url:
+        say(f"teacher pass: {served_kd_line(runner)}")
 
     mark = time.perf_counter()
     student, layers = make_student(recipe, teacher, examples[: recipe.student.calibration])
@@ -238,7 +283,9 @@ def run(recipe: Recipe, on_step: Any = None, *, resume: str = "auto", replace: b
     times["student_s"] = time.perf_counter() - mark
     say(f"student: {student.config.num_hidden_layers} layers, MLP width {student.config.intermediate_size}, "
         f"{parameter_count(student) / 1e6:.1f} M parameters "
-        f"({parameter_count(student) / parameter_count(teacher.model):.0%} of the teacher), {times['student_s']:.1f} s")
+        + ("" if recipe.teacher.url else f"({parameter_count(student) / parameter_count(teacher.model):.0%} "
+           "of the teacher), ")
+        + f"{times['student_s']:.1f} s")
 
     mark = time.perf_counter()
     state = train.train(student, examples, recipe.train, recipe.loss, pad_id=teacher.tokenizer.pad_token_id,
@@ -276,7 +323,8 @@ def run(recipe: Recipe, on_step: Any = None, *, resume: str = "auto", replace: b
         "recipe": recipe_id(recipe),
         "student_layers": layers,
         "student_parameters": parameter_count(student),
-        "teacher_parameters": parameter_count(teacher.model),
+        "teacher_parameters": None if recipe.teacher.url else parameter_count(teacher.model),
+        "teacher_kd": served_kd_line(runner) if recipe.teacher.url else "word-level (local teacher)",
         "train_sequences": len(examples),
         "steps": state.step,
         "train_tokens_per_s": round(tokens / seconds, 1) if seconds else None,
@@ -286,6 +334,13 @@ def run(recipe: Recipe, on_step: Any = None, *, resume: str = "auto", replace: b
         "verification": export.verification_dict(verification),
     }
     work_summary(work, {**summary, "timings_s": {k: round(v, 1) for k, v in times.items()}})
+    if recipe.teacher.url:
+        say("evaluate: skipped (the teacher is served, not here; where you have its GGUF, compare with "
+            f"`assistant distill eval --teacher TEACHER.gguf --student {recipe.name}`)")
+        times["total_s"] = time.perf_counter() - clock
+        summary.update(timings_s={k: round(v, 1) for k, v in times.items()}, report={}, models=[])
+        work_summary(work, summary)
+        return summary
 
     mark = time.perf_counter()
     teacher_gguf = teacher.gguf_path

@@ -32,7 +32,7 @@ class TorchTeacher:
 
     def targets(self, prompts: list[list[int]], answers: list[list[int] | None], max_new: int, top_k: int,
                 temperature: float = 1.0) -> list[tuple[list[int], np.ndarray, np.ndarray, np.ndarray]]:
-        """(answer ids, top-k log-probs, their ids, log tail mass) per prompt, at ``temperature`` (see ``teacher_cache``)."""
+        """(answer ids, top-k log-probs, their ids, log tail mass) per prompt at ``temperature`` (see teacher_cache)."""
         from distill_tools.teacher_cache import topk
 
         return [(answer, *topk(logits, top_k, temperature)) for answer, logits in self.run(prompts, answers, max_new)]

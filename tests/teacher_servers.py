@@ -129,13 +129,14 @@ class FakeTeacher:
 class LlamaTeacher:
     """``python -m llama_cpp.server`` serving a real GGUF on a free loopback port."""
 
-    def __init__(self, model: Path, alias: str = "gemma-3-270m", timeout_s: float = 90.0) -> None:
-        self.port = free_port()
+    def __init__(self, model: Path, alias: str = "gemma-3-270m", timeout_s: float = 90.0, chat_format: str = "gemma",
+                 port: int = 0) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}/v1"
         self.model = alias
         command = [
             sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", alias,
-            "--host", "127.0.0.1", "--port", str(self.port), "--chat_format", "gemma",
+            "--host", "127.0.0.1", "--port", str(self.port), "--chat_format", chat_format,
             "--n_ctx", "1024", "--n_threads", "1",
         ]  # fmt: skip
         self.log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"llama-teacher-{self.port}.log", "wb")  # noqa: SIM115

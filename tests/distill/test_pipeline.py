@@ -270,6 +270,11 @@ def test_tokenizer_mismatch_is_a_clear_error(teacher, tmp_path: Path) -> None:  
         ("[eval]\nmax_new_tokens = 0\n", "eval.max_new_tokens must be positive"),
         ("[student]\nlayers = 'every:0'\n", "student.layers = 'every:0': use all, every:K"),
         ("[student]\nlayers = '0,-2'\n", "student.layers = '0,-2'"),
+        ("[teacher]\nurl = 'http://127.0.0.1:1/v1'\n", "weights are not here to prune: set student.model"),
+        ("[teacher]\nurl = '127.0.0.1:1'\n[student]\nmodel = 'x'\n", "teacher.url must start with http"),
+        ("[teacher]\nurl = 'http://h/v1'\n[student]\nmodel = 'x'\n[loss]\ntemperature = 2.0\n", "at temperature 1"),
+        ("[teacher]\nurl = 'http://h/v1'\n[student]\nmodel = 'x'\n[loss]\nkind = 'reverse_kl'\n", "use forward_kl or jsd"),
+        ("[teacher]\nconcurrency = 0\n", "teacher.concurrency must be at least 1"),
     ],
 )
 def test_bad_recipe_is_one_clear_line(tmp_path: Path, text: str, message: str) -> None:
