@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from teacher_servers import LlamaTeacher
 
 from assistant.config import TeacherSettings
 from distill_tools import DistillError, teacher_cache, torch_teacher
 from distill_tools.served_teacher import ServedTeacher
-from teacher_servers import LlamaTeacher
 
 RECORDS = [{"prompt": p} for p in ("What is the capital of France?", "Name three colours.",
                                    "What is 2 + 2?", "Name a large animal.")]
