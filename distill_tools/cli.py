@@ -24,6 +24,8 @@ def add_commands(group: argparse._SubParsersAction) -> None:
     mode.add_argument("--fresh", dest="resume", action="store_const", const="fresh",
                       help="discard the checkpoint and train from the start (the teacher cache is kept)")
     run.add_argument("--replace", action="store_true", help=REPLACE_HELP)
+    run.add_argument("--nproc", type=int, default=1, metavar="N",
+                     help="train data-parallel in N processes (torchrun: one per GPU, or gloo on CPU)")
     run.set_defaults(handler=cmd_run)
 
     ev = group.add_parser("eval", help="compare a teacher and students (GGUF files or model names) in llama.cpp")
@@ -61,12 +63,19 @@ def _resolve_model(spec: str) -> Path:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from distill_tools import pipeline, recipe
+    from distill_tools import distributed, pipeline, recipe
     from distill_tools.evaluate import figure
     from distill_tools.progress import printer
 
+    if args.nproc > 1 and not distributed.world().parallel:
+        return launch(args)
     say = printer(sys.stderr if args.json else None)
-    summary = pipeline.run(recipe.load(args.config), resume=args.resume, replace=args.replace, say=say)
+    try:
+        summary = pipeline.run(recipe.load(args.config), resume=args.resume, replace=args.replace, say=say)
+    finally:
+        distributed.stop()
+    if "rank" in summary:
+        return 0  # another rank of a torchrun: rank 0 reports
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
@@ -79,6 +88,28 @@ def cmd_run(args: argparse.Namespace) -> int:
     where = f"report: {summary['report']['markdown']}  " if summary["report"] else ""
     print(f"{where}({summary['timings_s']['total_s']:.0f} s in all)")
     return 0
+
+
+def launch(args: argparse.Namespace) -> int:
+    """``--nproc N``: the same command under ``torchrun --standalone --nproc_per_node N``; Ctrl-C reaches every
+    rank (they stop at the same step with a checkpoint); a second one stops torchrun."""
+    import subprocess
+
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(args.nproc),
+               "-m", "distill_tools", "run", args.config, *(["--json"] if args.json else []),
+               *({"resume": ["--resume"], "fresh": ["--fresh"]}.get(args.resume, [])),
+               *(["--replace"] if args.replace else [])]
+    process = subprocess.Popen(command)
+    try:
+        return process.wait()
+    except KeyboardInterrupt:  # the ranks got it too: let them save their checkpoint
+        try:
+            process.wait(timeout=120)
+        except (subprocess.TimeoutExpired, KeyboardInterrupt):
+            process.terminate()
+            process.wait(timeout=60)
+        print("distill: interrupted", file=sys.stderr)
+        return 130
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

@@ -42,7 +42,7 @@ def recipe_id(recipe: Recipe) -> str:
 def preflight(recipe: Recipe, replace: bool = False, say: Say | None = None) -> Plan:
     """Every check that needs no model loaded; removes a killed export's leftovers."""
     from assistant.config import models_dir
-    from distill_tools import evaluate, export, prompts
+    from distill_tools import distributed, evaluate, export, prompts
 
     records = prompts.load_records(recipe.data.prompts, recipe.data.limit)
     tasks = evaluate.load_tasks(recipe.eval.tasks)[: recipe.eval.limit or None]
@@ -50,7 +50,7 @@ def preflight(recipe: Recipe, replace: bool = False, say: Say | None = None) -> 
     check_output(recipe, target, replace)
     check_shape(recipe)
     leftovers = [p for t in (target, recipe.work_dir() / "pruned-student.gguf", recipe.work_dir() / "teacher.gguf")
-                 for p in export.clean_leftovers(t)]
+                 for p in export.clean_leftovers(t)] if distributed.world().main else []
     if leftovers and say:
         say(f"cleanup: removed {len(leftovers)} leftover file(s) of an interrupted export")
     return Plan(records, tasks, target)
@@ -219,13 +219,23 @@ def served_teacher(recipe: Recipe, tokenizer: Any) -> Any:
 
 
 def teacher_outputs(recipe: Recipe, runner: Any, tokenizer: Any, records: list[dict[str, str]], key: str) -> list[Any]:
-    """The cached teacher pass over ``records`` by ``runner`` (a TorchTeacher or a ServedTeacher)."""
-    from distill_tools import teacher_cache
+    """The cached teacher pass over ``records`` by ``runner`` (a TorchTeacher or a ServedTeacher). Under torchrun
+    each rank makes every N-th shard, then every rank reads them all."""
+    from functools import partial
 
-    return teacher_cache.teacher_pass(records, runner, tokenizer, recipe.work_dir() / "teacher-cache",
-                                      template=recipe.data.template, max_new_tokens=recipe.data.max_new_tokens,
-                                      top_k=recipe.data.top_k, key=key, batch_size=recipe.data.batch_size,
-                                      temperature=recipe.loss.temperature)
+    from distill_tools import distributed, teacher_cache
+
+    run = partial(teacher_cache.teacher_pass, records, runner, tokenizer, recipe.work_dir() / "teacher-cache",
+                  template=recipe.data.template, max_new_tokens=recipe.data.max_new_tokens, top_k=recipe.data.top_k,
+                  key=key, batch_size=recipe.data.batch_size, temperature=recipe.loss.temperature)
+    place = distributed.world()
+    if place.parallel:
+        if place.main:  # the cache's key checked (a stale cache cleared) once, before any rank writes
+            run(mine=lambda shard: False)
+        distributed.barrier()
+        run(mine=lambda shard: shard % place.size == place.rank)
+        distributed.barrier()
+    return run()
 
 
 def student_metadata(recipe: Recipe) -> dict[str, str]:
@@ -235,12 +245,19 @@ def student_metadata(recipe: Recipe) -> dict[str, str]:
 
 def run(recipe: Recipe, on_step: Any = None, *, resume: str = "auto", replace: bool = False,
         say: Say | None = None) -> dict[str, Any]:
-    """The whole pipeline; returns a summary (paths, figures, timings). ``say`` receives one line per phase."""
-    from distill_tools import batches, evaluate, export, prompts, torch_teacher, train
+    """The whole pipeline; returns a summary (paths, figures, timings). ``say`` receives one line per phase.
+
+    Under torchrun every rank runs it up to the end of training (see ``distributed``); rank 0 alone goes on
+    (export, registry, evaluation, report) and the other ranks return ``{"rank": …}``."""
+    from distill_tools import batches, distributed, evaluate, export, prompts, torch_teacher, train
     from distill_tools.progress import quiet_libraries
     from distill_tools.student import parameter_count
 
-    say = say or printer()
+    place = distributed.start()
+    say = (say or printer()) if place.main else (lambda line: None)
+    if place.parallel:
+        backend = "NCCL on CUDA" if distributed.device().type == "cuda" else "gloo on CPU"
+        say(f"torchrun: {place.size} processes ({backend})")
     times: dict[str, float] = {}
     clock = time.perf_counter()
     plan = preflight(recipe, replace, say)
@@ -277,7 +294,7 @@ def run(recipe: Recipe, on_step: Any = None, *, resume: str = "auto", replace: b
     mark = time.perf_counter()
     student, layers = make_student(recipe, teacher, examples[: recipe.student.calibration])
     baseline = work / "pruned-student.gguf"
-    if recipe.eval.baseline:  # the student before any training
+    if recipe.eval.baseline and place.main:  # the student before any training
         export.export(student, teacher.tokenizer, baseline, quant=recipe.export.quant,
                       name=f"{recipe.name}-pruned", teacher_gguf=teacher.gguf_path, check=False)
     times["student_s"] = time.perf_counter() - mark
@@ -292,6 +309,8 @@ def run(recipe: Recipe, on_step: Any = None, *, resume: str = "auto", replace: b
                         seed=recipe.seed, folder=work / "checkpoints", on_step=on_step,
                         settings=run_settings(recipe, key), resume=resume, say=say)
     times["train_s"] = time.perf_counter() - mark
+    if not place.main:
+        return {"rank": place.rank, "steps": state.step}
     tokens = sum(h["tokens"] for h in state.history)
     seconds = sum(h["seconds"] for h in state.history)
     per_epoch = max(1, math.ceil(len(examples) / (recipe.train.batch_size * recipe.train.grad_accum)))

@@ -64,10 +64,11 @@ def cache_key(teacher_id: str, records: list[dict[str, str]], settings: dict[str
 
 def teacher_pass(records: list[dict[str, str]], runner: Any, tokenizer: Any, folder: Path, *, template: str,
                  max_new_tokens: int, top_k: int, key: str, batch_size: int = 32,
-                 temperature: float = 1.0, on_shard: Any = None) -> list[TeacherOutput]:
+                 temperature: float = 1.0, on_shard: Any = None, mine: Any = None) -> list[TeacherOutput]:
     """Run (or resume) the teacher over ``records`` a batch at a time, one cached shard per batch in
     ``folder``; returns all outputs. ``runner.targets(prompts, forced answers, max_new_tokens, top_k, temperature)``
-    gives (answer ids, top-k log-probs, ids, log tail) per prompt; ``on_shard(index)`` follows each shard written."""
+    gives (answer ids, top-k log-probs, ids, log tail) per prompt; ``on_shard(index)`` follows each shard written.
+    With ``mine(index)`` (a rank's share under torchrun), only those shards are made and returned."""
     from safetensors.numpy import save
     from tqdm import tqdm
 
@@ -86,6 +87,9 @@ def teacher_pass(records: list[dict[str, str]], runner: Any, tokenizer: Any, fol
         for shard in range(n_shards):
             path = folder / f"shard-{shard:05d}.safetensors"
             chunk = records[shard * batch_size:(shard + 1) * batch_size]
+            if mine is not None and not mine(shard):
+                bar.update(len(chunk))
+                continue
             if path.exists():
                 outputs += read_shard(path)
                 bar.update(len(chunk))

@@ -1,0 +1,68 @@
+"""Training under torchrun: 2 processes (gloo on CPU) make the same steps as 1 process at the same global batch."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from distill_tools import train
+from distill_tools.recipe import LossSection, TrainSection
+
+LENGTHS = [4, 2, 7, 3, 5, 1, 6, 2, 3, 8]
+SETTINGS = {"max_steps": 4, "batch_size": 4, "grad_accum": 2, "warmup_steps": 1, "lr": 3e-3, "checkpoint_every": 2}
+WORKER = """
+import json, sys
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from test_train import make_examples, small_model
+from distill_tools import distributed, train
+from distill_tools.recipe import LossSection, TrainSection
+
+place = distributed.start()
+model = small_model()
+state = train.train(model, make_examples({lengths!r}), TrainSection(**{settings!r}), LossSection(alpha=0.3), pad_id=0,
+                    seed=1, folder=Path(sys.argv[1]))
+if place.main:
+    print(json.dumps({{"world": place.size, "loss": [h["loss"] for h in state.history],
+                      "tokens": [h["tokens"] for h in state.history]}}))
+distributed.stop()
+"""
+
+
+def one_process(folder: Path) -> tuple[torch.nn.Module, train.TrainState]:
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_train import make_examples, small_model
+
+    model = small_model()
+    state = train.train(model, make_examples(LENGTHS), TrainSection(**SETTINGS), LossSection(alpha=0.3), pad_id=0,
+                        seed=1, folder=folder)
+    return model, state
+
+
+@pytest.mark.timeout(180)
+def test_two_processes_make_the_same_steps_as_one(tmp_path: Path) -> None:
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER.format(tests=str(Path(__file__).parent), lengths=LENGTHS, settings=SETTINGS))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path.cwd()), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           str(script), str(tmp_path / "two")], capture_output=True, text=True, timeout=150, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    two = json.loads(done.stdout.strip().splitlines()[-1])
+    assert two["world"] == 2
+
+    model, one = one_process(tmp_path / "one")
+    assert [h["tokens"] for h in one.history] == two["tokens"]  # the same global batches
+    assert two["loss"] == pytest.approx([h["loss"] for h in one.history], rel=1e-5)
+
+    # rank 0 alone wrote the checkpoints; one process loads them (and resumes: nothing left to train)
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["ckpt-000004", "latest", "settings.json"]
+    resumed, state = one_process(tmp_path / "two")
+    assert state.step == 4 and [h["loss"] for h in state.history] == two["loss"]
+    for a, b in zip(model.parameters(), resumed.parameters()):
+        assert torch.allclose(a, b, atol=1e-5)
