@@ -154,7 +154,12 @@ def _convert_gguf(path: Path, folder: Path) -> None:
             model.config._name_or_path = str(path)
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        os.replace(tmp, folder)
+        try:
+            os.replace(tmp, folder)
+        except OSError:  # another process (a torchrun rank) converted it first: use theirs
+            if not (folder / "config.json").exists():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -66,3 +66,27 @@ def test_two_processes_make_the_same_steps_as_one(tmp_path: Path) -> None:
     assert state.step == 4 and [h["loss"] for h in state.history] == two["loss"]
     for a, b in zip(model.parameters(), resumed.parameters()):
         assert torch.allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.skipif(os.environ.get("ASSISTANT_SLOW_TESTS") != "1",
+                    reason="the whole tiny pipeline twice (~80 s here); ASSISTANT_SLOW_TESTS=1 runs it")
+@pytest.mark.timeout(600)
+def test_tiny_recipe_under_torchrun_matches_one_process(assistant_home: Path, tmp_path: Path) -> None:
+    """`assistant distill run --nproc 2` (torchrun, gloo): the loss curve of one process, a registered student."""
+    from test_pipeline import tiny_recipe
+
+    path = tiny_recipe(tmp_path, **{'name = "smollm2-tiny-student"': 'name = "ddp-student"\noutput_dir = "work"'})
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path.cwd()), os.environ.get("PYTHONPATH")]))}
+
+    def run(*flags: str) -> tuple[dict, list[float]]:
+        done = subprocess.run([sys.executable, "-m", "assistant", "distill", "run", str(path), "--json", *flags],
+                              capture_output=True, text=True, timeout=280, env=env)
+        assert done.returncode == 0, done.stderr[-2000:]
+        state = json.loads(next((tmp_path / "work" / "checkpoints").glob("ckpt-*/state.json")).read_text())
+        return json.loads(done.stdout), [h["loss"] for h in state["history"]]
+
+    two, two_curve = run("--nproc", "2")
+    one, one_curve = run("--fresh")  # the teacher cache is reused, training starts over in one process
+    assert len(two_curve) == 2 and two_curve == pytest.approx(one_curve, rel=1e-4)
+    for summary in (two, one):
+        assert summary["verification"]["passed"] and Path(summary["gguf"]).exists()

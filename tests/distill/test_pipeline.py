@@ -439,3 +439,12 @@ def test_the_report_shows_only_measured_figures_and_labels_them(smollm_path: Pat
     assert score in labels and "n/a" in labels
     paths = evaluate.write_report(tmp_path, reports, [], extra)
     assert paths["plot"].read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bundled_recipes_are_valid() -> None:
+    """Every recipe shipped (local teacher, pretrained student, served teacher, GPU box) loads and validates."""
+    names = sorted(p.stem for p in RECIPES_DIR.glob("*.toml"))
+    assert {"tiny", "default", "sibling", "served"} <= set(names)
+    loaded = {name: recipe.load(name) for name in names}
+    assert loaded["sibling"].student.model and not loaded["sibling"].teacher.url
+    assert loaded["served"].teacher.url.startswith("http") and loaded["served"].student.model
