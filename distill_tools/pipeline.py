@@ -346,6 +346,7 @@ def run(recipe: Recipe, on_step: Any = None, *, resume: str = "auto", replace: b
         "teacher_kd": served_kd_line(runner) if recipe.teacher.url else "word-level (local teacher)",
         "train_sequences": len(examples),
         "steps": state.step,
+        "train_tokens": tokens,
         "train_tokens_per_s": round(tokens / seconds, 1) if seconds else None,
         "teacher_cache_bytes_per_token": round(bytes_per_token, 1),
         "teacher_tail_mass": round(teacher_tail, 4),
