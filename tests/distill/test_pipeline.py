@@ -444,7 +444,7 @@ def test_the_report_shows_only_measured_figures_and_labels_them(smollm_path: Pat
 def test_bundled_recipes_are_valid() -> None:
     """Every recipe shipped (local teacher, pretrained student, served teacher, GPU box) loads and validates."""
     names = sorted(p.stem for p in RECIPES_DIR.glob("*.toml"))
-    assert {"tiny", "default", "sibling", "served"} <= set(names)
+    assert {"tiny", "default", "sibling", "served", "large"} <= set(names)
     loaded = {name: recipe.load(name) for name in names}
     assert loaded["sibling"].student.model and not loaded["sibling"].teacher.url
     assert loaded["served"].teacher.url.startswith("http") and loaded["served"].student.model
