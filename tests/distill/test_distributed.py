@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -15,9 +17,9 @@ from distill_tools import train
 from distill_tools.recipe import LossSection, TrainSection
 
 LENGTHS = [4, 2, 7, 3, 5, 1, 6, 2, 3, 8]
-SETTINGS = {"max_steps": 4, "batch_size": 4, "grad_accum": 2, "warmup_steps": 1, "lr": 3e-3, "checkpoint_every": 2}
+SETTINGS = {"max_steps": 6, "batch_size": 4, "grad_accum": 2, "warmup_steps": 1, "lr": 3e-3, "checkpoint_every": 2}
 WORKER = """
-import json, sys
+import json, sys, time
 from pathlib import Path
 sys.path.insert(0, {tests!r})
 from test_train import make_examples, small_model
@@ -26,8 +28,9 @@ from distill_tools.recipe import LossSection, TrainSection
 
 place = distributed.start()
 model = small_model()
+pause = float(sys.argv[2]) if len(sys.argv) > 2 else 0.0  # seconds per step, for the Ctrl-C test to land in
 state = train.train(model, make_examples({lengths!r}), TrainSection(**{settings!r}), LossSection(alpha=0.3), pad_id=0,
-                    seed=1, folder=Path(sys.argv[1]))
+                    seed=1, folder=Path(sys.argv[1]), on_step=lambda state: time.sleep(pause))
 if place.main:
     print(json.dumps({{"world": place.size, "loss": [h["loss"] for h in state.history],
                       "tokens": [h["tokens"] for h in state.history]}}))
@@ -45,13 +48,27 @@ def one_process(folder: Path) -> tuple[torch.nn.Module, train.TrainState]:
     return model, state
 
 
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(240)
 def test_two_processes_make_the_same_steps_as_one(tmp_path: Path) -> None:
+    """Ctrl-C stops both ranks at one step with a checkpoint; resumed, 2 processes give the curve of 1."""
     script = tmp_path / "worker.py"
     script.write_text(WORKER.format(tests=str(Path(__file__).parent), lengths=LENGTHS, settings=SETTINGS))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path.cwd()), os.environ.get("PYTHONPATH")]))}
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           str(script), str(tmp_path / "two")], capture_output=True, text=True, timeout=150, env=env)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
+               str(tmp_path / "two")]
+    # Ctrl-C as a terminal sends it: to torchrun and its workers (one process group), once training has begun
+    first = subprocess.Popen([*command, "0.5"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                             start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "two" / "latest").exists() and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)  # the first checkpoint (step 2) is the sign that training runs
+    os.killpg(first.pid, signal.SIGINT)
+    _, err = first.communicate(timeout=90)
+    assert first.returncode != 0 and "interrupted at step" in err, err[-2000:]
+    stopped = json.loads(next((tmp_path / "two").glob("ckpt-*/state.json")).read_text())["step"]
+    assert 2 <= stopped < SETTINGS["max_steps"]
+
+    done = subprocess.run(command, capture_output=True, text=True, timeout=150, env=env)  # resumes
     assert done.returncode == 0, done.stderr[-2000:]
     two = json.loads(done.stdout.strip().splitlines()[-1])
     assert two["world"] == 2
@@ -61,9 +78,9 @@ def test_two_processes_make_the_same_steps_as_one(tmp_path: Path) -> None:
     assert two["loss"] == pytest.approx([h["loss"] for h in one.history], rel=1e-5)
 
     # rank 0 alone wrote the checkpoints; one process loads them (and resumes: nothing left to train)
-    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["ckpt-000004", "latest", "settings.json"]
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["ckpt-000006", "latest", "settings.json"]
     resumed, state = one_process(tmp_path / "two")
-    assert state.step == 4 and [h["loss"] for h in state.history] == two["loss"]
+    assert state.step == 6 and [h["loss"] for h in state.history] == two["loss"]
     for a, b in zip(model.parameters(), resumed.parameters()):
         assert torch.allclose(a, b, atol=1e-5)
 
