@@ -115,6 +115,7 @@ class ServedTeacher:
         if temperature != 1.0:
             raise DistillError("a served teacher's log-probs are at temperature 1: set loss.temperature = 1")
         start = time.perf_counter()
+        self._vocabulary()  # built once, before the threads need it
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
             results = list(pool.map(lambda item: self._one(*item, max_new, top_k), zip(prompts, answers)))
         self.seconds += time.perf_counter() - start
