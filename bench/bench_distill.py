@@ -26,14 +26,14 @@ PROMPTS = ["What is the capital of Spain?", "Write a Python function that adds t
 
 
 def _examples(teacher: Any, max_new: int) -> list[Any]:
-    from distill_tools import data
+    from distill_tools import batches, prompts, teacher_cache, torch_teacher
 
     tok = teacher.tokenizer
-    runner = data.TorchTeacher(teacher.model, tok.eos_token_id, tok.pad_token_id)
-    prompts = [data.prompt_ids(tok, prompt) for prompt in PROMPTS]
-    outputs = [data.TeacherOutput(ids, answer, *data._topk(logits, 32))
-               for ids, (answer, logits) in zip(prompts, runner.run(prompts, [None] * len(prompts), max_new))]
-    return data.examples(outputs, max_length=128)
+    runner = torch_teacher.TorchTeacher(teacher.model, tok.eos_token_id, tok.pad_token_id)
+    ids = [prompts.prompt_ids(tok, prompt) for prompt in PROMPTS]
+    outputs = [teacher_cache.TeacherOutput(p, answer, *teacher_cache.topk(logits, 32))
+               for p, (answer, logits) in zip(ids, runner.run(ids, [None] * len(ids), max_new))]
+    return batches.examples(outputs, max_length=128)
 
 
 def _student(teacher: Any) -> Any:
@@ -63,7 +63,7 @@ def _baseline(teacher: Any, examples: list[Any], steps: int, batch: int, folder:
     import torch
     from transformers import Trainer, TrainingArguments
 
-    from distill_tools import data
+    from distill_tools import batches
     from distill_tools.losses import ce_loss, combined_loss, divergence
     from distill_tools.recipe import LossSection
 
@@ -96,7 +96,7 @@ def _baseline(teacher: Any, examples: list[Any], steps: int, batch: int, folder:
 
     def collate(batch_examples: list[Any]) -> dict[str, Any]:
         nonlocal tokens
-        out = data.collate(batch_examples, pad)
+        out = batches.collate(batch_examples, pad)
         tokens += int(out["attention_mask"].sum())
         return {k: out[k] for k in ("input_ids", "attention_mask", "labels", "mask")}
 
@@ -110,7 +110,7 @@ def throughput_rows(quick: bool) -> list[dict[str, Any]]:
     import tempfile
 
     from assistant.registry import embedded_model_path
-    from distill_tools.teacher import load
+    from distill_tools.torch_model import load
 
     reps, steps, batch = (2, 2, 4) if quick else (3, 4, 4)
     teacher = load(str(embedded_model_path()))

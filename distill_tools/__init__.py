@@ -2,6 +2,13 @@
 
 Needs the ``distill`` extra (torch, transformers, safetensors). Importing this package does not
 import torch; the modules that need it import it themselves.
+
+Modules: ``recipe`` (the TOML recipe) → ``pipeline`` (the stages) over ``prompts`` (prompt files, split,
+chat-formatted ids), ``torch_model`` (loads a causal LM into torch: GGUF, HF folder, hub id), a teacher
+(``torch_teacher``: the local torch model; ``served_teacher``: an OpenAI-compatible server),
+``teacher_cache`` (the teacher pass and its sharded cache), ``batches`` (training sequences and tensors),
+``student`` (pruning), ``losses``, ``train`` (the loop), ``distributed`` (torchrun), ``export`` (GGUF),
+``evaluate``; ``persona*`` distil a persona's context.
 """
 
 from __future__ import annotations

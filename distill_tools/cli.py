@@ -25,6 +25,8 @@ def add_commands(group: argparse._SubParsersAction) -> None:
     mode.add_argument("--fresh", dest="resume", action="store_const", const="fresh",
                       help="discard the checkpoint and train from the start (the teacher cache is kept)")
     run.add_argument("--replace", action="store_true", help=REPLACE_HELP)
+    run.add_argument("--nproc", type=int, default=1, metavar="N",
+                     help="train data-parallel in N processes (torchrun: one per GPU, or gloo on CPU)")
     run.set_defaults(handler=cmd_run)
 
     ev = group.add_parser("eval", help="compare a teacher and students (GGUF files or model names) in llama.cpp")
@@ -63,12 +65,19 @@ def _resolve_model(spec: str) -> Path:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from distill_tools import pipeline, recipe
+    from distill_tools import distributed, pipeline, recipe
     from distill_tools.evaluate import figure
     from distill_tools.progress import printer
 
+    if args.nproc > 1 and not distributed.world().parallel:
+        return launch(args)
     say = printer(sys.stderr if args.json else None)
-    summary = pipeline.run(recipe.load(args.config), resume=args.resume, replace=args.replace, say=say)
+    try:
+        summary = pipeline.run(recipe.load(args.config), resume=args.resume, replace=args.replace, say=say)
+    finally:
+        distributed.stop()
+    if "rank" in summary:
+        return 0  # another rank of a torchrun: rank 0 reports
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
@@ -78,20 +87,44 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"  {m['label']:<26} retention {figure(m['retention'], '6.1%')}  KL {figure(m['mean_kl'], '.3f')}  "
               f"top-1 {figure(m['top1_agreement'], '6.1%')}  ppl {figure(m['perplexity'], '6.2f')}  "
               f"{m['size_bytes'] / 1e6:6.1f} MB  {figure(m['tokens_per_s'], '5.0f')} tok/s")
-    print(f"report: {summary['report']['markdown']}  ({summary['timings_s']['total_s']:.0f} s in all)")
+    where = f"report: {summary['report']['markdown']}  " if summary["report"] else ""
+    print(f"{where}({summary['timings_s']['total_s']:.0f} s in all)")
     return 0
+
+
+def launch(args: argparse.Namespace) -> int:
+    """``--nproc N``: the same command under ``torchrun --standalone --nproc_per_node N``; Ctrl-C reaches every
+    rank (they stop at the same step with a checkpoint); a second one stops torchrun."""
+    import subprocess
+
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(args.nproc),
+               "-m", "distill_tools", "run", args.config, *(["--json"] if args.json else []),
+               *({"resume": ["--resume"], "fresh": ["--fresh"]}.get(args.resume, [])),
+               *(["--replace"] if args.replace else [])]
+    process = subprocess.Popen(command)
+    try:
+        return process.wait()
+    except KeyboardInterrupt:  # the ranks got it too: let them save their checkpoint
+        try:
+            process.wait(timeout=120)
+        except (subprocess.TimeoutExpired, KeyboardInterrupt):
+            process.terminate()
+            process.wait(timeout=60)
+        print("distill: interrupted", file=sys.stderr)
+        return 130
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from assistant.config import data_dir
-    from distill_tools import data, evaluate
+    from distill_tools import evaluate, prompts
 
     teacher = _resolve_model(args.teacher)
     students = {}
     for spec in args.student:
         students[Path(spec).stem if spec.endswith(".gguf") else spec] = _resolve_model(spec)
     tasks = evaluate.load_tasks(args.tasks)
-    heldout = [r["prompt"] for r in data.load_records([args.heldout])] if args.heldout else [t["prompt"] for t in tasks]
+    records = prompts.load_records([args.heldout]) if args.heldout else tasks
+    heldout = [r["prompt"] for r in records]
     reports = evaluate.evaluate(teacher, students, tasks, heldout, args.max_new_tokens)
     out = Path(args.out) if args.out else data_dir() / "distill" / "eval"
     paths = evaluate.write_report(out, reports)
@@ -117,7 +150,7 @@ def cmd_from_history(args: argparse.Namespace) -> int:
     from assistant.config import data_dir, database_path
     from assistant.files import atomic_write_text
     from assistant.store import Store
-    from distill_tools.data import from_history
+    from distill_tools.prompts import from_history
 
     records = from_history(Store(database_path()))
     out = Path(args.output) if args.output else data_dir() / "distill" / "history.jsonl"

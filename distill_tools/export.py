@@ -245,7 +245,7 @@ def verify(model: Any, tokenizer: Any, path: Path, max_kl: float, min_top1: floa
     import torch
 
     from distill_tools import llama
-    from distill_tools.data import prompt_ids
+    from distill_tools.prompts import prompt_ids
 
     llm = llama.open_model(path, 512, n_batch=8, logits_all=True)
     agree, kls, positions = 0, [], 0

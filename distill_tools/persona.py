@@ -66,7 +66,7 @@ class Settings:
 class _WithContext:
     """The teacher's tokenizer: a chat whose user text starts with MARKER gets the context as its system message.
 
-    ``data.teacher_pass`` renders the teacher's prompt from ``template.format(prompt=…)``; with the
+    ``teacher_cache.teacher_pass`` renders the teacher's prompt from ``template.format(prompt=…)``; with the
     template ``MARKER + "{prompt}"`` this is how the teacher sees the persona's context while the
     student's prompt (rendered from the bare prompt) does not."""
 
@@ -120,8 +120,8 @@ def run(name: str, prompts_file: str | None = None, minutes: float | None = None
     """Distil persona ``name``; returns the summary (also written as JSON with a report and plot)."""
     from assistant import persona as personas
     from assistant.config import load as load_config
-    from distill_tools import data
-    from distill_tools import teacher as teachers
+    from distill_tools import torch_model
+    from distill_tools.prompts import load_records
 
     settings = settings or Settings()
     say = progress or (lambda phase, done, total: None)
@@ -130,7 +130,7 @@ def run(name: str, prompts_file: str | None = None, minutes: float | None = None
     if not context:
         raise DistillError(f"persona {name!r} has no system prompt or context to distil")
     check_model_name(name)
-    user_records = data.load_records([prompts_file]) if prompts_file else []
+    user_records = load_records([prompts_file]) if prompts_file else []
     config = load_config()
     times: dict[str, float] = {}
     clock = time.perf_counter()
@@ -138,7 +138,7 @@ def run(name: str, prompts_file: str | None = None, minutes: float | None = None
     work.mkdir(parents=True, exist_ok=True)
 
     say("loading the base model", 0, 1)
-    teacher = teachers.load(persona.model or config.model.default or "smollm2-135m")
+    teacher = torch_model.load(persona.model or config.model.default or "smollm2-135m")
     if teacher.gguf_path is None:
         raise DistillError(f"persona {name!r}: its base model must be a GGUF (a registry name or a file)")
     tokens = len(teacher.tokenizer(context, add_special_tokens=False)["input_ids"])
@@ -196,31 +196,32 @@ def replay_records(settings: Settings) -> list[dict[str, str]]:
     """General prompts (the bundled set, minus any that are also general evaluation tasks), seeded sample."""
     import random
 
-    from distill_tools import data, evaluate
+    from distill_tools import evaluate, prompts
 
     tasks = {t["prompt"] for t in evaluate.load_tasks("bundled:tasks")}
-    pool = [r for r in data.load_records(["bundled:prompts"]) if r["prompt"] not in tasks]
+    pool = [r for r in prompts.load_records(["bundled:prompts"]) if r["prompt"] not in tasks]
     return random.Random(settings.seed).sample(pool, min(settings.replay, len(pool)))
 
 
 def teacher_examples(teacher: Any, context: str, records: list[dict[str, str]], replay: list[dict[str, str]],
                      settings: Settings, work: Path, say: Progress) -> list[Any]:
     """Training examples: the context teacher's answers to ``records``, the base model's to ``replay`` (cached)."""
-    from distill_tools import data
+    from distill_tools import batches, teacher_cache, torch_teacher
 
     tok = teacher.tokenizer
-    runner = data.TorchTeacher(teacher.model, tok.eos_token_id, tok.pad_token_id)
+    runner = torch_teacher.TorchTeacher(teacher.model, tok.eos_token_id, tok.pad_token_id)
     common = {"max_new_tokens": settings.max_new_tokens, "top_k": settings.top_k}
     source = str(teacher.gguf_path)
     context_hash = hashlib.sha256(context.encode()).hexdigest()[:16]
     say("teacher pass (with the context)", 0, len(records) + len(replay))
-    prompted = data.teacher_pass(records, runner, _WithContext(tok, context), work / "teacher-context",
-                                 template=MARKER + "{prompt}", key=data.cache_key(source, records, {**common,
-                                 "context": context_hash}), **common)
+    prompted = teacher_cache.teacher_pass(records, runner, _WithContext(tok, context), work / "teacher-context",
+                                          template=MARKER + "{prompt}", key=teacher_cache.cache_key(
+                                              source, records, {**common, "context": context_hash}), **common)
     say("teacher pass (replay, no context)", len(records), len(records) + len(replay))
-    general = data.teacher_pass(replay, runner, tok, work / "teacher-replay", template="{prompt}",
-                                key=data.cache_key(source, replay, common), **common) if replay else []
-    return data.examples(prompted + general, settings.max_length)
+    general = teacher_cache.teacher_pass(replay, runner, tok, work / "teacher-replay", template="{prompt}",
+                                         key=teacher_cache.cache_key(source, replay, common),
+                                         **common) if replay else []
+    return batches.examples(prompted + general, settings.max_length)
 
 
 def fresh_checkpoints(folder: Path, inputs: list[Any]) -> None:

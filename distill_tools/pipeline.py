@@ -42,15 +42,15 @@ def recipe_id(recipe: Recipe) -> str:
 def preflight(recipe: Recipe, replace: bool = False, say: Say | None = None) -> Plan:
     """Every check that needs no model loaded; removes a killed export's leftovers."""
     from assistant.config import models_dir
-    from distill_tools import data, evaluate, export
+    from distill_tools import distributed, evaluate, export, prompts
 
-    records = data.load_records(recipe.data.prompts, recipe.data.limit)
+    records = prompts.load_records(recipe.data.prompts, recipe.data.limit)
     tasks = evaluate.load_tasks(recipe.eval.tasks)[: recipe.eval.limit or None]
     target = models_dir() / f"{recipe.name}.gguf"
     check_output(recipe, target, replace)
     check_shape(recipe)
     leftovers = [p for t in (target, recipe.work_dir() / "pruned-student.gguf", recipe.work_dir() / "teacher.gguf")
-                 for p in export.clean_leftovers(t)]
+                 for p in export.clean_leftovers(t)] if distributed.world().main else []
     if leftovers and say:
         say(f"cleanup: removed {len(leftovers)} leftover file(s) of an interrupted export")
     return Plan(records, tasks, target)
@@ -96,16 +96,16 @@ def check_output(recipe: Recipe, target: Path, replace: bool) -> None:
 
 def check_shape(recipe: Recipe) -> None:
     """The student's layers and MLP width against the teacher's header; the export type against the student's shape."""
-    from distill_tools import export, student
-    from distill_tools import teacher as teachers
+    from distill_tools import export, student, torch_model
 
     where = recipe.path.name if recipe.path else "the recipe"
     if recipe.student.model:
-        shape = teachers.shape(recipe.student.model, recipe.teacher.allow_download)
-        teachers.resolve(recipe.teacher.model, recipe.teacher.allow_download)
+        shape = torch_model.shape(recipe.student.model, recipe.teacher.allow_download)
+        if not recipe.teacher.url:
+            torch_model.resolve(recipe.teacher.model, recipe.teacher.allow_download)
         width = shape.intermediate if shape else 0
     else:
-        shape = teachers.shape(recipe.teacher.model, recipe.teacher.allow_download)
+        shape = torch_model.shape(recipe.teacher.model, recipe.teacher.allow_download)
         if shape is None:
             return
         try:
@@ -124,10 +124,17 @@ def check_shape(recipe: Recipe) -> None:
 
 def build(recipe: Recipe) -> tuple[Any, Any, list[int] | None]:
     """(teacher, student, kept layers): the teacher loaded, the student's shape made (for loading a checkpoint into)."""
-    from distill_tools import teacher as teachers
-
-    teacher = teachers.load(recipe.teacher.model, recipe.teacher.allow_download)
+    teacher = load_local(recipe)
     return (teacher, *make_student(recipe, teacher, None))
+
+
+def load_local(recipe: Recipe) -> Any:
+    """The model loaded here: the teacher, or with a served teacher the student to start from (its tokenizer
+    is the teacher's)."""
+    from distill_tools import torch_model
+
+    return torch_model.load(recipe.student.model if recipe.teacher.url else recipe.teacher.model,
+                            recipe.teacher.allow_download)
 
 
 def make_student(recipe: Recipe, teacher: Any, calibration: list[Any] | None) -> tuple[Any, list[int] | None]:
@@ -135,12 +142,14 @@ def make_student(recipe: Recipe, teacher: Any, calibration: list[Any] | None) ->
 
     Narrowing the MLPs chooses channels on ``calibration`` examples; without them only the shape is
     made (for loading a checkpoint into)."""
-    from distill_tools import data
+    from distill_tools import batches, torch_model
     from distill_tools import student as students
-    from distill_tools import teacher as teachers
 
+    if recipe.teacher.url:  # ``teacher`` is the student to start from (see load_local)
+        teacher.model.train()
+        return teacher.model, None
     if recipe.student.model:
-        other = teachers.load(recipe.student.model, recipe.teacher.allow_download)
+        other = torch_model.load(recipe.student.model, recipe.teacher.allow_download)
         students.check_tokenizers(teacher.tokenizer, other.tokenizer, recipe.student.model)
         other.model.train()
         return other.model, None
@@ -152,27 +161,43 @@ def make_student(recipe: Recipe, teacher: Any, calibration: list[Any] | None) ->
             return model, keep
         pad = teacher.tokenizer.pad_token_id
         size = recipe.train.batch_size
-        batches = [data.collate(calibration[i:i + size], pad) for i in range(0, len(calibration), size)]
+        batches = [batches.collate(calibration[i:i + size], pad) for i in range(0, len(calibration), size)]
         students.narrow_mlp(model, recipe.student.mlp_width, batches)
     return model, keep
 
 
 def teacher_id(recipe: Recipe) -> str:
     """The teacher as the cache keys name it: its GGUF file, else the folder or hub id given."""
-    from distill_tools import teacher as teachers
+    from distill_tools import torch_model
 
-    kind, path = teachers.resolve(recipe.teacher.model, recipe.teacher.allow_download)
+    if recipe.teacher.url:
+        return f"served:{recipe.teacher.model}"  # not the URL: the same model behind another port keeps its cache
+    kind, path = torch_model.resolve(recipe.teacher.model, recipe.teacher.allow_download)
     return str(path) if kind == "gguf" else recipe.teacher.model
 
 
 def teacher_key(recipe: Recipe, teacher_id: str, records: list[dict[str, str]]) -> str:
     """The key of the cached teacher pass: the teacher, the prompts and every setting that shapes its outputs."""
-    from distill_tools import data
+    from distill_tools import teacher_cache
 
     settings = {"template": recipe.data.template, "max_new_tokens": recipe.data.max_new_tokens,
                 "top_k": recipe.data.top_k, "batch_size": recipe.data.batch_size,
                 "temperature": recipe.loss.temperature, "format": 2}
-    return data.cache_key(teacher_id, records, settings)
+    return teacher_cache.cache_key(teacher_id, records, settings)
+
+
+def served_kd_line(runner: Any) -> str:
+    """What a served teacher's pass (this run's part of it) gave: word-level targets or sequence-level only."""
+    done = runner.word_level + runner.sequence_level
+    if not done:
+        return "every shard came from the cache"
+    line = (f"{runner.word_level}/{done} answers with word-level targets (top-k log-probs mapped onto the student's "
+            f"vocabulary), {runner.sequence_level} sequence-level only")
+    if runner.word_level == 0:
+        line += " (the server returns no log-probs that map one-to-one: sequence-level KD on the teacher's answers)"
+    if runner.padded_positions:
+        line += f"; {runner.padded_positions} positions had fewer than top_k mapped tokens (padded at zero probability)"
+    return line
 
 
 def run_settings(recipe: Recipe, teacher_key: str) -> dict[str, Any]:
@@ -183,15 +208,34 @@ def run_settings(recipe: Recipe, teacher_key: str) -> dict[str, Any]:
             **train.training_settings(recipe.train, recipe.loss, recipe.seed)}
 
 
-def teacher_outputs(recipe: Recipe, teacher: Any, records: list[dict[str, str]], key: str) -> list[Any]:
-    """The cached teacher pass over ``records``."""
-    from distill_tools import data
+def served_teacher(recipe: Recipe, tokenizer: Any) -> Any:
+    """The recipe's served teacher (``teacher.url``), reading the student's tokenizer."""
+    from assistant.config import TeacherSettings
+    from distill_tools.served_teacher import ServedTeacher
 
-    tok = teacher.tokenizer
-    runner = data.TorchTeacher(teacher.model, tok.eos_token_id, tok.pad_token_id)
-    return data.teacher_pass(records, runner, tok, recipe.work_dir() / "teacher-cache", template=recipe.data.template,
-                             max_new_tokens=recipe.data.max_new_tokens, top_k=recipe.data.top_k, key=key,
-                             batch_size=recipe.data.batch_size, temperature=recipe.loss.temperature)
+    t = recipe.teacher
+    settings = TeacherSettings(url=t.url, model=t.model, api_key_env=t.api_key_env, timeout_s=t.timeout_s)
+    return ServedTeacher(settings, tokenizer, t.concurrency)
+
+
+def teacher_outputs(recipe: Recipe, runner: Any, tokenizer: Any, records: list[dict[str, str]], key: str) -> list[Any]:
+    """The cached teacher pass over ``records`` by ``runner`` (a TorchTeacher or a ServedTeacher). Under torchrun
+    each rank makes every N-th shard, then every rank reads them all."""
+    from functools import partial
+
+    from distill_tools import distributed, teacher_cache
+
+    run = partial(teacher_cache.teacher_pass, records, runner, tokenizer, recipe.work_dir() / "teacher-cache",
+                  template=recipe.data.template, max_new_tokens=recipe.data.max_new_tokens, top_k=recipe.data.top_k,
+                  key=key, batch_size=recipe.data.batch_size, temperature=recipe.loss.temperature)
+    place = distributed.world()
+    if place.parallel:
+        if place.main:  # the cache's key checked (a stale cache cleared) once, before any rank writes
+            run(mine=lambda shard: False)
+        distributed.barrier()
+        run(mine=lambda shard: shard % place.size == place.rank)
+        distributed.barrier()
+    return run()
 
 
 def student_metadata(recipe: Recipe) -> dict[str, str]:
@@ -201,29 +245,42 @@ def student_metadata(recipe: Recipe) -> dict[str, str]:
 
 def run(recipe: Recipe, on_step: Any = None, *, resume: str = "auto", replace: bool = False,
         say: Say | None = None) -> dict[str, Any]:
-    """The whole pipeline; returns a summary (paths, figures, timings). ``say`` receives one line per phase."""
-    from distill_tools import data, evaluate, export, train
-    from distill_tools import teacher as teachers
+    """The whole pipeline; returns a summary (paths, figures, timings). ``say`` receives one line per phase.
+
+    Under torchrun every rank runs it up to the end of training (see ``distributed``); rank 0 alone goes on
+    (export, registry, evaluation, report) and the other ranks return ``{"rank": …}``."""
+    from distill_tools import batches, distributed, evaluate, export, prompts, torch_teacher, train
     from distill_tools.progress import quiet_libraries
     from distill_tools.student import parameter_count
 
-    say = say or printer()
+    place = distributed.start()
+    say = (say or printer()) if place.main else (lambda line: None)
+    if place.parallel:
+        backend = "NCCL on CUDA" if distributed.device().type == "cuda" else "gloo on CPU"
+        say(f"torchrun: {place.size} processes ({backend})")
     times: dict[str, float] = {}
     clock = time.perf_counter()
     plan = preflight(recipe, replace, say)
     work = recipe.work_dir()
     work.mkdir(parents=True, exist_ok=True)
     quiet_libraries()
-    train_records, heldout = data.split(plan.records, recipe.data.heldout, recipe.seed)
-    teacher = teachers.load(recipe.teacher.model, recipe.teacher.allow_download)
+    train_records, heldout = prompts.split(plan.records, recipe.data.heldout, recipe.seed)
+    teacher = load_local(recipe)  # with a served teacher: the student to start from
     times["load_s"] = time.perf_counter() - clock
-    say(f"teacher: {recipe.teacher.model} ({parameter_count(teacher.model) / 1e6:.1f} M parameters) "
-        f"loaded in {times['load_s']:.1f} s")
+    tok = teacher.tokenizer
+    if recipe.teacher.url:
+        runner = served_teacher(recipe, tok)
+        say(f"teacher: {recipe.teacher.model or 'the model'} served at {recipe.teacher.url}; "
+            f"tokenizer check: {runner.check_tokenizer()}")
+    else:
+        runner = torch_teacher.TorchTeacher(teacher.model, tok.eos_token_id, tok.pad_token_id)
+        say(f"teacher: {recipe.teacher.model} ({parameter_count(teacher.model) / 1e6:.1f} M parameters) "
+            f"loaded in {times['load_s']:.1f} s")
 
     mark = time.perf_counter()
     key = teacher_key(recipe, teacher_id(recipe), train_records)
-    outputs = teacher_outputs(recipe, teacher, train_records, key)
-    examples = data.examples(outputs, recipe.data.max_length)
+    outputs = teacher_outputs(recipe, runner, tok, train_records, key)
+    examples = batches.examples(outputs, recipe.data.max_length)
     times["teacher_pass_s"] = time.perf_counter() - mark
     answer_tokens = sum(len(o.answer_ids) for o in outputs)
     bytes_per_token = sum(o.nbytes for o in outputs) / max(1, answer_tokens)
@@ -231,23 +288,29 @@ def run(recipe: Recipe, on_step: Any = None, *, resume: str = "auto", replace: b
     say(f"teacher pass: {len(outputs)} prompts, {answer_tokens} answer tokens, top-{recipe.data.top_k} cached at "
         f"{bytes_per_token:.0f} bytes/token, teacher mass outside its top-{recipe.data.top_k} {teacher_tail:.1%}, "
         f"{times['teacher_pass_s']:.1f} s")
+    if recipe.teacher.url:
+        say(f"teacher pass: {served_kd_line(runner)}")
 
     mark = time.perf_counter()
     student, layers = make_student(recipe, teacher, examples[: recipe.student.calibration])
     baseline = work / "pruned-student.gguf"
-    if recipe.eval.baseline:  # the student before any training
+    if recipe.eval.baseline and place.main:  # the student before any training
         export.export(student, teacher.tokenizer, baseline, quant=recipe.export.quant,
                       name=f"{recipe.name}-pruned", teacher_gguf=teacher.gguf_path, check=False)
     times["student_s"] = time.perf_counter() - mark
     say(f"student: {student.config.num_hidden_layers} layers, MLP width {student.config.intermediate_size}, "
         f"{parameter_count(student) / 1e6:.1f} M parameters "
-        f"({parameter_count(student) / parameter_count(teacher.model):.0%} of the teacher), {times['student_s']:.1f} s")
+        + ("" if recipe.teacher.url else f"({parameter_count(student) / parameter_count(teacher.model):.0%} "
+           "of the teacher), ")
+        + f"{times['student_s']:.1f} s")
 
     mark = time.perf_counter()
     state = train.train(student, examples, recipe.train, recipe.loss, pad_id=teacher.tokenizer.pad_token_id,
                         seed=recipe.seed, folder=work / "checkpoints", on_step=on_step,
                         settings=run_settings(recipe, key), resume=resume, say=say)
     times["train_s"] = time.perf_counter() - mark
+    if not place.main:
+        return {"rank": place.rank, "steps": state.step}
     tokens = sum(h["tokens"] for h in state.history)
     seconds = sum(h["seconds"] for h in state.history)
     per_epoch = max(1, math.ceil(len(examples) / (recipe.train.batch_size * recipe.train.grad_accum)))
@@ -279,9 +342,11 @@ def run(recipe: Recipe, on_step: Any = None, *, resume: str = "auto", replace: b
         "recipe": recipe_id(recipe),
         "student_layers": layers,
         "student_parameters": parameter_count(student),
-        "teacher_parameters": parameter_count(teacher.model),
+        "teacher_parameters": None if recipe.teacher.url else parameter_count(teacher.model),
+        "teacher_kd": served_kd_line(runner) if recipe.teacher.url else "word-level (local teacher)",
         "train_sequences": len(examples),
         "steps": state.step,
+        "train_tokens": tokens,
         "train_tokens_per_s": round(tokens / seconds, 1) if seconds else None,
         "teacher_cache_bytes_per_token": round(bytes_per_token, 1),
         "teacher_tail_mass": round(teacher_tail, 4),
@@ -289,6 +354,13 @@ def run(recipe: Recipe, on_step: Any = None, *, resume: str = "auto", replace: b
         "verification": export.verification_dict(verification),
     }
     work_summary(work, {**summary, "timings_s": {k: round(v, 1) for k, v in times.items()}})
+    if recipe.teacher.url:
+        say("evaluate: skipped (the teacher is served, not here; where you have its GGUF, compare with "
+            f"`assistant distill eval --teacher TEACHER.gguf --student {recipe.name}`)")
+        times["total_s"] = time.perf_counter() - clock
+        summary.update(timings_s={k: round(v, 1) for k, v in times.items()}, report={}, models=[])
+        work_summary(work, summary)
+        return summary
 
     mark = time.perf_counter()
     teacher_gguf = teacher.gguf_path
@@ -343,14 +415,14 @@ def export_checkpoint(recipe: Recipe, quant: str | None, out: Path | None, *, re
                       say: Say | None = None) -> tuple[Path, Any, bool]:
     """``distill export``: rebuild the student, load its latest checkpoint, write a verified GGUF; registered when
     written to the recipe's own name. Returns (path, verification, registered)."""
-    from distill_tools import data, export, train
+    from distill_tools import export, prompts, train
 
     plan = preflight(recipe, replace, say) if out is None else None
     folder = recipe.work_dir() / "checkpoints"
     if not (folder / "latest").exists():
         raise DistillError(f"no checkpoint in {folder}: run `distill run` first")
-    records = plan.records if plan else data.load_records(recipe.data.prompts, recipe.data.limit)
-    train_records, _ = data.split(records, recipe.data.heldout, recipe.seed)
+    records = plan.records if plan else prompts.load_records(recipe.data.prompts, recipe.data.limit)
+    train_records, _ = prompts.split(records, recipe.data.heldout, recipe.seed)
     key = teacher_key(recipe, teacher_id(recipe), train_records)
     changed = train.changed_settings(train.read_settings(folder), json.loads(json.dumps(run_settings(recipe, key))))
     if changed:

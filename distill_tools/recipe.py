@@ -20,8 +20,12 @@ QUANTS = ("F32", "F16", "Q8_0", "Q5_1", "Q5_0", "Q4_1", "Q4_0", "Q4_K_M")
 
 @dataclass
 class TeacherSection:
-    model: str = "smollm2-135m"  # registry/packaged name, GGUF file, HF folder, or hub id (online only)
+    model: str = "smollm2-135m"  # registry name, GGUF file, HF folder, hub id (online only); with url: the served name
     allow_download: bool = False  # hub ids only when this is true
+    url: str = ""  # an OpenAI-compatible server (http://host:port/v1) answering as the teacher; empty = local teacher
+    api_key_env: str = ""  # environment variable holding the server's API key (never written anywhere)
+    concurrency: int = 4  # prompts in flight at once to a served teacher
+    timeout_s: float = 120.0  # per request to a served teacher
 
 
 @dataclass
@@ -160,6 +164,9 @@ def _check(recipe: Recipe, source: str) -> None:
         (recipe.eval.max_new_tokens < 1, "eval.max_new_tokens must be positive"),
         (recipe.eval.limit < 0, "eval.limit must be 0 (all) or positive"),
         ("{prompt}" not in data.template, "data.template must contain {prompt}"),
+        (recipe.teacher.concurrency < 1, "teacher.concurrency must be at least 1"),
+        (recipe.teacher.timeout_s <= 0, "teacher.timeout_s must be positive"),
+        *_served_problems(recipe),
     ]
     for bad, message in problems:
         if bad:
@@ -172,6 +179,21 @@ def _check(recipe: Recipe, source: str) -> None:
         validate_name(recipe.name)
     except Exception as exc:  # RegistryError: reword with the file name
         raise DistillError(f"{source}: name: {exc}") from None
+
+
+def _served_problems(recipe: Recipe) -> list[tuple[bool, str]]:
+    """What a served teacher (``teacher.url``) needs of the rest of the recipe."""
+    url = recipe.teacher.url
+    if not url:
+        return []
+    return [
+        (not url.startswith(("http://", "https://")), "teacher.url must start with http:// or https://"),
+        (not recipe.student.model, "a served teacher's weights are not here to prune: set student.model "
+                                   "(a model sharing the teacher's tokenizer)"),
+        (recipe.loss.temperature != 1.0, "a served teacher's log-probs are at temperature 1: set loss.temperature = 1"),
+        (recipe.loss.kind == "reverse_kl", "a served teacher gives top-k log-probs only: reverse KL needs them all; "
+                                           "use forward_kl or jsd"),
+    ]
 
 
 def load(path: Path | str) -> Recipe:

@@ -6,6 +6,11 @@ micro-batch of long answers counts for its tokens, not as one batch). The data o
 function of (seed, step), so a resumed run sees exactly the batches an uninterrupted one would.
 Checkpoints carry the key of the settings that produced them: a checkpoint made with other
 settings is never resumed. Ctrl-C finishes the current step, saves a checkpoint and stops.
+
+Under ``torchrun`` (see ``distributed``) every rank takes its share of each step's examples (every N-th),
+divides its loss by the step's global token count and the gradients are summed over the ranks: the same
+step as one process makes, within float rounding. Rank 0 alone writes checkpoints; Ctrl-C stops every rank
+at the same step boundary. On CUDA the forward passes run under bf16 autocast.
 """
 
 from __future__ import annotations
@@ -21,8 +26,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from distill_tools import DistillError
-from distill_tools.data import Example, collate
+from distill_tools import DistillError, distributed
+from distill_tools.batches import Example, collate
 from distill_tools.losses import ce_loss, combined_loss, kd_loss
 from distill_tools.progress import Say, interactive
 from distill_tools.recipe import LossSection, TrainSection
@@ -107,20 +112,27 @@ def train(model: Any, examples: list[Example], cfg: TrainSection, loss: LossSect
     from tqdm import tqdm
 
     torch.manual_seed(seed)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    place = distributed.world()
+    say = say if place.main else None
+    device = distributed.device()
     model.to(device)
     optimizer = prepare(model, cfg)
     state = TrainState(total_steps=total_steps(len(examples), cfg))
     settings = settings if settings is not None else training_settings(cfg, loss, seed)
-    if checkpoint_matches(folder, settings, resume, say):
+    matches = checkpoint_matches(folder, settings, resume, say)
+    distributed.barrier()  # every rank has looked before rank 0 clears anything
+    if place.main:
+        if not matches:
+            clear_checkpoints(folder)
+        write_settings(folder, settings)
+    distributed.barrier()
+    if matches:
         resumed = load_checkpoint(folder, model, optimizer)
         if resumed is not None:
             state.step, state.history = resumed.step, resumed.history
-    else:
-        clear_checkpoints(folder)
-    write_settings(folder, settings)
-    stop = _CtrlC()
-    bar = tqdm(total=state.total_steps, initial=state.step, desc="distill", unit="step", disable=not interactive())
+    stop = _CtrlC(forgiving=place.parallel)
+    bar = tqdm(total=state.total_steps, initial=state.step, desc="distill", unit="step",
+               disable=not interactive() or not place.main)
     try:
         with stop:
             while state.step < state.total_steps:
@@ -132,20 +144,23 @@ def train(model: Any, examples: list[Example], cfg: TrainSection, loss: LossSect
                 bar.update(1)
                 if on_step:
                     on_step(state)
-                if stop.requested:
-                    save_checkpoint(folder, model, optimizer, state)
+                if distributed.all_reduce_sum([float(stop.requested)])[0] > 0:  # any rank's Ctrl-C stops all
+                    if place.main:
+                        save_checkpoint(folder, model, optimizer, state)
+                    distributed.barrier()
                     raise TrainingInterrupted(
                         f"interrupted at step {state.step}/{state.total_steps}; checkpoint saved in {folder}: "
                         "run the same command again to resume"
                     )
-                if state.step % cfg.checkpoint_every == 0 and state.step < state.total_steps:
+                if state.step % cfg.checkpoint_every == 0 and state.step < state.total_steps and place.main:
                     save_checkpoint(folder, model, optimizer, state)
                     if say and not interactive():
                         say(f"train: step {state.step}/{state.total_steps}, {step_figures(state.history[-1])} "
                             "(checkpoint saved)")
     finally:
         bar.close()
-    save_checkpoint(folder, model, optimizer, state)
+    if place.main:
+        save_checkpoint(folder, model, optimizer, state)
     model.eval()
     return state
 
@@ -161,22 +176,37 @@ def _step(model: Any, optimizer: Any, examples: list[Example], cfg: TrainSection
     optimizer.zero_grad(set_to_none=True)
     first = state.step * cfg.grad_accum
     batches = [micro_batch(examples, first + j, cfg.batch_size, seed) for j in range(cfg.grad_accum)]
-    totals = accumulate(model, batches, loss, pad_id, device)
+    answer_tokens = sum(e.n_answer for batch in batches for e in batch)
+    place = distributed.world()
+    if place.parallel:  # this rank's share: every N-th example of each micro-batch
+        batches = [mine for batch in batches if (mine := batch[place.rank::place.size])]
+    totals = accumulate(model, batches, loss, pad_id, device, answer_tokens)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if place.parallel:
+        distributed.all_reduce_gradients(params)
+        names = ("loss", "kd", "ce", "tail", "tokens")
+        totals = dict(zip(names, distributed.all_reduce_sum([float(totals[n]) for n in names])))
+        totals["tokens"] = int(totals["tokens"])
     if cfg.clip > 0:
-        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.clip)
+        torch.nn.utils.clip_grad_norm_(params, cfg.clip)
     optimizer.step()
     return {**totals, "lr": lr, "seconds": time.perf_counter() - start}
 
 
-def accumulate(model: Any, batches: list[list[Example]], loss: LossSection, pad_id: int, device: Any = "cpu"
-               ) -> dict[str, float]:
-    """Backpropagate the mean loss over every answer token of ``batches`` (gradients add up in ``.grad``);
-    returns the step's token-weighted loss, kd, ce and student tail mass, and its token count."""
-    answer_tokens = sum(e.n_answer for batch in batches for e in batch)
+def accumulate(model: Any, batches: list[list[Example]], loss: LossSection, pad_id: int, device: Any = "cpu",
+               answer_tokens: int = 0) -> dict[str, float]:
+    """Backpropagate the mean loss over every answer token of ``batches`` (or over ``answer_tokens``, the step's
+    count on every rank; gradients add up in ``.grad``); returns the step's token-weighted loss, kd, ce and
+    student tail mass, and its token count."""
+    import torch
+
+    answer_tokens = answer_tokens or sum(e.n_answer for batch in batches for e in batch)
     totals = {"loss": 0.0, "kd": 0.0, "ce": 0.0, "tail": 0.0, "tokens": 0}
+    cuda = torch.device(device).type == "cuda"
     for examples in batches:
         batch = {k: v.to(device) for k, v in collate(examples, pad_id).items()}
-        sums = forward_loss(model, batch, loss)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+            sums = forward_loss(model, batch, loss)
         (sums["total"] / answer_tokens).backward()
         for name, key in (("loss", "total"), ("kd", "kd"), ("ce", "ce"), ("tail", "tail")):
             value = sums[key]
@@ -192,10 +222,13 @@ def step_figures(record: dict[str, float]) -> str:
 
 
 class _CtrlC:
-    """While active (main thread only), the first Ctrl-C asks the loop to stop at the next step boundary."""
+    """While active (main thread only), the first Ctrl-C asks the loop to stop at the next step boundary.
 
-    def __init__(self) -> None:
-        self.requested = False
+    ``forgiving`` (under torchrun, whose agent forwards the terminal's Ctrl-C a second time): every Ctrl-C only
+    asks; the agent kills ranks that do not stop within its grace period."""
+
+    def __init__(self, forgiving: bool = False) -> None:
+        self.requested, self.forgiving = False, forgiving
         self._previous: Any = None
 
     def __enter__(self) -> "_CtrlC":
@@ -204,7 +237,7 @@ class _CtrlC:
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested:  # a second Ctrl-C: stop now
+        if self.requested and not self.forgiving:  # a second Ctrl-C: stop now
             raise KeyboardInterrupt
         self.requested = True
 

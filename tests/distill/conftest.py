@@ -25,6 +25,6 @@ def teacher(distill_cache: Path, smollm_path: Path):  # noqa: ANN201
     import os
 
     os.environ["ASSISTANT_DISTILL_CACHE"] = str(distill_cache)
-    from distill_tools.teacher import load
+    from distill_tools.torch_model import load
 
     return load(str(smollm_path))

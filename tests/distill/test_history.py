@@ -8,7 +8,7 @@ from pathlib import Path
 from assistant.cli import main
 from assistant.config import database_path
 from assistant.store import Store
-from distill_tools.data import load_records
+from distill_tools.prompts import load_records
 
 
 def test_from_history_exports_escalated_pairs(tmp_path: Path, capsys) -> None:  # noqa: ANN001

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from distill_tools import data
+from distill_tools import teacher_cache
 from distill_tools.losses import (
     KINDS,
     ce_loss,
@@ -189,15 +189,16 @@ def test_the_cache_holds_what_the_loss_needs(t: float) -> None:
     """The teacher pass's numpy top-k (float16 log-probs, uint16 ids, float32 tail) gives the loss of exact targets."""
     teacher = peaked_teacher()
     student = student_outside_topk(teacher, 3.0)
-    logprobs, indices, tail = data._topk(teacher.numpy(), K, t)
+    logprobs, indices, tail = teacher_cache.topk(teacher.numpy(), K, t)
     assert logprobs.dtype == np.float16 and indices.dtype == np.uint16 and tail.dtype == np.float32
     exact_logprobs, exact_indices, exact_tail = teacher_targets(teacher, K, t)
     exact = kd_loss(student, exact_logprobs, exact_indices, temperature=t, teacher_tail=exact_tail)
     cached = kd_loss(student, torch.from_numpy(logprobs.astype(np.float32)), torch.from_numpy(indices.astype(np.int64)),
                      temperature=t, teacher_tail=torch.from_numpy(tail))
     assert cached.item() == pytest.approx(exact.item(), rel=2e-3)
-    assert data.index_dtype(49152) is np.uint16 and data.index_dtype(65536) is np.uint16
-    assert data.index_dtype(65537) is np.int32 and data._topk(np.zeros((2, 70000), np.float32), 4)[1].dtype == np.int32
+    assert teacher_cache.index_dtype(49152) is np.uint16 and teacher_cache.index_dtype(65536) is np.uint16
+    assert teacher_cache.index_dtype(65537) is np.int32
+    assert teacher_cache.topk(np.zeros((2, 70000), np.float32), 4)[1].dtype == np.int32
     # bytes per answer token: k float16 log-probs + k uint16 ids + one float32 tail (was k float16 + k int32)
-    out = data.TeacherOutput([1], [2] * len(teacher), logprobs, indices, tail)
+    out = teacher_cache.TeacherOutput([1], [2] * len(teacher), logprobs, indices, tail)
     assert out.nbytes / len(teacher) == K * 2 + K * 2 + 4

@@ -50,12 +50,12 @@ def test_every_fact_is_asked_in_several_phrasings_and_held_out_in_another() -> N
 
 
 def test_teacher_sees_the_context_and_the_student_does_not(teacher) -> None:  # noqa: ANN001
-    from distill_tools import data
+    from distill_tools import prompts
     from distill_tools.persona import MARKER, _WithContext
 
     tok = _WithContext(teacher.tokenizer, "SECRET CONTEXT")
-    student = teacher.tokenizer.decode(data.prompt_ids(tok, "Hi"))
-    prompted = teacher.tokenizer.decode(data.prompt_ids(tok, MARKER + "Hi"))
+    student = teacher.tokenizer.decode(prompts.prompt_ids(tok, "Hi"))
+    prompted = teacher.tokenizer.decode(prompts.prompt_ids(tok, MARKER + "Hi"))
     assert "SECRET CONTEXT" in prompted and "SECRET CONTEXT" not in student and MARKER not in prompted
     assert prompted.endswith(student[student.index("<|im_start|>user"):])  # same question, same template
 

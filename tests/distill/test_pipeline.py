@@ -13,7 +13,19 @@ import numpy as np
 import pytest
 import torch
 
-from distill_tools import RECIPES_DIR, DistillError, data, export, pipeline, recipe, student, train
+from distill_tools import (
+    RECIPES_DIR,
+    DistillError,
+    batches,
+    export,
+    pipeline,
+    prompts,
+    recipe,
+    student,
+    teacher_cache,
+    torch_teacher,
+    train,
+)
 from distill_tools.recipe import LossSection, TrainSection
 
 TINY = (RECIPES_DIR / "tiny.toml").read_text()
@@ -140,26 +152,26 @@ def test_a_model_the_recipe_did_not_make_is_never_overwritten(assistant_home: Pa
 @pytest.fixture(scope="module")
 def examples(teacher):  # noqa: ANN001, ANN201
     tok = teacher.tokenizer
-    runner = data.TorchTeacher(teacher.model, tok.eos_token_id, tok.pad_token_id)
-    prompts = ("What is 2 + 2?", "Name a fruit.", "Say hi.", "What is Python?", "Count to three.")
-    records = [{"prompt": p} for p in prompts]
+    runner = torch_teacher.TorchTeacher(teacher.model, tok.eos_token_id, tok.pad_token_id)
+    questions = ("What is 2 + 2?", "Name a fruit.", "Say hi.", "What is Python?", "Count to three.")
+    records = [{"prompt": p} for p in questions]
     records.append({"prompt": "Capital of France?", "answer": "Paris."})  # a given answer (e.g. from history)
-    prompts = [data.prompt_ids(tok, r["prompt"]) for r in records]
-    forced = [data._forced_answer(tok, r, 10) for r in records]
-    outputs = [data.TeacherOutput(p, answer, *data._topk(logits, 8))
-               for p, (answer, logits) in zip(prompts, runner.run(prompts, forced, 10))]
+    ids = [prompts.prompt_ids(tok, r["prompt"]) for r in records]
+    forced = [prompts.forced_answer(tok, r, 10) for r in records]
+    outputs = [teacher_cache.TeacherOutput(p, answer, *teacher_cache.topk(logits, 8))
+               for p, (answer, logits) in zip(ids, runner.run(ids, forced, 10))]
     assert tok.decode(outputs[-1].answer_ids[:2]).startswith("Paris")
     assert all(len(o.answer_ids) == len(o.topk_logprobs) == len(o.tail) > 0 for o in outputs)
-    return data.examples(outputs, max_length=56)
+    return batches.examples(outputs, max_length=56)
 
 
 def test_batched_teacher_matches_one_prompt_at_a_time(teacher) -> None:  # noqa: ANN001
     """Left-padded batch generation gives the answers and logits of unpadded single-prompt runs."""
     tok = teacher.tokenizer
-    runner = data.TorchTeacher(teacher.model, tok.eos_token_id, tok.pad_token_id)
-    prompts = [data.prompt_ids(tok, p) for p in ("Hi.", "What is the capital of France? Answer in one word.")]
-    batched = runner.run(prompts, [None, None], 6)
-    for prompt, (answer, logits) in zip(prompts, batched):
+    runner = torch_teacher.TorchTeacher(teacher.model, tok.eos_token_id, tok.pad_token_id)
+    ids = [prompts.prompt_ids(tok, p) for p in ("Hi.", "What is the capital of France? Answer in one word.")]
+    batched = runner.run(ids, [None, None], 6)
+    for prompt, (answer, logits) in zip(ids, batched):
         single, single_logits = runner.run([prompt], [None], 6)[0]
         assert answer == single
         assert np.abs(logits - single_logits).max() < 1e-3
@@ -260,6 +272,12 @@ def test_tokenizer_mismatch_is_a_clear_error(teacher, tmp_path: Path) -> None:  
         ("[eval]\nmax_new_tokens = 0\n", "eval.max_new_tokens must be positive"),
         ("[student]\nlayers = 'every:0'\n", "student.layers = 'every:0': use all, every:K"),
         ("[student]\nlayers = '0,-2'\n", "student.layers = '0,-2'"),
+        ("[teacher]\nurl = 'http://127.0.0.1:1/v1'\n", "weights are not here to prune: set student.model"),
+        ("[teacher]\nurl = '127.0.0.1:1'\n[student]\nmodel = 'x'\n", "teacher.url must start with http"),
+        ("[teacher]\nurl = 'http://h/v1'\n[student]\nmodel = 'x'\n[loss]\ntemperature = 2.0\n", "at temperature 1"),
+        ("[teacher]\nurl = 'http://h/v1'\n[student]\nmodel = 'x'\n[loss]\nkind = 'reverse_kl'\n",
+         "use forward_kl or jsd"),
+        ("[teacher]\nconcurrency = 0\n", "teacher.concurrency must be at least 1"),
     ],
 )
 def test_bad_recipe_is_one_clear_line(tmp_path: Path, text: str, message: str) -> None:
@@ -289,7 +307,7 @@ def test_missing_teacher_and_bad_layers_via_cli(tmp_path: Path, capsys: pytest.C
 
 def test_narrowed_mlps_stay_closer_to_the_teacher_than_naive_channels(teacher, examples) -> None:  # noqa: ANN001
     """Importance-chosen, least-squares-refitted channels beat the first N channels on KL to the teacher."""
-    batch = data.collate(examples, teacher.tokenizer.pad_token_id)
+    batch = batches.collate(examples, teacher.tokenizer.pad_token_id)
     mask = batch["mask"]
 
     def kl_to_teacher(model) -> float:  # noqa: ANN001
@@ -314,10 +332,10 @@ def test_bundled_tasks_are_held_out_of_the_bundled_prompts() -> None:
     """The task set scores retention on questions the student never trained on."""
     from distill_tools import evaluate
 
-    prompts = {r["prompt"].strip().lower() for r in data.load_records(["bundled:prompts"])}
+    texts = {r["prompt"].strip().lower() for r in prompts.load_records(["bundled:prompts"])}
     tasks = {t["prompt"].strip().lower() for t in evaluate.load_tasks("bundled:tasks")}
-    assert len(prompts) >= 400 and len(tasks) >= 30
-    assert not prompts & tasks
+    assert len(texts) >= 400 and len(tasks) >= 30
+    assert not texts & tasks
 
 
 @pytest.mark.parametrize(
@@ -327,7 +345,7 @@ def test_bundled_tasks_are_held_out_of_the_bundled_prompts() -> None:
         ({"mlp_width = 256": "mlp_width = 5000"}, "student.mlp_width = 5000: must lie between 1 and 1535"),
         ({'quant = "Q8_0"': 'quant = "Q4_K_M"'},
          "Q4_K_M needs weight rows in multiples of 256 values, but this student has hidden size 576, "
-         "attention width 576 .*: use Q5_0, Q4_0 or Q8_0"),
+         "attention width 576 .*: use Q5_0, Q5_1, Q4_0, Q4_1 or Q8_0"),
         ({'tasks = "bundled:tasks"': 'tasks = "/nowhere/tasks.jsonl"'},
          "/nowhere/tasks.jsonl: cannot read the task set"),
     ],
@@ -347,9 +365,9 @@ def test_a_bad_student_shape_export_type_or_file_fails_before_any_model_loads(
 def test_a_template_with_literal_braces_reaches_the_teacher(teacher, tmp_path: Path) -> None:  # noqa: ANN001
     tok = teacher.tokenizer
     template = 'Reply as JSON {"answer": ...}: {prompt}'
-    assert data.render(template, "Capital of Italy?") == 'Reply as JSON {"answer": ...}: Capital of Italy?'
-    runner = data.TorchTeacher(teacher.model, tok.eos_token_id, tok.pad_token_id)
-    outputs = data.teacher_pass([{"prompt": "Capital of Italy?"}], runner, tok, tmp_path, template=template,
+    assert prompts.render(template, "Capital of Italy?") == 'Reply as JSON {"answer": ...}: Capital of Italy?'
+    runner = torch_teacher.TorchTeacher(teacher.model, tok.eos_token_id, tok.pad_token_id)
+    outputs = teacher_cache.teacher_pass([{"prompt": "Capital of Italy?"}], runner, tok, tmp_path, template=template,
                                 max_new_tokens=2, top_k=4, key="k")
     assert len(outputs) == 1 and len(outputs[0].answer_ids) == 2
     assert outputs[0].topk_indices.dtype == np.uint16 and np.exp(outputs[0].tail).max() < 1
@@ -358,12 +376,12 @@ def test_a_template_with_literal_braces_reaches_the_teacher(teacher, tmp_path: P
 def test_limit_keeps_a_users_file_listed_after_the_bundled_prompts(tmp_path: Path) -> None:
     mine = tmp_path / "mine.txt"
     mine.write_text("my first question\nmy second question\nmy third question\n")
-    records = data.load_records(["bundled:prompts", str(mine)], limit=4)
-    prompts = [r["prompt"] for r in records]
-    assert len(prompts) == 4 and "my first question" in prompts and "my second question" in prompts
-    everything = data.load_records(["bundled:prompts", str(mine)])
-    assert prompts[:2] == [r["prompt"] for r in everything[:2]]
-    assert data.load_records(["bundled:prompts", str(mine)], limit=10_000) == everything
+    records = prompts.load_records(["bundled:prompts", str(mine)], limit=4)
+    texts = [r["prompt"] for r in records]
+    assert len(texts) == 4 and "my first question" in texts and "my second question" in texts
+    everything = prompts.load_records(["bundled:prompts", str(mine)])
+    assert texts[:2] == [r["prompt"] for r in everything[:2]]
+    assert prompts.load_records(["bundled:prompts", str(mine)], limit=10_000) == everything
 
 
 def test_llama_cpp_in_distillation_uses_assistant_threads(smollm_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -425,3 +443,12 @@ def test_the_report_shows_only_measured_figures_and_labels_them(smollm_path: Pat
     assert score in labels and "n/a" in labels
     paths = evaluate.write_report(tmp_path, reports, [], extra)
     assert paths["plot"].read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bundled_recipes_are_valid() -> None:
+    """Every recipe shipped (local teacher, pretrained student, served teacher, GPU box) loads and validates."""
+    names = sorted(p.stem for p in RECIPES_DIR.glob("*.toml"))
+    assert {"tiny", "default", "sibling", "served", "large"} <= set(names)
+    loaded = {name: recipe.load(name) for name in names}
+    assert loaded["sibling"].student.model and not loaded["sibling"].teacher.url
+    assert loaded["served"].teacher.url.startswith("http") and loaded["served"].student.model

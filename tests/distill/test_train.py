@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from distill_tools import DistillError, data, train
+from distill_tools import DistillError, batches, train
 from distill_tools.losses import teacher_targets
 from distill_tools.recipe import LossSection, TrainSection
 
@@ -24,7 +24,7 @@ def small_model(seed: int = 0) -> torch.nn.Module:
     return LlamaForCausalLM(config)
 
 
-def make_examples(lengths: list[int], seed: int = 3) -> list[data.Example]:
+def make_examples(lengths: list[int], seed: int = 3) -> list[batches.Example]:
     """Prompt of 3 tokens + answers of the given lengths, with teacher targets from another random model."""
     rng = np.random.default_rng(seed)
     teacher = small_model(seed=99)
@@ -34,12 +34,12 @@ def make_examples(lengths: list[int], seed: int = 3) -> list[data.Example]:
         with torch.no_grad():
             logits = teacher(torch.tensor([ids])).logits[0, 2:2 + n]
         logprobs, indices, tail = teacher_targets(logits, 6)
-        examples.append(data.Example(ids, 3, logprobs.numpy().astype(np.float16),
+        examples.append(batches.Example(ids, 3, logprobs.numpy().astype(np.float16),
                                      indices.numpy().astype(np.uint16), tail.numpy()))
     return examples
 
 
-def gradients(batches: list[list[data.Example]]) -> tuple[dict[str, float], list[torch.Tensor]]:
+def gradients(batches: list[list[batches.Example]]) -> tuple[dict[str, float], list[torch.Tensor]]:
     model = small_model()
     totals = train.accumulate(model, batches, LossSection(alpha=0.3), pad_id=0)
     return totals, [p.grad.clone() for p in model.parameters() if p.grad is not None]
@@ -58,7 +58,7 @@ def test_gradient_accumulation_weights_every_token_equally() -> None:
     assert 0 < whole_totals["tail"] < 1
 
 
-def _run(folder: Path, examples: list[data.Example], lr: float, resume: str = "auto",
+def _run(folder: Path, examples: list[batches.Example], lr: float, resume: str = "auto",
          lines: list[str] | None = None) -> tuple[torch.nn.Module, train.TrainState]:
     model = small_model()
     cfg = TrainSection(max_steps=3, batch_size=2, warmup_steps=1, lr=lr, checkpoint_every=100)

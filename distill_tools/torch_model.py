@@ -51,7 +51,8 @@ def resolve(spec: str, allow_download: bool = False) -> tuple[str, Path | None]:
         raise DistillError(f"{candidate}: no such model file or folder")
     if not allow_download:
         raise DistillError(
-            f"{spec!r} is not a local file, folder or registered model; set allow_download = true to fetch it from the hub"
+            f"{spec!r} is not a local file, folder or registered model; "
+            "set allow_download = true to fetch it from the hub"
         )
     return "hub", None
 
@@ -147,14 +148,19 @@ def _convert_gguf(path: Path, folder: Path) -> None:
         with third_party_bars_hidden():
             model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
             tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-        model.hf_quantizer = None  # the weights are plain dequantised tensors now
+        model.hf_quantizer = None  # type: ignore[assignment]  # plain dequantised tensors now (torch's stub says Module)
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
         if hasattr(model.config, "_name_or_path"):
             model.config._name_or_path = str(path)
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        os.replace(tmp, folder)
+        try:
+            os.replace(tmp, folder)
+        except OSError:  # another process (a torchrun rank) converted it first: use theirs
+            if not (folder / "config.json").exists():
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

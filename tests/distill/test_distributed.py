@@ -1,0 +1,109 @@
+"""Training under torchrun: 2 processes (gloo on CPU) make the same steps as 1 process at the same global batch."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from distill_tools import train
+from distill_tools.recipe import LossSection, TrainSection
+
+LENGTHS = [4, 2, 7, 3, 5, 1, 6, 2, 3, 8]
+SETTINGS = {"max_steps": 6, "batch_size": 4, "grad_accum": 2, "warmup_steps": 1, "lr": 3e-3, "checkpoint_every": 2}
+WORKER = """
+import json, sys, time
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from test_train import make_examples, small_model
+from distill_tools import distributed, train
+from distill_tools.recipe import LossSection, TrainSection
+
+place = distributed.start()
+model = small_model()
+pause = float(sys.argv[2]) if len(sys.argv) > 2 else 0.0  # seconds per step, for the Ctrl-C test to land in
+state = train.train(model, make_examples({lengths!r}), TrainSection(**{settings!r}), LossSection(alpha=0.3), pad_id=0,
+                    seed=1, folder=Path(sys.argv[1]), on_step=lambda state: time.sleep(pause))
+if place.main:
+    print(json.dumps({{"world": place.size, "loss": [h["loss"] for h in state.history],
+                      "tokens": [h["tokens"] for h in state.history]}}))
+distributed.stop()
+"""
+
+
+def one_process(folder: Path) -> tuple[torch.nn.Module, train.TrainState]:
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_train import make_examples, small_model
+
+    model = small_model()
+    state = train.train(model, make_examples(LENGTHS), TrainSection(**SETTINGS), LossSection(alpha=0.3), pad_id=0,
+                        seed=1, folder=folder)
+    return model, state
+
+
+@pytest.mark.timeout(240)
+def test_two_processes_make_the_same_steps_as_one(tmp_path: Path) -> None:
+    """Ctrl-C stops both ranks at one step with a checkpoint; resumed, 2 processes give the curve of 1."""
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER.format(tests=str(Path(__file__).parent), lengths=LENGTHS, settings=SETTINGS))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path.cwd()), os.environ.get("PYTHONPATH")]))}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
+               str(tmp_path / "two")]
+    # Ctrl-C as a terminal sends it: to torchrun and its workers (one process group), once training has begun
+    first = subprocess.Popen([*command, "0.5"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                             start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "two" / "latest").exists() and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)  # the first checkpoint (step 2) is the sign that training runs
+    os.killpg(first.pid, signal.SIGINT)
+    _, err = first.communicate(timeout=90)
+    assert first.returncode != 0 and "interrupted at step" in err, err[-2000:]
+    stopped = json.loads(next((tmp_path / "two").glob("ckpt-*/state.json")).read_text())["step"]
+    assert 2 <= stopped < SETTINGS["max_steps"]
+
+    done = subprocess.run(command, capture_output=True, text=True, timeout=150, env=env)  # resumes
+    assert done.returncode == 0, done.stderr[-2000:]
+    two = json.loads(done.stdout.strip().splitlines()[-1])
+    assert two["world"] == 2
+
+    model, one = one_process(tmp_path / "one")
+    assert [h["tokens"] for h in one.history] == two["tokens"]  # the same global batches
+    assert two["loss"] == pytest.approx([h["loss"] for h in one.history], rel=1e-5)
+
+    # rank 0 alone wrote the checkpoints; one process loads them (and resumes: nothing left to train)
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["ckpt-000006", "latest", "settings.json"]
+    resumed, state = one_process(tmp_path / "two")
+    assert state.step == 6 and [h["loss"] for h in state.history] == two["loss"]
+    for a, b in zip(model.parameters(), resumed.parameters()):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.skipif(os.environ.get("ASSISTANT_SLOW_TESTS") != "1",
+                    reason="the whole tiny pipeline twice (~80 s here); ASSISTANT_SLOW_TESTS=1 runs it")
+@pytest.mark.timeout(600)
+def test_tiny_recipe_under_torchrun_matches_one_process(assistant_home: Path, tmp_path: Path) -> None:
+    """`assistant distill run --nproc 2` (torchrun, gloo): the loss curve of one process, a registered student."""
+    from test_pipeline import tiny_recipe
+
+    path = tiny_recipe(tmp_path, **{'name = "smollm2-tiny-student"': 'name = "ddp-student"\noutput_dir = "work"'})
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path.cwd()), os.environ.get("PYTHONPATH")]))}
+
+    def run(*flags: str) -> tuple[dict, list[float]]:
+        done = subprocess.run([sys.executable, "-m", "assistant", "distill", "run", str(path), "--json", *flags],
+                              capture_output=True, text=True, timeout=280, env=env)
+        assert done.returncode == 0, done.stderr[-2000:]
+        state = json.loads(next((tmp_path / "work" / "checkpoints").glob("ckpt-*/state.json")).read_text())
+        return json.loads(done.stdout), [h["loss"] for h in state["history"]]
+
+    two, two_curve = run("--nproc", "2")
+    one, one_curve = run("--fresh")  # the teacher cache is reused, training starts over in one process
+    assert len(two_curve) == 2 and two_curve == pytest.approx(one_curve, rel=1e-4)
+    for summary in (two, one):
+        assert summary["verification"]["passed"] and Path(summary["gguf"]).exists()
