@@ -299,10 +299,10 @@ def run(recipe: Recipe, on_step: Any = None, *, resume: str = "auto", replace: b
                       name=f"{recipe.name}-pruned", teacher_gguf=teacher.gguf_path, check=False)
     times["student_s"] = time.perf_counter() - mark
     say(f"student: {student.config.num_hidden_layers} layers, MLP width {student.config.intermediate_size}, "
-        f"{parameter_count(student) / 1e6:.1f} M parameters "
-        + ("" if recipe.teacher.url else f"({parameter_count(student) / parameter_count(teacher.model):.0%} "
-           "of the teacher), ")
-        + f"{times['student_s']:.1f} s")
+        f"{parameter_count(student) / 1e6:.1f} M parameters"
+        + ("" if recipe.teacher.url else f" ({parameter_count(student) / parameter_count(teacher.model):.0%} "
+           "of the teacher)")
+        + f", {times['student_s']:.1f} s")
 
     mark = time.perf_counter()
     state = train.train(student, examples, recipe.train, recipe.loss, pad_id=teacher.tokenizer.pad_token_id,

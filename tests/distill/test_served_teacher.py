@@ -4,6 +4,7 @@ a server with another tokenizer refused before any work, and a pass that resumes
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -132,3 +133,28 @@ def test_a_served_teacher_that_dies_mid_pass_resumes_from_the_last_shard(
     for path in folder.iterdir():
         assert secret.encode() not in path.read_bytes()
     assert json.loads((folder / "meta.json").read_text())["records"] == len(RECORDS)
+
+
+@pytest.mark.skipif(os.environ.get("ASSISTANT_SLOW_TESTS") != "1",
+                    reason="the whole pipeline with a served teacher (~90 s here); ASSISTANT_SLOW_TESTS=1 runs it")
+@pytest.mark.timeout(600)
+def test_a_recipe_with_a_served_teacher_makes_a_registered_student(
+        smollm_server: LlamaTeacher, smollm_path: Path, assistant_home: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from assistant.cli import main
+
+    secret = "sk-test-fedcba9876543210"
+    monkeypatch.setenv("DISTILL_TEST_KEY", secret)
+    path = tmp_path / "served.toml"
+    path.write_text(f'name = "served-student"\noutput_dir = "work"\n[teacher]\nurl = "{smollm_server.url}"\n'
+                    f'model = "smollm2"\napi_key_env = "DISTILL_TEST_KEY"\n[student]\nmodel = "{smollm_path}"\n'
+                    "[data]\nlimit = 8\nheldout = 0\nmax_new_tokens = 16\nmax_length = 64\ntop_k = 16\nbatch_size = 4\n"
+                    "[train]\nmax_steps = 2\nbatch_size = 4\nwarmup_steps = 1\n[eval]\nbaseline = false\n")
+    assert main(["distill", "run", str(path), "--json"]) == 0
+    out, err = capsys.readouterr()
+    summary = json.loads(out)
+    assert "tokenizer check: same tokens" in err and "answers with word-level targets" in summary["teacher_kd"]
+    assert summary["verification"]["passed"] and summary["registered"] and summary["models"] == []
+    for file in (tmp_path / "work").rglob("*"):
+        assert not file.is_file() or secret.encode() not in file.read_bytes()
+    assert secret not in out + err
