@@ -136,7 +136,8 @@ def _check(recipe: Recipe, source: str) -> None:
 
     data, train, export = recipe.data, recipe.train, recipe.export
     problems = [
-        (recipe.loss.kind not in ("forward_kl", "reverse_kl", "jsd"), "loss.kind must be forward_kl, reverse_kl or jsd"),
+        (recipe.loss.kind not in ("forward_kl", "reverse_kl", "jsd"),
+         "loss.kind must be forward_kl, reverse_kl or jsd"),
         (recipe.loss.temperature <= 0, "loss.temperature must be positive"),
         (not 0 <= recipe.loss.alpha <= 1, "loss.alpha must be between 0 and 1"),
         (not 0 <= recipe.loss.beta <= 1, "loss.beta must be between 0 and 1 (0 = forward KL, 1 = reverse KL)"),
