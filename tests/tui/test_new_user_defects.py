@@ -92,7 +92,7 @@ async def test_a_search_result_in_an_answer_opens_with_that_answer_on_screen(mak
     async with app.run_test(size=(60, 15)) as pilot:
         await pilot.press("ctrl+f", *"aqueducts")
         await pilot.press("enter", "enter")
-        await pilot.pause(0.3)
+        await wait_until(pilot, lambda: any(v.has_class("-found") for v in app.chat.views()), "the match to open", 30)
         assert app.session.conversation_id == rome
         found = [v for v in app.chat.views() if v.has_class("-found")]
         assert [v.message_id for v in found] == [answer]
