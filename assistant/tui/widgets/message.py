@@ -19,7 +19,11 @@ from assistant.text_safety import sanitize as clean
 
 FENCE = re.compile(r"^(?P<fence>`{3,}|~{3,})[^\n]*\n(?P<code>.*?)(?:^(?P=fence)[ \t]*$|\Z)", re.S | re.M)
 
-FINISH_LABELS = {"cancelled": "stopped", "length": "cut at the token limit", "failed": "failed: disk full"}
+FINISH_LABELS = {  # how a stored answer ended (``Message.finish_reason``), in its header
+    "cancelled": "stopped",
+    "length": "cut at the token limit",
+    "failed": "failed: cut short by a write error (disk full?)",  # kept as far as it got; the rest could not be saved
+}
 
 
 def code_blocks(markdown: str) -> list[str]:
