@@ -87,7 +87,7 @@ class Job:
     request: ChatRequest
     target: Target
     grammar: Any = None
-    emit: Callable[[str], None] | None = None  # streaming: called on the worker thread with each piece
+    emit: Callable[[str], object] | None = None  # streaming: called on the worker thread with each piece
     cancelled: threading.Event = field(default_factory=threading.Event)
     session: Session | None = None
     tokens: int = 0  # pieces generated so far

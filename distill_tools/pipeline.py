@@ -16,13 +16,16 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from distill_tools import DistillError
 from distill_tools.progress import Say, printer
 from distill_tools.recipe import Recipe
+
+if TYPE_CHECKING:
+    from assistant.store import ModelEntry
 
 
 @dataclass
@@ -161,8 +164,8 @@ def make_student(recipe: Recipe, teacher: Any, calibration: list[Any] | None) ->
             return model, keep
         pad = teacher.tokenizer.pad_token_id
         size = recipe.train.batch_size
-        batches = [batches.collate(calibration[i:i + size], pad) for i in range(0, len(calibration), size)]
-        students.narrow_mlp(model, recipe.student.mlp_width, batches)
+        calibration_batches = [batches.collate(calibration[i:i + size], pad) for i in range(0, len(calibration), size)]
+        students.narrow_mlp(model, recipe.student.mlp_width, calibration_batches)
     return model, keep
 
 
@@ -397,7 +400,7 @@ def work_summary(work: Path, summary: dict[str, Any]) -> None:
     atomic_write_text(work / "summary.json", json.dumps(summary, indent=2))
 
 
-def register(name: str, path: Path) -> dict[str, Any]:
+def register(name: str, path: Path) -> ModelEntry:
     """Add (or update) the student in the model registry as a distilled model."""
     from assistant.config import database_path
     from assistant.gguf_info import read_info, sha256_file
@@ -417,7 +420,12 @@ def export_checkpoint(recipe: Recipe, quant: str | None, out: Path | None, *, re
     written to the recipe's own name. Returns (path, verification, registered)."""
     from distill_tools import export, prompts, train
 
-    plan = preflight(recipe, replace, say) if out is None else None
+    plan: Plan | None = None
+    if out is None:
+        plan = preflight(recipe, replace, say)
+        target = plan.target
+    else:
+        target = out
     folder = recipe.work_dir() / "checkpoints"
     if not (folder / "latest").exists():
         raise DistillError(f"no checkpoint in {folder}: run `distill run` first")
@@ -430,7 +438,6 @@ def export_checkpoint(recipe: Recipe, quant: str | None, out: Path | None, *, re
                            "run `distill run` to train with this recipe")
     teacher, student, _ = build(recipe)
     train.load_checkpoint(folder, student, None)
-    target = out or plan.target
     quant = quant or recipe.export.quant
     if problem := export.quant_problem(quant, export.model_rows(student)):
         raise DistillError(problem)

@@ -118,11 +118,13 @@ def private_terminal_stream() -> Iterator[None]:
         yield
         return
     private = os.fdopen(os.dup(stream.fileno()), "w", encoding=stream.encoding or "utf-8", errors="replace")
-    sys.__stderr__ = private
+    # typeshed declares sys.__stderr__ Final (the interpreter's original stream), but swapping it is the point here:
+    # Textual reads it when it starts, and it is restored below.
+    sys.__stderr__ = private  # type: ignore[misc]
     try:
         yield
     finally:
-        sys.__stderr__ = stream
+        sys.__stderr__ = stream  # type: ignore[misc]  # (Final in typeshed, as above)
         private.close()
 
 

@@ -90,9 +90,10 @@ class Outcome:
 
 
 class DistillJob:
-    """One ``distill persona`` run in a child process; ``on_progress`` and ``on_end`` are called from its threads."""
+    """One ``distill persona`` run in a child process; ``on_progress`` and ``on_end`` are called from its threads
+    (what they return is ignored)."""
 
-    def __init__(self, name: str, on_progress: Callable[[Progress], None], on_end: Callable[[Outcome], None],
+    def __init__(self, name: str, on_progress: Callable[[Progress], object], on_end: Callable[[Outcome], object],
                  extra_args: list[str] | None = None) -> None:
         self.name = name
         self.args = [sys.executable, "-m", "assistant", "distill", "persona", name, "--json", "--progress-json",

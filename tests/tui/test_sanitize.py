@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from assistant.store import Message
 from assistant.text_safety import StreamSanitizer as ControlFilter
 from assistant.text_safety import sanitize as clean
-from assistant.tui.widgets.message import code_blocks, message_meta
+from assistant.tui.widgets.message import code_blocks, message_meta, stored_view
 
 
 def test_clean_keeps_text_newlines_and_tabs() -> None:
@@ -31,5 +32,15 @@ def test_unterminated_string_sequence_ends_at_newline() -> None:
 def test_code_blocks_and_meta() -> None:
     text = "intro\n```python\nprint(1)\n```\nmid\n~~~\nraw\n~~~\n```sh\nunclosed"
     assert code_blocks(text) == ["print(1)", "raw", "unclosed"]
-    meta = message_meta({"role": "assistant", "model": "m", "finish_reason": "cancelled", "complete": 1})
+    meta = message_meta(Message(1, 1, "assistant", "answer", model="m", finish_reason="cancelled"))
     assert meta == "m · stopped"
+
+
+def test_an_answer_cut_by_a_full_disk_says_so_in_its_header() -> None:
+    """finish_reason "failed" (a write failed mid-answer, see tests/reliability/test_disk.py) has its own label."""
+    failed = Message(7, 1, "assistant", "half an ans", model="m", finish_reason="failed", complete=True)
+    assert message_meta(failed) == "m · failed: cut short by a write error (disk full?)"
+    header = stored_view(failed, [])._header().plain
+    assert header == "Assistant  m · failed: cut short by a write error (disk full?)"
+    crashed = Message(8, 1, "assistant", "half", model="m", complete=False)  # no finish reason: the process died
+    assert message_meta(crashed) == "m · incomplete"

@@ -26,6 +26,7 @@ from assistant.attach import Attachment
 from assistant.config import Config, save
 from assistant.model_manager import ModelManager
 from assistant.session import Session, resumable
+from assistant.store import Message as StoredMessage
 from assistant.tui import mentions
 from assistant.tui.distill_job import DistillJob, Outcome, Progress
 from assistant.tui.keys import ACTIONS, BUSY_ACTIONS, bindings, key_label, key_of, key_rows
@@ -185,14 +186,17 @@ class ChatScreen(Screen[None]):
         if message_id is not None and not self.chat.jump_to(message_id):
             self.notify("That message is no longer there", severity="warning")
 
-    def _show_stored_stats(self, messages: list[dict[str, Any]]) -> None:
-        answers = [m for m in messages if m["role"] == "assistant"]
-        last = answers[-1] if answers else {}
+    def _show_stored_stats(self, messages: list[StoredMessage]) -> None:
+        answers = [m for m in messages if m.role == "assistant"]
+        if not answers:
+            self.status.show(context_used=0, tokens_per_s=0.0, ttft_s=0.0, escalated=False)
+            return
+        last = answers[-1]
         self.status.show(
-            context_used=(last.get("prompt_tokens") or 0) + (last.get("completion_tokens") or 0),
-            tokens_per_s=last.get("tokens_per_s") or 0.0,
-            ttft_s=last.get("ttft_s") or 0.0,
-            escalated=bool(last.get("escalated")),
+            context_used=(last.prompt_tokens or 0) + (last.completion_tokens or 0),
+            tokens_per_s=last.tokens_per_s or 0.0,
+            ttft_s=last.ttft_s or 0.0,
+            escalated=last.escalated,
         )
 
     @on(Sidebar.Opened)
@@ -332,10 +336,10 @@ class ChatScreen(Screen[None]):
         else:
             await self._begin_answer("continue", "", views[-1])
 
-    def _offer_resume(self, last: dict[str, Any] | None) -> None:
+    def _offer_resume(self, last: StoredMessage | None) -> None:
         """Mark the last answer if it is incomplete (continue or regenerate it); unmark the others."""
         views = self.chat.views()
-        target = views[-1] if views and last and views[-1].message_id == last["id"] and resumable(last) else None
+        target = views[-1] if views and last and views[-1].message_id == last.id and resumable(last) else None
         for view in views:
             if view is target:
                 view.offer_resume(self._resume_note())
@@ -421,12 +425,12 @@ class ChatScreen(Screen[None]):
             return
         await self._drain()
         turn, view = self.session.last, self._answer
-        stored = self.session.message(turn.answer_message_id) if turn.answer_message_id else {}
+        stored = self.session.message(turn.answer_message_id) if turn.answer_message_id else None
         if view is not None:
             await view.finish(turn.answer if not event.error else None)
             view.message_id = turn.answer_message_id or view.message_id
             view.set_meta(message_meta(stored) if stored else turn.model)
-            self._offer_resume(stored or None)
+            self._offer_resume(stored)
         user = self.chat.last("user")
         if user is not None and turn.user_message_id:
             user.message_id = turn.user_message_id
@@ -747,8 +751,12 @@ class ChatScreen(Screen[None]):
                         title="Distillation failed", severity="error", markup=False, timeout=20)
         else:
             question = f"{name} is distilled: its student answers without the prompt. Switch to it now?"
-            self.app.push_screen(ConfirmScreen(question, confirm="Switch"),
-                                 lambda yes: self.call_later(self.use_persona, name) if yes else None)
+
+            def switch(yes: bool | None) -> None:
+                if yes:
+                    self.call_later(self.use_persona, name)
+
+            self.app.push_screen(ConfirmScreen(question, confirm="Switch"), switch)
 
     # -- settings and help
     def action_settings(self) -> None:

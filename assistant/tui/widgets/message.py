@@ -14,11 +14,16 @@ from textual.widgets.markdown import MarkdownFence, MarkdownStream
 
 from assistant.attach import Attachment, unpack
 from assistant.reasoning import ReasoningFilter, split
+from assistant.store import AttachmentRecord, Message
 from assistant.text_safety import sanitize as clean
 
 FENCE = re.compile(r"^(?P<fence>`{3,}|~{3,})[^\n]*\n(?P<code>.*?)(?:^(?P=fence)[ \t]*$|\Z)", re.S | re.M)
 
-FINISH_LABELS = {"cancelled": "stopped", "length": "cut at the token limit"}
+FINISH_LABELS = {  # how a stored answer ended (``Message.finish_reason``), in its header
+    "cancelled": "stopped",
+    "length": "cut at the token limit",
+    "failed": "failed: cut short by a write error (disk full?)",  # kept as far as it got; the rest could not be saved
+}
 
 
 def code_blocks(markdown: str) -> list[str]:
@@ -182,14 +187,14 @@ class ChatView(VerticalScroll):
     def on_mount(self) -> None:
         self.anchor()
 
-    async def show(self, messages: list[dict[str, Any]], welcome: str = "",
-                   files: dict[int, list[Any]] | None = None) -> None:
+    async def show(self, messages: list[Message], welcome: str = "",
+                   files: dict[int, list[AttachmentRecord]] | None = None) -> None:
         """Show stored messages; ``files`` holds the attachment records of the messages that have some."""
         await self.remove_children()
         if not messages:
             await self.mount(Static(welcome, id="welcome"))
             return
-        await self.mount_all(stored_view(m, (files or {}).get(m["id"], [])) for m in messages)
+        await self.mount_all(stored_view(m, (files or {}).get(m.id, [])) for m in messages)
         self.anchor()
 
     async def add(self, view: MessageView) -> MessageView:
@@ -222,26 +227,26 @@ class ChatView(VerticalScroll):
         return found
 
 
-def stored_view(message: dict[str, Any], records: list[Any]) -> MessageView:
-    """The view of a stored message; its attached files (``AttachmentRecord``) fold above the question."""
-    content, shown = message["content"], []
+def stored_view(message: Message, records: list[AttachmentRecord]) -> MessageView:
+    """The view of a stored message; its attached files fold above the question."""
+    content, shown = message.content, []
     if records:
         texts, question = unpack(content, [r.name for r in records])
         if texts:
             content = question
             shown = [ShownFile(r.name, r.size, r.tokens, t, r.sha256) for r, t in zip(records, texts, strict=True)]
-    return MessageView(message["role"], content, message_id=message["id"], meta=message_meta(message), files=shown)
+    return MessageView(message.role, content, message_id=message.id, meta=message_meta(message), files=shown)
 
 
-def message_meta(message: dict[str, Any]) -> str:
+def message_meta(message: Message) -> str:
     """The header line of a stored message: model, escalation and how it ended (no timings)."""
-    if message["role"] != "assistant":
+    if message.role != "assistant":
         return ""
-    parts = [message.get("model") or ""]
-    if message.get("escalated"):
+    parts = [message.model]
+    if message.escalated:
         parts[0] = f"⇡ escalated to teacher {parts[0]}".rstrip()
-    if label := FINISH_LABELS.get(message.get("finish_reason") or ""):
+    if label := FINISH_LABELS.get(message.finish_reason):
         parts.append(label)
-    elif not message.get("complete", 1):
+    elif not message.complete:
         parts.append("incomplete")
     return " · ".join(p for p in parts if p)

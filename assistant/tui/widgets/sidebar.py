@@ -12,6 +12,7 @@ from textual.message import Message
 from textual.widgets import Input, Label, ListItem, ListView, OptionList
 from textual.widgets.option_list import Option
 
+from assistant.store import Conversation, SearchHit
 from assistant.text_safety import sanitize as clean
 
 
@@ -31,9 +32,9 @@ def excerpt(text: str, query: str, width: int = 90) -> Content:
 
 
 class ConversationItem(ListItem):
-    def __init__(self, conversation: dict[str, Any]) -> None:
-        self.conversation_id: int = conversation["id"]
-        title = clean(conversation["title"] or "").replace("\n", " ") or "(untitled)"
+    def __init__(self, conversation: Conversation) -> None:
+        self.conversation_id = conversation.id
+        title = clean(conversation.title).replace("\n", " ") or "(untitled)"
         super().__init__(Label(Content(title), classes="conversation-title"))
 
 
@@ -53,7 +54,7 @@ class Sidebar(Vertical):
         yield OptionList(id="results", classes="-hidden")
         yield ListView(id="conversations")
 
-    async def show_conversations(self, conversations: list[dict[str, Any]], current: int | None) -> None:
+    async def show_conversations(self, conversations: list[Conversation], current: int | None) -> None:
         listing = self.query_one("#conversations", ListView)
         await listing.clear()
         await listing.extend(ConversationItem(c) for c in conversations)
@@ -67,15 +68,15 @@ class Sidebar(Vertical):
                 return
         listing.index = None
 
-    def show_results(self, results: list[dict[str, Any]], query: str) -> None:
+    def show_results(self, results: list[SearchHit], query: str) -> None:
         options = self.query_one("#results", OptionList)
         options.clear_options()
         for index, row in enumerate(results):
-            who = "You" if row["role"] == "user" else "AI"
+            who = "You" if row.role == "user" else "AI"
             if index:
                 options.add_option(None)
-            text = Content.assemble((f"{who}: ", "bold"), excerpt(clean(row["content"]), query))
-            options.add_option(Option(text, id=f"{row['conversation_id']}:{row['id']}"))
+            text = Content.assemble((f"{who}: ", "bold"), excerpt(clean(row.content), query))
+            options.add_option(Option(text, id=f"{row.conversation_id}:{row.id}"))
         if results:
             options.highlighted = 0
         else:
