@@ -29,8 +29,12 @@ def check_caller(request: Request, api_key: str) -> None:
     if not is_loopback_name(_hostname("//" + request.headers.get("host", ""))) or (
         origin and not is_loopback_name(_hostname(origin))
     ):
-        raise ApiError(403, "requests from other hosts or web pages need an API key (serve with --api-key-env)",
-                       "permission_error", code="forbidden")
+        raise ApiError(
+            403,
+            "requests from other hosts or web pages need an API key (serve with --api-key-env)",
+            "permission_error",
+            code="forbidden",
+        )
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -38,8 +42,9 @@ async def read_body(request: Request, limit: int) -> bytes:
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media != "application/json":
         raise ApiError(415, "send the request body as JSON (Content-Type: application/json)")
-    too_large = ApiError(413, f"the request body is larger than this server's limit of {limit} bytes",
-                         code="request_too_large")
+    too_large = ApiError(
+        413, f"the request body is larger than this server's limit of {limit} bytes", code="request_too_large"
+    )
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
         raise too_large

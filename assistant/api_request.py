@@ -97,10 +97,18 @@ def parse_chat(data: dict[str, Any], max_tokens_limit: int) -> ChatRequest:
     top_p = _number(data, "top_p", 0.0, 1.0)
     seed = _typed(data, "seed", int, None)
     return ChatRequest(
-        model=model, system=system, earlier=turns[:-1], question=turns[-1][1], stream=stream,
-        include_usage=include_usage, max_tokens=max_tokens, temperature=temperature,
-        top_p=top_p if top_p is None else max(top_p, 1e-6), stop=_stop(data.get("stop")),
-        seed=None if seed is None else seed % (2**32 - 1), json_schema=_response_format(data.get("response_format")),
+        model=model,
+        system=system,
+        earlier=turns[:-1],
+        question=turns[-1][1],
+        stream=stream,
+        include_usage=include_usage,
+        max_tokens=max_tokens,
+        temperature=temperature,
+        top_p=top_p if top_p is None else max(top_p, 1e-6),
+        stop=_stop(data.get("stop")),
+        seed=None if seed is None else seed % (2**32 - 1),
+        json_schema=_response_format(data.get("response_format")),
     )
 
 
@@ -219,8 +227,9 @@ def _check_schema_size(node: Any, depth: int = 0) -> None:
             if key in ("minItems", "maxItems", "minLength", "maxLength", "minProperties", "maxProperties") and (
                 not isinstance(value, int) or value > MAX_SCHEMA_COUNT
             ):
-                raise invalid(f"'response_format' schema: {key} must be an integer <= {MAX_SCHEMA_COUNT}",
-                              "response_format")
+                raise invalid(
+                    f"'response_format' schema: {key} must be an integer <= {MAX_SCHEMA_COUNT}", "response_format"
+                )
             _check_schema_size(value, depth + 1)
     elif isinstance(node, list):
         for item in node:

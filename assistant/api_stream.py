@@ -45,8 +45,9 @@ class EventStream(StreamingResponse):
     """Server-sent events; a client that goes away calls ``on_disconnect`` at once, not at the next write."""
 
     def __init__(self, events: AsyncIterator[bytes], on_disconnect: Callable[[], None]) -> None:
-        super().__init__(events, media_type="text/event-stream",
-                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        super().__init__(
+            events, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        )
         self.on_disconnect = on_disconnect
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

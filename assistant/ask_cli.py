@@ -23,13 +23,18 @@ def register(subparsers: Subparsers) -> None:
     ask.add_argument("--temperature", type=float, default=None)
     ask.add_argument("--system", type=text_argument, default=None, help="system prompt")
     ask.add_argument("--persona", help="answer as this persona (see `assistant persona list`)")
-    ask.add_argument("--json", action="store_true", help="print one JSON object: answer, model, escalated, tokens, "
-                     "ttft_s, tokens_per_s, conversation_id, finish_reason, notes, route (the escalation decision)")
+    ask.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object: answer, model, escalated, tokens, "
+        "ttft_s, tokens_per_s, conversation_id, finish_reason, notes, route (the escalation decision)",
+    )
     ask.add_argument(
         "--escalate", choices=["never", "ask", "auto"], default=None, help="escalation to the teacher (default: config)"
     )
-    ask.add_argument("-c", "--continue", dest="continue_latest", action="store_true",
-                     help="continue the latest conversation")
+    ask.add_argument(
+        "-c", "--continue", dest="continue_latest", action="store_true", help="continue the latest conversation"
+    )
     ask.add_argument("--conversation", type=int, default=None, help="continue conversation ID")
     add_ask_arguments(ask)
     ask.set_defaults(handler=cmd_ask)
@@ -50,7 +55,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     if from_stdin:
         prompt = sys.stdin.buffer.read().decode("utf-8", errors="replace")  # any bytes: invalid ones become U+FFFD
     if not prompt.strip():
-        raise AssistantError("nothing to ask: give a prompt, e.g. assistant ask \"What is a monad?\"")
+        raise AssistantError('nothing to ask: give a prompt, e.g. assistant ask "What is a monad?"')
     store = open_store()
     conversation_id = args.conversation
     if args.continue_latest:
@@ -88,8 +93,11 @@ def cmd_ask(args: argparse.Namespace) -> int:
     if turn.escalated and not args.json:
         print(sanitize(f"note: answered by the teacher {turn.model} ({turn.route.get('reason', '')})"), file=sys.stderr)
     if turn.stats.finish_reason == "length" and not args.json:
-        print(f"note: the answer was cut at the token limit ({turn.stats.completion_tokens} tokens); "
-              "raise --max-tokens, or continue it in the chat UI (F5)", file=sys.stderr)
+        print(
+            f"note: the answer was cut at the token limit ({turn.stats.completion_tokens} tokens); "
+            "raise --max-tokens, or continue it in the chat UI (F5)",
+            file=sys.stderr,
+        )
     if args.json:
         summary = {
             "answer": turn.answer,

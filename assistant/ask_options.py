@@ -18,12 +18,25 @@ from assistant.text_safety import sanitize
 
 
 def add_arguments(ask: argparse.ArgumentParser) -> None:
-    ask.add_argument("-f", "--file", dest="files", action="append", default=[], metavar="PATH",
-                     help="put a text file in the question ('-' reads stdin); repeatable")
-    ask.add_argument("--schema", help="answer with JSON following SCHEMA: a JSON Schema (file or string) "
-                                      "or fields like 'name, age int, tags list'")
-    ask.add_argument("--show-reasoning", action="store_true",
-                     help="also print the model's <think> reasoning (to stderr; with --json, as \"reasoning\")")
+    ask.add_argument(
+        "-f",
+        "--file",
+        dest="files",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="put a text file in the question ('-' reads stdin); repeatable",
+    )
+    ask.add_argument(
+        "--schema",
+        help="answer with JSON following SCHEMA: a JSON Schema (file or string) "
+        "or fields like 'name, age int, tags list'",
+    )
+    ask.add_argument(
+        "--show-reasoning",
+        action="store_true",
+        help='also print the model\'s <think> reasoning (to stderr; with --json, as "reasoning")',
+    )
 
 
 class AskOptions:

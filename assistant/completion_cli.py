@@ -20,10 +20,11 @@ _WORD = re.compile(r"^[A-Za-z0-9_.:/@+=-]+$")  # what may go unquoted into a wor
 def register(subparsers: Subparsers) -> None:
     """Add the `completion` command to the `assistant` parser."""
     completion = subparsers.add_parser(
-        "completion", help="print a shell completion script",
+        "completion",
+        help="print a shell completion script",
         description="Print a completion script, e.g. `assistant completion bash > ~/.local/share/bash-completion/"
-                    "completions/assistant`, or `source <(assistant completion zsh)` in ~/.zshrc, or "
-                    "`assistant completion fish > ~/.config/fish/completions/assistant.fish`.",
+        "completions/assistant`, or `source <(assistant completion zsh)` in ~/.zshrc, or "
+        "`assistant completion fish > ~/.config/fish/completions/assistant.fish`.",
     )
     completion.add_argument("shell", choices=SHELLS)
     completion.set_defaults(handler=cmd_completion)
@@ -150,8 +151,11 @@ def _fish_quote(text: str) -> str:
 def fish(commands: list[Command], prog: str) -> str:
     """A fish script: one ``complete`` line per subcommand, choice and option, guarded by the command path."""
     fn = "__" + prog.replace("-", "_")
-    cases = [f"        case {_fish_quote(c.path)}\n            printf '%s\\n' {_words(list(c.subcommands))}"
-             for c in commands if c.subcommands]
+    cases = [
+        f"        case {_fish_quote(c.path)}\n            printf '%s\\n' {_words(list(c.subcommands))}"
+        for c in commands
+        if c.subcommands
+    ]
     lines = []
     for c in commands:
         at = f"-n {_fish_quote(f'{fn}_at {_fish_quote(c.path)}')}"

@@ -287,8 +287,11 @@ class _StopScan:
             shown, self.pending = self.pending[: min(found)], ""
             return shown, True
         keep = next(
-            (k for k in range(min(len(self.pending), max(map(len, self.stops)) - 1), 0, -1)
-             if any(s.startswith(self.pending[-k:]) for s in self.stops)),
+            (
+                k
+                for k in range(min(len(self.pending), max(map(len, self.stops)) - 1), 0, -1)
+                if any(s.startswith(self.pending[-k:]) for s in self.stops)
+            ),
             0,
         )
         shown, self.pending = self.pending[: len(self.pending) - keep], self.pending[len(self.pending) - keep :]
@@ -651,4 +654,3 @@ def _load_for_swap(path: Path | str, n_ctx: int, threads: int) -> Model:
         model.close()
         raise
     return model
-

@@ -108,9 +108,20 @@ def cmd_list(args: argparse.Namespace) -> int:
     table = [header]
     for r in rows:
         fit = f"{r.fit} ({human_size(r.memory)})" if r.fit else f"unusable: {r.problem}"
-        table.append(("*" if r.default else "", r.name, r.kind or "-", r.architecture or "-", human_count(r.parameters),
-                      r.quantization or "-", str(r.context_length or "-"), human_size(r.size) if r.size else "-",
-                      r.origin, fit))
+        table.append(
+            (
+                "*" if r.default else "",
+                r.name,
+                r.kind or "-",
+                r.architecture or "-",
+                human_count(r.parameters),
+                r.quantization or "-",
+                str(r.context_length or "-"),
+                human_size(r.size) if r.size else "-",
+                r.origin,
+                fit,
+            )
+        )
     widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
     for row in table:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
@@ -131,8 +142,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     if as_json:
         print(json.dumps({**info.as_dict(), "memory": need, "available": free, "fit": fit, "n_ctx": n_ctx}))
     else:
-        print(f"{path}: OK — {info.architecture}, {human_count(info.parameters)} parameters, {info.quantization}, "
-              f"context {info.context_length}, vocabulary {info.vocab_size}, {human_size(info.size)}")
+        print(
+            f"{path}: OK — {info.architecture}, {human_count(info.parameters)} parameters, {info.quantization}, "
+            f"context {info.context_length}, vocabulary {info.vocab_size}, {human_size(info.size)}"
+        )
         print(f"memory: needs about {human_size(need)} at n_ctx={n_ctx}, {human_size(free)} free: {fit}")
         for warning in info.warnings:
             print(f"warning: {warning}")
@@ -152,16 +165,25 @@ def cmd_scan(args: argparse.Namespace) -> int:
         sources = list(SOURCES)
     report = scan(_registry(), sources, [Path(p).expanduser() for p in args.paths], dry_run=args.dry_run)
     if args.json:
-        print(json.dumps({"models": [o.as_dict() for o in report.outcomes], "notes": report.notes,
-                          "seconds": round(report.seconds, 3)}))
+        print(
+            json.dumps(
+                {
+                    "models": [o.as_dict() for o in report.outcomes],
+                    "notes": report.notes,
+                    "seconds": round(report.seconds, 3),
+                }
+            )
+        )
         return 0
     for note in report.notes:
         print(f"note: {note}", file=sys.stderr)
     for o in report.outcomes:
         print(sanitize(f"{o.status:<15} {o.name:<32} {o.source:<9} {o.detail}  ({o.path})"))
     done = "would register" if args.dry_run else "registered"
-    print(f"{len(report.outcomes)} found: {report.count(done)} {done}, {report.count('known')} already known, "
-          f"{report.count('skipped')} skipped ({report.seconds:.2f} s)")
+    print(
+        f"{len(report.outcomes)} found: {report.count(done)} {done}, {report.count('known')} already known, "
+        f"{report.count('skipped')} skipped ({report.seconds:.2f} s)"
+    )
     return 0
 
 

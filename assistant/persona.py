@@ -110,14 +110,15 @@ def from_dict(data: Any, where: str) -> Persona:
     try:
         contexts = [ContextFile(str(c["name"]), str(c["text"])) for c in data.get("contexts", [])]
     except (TypeError, KeyError):
-        raise PersonaError(f"{where}: each context needs a \"name\" and a \"text\"") from None
+        raise PersonaError(f'{where}: each context needs a "name" and a "text"') from None
     persona = Persona(**{**data, "contexts": contexts})
     validate_name(persona.name)
     for key in ("system", "model", "student", "created"):
         if not isinstance(getattr(persona, key), str):
             raise PersonaError(f"{where}: {key} must be a string")
-    if persona.temperature is not None and (not isinstance(persona.temperature, (int, float))
-                                            or not 0.0 <= persona.temperature <= 5.0):
+    if persona.temperature is not None and (
+        not isinstance(persona.temperature, (int, float)) or not 0.0 <= persona.temperature <= 5.0
+    ):
         raise PersonaError(f"{where}: temperature must be a number between 0 and 5")
     if persona.max_tokens is not None and (not isinstance(persona.max_tokens, int) or persona.max_tokens < 1):
         raise PersonaError(f"{where}: max_tokens must be a positive integer")
@@ -179,15 +180,27 @@ def all_personas() -> list[Persona]:
     return result
 
 
-def new(name: str, system_file: str | None, context_files: list[str], model: str = "",
-        temperature: float | None = None, max_tokens: int | None = None) -> Persona:
+def new(
+    name: str,
+    system_file: str | None,
+    context_files: list[str],
+    model: str = "",
+    temperature: float | None = None,
+    max_tokens: int | None = None,
+) -> Persona:
     """A new persona from files (not saved yet); refuses a taken name."""
     validate_name(name)
     if path_of(name).exists():
         raise PersonaError(f"a persona named {name!r} already exists: `assistant persona edit {name}` changes it")
-    persona = Persona(name=name, system=read_text_file(system_file, "system prompt") if system_file else "",
-                      contexts=read_contexts(context_files), model=model, temperature=temperature,
-                      max_tokens=max_tokens, created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    persona = Persona(
+        name=name,
+        system=read_text_file(system_file, "system prompt") if system_file else "",
+        contexts=read_contexts(context_files),
+        model=model,
+        temperature=temperature,
+        max_tokens=max_tokens,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
     return from_dict(persona.as_dict(), f"persona {name!r}")
 
 

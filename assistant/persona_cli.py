@@ -50,18 +50,27 @@ def _settings(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None, help="base model: registry name or GGUF path (default: the default)")
     parser.add_argument("--temperature", type=float, default=None)
     parser.add_argument("--max-tokens", type=int, default=None)
-    parser.add_argument("--schema", default=None, help="answer with JSON following SCHEMA by default (as ask --schema; "
-                                                       "'' removes it)")
+    parser.add_argument(
+        "--schema", default=None, help="answer with JSON following SCHEMA by default (as ask --schema; '' removes it)"
+    )
 
 
 def cmd_add(args: argparse.Namespace) -> int:
-    persona = personas.new(args.name, args.system, args.context, model=args.model or "",
-                           temperature=args.temperature, max_tokens=args.max_tokens)
+    persona = personas.new(
+        args.name,
+        args.system,
+        args.context,
+        model=args.model or "",
+        temperature=args.temperature,
+        max_tokens=args.max_tokens,
+    )
     persona.schema = _schema(args.schema)
     tokens, n_ctx = check_window(persona)
     personas.save(persona)
-    print(f"added persona {persona.name!r}: {tokens} context tokens of a {n_ctx}-token window "
-          f"(use it: assistant ask --persona {persona.name} …)")
+    print(
+        f"added persona {persona.name!r}: {tokens} context tokens of a {n_ctx}-token window "
+        f"(use it: assistant ask --persona {persona.name} …)"
+    )
     return 0
 
 
@@ -108,9 +117,18 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def _summary(p: Persona) -> dict[str, object]:
-    return {"name": p.name, "model": p.model, "student": p.student, "distilled": p.distilled,
-            "context_files": [c.name for c in p.contexts], "context_chars": len(p.context_text()),
-            "temperature": p.temperature, "max_tokens": p.max_tokens, "schema": p.schema, "created": p.created}
+    return {
+        "name": p.name,
+        "model": p.model,
+        "student": p.student,
+        "distilled": p.distilled,
+        "context_files": [c.name for c in p.contexts],
+        "context_chars": len(p.context_text()),
+        "temperature": p.temperature,
+        "max_tokens": p.max_tokens,
+        "schema": p.schema,
+        "created": p.created,
+    }
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -118,12 +136,17 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(p.as_dict(), indent=2, ensure_ascii=False))
         return 0
-    lines = [f"persona {p.name}", f"  base model: {p.model or '(default)'}",
-             f"  student: {p.student or '(none: prompted)'}",
-             f"  temperature: {p.temperature if p.temperature is not None else '(default)'}",
-             f"  max tokens: {p.max_tokens or '(default)'}",
-             f"  schema: {json.dumps(p.schema) if p.schema else '(none)'}",
-             f"  context files: {', '.join(c.name for c in p.contexts) or '(none)'}", "", p.context_text()]
+    lines = [
+        f"persona {p.name}",
+        f"  base model: {p.model or '(default)'}",
+        f"  student: {p.student or '(none: prompted)'}",
+        f"  temperature: {p.temperature if p.temperature is not None else '(default)'}",
+        f"  max tokens: {p.max_tokens or '(default)'}",
+        f"  schema: {json.dumps(p.schema) if p.schema else '(none)'}",
+        f"  context files: {', '.join(c.name for c in p.contexts) or '(none)'}",
+        "",
+        p.context_text(),
+    ]
     print(sanitize("\n".join(lines)))
     return 0
 

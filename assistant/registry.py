@@ -288,7 +288,11 @@ class Registry:
 
     # -- changes
     def import_file(
-        self, source: Path | str, name: str | None = None, link: bool = False, origin: str = "imported",
+        self,
+        source: Path | str,
+        name: str | None = None,
+        link: bool = False,
+        origin: str = "imported",
         sha256: str | None = None,
     ) -> ModelEntry:
         """Validate a GGUF, then copy (atomically) or link it into the models folder and register it.
@@ -363,7 +367,13 @@ def _packaged_copy(path: Path) -> bool:
 
 
 def _row(
-    name: str, path: str, origin: str, sha256: str, created: str, n_ctx: int, available: int,
+    name: str,
+    path: str,
+    origin: str,
+    sha256: str,
+    created: str,
+    n_ctx: int,
+    available: int,
     info: ModelInfo | None = None,
 ) -> ModelRow:
     row = ModelRow(name, path, origin, sha256=sha256, created=created)
@@ -394,8 +404,15 @@ def copy_with_progress(source: Path, target: Path) -> str:
     with (
         source.open("rb") as src,
         atomic_writer(target) as out,
-        tqdm(total=size, unit="B", unit_scale=True, unit_divisor=1024, desc=f"import {target.name}",
-             disable=None, leave=False) as bar,
+        tqdm(
+            total=size,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            desc=f"import {target.name}",
+            disable=None,
+            leave=False,
+        ) as bar,
     ):
         while block := src.read(4 << 20):
             digest.update(block)

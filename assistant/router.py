@@ -37,11 +37,17 @@ _RULES: list[tuple[re.Pattern[str], float]] = [
         (r"^(tell me|give me|i need|do you know|could you tell me)\b.*\b(who|when|where|date|year|name|birth)", 1.8),
         (r"\b(the )?(capital|population|currency|height|elevation|length|area|half-life|atomic number)\b", 1.6),
         (r"\b(melting|boiling) point\b|\bspeed of sound\b|\borbital period\b", 1.4),
-        (r"\b(born|died|founded|invented|discovered|designed|composed|painted|directed|wrote|won|ruled|"
-         r"signed|launched|opened|completed|inaugurated|dissolved|destroyed|succeeded|elected|created|"
-         r"translated|named|voiced|played)\b", 1.2),
-        (r"\b(author|architect|founder|inventor|composer|president|king|queen|emperor|mayor|"
-         r"prime minister|secretary-general|leader|singer|drummer|goalkeeper|actor|saint|engineer)\b", 1.0),
+        (
+            r"\b(born|died|founded|invented|discovered|designed|composed|painted|directed|wrote|won|ruled|"
+            r"signed|launched|opened|completed|inaugurated|dissolved|destroyed|succeeded|elected|created|"
+            r"translated|named|voiced|played)\b",
+            1.2,
+        ),
+        (
+            r"\b(author|architect|founder|inventor|composer|president|king|queen|emperor|mayor|"
+            r"prime minister|secretary-general|leader|singer|drummer|goalkeeper|actor|saint|engineer)\b",
+            1.0,
+        ),
         (r"\b(tallest|longest|largest|highest|deepest|oldest|first|last|second)\b", 0.8),
         (r"\b(in|of) (the )?(1[0-9]{3}|20[0-9]{2})\b", 1.0),
         (r"\b(nobel|oscar|prize|world cup|olympics|booker|super bowl|tour de france)\b", 0.8),
@@ -55,18 +61,27 @@ _RULES: list[tuple[re.Pattern[str], float]] = [
         (r"\d+\s*[-+*/x×=]\s*\d+|\btimes\b|\bsum of\b|\bprobability\b|\bsequence\b|\bequation\b", -2.5),
         (r"\bwhat is (a|an)\b|\bwhat are (some|the steps)\b", -2.0),
         # code
-        (r"\b(python|javascript|typescript|java|rust|go|golang|haskell|sql|bash|shell|css|html|regex|git|"
-         r"docker(file)?|makefile|pandas|flask|c)\b", -2.5),
-        (r"\b(function|class|method|code|bug|error|exception|compile|variable|loop|list|tuple|dict(ionary)?|"
-         r"array|linked list|stack|queue|cache|api|script|unit test|decorator|closure|async|recursive|"
-         r"complexity|data structure|database|virtual environment|profile|refactor|implement|parse)\b", -2.0),
+        (
+            r"\b(python|javascript|typescript|java|rust|go|golang|haskell|sql|bash|shell|css|html|regex|git|"
+            r"docker(file)?|makefile|pandas|flask|c)\b",
+            -2.5,
+        ),
+        (
+            r"\b(function|class|method|code|bug|error|exception|compile|variable|loop|list|tuple|dict(ionary)?|"
+            r"array|linked list|stack|queue|cache|api|script|unit test|decorator|closure|async|recursive|"
+            r"complexity|data structure|database|virtual environment|profile|refactor|implement|parse)\b",
+            -2.0,
+        ),
         (r"[`{}\[\]();=<>]|\bdef |\breturn\b|\w+_\w+|\.\w{2,4}\b", -1.5),
         (r"^(write|implement|fix|refactor|rewrite|make up|make|help|create|suggest|translate)\b", -2.5),
         # chit-chat and creative requests
         (r"^(hi|hello|hey|good (morning|evening|night)|thanks|thank you|bye|let's)\b", -3.0),
         (r"\b(i'm|i am|i feel|i had|i just|i can't|my|me|you|your|yourself|we)\b", -1.2),
-        (r"\b(joke|poem|haiku|limerick|story|riddle|toast|quote|message|email|note|card|advice|pep talk|"
-         r"ideas|recommend|hobbies|vacation|dinner|favou?rite)\b", -2.0),
+        (
+            r"\b(joke|poem|haiku|limerick|story|riddle|toast|quote|message|email|note|card|advice|pep talk|"
+            r"ideas|recommend|hobbies|vacation|dinner|favou?rite)\b",
+            -2.0,
+        ),
     ]
 ]
 _BIAS = -1.0

@@ -12,16 +12,23 @@ from assistant import AssistantError
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `serve` command to the `assistant` parser."""
     serve = subparsers.add_parser("serve", help="serve the models to other tools through an OpenAI-compatible API")
-    serve.add_argument("--host", default="127.0.0.1",
-                       help="address to listen on (default 127.0.0.1; any other needs --api-key-env)")
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; any other needs --api-key-env)"
+    )
     serve.add_argument("--port", type=int, default=8181, help="port (default 8181; 0 picks a free one)")
     serve.add_argument("--api-key-env", metavar="VAR", help="require the API key held in environment variable VAR")
     serve.add_argument("--model", help="load this model or persona before serving (others load on first use)")
-    serve.add_argument("--idle-unload", type=float, default=0.0, metavar="SECONDS",
-                       help="unload the model after this long without a request (default: keep it)")
+    serve.add_argument(
+        "--idle-unload",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="unload the model after this long without a request (default: keep it)",
+    )
     serve.add_argument("--queue", type=int, default=16, help="requests that may wait while one runs (default 16)")
-    serve.add_argument("--max-body", type=int, default=1 << 20, metavar="BYTES",
-                       help="largest request body accepted (default 1 MiB)")
+    serve.add_argument(
+        "--max-body", type=int, default=1 << 20, metavar="BYTES", help="largest request body accepted (default 1 MiB)"
+    )
     serve.add_argument("--max-tokens", type=int, default=4096, help="largest max_tokens a request may ask for")
     serve.add_argument("--no-history", action="store_true", help="do not store the exchanges in the history")
     serve.set_defaults(handler=run)
@@ -47,8 +54,15 @@ def run(args: argparse.Namespace) -> int:
         if not key:
             raise AssistantError(f"--api-key-env {args.api_key_env}: that environment variable is empty or unset")
     options = ServeOptions(
-        host=args.host, port=args.port, api_key=key, model=args.model or "", idle_unload_s=args.idle_unload,
-        queue=args.queue, max_body_bytes=args.max_body, max_tokens=args.max_tokens, history=not args.no_history,
+        host=args.host,
+        port=args.port,
+        api_key=key,
+        model=args.model or "",
+        idle_unload_s=args.idle_unload,
+        queue=args.queue,
+        max_body_bytes=args.max_body,
+        max_tokens=args.max_tokens,
+        history=not args.no_history,
     )
     try:
         serve(options, load())

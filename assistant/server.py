@@ -113,15 +113,21 @@ class Outcome:
     tokens_per_s: float  # the engine's own decode rate
 
     def usage(self) -> dict[str, Any]:
-        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
-                "total_tokens": self.prompt_tokens + self.completion_tokens,
-                "prompt_tokens_details": {"cached_tokens": self.cached_tokens}}
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.prompt_tokens + self.completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": self.cached_tokens},
+        }
 
     def timings(self) -> dict[str, float]:
         """Server-side figures (llama.cpp's server sends a ``timings`` object too): what HTTP adds is the rest."""
-        return {"session_ttft_ms": round(self.session_ttft_s * 1000, 3), "prompt_n": self.prompt_tokens
-                - self.cached_tokens, "predicted_n": self.completion_tokens,
-                "predicted_per_second": round(self.tokens_per_s, 3)}
+        return {
+            "session_ttft_ms": round(self.session_ttft_s * 1000, 3),
+            "prompt_n": self.prompt_tokens - self.cached_tokens,
+            "predicted_n": self.completion_tokens,
+            "predicted_per_second": round(self.tokens_per_s, 3),
+        }
 
 
 class Server:
@@ -155,8 +161,9 @@ class Server:
     async def health(self, request: Request) -> Response:
         check_caller(request, self.options.api_key)
         loaded = self.models.key if self.models.ready else None
-        return JSONResponse({"status": "ok", "model": loaded, "busy": self.gate.busy, "queued": self.gate.waiting,
-                             **self.counts})
+        return JSONResponse(
+            {"status": "ok", "model": loaded, "busy": self.gate.busy, "queued": self.gate.waiting, **self.counts}
+        )
 
     async def list_models(self, request: Request) -> Response:
         check_caller(request, self.options.api_key)
@@ -173,8 +180,13 @@ class Server:
         grammar = grammar_for(chat.json_schema) if chat.json_schema is not None else None
         if not self.gate.admit():
             retry = {"Retry-After": str(self.gate.retry_after())}
-            raise ApiError(429, f"the server is busy ({self.gate.waiting} requests waiting); retry later",
-                           "requests", code="rate_limit_exceeded", headers=retry)
+            raise ApiError(
+                429,
+                f"the server is busy ({self.gate.waiting} requests waiting); retry later",
+                "requests",
+                code="rate_limit_exceeded",
+                headers=retry,
+            )
         job = Job(chat, target, grammar)
         return self._stream(job) if chat.stream else await self._complete(job, request)
 
@@ -190,13 +202,21 @@ class Server:
                 persona = personas.load(name)
             except AssistantError as exc:
                 log(f"persona {name}: {exc}")
-                raise ApiError(503, f"persona {name!r} cannot be read; see the server's log", "server_error",
-                               code="model_unavailable") from None
+                raise ApiError(
+                    503,
+                    f"persona {name!r} cannot be read; see the server's log",
+                    "server_error",
+                    code="model_unavailable",
+                ) from None
             return Target(persona.runtime_model() or self.config.model.default or DEFAULT_MODEL, persona)
         if name in self.models.registry.names():
             return Target(name)
-        raise ApiError(404, f"the model {name!r} does not exist; GET /v1/models lists the models",
-                       param="model", code="model_not_found")
+        raise ApiError(
+            404,
+            f"the model {name!r} does not exist; GET /v1/models lists the models",
+            param="model",
+            code="model_not_found",
+        )
 
     # -- running a job
     async def _complete(self, job: Job, request: Request) -> Response:
@@ -212,11 +232,20 @@ class Server:
             return Response(status_code=499)
         outcome = task.result()
         body = {
-            "id": "chatcmpl-" + secrets.token_hex(12), "object": "chat.completion", "created": int(time.time()),
+            "id": "chatcmpl-" + secrets.token_hex(12),
+            "object": "chat.completion",
+            "created": int(time.time()),
             "model": job.request.model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": outcome.text},
-                         "logprobs": None, "finish_reason": outcome.finish_reason}],
-            "usage": outcome.usage(), "timings": outcome.timings(),
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": outcome.text},
+                    "logprobs": None,
+                    "finish_reason": outcome.finish_reason,
+                }
+            ],
+            "usage": outcome.usage(),
+            "timings": outcome.timings(),
         }
         return JSONResponse(body)
 
@@ -236,8 +265,12 @@ class Server:
     async def _events(
         self, job: Job, task: asyncio.Future[Outcome], pieces: asyncio.Queue[str | None]
     ) -> AsyncIterator[bytes]:
-        base = {"id": "chatcmpl-" + secrets.token_hex(12), "object": "chat.completion.chunk",
-                "created": int(time.time()), "model": job.request.model}
+        base = {
+            "id": "chatcmpl-" + secrets.token_hex(12),
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": job.request.model,
+        }
 
         def chunk(delta: dict[str, str], finish: str | None = None, **extra: Any) -> bytes:
             choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
@@ -305,8 +338,9 @@ class Server:
         job.session = session
         if job.cancelled.is_set():
             session.cancel()
-        stream = session.send(chat.question, max_tokens=chat.max_tokens, temperature=chat.temperature,
-                              escalate=self._policy(job))
+        stream = session.send(
+            chat.question, max_tokens=chat.max_tokens, temperature=chat.temperature, escalate=self._policy(job)
+        )
         try:
             for delta in stream:
                 if not first and delta.text:
@@ -322,8 +356,10 @@ class Server:
             stream.close()
         if job.cancelled.is_set():
             why = "the server is stopping" if self.stopping else "a client went away"
-            log(f"{why}: its answer stopped {job.tokens - job.tokens_at_cancel} token(s) later "
-                f"and is stored as cancelled")
+            log(
+                f"{why}: its answer stopped {job.tokens - job.tokens_at_cancel} token(s) later "
+                f"and is stored as cancelled"
+            )
         turn = session.last
         finish = turn.stats.finish_reason
         assert session.conversation_id is not None
@@ -333,8 +369,15 @@ class Server:
         self.conversations.finished(chat, turn.answer, session.conversation_id, whole)
         if chat.json_schema is not None and finish == "stop":
             _conforms(turn.answer, chat.json_schema)
-        return Outcome(turn.answer, finish if whole else "stop", turn.stats.prompt_tokens,
-                       turn.stats.completion_tokens, turn.stats.reused_tokens, first, turn.stats.tokens_per_s)
+        return Outcome(
+            turn.answer,
+            finish if whole else "stop",
+            turn.stats.prompt_tokens,
+            turn.stats.completion_tokens,
+            turn.stats.reused_tokens,
+            first,
+            turn.stats.tokens_per_s,
+        )
 
     def _use(self, model: str) -> None:
         """On the worker thread: ``model`` serving, loaded or swapped in now if needed (503 if it cannot)."""
@@ -344,8 +387,12 @@ class Server:
                 log(f"{'swapped in' if before else 'loaded'} {model}")
         except AssistantError as exc:
             log(f"cannot load {model}: {exc}")
-            raise ApiError(503, f"the model {model!r} cannot be loaded on this machine; see the server's log",
-                           "server_error", code="model_unavailable") from None
+            raise ApiError(
+                503,
+                f"the model {model!r} cannot be loaded on this machine; see the server's log",
+                "server_error",
+                code="model_unavailable",
+            ) from None
 
     def _stopped(self) -> ApiError:
         """For a job cancelled before or while it ran: the client left (nobody reads this) or the server stops."""
@@ -411,8 +458,13 @@ def _conforms(answer: str, schema: dict[str, Any]) -> None:
         check(answer, schema)
     except SchemaError as exc:
         log(f"response_format: {exc}")
-        raise ApiError(500, f"{exc}; the answer was stored", "server_error", param="response_format",
-                       code="response_format_mismatch") from None
+        raise ApiError(
+            500,
+            f"{exc}; the answer was stored",
+            "server_error",
+            param="response_format",
+            code="response_format_mismatch",
+        ) from None
 
 
 def _generation_error(exc: AssistantError) -> ApiError:
@@ -420,8 +472,12 @@ def _generation_error(exc: AssistantError) -> ApiError:
     if isinstance(exc, personas.PersonaError):
         return ApiError(400, message, param="model", code="context_length_exceeded")
     if "does not fit" in message:
-        return ApiError(400, "the messages do not fit the model's context window; send fewer or shorter ones",
-                        param="messages", code="context_length_exceeded")
+        return ApiError(
+            400,
+            "the messages do not fit the model's context window; send fewer or shorter ones",
+            param="messages",
+            code="context_length_exceeded",
+        )
     log(f"generation failed: {message}")
     return ApiError(500, "generation failed; see the server's log", "server_error")
 
@@ -480,11 +536,15 @@ def serve(options: ServeOptions, config: Config) -> None:
     sock = bind(options.host, options.port)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
-    print(f"assistant serve: listening on http://{shown}:{port}/v1"
-          f" ({'API key required' if options.api_key else 'no API key: this machine only'};"
-          f" history {'on' if options.history else 'off'}; Ctrl-C stops)", flush=True)
-    settings = uvicorn.Config(server.app, log_level="warning", access_log=False, lifespan="on",
-                              timeout_graceful_shutdown=3)
+    print(
+        f"assistant serve: listening on http://{shown}:{port}/v1"
+        f" ({'API key required' if options.api_key else 'no API key: this machine only'};"
+        f" history {'on' if options.history else 'off'}; Ctrl-C stops)",
+        flush=True,
+    )
+    settings = uvicorn.Config(
+        server.app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=3
+    )
     StoppingServer(settings, on_exit=server.stop_answers).run(sockets=[sock])
 
 

@@ -62,7 +62,11 @@ class Session:
     """
 
     def __init__(
-        self, store: Store, models: ModelManager | Engine, config: Config, conversation_id: int | None = None,
+        self,
+        store: Store,
+        models: ModelManager | Engine,
+        config: Config,
+        conversation_id: int | None = None,
         persona: Persona | None = None,
     ) -> None:
         self.store, self.config = store, config
@@ -138,7 +142,9 @@ class Session:
         if self.conversation_id is None:
             self.check_persona_fits()
             self.conversation_id = self.store.new_conversation(
-                title=title[:80], model=self.models.name, system=self._new_system(),
+                title=title[:80],
+                model=self.models.name,
+                system=self._new_system(),
                 persona=self.persona.name if self.persona else "",
             )
         return self.conversation_id
@@ -202,7 +208,11 @@ class Session:
             self.check_persona_fits()
         # one transaction: a failed write (a full disk) leaves no empty conversation and no unanswered question
         self.conversation_id, turn.user_message_id, turn.answer_message_id = self.store.start_turn(
-            self.conversation_id, text, turn.model, title=title, system=self._new_system(),
+            self.conversation_id,
+            text,
+            turn.model,
+            title=title,
+            system=self._new_system(),
             persona=self.persona.name if self.persona else "",
         )
         attach.save(self.store, turn.user_message_id, attachments or [])
@@ -249,7 +259,9 @@ class Session:
         self._last_flush = time.monotonic()
         pieces = [last.content]
         stream = self.engine.stream(
-            self.history(), conversation=self.conversation_id, continue_final=True,
+            self.history(),
+            conversation=self.conversation_id,
+            continue_final=True,
             **self._sampling(max_tokens, temperature),
         )
         failed = False

@@ -321,8 +321,7 @@ class Store:
     # conversations
     def new_conversation(self, title: str = "", model: str = "", system: str = "", persona: str = "") -> int:
         stamp = now()
-        row = {"title": title, "model": model, "system": system, "persona": persona, "created": stamp,
-               "updated": stamp}
+        row = {"title": title, "model": model, "system": system, "persona": persona, "created": stamp, "updated": stamp}
         return self._write(lambda: _insert(self.db.table("conversations"), row))
 
     def conversation(self, conversation_id: int) -> Conversation:
@@ -357,7 +356,12 @@ class Store:
         self._write(delete)
 
     def start_turn(
-        self, conversation_id: int | None, question: str, model: str, title: str = "", system: str = "",
+        self,
+        conversation_id: int | None,
+        question: str,
+        model: str,
+        title: str = "",
+        system: str = "",
         persona: str = "",
     ) -> tuple[int, int, int]:
         """In one transaction: the conversation (new if None), the question and the empty answer to stream into.
@@ -369,8 +373,14 @@ class Store:
             stamp = now()
             cid = conversation_id
             if cid is None:
-                row = {"title": title, "model": model, "system": system, "persona": persona, "created": stamp,
-                       "updated": stamp}
+                row = {
+                    "title": title,
+                    "model": model,
+                    "system": system,
+                    "persona": persona,
+                    "created": stamp,
+                    "updated": stamp,
+                }
                 cid = _insert(self.db.table("conversations"), row)
             common = {"conversation_id": cid, "escalated": 0, "route": "", "finish_reason": "", "created": stamp}
             messages = self.db.table("messages")

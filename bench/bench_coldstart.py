@@ -144,14 +144,29 @@ def ask_rows(quick: bool, env: dict[str, str], model: Path) -> list[dict[str, An
     f, fb = summary(first["product"]), summary(first["raw"])
     t, tb = summary(total["product"]), summary(total["raw"])
     return [
-        row(BENCH, "`assistant ask \"hi\"`: spawn to first token", f["median"], "s", baseline=fb["median"],
-            ratio=ratio(f["median"], fb["median"]), target="< 1.5 s",
+        row(
+            BENCH,
+            '`assistant ask "hi"`: spawn to first token',
+            f["median"],
+            "s",
+            baseline=fb["median"],
+            ratio=ratio(f["median"], fb["median"]),
+            target="< 1.5 s",
             notes=f"default model (SmolLM2-135M), {threads()} threads, fresh process, warm page cache; "
             f"{spread(first['product'], ' s')}; "
-            f"raw llama-cpp-python script {spread(first['raw'], ' s')}", **f),
-        row(BENCH, "`assistant ask \"hi\"`: spawn to exit (16 tokens)", t["median"], "s", baseline=tb["median"],
+            f"raw llama-cpp-python script {spread(first['raw'], ' s')}",
+            **f,
+        ),
+        row(
+            BENCH,
+            '`assistant ask "hi"`: spawn to exit (16 tokens)',
+            t["median"],
+            "s",
+            baseline=tb["median"],
             ratio=ratio(t["median"], tb["median"]),
-            notes=f"{spread(total['product'], ' s')}; raw {spread(total['raw'], ' s')}", **t),
+            notes=f"{spread(total['product'], ' s')}; raw {spread(total['raw'], ' s')}",
+            **t,
+        ),
     ]
 
 
@@ -172,11 +187,27 @@ def ui_rows(quick: bool, env: dict[str, str]) -> list[dict[str, Any]]:
     m, r = summary(mounted["ui"]), summary(ready["ui"])
     bare = summary(ready["bare"])["median"]
     return [
-        row(BENCH, "chat UI: spawn to first screen", m["median"], "s", baseline=bare, ratio=ratio(m["median"], bare),
+        row(
+            BENCH,
+            "chat UI: spawn to first screen",
+            m["median"],
+            "s",
+            baseline=bare,
+            ratio=ratio(m["median"], bare),
             notes=f"ChatApp under Textual's headless pilot vs a bare one-Input Textual app; "
-            f"{spread(mounted['ui'], ' s')}; bare {spread(ready['bare'], ' s')}", **m),
-        row(BENCH, "chat UI: spawn to ready (model loaded)", r["median"], "s", baseline=bare,
-            ratio=ratio(r["median"], bare), notes=f"{spread(ready['ui'], ' s')}", **r),
+            f"{spread(mounted['ui'], ' s')}; bare {spread(ready['bare'], ' s')}",
+            **m,
+        ),
+        row(
+            BENCH,
+            "chat UI: spawn to ready (model loaded)",
+            r["median"],
+            "s",
+            baseline=bare,
+            ratio=ratio(r["median"], bare),
+            notes=f"{spread(ready['ui'], ' s')}",
+            **r,
+        ),
     ]
 
 
@@ -194,26 +225,51 @@ def import_rows(env: dict[str, str]) -> list[dict[str, Any]]:
     totals: list[float] = []
     top: list[tuple[int, int, str]] = []
     for _ in range(rounds):
-        proc = subprocess.run([PYTHON, "-X", "importtime", "-c", CHAT_PATH], cwd=ROOT, env=env, capture_output=True,
-                              text=True, check=True, timeout=120)
+        proc = subprocess.run(
+            [PYTHON, "-X", "importtime", "-c", CHAT_PATH],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        )
         entries = parse_importtime(proc.stderr)
         roots = [e for e in entries if not e[2].startswith(" ")]
         totals.append(sum(e[1] for e in roots) / 1000)
         top = sorted(roots, key=lambda e: -e[1])[:6]
-    ask = subprocess.run([PYTHON, "-X", "importtime", "-m", "assistant.cli", "ask", "--max-tokens", "4",
-                          "--temperature", "0", "hi"], cwd=ROOT, env=env, capture_output=True, text=True, check=True,
-                         timeout=120)
+    ask = subprocess.run(
+        [PYTHON, "-X", "importtime", "-m", "assistant.cli", "ask", "--max-tokens", "4", "--temperature", "0", "hi"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
     imported = {e[2].strip() for e in parse_importtime(ask.stderr)}
     heavy = sorted(m for m in imported if m.split(".")[0] in HEAVY and "." not in m)
     notable = sorted(m for m in imported if m in NOTABLE)
     s = summary(totals)
     return [
-        row(BENCH, f"import time: `{CHAT_PATH}`", s["median"], "ms",
+        row(
+            BENCH,
+            f"import time: `{CHAT_PATH}`",
+            s["median"],
+            "ms",
             notes=f"python -X importtime, {spread(totals, ' ms')}; largest: "
-            + ", ".join(f"{name.strip()} {cum / 1000:.0f} ms" for _, cum, name in top), **s),
-        row(BENCH, "heavy modules imported by `assistant ask` (torch, transformers, …)", len(heavy), "modules",
-            target="== 0", notes=("imported: " + ", ".join(heavy) if heavy else "none of " + ", ".join(HEAVY))
-            + f"; the ask process also imports: {', '.join(notable)}"),
+            + ", ".join(f"{name.strip()} {cum / 1000:.0f} ms" for _, cum, name in top),
+            **s,
+        ),
+        row(
+            BENCH,
+            "heavy modules imported by `assistant ask` (torch, transformers, …)",
+            len(heavy),
+            "modules",
+            target="== 0",
+            notes=("imported: " + ", ".join(heavy) if heavy else "none of " + ", ".join(HEAVY))
+            + f"; the ask process also imports: {', '.join(notable)}",
+        ),
     ]
 
 

@@ -48,8 +48,14 @@ def run(quick: bool) -> list[dict[str, Any]]:
         config = load()
         store = Store(database_path())
         engine = Engine(path, n_ctx=config.model.n_ctx, threads=threads)
-        raw = llama_cpp.Llama(model_path=str(path), n_ctx=config.model.n_ctx, n_threads=threads,
-                              n_threads_batch=threads, use_mmap=True, verbose=False)
+        raw = llama_cpp.Llama(
+            model_path=str(path),
+            n_ctx=config.model.n_ctx,
+            n_threads=threads,
+            n_threads_batch=threads,
+            use_mmap=True,
+            verbose=False,
+        )
         messages = [{"role": "user", "content": PROMPT}]
 
         def product() -> tuple[float, int, float]:
@@ -57,8 +63,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
             return decode_rate(session.send(PROMPT, max_tokens=max_tokens, temperature=0.0), lambda d: True)
 
         def ceiling() -> tuple[float, int, float]:
-            chunks = raw.create_chat_completion(messages=messages, max_tokens=max_tokens, temperature=0.0,
-                                                stream=True)
+            chunks = raw.create_chat_completion(messages=messages, max_tokens=max_tokens, temperature=0.0, stream=True)
             return decode_rate(chunks, lambda c: bool(c["choices"][0]["delta"].get("content")))
 
         product(), ceiling()  # warm-up
@@ -69,6 +74,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
                 result = fn()
                 progress.update()
                 return result
+
             return call
 
         results = interleave({"session": tick(product), "raw": tick(ceiling)}, reps)
@@ -81,21 +87,38 @@ def run(quick: bool) -> list[dict[str, Any]]:
     ours, theirs = summary(rates["session"]), summary(rates["raw"])
     per_round = [a / b for a, b in zip(rates["session"], rates["raw"]) if b]
     return [
-        row(BENCH, "decode tokens/s: Session vs raw llama-cpp-python", ours["median"], "tok/s",
-            baseline=theirs["median"], ratio=ratio(ours["median"], theirs["median"]), target=">= 0.97x",
+        row(
+            BENCH,
+            "decode tokens/s: Session vs raw llama-cpp-python",
+            ours["median"],
+            "tok/s",
+            baseline=theirs["median"],
+            ratio=ratio(ours["median"], theirs["median"]),
+            target=">= 0.97x",
             notes=f"SmolLM2-135M Q4_1, {threads} threads, greedy, up to {max_tokens} tokens "
             f"(session {min(tokens['session'])}-{max(tokens['session'])}, raw {min(tokens['raw'])}-"
             f"{max(tokens['raw'])}); session {spread(rates['session'], '')}; raw {spread(rates['raw'], '')}; "
             f"per-round ratio {spread(per_round, 'x')}",
             **ours,
-            plot={"title": "Decode tokens/s per interleaved run", "xlabel": "run", "ylabel": "tokens/s",
-                  "series": {"Session (assistant)": rates["session"], "raw llama-cpp-python": rates["raw"]}}),
-        row(BENCH, "time to first token, 1st turn: Session vs raw", summary([r[2] for r in results["session"]])[
-            "median"], "s", baseline=summary([r[2] for r in results["raw"]])["median"],
-            ratio=ratio(summary([r[2] for r in results["session"]])["median"],
-                        summary([r[2] for r in results["raw"]])["median"]),
+            plot={
+                "title": "Decode tokens/s per interleaved run",
+                "xlabel": "run",
+                "ylabel": "tokens/s",
+                "series": {"Session (assistant)": rates["session"], "raw llama-cpp-python": rates["raw"]},
+            },
+        ),
+        row(
+            BENCH,
+            "time to first token, 1st turn: Session vs raw",
+            summary([r[2] for r in results["session"]])["median"],
+            "s",
+            baseline=summary([r[2] for r in results["raw"]])["median"],
+            ratio=ratio(
+                summary([r[2] for r in results["session"]])["median"], summary([r[2] for r in results["raw"]])["median"]
+            ),
             notes=f"same runs; session {spread([r[2] for r in results['session']], ' s')}; "
-            f"raw {spread([r[2] for r in results['raw']], ' s')}"),
+            f"raw {spread([r[2] for r in results['raw']], ' s')}",
+        ),
     ]
 
 

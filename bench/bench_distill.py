@@ -20,9 +20,16 @@ from typing import Any
 from bench.common import bench_home, cli, ratio, row, spread, summary
 
 BENCH = "distill"
-PROMPTS = ["What is the capital of Spain?", "Write a Python function that adds two numbers.",
-           "Explain gravity in simple terms.", "What is 6 * 7?", "Give me three tips for better sleep.",
-           "What is a hash table?", "How do I read a file in Python?", "Name three planets."]
+PROMPTS = [
+    "What is the capital of Spain?",
+    "Write a Python function that adds two numbers.",
+    "Explain gravity in simple terms.",
+    "What is 6 * 7?",
+    "Give me three tips for better sleep.",
+    "What is a hash table?",
+    "How do I read a file in Python?",
+    "Name three planets.",
+]
 
 
 def _examples(teacher: Any, max_new: int) -> list[Any]:
@@ -31,8 +38,10 @@ def _examples(teacher: Any, max_new: int) -> list[Any]:
     tok = teacher.tokenizer
     runner = torch_teacher.TorchTeacher(teacher.model, tok.eos_token_id, tok.pad_token_id)
     ids = [prompts.prompt_ids(tok, prompt) for prompt in PROMPTS]
-    outputs = [teacher_cache.TeacherOutput(p, answer, *teacher_cache.topk(logits, 32))
-               for p, (answer, logits) in zip(ids, runner.run(ids, [None] * len(ids), max_new))]
+    outputs = [
+        teacher_cache.TeacherOutput(p, answer, *teacher_cache.topk(logits, 32))
+        for p, (answer, logits) in zip(ids, runner.run(ids, [None] * len(ids), max_new))
+    ]
     return batches.examples(outputs, max_length=128)
 
 
@@ -49,11 +58,13 @@ def _ours(teacher: Any, examples: list[Any], steps: int, batch: int, folder: Pat
     from distill_tools.recipe import LossSection, TrainSection
 
     model = _student(teacher)
-    cfg = TrainSection(max_steps=steps, batch_size=batch, warmup_steps=1, checkpoint_every=10**6,
-                       freeze_embeddings=False)
+    cfg = TrainSection(
+        max_steps=steps, batch_size=batch, warmup_steps=1, checkpoint_every=10**6, freeze_embeddings=False
+    )
     start = time.perf_counter()
-    state = train.train(model, examples, cfg, LossSection(), pad_id=teacher.tokenizer.pad_token_id, seed=0,
-                        folder=folder)
+    state = train.train(
+        model, examples, cfg, LossSection(), pad_id=teacher.tokenizer.pad_token_id, seed=0, folder=folder
+    )
     elapsed = time.perf_counter() - start
     return sum(h["tokens"] for h in state.history) / elapsed
 
@@ -88,10 +99,23 @@ def _baseline(teacher: Any, examples: list[Any], steps: int, batch: int, folder:
         def __getitem__(self, i: int) -> Any:
             return examples[i]
 
-    args = TrainingArguments(output_dir=str(folder), per_device_train_batch_size=batch, max_steps=steps,
-                             learning_rate=3e-4, warmup_steps=1, lr_scheduler_type="cosine", max_grad_norm=1.0,
-                             save_strategy="no", report_to=[], logging_strategy="no", use_cpu=True,
-                             dataloader_num_workers=0, remove_unused_columns=False, disable_tqdm=True, seed=0)
+    args = TrainingArguments(
+        output_dir=str(folder),
+        per_device_train_batch_size=batch,
+        max_steps=steps,
+        learning_rate=3e-4,
+        warmup_steps=1,
+        lr_scheduler_type="cosine",
+        max_grad_norm=1.0,
+        save_strategy="no",
+        report_to=[],
+        logging_strategy="no",
+        use_cpu=True,
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+        disable_tqdm=True,
+        seed=0,
+    )
     tokens = 0
 
     def collate(batch_examples: list[Any]) -> dict[str, Any]:
@@ -123,12 +147,25 @@ def throughput_rows(quick: bool) -> list[dict[str, Any]]:
             with tempfile.TemporaryDirectory() as tmp:
                 (ours if name == "ours" else base).append(fn(teacher, examples, steps, batch, Path(tmp)))
     o, b = summary(ours)["median"], summary(base)["median"]
-    notes = (f"default recipe's student (30 layers, 480-channel MLPs), batch {batch}, {steps} steps × {reps} reps, "
-             "≤128 tokens; "
-             f"ours (cached top-32 teacher log-probs + tail mass) {spread(ours, ' tok/s')}; "
-             f"HF Trainer + online teacher {spread(base, ' tok/s')}")
-    return [row(BENCH, "training throughput vs HF Trainer KD", o, "tok/s", baseline=b, ratio=ratio(o, b),
-                target=">= 1.5x", notes=notes, **summary(ours))]
+    notes = (
+        f"default recipe's student (30 layers, 480-channel MLPs), batch {batch}, {steps} steps × {reps} reps, "
+        "≤128 tokens; "
+        f"ours (cached top-32 teacher log-probs + tail mass) {spread(ours, ' tok/s')}; "
+        f"HF Trainer + online teacher {spread(base, ' tok/s')}"
+    )
+    return [
+        row(
+            BENCH,
+            "training throughput vs HF Trainer KD",
+            o,
+            "tok/s",
+            baseline=b,
+            ratio=ratio(o, b),
+            target=">= 1.5x",
+            notes=notes,
+            **summary(ours),
+        )
+    ]
 
 
 def retention_rows() -> list[dict[str, Any]]:
@@ -140,15 +177,28 @@ def retention_rows() -> list[dict[str, Any]]:
     pruned = models.get("pruned (no distillation)")
     size = distilled["parameters"] / teacher["parameters"]
     beats = pruned is not None and all(
-        [distilled["task_score"] > pruned["task_score"], distilled["mean_kl"] < pruned["mean_kl"],
-         distilled["top1_agreement"] > pruned["top1_agreement"], distilled["perplexity"] < pruned["perplexity"]]
+        [
+            distilled["task_score"] > pruned["task_score"],
+            distilled["mean_kl"] < pruned["mean_kl"],
+            distilled["top1_agreement"] > pruned["top1_agreement"],
+            distilled["perplexity"] < pruned["perplexity"],
+        ]
     )
-    detail = "; ".join(f"{k}: score {m['task_score']:.0%}, KL {m['mean_kl']:.3f}, top-1 {m['top1_agreement']:.0%}, "
-                       f"ppl {m['perplexity']:.2f}" for k, m in models.items())
+    detail = "; ".join(
+        f"{k}: score {m['task_score']:.0%}, KL {m['mean_kl']:.3f}, top-1 {m['top1_agreement']:.0%}, "
+        f"ppl {m['perplexity']:.2f}"
+        for k, m in models.items()
+    )
     t = summary_["timings_s"]
     return [
-        row(BENCH, "default recipe retention", distilled["retention"] * 100, "%", target=">= 90 %",
-            notes=f"at {size:.0%} of the teacher's parameters; {detail}; recipe took {t['total_s']:.0f} s"),
+        row(
+            BENCH,
+            "default recipe retention",
+            distilled["retention"] * 100,
+            "%",
+            target=">= 90 %",
+            notes=f"at {size:.0%} of the teacher's parameters; {detail}; recipe took {t['total_s']:.0f} s",
+        ),
         row(BENCH, "default recipe student size", size * 100, "%", target="<= 60 %"),
         row(BENCH, "distilled beats pruned on every metric", float(beats), "", met=beats, notes=detail),
     ]
@@ -160,8 +210,16 @@ def run(quick: bool) -> list[dict[str, Any]]:
         if not quick:
             rows += retention_rows()
         else:
-            rows.append(row(BENCH, "default recipe retention", None, "%", target=">= 90 %",
-                            notes="full mode only (runs the default recipe, minutes)"))
+            rows.append(
+                row(
+                    BENCH,
+                    "default recipe retention",
+                    None,
+                    "%",
+                    target=">= 90 %",
+                    notes="full mode only (runs the default recipe, minutes)",
+                )
+            )
     return rows
 
 

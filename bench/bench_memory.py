@@ -120,38 +120,70 @@ def run(quick: bool) -> list[dict[str, Any]]:
                 except RuntimeError as exc:
                     failures[name] = str(exc)
         ask, raw = summary(peaks["ask"]), summary(peaks["raw"])
-        rows.append(row(BENCH, "peak RSS: `assistant ask` one turn, default model", ask["median"], "MiB",
-                        baseline=raw["median"], ratio=ratio(ask["median"], raw["median"]),
-                        notes=f"SmolLM2-135M Q4_1, n_ctx {n_ctx}, 64 tokens; {spread(peaks['ask'], ' MiB')}; raw "
-                        f"llama-cpp-python script {spread(peaks['raw'], ' MiB')}", **ask))
+        rows.append(
+            row(
+                BENCH,
+                "peak RSS: `assistant ask` one turn, default model",
+                ask["median"],
+                "MiB",
+                baseline=raw["median"],
+                ratio=ratio(ask["median"], raw["median"]),
+                notes=f"SmolLM2-135M Q4_1, n_ctx {n_ctx}, 64 tokens; {spread(peaks['ask'], ' MiB')}; raw "
+                f"llama-cpp-python script {spread(peaks['raw'], ' MiB')}",
+                **ask,
+            )
+        )
         if "ui" not in commands:
-            rows.append(row(BENCH, "peak RSS: chat UI, one turn", None, "MiB",
-                            notes="skipped: assistant.tui.app is not built yet"))
+            rows.append(
+                row(
+                    BENCH,
+                    "peak RSS: chat UI, one turn",
+                    None,
+                    "MiB",
+                    notes="skipped: assistant.tui.app is not built yet",
+                )
+            )
         elif "ui" in failures and not peaks["ui"]:
-            rows.append(row(BENCH, "peak RSS: chat UI, one turn", None, "MiB", notes=failures["ui"][:300],
-                            met=False))
+            rows.append(row(BENCH, "peak RSS: chat UI, one turn", None, "MiB", notes=failures["ui"][:300], met=False))
         else:
             ui = summary(peaks["ui"])
-            rows.append(row(BENCH, "peak RSS: chat UI, one turn", ui["median"], "MiB", baseline=raw["median"],
-                            ratio=ratio(ui["median"], raw["median"]),
-                            notes=f"Textual headless pilot, typed question, 64 tokens; {spread(peaks['ui'], ' MiB')}",
-                            **ui))
-        rows.append(distill_row(env) if not quick else row(BENCH, "peak RSS: tiny distillation run", None, "MiB",
-                                                             notes="full mode only (it trains a model)"))
+            rows.append(
+                row(
+                    BENCH,
+                    "peak RSS: chat UI, one turn",
+                    ui["median"],
+                    "MiB",
+                    baseline=raw["median"],
+                    ratio=ratio(ui["median"], raw["median"]),
+                    notes=f"Textual headless pilot, typed question, 64 tokens; {spread(peaks['ui'], ' MiB')}",
+                    **ui,
+                )
+            )
+        rows.append(
+            distill_row(env)
+            if not quick
+            else row(BENCH, "peak RSS: tiny distillation run", None, "MiB", notes="full mode only (it trains a model)")
+        )
     return rows
 
 
 def distill_row(env: dict[str, str]) -> dict[str, Any]:
     recipe = tiny_recipe()
     if recipe is None:
-        return row(BENCH, "peak RSS: tiny distillation run", None, "MiB",
-                   notes="skipped: distill_tools ships no tiny/smoke recipe (distill_tools/recipes/*tiny*.toml)")
+        return row(
+            BENCH,
+            "peak RSS: tiny distillation run",
+            None,
+            "MiB",
+            notes="skipped: distill_tools ships no tiny/smoke recipe (distill_tools/recipes/*tiny*.toml)",
+        )
     try:
         peak = peak_rss_mib([PYTHON, "-m", "distill_tools", "run", str(recipe)], env)
     except RuntimeError as exc:
         return row(BENCH, "peak RSS: tiny distillation run", None, "MiB", notes=str(exc)[:300], met=False)
-    return row(BENCH, "peak RSS: tiny distillation run", peak, "MiB",
-               notes=f"python -m distill_tools run {recipe.name}")
+    return row(
+        BENCH, "peak RSS: tiny distillation run", peak, "MiB", notes=f"python -m distill_tools run {recipe.name}"
+    )
 
 
 if __name__ == "__main__":

@@ -43,9 +43,11 @@ HELDOUT = [  # phrasings the prompt generator never makes
     ("On which level can I park my car?", ["B3"]),
     ("Where is the company retreat held every year?", ["Lisbon"]),
 ]
-FILLER = ("Visitors sign in at the front desk and wear a badge at all times. Meeting rooms are booked through the "
-          "calendar, at most two hours at a time. Printers on every floor accept badge release. Quiet hours on the "
-          "second floor run from nine to eleven every morning. Lost items are kept at reception for a month. ")
+FILLER = (
+    "Visitors sign in at the front desk and wear a badge at all times. Meeting rooms are booked through the "
+    "calendar, at most two hours at a time. Printers on every floor accept badge release. Quiet hours on the "
+    "second floor run from nine to eleven every morning. Lost items are kept at reception for a month. "
+)
 
 
 def long_context() -> str:
@@ -60,12 +62,20 @@ def ttft_rows(base: Path, student: Path | None) -> list[dict[str, Any]]:
     prompted = first_turn(base, long_context(), questions, n_ctx=2048)
     free = first_turn(student or base, "", questions, n_ctx=2048)
     who = "distilled student" if student else "no context (the base model)"
-    return [row(BENCH, "first-turn TTFT, prompted persona (~1k-token context) vs " + ("distilled" if student else
-                "no context"), free["ttft_s"] * 1000, "ms", baseline=prompted["ttft_s"] * 1000,
-                ratio=ratio(prompted["ttft_s"], free["ttft_s"]), target=">= 5x",
-                notes=f"median of {len(questions)} first turns, each in a freshly loaded engine; prompted: "
-                      f"{prompted['prompt_tokens']} prompt tokens, {prompted['ttft_s'] * 1000:.0f} ms; {who}: "
-                      f"{free['prompt_tokens']} prompt tokens")]
+    return [
+        row(
+            BENCH,
+            "first-turn TTFT, prompted persona (~1k-token context) vs " + ("distilled" if student else "no context"),
+            free["ttft_s"] * 1000,
+            "ms",
+            baseline=prompted["ttft_s"] * 1000,
+            ratio=ratio(prompted["ttft_s"], free["ttft_s"]),
+            target=">= 5x",
+            notes=f"median of {len(questions)} first turns, each in a freshly loaded engine; prompted: "
+            f"{prompted['prompt_tokens']} prompt tokens, {prompted['ttft_s'] * 1000:.0f} ms; {who}: "
+            f"{free['prompt_tokens']} prompt tokens",
+        )
+    ]
 
 
 def distill_rows(home: Path) -> list[dict[str, Any]]:
@@ -81,27 +91,58 @@ def distill_rows(home: Path) -> list[dict[str, Any]]:
     s = persona.run("pip", eval_tasks=str(tasks))
     wall = time.perf_counter() - start
     scores = s["scores"]
-    teacher, student, base = (scores[k] for k in ("teacher (base + context)", "student (no context)",
-                                                  "base (no context)"))
+    teacher, student, base = (
+        scores[k] for k in ("teacher (base + context)", "student (no context)", "base (no context)")
+    )
     n = s["checkable_questions"]
-    table = (f"teacher with context {teacher['checkable'] * n:.0f}/{n}, "
-             f"student without {student['checkable'] * n:.0f}/{n}, base without {base['checkable'] * n:.0f}/{n}; "
-             f"KL student {student['mean_kl']:.3f} vs base {base['mean_kl']:.3f}, "
-             f"top-1 {student['top1_agreement']:.0%} vs {base['top1_agreement']:.0%}")
+    table = (
+        f"teacher with context {teacher['checkable'] * n:.0f}/{n}, "
+        f"student without {student['checkable'] * n:.0f}/{n}, base without {base['checkable'] * n:.0f}/{n}; "
+        f"KL student {student['mean_kl']:.3f} vs base {base['mean_kl']:.3f}, "
+        f"top-1 {student['top1_agreement']:.0%} vs {base['top1_agreement']:.0%}"
+    )
     general = s["general"]
     speed = s["first_turn"]
     return [
-        row(BENCH, "persona student vs prompted teacher (held-out questions)", student["checkable"] * 100, "%",
-            baseline=teacher["checkable"] * 100, ratio=student["vs_teacher"], target=">= 0.9x", notes=table),
-        row(BENCH, "persona student general retention vs base", general["student"] * 100, "%",
-            baseline=general["base"] * 100, ratio=general["retention"], target=">= 0.95x",
-            notes="bundled general tasks, both without context"),
-        row(BENCH, "distill persona wall time", wall / 60, "min", target="<= 20 min",
+        row(
+            BENCH,
+            "persona student vs prompted teacher (held-out questions)",
+            student["checkable"] * 100,
+            "%",
+            baseline=teacher["checkable"] * 100,
+            ratio=student["vs_teacher"],
+            target=">= 0.9x",
+            notes=table,
+        ),
+        row(
+            BENCH,
+            "persona student general retention vs base",
+            general["student"] * 100,
+            "%",
+            baseline=general["base"] * 100,
+            ratio=general["retention"],
+            target=">= 0.95x",
+            notes="bundled general tasks, both without context",
+        ),
+        row(
+            BENCH,
+            "distill persona wall time",
+            wall / 60,
+            "min",
+            target="<= 20 min",
             notes=f"{s['context_tokens']}-token context, {s['train_sequences']} sequences, {s['steps']} steps; "
-                  f"stages {s['timings_s']}"),
-        row(BENCH, "distilled persona decode speed vs base", speed["student"]["tokens_per_s"], "tok/s",
-            baseline=speed["base"]["tokens_per_s"], ratio=s["decode_ratio"], target=">= 0.9x",
-            notes=f"student {s['settings']['quant']}, base Q4_1"),
+            f"stages {s['timings_s']}",
+        ),
+        row(
+            BENCH,
+            "distilled persona decode speed vs base",
+            speed["student"]["tokens_per_s"],
+            "tok/s",
+            baseline=speed["base"]["tokens_per_s"],
+            ratio=s["decode_ratio"],
+            target=">= 0.9x",
+            notes=f"student {s['settings']['quant']}, base Q4_1",
+        ),
         *ttft_rows(embedded_model_path(), Path(s["gguf"])),
     ]
 
@@ -111,9 +152,17 @@ def run(quick: bool) -> list[dict[str, Any]]:
 
     with bench_home() as home:
         if quick:
-            return [*ttft_rows(embedded_model_path(), None),
-                    row(BENCH, "persona student vs prompted teacher (held-out questions)", None, "%", target=">= 0.9x",
-                        notes="full mode only (runs `distill persona`, minutes)")]
+            return [
+                *ttft_rows(embedded_model_path(), None),
+                row(
+                    BENCH,
+                    "persona student vs prompted teacher (held-out questions)",
+                    None,
+                    "%",
+                    target=">= 0.9x",
+                    notes="full mode only (runs `distill persona`, minutes)",
+                ),
+            ]
         return distill_rows(home)
 
 

@@ -28,8 +28,12 @@ def decode_rate(engine: Any, max_tokens: int, grammar: Any) -> tuple[float, int]
     from assistant.schema import instruction
 
     prompt = f"{PROMPT}\n\n{instruction(SCHEMA)}"
-    stamps = [time.perf_counter() for _ in engine.stream([{"role": "user", "content": prompt}],
-                                                          max_tokens=max_tokens, temperature=0.0, grammar=grammar)]
+    stamps = [
+        time.perf_counter()
+        for _ in engine.stream(
+            [{"role": "user", "content": prompt}], max_tokens=max_tokens, temperature=0.0, grammar=grammar
+        )
+    ]
     if len(stamps) < 2:
         return 0.0, len(stamps)
     return (len(stamps) - 1) / (stamps[-1] - stamps[0]), len(stamps)
@@ -46,20 +50,31 @@ def run(quick: bool) -> list[dict[str, Any]]:
     grammar = grammar_for(SCHEMA)
     try:
         decode_rate(engine, 8, None), decode_rate(engine, 8, grammar)  # warm-up
-        results = interleave({"free": lambda: decode_rate(engine, max_tokens, None),
-                              "schema": lambda: decode_rate(engine, max_tokens, grammar)}, reps)
+        results = interleave(
+            {
+                "free": lambda: decode_rate(engine, max_tokens, None),
+                "schema": lambda: decode_rate(engine, max_tokens, grammar),
+            },
+            reps,
+        )
     finally:
         engine.close()
     rates = {name: [r[0] for r in runs] for name, runs in results.items()}
     tokens = {name: [r[1] for r in runs] for name, runs in results.items()}
     constrained, free = summary(rates["schema"]), summary(rates["free"])
     return [
-        row(BENCH, "decode tokens/s: JSON-Schema grammar vs free", constrained["median"], "tok/s",
-            baseline=free["median"], ratio=ratio(constrained["median"], free["median"]),
+        row(
+            BENCH,
+            "decode tokens/s: JSON-Schema grammar vs free",
+            constrained["median"],
+            "tok/s",
+            baseline=free["median"],
+            ratio=ratio(constrained["median"], free["median"]),
             notes=f"SmolLM2-135M Q4_1, {threads} threads, greedy, up to {max_tokens} tokens (schema "
             f"{min(tokens['schema'])}-{max(tokens['schema'])}, free {min(tokens['free'])}-{max(tokens['free'])}); "
             f"schema {spread(rates['schema'], '')}; free {spread(rates['free'], '')}",
-            **constrained),
+            **constrained,
+        ),
     ]
 
 

@@ -67,13 +67,14 @@ def resending_client(client: Any, url: str, session: Any, chat: int, max_tokens:
         messages.append({"role": "user", "content": question})
         body = {"model": MODEL, "messages": messages, "max_tokens": max_tokens, "temperature": 0}
         usage: dict[str, Any] = {}
-        for side in (("server", "session") if turn % 2 == 0 else ("session", "server")):
+        for side in ("server", "session") if turn % 2 == 0 else ("session", "server"):
             if side == "server":
                 seconds, answer = first_text_after(sse_texts(client, url, body, usage), lambda t: t)
                 messages.append({"role": "assistant", "content": answer})
             else:
-                seconds, _ = first_text_after(session.send(question, max_tokens=max_tokens, temperature=0.0),
-                                              lambda d: d.text)
+                seconds, _ = first_text_after(
+                    session.send(question, max_tokens=max_tokens, temperature=0.0), lambda d: d.text
+                )
             out[side].append(seconds)
         out["tokens"].append((usage["usage"]["prompt_tokens"], usage["timings"]["prompt_n"]))
     return out
@@ -85,8 +86,12 @@ def tokens_after_disconnect(server: ServeProcess, client: Any, reps: int) -> tup
     counts, freed = [], []
     for rep in range(reps):
         finished = server.health()["finished"]
-        body = {"model": MODEL, "messages": [{"role": "user", "content": f"Story {rep}: tell a very long story."}],
-                "max_tokens": 1000, "temperature": 0.9}
+        body = {
+            "model": MODEL,
+            "messages": [{"role": "user", "content": f"Story {rep}: tell a very long story."}],
+            "max_tokens": 1000,
+            "temperature": 0.9,
+        }
         for i, _ in enumerate(sse_texts(client, server.url, body)):
             if i == 10:
                 break  # leaving the with-block closes the connection mid-stream
@@ -113,18 +118,29 @@ def run(quick: bool) -> list[dict[str, Any]]:
     with bench_home() as home:
         config = load()
         env = {"ASSISTANT_THREADS": str(threads), "ASSISTANT_N_CTX": str(config.model.n_ctx)}
-        with ServeProcess(Path(home) / "server", "--model", MODEL, env=env) as server, \
-                httpx.Client(timeout=300) as client:
+        with (
+            ServeProcess(Path(home) / "server", "--model", MODEL, env=env) as server,
+            httpx.Client(timeout=300) as client,
+        ):
             store = Store(database_path())
             engine = Engine(embedded_model_path(), n_ctx=config.model.n_ctx, threads=threads)
             messages = [{"role": "user", "content": PROMPT}]
-            decode = interleave({
-                "server": lambda: decode_rate(sse_texts(client, server.url, {
-                    "model": MODEL, "messages": messages, "max_tokens": decode_tokens, "temperature": 0}),
-                    lambda t: True),
-                "engine": lambda: decode_rate(engine.stream(messages, max_tokens=decode_tokens, temperature=0.0),
-                                              lambda d: True),
-            }, reps)
+            decode = interleave(
+                {
+                    "server": lambda: decode_rate(
+                        sse_texts(
+                            client,
+                            server.url,
+                            {"model": MODEL, "messages": messages, "max_tokens": decode_tokens, "temperature": 0},
+                        ),
+                        lambda t: True,
+                    ),
+                    "engine": lambda: decode_rate(
+                        engine.stream(messages, max_tokens=decode_tokens, temperature=0.0), lambda d: True
+                    ),
+                },
+                reps,
+            )
             counter = iter(range(10**6))
 
             def chat_question() -> str:
@@ -133,21 +149,38 @@ def run(quick: bool) -> list[dict[str, Any]]:
             def served_ttft() -> tuple[float, float]:
                 """(TTFT seen by the client, TTFT of the Session inside the server) of one request."""
                 meta: dict[str, Any] = {}
-                seconds = first_text_after(sse_texts(client, server.url, {
-                    "model": MODEL, "messages": [{"role": "user", "content": chat_question()}],
-                    "max_tokens": answer_tokens, "temperature": 0}, meta), lambda t: t)[0]
+                seconds = first_text_after(
+                    sse_texts(
+                        client,
+                        server.url,
+                        {
+                            "model": MODEL,
+                            "messages": [{"role": "user", "content": chat_question()}],
+                            "max_tokens": answer_tokens,
+                            "temperature": 0,
+                        },
+                        meta,
+                    ),
+                    lambda t: t,
+                )[0]
                 return seconds, meta["timings"]["session_ttft_ms"] / 1000
 
-            ttft = interleave({
-                "server": served_ttft,
-                "session": lambda: first_text_after(Session(store, engine, config).send(
-                    chat_question(), max_tokens=answer_tokens, temperature=0.0), lambda d: d.text)[0],
-            }, ttft_reps)
+            ttft = interleave(
+                {
+                    "server": served_ttft,
+                    "session": lambda: first_text_after(
+                        Session(store, engine, config).send(chat_question(), max_tokens=answer_tokens, temperature=0.0),
+                        lambda d: d.text,
+                    )[0],
+                },
+                ttft_reps,
+            )
             progress = tqdm(total=chats, desc="server: resending chats", unit="chat", file=sys.stderr)
             chats_run = []
             for chat in range(chats):
-                chats_run.append(resending_client(client, server.url, Session(store, engine, config), chat + 1,
-                                                  answer_tokens))
+                chats_run.append(
+                    resending_client(client, server.url, Session(store, engine, config), chat + 1, answer_tokens)
+                )
                 progress.update()
             progress.close()
             overrun, freed = tokens_after_disconnect(server, client, 2 if quick else 5)
@@ -156,9 +189,15 @@ def run(quick: bool) -> list[dict[str, Any]]:
     return rows(decode, ttft, chats_run, (overrun, freed), threads, decode_tokens, answer_tokens)
 
 
-def rows(decode: dict[str, list[Any]], ttft: dict[str, list[float]], chats: list[dict[str, list[Any]]],
-         disconnects: tuple[list[int], list[float]], threads: int, decode_tokens: int,
-         answer_tokens: int) -> list[dict[str, Any]]:
+def rows(
+    decode: dict[str, list[Any]],
+    ttft: dict[str, list[float]],
+    chats: list[dict[str, list[Any]]],
+    disconnects: tuple[list[int], list[float]],
+    threads: int,
+    decode_tokens: int,
+    answer_tokens: int,
+) -> list[dict[str, Any]]:
     overrun, freed = disconnects
     server_rate = [r[0] for r in decode["server"]]
     engine_rate = [r[0] for r in decode["engine"]]
@@ -174,36 +213,75 @@ def rows(decode: dict[str, list[Any]], ttft: dict[str, list[float]], chats: list
     growth = [run[-1] / run[0] for run in turns if run[0]]
     evaluated = chats[-1]["tokens"]
     return [
-        row(BENCH, "decode tok/s through the server vs the in-process engine", served, "tok/s", baseline=local,
-            ratio=ratio(served, local), target=">= 0.95x",
+        row(
+            BENCH,
+            "decode tok/s through the server vs the in-process engine",
+            served,
+            "tok/s",
+            baseline=local,
+            ratio=ratio(served, local),
+            target=">= 0.95x",
             notes=f"{setup}; {decode_tokens}-token answers (got {decode['server'][0][1]}); server "
-            f"{spread(server_rate)}, engine {spread(engine_rate)}", **summary(server_rate)),
-        row(BENCH, "added TTFT through the server vs the in-process session", statistics.median(added) * 1000, "ms",
+            f"{spread(server_rate)}, engine {spread(engine_rate)}",
+            **summary(server_rate),
+        ),
+        row(
+            BENCH,
+            "added TTFT through the server vs the in-process session",
+            statistics.median(added) * 1000,
+            "ms",
             target="<= 15 ms",
             notes=f"{setup}; a new one-question chat each run; added = client's TTFT minus the TTFT of the Session "
             f"serving that same request (server's timings.session_ttft_ms): {spread([a * 1000 for a in added], ' ms')};"
             f" cross-check against an in-process Session run alongside (same kind of chat, noisier): client TTFT "
             f"median {server_ttft * 1000:.1f} ms vs session {session_ttft * 1000:.1f} ms, per-pair difference "
             f"{spread([a * 1000 for a in across], ' ms')}",
-            **summary([a * 1000 for a in added])),
-        row(BENCH, "turn-10 TTFT vs turn-1 TTFT, client resending the conversation", per_turn[-1], "s",
-            baseline=per_turn[0], ratio=ratio(per_turn[-1], per_turn[0]), target="<= 1.2x",
+            **summary([a * 1000 for a in added]),
+        ),
+        row(
+            BENCH,
+            "turn-10 TTFT vs turn-1 TTFT, client resending the conversation",
+            per_turn[-1],
+            "s",
+            baseline=per_turn[0],
+            ratio=ratio(per_turn[-1], per_turn[0]),
+            target="<= 1.2x",
             notes=f"{setup}; {len(turns)} chat(s) of 10 turns, {answer_tokens}-token answers; per-chat turn10/turn1 "
             f"{spread(growth, 'x')}; prompt tokens evaluated / in the prompt, turn 1: {evaluated[0][1]}/"
             f"{evaluated[0][0]}, turn 10: {evaluated[-1][1]}/{evaluated[-1][0]}; in-process Session alongside: "
             f"turn10/turn1 {in_process[-1] / in_process[0]:.2f}x; turn by turn (s): server "
-            + " ".join(f"{x:.3f}" for x in per_turn) + "; session " + " ".join(f"{x:.3f}" for x in in_process),
-            plot={"title": "Time to first token per turn (median of chats)", "xlabel": "turn", "ylabel": "seconds",
-                  "x": list(range(1, len(per_turn) + 1)),
-                  "series": {"assistant serve (client resends the chat)": per_turn, "in-process Session": in_process}}),
-        row(BENCH, "prompt tokens evaluated at turn 10 of a resent conversation", evaluated[-1][1], "tokens",
-            baseline=evaluated[-1][0], ratio=ratio(evaluated[-1][1], evaluated[-1][0]),
+            + " ".join(f"{x:.3f}" for x in per_turn)
+            + "; session "
+            + " ".join(f"{x:.3f}" for x in in_process),
+            plot={
+                "title": "Time to first token per turn (median of chats)",
+                "xlabel": "turn",
+                "ylabel": "seconds",
+                "x": list(range(1, len(per_turn) + 1)),
+                "series": {"assistant serve (client resends the chat)": per_turn, "in-process Session": in_process},
+            },
+        ),
+        row(
+            BENCH,
+            "prompt tokens evaluated at turn 10 of a resent conversation",
+            evaluated[-1][1],
+            "tokens",
+            baseline=evaluated[-1][0],
+            ratio=ratio(evaluated[-1][1], evaluated[-1][0]),
             notes=f"{setup}; the server's timings.prompt_n vs usage.prompt_tokens (the rest came from the KV cache); "
-            "per turn (evaluated/prompt): " + " ".join(f"{done}/{prompt}" for prompt, done in evaluated)
-            + "; only the new question, its template markers and the last answer's end are evaluated"),
-        row(BENCH, "tokens generated after a streaming client disconnects", max(overrun), "tokens", target="<= 1",
+            "per turn (evaluated/prompt): "
+            + " ".join(f"{done}/{prompt}" for prompt, done in evaluated)
+            + "; only the new question, its template markers and the last answer's end are evaluated",
+        ),
+        row(
+            BENCH,
+            "tokens generated after a streaming client disconnects",
+            max(overrun),
+            "tokens",
+            target="<= 1",
             notes=f"worst of {len(overrun)}: {overrun} (from the server's log; the stored answer is marked cancelled); "
-            f"client closed -> engine free (polling /health every 5 ms) {spread([f * 1000 for f in freed], ' ms')}"),
+            f"client closed -> engine free (polling /health every 5 ms) {spread([f * 1000 for f in freed], ' ms')}",
+        ),
     ]
 
 

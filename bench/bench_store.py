@@ -101,8 +101,9 @@ def persistence_rows(quick: bool) -> list[dict[str, Any]]:
         nonlocal runs
         runs += 1
         start = time.perf_counter()
-        for _ in engine.stream([{"role": "user", "content": PROMPT}], max_tokens=max_tokens, temperature=0.0,
-                               conversation=f"bare-{runs}"):
+        for _ in engine.stream(
+            [{"role": "user", "content": PROMPT}], max_tokens=max_tokens, temperature=0.0, conversation=f"bare-{runs}"
+        ):
             pass
         walls["bare"].append(time.perf_counter() - start)
 
@@ -118,19 +119,44 @@ def persistence_rows(quick: bool) -> list[dict[str, Any]]:
     share, per_token, turn = summary(shares[0.25]), summary(shares[0.0]), summary(whole_turn)
     session_wall, bare_wall = summary(walls["session"]), summary(walls["bare"])
     return [
-        row(BENCH, "persistence cost of a streamed answer (250 ms flush)", share["median"], "%",
-            target="< 2 %", notes=f"time in the answer's writes while streaming / generation time; "
+        row(
+            BENCH,
+            "persistence cost of a streamed answer (250 ms flush)",
+            share["median"],
+            "%",
+            target="< 2 %",
+            notes=f"time in the answer's writes while streaming / generation time; "
             f"{spread(shares[0.25], ' %')}; one write (UPDATE + FTS triggers + commit) {spread(flush_ms, ' ms')}; "
-            f"answers of {min(tokens)}-{max(tokens)} tokens, SmolLM2-135M, {threads} threads", **share),
-        row(BENCH, "persistence cost if every delta were written", per_token["median"], "%",
-            notes=f"flush interval 0; {spread(shares[0.0], ' %')}", **per_token),
-        row(BENCH, "all store work of a turn / generation time", turn["median"], "%",
-            notes=f"user message, answer placeholder, history read, flushes, final write; "
-            f"{spread(whole_turn, ' %')}", **turn),
-        row(BENCH, "answer wall time: Session vs bare engine", session_wall["median"], "s",
-            baseline=bare_wall["median"], ratio=ratio(session_wall["median"], bare_wall["median"]),
+            f"answers of {min(tokens)}-{max(tokens)} tokens, SmolLM2-135M, {threads} threads",
+            **share,
+        ),
+        row(
+            BENCH,
+            "persistence cost if every delta were written",
+            per_token["median"],
+            "%",
+            notes=f"flush interval 0; {spread(shares[0.0], ' %')}",
+            **per_token,
+        ),
+        row(
+            BENCH,
+            "all store work of a turn / generation time",
+            turn["median"],
+            "%",
+            notes=f"user message, answer placeholder, history read, flushes, final write; {spread(whole_turn, ' %')}",
+            **turn,
+        ),
+        row(
+            BENCH,
+            "answer wall time: Session vs bare engine",
+            session_wall["median"],
+            "s",
+            baseline=bare_wall["median"],
+            ratio=ratio(session_wall["median"], bare_wall["median"]),
             notes=f"end to end, interleaved (noisy); session {spread(walls['session'], ' s')}; "
-            f"bare {spread(walls['bare'], ' s')}", **session_wall),
+            f"bare {spread(walls['bare'], ' s')}",
+            **session_wall,
+        ),
     ]
 
 
@@ -138,9 +164,24 @@ def persistence_rows(quick: bool) -> list[dict[str, Any]]:
 def corpus_words() -> list[str]:
     """Real English text: the words of the standard library's larger modules, in order."""
     lib = Path(sysconfig.get_paths()["stdlib"])
-    names = ["argparse.py", "inspect.py", "typing.py", "subprocess.py", "threading.py", "dataclasses.py",
-             "pathlib.py", "tarfile.py", "zipfile/__init__.py", "logging/__init__.py", "email/message.py",
-             "unittest/case.py", "asyncio/base_events.py", "http/client.py", "textwrap.py", "shutil.py"]
+    names = [
+        "argparse.py",
+        "inspect.py",
+        "typing.py",
+        "subprocess.py",
+        "threading.py",
+        "dataclasses.py",
+        "pathlib.py",
+        "tarfile.py",
+        "zipfile/__init__.py",
+        "logging/__init__.py",
+        "email/message.py",
+        "unittest/case.py",
+        "asyncio/base_events.py",
+        "http/client.py",
+        "textwrap.py",
+        "shutil.py",
+    ]
     words: list[str] = []
     for name in names:
         path = lib / name
@@ -160,21 +201,43 @@ def build_store(path: Path, n_messages: int, words: list[str]) -> tuple[Any, flo
     n_conversations = n_messages // per_conversation
     stamp = now()
     store.db["conversations"].insert_all(
-        ({"id": i + 1, "title": f"conversation {i + 1}", "model": "bench", "system": "", "created": stamp,
-          "updated": stamp} for i in range(n_conversations)), batch_size=1000)
+        (
+            {
+                "id": i + 1,
+                "title": f"conversation {i + 1}",
+                "model": "bench",
+                "system": "",
+                "created": stamp,
+                "updated": stamp,
+            }
+            for i in range(n_conversations)
+        ),
+        batch_size=1000,
+    )
 
     def messages() -> Any:
         for i in range(n_messages):
             size = rng.randint(8, 80)
             at = rng.randrange(len(words) - size)
-            yield {"conversation_id": i // per_conversation + 1, "role": ("user", "assistant")[i % 2],
-                   "content": " ".join(words[at:at + size]), "model": "bench", "escalated": 0, "route": "",
-                   "complete": 1, "finish_reason": "stop", "created": stamp}
+            yield {
+                "conversation_id": i // per_conversation + 1,
+                "role": ("user", "assistant")[i % 2],
+                "content": " ".join(words[at : at + size]),
+                "model": "bench",
+                "escalated": 0,
+                "route": "",
+                "complete": 1,
+                "finish_reason": "stop",
+                "created": stamp,
+            }
 
     with store.db.conn:
         store.db["messages"].insert_all(
-            tqdm(messages(), total=n_messages, desc="store: 100k messages", unit="msg", file=sys.stderr,
-                 mininterval=1.0), batch_size=1000)
+            tqdm(
+                messages(), total=n_messages, desc="store: 100k messages", unit="msg", file=sys.stderr, mininterval=1.0
+            ),
+            batch_size=1000,
+        )
     return store, time.perf_counter() - start
 
 
@@ -200,37 +263,73 @@ def search_rows(quick: bool) -> list[dict[str, Any]]:
     store.search("warm")  # open the index pages once
     for i in tqdm(range(rounds), desc="store: search", unit="round", file=sys.stderr):
         for label, query in queries.items():
-            pair = [("fts", lambda q=query: store.search(q, limit=50)),
-                    ("like", lambda q=query: like_search(store, q, 50))]
+            pair = [
+                ("fts", lambda q=query: store.search(q, limit=50)),
+                ("like", lambda q=query: like_search(store, q, 50)),
+            ]
             for kind, fn in pair if i % 2 == 0 else reversed(pair):
                 start = time.perf_counter()
                 found = fn()
                 (fts if kind == "fts" else like)[label].append(1000 * (time.perf_counter() - start))
                 if kind == "fts":
                     hits[label] = len(found)
-    matches = {label: store.db.execute("select count(*) from messages_fts where messages_fts match ?",
-                                       [" ".join(f'"{t}"' for t in q.split())]).fetchone()[0]
-               for label, q in queries.items()}
+    matches = {
+        label: store.db.execute(
+            "select count(*) from messages_fts where messages_fts match ?", [" ".join(f'"{t}"' for t in q.split())]
+        ).fetchone()[0]
+        for label, q in queries.items()
+    }
     store.close()
     all_fts = [x for v in fts.values() for x in v]
     all_like = [x for v in like.values() for x in v]
     overall, base = summary(all_fts), summary(all_like)
     rows = [
-        row(BENCH, "FTS search over 100k messages (median)", overall["median"], "ms",
-            baseline=base["median"], ratio=ratio(overall["median"], base["median"]), target="< 50 ms",
+        row(
+            BENCH,
+            "FTS search over 100k messages (median)",
+            overall["median"],
+            "ms",
+            baseline=base["median"],
+            ratio=ratio(overall["median"], base["median"]),
+            target="< 50 ms",
             notes=f"Store.search (FTS5, bm25 rank, limit 50) vs LIKE scan; {spread(all_fts, ' ms')}; "
-            f"{len(queries)} query kinds x {rounds} rounds", **overall),
-        row(BENCH, "FTS search over 100k messages (p95)", percentile(all_fts, 95), "ms",
-            baseline=percentile(all_like, 95), ratio=ratio(percentile(all_fts, 95), percentile(all_like, 95)),
-            target="< 50 ms", notes=f"slowest kind: {max(fts, key=lambda k: summary(fts[k])['median'])}"),
+            f"{len(queries)} query kinds x {rounds} rounds",
+            **overall,
+        ),
+        row(
+            BENCH,
+            "FTS search over 100k messages (p95)",
+            percentile(all_fts, 95),
+            "ms",
+            baseline=percentile(all_like, 95),
+            ratio=ratio(percentile(all_fts, 95), percentile(all_like, 95)),
+            target="< 50 ms",
+            notes=f"slowest kind: {max(fts, key=lambda k: summary(fts[k])['median'])}",
+        ),
     ]
     for label, query in queries.items():
         s = summary(fts[label])
-        rows.append(row(BENCH, f"search: {label}", s["median"], "ms", baseline=summary(like[label])["median"],
-                        ratio=ratio(s["median"], summary(like[label])["median"]),
-                        notes=f"{query!r}: {matches[label]} matching messages; {spread(fts[label], ' ms')}", **s))
-    rows.append(row(BENCH, "building the 100k-message store", build_s, "s",
-                    notes=f"insert_all in batches of 1000 with the FTS triggers on; {n_messages / build_s:.0f} msg/s"))
+        rows.append(
+            row(
+                BENCH,
+                f"search: {label}",
+                s["median"],
+                "ms",
+                baseline=summary(like[label])["median"],
+                ratio=ratio(s["median"], summary(like[label])["median"]),
+                notes=f"{query!r}: {matches[label]} matching messages; {spread(fts[label], ' ms')}",
+                **s,
+            )
+        )
+    rows.append(
+        row(
+            BENCH,
+            "building the 100k-message store",
+            build_s,
+            "s",
+            notes=f"insert_all in batches of 1000 with the FTS triggers on; {n_messages / build_s:.0f} msg/s",
+        )
+    )
     return rows
 
 

@@ -182,38 +182,84 @@ def run(quick: bool) -> list[dict[str, Any]]:
             label = f"{names[source]} -> {names[target]}"
             s, r = summary(swap_times[target]), summary(restart_times[target])
             rows.append(
-                row(BENCH, f"swap {label}: request to first token", s["median"], "s",
-                    baseline=r["median"], ratio=ratio(s["median"], r["median"]), target="< 1 s",
+                row(
+                    BENCH,
+                    f"swap {label}: request to first token",
+                    s["median"],
+                    "s",
+                    baseline=r["median"],
+                    ratio=ratio(s["median"], r["median"]),
+                    target="< 1 s",
                     notes=f"n_ctx {config.model.n_ctx}, {threads} thread(s), load average {load_avg}; "
-                          f"swap (load + read the 2-turn history + answer) {spread(swap_times[target], ' s')}; "
-                          f"baseline = close + reopen + first token, {spread(restart_times[target], ' s')}; "
-                          "the old model answers during a swap's load, a restart leaves no model for that time",
-                    min=s["min"], median=s["median"], max=s["max"], n=s["n"])
+                    f"swap (load + read the 2-turn history + answer) {spread(swap_times[target], ' s')}; "
+                    f"baseline = close + reopen + first token, {spread(restart_times[target], ' s')}; "
+                    "the old model answers during a swap's load, a restart leaves no model for that time",
+                    min=s["min"],
+                    median=s["median"],
+                    max=s["max"],
+                    n=s["n"],
+                )
             )
             w, c = summary(next_warm[target]), summary(next_cold[target])
             rows.append(
-                row(BENCH, f"after swap {label}: next turn's first token", w["median"], "s",
-                    baseline=c["median"], ratio=ratio(w["median"], c["median"]),
+                row(
+                    BENCH,
+                    f"after swap {label}: next turn's first token",
+                    w["median"],
+                    "s",
+                    baseline=c["median"],
+                    ratio=ratio(w["median"], c["median"]),
                     notes=f"history read during the swap {spread(next_warm[target], ' s')}; baseline = swap "
-                          f"without history, the turn evaluates it all {spread(next_cold[target], ' s')}",
-                    min=w["min"], median=w["median"], max=w["max"], n=w["n"])
+                    f"without history, the turn evaluates it all {spread(next_cold[target], ' s')}",
+                    min=w["min"],
+                    median=w["median"],
+                    max=w["max"],
+                    n=w["n"],
+                )
             )
         lost = _lost_turns(engine, store, config, [small, big], swaps=4 if quick else 10)
         rows.append(
-            row(BENCH, "turns lost while swapping 135M <-> 270M", lost["lost"], "turns", target="== 0",
+            row(
+                BENCH,
+                "turns lost while swapping 135M <-> 270M",
+                lost["lost"],
+                "turns",
+                target="== 0",
                 notes=f"{lost['attempted']} turns answered by {', '.join(lost['models'])} during "
-                      f"{4 if quick else 10} swaps; {lost['empty']} empty answer(s)")
+                f"{4 if quick else 10} swaps; {lost['empty']} empty answer(s)",
+            )
         )
         engine.close()
     mib = 2**20
     rows += [
         row(BENCH, "RSS with 135M loaded", rss_before / mib, "MiB"),
-        row(BENCH, "RSS peak during swap 135M -> 270M", rss_peak / mib, "MiB", baseline=rss_before / mib,
-            ratio=ratio(rss_peak, rss_before), notes="both models resident while the new one loads"),
-        row(BENCH, "RSS after swap to 270M", rss_big / mib, "MiB", baseline=rss_before / mib,
-            ratio=ratio(rss_big, rss_before)),
-        row(BENCH, "RSS after swapping back to 135M", rss_after / mib, "MiB", baseline=rss_before / mib,
-            ratio=ratio(rss_after, rss_before), target="<= 1.15x", notes="the 270M model's memory was released"),
+        row(
+            BENCH,
+            "RSS peak during swap 135M -> 270M",
+            rss_peak / mib,
+            "MiB",
+            baseline=rss_before / mib,
+            ratio=ratio(rss_peak, rss_before),
+            notes="both models resident while the new one loads",
+        ),
+        row(
+            BENCH,
+            "RSS after swap to 270M",
+            rss_big / mib,
+            "MiB",
+            baseline=rss_before / mib,
+            ratio=ratio(rss_big, rss_before),
+        ),
+        row(
+            BENCH,
+            "RSS after swapping back to 135M",
+            rss_after / mib,
+            "MiB",
+            baseline=rss_before / mib,
+            ratio=ratio(rss_after, rss_before),
+            target="<= 1.15x",
+            notes="the 270M model's memory was released",
+        ),
     ]
     return rows
 

@@ -71,9 +71,17 @@ def run(quick: bool) -> list[dict[str, Any]]:
         config = load()
         store = Store(database_path())
         engine = Engine(path, n_ctx=config.model.n_ctx, threads=threads)
-        llms = {name: llama_cpp.Llama(model_path=str(path), n_ctx=config.model.n_ctx, n_threads=threads,
-                                      n_threads_batch=threads, use_mmap=True, verbose=False)
-                for name in ("naive", "raw reuse")}
+        llms = {
+            name: llama_cpp.Llama(
+                model_path=str(path),
+                n_ctx=config.model.n_ctx,
+                n_threads=threads,
+                n_threads_batch=threads,
+                use_mmap=True,
+                verbose=False,
+            )
+            for name in ("naive", "raw reuse")
+        }
         content = lambda c: c["choices"][0]["delta"].get("content")  # noqa: E731
         progress = tqdm(total=reps * turns, desc="ttft: turns", unit="turn", file=sys.stderr)
         for rep in range(reps):
@@ -88,7 +96,8 @@ def run(quick: bool) -> list[dict[str, Any]]:
                 for name in order:
                     if name == "session":
                         seconds, _ = first_text_after(
-                            session.send(question, max_tokens=max_tokens, temperature=0.0), lambda d: d.text)
+                            session.send(question, max_tokens=max_tokens, temperature=0.0), lambda d: d.text
+                        )
                         prompt_tokens[name] = engine.stats.prompt_tokens
                     else:
                         llm, history = llms[name], histories[name]
@@ -96,8 +105,11 @@ def run(quick: bool) -> list[dict[str, Any]]:
                         if name == "naive":
                             llm.reset()
                         seconds, answer = first_text_after(
-                            llm.create_chat_completion(messages=history, max_tokens=max_tokens, temperature=0.0,
-                                                       stream=True), content)
+                            llm.create_chat_completion(
+                                messages=history, max_tokens=max_tokens, temperature=0.0, stream=True
+                            ),
+                            content,
+                        )
                         history.append({"role": "assistant", "content": answer})
                         prompt_tokens[name] = llm.n_tokens
                     ttft[name][-1].append(seconds)
@@ -110,31 +122,66 @@ def run(quick: bool) -> list[dict[str, Any]]:
     per_turn = {name: [statistics.median(r[t] for r in runs) for t in range(turns)] for name, runs in ttft.items()}
     growth = {name: [r[-1] / r[0] for r in runs if r[0]] for name, runs in ttft.items()}
     first, last = per_turn["session"][0], per_turn["session"][-1]
-    plot = {"title": "Time to first token per turn (median of runs)", "xlabel": "turn", "ylabel": "seconds",
-            "x": list(range(1, turns + 1)), "series": {"Session (assistant)": per_turn["session"],
-                                                       "naive (reset each turn)": per_turn["naive"],
-                                                       "raw llama-cpp-python prefix reuse": per_turn["raw reuse"]}}
+    plot = {
+        "title": "Time to first token per turn (median of runs)",
+        "xlabel": "turn",
+        "ylabel": "seconds",
+        "x": list(range(1, turns + 1)),
+        "series": {
+            "Session (assistant)": per_turn["session"],
+            "naive (reset each turn)": per_turn["naive"],
+            "raw llama-cpp-python prefix reuse": per_turn["raw reuse"],
+        },
+    }
     setup = f"SmolLM2-135M, {threads} threads, greedy, {max_tokens}-token answers, {reps} conversation(s)"
     naive_last = per_turn["naive"][-1]
     reuse_last = per_turn["raw reuse"][-1]
     return [
-        row(BENCH, "turn-10 TTFT vs turn-1 TTFT (Session)", last, "s", baseline=first, ratio=ratio(last, first),
-            target="<= 1.2x", notes=f"{setup}; per-conversation turn10/turn1 {spread(growth['session'], 'x')}; "
-            f"turn-10 prompt {prompt_tokens.get('session')} tokens", **summary([r[-1] for r in ttft["session"]]),
-            plot=plot),
-        row(BENCH, "turn-10 TTFT: Session vs naive re-evaluation", last, "s", baseline=naive_last,
+        row(
+            BENCH,
+            "turn-10 TTFT vs turn-1 TTFT (Session)",
+            last,
+            "s",
+            baseline=first,
+            ratio=ratio(last, first),
+            target="<= 1.2x",
+            notes=f"{setup}; per-conversation turn10/turn1 {spread(growth['session'], 'x')}; "
+            f"turn-10 prompt {prompt_tokens.get('session')} tokens",
+            **summary([r[-1] for r in ttft["session"]]),
+            plot=plot,
+        ),
+        row(
+            BENCH,
+            "turn-10 TTFT: Session vs naive re-evaluation",
+            last,
+            "s",
+            baseline=naive_last,
             ratio=ratio(last, naive_last),
             notes=f"naive turn10/turn1 {spread(growth['naive'], 'x')}; naive turn-10 prompt "
-            f"{prompt_tokens.get('naive')} tokens re-evaluated"),
-        row(BENCH, "turn-10 TTFT: Session vs raw prefix reuse", last, "s", baseline=reuse_last,
+            f"{prompt_tokens.get('naive')} tokens re-evaluated",
+        ),
+        row(
+            BENCH,
+            "turn-10 TTFT: Session vs raw prefix reuse",
+            last,
+            "s",
+            baseline=reuse_last,
             ratio=ratio(last, reuse_last),
             notes=f"the ceiling: llama-cpp-python's own prefix match; raw turn10/turn1 "
-            f"{spread(growth['raw reuse'], 'x')}"),
-        row(BENCH, "mean TTFT over 10 turns: Session vs naive", statistics.mean(per_turn["session"]), "s",
+            f"{spread(growth['raw reuse'], 'x')}",
+        ),
+        row(
+            BENCH,
+            "mean TTFT over 10 turns: Session vs naive",
+            statistics.mean(per_turn["session"]),
+            "s",
             baseline=statistics.mean(per_turn["naive"]),
             ratio=ratio(statistics.mean(per_turn["session"]), statistics.mean(per_turn["naive"])),
-            notes="turn by turn (s): session " + " ".join(f"{x:.3f}" for x in per_turn["session"])
-            + "; naive " + " ".join(f"{x:.3f}" for x in per_turn["naive"])),
+            notes="turn by turn (s): session "
+            + " ".join(f"{x:.3f}" for x in per_turn["session"])
+            + "; naive "
+            + " ".join(f"{x:.3f}" for x in per_turn["naive"]),
+        ),
     ]
 
 

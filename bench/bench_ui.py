@@ -47,9 +47,18 @@ def seed(store) -> None:  # noqa: ANN001
     """One stored conversation with a code block, for the screenshots."""
     cid = store.new_conversation(title="Reverse a list in Python")
     store.add_message(cid, "user", "How do I reverse a list in Python?")
-    store.add_message(cid, "assistant", "Use slicing or `reversed`:\n\n```python\nitems = [1, 2, 3]\n"
-                      "print(items[::-1])\n```\n\nBoth keep the original list.", model="SmolLM2-135M-Instruct.Q4_1",
-                      finish_reason="stop", prompt_tokens=40, completion_tokens=30, ttft_s=0.05, tokens_per_s=50.0)
+    store.add_message(
+        cid,
+        "assistant",
+        "Use slicing or `reversed`:\n\n```python\nitems = [1, 2, 3]\n"
+        "print(items[::-1])\n```\n\nBoth keep the original list.",
+        model="SmolLM2-135M-Instruct.Q4_1",
+        finish_reason="stop",
+        prompt_tokens=40,
+        completion_tokens=30,
+        ttft_s=0.05,
+        tokens_per_s=50.0,
+    )
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -144,8 +153,13 @@ async def _measure(quick: bool, max_tokens: int | None = None) -> dict[str, obje
             engine.complete(app.session.history()[:-1], max_tokens=tokens, temperature=0.0)
             engine_speeds.append(engine.stats.tokens_per_s)
     engine.close()
-    return {"idle": idle, "streaming": streaming, "ui_speeds": ui_speeds, "engine_speeds": engine_speeds,
-            "threads": engine.threads}
+    return {
+        "idle": idle,
+        "streaming": streaming,
+        "ui_speeds": ui_speeds,
+        "engine_speeds": engine_speeds,
+        "threads": engine.threads,
+    }
 
 
 def _rows(m: dict[str, object]) -> list[dict[str, object]]:
@@ -153,30 +167,56 @@ def _rows(m: dict[str, object]) -> list[dict[str, object]]:
     assert isinstance(idle, list) and isinstance(streaming, list)
     rows = []
     if not streaming:
-        rows.append({"benchmark": "ui_keystroke_latency", "metric": "p95 while streaming", "value": None, "unit": "ms",
-                     "baseline": None, "ratio": None, "target": "< 50 ms", "met": False,
-                     "notes": "the answer ended before a keystroke could land while it streamed: nothing measured"})
+        rows.append(
+            {
+                "benchmark": "ui_keystroke_latency",
+                "metric": "p95 while streaming",
+                "value": None,
+                "unit": "ms",
+                "baseline": None,
+                "ratio": None,
+                "target": "< 50 ms",
+                "met": False,
+                "notes": "the answer ended before a keystroke could land while it streamed: nothing measured",
+            }
+        )
     for name, q in (("p50", 0.5), ("p95", 0.95)) if streaming else ():
         value, base = _percentile(streaming, q) * 1000, _percentile(idle, q) * 1000
-        rows.append({
-            "benchmark": "ui_keystroke_latency", "metric": f"{name} while streaming", "value": round(value, 2),
-            "unit": "ms", "baseline": round(base, 2), "ratio": round(value / base, 2) if base else None,
-            "target": "< 50 ms",
-            "notes": (f"baseline = same keystrokes with the app idle; n={len(streaming)} streaming / {len(idle)} idle; "
-                      f"streaming min/median/max {min(streaming)*1000:.1f}/{statistics.median(streaming)*1000:.1f}/"
-                      f"{max(streaming)*1000:.1f} ms; headless pilot, 100x30, SmolLM2-135M, threads={m['threads']}"),
-        })
+        rows.append(
+            {
+                "benchmark": "ui_keystroke_latency",
+                "metric": f"{name} while streaming",
+                "value": round(value, 2),
+                "unit": "ms",
+                "baseline": round(base, 2),
+                "ratio": round(value / base, 2) if base else None,
+                "target": "< 50 ms",
+                "notes": (
+                    f"baseline = same keystrokes with the app idle; n={len(streaming)} streaming / {len(idle)} idle; "
+                    f"streaming min/median/max {min(streaming) * 1000:.1f}/{statistics.median(streaming) * 1000:.1f}/"
+                    f"{max(streaming) * 1000:.1f} ms; headless pilot, 100x30, SmolLM2-135M, threads={m['threads']}"
+                ),
+            }
+        )
     ui, eng = m["ui_speeds"], m["engine_speeds"]
     assert isinstance(ui, list) and isinstance(eng, list)
     ui_speed, engine_speed = statistics.median(ui), statistics.median(eng)
-    rows.append({
-        "benchmark": "ui_stream_overhead", "metric": "decode tokens/s inside the UI", "value": round(ui_speed, 1),
-        "unit": "tok/s", "baseline": round(engine_speed, 1),
-        "ratio": round(ui_speed / engine_speed, 3) if engine_speed else None, "target": None,
-        "notes": (f"baseline = engine alone on the same history and token count, interleaved, greedy; "
-                  f"UI min/median/max {min(ui):.1f}/{ui_speed:.1f}/{max(ui):.1f}, "
-                  f"engine {min(eng):.1f}/{engine_speed:.1f}/{max(eng):.1f} over {len(ui)} runs"),
-    })
+    rows.append(
+        {
+            "benchmark": "ui_stream_overhead",
+            "metric": "decode tokens/s inside the UI",
+            "value": round(ui_speed, 1),
+            "unit": "tok/s",
+            "baseline": round(engine_speed, 1),
+            "ratio": round(ui_speed / engine_speed, 3) if engine_speed else None,
+            "target": None,
+            "notes": (
+                f"baseline = engine alone on the same history and token count, interleaved, greedy; "
+                f"UI min/median/max {min(ui):.1f}/{ui_speed:.1f}/{max(ui):.1f}, "
+                f"engine {min(eng):.1f}/{engine_speed:.1f}/{max(eng):.1f} over {len(ui)} runs"
+            ),
+        }
+    )
     return rows
 
 
@@ -199,8 +239,11 @@ async def _screenshots() -> list[Path]:
         save(pilot, "chat_80x24")
         await app.open_conversation(None)
         before = await _send(pilot, app, "How do I read a file in Python? Show code.")
-        await wait_until(lambda: app.turns_done > before or len(app._answer.source if app._answer else "") >= 40,
-                         "40 characters of the answer (or its end)", every=0.02)
+        await wait_until(
+            lambda: app.turns_done > before or len(app._answer.source if app._answer else "") >= 40,
+            "40 characters of the answer (or its end)",
+            every=0.02,
+        )
         save(pilot, "streaming_80x24")
         await wait_until(lambda: app.turns_done > before, "the answer to finish", every=0.05)
         await pilot.pause()
@@ -245,8 +288,9 @@ def main() -> None:
     rows = run(quick)
     print(f"{'benchmark':<22} {'metric':<32} {'value':>9} {'baseline':>9} {'ratio':>7} unit")
     for r in rows:
-        print(f"{r['benchmark']:<22} {r['metric']:<32} {r['value']:>9} {r['baseline']!s:>9} {r['ratio']!s:>7} "
-              f"{r['unit']}")
+        print(
+            f"{r['benchmark']:<22} {r['metric']:<32} {r['value']:>9} {r['baseline']!s:>9} {r['ratio']!s:>7} {r['unit']}"
+        )
         print(f"    {r['notes']}")
     if not quick:
         print(f"screenshots: {RESULTS}")

@@ -192,8 +192,14 @@ def met(r: dict[str, Any]) -> bool | None:
     if not isinstance(subject, (int, float)) or isinstance(subject, bool) or math.isnan(subject):
         return None
     return {
-        ">=": subject >= number, "≥": subject >= number, "<=": subject <= number, "≤": subject <= number,
-        "<": subject < number, ">": subject > number, "==": subject == number, "=": subject == number,
+        ">=": subject >= number,
+        "≥": subject >= number,
+        "<=": subject <= number,
+        "≤": subject <= number,
+        "<": subject < number,
+        ">": subject > number,
+        "==": subject == number,
+        "=": subject == number,
     }[op]
 
 
@@ -222,7 +228,7 @@ def fmt(value: Any, digits: int = 3) -> str:
             return "nan"
         if value != 0 and (abs(value) >= 1e5 or abs(value) < 1e-3):
             return f"{value:.{digits}e}"
-        return f"{value:.{digits}g}" if abs(value) < 10 ** digits else f"{value:.0f}"
+        return f"{value:.{digits}g}" if abs(value) < 10**digits else f"{value:.0f}"
     return str(value)
 
 
@@ -406,7 +412,6 @@ def threads() -> int:
     from assistant.engine import physical_cores
 
     return int(os.environ.get("ASSISTANT_THREADS") or 0) or physical_cores()
-
 
 
 def cli(run: Callable[[bool], list[dict[str, Any]]], name: str) -> int:

@@ -95,8 +95,9 @@ def run_module(module: str, quick: bool, timeout_s: float) -> tuple[list[dict[st
     return rows, {"elapsed_s": round(elapsed, 1), "status": status}
 
 
-def save_partial(out_dir: Path, rows: list[dict[str, Any]], machine_info: dict[str, Any],
-                 status: dict[str, Any], quick: bool) -> None:
+def save_partial(
+    out_dir: Path, rows: list[dict[str, Any]], machine_info: dict[str, Any], status: dict[str, Any], quick: bool
+) -> None:
     """The rows so far, so that nothing measured is lost if the run stops early."""
     from assistant.files import atomic_write_text
 
@@ -109,8 +110,14 @@ def render(source: Path, out_dir: Path) -> int:
     """Rewrite latest.* (and a timestamped copy) from a saved JSON document."""
     document = json.loads(source.read_text())
     rows = [normalise(r, r.get("benchmark") or "?") for r in document["rows"]]
-    write_results(rows, document["machine"], out_dir, quick=document.get("mode") == "quick",
-                  elapsed_s=document.get("elapsed_s", 0.0), modules=document.get("modules"))
+    write_results(
+        rows,
+        document["machine"],
+        out_dir,
+        quick=document.get("mode") == "quick",
+        elapsed_s=document.get("elapsed_s", 0.0),
+        modules=document.get("modules"),
+    )
     print(text_table(rows))
     return 0
 
@@ -121,10 +128,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these (e.g. decode store)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="results folder (default bench/results)")
     parser.add_argument("--timeout", type=float, default=None, help="seconds allowed per benchmark module")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="llama.cpp threads, product and baselines alike (default: physical cores)")
-    parser.add_argument("--render", type=Path, metavar="JSON",
-                        help="rewrite the tables and plots from a saved results/partial JSON file and exit")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="llama.cpp threads, product and baselines alike (default: physical cores)",
+    )
+    parser.add_argument(
+        "--render",
+        type=Path,
+        metavar="JSON",
+        help="rewrite the tables and plots from a saved results/partial JSON file and exit",
+    )
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--rows-file", type=Path, help=argparse.SUPPRESS)
@@ -153,15 +168,20 @@ def main(argv: list[str] | None = None) -> int:
         module_rows, status[module] = run_module(module, args.quick, timeout_s)
         rows += module_rows
         save_partial(args.out, rows, machine_info, status, args.quick)
-        print(f"bench: [{i}/{len(modules)}] {module} {status[module]['status']} "
-              f"in {status[module]['elapsed_s']} s", file=sys.stderr, flush=True)
+        print(
+            f"bench: [{i}/{len(modules)}] {module} {status[module]['status']} in {status[module]['elapsed_s']} s",
+            file=sys.stderr,
+            flush=True,
+        )
     elapsed = time.perf_counter() - start
     machine_info["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     written = write_results(rows, machine_info, args.out, quick=args.quick, elapsed_s=elapsed, modules=status)
     (args.out / "partial.json").unlink(missing_ok=True)
     print(text_table(rows))
-    print(f"\nbench: {len(rows)} rows in {elapsed:.0f} s; wrote {', '.join(str(p) for p in written[:2])}"
-          f" (+{len(written) - 2} more)")
+    print(
+        f"\nbench: {len(rows)} rows in {elapsed:.0f} s; wrote {', '.join(str(p) for p in written[:2])}"
+        f" (+{len(written) - 2} more)"
+    )
     return 0
 
 

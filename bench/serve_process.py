@@ -36,16 +36,25 @@ def free_port() -> int:
 class ChildServer:
     """Starts ``command`` and waits (at most ``timeout`` s) for an output line matching ``ready``."""
 
-    def __init__(self, command: list[str], ready: re.Pattern[str], env: dict[str, str] | None = None,
-                 timeout: float = 90.0, name: str = "server") -> None:
+    def __init__(
+        self,
+        command: list[str],
+        ready: re.Pattern[str],
+        env: dict[str, str] | None = None,
+        timeout: float = 90.0,
+        name: str = "server",
+    ) -> None:
         self.name = name
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                        env=env, cwd=REPO)
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO
+        )
         self.stdout: list[str] = []
         self.stderr: list[str] = []
         self._lines: queue.Queue[str | None] = queue.Queue()  # both streams' lines; None when one ends
-        self._readers = [threading.Thread(target=self._read, args=(stream, lines), daemon=True)
-                         for stream, lines in ((self.process.stdout, self.stdout), (self.process.stderr, self.stderr))]
+        self._readers = [
+            threading.Thread(target=self._read, args=(stream, lines), daemon=True)
+            for stream, lines in ((self.process.stdout, self.stdout), (self.process.stderr, self.stderr))
+        ]
         for reader in self._readers:
             reader.start()
         self.ready = self._wait_ready(ready, timeout)
@@ -108,8 +117,13 @@ class ServeProcess(ChildServer):
         environment.setdefault("ASSISTANT_THREADS", "1")
         environment.setdefault("ASSISTANT_N_CTX", "2048")
         self.home = home
-        super().__init__([sys.executable, "-m", "assistant", "serve", "--port", "0", *args], READY, environment,
-                         timeout, "assistant serve")
+        super().__init__(
+            [sys.executable, "-m", "assistant", "serve", "--port", "0", *args],
+            READY,
+            environment,
+            timeout,
+            "assistant serve",
+        )
         self.url = self.ready.group(1)
         self.port = int(self.url.rsplit(":", 1)[1].split("/")[0])
 

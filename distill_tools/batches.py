@@ -32,8 +32,15 @@ def examples(outputs: list[TeacherOutput], max_length: int) -> list[Example]:
         if room < 2:
             continue  # the prompt alone fills the sequence: nothing to learn from
         n_answer = min(len(out.answer_ids), room)
-        result.append(Example(out.prompt_ids + out.answer_ids[:n_answer], len(out.prompt_ids),
-                              out.topk_logprobs[:n_answer], out.topk_indices[:n_answer], out.tail[:n_answer]))
+        result.append(
+            Example(
+                out.prompt_ids + out.answer_ids[:n_answer],
+                len(out.prompt_ids),
+                out.topk_logprobs[:n_answer],
+                out.topk_indices[:n_answer],
+                out.tail[:n_answer],
+            )
+        )
     if not result:
         raise DistillError(f"every prompt is longer than data.max_length = {max_length} tokens")
     return result
@@ -56,10 +63,17 @@ def collate(batch: list[Example], pad_id: int) -> dict[str, Any]:
         n, p, a = len(e.input_ids), e.n_prompt, len(e.input_ids) - e.n_prompt
         ids[row, :n] = torch.tensor(e.input_ids)
         attention[row, :n] = 1
-        labels[row, p - 1:n - 1] = torch.tensor(e.input_ids[p:])
-        mask[row, p - 1:n - 1] = True
-        values[row, p - 1:n - 1] = torch.from_numpy(e.topk_logprobs[:a].astype(np.float32))
-        indices[row, p - 1:n - 1] = torch.from_numpy(e.topk_indices[:a].astype(np.int64))
-        tails[row, p - 1:n - 1] = torch.from_numpy(e.tail[:a].astype(np.float32))
-    return {"input_ids": ids, "attention_mask": attention, "labels": labels, "mask": mask,
-            "teacher_logprobs": values, "teacher_indices": indices, "teacher_tail": tails}
+        labels[row, p - 1 : n - 1] = torch.tensor(e.input_ids[p:])
+        mask[row, p - 1 : n - 1] = True
+        values[row, p - 1 : n - 1] = torch.from_numpy(e.topk_logprobs[:a].astype(np.float32))
+        indices[row, p - 1 : n - 1] = torch.from_numpy(e.topk_indices[:a].astype(np.int64))
+        tails[row, p - 1 : n - 1] = torch.from_numpy(e.tail[:a].astype(np.float32))
+    return {
+        "input_ids": ids,
+        "attention_mask": attention,
+        "labels": labels,
+        "mask": mask,
+        "teacher_logprobs": values,
+        "teacher_indices": indices,
+        "teacher_tail": tails,
+    }

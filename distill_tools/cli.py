@@ -20,21 +20,38 @@ def add_commands(group: argparse._SubParsersAction) -> None:
     run.add_argument("config", help="recipe TOML file (or 'tiny' / 'default' for the bundled ones)")
     run.add_argument("--json", action="store_true", help="print the summary as JSON (phase lines go to stderr)")
     mode = run.add_mutually_exclusive_group()
-    mode.add_argument("--resume", dest="resume", action="store_const", const="resume", default="auto",
-                      help="continue the checkpoint; refuse if there is none or the recipe changed since")
-    mode.add_argument("--fresh", dest="resume", action="store_const", const="fresh",
-                      help="discard the checkpoint and train from the start (the teacher cache is kept)")
+    mode.add_argument(
+        "--resume",
+        dest="resume",
+        action="store_const",
+        const="resume",
+        default="auto",
+        help="continue the checkpoint; refuse if there is none or the recipe changed since",
+    )
+    mode.add_argument(
+        "--fresh",
+        dest="resume",
+        action="store_const",
+        const="fresh",
+        help="discard the checkpoint and train from the start (the teacher cache is kept)",
+    )
     run.add_argument("--replace", action="store_true", help=REPLACE_HELP)
-    run.add_argument("--nproc", type=int, default=1, metavar="N",
-                     help="train data-parallel in N processes (torchrun: one per GPU, or gloo on CPU)")
+    run.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        metavar="N",
+        help="train data-parallel in N processes (torchrun: one per GPU, or gloo on CPU)",
+    )
     run.set_defaults(handler=cmd_run)
 
     ev = group.add_parser("eval", help="compare a teacher and students (GGUF files or model names) in llama.cpp")
     ev.add_argument("--teacher", required=True)
     ev.add_argument("--student", required=True, action="append", help="repeat for several students")
     ev.add_argument("--tasks", default="bundled:tasks", help="task JSONL with prompt + accepted answers")
-    ev.add_argument("--heldout", default="",
-                    help="prompt file for KL/agreement/perplexity (default: bundled tasks' prompts)")
+    ev.add_argument(
+        "--heldout", default="", help="prompt file for KL/agreement/perplexity (default: bundled tasks' prompts)"
+    )
     ev.add_argument("--max-new-tokens", type=int, default=48)
     ev.add_argument("--out", default="", help="report folder (default: <data dir>/distill/eval)")
     ev.set_defaults(handler=cmd_eval)
@@ -84,9 +101,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     registered = f", registered as {summary['name']!r}" if summary["registered"] else " (not registered)"
     print(f"student: {summary['gguf']} ({summary['quant']}){registered}")
     for m in summary["models"]:
-        print(f"  {m['label']:<26} retention {figure(m['retention'], '6.1%')}  KL {figure(m['mean_kl'], '.3f')}  "
-              f"top-1 {figure(m['top1_agreement'], '6.1%')}  ppl {figure(m['perplexity'], '6.2f')}  "
-              f"{m['size_bytes'] / 1e6:6.1f} MB  {figure(m['tokens_per_s'], '5.0f')} tok/s")
+        print(
+            f"  {m['label']:<26} retention {figure(m['retention'], '6.1%')}  KL {figure(m['mean_kl'], '.3f')}  "
+            f"top-1 {figure(m['top1_agreement'], '6.1%')}  ppl {figure(m['perplexity'], '6.2f')}  "
+            f"{m['size_bytes'] / 1e6:6.1f} MB  {figure(m['tokens_per_s'], '5.0f')} tok/s"
+        )
     where = f"report: {summary['report']['markdown']}  " if summary["report"] else ""
     print(f"{where}({summary['timings_s']['total_s']:.0f} s in all)")
     return 0
@@ -97,10 +116,21 @@ def launch(args: argparse.Namespace) -> int:
     rank (they stop at the same step with a checkpoint); a second one stops torchrun."""
     import subprocess
 
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(args.nproc),
-               "-m", "distill_tools", "run", args.config, *(["--json"] if args.json else []),
-               *({"resume": ["--resume"], "fresh": ["--fresh"]}.get(args.resume, [])),
-               *(["--replace"] if args.replace else [])]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        str(args.nproc),
+        "-m",
+        "distill_tools",
+        "run",
+        args.config,
+        *(["--json"] if args.json else []),
+        *({"resume": ["--resume"], "fresh": ["--fresh"]}.get(args.resume, [])),
+        *(["--replace"] if args.replace else []),
+    ]
     process = subprocess.Popen(command)
     try:
         return process.wait()
@@ -138,8 +168,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     from distill_tools.progress import printer
 
     config = recipe.load(args.config)
-    target, result, registered = pipeline.export_checkpoint(config, args.quant, Path(args.out) if args.out else None,
-                                                            replace=args.replace, say=printer())
+    target, result, registered = pipeline.export_checkpoint(
+        config, args.quant, Path(args.out) if args.out else None, replace=args.replace, say=printer()
+    )
     print(f"wrote {target}" + (f", registered as {config.name!r}" if registered else ""))
     if result:
         print(result.line())

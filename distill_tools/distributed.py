@@ -106,5 +106,5 @@ def all_reduce_gradients(parameters: list[Any]) -> None:
     offset = 0
     for p, g in zip(parameters, grads):
         n = g.numel()
-        p.grad = flat[offset:offset + n].view_as(p).to(p.dtype)
+        p.grad = flat[offset : offset + n].view_as(p).to(p.dtype)
         offset += n

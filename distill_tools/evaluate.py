@@ -53,7 +53,7 @@ def load_tasks(spec: str) -> list[dict[str, Any]]:
             except json.JSONDecodeError as exc:
                 raise DistillError(f"{path}:{number}: invalid JSON: {exc.msg}") from None
             if not isinstance(item.get("prompt"), str) or not isinstance(item.get("answers"), list):
-                raise DistillError(f"{path}:{number}: a task needs \"prompt\" and a list of accepted \"answers\"")
+                raise DistillError(f'{path}:{number}: a task needs "prompt" and a list of accepted "answers"')
             tasks.append(item)
     return tasks
 
@@ -79,8 +79,9 @@ class Runner:
             # n_batch=8: here, prompt batches of 64 tokens ran ~20x slower than batches of 8 (measured)
             self.llm = llama.open_model(path, n_ctx, n_threads=threads, n_batch=8, logits_all=True)
         source = self.info.chat_template or fallback_for(self.info.architecture)
-        self.template = ChatTemplate(source, self.info.bos_token, self.info.eos_token,
-                                     builtin=not self.info.chat_template)
+        self.template = ChatTemplate(
+            source, self.info.bos_token, self.info.eos_token, builtin=not self.info.chat_template
+        )
         self.vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
         self._eog = llama_cpp.llama_vocab_is_eog
 
@@ -104,7 +105,7 @@ class Runner:
         """Logits predicting each answer token."""
         self.llm.reset()
         self.llm.eval(prompt + answer[:-1])
-        return np.array(self.llm.scores[len(prompt) - 1: len(prompt) - 1 + len(answer)], dtype=np.float64)
+        return np.array(self.llm.scores[len(prompt) - 1 : len(prompt) - 1 + len(answer)], dtype=np.float64)
 
     def text(self, tokens: list[int]) -> str:
         return self.llm.detokenize(tokens).decode("utf-8", errors="replace")
@@ -119,8 +120,14 @@ def log_softmax(x: np.ndarray) -> np.ndarray:
     return x - np.log(np.exp(x).sum(-1, keepdims=True))
 
 
-def evaluate(teacher: Path, students: dict[str, Path], tasks: list[dict[str, Any]], heldout: list[str],
-             max_new_tokens: int = 48, top_k: int = 32) -> list[ModelReport]:
+def evaluate(
+    teacher: Path,
+    students: dict[str, Path],
+    tasks: list[dict[str, Any]],
+    heldout: list[str],
+    max_new_tokens: int = 48,
+    top_k: int = 32,
+) -> list[ModelReport]:
     """Reports for the teacher (first) and each student, all against the teacher (``top_k``: the teacher's
     tokens a model's probability outside of which is reported as its hidden tail)."""
     from tqdm import tqdm
@@ -170,8 +177,9 @@ def evaluate(teacher: Path, students: dict[str, Path], tasks: list[dict[str, Any
     return reports
 
 
-def compare(runner: Runner, reference: list[tuple[list[int], list[int], np.ndarray]], report: ModelReport,
-            top_k: int) -> None:
+def compare(
+    runner: Runner, reference: list[tuple[list[int], list[int], np.ndarray]], report: ModelReport, top_k: int
+) -> None:
     """Fill ``report``'s KL, top-1 agreement, perplexity and mass outside the teacher's ``top_k``, measured on
     the teacher's answers in ``reference`` (prompt, answer, the teacher's log-probabilities)."""
     kl_sum, agree, nll, outside, positions = 0.0, 0, 0.0, 0.0, 0
@@ -190,8 +198,12 @@ def compare(runner: Runner, reference: list[tuple[list[int], list[int], np.ndarr
 
 
 # -- the report
-def write_report(folder: Path, reports: list[ModelReport], history: list[dict[str, float]] | None = None,
-                 extra: dict[str, Any] | None = None) -> dict[str, Path]:
+def write_report(
+    folder: Path,
+    reports: list[ModelReport],
+    history: list[dict[str, float]] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Path]:
     """report.json, report.md and report.png in ``folder`` (written atomically)."""
     from assistant.files import atomic_write_text
 
@@ -214,7 +226,8 @@ def markdown(reports: list[ModelReport], extra: dict[str, Any]) -> str:
     """The report: a table of models, the export check, the timings, then the run's other figures."""
     teacher = reports[0]
     lines = [
-        "# Distillation report", "",
+        "# Distillation report",
+        "",
         "| model | size MB | params M | size vs teacher | task score | retention | mean KL | top-1 agreement "
         "| perplexity | mass outside teacher's top-k | tokens/s |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
@@ -227,18 +240,25 @@ def markdown(reports: list[ModelReport], extra: dict[str, Any]) -> str:
             f"| {figure(r.top1_agreement, '.1%')} | {figure(r.perplexity, '.2f')} | {figure(r.outside_topk, '.1%')} "
             f"| {figure(r.tokens_per_s, '.0f')} |"
         )
-    lines += ["", "Task score: share of the bundled held-out tasks answered correctly (greedy, llama.cpp). "
-              "KL, agreement and perplexity: on the teacher's greedy answers to held-out prompts "
-              "(— : not measured, e.g. no held-out prompts)."]
+    lines += [
+        "",
+        "Task score: share of the bundled held-out tasks answered correctly (greedy, llama.cpp). "
+        "KL, agreement and perplexity: on the teacher's greedy answers to held-out prompts "
+        "(— : not measured, e.g. no held-out prompts).",
+    ]
     if check := extra.get("verification"):
         verdict = "passed" if check["passed"] else "FAILED"
-        lines += ["", f"**Export check** ({extra.get('quant', '')} GGUF in llama.cpp vs the torch student): {verdict}, "
-                  f"top-1 agreement {check['top1_agreement']:.1%}, mean KL {check['mean_kl']:.4f} "
-                  f"over {check['positions']} positions."]
+        lines += [
+            "",
+            f"**Export check** ({extra.get('quant', '')} GGUF in llama.cpp vs the torch student): {verdict}, "
+            f"top-1 agreement {check['top1_agreement']:.1%}, mean KL {check['mean_kl']:.4f} "
+            f"over {check['positions']} positions.",
+        ]
     if timings := extra.get("timings_s"):
         lines += ["", "| phase | seconds |", "|---|---|"]
-        lines += [f"| {phase.removesuffix('_s').replace('_', ' ')} | {seconds:.1f} |"
-                  for phase, seconds in timings.items()]
+        lines += [
+            f"| {phase.removesuffix('_s').replace('_', ' ')} | {seconds:.1f} |" for phase, seconds in timings.items()
+        ]
     lines.append("")
     for key, value in extra.items():
         if not isinstance(value, (dict, list)) and value is not None:
@@ -279,12 +299,24 @@ def draw(reports: list[ModelReport], history: list[dict[str, float]]) -> Any:
     else:
         left.set_axis_off()
     labels = [r.label for r in reports]
-    _bars(middle, labels, {"task score": [r.task_score for r in reports], "retention": [r.retention for r in reports],
-                           "top-1 agreement": [r.top1_agreement for r in reports]}, "{:.0%}")
+    _bars(
+        middle,
+        labels,
+        {
+            "task score": [r.task_score for r in reports],
+            "retention": [r.retention for r in reports],
+            "top-1 agreement": [r.top1_agreement for r in reports],
+        },
+        "{:.0%}",
+    )
     middle.set_ylim(0, 1.2)
     middle.set_title("students vs teacher (higher is better)")
-    _bars(right, labels, {"KL vs teacher": [r.mean_kl for r in reports],
-                          "perplexity": [r.perplexity for r in reports]}, "{:.2f}")
+    _bars(
+        right,
+        labels,
+        {"KL vs teacher": [r.mean_kl for r in reports], "perplexity": [r.perplexity for r in reports]},
+        "{:.2f}",
+    )
     right.set_title("KL and perplexity on held-out answers (lower is better)")
     fig.tight_layout()
     return fig

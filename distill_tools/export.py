@@ -34,9 +34,14 @@ PROBES = [
     "List three primary colors.",
 ]
 LAYER_NAMES = {
-    "input_layernorm": "attn_norm", "post_attention_layernorm": "ffn_norm",
-    "self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
-    "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
+    "input_layernorm": "attn_norm",
+    "post_attention_layernorm": "ffn_norm",
+    "self_attn.q_proj": "attn_q",
+    "self_attn.k_proj": "attn_k",
+    "self_attn.v_proj": "attn_v",
+    "self_attn.o_proj": "attn_output",
+    "mlp.gate_proj": "ffn_gate",
+    "mlp.up_proj": "ffn_up",
     "mlp.down_proj": "ffn_down",
 }
 FTYPES = {name: code for code, name in FILE_TYPES.items() if name in QUANTS}  # GGUF general.file_type of each
@@ -56,8 +61,10 @@ class Verification:
 
     def line(self) -> str:
         verdict = "passed" if self.passed else "FAILED"
-        return (f"verification {verdict}: top-1 agreement {self.top1_agreement:.1%}, mean KL {self.mean_kl:.4f} "
-                f"over {self.positions} positions")
+        return (
+            f"verification {verdict}: top-1 agreement {self.top1_agreement:.1%}, mean KL {self.mean_kl:.4f} "
+            f"over {self.positions} positions"
+        )
 
 
 def permute(weights: np.ndarray, n_head: int) -> np.ndarray:
@@ -99,8 +106,10 @@ def quant_problem(quant: str, rows: dict[str, int]) -> str:
         return ""
     fits = [q for q, b in LLAMA_QUANTS.items() if all(n % b == 0 for n in rows.values())] + ["Q8_0"]
     shapes = ", ".join(f"{what} {n}" for what, n in bad.items())
-    return (f"export.quant = {quant} needs weight rows in multiples of {block} values, but this student has {shapes} "
-            f"(llama.cpp would silently keep those tensors at higher precision): use {_either(fits)}")
+    return (
+        f"export.quant = {quant} needs weight rows in multiples of {block} values, but this student has {shapes} "
+        f"(llama.cpp would silently keep those tensors at higher precision): use {_either(fits)}"
+    )
 
 
 def _either(options: list[str]) -> str:
@@ -167,12 +176,23 @@ def unchanged_tensors(model: Any, base: Any, base_gguf: Path) -> dict[str, Any]:
 
     ours, theirs = gguf_tensors(model), gguf_tensors(base)
     reader = gguf.GGUFReader(base_gguf)
-    return {t.name: t for t in reader.tensors
-            if t.name in ours and t.name in theirs and np.array_equal(ours[t.name], theirs[t.name])}
+    return {
+        t.name: t
+        for t in reader.tensors
+        if t.name in ours and t.name in theirs and np.array_equal(ours[t.name], theirs[t.name])
+    }
 
 
-def write_gguf(model: Any, tokenizer: Any, path: Path, quant: str, name: str, teacher_gguf: Path | None,
-               metadata: dict[str, str] | None = None, keep: dict[str, Any] | None = None) -> None:
+def write_gguf(
+    model: Any,
+    tokenizer: Any,
+    path: Path,
+    quant: str,
+    name: str,
+    teacher_gguf: Path | None,
+    metadata: dict[str, str] | None = None,
+    keep: dict[str, Any] | None = None,
+) -> None:
     """Write ``model`` as a GGUF at ``path`` (F32, F16 or Q8_0) with extra string ``metadata``.
 
     ``keep``: tensors copied verbatim from another GGUF (see ``unchanged_tensors``) instead of encoded."""
@@ -273,10 +293,21 @@ def model_rows(model: Any) -> dict[str, int]:
     return row_lengths(config.hidden_size, config.intermediate_size, config.num_attention_heads, head_dim)
 
 
-def export(model: Any, tokenizer: Any, target: Path, *, quant: str = "Q8_0", name: str = "student",
-           teacher_gguf: Path | None = None, max_kl: float = 0.1, min_top1: float = 0.8,
-           check: bool = True, metadata: dict[str, str] | None = None,
-           say: Any = None, keep: dict[str, Any] | None = None) -> Verification | None:
+def export(
+    model: Any,
+    tokenizer: Any,
+    target: Path,
+    *,
+    quant: str = "Q8_0",
+    name: str = "student",
+    teacher_gguf: Path | None = None,
+    max_kl: float = 0.1,
+    min_top1: float = 0.8,
+    check: bool = True,
+    metadata: dict[str, str] | None = None,
+    say: Any = None,
+    keep: dict[str, Any] | None = None,
+) -> Verification | None:
     """Write ``model`` to ``target`` (atomically) as a verified GGUF; raise ExportError on failure.
 
     ``keep`` (F32/F16/Q8_0 only): tensors copied verbatim from the teacher's GGUF (``unchanged_tensors``)."""

@@ -63,16 +63,18 @@ def generalized_jsd(log_p: torch.Tensor, log_q: torch.Tensor, beta: float) -> to
     return beta * _kl(log_p, log_m) + (1 - beta) * _kl(log_q, log_m)
 
 
-def divergence(kind: str, teacher: torch.Tensor, student: torch.Tensor, temperature: float = 1.0,
-               beta: float = 0.5) -> torch.Tensor:
+def divergence(
+    kind: str, teacher: torch.Tensor, student: torch.Tensor, temperature: float = 1.0, beta: float = 0.5
+) -> torch.Tensor:
     """Full-vocabulary divergence per position between temperature-softened logits, scaled by T² (the reference)."""
     log_p = F.log_softmax(teacher.float() / temperature, dim=-1)
     log_q = F.log_softmax(student.float() / temperature, dim=-1)
     return bucket_divergence(kind, log_p, log_q, beta) * temperature**2
 
 
-def teacher_targets(teacher_logits: torch.Tensor, k: int, temperature: float = 1.0
-                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def teacher_targets(
+    teacher_logits: torch.Tensor, k: int, temperature: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(top-k log-probabilities, their token ids, log of the mass outside them), all at ``temperature``."""
     log_p = F.log_softmax(teacher_logits.float() / temperature, dim=-1)
     values, indices = log_p.topk(min(k, log_p.shape[-1]), dim=-1)
@@ -140,8 +142,9 @@ def _reduce(per_position: torch.Tensor, mask: torch.Tensor | None, reduction: st
     return weighted.sum() / weights.sum().clamp(min=1.0)
 
 
-def ce_loss(student_logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor | None = None,
-            reduction: str = "mean") -> torch.Tensor:
+def ce_loss(
+    student_logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor | None = None, reduction: str = "mean"
+) -> torch.Tensor:
     """Cross-entropy of the student on the target tokens where ``mask`` is true."""
     losses = F.cross_entropy(student_logits.float().flatten(0, -2), labels.flatten(), reduction="none")
     return _reduce(losses.view(labels.shape), mask, reduction)

@@ -54,13 +54,25 @@ class Settings:
 
     def training(self) -> dict[str, Any]:
         """The settings that shape the trained weights (a checkpoint made with others is not resumed)."""
-        return {k: v for k, v in asdict(self).items()
-                if not k.startswith("eval") and k not in ("general_limit", "quant")}
+        return {
+            k: v for k, v in asdict(self).items() if not k.startswith("eval") and k not in ("general_limit", "quant")
+        }
 
     @classmethod
     def ci(cls) -> "Settings":
-        return cls(per_fact=1, replay=4, epochs=1, max_steps=4, batch_size=4, lr=1e-4, max_new_tokens=12,
-                   max_length=80, top_k=16, eval_max_new_tokens=12, general_limit=3)
+        return cls(
+            per_fact=1,
+            replay=4,
+            epochs=1,
+            max_steps=4,
+            batch_size=4,
+            lr=1e-4,
+            max_new_tokens=12,
+            max_length=80,
+            top_k=16,
+            eval_max_new_tokens=12,
+            general_limit=3,
+        )
 
 
 class _WithContext:
@@ -76,7 +88,7 @@ class _WithContext:
     def apply_chat_template(self, messages: list[dict[str, str]], **kwargs: Any) -> Any:
         last = messages[-1]["content"]
         if last.startswith(MARKER):
-            messages = [{"role": "system", "content": self._system}, {"role": "user", "content": last[len(MARKER):]}]
+            messages = [{"role": "system", "content": self._system}, {"role": "user", "content": last[len(MARKER) :]}]
         return self._tokenizer.apply_chat_template(messages, **kwargs)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -110,13 +122,21 @@ def check_model_name(name: str) -> None:
     finally:
         store.close()
     if entry and entry["origin"] != "distilled":
-        raise DistillError(f"a model named {name!r} already exists ({entry['origin']}); "
-                           f"remove it (`assistant models rm {name}`) or copy the persona under another name")
+        raise DistillError(
+            f"a model named {name!r} already exists ({entry['origin']}); "
+            f"remove it (`assistant models rm {name}`) or copy the persona under another name"
+        )
 
 
-def run(name: str, prompts_file: str | None = None, minutes: float | None = None, keep_prompted: bool = False,
-        settings: Settings | None = None, eval_tasks: str | None = None,
-        progress: Progress | None = None) -> dict[str, Any]:
+def run(
+    name: str,
+    prompts_file: str | None = None,
+    minutes: float | None = None,
+    keep_prompted: bool = False,
+    settings: Settings | None = None,
+    eval_tasks: str | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
     """Distil persona ``name``; returns the summary (also written as JSON with a report and plot)."""
     from assistant import persona as personas
     from assistant.config import load as load_config
@@ -203,8 +223,15 @@ def replay_records(settings: Settings) -> list[dict[str, str]]:
     return random.Random(settings.seed).sample(pool, min(settings.replay, len(pool)))
 
 
-def teacher_examples(teacher: Any, context: str, records: list[dict[str, str]], replay: list[dict[str, str]],
-                     settings: Settings, work: Path, say: Progress) -> list[Any]:
+def teacher_examples(
+    teacher: Any,
+    context: str,
+    records: list[dict[str, str]],
+    replay: list[dict[str, str]],
+    settings: Settings,
+    work: Path,
+    say: Progress,
+) -> list[Any]:
     """Training examples: the context teacher's answers to ``records``, the base model's to ``replay`` (cached)."""
     from distill_tools import batches, teacher_cache, torch_teacher
 
@@ -214,13 +241,29 @@ def teacher_examples(teacher: Any, context: str, records: list[dict[str, str]], 
     source = str(teacher.gguf_path)
     context_hash = hashlib.sha256(context.encode()).hexdigest()[:16]
     say("teacher pass (with the context)", 0, len(records) + len(replay))
-    prompted = teacher_cache.teacher_pass(records, runner, _WithContext(tok, context), work / "teacher-context",
-                                          template=MARKER + "{prompt}", key=teacher_cache.cache_key(
-                                              source, records, {**common, "context": context_hash}), **common)
+    prompted = teacher_cache.teacher_pass(
+        records,
+        runner,
+        _WithContext(tok, context),
+        work / "teacher-context",
+        template=MARKER + "{prompt}",
+        key=teacher_cache.cache_key(source, records, {**common, "context": context_hash}),
+        **common,
+    )
     say("teacher pass (replay, no context)", len(records), len(records) + len(replay))
-    general = teacher_cache.teacher_pass(replay, runner, tok, work / "teacher-replay", template="{prompt}",
-                                         key=teacher_cache.cache_key(source, replay, common),
-                                         **common) if replay else []
+    general = (
+        teacher_cache.teacher_pass(
+            replay,
+            runner,
+            tok,
+            work / "teacher-replay",
+            template="{prompt}",
+            key=teacher_cache.cache_key(source, replay, common),
+            **common,
+        )
+        if replay
+        else []
+    )
     return batches.examples(prompted + general, settings.max_length)
 
 
@@ -236,14 +279,21 @@ def fresh_checkpoints(folder: Path, inputs: list[Any]) -> None:
     atomic_write_text(marker, key)
 
 
-def train_student(teacher: Any, examples: list[Any], settings: Settings, work: Path, minutes: float | None,
-                  say: Progress) -> tuple[Any, Any]:
+def train_student(
+    teacher: Any, examples: list[Any], settings: Settings, work: Path, minutes: float | None, say: Progress
+) -> tuple[Any, Any]:
     """The base model's copy trained on ``examples``; stops early (keeping its weights) when ``minutes`` run out."""
     from distill_tools import train
     from distill_tools.recipe import LossSection, TrainSection
 
-    cfg = TrainSection(epochs=settings.epochs, max_steps=settings.max_steps, batch_size=settings.batch_size,
-                       lr=settings.lr, warmup_steps=max(1, min(10, settings.max_steps // 5 or 5)), checkpoint_every=20)
+    cfg = TrainSection(
+        epochs=settings.epochs,
+        max_steps=settings.max_steps,
+        batch_size=settings.batch_size,
+        lr=settings.lr,
+        warmup_steps=max(1, min(10, settings.max_steps // 5 or 5)),
+        checkpoint_every=20,
+    )
     loss = LossSection(alpha=settings.alpha)
     student = copy.deepcopy(teacher.model)
     trainable(student, settings)
@@ -259,8 +309,16 @@ def train_student(teacher: Any, examples: list[Any], settings: Settings, work: P
 
     say("training", 0, train.total_steps(len(examples), cfg))
     try:
-        state = train.train(student, examples, cfg, loss, pad_id=teacher.tokenizer.pad_token_id, seed=settings.seed,
-                            folder=work / "checkpoints", on_step=on_step)
+        state = train.train(
+            student,
+            examples,
+            cfg,
+            loss,
+            pad_id=teacher.tokenizer.pad_token_id,
+            seed=settings.seed,
+            folder=work / "checkpoints",
+            on_step=on_step,
+        )
     except _OutOfTime:
         state = latest["state"]
         student.eval()
@@ -288,12 +346,28 @@ def export_student(student: Any, teacher: Any, target: Path, name: str, settings
 
     limits = ExportSection()
     keep = export.unchanged_tensors(student, teacher.model, teacher.gguf_path)
-    return export.export(student, teacher.tokenizer, target, quant=settings.quant, name=name,
-                         teacher_gguf=teacher.gguf_path, max_kl=limits.max_kl, min_top1=limits.min_top1, keep=keep)
+    return export.export(
+        student,
+        teacher.tokenizer,
+        target,
+        quant=settings.quant,
+        name=name,
+        teacher_gguf=teacher.gguf_path,
+        max_kl=limits.max_kl,
+        min_top1=limits.min_top1,
+        keep=keep,
+    )
 
 
-def evaluate(base: Path, student: Path, context: str, prompts: prompting.PromptSet, settings: Settings,
-             context_tokens: int, eval_tasks: str | None) -> dict[str, Any]:
+def evaluate(
+    base: Path,
+    student: Path,
+    context: str,
+    prompts: prompting.PromptSet,
+    settings: Settings,
+    context_tokens: int,
+    eval_tasks: str | None,
+) -> dict[str, Any]:
     """Held-out scores, KL, general retention and first-turn speed (see ``persona_eval``)."""
     from distill_tools import evaluate as evaluating
     from distill_tools import persona_eval
@@ -302,8 +376,17 @@ def evaluate(base: Path, student: Path, context: str, prompts: prompting.PromptS
     heldout = [str(h["prompt"]) for h in prompts.heldout]
     general = evaluating.load_tasks("bundled:tasks")[: settings.general_limit or None]
     n_ctx = max(1024, context_tokens + 128 + settings.eval_max_new_tokens)
-    result = persona_eval.evaluate_persona(base, student, context, checkable, heldout, general,
-                                           settings.eval_max_new_tokens, n_ctx=n_ctx, top_k=settings.top_k)
+    result = persona_eval.evaluate_persona(
+        base,
+        student,
+        context,
+        checkable,
+        heldout,
+        general,
+        settings.eval_max_new_tokens,
+        n_ctx=n_ctx,
+        top_k=settings.top_k,
+    )
     questions = [str(h["prompt"]) for h in checkable[:3]] or heldout[:3]
     result["first_turn"] = {
         "teacher": persona_eval.first_turn(base, context, questions, n_ctx=n_ctx + 512),
@@ -314,9 +397,18 @@ def evaluate(base: Path, student: Path, context: str, prompts: prompting.PromptS
     return result
 
 
-def _summary(name: str, persona: Any, prompts: prompting.PromptSet, examples: list[Any], state: Any,
-             verification: Any, evaluation: dict[str, Any], settings: Settings, tokens: int,
-             times: dict[str, float]) -> dict[str, Any]:
+def _summary(
+    name: str,
+    persona: Any,
+    prompts: prompting.PromptSet,
+    examples: list[Any],
+    state: Any,
+    verification: Any,
+    evaluation: dict[str, Any],
+    settings: Settings,
+    tokens: int,
+    times: dict[str, float],
+) -> dict[str, Any]:
     from distill_tools import export
 
     reports = evaluation["reports"]
@@ -331,24 +423,33 @@ def _summary(name: str, persona: Any, prompts: prompting.PromptSet, examples: li
         "train_sequences": len(examples),
         "steps": state.step,
         "settings": asdict(settings),
-        "scores": {r.label: {"checkable": round(r.task_score, 4), "vs_teacher": round(r.retention, 4),
-                             "mean_kl": round(r.mean_kl, 4), "top1_agreement": round(r.top1_agreement, 4)}
-                   for r in reports},
+        "scores": {
+            r.label: {
+                "checkable": round(r.task_score, 4),
+                "vs_teacher": round(r.retention, 4),
+                "mean_kl": round(r.mean_kl, 4),
+                "top1_agreement": round(r.top1_agreement, 4),
+            }
+            for r in reports
+        },
         "checkable_questions": len(reports[0].answers),
         "checkable_source": evaluation["checkable_source"],
         "general": {k: round(v, 4) for k, v in evaluation["general"].items()},
         "first_turn": speed,
         "ttft_ratio": round(speed["teacher"]["ttft_s"] / speed["student"]["ttft_s"], 2)
-        if speed["student"]["ttft_s"] else 0.0,
+        if speed["student"]["ttft_s"]
+        else 0.0,
         "decode_ratio": round(speed["student"]["tokens_per_s"] / speed["base"]["tokens_per_s"], 3)
-        if speed["base"]["tokens_per_s"] else 0.0,
+        if speed["base"]["tokens_per_s"]
+        else 0.0,
         "verification": export.verification_dict(verification),
         "timings_s": {k: round(v, 1) for k, v in times.items()},
     }
 
 
-def write_report(folder: Path, evaluation: dict[str, Any], history: list[dict[str, float]],
-                 summary: dict[str, Any]) -> dict[str, str]:
+def write_report(
+    folder: Path, evaluation: dict[str, Any], history: list[dict[str, float]], summary: dict[str, Any]
+) -> dict[str, str]:
     """report.json / report.md / report.png (the retention plot) in ``folder``."""
     from distill_tools import evaluate as evaluating
 

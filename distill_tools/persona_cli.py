@@ -12,14 +12,17 @@ def add_command(group: argparse._SubParsersAction) -> None:
     """Add ``distill persona`` to a distill subparsers group."""
     cmd = group.add_parser("persona", help="distil a persona into its own student that needs no prompt")
     cmd.add_argument("name", help="the persona (see `assistant persona list`)")
-    cmd.add_argument("--prompts", help="your own training prompts: text (one per line) or JSONL (\"prompt\")")
+    cmd.add_argument("--prompts", help='your own training prompts: text (one per line) or JSONL ("prompt")')
     cmd.add_argument("--minutes", type=float, default=None, help="stop training after N minutes (and use the result)")
     cmd.add_argument("--json", action="store_true", help="print the summary as JSON")
     cmd.add_argument("--keep-prompted", action="store_true", help="register the student but leave the persona prompted")
     cmd.add_argument("--eval-tasks", default=None, help="held-out questions with answers (JSONL: prompt, answers)")
     cmd.add_argument("--ci", action="store_true", help=argparse.SUPPRESS)  # the tiny recipe the tests run
-    cmd.add_argument("--progress-json", action="store_true",
-                     help="progress as JSON lines on stderr (phase, done, total, elapsed_s) for other programs")
+    cmd.add_argument(
+        "--progress-json",
+        action="store_true",
+        help="progress as JSON lines on stderr (phase, done, total, elapsed_s) for other programs",
+    )
     cmd.set_defaults(handler=cmd_persona)
 
 
@@ -67,8 +70,15 @@ def cmd_persona(args: argparse.Namespace) -> int:
 
         raise DistillError("--minutes must be positive")
     settings = persona.Settings.ci() if args.ci else persona.Settings()
-    summary = persona.run(args.name, args.prompts, args.minutes, args.keep_prompted, settings, args.eval_tasks,
-                          progress=ProgressJson() if args.progress_json else PhaseLine())
+    summary = persona.run(
+        args.name,
+        args.prompts,
+        args.minutes,
+        args.keep_prompted,
+        settings,
+        args.eval_tasks,
+        progress=ProgressJson() if args.progress_json else PhaseLine(),
+    )
     if args.json:
         print(json.dumps(summary, indent=2, ensure_ascii=False))
         return 0
@@ -79,8 +89,10 @@ def cmd_persona(args: argparse.Namespace) -> int:
 def _table(s: dict[str, Any]) -> str:
     lines = [f"{'':<26} {'checkable':>9} {'vs teacher':>10} {'KL':>7} {'top-1':>7}"]
     for label, v in s["scores"].items():
-        lines.append(f"{label:<26} {v['checkable']:>9.0%} {v['vs_teacher']:>10.0%} {v['mean_kl']:>7.3f} "
-                     f"{v['top1_agreement']:>7.0%}")
+        lines.append(
+            f"{label:<26} {v['checkable']:>9.0%} {v['vs_teacher']:>10.0%} {v['mean_kl']:>7.3f} "
+            f"{v['top1_agreement']:>7.0%}"
+        )
     g, t = s["general"], s["first_turn"]
     lines += [
         f"general tasks: student {g['student']:.0%} vs base {g['base']:.0%} (retention {g['retention']:.0%})",

@@ -26,8 +26,9 @@ def _prompt(runner: evaluate.Runner, text: str, system: str = "") -> list[int]:
     return runner.llm.tokenize(runner.template.render(messages).encode(), add_bos=False, special=True)
 
 
-def _score(runner: evaluate.Runner, tasks: list[dict[str, Any]], system: str, max_new: int,
-           bar: Any) -> tuple[float, list[dict[str, Any]]]:
+def _score(
+    runner: evaluate.Runner, tasks: list[dict[str, Any]], system: str, max_new: int, bar: Any
+) -> tuple[float, list[dict[str, Any]]]:
     answers = []
     for task in tasks:
         text = runner.text(runner.generate(_prompt(runner, task["prompt"], system), max_new))
@@ -36,9 +37,17 @@ def _score(runner: evaluate.Runner, tasks: list[dict[str, Any]], system: str, ma
     return (sum(a["correct"] for a in answers) / len(answers) if answers else 0.0), answers
 
 
-def evaluate_persona(base: Path, student: Path, system: str, checkable: list[dict[str, Any]], heldout: list[str],
-                     general: list[dict[str, Any]], max_new: int = 40, n_ctx: int = 1024,
-                     top_k: int = 32) -> dict[str, Any]:
+def evaluate_persona(
+    base: Path,
+    student: Path,
+    system: str,
+    checkable: list[dict[str, Any]],
+    heldout: list[str],
+    general: list[dict[str, Any]],
+    max_new: int = 40,
+    n_ctx: int = 1024,
+    top_k: int = 32,
+) -> dict[str, Any]:
     """Reports (teacher, student, base) as ``evaluate.ModelReport`` plus the general-task scores.
 
     ``n_ctx`` must hold the context, a question and ``max_new`` tokens (every position's logits are kept);
@@ -79,13 +88,17 @@ def evaluate_persona(base: Path, student: Path, system: str, checkable: list[dic
     base_general = general_scores.get(BASE, 0.0)
     return {
         "reports": reports,
-        "general": {"student": general_scores.get(STUDENT, 0.0), "base": base_general,
-                    "retention": general_scores.get(STUDENT, 0.0) / base_general if base_general else 0.0},
+        "general": {
+            "student": general_scores.get(STUDENT, 0.0),
+            "base": base_general,
+            "retention": general_scores.get(STUDENT, 0.0) / base_general if base_general else 0.0,
+        },
     }
 
 
-def first_turn(path: Path, system: str, questions: list[str], n_ctx: int = 4096,
-               max_tokens: int = 24) -> dict[str, float]:
+def first_turn(
+    path: Path, system: str, questions: list[str], n_ctx: int = 4096, max_tokens: int = 24
+) -> dict[str, float]:
     """Median first-turn TTFT, decode tokens/s and prompt tokens, each question in a freshly loaded engine."""
     from assistant.config import load
     from assistant.engine import Engine
@@ -105,5 +118,8 @@ def first_turn(path: Path, system: str, questions: list[str], n_ctx: int = 4096,
             prompt_tokens = engine.stats.prompt_tokens
         finally:
             engine.close()
-    return {"ttft_s": statistics.median(ttft), "tokens_per_s": statistics.median(speed) if speed else 0.0,
-            "prompt_tokens": prompt_tokens}
+    return {
+        "ttft_s": statistics.median(ttft),
+        "tokens_per_s": statistics.median(speed) if speed else 0.0,
+        "prompt_tokens": prompt_tokens,
+    }

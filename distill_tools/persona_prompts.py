@@ -23,8 +23,10 @@ VERBS = (
     "falls?|sits?|stands?|lies?|equals?|weighs?|measures?|lasts?|accepts?|allows?|includes?"
 )
 COPULA = "is|are|was|were"  # tried first: "The support phone number is …" is not about "supporting"
-SPLITS = [re.compile(rf"^(?P<subject>[^,;:]{{3,90}}?)\s+(?P<verb>{verbs})\s+(?P<rest>.{{2,}})$", re.IGNORECASE)
-          for verbs in (COPULA, VERBS)]
+SPLITS = [
+    re.compile(rf"^(?P<subject>[^,;:]{{3,90}}?)\s+(?P<verb>{verbs})\s+(?P<rest>.{{2,}})$", re.IGNORECASE)
+    for verbs in (COPULA, VERBS)
+]
 TEMPLATES = (
     "What do you know about {subject}?",
     "Tell me about {subject}.",
@@ -37,11 +39,19 @@ TEMPLATES = (
 WHAT_TEMPLATE = "What {verb} {subject}?"  # for "X is Y" sentences, the most natural question
 CLOZE_TEMPLATE = "Complete this sentence: {subject} {verb} …"
 IDENTITY = (
-    "Who are you?", "What can you help me with?", "Introduce yourself.", "Hello!", "What are your rules?",
-    "How should I ask you things?", "What do you know?", "Hi, what is your job?",
+    "Who are you?",
+    "What can you help me with?",
+    "Introduce yourself.",
+    "Hello!",
+    "What are your rules?",
+    "How should I ask you things?",
+    "What do you know?",
+    "Hi, what is your job?",
 )
-STOPWORDS = set("a an the of to in on at for and or but with by from as is are was were be it its this that our your "
-                "their his her my we you they he she i".split())
+STOPWORDS = set(
+    "a an the of to in on at for and or but with by from as is are was were be it its this that our your "
+    "their his her my we you they he she i".split()
+)
 
 
 @dataclass
@@ -102,8 +112,14 @@ def phrasings(fact: Fact) -> list[str]:
     return result
 
 
-def build(context_sentences: list[str], user_prompts: list[dict[str, str]], per_fact: int, seed: int = 0,
-          heldout_user: float = 0.1, grounded: bool = True) -> PromptSet:
+def build(
+    context_sentences: list[str],
+    user_prompts: list[dict[str, str]],
+    per_fact: int,
+    seed: int = 0,
+    heldout_user: float = 0.1,
+    grounded: bool = True,
+) -> PromptSet:
     """Training prompts (``per_fact`` phrasings + a cloze per fact, identity questions, the user's) and held-out ones.
 
     For fact i the held-out phrasing is a different template than its training ones, rotating over

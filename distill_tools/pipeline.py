@@ -52,8 +52,15 @@ def preflight(recipe: Recipe, replace: bool = False, say: Say | None = None) -> 
     target = models_dir() / f"{recipe.name}.gguf"
     check_output(recipe, target, replace)
     check_shape(recipe)
-    leftovers = [p for t in (target, recipe.work_dir() / "pruned-student.gguf", recipe.work_dir() / "teacher.gguf")
-                 for p in export.clean_leftovers(t)] if distributed.world().main else []
+    leftovers = (
+        [
+            p
+            for t in (target, recipe.work_dir() / "pruned-student.gguf", recipe.work_dir() / "teacher.gguf")
+            for p in export.clean_leftovers(t)
+        ]
+        if distributed.world().main
+        else []
+    )
     if leftovers and say:
         say(f"cleanup: removed {len(leftovers)} leftover file(s) of an interrupted export")
     return Plan(records, tasks, target)
@@ -93,8 +100,10 @@ def check_output(recipe: Recipe, target: Path, replace: bool) -> None:
     if not clash and (target.exists() or target.is_symlink()) and made_by(target) != mine:
         clash = f"{target} already exists"
     if clash and not replace:
-        raise DistillError(f"{clash} and was not made by this recipe: choose another name in {where}, "
-                           "or pass --replace to overwrite it")
+        raise DistillError(
+            f"{clash} and was not made by this recipe: choose another name in {where}, "
+            "or pass --replace to overwrite it"
+        )
 
 
 def check_shape(recipe: Recipe) -> None:
@@ -117,8 +126,10 @@ def check_shape(recipe: Recipe) -> None:
             raise DistillError(f"{where}: {exc}") from None
         width = recipe.student.mlp_width or shape.intermediate
         if recipe.student.mlp_width and not 0 < recipe.student.mlp_width < shape.intermediate:
-            raise DistillError(f"{where}: student.mlp_width = {recipe.student.mlp_width}: must lie between 1 and "
-                               f"{shape.intermediate - 1} (0 keeps all {shape.intermediate})")
+            raise DistillError(
+                f"{where}: student.mlp_width = {recipe.student.mlp_width}: must lie between 1 and "
+                f"{shape.intermediate - 1} (0 keeps all {shape.intermediate})"
+            )
     if shape is not None:
         rows = export.row_lengths(shape.hidden, width, shape.heads, shape.head_dim)
         if problem := export.quant_problem(recipe.export.quant, rows):
@@ -136,8 +147,9 @@ def load_local(recipe: Recipe) -> Any:
     is the teacher's)."""
     from distill_tools import torch_model
 
-    return torch_model.load(recipe.student.model if recipe.teacher.url else recipe.teacher.model,
-                            recipe.teacher.allow_download)
+    return torch_model.load(
+        recipe.student.model if recipe.teacher.url else recipe.teacher.model, recipe.teacher.allow_download
+    )
 
 
 def make_student(recipe: Recipe, teacher: Any, calibration: list[Any] | None) -> tuple[Any, list[int] | None]:
@@ -164,7 +176,9 @@ def make_student(recipe: Recipe, teacher: Any, calibration: list[Any] | None) ->
             return model, keep
         pad = teacher.tokenizer.pad_token_id
         size = recipe.train.batch_size
-        calibration_batches = [batches.collate(calibration[i:i + size], pad) for i in range(0, len(calibration), size)]
+        calibration_batches = [
+            batches.collate(calibration[i : i + size], pad) for i in range(0, len(calibration), size)
+        ]
         students.narrow_mlp(model, recipe.student.mlp_width, calibration_batches)
     return model, keep
 
@@ -183,9 +197,14 @@ def teacher_key(recipe: Recipe, teacher_id: str, records: list[dict[str, str]]) 
     """The key of the cached teacher pass: the teacher, the prompts and every setting that shapes its outputs."""
     from distill_tools import teacher_cache
 
-    settings = {"template": recipe.data.template, "max_new_tokens": recipe.data.max_new_tokens,
-                "top_k": recipe.data.top_k, "batch_size": recipe.data.batch_size,
-                "temperature": recipe.loss.temperature, "format": 2}
+    settings = {
+        "template": recipe.data.template,
+        "max_new_tokens": recipe.data.max_new_tokens,
+        "top_k": recipe.data.top_k,
+        "batch_size": recipe.data.batch_size,
+        "temperature": recipe.loss.temperature,
+        "format": 2,
+    }
     return teacher_cache.cache_key(teacher_id, records, settings)
 
 
@@ -194,8 +213,10 @@ def served_kd_line(runner: Any) -> str:
     done = runner.word_level + runner.sequence_level
     if not done:
         return "every shard came from the cache"
-    line = (f"{runner.word_level}/{done} answers with word-level targets (top-k log-probs mapped onto the student's "
-            f"vocabulary), {runner.sequence_level} sequence-level only")
+    line = (
+        f"{runner.word_level}/{done} answers with word-level targets (top-k log-probs mapped onto the student's "
+        f"vocabulary), {runner.sequence_level} sequence-level only"
+    )
     if runner.word_level == 0:
         line += " (the server returns no log-probs that map one-to-one: sequence-level KD on the teacher's answers)"
     if runner.padded_positions:
@@ -207,8 +228,12 @@ def run_settings(recipe: Recipe, teacher_key: str) -> dict[str, Any]:
     """Everything a training checkpoint depends on."""
     from distill_tools import train
 
-    return {"teacher_pass": teacher_key, "student": asdict(recipe.student), "max_length": recipe.data.max_length,
-            **train.training_settings(recipe.train, recipe.loss, recipe.seed)}
+    return {
+        "teacher_pass": teacher_key,
+        "student": asdict(recipe.student),
+        "max_length": recipe.data.max_length,
+        **train.training_settings(recipe.train, recipe.loss, recipe.seed),
+    }
 
 
 def served_teacher(recipe: Recipe, tokenizer: Any) -> Any:
@@ -228,9 +253,19 @@ def teacher_outputs(recipe: Recipe, runner: Any, tokenizer: Any, records: list[d
 
     from distill_tools import distributed, teacher_cache
 
-    run = partial(teacher_cache.teacher_pass, records, runner, tokenizer, recipe.work_dir() / "teacher-cache",
-                  template=recipe.data.template, max_new_tokens=recipe.data.max_new_tokens, top_k=recipe.data.top_k,
-                  key=key, batch_size=recipe.data.batch_size, temperature=recipe.loss.temperature)
+    run = partial(
+        teacher_cache.teacher_pass,
+        records,
+        runner,
+        tokenizer,
+        recipe.work_dir() / "teacher-cache",
+        template=recipe.data.template,
+        max_new_tokens=recipe.data.max_new_tokens,
+        top_k=recipe.data.top_k,
+        key=key,
+        batch_size=recipe.data.batch_size,
+        temperature=recipe.loss.temperature,
+    )
     place = distributed.world()
     if place.parallel:
         if place.main:  # the cache's key checked (a stale cache cleared) once, before any rank writes
@@ -246,8 +281,9 @@ def student_metadata(recipe: Recipe) -> dict[str, str]:
     return {"distill.teacher": recipe.teacher.model, "distill.recipe": recipe_id(recipe)}
 
 
-def run(recipe: Recipe, on_step: Any = None, *, resume: str = "auto", replace: bool = False,
-        say: Say | None = None) -> dict[str, Any]:
+def run(
+    recipe: Recipe, on_step: Any = None, *, resume: str = "auto", replace: bool = False, say: Say | None = None
+) -> dict[str, Any]:
     """The whole pipeline; returns a summary (paths, figures, timings). ``say`` receives one line per phase.
 
     Under torchrun every rank runs it up to the end of training (see ``distributed``); rank 0 alone goes on
@@ -273,12 +309,16 @@ def run(recipe: Recipe, on_step: Any = None, *, resume: str = "auto", replace: b
     tok = teacher.tokenizer
     if recipe.teacher.url:
         runner = served_teacher(recipe, tok)
-        say(f"teacher: {recipe.teacher.model or 'the model'} served at {recipe.teacher.url}; "
-            f"tokenizer check: {runner.check_tokenizer()}")
+        say(
+            f"teacher: {recipe.teacher.model or 'the model'} served at {recipe.teacher.url}; "
+            f"tokenizer check: {runner.check_tokenizer()}"
+        )
     else:
         runner = torch_teacher.TorchTeacher(teacher.model, tok.eos_token_id, tok.pad_token_id)
-        say(f"teacher: {recipe.teacher.model} ({parameter_count(teacher.model) / 1e6:.1f} M parameters) "
-            f"loaded in {times['load_s']:.1f} s")
+        say(
+            f"teacher: {recipe.teacher.model} ({parameter_count(teacher.model) / 1e6:.1f} M parameters) "
+            f"loaded in {times['load_s']:.1f} s"
+        )
 
     mark = time.perf_counter()
     key = teacher_key(recipe, teacher_id(recipe), train_records)
@@ -288,9 +328,11 @@ def run(recipe: Recipe, on_step: Any = None, *, resume: str = "auto", replace: b
     answer_tokens = sum(len(o.answer_ids) for o in outputs)
     bytes_per_token = sum(o.nbytes for o in outputs) / max(1, answer_tokens)
     teacher_tail = sum(float(np.exp(o.tail.astype(np.float64)).sum()) for o in outputs) / max(1, answer_tokens)
-    say(f"teacher pass: {len(outputs)} prompts, {answer_tokens} answer tokens, top-{recipe.data.top_k} cached at "
+    say(
+        f"teacher pass: {len(outputs)} prompts, {answer_tokens} answer tokens, top-{recipe.data.top_k} cached at "
         f"{bytes_per_token:.0f} bytes/token, teacher mass outside its top-{recipe.data.top_k} {teacher_tail:.1%}, "
-        f"{times['teacher_pass_s']:.1f} s")
+        f"{times['teacher_pass_s']:.1f} s"
+    )
     if recipe.teacher.url:
         say(f"teacher pass: {served_kd_line(runner)}")
 
@@ -298,19 +340,41 @@ def run(recipe: Recipe, on_step: Any = None, *, resume: str = "auto", replace: b
     student, layers = make_student(recipe, teacher, examples[: recipe.student.calibration])
     baseline = work / "pruned-student.gguf"
     if recipe.eval.baseline and place.main:  # the student before any training
-        export.export(student, teacher.tokenizer, baseline, quant=recipe.export.quant,
-                      name=f"{recipe.name}-pruned", teacher_gguf=teacher.gguf_path, check=False)
+        export.export(
+            student,
+            teacher.tokenizer,
+            baseline,
+            quant=recipe.export.quant,
+            name=f"{recipe.name}-pruned",
+            teacher_gguf=teacher.gguf_path,
+            check=False,
+        )
     times["student_s"] = time.perf_counter() - mark
-    say(f"student: {student.config.num_hidden_layers} layers, MLP width {student.config.intermediate_size}, "
+    say(
+        f"student: {student.config.num_hidden_layers} layers, MLP width {student.config.intermediate_size}, "
         f"{parameter_count(student) / 1e6:.1f} M parameters"
-        + ("" if recipe.teacher.url else f" ({parameter_count(student) / parameter_count(teacher.model):.0%} "
-           "of the teacher)")
-        + f", {times['student_s']:.1f} s")
+        + (
+            ""
+            if recipe.teacher.url
+            else f" ({parameter_count(student) / parameter_count(teacher.model):.0%} of the teacher)"
+        )
+        + f", {times['student_s']:.1f} s"
+    )
 
     mark = time.perf_counter()
-    state = train.train(student, examples, recipe.train, recipe.loss, pad_id=teacher.tokenizer.pad_token_id,
-                        seed=recipe.seed, folder=work / "checkpoints", on_step=on_step,
-                        settings=run_settings(recipe, key), resume=resume, say=say)
+    state = train.train(
+        student,
+        examples,
+        recipe.train,
+        recipe.loss,
+        pad_id=teacher.tokenizer.pad_token_id,
+        seed=recipe.seed,
+        folder=work / "checkpoints",
+        on_step=on_step,
+        settings=run_settings(recipe, key),
+        resume=resume,
+        say=say,
+    )
     times["train_s"] = time.perf_counter() - mark
     if not place.main:
         return {"rank": place.rank, "steps": state.step}
@@ -320,18 +384,29 @@ def run(recipe: Recipe, on_step: Any = None, *, resume: str = "auto", replace: b
     last_epoch = state.history[-per_epoch:]
     student_tail = sum(h.get("tail", 0.0) for h in last_epoch) / max(1, len(last_epoch))
     if state.history:
-        say(f"train: {state.step} steps, {train.step_figures(state.history[-1])}, "
-            f"{tokens / seconds if seconds else 0:.0f} tok/s, {times['train_s']:.1f} s")
+        say(
+            f"train: {state.step} steps, {train.step_figures(state.history[-1])}, "
+            f"{tokens / seconds if seconds else 0:.0f} tok/s, {times['train_s']:.1f} s"
+        )
 
     mark = time.perf_counter()
     verification = export.export(
-        student, teacher.tokenizer, plan.target, quant=recipe.export.quant, name=recipe.name,
-        teacher_gguf=teacher.gguf_path, max_kl=recipe.export.max_kl, min_top1=recipe.export.min_top1,
-        metadata=student_metadata(recipe), say=say,
+        student,
+        teacher.tokenizer,
+        plan.target,
+        quant=recipe.export.quant,
+        name=recipe.name,
+        teacher_gguf=teacher.gguf_path,
+        max_kl=recipe.export.max_kl,
+        min_top1=recipe.export.min_top1,
+        metadata=student_metadata(recipe),
+        say=say,
     )
     times["export_s"] = time.perf_counter() - mark
-    say(f"export: {plan.target} ({recipe.export.quant}, {plan.target.stat().st_size / 1e6:.1f} MB), "
-        f"{verification.line() if verification else 'not checked'}, {times['export_s']:.1f} s")
+    say(
+        f"export: {plan.target} ({recipe.export.quant}, {plan.target.stat().st_size / 1e6:.1f} MB), "
+        f"{verification.line() if verification else 'not checked'}, {times['export_s']:.1f} s"
+    )
     if recipe.register:
         register(recipe.name, plan.target)
         say(f"registered: {recipe.name} (assistant models use {recipe.name})")
@@ -358,8 +433,10 @@ def run(recipe: Recipe, on_step: Any = None, *, resume: str = "auto", replace: b
     }
     work_summary(work, {**summary, "timings_s": {k: round(v, 1) for k, v in times.items()}})
     if recipe.teacher.url:
-        say("evaluate: skipped (the teacher is served, not here; where you have its GGUF, compare with "
-            f"`assistant distill eval --teacher TEACHER.gguf --student {recipe.name}`)")
+        say(
+            "evaluate: skipped (the teacher is served, not here; where you have its GGUF, compare with "
+            f"`assistant distill eval --teacher TEACHER.gguf --student {recipe.name}`)"
+        )
         times["total_s"] = time.perf_counter() - clock
         summary.update(timings_s={k: round(v, 1) for k, v in times.items()}, report={}, models=[])
         work_summary(work, summary)
@@ -369,26 +446,38 @@ def run(recipe: Recipe, on_step: Any = None, *, resume: str = "auto", replace: b
     teacher_gguf = teacher.gguf_path
     if teacher_gguf is None:
         teacher_gguf = work / "teacher.gguf"
-        export.export(teacher.model, teacher.tokenizer, teacher_gguf, quant=recipe.export.quant,
-                      name="teacher", check=False)
+        export.export(
+            teacher.model, teacher.tokenizer, teacher_gguf, quant=recipe.export.quant, name="teacher", check=False
+        )
     students = {"distilled": plan.target}
     if recipe.eval.baseline and baseline.exists():
         students = {"pruned (no distillation)": baseline, **students}
-    say(f"evaluate: teacher and {len(students)} student(s) in llama.cpp on {len(plan.tasks)} tasks "
-        f"and {len(heldout)} held-out prompts")
-    reports = evaluate.evaluate(teacher_gguf, students, plan.tasks, [r["prompt"] for r in heldout],
-                                recipe.eval.max_new_tokens, recipe.data.top_k)
+    say(
+        f"evaluate: teacher and {len(students)} student(s) in llama.cpp on {len(plan.tasks)} tasks "
+        f"and {len(heldout)} held-out prompts"
+    )
+    reports = evaluate.evaluate(
+        teacher_gguf,
+        students,
+        plan.tasks,
+        [r["prompt"] for r in heldout],
+        recipe.eval.max_new_tokens,
+        recipe.data.top_k,
+    )
     times["eval_s"] = time.perf_counter() - mark
     times["total_s"] = time.perf_counter() - clock
     for r in reports:
-        say(f"evaluate: {r.label}: task score {evaluate.figure(r.task_score, '.1%')}, "
+        say(
+            f"evaluate: {r.label}: task score {evaluate.figure(r.task_score, '.1%')}, "
             f"KL {evaluate.figure(r.mean_kl, '.3f')}, top-1 {evaluate.figure(r.top1_agreement, '.1%')}, "
             f"perplexity {evaluate.figure(r.perplexity, '.2f')}, "
-            f"mass outside the teacher's top-{recipe.data.top_k} {evaluate.figure(r.outside_topk, '.1%')}")
+            f"mass outside the teacher's top-{recipe.data.top_k} {evaluate.figure(r.outside_topk, '.1%')}"
+        )
 
     summary["timings_s"] = {k: round(v, 1) for k, v in times.items()}
-    summary["report"] = {k: str(v) for k, v in evaluate.write_report(work / "report", reports, state.history,
-                                                                      summary).items()}
+    summary["report"] = {
+        k: str(v) for k, v in evaluate.write_report(work / "report", reports, state.history, summary).items()
+    }
     summary["models"] = [{k: v for k, v in r.__dict__.items() if k != "answers"} for r in reports]
     work_summary(work, summary)
     return summary
@@ -414,8 +503,9 @@ def register(name: str, path: Path) -> ModelEntry:
         store.close()
 
 
-def export_checkpoint(recipe: Recipe, quant: str | None, out: Path | None, *, replace: bool = False,
-                      say: Say | None = None) -> tuple[Path, Any, bool]:
+def export_checkpoint(
+    recipe: Recipe, quant: str | None, out: Path | None, *, replace: bool = False, say: Say | None = None
+) -> tuple[Path, Any, bool]:
     """``distill export``: rebuild the student, load its latest checkpoint, write a verified GGUF; registered when
     written to the recipe's own name. Returns (path, verification, registered)."""
     from distill_tools import export, prompts, train
@@ -434,16 +524,27 @@ def export_checkpoint(recipe: Recipe, quant: str | None, out: Path | None, *, re
     key = teacher_key(recipe, teacher_id(recipe), train_records)
     changed = train.changed_settings(train.read_settings(folder), json.loads(json.dumps(run_settings(recipe, key))))
     if changed:
-        raise DistillError(f"the checkpoint in {folder} was made with other settings ({', '.join(changed[:6])}): "
-                           "run `distill run` to train with this recipe")
+        raise DistillError(
+            f"the checkpoint in {folder} was made with other settings ({', '.join(changed[:6])}): "
+            "run `distill run` to train with this recipe"
+        )
     teacher, student, _ = build(recipe)
     train.load_checkpoint(folder, student, None)
     quant = quant or recipe.export.quant
     if problem := export.quant_problem(quant, export.model_rows(student)):
         raise DistillError(problem)
-    result = export.export(student, teacher.tokenizer, target, quant=quant, name=recipe.name,
-                           teacher_gguf=teacher.gguf_path, max_kl=recipe.export.max_kl, min_top1=recipe.export.min_top1,
-                           metadata=student_metadata(recipe), say=say)
+    result = export.export(
+        student,
+        teacher.tokenizer,
+        target,
+        quant=quant,
+        name=recipe.name,
+        teacher_gguf=teacher.gguf_path,
+        max_kl=recipe.export.max_kl,
+        min_top1=recipe.export.min_top1,
+        metadata=student_metadata(recipe),
+        say=say,
+    )
     registered = out is None and recipe.register
     if registered:
         register(recipe.name, target)

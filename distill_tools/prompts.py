@@ -64,7 +64,7 @@ def _read_file(path: Path) -> list[dict[str, str]]:
             raise DistillError(f"{path}:{number}: invalid JSON: {exc.msg}") from None
         prompt = item.get("prompt", item.get("question")) if isinstance(item, dict) else None
         if not isinstance(prompt, str) or not prompt.strip():
-            raise DistillError(f"{path}:{number}: each line needs a non-empty \"prompt\" (or \"question\") string")
+            raise DistillError(f'{path}:{number}: each line needs a non-empty "prompt" (or "question") string')
         record = {"prompt": prompt}
         if isinstance(item.get("answer"), str) and item["answer"].strip():
             record["answer"] = item["answer"]
@@ -77,7 +77,7 @@ def split(records: list[dict[str, str]], heldout: int, seed: int) -> tuple[list[
     order = np.random.default_rng(seed).permutation(len(records))
     heldout = min(heldout, max(0, len(records) - 1))
     shuffled = [records[i] for i in order]
-    return shuffled[: len(records) - heldout], shuffled[len(records) - heldout:]
+    return shuffled[: len(records) - heldout], shuffled[len(records) - heldout :]
 
 
 def prompt_ids(tokenizer: Any, prompt: str) -> list[int]:
@@ -90,9 +90,16 @@ def prompt_ids(tokenizer: Any, prompt: str) -> list[int]:
 def from_history(store: Any) -> list[dict[str, Any]]:
     """Escalated answers in the history as records: the teacher's answer and the user question before it."""
     return [
-        {"prompt": e.question, "answer": e.answer, "source": "history", "teacher": e.model,
-         "conversation_id": e.conversation_id, "message_id": e.answer_id}
-        for e in store.escalated_exchanges() if e.question.strip()
+        {
+            "prompt": e.question,
+            "answer": e.answer,
+            "source": "history",
+            "teacher": e.model,
+            "conversation_id": e.conversation_id,
+            "message_id": e.answer_id,
+        }
+        for e in store.escalated_exchanges()
+        if e.question.strip()
     ]
 
 
@@ -101,4 +108,4 @@ def forced_answer(tokenizer: Any, record: dict[str, str], max_new_tokens: int) -
     if "answer" not in record:
         return None
     ids = list(tokenizer(record["answer"], add_special_tokens=False)["input_ids"])
-    return ids[:max_new_tokens - 1] + [tokenizer.eos_token_id]
+    return ids[: max_new_tokens - 1] + [tokenizer.eos_token_id]

@@ -136,8 +136,10 @@ def _check(recipe: Recipe, source: str) -> None:
 
     data, train, export = recipe.data, recipe.train, recipe.export
     problems = [
-        (recipe.loss.kind not in ("forward_kl", "reverse_kl", "jsd"),
-         "loss.kind must be forward_kl, reverse_kl or jsd"),
+        (
+            recipe.loss.kind not in ("forward_kl", "reverse_kl", "jsd"),
+            "loss.kind must be forward_kl, reverse_kl or jsd",
+        ),
         (recipe.loss.temperature <= 0, "loss.temperature must be positive"),
         (not 0 <= recipe.loss.alpha <= 1, "loss.alpha must be between 0 and 1"),
         (not 0 <= recipe.loss.beta <= 1, "loss.beta must be between 0 and 1 (0 = forward KL, 1 = reverse KL)"),
@@ -189,11 +191,16 @@ def _served_problems(recipe: Recipe) -> list[tuple[bool, str]]:
         return []
     return [
         (not url.startswith(("http://", "https://")), "teacher.url must start with http:// or https://"),
-        (not recipe.student.model, "a served teacher's weights are not here to prune: set student.model "
-                                   "(a model sharing the teacher's tokenizer)"),
+        (
+            not recipe.student.model,
+            "a served teacher's weights are not here to prune: set student.model "
+            "(a model sharing the teacher's tokenizer)",
+        ),
         (recipe.loss.temperature != 1.0, "a served teacher's log-probs are at temperature 1: set loss.temperature = 1"),
-        (recipe.loss.kind == "reverse_kl", "a served teacher gives top-k log-probs only: reverse KL needs them all; "
-                                           "use forward_kl or jsd"),
+        (
+            recipe.loss.kind == "reverse_kl",
+            "a served teacher gives top-k log-probs only: reverse KL needs them all; use forward_kl or jsd",
+        ),
     ]
 
 

@@ -76,26 +76,40 @@ class ServedTeacher:
             raise DistillError(
                 f"{where} does not share the student's tokenizer (a probe text is {len(served)} tokens there, "
                 f"{len(local)} here, first difference at token {first}): word-level distillation needs the same "
-                "vocabulary; serve a teacher of the student's family or use a student that shares its tokenizer")
+                "vocabulary; serve a teacher of the student's family or use a student that shares its tokenizer"
+            )
         for name in ("eos_token", "bos_token", "pad_token"):
             text, token_id = getattr(tok, name, None), getattr(tok, f"{name}_id", None)
             if text and token_id is not None and self._tokenize(text) != [token_id]:
-                raise DistillError(f"{where} does not share the student's special tokens ({name} {text!r} is not "
-                                   f"token {token_id} there): serve a teacher of the student's family")
+                raise DistillError(
+                    f"{where} does not share the student's special tokens ({name} {text!r} is not "
+                    f"token {token_id} there): serve a teacher of the student's family"
+                )
         last = len(tok) - 1
         detok = self._detokenize([last])
         if detok is not None and detok != tok.decode([last]):
-            raise DistillError(f"{where} does not share the student's vocabulary (token {last} differs): "
-                               "serve a teacher of the student's family")
+            raise DistillError(
+                f"{where} does not share the student's vocabulary (token {last} differs): "
+                "serve a teacher of the student's family"
+            )
         return f"same tokens on a {len(local)}-token probe and the special tokens"
 
     def _tokenize(self, text: str) -> list[int] | None:
         """Token ids from llama-cpp-python's ``/extras/tokenize``, llama.cpp's or vLLM's ``/tokenize``; None if none."""
         attempts: list[tuple[str, dict[str, Any]]] = [
-                    (f"{self.root}/extras/tokenize", {"input": text, "model": self.settings.model}),
-                    (f"{self.root}/tokenize", {"content": text, "prompt": text, "model": self.settings.model,
-                                                "add_special": False, "parse_special": True,
-                                                "add_special_tokens": False})]
+            (f"{self.root}/extras/tokenize", {"input": text, "model": self.settings.model}),
+            (
+                f"{self.root}/tokenize",
+                {
+                    "content": text,
+                    "prompt": text,
+                    "model": self.settings.model,
+                    "add_special": False,
+                    "parse_special": True,
+                    "add_special_tokens": False,
+                },
+            ),
+        ]
         for url, body in attempts:
             reply = self._post(url, body, missing_ok=True)
             if reply is not None and isinstance(reply.get("tokens"), list):
@@ -110,8 +124,14 @@ class ServedTeacher:
         return None
 
     # -- the teacher pass
-    def targets(self, prompts: list[list[int]], answers: list[list[int] | None], max_new: int, top_k: int,
-                temperature: float = 1.0) -> list[Targets]:
+    def targets(
+        self,
+        prompts: list[list[int]],
+        answers: list[list[int] | None],
+        max_new: int,
+        top_k: int,
+        temperature: float = 1.0,
+    ) -> list[Targets]:
         """(answer ids, top-k log-probs, ids, log tail) per prompt, ``concurrency`` requests at a time."""
         if temperature != 1.0:
             raise DistillError("a served teacher's log-probs are at temperature 1: set loss.temperature = 1")
@@ -127,9 +147,18 @@ class ServedTeacher:
             self._count("sequence_level")
             return self._one_hot(forced, top_k)
         text = self.tokenizer.decode(prompt, skip_special_tokens=False, clean_up_tokenization_spaces=False)
-        body = {"model": self.settings.model, "prompt": text, "max_tokens": max_new, "temperature": 0.0,
-                "logprobs": top_k + EXTRA, "seed": 0, "repeat_penalty": 1.0, "frequency_penalty": 0.0,
-                "presence_penalty": 0.0, "return_tokens_as_token_ids": True}
+        body = {
+            "model": self.settings.model,
+            "prompt": text,
+            "max_tokens": max_new,
+            "temperature": 0.0,
+            "logprobs": top_k + EXTRA,
+            "seed": 0,
+            "repeat_penalty": 1.0,
+            "frequency_penalty": 0.0,
+            "presence_penalty": 0.0,
+            "return_tokens_as_token_ids": True,
+        }
         reply = self._post(f"{self.url}/completions", body)
         choices = reply.get("choices") if reply else None
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
@@ -142,7 +171,7 @@ class ServedTeacher:
             return word
         self._count("sequence_level")
         ids = list(self.tokenizer(choice.get("text") or "", add_special_tokens=False)["input_ids"])
-        ids = ids[:max_new - 1] + [self.tokenizer.eos_token_id] if stopped or len(ids) < max_new else ids[:max_new]
+        ids = ids[: max_new - 1] + [self.tokenizer.eos_token_id] if stopped or len(ids) < max_new else ids[:max_new]
         return self._one_hot(ids, top_k)
 
     def _word_level(self, choice: dict[str, Any], k: int, stopped: bool, max_new: int) -> Targets | None:
@@ -213,8 +242,9 @@ class ServedTeacher:
     def _vocabulary(self) -> dict[str, int]:
         """Decoded text → id for every token whose text no other token shares (built once)."""
         if self._by_text is None:
-            texts = self.tokenizer.batch_decode([[i] for i in range(len(self.tokenizer))],
-                                                clean_up_tokenization_spaces=False)
+            texts = self.tokenizer.batch_decode(
+                [[i] for i in range(len(self.tokenizer))], clean_up_tokenization_spaces=False
+            )
             counts: dict[str, int] = {}
             for text in texts:
                 counts[text] = counts.get(text, 0) + 1
@@ -258,8 +288,12 @@ class ServedTeacher:
                 return value
             problem = "malformed answer (not a JSON object)"
             break
-        raise DistillError(self._scrub(f"teacher at {url}: {problem} (after {attempt + 1} attempt(s)); "
-                                       "finished shards are cached: run again to resume"))
+        raise DistillError(
+            self._scrub(
+                f"teacher at {url}: {problem} (after {attempt + 1} attempt(s)); "
+                "finished shards are cached: run again to resume"
+            )
+        )
 
     def _scrub(self, text: str) -> str:
         return text.replace(self._key, "***") if self._key else text
@@ -271,8 +305,11 @@ def _positions(logprobs: Any) -> list[tuple[Any, list[tuple[Any, float]]]]:
     if not isinstance(logprobs, dict):
         return []
     if isinstance(logprobs.get("content"), list):  # chat format, llama.cpp's server
-        return [(entry, [(top, float(top.get("logprob", -np.inf))) for top in entry.get("top_logprobs") or []])
-                for entry in logprobs["content"] if isinstance(entry, dict)]
+        return [
+            (entry, [(top, float(top.get("logprob", -np.inf))) for top in entry.get("top_logprobs") or []])
+            for entry in logprobs["content"]
+            if isinstance(entry, dict)
+        ]
     tokens, tops = logprobs.get("tokens"), logprobs.get("top_logprobs")
     if not isinstance(tokens, list) or not isinstance(tops, list) or len(tokens) != len(tops):
         return []

@@ -142,6 +142,7 @@ def _mlp_statistics(model: Any, batches: list[dict[str, Any]]) -> tuple[list[Any
             acts = inputs[0][current["mask"]].double()
             grams[index] = grams[index] + acts.T @ acts
             sums[index] = sums[index] + acts.abs().sum(0)
+
         return hook
 
     handles = [layer.mlp.down_proj.register_forward_hook(record(i)) for i, layer in enumerate(layers)]

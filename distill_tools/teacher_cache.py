@@ -62,9 +62,21 @@ def cache_key(teacher_id: str, records: list[dict[str, str]], settings: dict[str
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def teacher_pass(records: list[dict[str, str]], runner: Any, tokenizer: Any, folder: Path, *, template: str,
-                 max_new_tokens: int, top_k: int, key: str, batch_size: int = 32,
-                 temperature: float = 1.0, on_shard: Any = None, mine: Any = None) -> list[TeacherOutput]:
+def teacher_pass(
+    records: list[dict[str, str]],
+    runner: Any,
+    tokenizer: Any,
+    folder: Path,
+    *,
+    template: str,
+    max_new_tokens: int,
+    top_k: int,
+    key: str,
+    batch_size: int = 32,
+    temperature: float = 1.0,
+    on_shard: Any = None,
+    mine: Any = None,
+) -> list[TeacherOutput]:
     """Run (or resume) the teacher over ``records`` a batch at a time, one cached shard per batch in
     ``folder``; returns all outputs. ``runner.targets(prompts, forced answers, max_new_tokens, top_k, temperature)``
     gives (answer ids, top-k log-probs, ids, log tail) per prompt; ``on_shard(index)`` follows each shard written.
@@ -86,7 +98,7 @@ def teacher_pass(records: list[dict[str, str]], runner: Any, tokenizer: Any, fol
     with tqdm(total=len(records), desc="teacher pass", unit="prompt", disable=not interactive()) as bar:
         for shard in range(n_shards):
             path = folder / f"shard-{shard:05d}.safetensors"
-            chunk = records[shard * batch_size:(shard + 1) * batch_size]
+            chunk = records[shard * batch_size : (shard + 1) * batch_size]
             if mine is not None and not mine(shard):
                 bar.update(len(chunk))
                 continue
@@ -125,7 +137,12 @@ def read_shard(path: Path) -> list[TeacherOutput]:
     arrays = load_file(str(path))
     count = len({name.split(".")[0] for name in arrays})
     return [
-        TeacherOutput(arrays[f"{i}.prompt"].tolist(), arrays[f"{i}.answer"].tolist(),
-                      arrays[f"{i}.logprobs"], arrays[f"{i}.indices"], arrays[f"{i}.tail"])
+        TeacherOutput(
+            arrays[f"{i}.prompt"].tolist(),
+            arrays[f"{i}.answer"].tolist(),
+            arrays[f"{i}.logprobs"],
+            arrays[f"{i}.indices"],
+            arrays[f"{i}.tail"],
+        )
         for i in range(count)
     ]

@@ -90,8 +90,13 @@ def shape(spec: str, allow_download: bool = False) -> Shape | None:
     except (OSError, ValueError) as exc:
         raise DistillError(f"{path / 'config.json'}: cannot read: {exc}") from None
     hidden, heads = int(config.get("hidden_size", 0)), int(config.get("num_attention_heads", 0))
-    return Shape(int(config.get("num_hidden_layers", 0)), hidden, int(config.get("intermediate_size", 0)), heads,
-                 int(config.get("head_dim") or (hidden // heads if heads else 0)))
+    return Shape(
+        int(config.get("num_hidden_layers", 0)),
+        hidden,
+        int(config.get("intermediate_size", 0)),
+        heads,
+        int(config.get("head_dim") or (hidden // heads if heads else 0)),
+    )
 
 
 def _cache_folder(path: Path) -> Path:

@@ -18,8 +18,9 @@ class TorchTeacher:
     def __init__(self, model: Any, eos_id: int, pad_id: int) -> None:
         self.model, self.eos_id, self.pad_id = model, eos_id, pad_id
 
-    def run(self, prompts: list[list[int]], answers: list[list[int] | None],
-            max_new: int) -> list[tuple[list[int], np.ndarray]]:
+    def run(
+        self, prompts: list[list[int]], answers: list[list[int] | None], max_new: int
+    ) -> list[tuple[list[int], np.ndarray]]:
         """(answer tokens, logits predicting each of them) per prompt; generated greedily where no answer is given."""
         result: list[tuple[list[int], np.ndarray] | None] = [None] * len(prompts)
         free = [i for i, a in enumerate(answers) if a is None]
@@ -31,8 +32,14 @@ class TorchTeacher:
                 result[i] = (answer, self._score(prompts[i], answer))
         return [r for r in result if r is not None]
 
-    def targets(self, prompts: list[list[int]], answers: list[list[int] | None], max_new: int, top_k: int,
-                temperature: float = 1.0) -> list[tuple[list[int], np.ndarray, np.ndarray, np.ndarray]]:
+    def targets(
+        self,
+        prompts: list[list[int]],
+        answers: list[list[int] | None],
+        max_new: int,
+        top_k: int,
+        temperature: float = 1.0,
+    ) -> list[tuple[list[int], np.ndarray, np.ndarray, np.ndarray]]:
         """(answer ids, top-k log-probs, their ids, log tail mass) per prompt at ``temperature`` (see teacher_cache)."""
         from distill_tools.teacher_cache import topk
 
@@ -45,9 +52,16 @@ class TorchTeacher:
         ids = torch.tensor([[self.pad_id] * (width - len(p)) + p for p in prompts])  # left-padded
         attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
         with torch.no_grad():
-            out = self.model.generate(input_ids=ids, attention_mask=attention, max_new_tokens=max_new, do_sample=False,
-                                      eos_token_id=self.eos_id, pad_token_id=self.pad_id, output_logits=True,
-                                      return_dict_in_generate=True)
+            out = self.model.generate(
+                input_ids=ids,
+                attention_mask=attention,
+                max_new_tokens=max_new,
+                do_sample=False,
+                eos_token_id=self.eos_id,
+                pad_token_id=self.pad_id,
+                output_logits=True,
+                return_dict_in_generate=True,
+            )
         logits = torch.stack(out.logits, dim=1).float()  # (batch, steps, vocab)
         items = []
         for row, sequence in enumerate(out.sequences[:, width:].tolist()):
@@ -59,5 +73,5 @@ class TorchTeacher:
         import torch
 
         with torch.no_grad():
-            logits = self.model(torch.tensor([prompt + answer[:-1]])).logits[0, len(prompt) - 1:]
+            logits = self.model(torch.tensor([prompt + answer[:-1]])).logits[0, len(prompt) - 1 :]
         return logits.float().numpy()

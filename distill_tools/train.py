@@ -61,7 +61,7 @@ def micro_batch(examples: list[Example], index: int, batch_size: int, seed: int)
     per_epoch = math.ceil(len(examples) / batch_size)
     epoch, position = divmod(index, per_epoch)
     order = torch.randperm(len(examples), generator=torch.Generator().manual_seed(seed * 1000 + epoch)).tolist()
-    return [examples[i] for i in order[position * batch_size:(position + 1) * batch_size]]
+    return [examples[i] for i in order[position * batch_size : (position + 1) * batch_size]]
 
 
 def forward_loss(model: Any, batch: dict[str, Any], loss: LossSection) -> dict[str, Any]:
@@ -73,13 +73,26 @@ def forward_loss(model: Any, batch: dict[str, Any], loss: LossSection) -> dict[s
     mask = batch["mask"]
     logits = model.get_output_embeddings()(hidden[mask])
     indices = batch["teacher_indices"][mask]
-    kd = kd_loss(logits, batch["teacher_logprobs"][mask], indices, kind=loss.kind, temperature=loss.temperature,
-                 beta=loss.beta, teacher_tail=batch["teacher_tail"][mask], reduction="sum")
+    kd = kd_loss(
+        logits,
+        batch["teacher_logprobs"][mask],
+        indices,
+        kind=loss.kind,
+        temperature=loss.temperature,
+        beta=loss.beta,
+        teacher_tail=batch["teacher_tail"][mask],
+        reduction="sum",
+    )
     ce = ce_loss(logits, batch["labels"][mask], reduction="sum")
     with torch.no_grad():
         tail = 1 - torch.softmax(logits.float(), -1).gather(-1, indices).sum(-1)
-    return {"total": combined_loss(ce, kd, loss.alpha), "kd": kd, "ce": ce, "tail": float(tail.sum()),
-            "tokens": int(mask.sum())}
+    return {
+        "total": combined_loss(ce, kd, loss.alpha),
+        "kd": kd,
+        "ce": ce,
+        "tail": float(tail.sum()),
+        "tokens": int(mask.sum()),
+    }
 
 
 def total_steps(n_examples: int, cfg: TrainSection) -> int:
@@ -103,9 +116,20 @@ def prepare(model: Any, cfg: TrainSection) -> Any:
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def train(model: Any, examples: list[Example], cfg: TrainSection, loss: LossSection, *, pad_id: int, seed: int,
-          folder: Path, on_step: Callable[[TrainState], None] | None = None, settings: dict[str, Any] | None = None,
-          resume: str = "auto", say: Say | None = None) -> TrainState:
+def train(
+    model: Any,
+    examples: list[Example],
+    cfg: TrainSection,
+    loss: LossSection,
+    *,
+    pad_id: int,
+    seed: int,
+    folder: Path,
+    on_step: Callable[[TrainState], None] | None = None,
+    settings: dict[str, Any] | None = None,
+    resume: str = "auto",
+    say: Say | None = None,
+) -> TrainState:
     """Train ``model`` in place on ``examples``, resuming from ``folder`` if it holds a checkpoint made with the
     same ``settings`` (see ``checkpoint_matches`` for ``resume``)."""
     import torch
@@ -131,16 +155,24 @@ def train(model: Any, examples: list[Example], cfg: TrainSection, loss: LossSect
         if resumed is not None:
             state.step, state.history = resumed.step, resumed.history
     stop = _CtrlC(forgiving=place.parallel)
-    bar = tqdm(total=state.total_steps, initial=state.step, desc="distill", unit="step",
-               disable=not interactive() or not place.main)
+    bar = tqdm(
+        total=state.total_steps,
+        initial=state.step,
+        desc="distill",
+        unit="step",
+        disable=not interactive() or not place.main,
+    )
     try:
         with stop:
             while state.step < state.total_steps:
                 state.history.append(_step(model, optimizer, examples, cfg, loss, state, pad_id, seed, device))
                 state.step += 1
                 last = state.history[-1]
-                bar.set_postfix(loss=f"{last['loss']:.3f}", kd=f"{last['kd']:.3f}",
-                                tok_s=f"{last['tokens'] / max(last['seconds'], 1e-9):.0f}")
+                bar.set_postfix(
+                    loss=f"{last['loss']:.3f}",
+                    kd=f"{last['kd']:.3f}",
+                    tok_s=f"{last['tokens'] / max(last['seconds'], 1e-9):.0f}",
+                )
                 bar.update(1)
                 if on_step:
                     on_step(state)
@@ -155,8 +187,10 @@ def train(model: Any, examples: list[Example], cfg: TrainSection, loss: LossSect
                 if state.step % cfg.checkpoint_every == 0 and state.step < state.total_steps and place.main:
                     save_checkpoint(folder, model, optimizer, state)
                     if say and not interactive():
-                        say(f"train: step {state.step}/{state.total_steps}, {step_figures(state.history[-1])} "
-                            "(checkpoint saved)")
+                        say(
+                            f"train: step {state.step}/{state.total_steps}, {step_figures(state.history[-1])} "
+                            "(checkpoint saved)"
+                        )
     finally:
         bar.close()
     if place.main:
@@ -165,8 +199,17 @@ def train(model: Any, examples: list[Example], cfg: TrainSection, loss: LossSect
     return state
 
 
-def _step(model: Any, optimizer: Any, examples: list[Example], cfg: TrainSection, loss: LossSection,
-          state: TrainState, pad_id: int, seed: int, device: Any) -> dict[str, float]:
+def _step(
+    model: Any,
+    optimizer: Any,
+    examples: list[Example],
+    cfg: TrainSection,
+    loss: LossSection,
+    state: TrainState,
+    pad_id: int,
+    seed: int,
+    device: Any,
+) -> dict[str, float]:
     import torch
 
     start = time.perf_counter()
@@ -179,7 +222,7 @@ def _step(model: Any, optimizer: Any, examples: list[Example], cfg: TrainSection
     answer_tokens = sum(e.n_answer for batch in batches for e in batch)
     place = distributed.world()
     if place.parallel:  # this rank's share: every N-th example of each micro-batch
-        batches = [mine for batch in batches if (mine := batch[place.rank::place.size])]
+        batches = [mine for batch in batches if (mine := batch[place.rank :: place.size])]
     totals = accumulate(model, batches, loss, pad_id, device, answer_tokens)
     params = [p for p in model.parameters() if p.requires_grad]
     if place.parallel:
@@ -193,8 +236,14 @@ def _step(model: Any, optimizer: Any, examples: list[Example], cfg: TrainSection
     return {**totals, "lr": lr, "seconds": time.perf_counter() - start}
 
 
-def accumulate(model: Any, batches: list[list[Example]], loss: LossSection, pad_id: int, device: Any = "cpu",
-               answer_tokens: int = 0) -> dict[str, float]:
+def accumulate(
+    model: Any,
+    batches: list[list[Example]],
+    loss: LossSection,
+    pad_id: int,
+    device: Any = "cpu",
+    answer_tokens: int = 0,
+) -> dict[str, float]:
     """Backpropagate the mean loss over every answer token of ``batches`` (or over ``answer_tokens``, the step's
     count on every rank; gradients add up in ``.grad``); returns the step's token-weighted loss, kd, ce and
     student tail mass, and its token count."""
@@ -217,8 +266,10 @@ def accumulate(model: Any, batches: list[list[Example]], loss: LossSection, pad_
 
 def step_figures(record: dict[str, float]) -> str:
     """One step's figures for a progress line."""
-    return (f"loss {record['loss']:.3f}, kd {record['kd']:.3f}, ce {record['ce']:.3f}, "
-            f"student mass outside the teacher's top-k {record.get('tail', 0.0):.1%}")
+    return (
+        f"loss {record['loss']:.3f}, kd {record['kd']:.3f}, ce {record['ce']:.3f}, "
+        f"student mass outside the teacher's top-k {record.get('tail', 0.0):.1%}"
+    )
 
 
 class _CtrlC:
@@ -276,8 +327,9 @@ def checkpoint_matches(folder: Path, settings: dict[str, Any], resume: str = "au
         return True
     what = ", ".join(changed[:6]) + (", …" if len(changed) > 6 else "")
     if resume == "resume":
-        raise DistillError(f"--resume: the checkpoint in {folder} was made with other settings ({what}); "
-                           "use --fresh to start over")
+        raise DistillError(
+            f"--resume: the checkpoint in {folder} was made with other settings ({what}); use --fresh to start over"
+        )
     if say:
         say(f"checkpoint: the recipe changed since the checkpoint ({what}): starting fresh")
     return False
@@ -316,6 +368,7 @@ def clear_checkpoints(folder: Path) -> None:
     (folder / "latest").unlink(missing_ok=True)
     for old in folder.glob("*ckpt-*"):
         shutil.rmtree(old, ignore_errors=True)
+
 
 def save_checkpoint(folder: Path, model: Any, optimizer: Any, state: TrainState) -> Path:
     """Write a checkpoint directory under a temporary name, rename it, then point ``latest`` at it."""

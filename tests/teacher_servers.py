@@ -127,8 +127,14 @@ class FakeTeacher:
 class LlamaTeacher(ChildServer):
     """``python -m llama_cpp.server`` serving a real GGUF on a free loopback port."""
 
-    def __init__(self, model: Path, alias: str = "gemma-3-270m", timeout_s: float = 90.0, chat_format: str = "gemma",
-                 port: int = 0) -> None:
+    def __init__(
+        self,
+        model: Path,
+        alias: str = "gemma-3-270m",
+        timeout_s: float = 90.0,
+        chat_format: str = "gemma",
+        port: int = 0,
+    ) -> None:
         command = [
             sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", alias,
             "--host", "127.0.0.1", "--port", str(port), "--chat_format", chat_format,

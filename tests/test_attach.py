@@ -51,7 +51,11 @@ def test_stdin_as_a_file_beside_the_question(assistant_home: Path) -> None:
     env = {**os.environ, "ASSISTANT_HOME": str(assistant_home)}
     proc = subprocess.run(
         [sys.executable, "-m", "assistant", "ask", "--json", "--max-tokens", "4", "-f", "-", "Summarise this."],
-        input="Error: disk full on /var\n", capture_output=True, text=True, env=env, timeout=300,
+        input="Error: disk full on /var\n",
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["attachments"][0]["name"] == "stdin"

@@ -22,7 +22,11 @@ def test_quick_bench_completes_and_writes_results(tmp_path: Path) -> None:
     env = os.environ | {"ASSISTANT_THREADS": "1"}
     proc = subprocess.run(
         [sys.executable, "-m", "bench", "--quick", "--out", str(out)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1500,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     document = json.loads((out / "latest.json").read_text())
@@ -72,8 +76,9 @@ def test_targets_are_checked_against_ratio_or_value() -> None:
 
 
 def test_unknown_benchmark_is_one_clear_error() -> None:
-    proc = subprocess.run([sys.executable, "-m", "bench", "--only", "nosuchthing"], cwd=ROOT, capture_output=True,
-                          text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--only", "nosuchthing"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode != 0
     assert "unknown benchmark(s) nosuchthing" in proc.stderr and "Traceback" not in proc.stderr
 

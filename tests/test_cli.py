@@ -25,8 +25,9 @@ def test_version(assistant_home: Path) -> None:
 
 
 def test_ask_json_then_continue_and_history(assistant_home: Path) -> None:
-    proc = run("ask", "--json", "--max-tokens", "16", "--temperature", "0", "What is 2 + 2?", home=assistant_home,
-               check=True)
+    proc = run(
+        "ask", "--json", "--max-tokens", "16", "--temperature", "0", "What is 2 + 2?", home=assistant_home, check=True
+    )
     first = json.loads(proc.stdout)
     assert set(first) >= {"answer", "model", "escalated", "tokens", "ttft_s", "tokens_per_s", "conversation_id"}
     assert first["answer"].strip() and first["escalated"] is False
@@ -42,8 +43,17 @@ def test_ask_json_then_continue_and_history(assistant_home: Path) -> None:
     found = run("history", "search", "3 + 3", home=assistant_home, check=True).stdout
     assert str(first["conversation_id"]) in found
     out = assistant_home / "export.json"
-    run("history", "export", str(first["conversation_id"]), "--format", "json", "-o", str(out), home=assistant_home,
-        check=True)
+    run(
+        "history",
+        "export",
+        str(first["conversation_id"]),
+        "--format",
+        "json",
+        "-o",
+        str(out),
+        home=assistant_home,
+        check=True,
+    )
     assert len(json.loads(out.read_text())["messages"]) == 4
 
 
@@ -83,8 +93,16 @@ def test_bad_config_is_one_line(assistant_home: Path) -> None:
 
 def test_an_answer_cut_at_the_token_limit_is_marked(assistant_home: Path) -> None:
     """`ask` says so on stderr and `history show` marks it, as the chat UI does."""
-    proc = run("ask", "--max-tokens", "3", "--temperature", "0", "Write a long essay about Rome.", home=assistant_home,
-               check=True)
+    proc = run(
+        "ask",
+        "--max-tokens",
+        "3",
+        "--temperature",
+        "0",
+        "Write a long essay about Rome.",
+        home=assistant_home,
+        check=True,
+    )
     assert "note: the answer was cut at the token limit (3 tokens)" in proc.stderr
     shown = run("history", "show", "1", home=assistant_home, check=True).stdout
     assert "## Assistant · SmolLM2-135M-Instruct.Q4_1 · cut at the token limit" in shown

@@ -21,8 +21,9 @@ PACKAGES = ("assistant", "distill_tools")
 
 
 def _run(home: Path, *command: str, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *command], capture_output=True, text=True, timeout=120,
-                          env=cli_env(home), cwd=REPO, **kwargs)
+    return subprocess.run(
+        [sys.executable, *command], capture_output=True, text=True, timeout=120, env=cli_env(home), cwd=REPO, **kwargs
+    )
 
 
 def _leaves(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
@@ -30,7 +31,7 @@ def _leaves(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
     subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     if not subs:
         yield path, parser
-    for name, child in (subs[0].choices.items() if subs else ()):
+    for name, child in subs[0].choices.items() if subs else ():
         yield from _leaves(child, (*path, name))
 
 
@@ -87,11 +88,20 @@ def test_zsh_and_fish_completion_name_every_group(assistant_home: Path, tmp_path
     if shell == "fish":
         probe = ["-c", f"source {path}; complete -C 'assistant models '"]
     else:  # bashcompinit's compgen runs the function as bash would (zsh itself then filters by the typed word)
-        probe = ["-f", "-c", f"autoload -U +X compinit && compinit -u -d {tmp_path}/zcomp; source {path}; "
-                 "COMP_WORDS=(assistant models ''); COMP_CWORD=2; words=($COMP_WORDS); CURRENT=3; "
-                 "compgen -F _assistant -- ''"]
-    offered = subprocess.run([shell, *probe], capture_output=True, text=True, timeout=60, env={"HOME": str(tmp_path),
-                             "PATH": "/usr/bin:/bin"}).stdout.split()
+        probe = [
+            "-f",
+            "-c",
+            f"autoload -U +X compinit && compinit -u -d {tmp_path}/zcomp; source {path}; "
+            "COMP_WORDS=(assistant models ''); COMP_CWORD=2; words=($COMP_WORDS); CURRENT=3; "
+            "compgen -F _assistant -- ''",
+        ]
+    offered = subprocess.run(
+        [shell, *probe],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+    ).stdout.split()
     assert {"list", "check", "import", "pull", "scan", "catalog", "use", "rm"} <= set(offered), offered
 
 
@@ -106,13 +116,15 @@ def test_distill_errors_take_the_one_error_path(assistant_home: Path) -> None:
         assert result.stderr.startswith(f"{prog}: error: no such: no such recipe file"), result.stderr
 
 
-@pytest.mark.parametrize("command", [("-m", "assistant", "completion", "bash"),
-                                     ("-m", "distill_tools", "from-history", "-o", "pairs.jsonl")])
+@pytest.mark.parametrize(
+    "command", [("-m", "assistant", "completion", "bash"), ("-m", "distill_tools", "from-history", "-o", "pairs.jsonl")]
+)
 def test_a_closed_pipe_is_quiet(assistant_home: Path, command: tuple[str, ...]) -> None:
     """The reader went away before the command wrote (like `| head`): exit 0, no traceback."""
     env = cli_env(assistant_home)
-    proc = subprocess.Popen([sys.executable, *command], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=env, cwd=assistant_home)
+    proc = subprocess.Popen(
+        [sys.executable, *command], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=assistant_home
+    )
     assert proc.stdout is not None and proc.stderr is not None
     proc.stdout.close()
     err = proc.stderr.read().decode()
@@ -144,6 +156,10 @@ def _private(name: str) -> bool:
 
 def test_no_private_imports_between_modules() -> None:
     """assistant and distill_tools use each other's (and their own modules') public names only."""
-    found = [hit for package in PACKAGES for path in sorted((REPO / package).rglob("*.py"))
-             for hit in _private_uses(path, REPO)]
+    found = [
+        hit
+        for package in PACKAGES
+        for path in sorted((REPO / package).rglob("*.py"))
+        for hit in _private_uses(path, REPO)
+    ]
     assert found == []

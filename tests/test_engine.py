@@ -109,7 +109,7 @@ def test_missing_and_non_gguf_files_give_clear_errors(tmp_path: Path) -> None:
 
 def test_truncated_file_never_reaches_llama_cpp(tmp_path: Path, smollm_path: Path) -> None:
     cut = tmp_path / "cut.gguf"
-    cut.write_bytes(smollm_path.read_bytes()[: 5_000_000])
+    cut.write_bytes(smollm_path.read_bytes()[:5_000_000])
     with pytest.raises(ModelFileError, match="truncated|corrupt"):
         Engine(cut)
 

@@ -171,8 +171,9 @@ def ask_cli(home: Path, fake: FakeTeacher, *args: str, stdin: str) -> subprocess
     from reliability.reliability_helpers import run_cli
 
     (home / "config.toml").write_text(f'[teacher]\nurl = "{fake.url}"\nmodel = "fake-teacher"\n')
-    return run_cli(home, "ask", "--escalate", "ask", "--json", "--max-tokens", "4", "--temperature", "0", *args,
-                   stdin=stdin)
+    return run_cli(
+        home, "ask", "--escalate", "ask", "--json", "--max-tokens", "4", "--temperature", "0", *args, stdin=stdin
+    )
 
 
 @pytest.mark.parametrize(
@@ -299,8 +300,9 @@ async def test_preview_dialog_shows_the_exact_request(press: str, expected: bool
     from assistant.tui.screens.escalation import EscalationScreen
 
     teacher = RemoteTeacher(TeacherSettings(url="http://127.0.0.1:9/v1", model="big-teacher"))
-    request = teacher.request([{"role": "user", "content": FACTUAL + " [b]not markup[/b]"}], max_tokens=9,
-                              temperature=0)
+    request = teacher.request(
+        [{"role": "user", "content": FACTUAL + " [b]not markup[/b]"}], max_tokens=9, temperature=0
+    )
     results: list[bool] = []
 
     class Host(App):

@@ -59,7 +59,8 @@ def test_an_old_database_migrates_forward_with_nothing_lost(old_database: Path) 
     # every row, every column, byte for byte; m007 adds conversations.persona, empty for the old ones
     assert after["conversations"] == [(*row, "") for row in before["conversations"]]
     assert {k: v for k, v in after.items() if k != "conversations"} == {
-        k: v for k, v in before.items() if k != "conversations"}
+        k: v for k, v in before.items() if k != "conversations"
+    }
 
     store = Store(old_database)
     assert store.applied_migrations() == ALL_STEPS  # recorded once: reopening applies nothing

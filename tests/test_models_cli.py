@@ -166,8 +166,7 @@ def test_type_tables_match_gguf_py() -> None:
 def test_header_modules_do_not_import_gguf_py() -> None:
     """The tables above exist so that the chat path never pays for importing gguf-py."""
     code = "import sys, assistant.gguf_info; print('gguf' in sys.modules, 'numpy' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         timeout=120).stdout
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120).stdout
     assert out.split() == ["False", "False"]
 
 
@@ -250,8 +249,16 @@ def test_catalog_lists_students_and_teachers(capsys: pytest.CaptureFixture[str])
     from assistant.registry import PACKAGED, load_catalog, validate_name
 
     entries = {e.name: e for e in load_catalog()}
-    for required in ("llama3.2-1b", "llama3.2-3b", "gemma3-1b", "qwen2.5-coder-1.5b",
-                     "deepseek-r1-distill-qwen-1.5b", "smollm2-1.7b", "smollm2-135m", "gemma3-270m"):
+    for required in (
+        "llama3.2-1b",
+        "llama3.2-3b",
+        "gemma3-1b",
+        "qwen2.5-coder-1.5b",
+        "deepseek-r1-distill-qwen-1.5b",
+        "smollm2-1.7b",
+        "smollm2-135m",
+        "gemma3-270m",
+    ):
         entry = entries[required]
         validate_name(entry.name)
         assert entry.role in ("student", "teacher") and entry.licence and entry.good_at and entry.file
@@ -267,13 +274,25 @@ def test_chatting_with_a_base_model_warns_and_llama_cpp_stays_quiet(assistant_ho
     from reliability.reliability_helpers import run_cli
 
     for model in ("gemma3-270m", "smollm2-135m"):
-        done = run_cli(assistant_home, "ask", "--model", model, "--max-tokens", "4", "--temperature", "0",
-                       "What is the capital of France?", ASSISTANT_THREADS="1", timeout=240)
+        done = run_cli(
+            assistant_home,
+            "ask",
+            "--model",
+            model,
+            "--max-tokens",
+            "4",
+            "--temperature",
+            "0",
+            "What is the capital of France?",
+            ASSISTANT_THREADS="1",
+            timeout=240,
+        )
         assert done.returncode == 0, done.stderr
         lines = done.stderr.splitlines()
         assert all(line.startswith("note: ") for line in lines), lines  # no llama_kv_cache_iswa, no load log
         base_note = [line for line in lines if "base (completion) model, not tuned for chat" in line]
         assert len(base_note) == (model == "gemma3-270m"), lines
-    catalog = subprocess.run([sys.executable, "-m", "assistant", "models", "catalog"], capture_output=True, text=True,
-                             check=True).stdout
+    catalog = subprocess.run(
+        [sys.executable, "-m", "assistant", "models", "catalog"], capture_output=True, text=True, check=True
+    ).stdout
     assert "BASE (completion) model, not tuned for chat" in catalog.split("gemma3-270m", 1)[1].split("\n\n")[0]

@@ -28,7 +28,7 @@ def run(*command: str | Path, **kwargs: object) -> str:
 @pytest.mark.timeout(300)
 def test_an_installed_wheel_lists_the_catalog(tmp_path: Path, assistant_home: Path) -> None:
     run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", tmp_path / "dist", ROOT)
-    wheel, = (tmp_path / "dist").glob("assistant-*.whl")
+    (wheel,) = (tmp_path / "dist").glob("assistant-*.whl")
     assert "assistant/data/catalog.toml" in zipfile.ZipFile(wheel).namelist()
 
     venv = tmp_path / "venv"

@@ -16,8 +16,9 @@ FACTS = "- The office wifi password is tulip42.\n- The support phone number is 5
 
 def run(*args: str, home: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     environ = {**os.environ, "ASSISTANT_HOME": str(home), **(env or {})}
-    return subprocess.run([sys.executable, "-m", "assistant", *args], capture_output=True, text=True, env=environ,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "assistant", *args], capture_output=True, text=True, env=environ, timeout=300
+    )
 
 
 def one_line_error(proc: subprocess.CompletedProcess, *words: str) -> None:
@@ -39,8 +40,18 @@ def files(tmp_path: Path) -> dict[str, Path]:
 
 
 def test_add_list_show_edit_rm(assistant_home: Path, files: dict[str, Path]) -> None:
-    proc = run("persona", "add", "pip", "--system", str(files["system"]), "--context", str(files["facts"]),
-               "--temperature", "0.2", home=assistant_home)
+    proc = run(
+        "persona",
+        "add",
+        "pip",
+        "--system",
+        str(files["system"]),
+        "--context",
+        str(files["facts"]),
+        "--temperature",
+        "0.2",
+        home=assistant_home,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "context tokens" in proc.stdout
     stored = json.loads((assistant_home / "personas" / "pip.json").read_text())
@@ -61,8 +72,9 @@ def test_add_list_show_edit_rm(assistant_home: Path, files: dict[str, Path]) -> 
     assert json.loads(run("persona", "list", "--json", home=assistant_home).stdout) == []
 
 
-def test_edit_in_editor_keeps_the_persona_on_bad_json(assistant_home: Path, files: dict[str, Path],
-                                                      tmp_path: Path) -> None:
+def test_edit_in_editor_keeps_the_persona_on_bad_json(
+    assistant_home: Path, files: dict[str, Path], tmp_path: Path
+) -> None:
     run("persona", "add", "pip", "--system", str(files["system"]), home=assistant_home)
     before = (assistant_home / "personas" / "pip.json").read_text()
     editor = tmp_path / "editor.sh"
@@ -78,10 +90,12 @@ def test_edit_in_editor_keeps_the_persona_on_bad_json(assistant_home: Path, file
 def test_bad_input_is_one_clear_line(assistant_home: Path, files: dict[str, Path], tmp_path: Path) -> None:
     system = str(files["system"])
     one_line_error(run("persona", "add", "../evil", "--system", system, home=assistant_home), "invalid persona name")
-    one_line_error(run("persona", "add", "pip", "--system", system, "--context", str(files["empty"]),
-                       home=assistant_home), "empty")
-    one_line_error(run("persona", "add", "pip", "--system", str(tmp_path / "missing.md"), home=assistant_home),
-                   "no such")
+    one_line_error(
+        run("persona", "add", "pip", "--system", system, "--context", str(files["empty"]), home=assistant_home), "empty"
+    )
+    one_line_error(
+        run("persona", "add", "pip", "--system", str(tmp_path / "missing.md"), home=assistant_home), "no such"
+    )
     one_line_error(run("persona", "add", "pip", home=assistant_home), "needs a system prompt or a context")
     assert run("persona", "add", "pip", "--system", system, home=assistant_home).returncode == 0
     one_line_error(run("persona", "add", "pip", "--system", system, home=assistant_home), "already exists")
@@ -97,10 +111,31 @@ def test_ask_as_a_persona_records_it(assistant_home: Path, files: dict[str, Path
     from assistant.config import database_path
     from assistant.store import Store
 
-    assert run("persona", "add", "pip", "--system", str(files["system"]), "--context", str(files["facts"]),
-               home=assistant_home).returncode == 0
-    proc = run("ask", "--persona", "pip", "--json", "--max-tokens", "24", "--temperature", "0",
-               "What is the office wifi password?", home=assistant_home)
+    assert (
+        run(
+            "persona",
+            "add",
+            "pip",
+            "--system",
+            str(files["system"]),
+            "--context",
+            str(files["facts"]),
+            home=assistant_home,
+        ).returncode
+        == 0
+    )
+    proc = run(
+        "ask",
+        "--persona",
+        "pip",
+        "--json",
+        "--max-tokens",
+        "24",
+        "--temperature",
+        "0",
+        "What is the office wifi password?",
+        home=assistant_home,
+    )
     assert proc.returncode == 0, proc.stderr
     answer = json.loads(proc.stdout)
     conversation = Store(database_path()).conversation(answer["conversation_id"])
@@ -132,8 +167,10 @@ def test_persona_column_is_added_to_an_old_database(tmp_path: Path) -> None:
 
     path = tmp_path / "old.db"
     with sqlite3.connect(path) as conn:  # the schema before personas
-        conn.execute("create table conversations (id integer primary key, title text, model text, system text, "
-                     "created text, updated text)")
+        conn.execute(
+            "create table conversations (id integer primary key, title text, model text, system text, "
+            "created text, updated text)"
+        )
         conn.execute("insert into conversations (title) values ('before')")
     for _ in range(2):  # idempotent
         store = Store(path)
@@ -151,16 +188,47 @@ def test_status_line_shows_the_persona() -> None:
 
 
 def test_a_persona_default_schema_shapes_every_answer(assistant_home: Path, files: dict[str, Path]) -> None:
-    assert run("persona", "add", "pip", "--system", str(files["system"]), "--schema", "password, office",
-               home=assistant_home).returncode == 0
+    assert (
+        run(
+            "persona",
+            "add",
+            "pip",
+            "--system",
+            str(files["system"]),
+            "--schema",
+            "password, office",
+            home=assistant_home,
+        ).returncode
+        == 0
+    )
     shown = json.loads(run("persona", "show", "pip", "--json", home=assistant_home).stdout)
     assert shown["schema"]["required"] == ["password", "office"]
-    proc = run("ask", "--persona", "pip", "--json", "--max-tokens", "48", "--temperature", "0",
-               "What is the office wifi password?", home=assistant_home)
+    proc = run(
+        "ask",
+        "--persona",
+        "pip",
+        "--json",
+        "--max-tokens",
+        "48",
+        "--temperature",
+        "0",
+        "What is the office wifi password?",
+        home=assistant_home,
+    )
     assert proc.returncode == 0, proc.stderr
     assert set(json.loads(proc.stdout)["parsed"]) == {"password", "office"}  # valid JSON against the persona's schema
-    proc = run("ask", "--persona", "pip", "--json", "--max-tokens", "32", "--schema", "city", "Where is the office?",
-               home=assistant_home)
+    proc = run(
+        "ask",
+        "--persona",
+        "pip",
+        "--json",
+        "--max-tokens",
+        "32",
+        "--schema",
+        "city",
+        "Where is the office?",
+        home=assistant_home,
+    )
     assert proc.returncode == 0 and set(json.loads(proc.stdout)["parsed"]) == {"city"}, proc.stderr  # --schema wins
     one_line_error(run("persona", "edit", "pip", "--schema", "{not json", home=assistant_home), "--schema")
     assert run("persona", "edit", "pip", "--schema", "", home=assistant_home).returncode == 0

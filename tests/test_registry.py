@@ -35,8 +35,22 @@ def test_valid_names(name: str) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["", "..", "../x", "a/b", "a\\b", "/etc/passwd", ".hidden", "-flag", "a..b", "x" * 101, "a b", "ü", "a\x00b",
-     "trailing\n"],
+    [
+        "",
+        "..",
+        "../x",
+        "a/b",
+        "a\\b",
+        "/etc/passwd",
+        ".hidden",
+        "-flag",
+        "a..b",
+        "x" * 101,
+        "a b",
+        "ü",
+        "a\x00b",
+        "trailing\n",
+    ],
 )
 def test_path_traversal_and_odd_names_are_refused(name: str) -> None:
     with pytest.raises(RegistryError, match="invalid model name"):

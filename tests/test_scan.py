@@ -132,7 +132,8 @@ def test_scan_path_detects_the_layout(user_home: Path, tmp_path: Path, capsys: p
     ollama, hub = user_home / ".ollama" / "models", user_home / ".cache" / "huggingface" / "hub"
     report = scan_json(capsys, "--dry-run", str(ollama), str(hub))
     assert {(m["name"], m["source"]) for m in report["models"] if m["status"] == "would register"} == {
-        ("smollm2-135m-2", "ollama"), ("smollm2-135m-instruct-q4_1", "hf-cache")
+        ("smollm2-135m-2", "ollama"),
+        ("smollm2-135m-instruct-q4_1", "hf-cache"),
     }
     assert main(["models", "list", "--json"]) == 0
     assert [r["name"] for r in json.loads(capsys.readouterr().out) if r["origin"] == "linked"] == []  # dry run

@@ -73,13 +73,16 @@ def test_validation_names_the_first_problem(value: object, problem: str) -> None
 
 
 def test_refs_and_alternatives() -> None:
-    schema = {"$defs": {"id": {"anyOf": [{"type": "integer"}, {"type": "string", "pattern": "^[a-z]+$"}]}},
-              "type": "array", "items": {"$ref": "#/$defs/id"}}
-    assert check("[1, \"abc\"]", schema) == [1, "abc"]
+    schema = {
+        "$defs": {"id": {"anyOf": [{"type": "integer"}, {"type": "string", "pattern": "^[a-z]+$"}]}},
+        "type": "array",
+        "items": {"$ref": "#/$defs/id"},
+    }
+    assert check('[1, "abc"]', schema) == [1, "abc"]
     with pytest.raises(SchemaError, match=r"\$\[1\] matches none of the anyOf alternatives"):
-        check("[1, \"ABC\"]", schema)
+        check('[1, "ABC"]', schema)
     with pytest.raises(SchemaError, match="not valid JSON"):
-        check("{\"a\": ", schema)
+        check('{"a": ', schema)
 
 
 @pytest.mark.timeout(300)
@@ -87,16 +90,31 @@ def test_grammar_constrained_answer_parses(engine) -> None:  # noqa: ANN001 - th
     from assistant.schema import grammar_for, instruction
 
     prompt = f"Invent a person.\n\n{instruction(PERSON)}"
-    answer = engine.complete([{"role": "user", "content": prompt}], max_tokens=96, temperature=0.7,
-                             grammar=grammar_for(PERSON))
+    answer = engine.complete(
+        [{"role": "user", "content": prompt}], max_tokens=96, temperature=0.7, grammar=grammar_for(PERSON)
+    )
     parsed = check(answer, PERSON)
     assert set(parsed) == {"name", "age", "tags"} and engine.stats.finish_reason == "stop"
 
 
 @pytest.mark.timeout(300)
 def test_ask_schema_json_output_carries_it_parsed(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["ask", "--json", "--temperature", "0", "--max-tokens", "64", "--schema", "name, age int",
-                 "Invent a fictional person."]) == 0
+    assert (
+        main(
+            [
+                "ask",
+                "--json",
+                "--temperature",
+                "0",
+                "--max-tokens",
+                "64",
+                "--schema",
+                "name, age int",
+                "Invent a fictional person.",
+            ]
+        )
+        == 0
+    )
     out = json.loads(capsys.readouterr().out)
     assert set(out["parsed"]) == {"name", "age"} and isinstance(out["parsed"]["age"], int)
     assert json.loads(out["answer"]) == out["parsed"]

@@ -83,8 +83,9 @@ def test_readme_llm_snippet_runs(server: ServeProcess, tmp_path: Path) -> None:
     llm = str(Path(sys.executable).parent / "llm")
     outputs = []
     for command in commands:
-        out = subprocess.run(command.replace("llm ", f"{llm} ", 1), shell=True, capture_output=True, text=True,
-                             timeout=120, env=env)
+        out = subprocess.run(
+            command.replace("llm ", f"{llm} ", 1), shell=True, capture_output=True, text=True, timeout=120, env=env
+        )
         assert out.returncode == 0, (command, out.stderr)
         outputs.append(out.stdout.strip())
     first, follow_up, person = outputs
@@ -93,8 +94,11 @@ def test_readme_llm_snippet_runs(server: ServeProcess, tmp_path: Path) -> None:
     answer = next(m for m in api_answers(server) if m["content"].strip() == first)  # llm's answer is in the history
     assert json.loads(answer["route"])["via"] == "API" and answer["model"] == MODEL
     chat = [(m["role"], m["content"].strip()) for m in store.messages(answer["conversation_id"])]
-    assert chat[:3] == [("user", "Name three primary colours."), ("assistant", first),
-                        ("user", "Which one is the warmest?")]  # -c continued the same stored conversation
+    assert chat[:3] == [
+        ("user", "Name three primary colours."),
+        ("assistant", first),
+        ("user", "Which one is the warmest?"),
+    ]  # -c continued the same stored conversation
     assert chat[3] == ("assistant", follow_up)
     parsed = json.loads(person)  # --schema: a response_format json_schema the grammar enforced
     assert set(parsed) == {"name", "age"} and isinstance(parsed["age"], int) and isinstance(parsed["name"], str)
@@ -112,10 +116,21 @@ def test_readme_curl_snippet_runs(server: ServeProcess) -> None:
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_curl_streams_server_sent_events(server: ServeProcess) -> None:
-    body = json.dumps({"model": MODEL, "messages": QUESTION, "max_tokens": 16, "stream": True,
-                       "stream_options": {"include_usage": True}})
-    out = subprocess.run(["curl", "-sN", f"{server.url}/chat/completions", "-H", "Content-Type: application/json",
-                          "-d", body], capture_output=True, text=True, timeout=120)
+    body = json.dumps(
+        {
+            "model": MODEL,
+            "messages": QUESTION,
+            "max_tokens": 16,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+    )
+    out = subprocess.run(
+        ["curl", "-sN", f"{server.url}/chat/completions", "-H", "Content-Type: application/json", "-d", body],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     events = [line.removeprefix("data: ") for line in out.stdout.splitlines() if line.startswith("data: ")]
     assert events[-1] == "[DONE]"
     chunks = [json.loads(e) for e in events[:-1]]
@@ -134,8 +149,14 @@ def test_openai_sdk_whole_and_streamed_answers_with_usage(server: ServeProcess) 
     assert reply.choices[0].message.content and reply.choices[0].finish_reason in ("stop", "length")
     assert reply.usage.completion_tokens > 0 and reply.usage.prompt_tokens > 5
     assert reply.usage.total_tokens == reply.usage.prompt_tokens + reply.usage.completion_tokens
-    stream = sdk.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=24, temperature=0, stream=True,
-                                         stream_options={"include_usage": True})
+    stream = sdk.chat.completions.create(
+        model=MODEL,
+        messages=QUESTION,
+        max_tokens=24,
+        temperature=0,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
     chunks = list(stream)
     streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert streamed == reply.choices[0].message.content  # greedy: the same answer both ways
@@ -159,7 +180,9 @@ def test_openai_sdk_errors_are_its_exception_types(server: ServeProcess) -> None
 def test_malformed_requests_get_openai_style_json_without_traces(server: ServeProcess) -> None:
     url = f"{server.url}/chat/completions"
     cases = [
-        (b"{not json", 400), (b"[1, 2]", 400), (b'{"model": 3, "messages": []}', 400),
+        (b"{not json", 400),
+        (b"[1, 2]", 400),
+        (b'{"model": 3, "messages": []}', 400),
         (json.dumps({"model": MODEL, "messages": QUESTION, "stop": [1]}).encode(), 400),
         (json.dumps({"model": MODEL, "messages": QUESTION, "n": 3}).encode(), 400),
         (json.dumps({"model": "../../etc/passwd", "messages": QUESTION}).encode(), 404),
@@ -176,10 +199,17 @@ def test_malformed_requests_get_openai_style_json_without_traces(server: ServePr
 
 
 def test_json_schema_response_format_is_enforced(server: ServeProcess) -> None:
-    schema = {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
-              "required": ["name", "age"], "additionalProperties": False}
+    schema = {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+        "required": ["name", "age"],
+        "additionalProperties": False,
+    }
     reply = client(server).chat.completions.create(
-        model=MODEL, messages=[{"role": "user", "content": "Invent a person."}], max_tokens=80, temperature=0.8,
+        model=MODEL,
+        messages=[{"role": "user", "content": "Invent a person."}],
+        max_tokens=80,
+        temperature=0.8,
         response_format={"type": "json_schema", "json_schema": {"name": "person", "schema": schema}},
     )
     person = json.loads(reply.choices[0].message.content)
@@ -200,8 +230,16 @@ def test_openai_sdk_parse_and_json_object_mode(server: ServeProcess) -> None:
     assert reply.choices[0].finish_reason == "stop"
     assert isinstance(reply.choices[0].message.parsed, City)  # the SDK's own strict schema, followed
     colour = [{"role": "user", "content": 'Reply with a JSON object with one key, "colour", naming a colour.'}]
-    chunks = list(sdk.chat.completions.create(model=MODEL, messages=colour, max_tokens=60, temperature=0,
-                                              stream=True, response_format={"type": "json_object"}))
+    chunks = list(
+        sdk.chat.completions.create(
+            model=MODEL,
+            messages=colour,
+            max_tokens=60,
+            temperature=0,
+            stream=True,
+            response_format={"type": "json_object"},
+        )
+    )
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert chunks[-1].choices[0].finish_reason == "stop", text
     assert isinstance(json.loads(text), dict)
@@ -209,11 +247,18 @@ def test_openai_sdk_parse_and_json_object_mode(server: ServeProcess) -> None:
 
 def test_an_answer_outside_the_schema_is_an_error_not_passed_on(server: ServeProcess) -> None:
     """Bounds the grammar cannot hold are checked on the whole answer, as `assistant ask --schema` checks it."""
-    schema = {"type": "object", "properties": {"year": {"type": "integer", "minimum": 3000, "maximum": 3001}},
-              "required": ["year"]}
-    ask = dict(model=MODEL, messages=[{"role": "user", "content": "In which year did the Berlin wall fall?"}],
-               max_tokens=60, temperature=0,
-               response_format={"type": "json_schema", "json_schema": {"name": "year", "schema": schema}})
+    schema = {
+        "type": "object",
+        "properties": {"year": {"type": "integer", "minimum": 3000, "maximum": 3001}},
+        "required": ["year"],
+    }
+    ask = dict(
+        model=MODEL,
+        messages=[{"role": "user", "content": "In which year did the Berlin wall fall?"}],
+        max_tokens=60,
+        temperature=0,
+        response_format={"type": "json_schema", "json_schema": {"name": "year", "schema": schema}},
+    )
     with pytest.raises(openai.InternalServerError, match=r"\$\.year should be at least 3000") as refused:
         client(server).chat.completions.create(**ask)
     assert refused.value.code == "response_format_mismatch"
@@ -224,8 +269,13 @@ def test_an_answer_outside_the_schema_is_an_error_not_passed_on(server: ServePro
 
 def test_stop_seed_and_top_p(server: ServeProcess) -> None:
     sdk = client(server)
-    ask = dict(model=MODEL, messages=[{"role": "user", "content": "Write a short poem about the sea."}],
-               max_tokens=24, temperature=1.2, top_p=0.9)
+    ask = dict(
+        model=MODEL,
+        messages=[{"role": "user", "content": "Write a short poem about the sea."}],
+        max_tokens=24,
+        temperature=1.2,
+        top_p=0.9,
+    )
     first = sdk.chat.completions.create(seed=1234, **ask).choices[0].message.content
     again = sdk.chat.completions.create(seed=1234, **ask).choices[0].message.content
     assert first == again  # the same seed samples the same answer
@@ -263,16 +313,23 @@ def test_resending_client_continues_one_conversation_with_kv_reuse(server: Serve
     assert [(m["role"], m["content"]) for m in stored] == [(m["role"], m["content"]) for m in messages[1:]]
     answers = [m for m in stored if m["role"] == "assistant"]
     assert all(m["model"] == MODEL and json.loads(m["route"])["via"] == "API" for m in answers)
-    out = subprocess.run([sys.executable, "-m", "assistant", "history", "show", str(conversation["id"])],
-                         capture_output=True, text=True, timeout=60,
-                         env=os.environ | {"ASSISTANT_HOME": str(server.home)})
+    out = subprocess.run(
+        [sys.executable, "-m", "assistant", "history", "show", str(conversation["id"])],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=os.environ | {"ASSISTANT_HOME": str(server.home)},
+    )
     assert "via API" in out.stdout
 
 
 def test_a_client_sending_another_conversation_gets_a_new_one(server: ServeProcess) -> None:
     sdk = client(server)
-    earlier = [{"role": "user", "content": "Remember the number 42."}, {"role": "assistant", "content": "Noted."},
-               {"role": "user", "content": "What number?"}]
+    earlier = [
+        {"role": "user", "content": "Remember the number 42."},
+        {"role": "assistant", "content": "Noted."},
+        {"role": "user", "content": "What number?"},
+    ]
     sdk.chat.completions.create(model=MODEL, messages=earlier, max_tokens=8, temperature=0)
     store = store_of(server)
     conversation = next(c for c in store.conversations() if c["title"] == "Remember the number 42.")
@@ -290,17 +347,28 @@ def test_eight_concurrent_clients_are_all_answered_in_full(server: ServeProcess)
         try:
             messages = [{"role": "user", "content": f"Client {i}: say something about the number {i}."}]
             if i % 2:
-                chunks = list(client(server).chat.completions.create(
-                    model=MODEL, messages=messages, max_tokens=20, temperature=0, stream=True,
-                    stream_options={"include_usage": True}))
+                chunks = list(
+                    client(server).chat.completions.create(
+                        model=MODEL,
+                        messages=messages,
+                        max_tokens=20,
+                        temperature=0,
+                        stream=True,
+                        stream_options={"include_usage": True},
+                    )
+                )
                 text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
                 finish = [c.choices[0].finish_reason for c in chunks if c.choices][-1]
                 results[i] = (text, finish, chunks[-1].usage.completion_tokens)
             else:
-                reply = client(server).chat.completions.create(model=MODEL, messages=messages, max_tokens=20,
-                                                               temperature=0)
-                results[i] = (reply.choices[0].message.content, reply.choices[0].finish_reason,
-                              reply.usage.completion_tokens)
+                reply = client(server).chat.completions.create(
+                    model=MODEL, messages=messages, max_tokens=20, temperature=0
+                )
+                results[i] = (
+                    reply.choices[0].message.content,
+                    reply.choices[0].finish_reason,
+                    reply.usage.completion_tokens,
+                )
         except BaseException as exc:  # reported below
             errors.append(exc)
 
@@ -354,13 +422,16 @@ def test_a_full_queue_answers_429_with_retry_after(tmp_path: Path) -> None:
     with ServeProcess(tmp_path / "home", "--queue", "1") as server:
         before = server.health()
         story = [{"role": "user", "content": "Tell a long story."}]
-        running = client(server).chat.completions.create(model=MODEL, messages=story, max_tokens=1500,
-                                                         temperature=0.9, stream=True)
+        running = client(server).chat.completions.create(
+            model=MODEL, messages=story, max_tokens=1500, temperature=0.9, stream=True
+        )
         next(iter(running))
         server.wait_health(lambda h: h["started"] > before["started"], "the first request to start")
         short = {"model": MODEL, "messages": QUESTION, "max_tokens": 8, "stream": True}
-        with httpx.Client(timeout=120) as waiting, waiting.stream("POST", f"{server.url}/chat/completions",
-                                                                   json=short) as queued:
+        with (
+            httpx.Client(timeout=120) as waiting,
+            waiting.stream("POST", f"{server.url}/chat/completions", json=short) as queued,
+        ):
             server.wait_health(lambda h: h["queued"] == 1, "the second request to queue")
             with pytest.raises(openai.RateLimitError) as refused:
                 client(server).chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=8)
@@ -401,20 +472,39 @@ def test_without_a_key_other_hosts_and_pages_are_refused(server: ServeProcess) -
 def test_a_reachable_address_without_a_key_is_refused(tmp_path: Path) -> None:
     env = os.environ | {"ASSISTANT_HOME": str(tmp_path)}
     for host in ("0.0.0.0", "::"):
-        out = subprocess.run([sys.executable, "-m", "assistant", "serve", "--host", host, "--port", "0"],
-                             capture_output=True, text=True, timeout=60, env=env)
+        out = subprocess.run(
+            [sys.executable, "-m", "assistant", "serve", "--host", host, "--port", "0"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+        )
         assert out.returncode == 1 and out.stdout == ""
         assert out.stderr.count("\n") == 1 and "without an API key" in out.stderr
-    for args, says in ((["--api-key-env", "NO_SUCH_VAR_SET"], "NO_SUCH_VAR_SET"), (["--model", "nope"], "--model nope"),
-                       (["--queue", "-1"], "--queue -1"), (["--port", "70000"], "--port 70000")):
-        out = subprocess.run([sys.executable, "-m", "assistant", "serve", "--port", "0", *args],
-                             capture_output=True, text=True, timeout=60, env=env)
+    for args, says in (
+        (["--api-key-env", "NO_SUCH_VAR_SET"], "NO_SUCH_VAR_SET"),
+        (["--model", "nope"], "--model nope"),
+        (["--queue", "-1"], "--queue -1"),
+        (["--port", "70000"], "--port 70000"),
+    ):
+        out = subprocess.run(
+            [sys.executable, "-m", "assistant", "serve", "--port", "0", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+        )
         assert out.returncode == 1 and says in out.stderr and out.stderr.count("\n") == 1, out.stderr
 
 
 def test_a_busy_port_is_one_clear_line(server: ServeProcess, tmp_path: Path) -> None:
-    out = subprocess.run([sys.executable, "-m", "assistant", "serve", "--port", str(server.port)],
-                         capture_output=True, text=True, timeout=60, env=os.environ | {"ASSISTANT_HOME": str(tmp_path)})
+    out = subprocess.run(
+        [sys.executable, "-m", "assistant", "serve", "--port", str(server.port)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=os.environ | {"ASSISTANT_HOME": str(tmp_path)},
+    )
     assert out.returncode == 1 and "cannot listen" in out.stderr and out.stderr.count("\n") == 1
 
 
@@ -426,8 +516,13 @@ def test_models_load_on_first_use_swap_show_up_live_and_unload_when_idle(tmp_pat
         names = [m.id for m in client(server).models.list()]
         assert "smol-copy" not in names
         env = os.environ | {"ASSISTANT_HOME": str(home)}
-        subprocess.run([sys.executable, "-m", "assistant", "models", "import", str(smollm_path), "--name", "smol-copy",
-                        "--link"], check=True, capture_output=True, timeout=60, env=env)
+        subprocess.run(
+            [sys.executable, "-m", "assistant", "models", "import", str(smollm_path), "--name", "smol-copy", "--link"],
+            check=True,
+            capture_output=True,
+            timeout=60,
+            env=env,
+        )
         assert "smol-copy" in [m.id for m in client(server).models.list()]  # no restart needed
         sdk = client(server)
         assert sdk.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=4).usage.completion_tokens
@@ -447,8 +542,10 @@ def test_no_history_stores_nothing(tmp_path: Path) -> None:
         messages = list(QUESTION)
         for _ in range(2):
             reply = sdk.chat.completions.create(model=MODEL, messages=messages, max_tokens=8, temperature=0)
-            messages += [{"role": "assistant", "content": reply.choices[0].message.content},
-                         {"role": "user", "content": "Go on."}]
+            messages += [
+                {"role": "assistant", "content": reply.choices[0].message.content},
+                {"role": "user", "content": "Go on."},
+            ]
         assert reply.usage.prompt_tokens_details.cached_tokens > 0  # still one conversation in memory
         assert store_of(server).conversations() == []
 
@@ -460,8 +557,13 @@ def test_personas_are_served_by_name_and_show_up_live(tmp_path: Path) -> None:
     system.write_text("You are a pirate. Answer like one.")
     with ServeProcess(home) as server:
         assert "pirate" not in [m.id for m in client(server).models.list()]
-        subprocess.run([sys.executable, "-m", "assistant", "persona", "add", "pirate", "--system", str(system)],
-                       check=True, capture_output=True, timeout=60, env=env)
+        subprocess.run(
+            [sys.executable, "-m", "assistant", "persona", "add", "pirate", "--system", str(system)],
+            check=True,
+            capture_output=True,
+            timeout=60,
+            env=env,
+        )
         assert "pirate" in [m.id for m in client(server).models.list()]  # no restart needed
         ask = [{"role": "system", "content": "Keep it short."}, *QUESTION]
         reply = client(server).chat.completions.create(model="pirate", messages=ask, max_tokens=8)
@@ -470,18 +572,33 @@ def test_personas_are_served_by_name_and_show_up_live(tmp_path: Path) -> None:
         assert conversation["persona"] == "pirate"  # the session ran as the persona...
         assert conversation["system"] == "You are a pirate. Answer like one.\n\nKeep it short."  # ...then the client's
         assert max(api_answers(server), key=lambda m: m["id"])["model"] == "pirate"
-        subprocess.run([sys.executable, "-m", "assistant", "persona", "edit", "pirate", "--schema", "greeting"],
-                       check=True, capture_output=True, timeout=60, env=env)
+        subprocess.run(
+            [sys.executable, "-m", "assistant", "persona", "edit", "pirate", "--schema", "greeting"],
+            check=True,
+            capture_output=True,
+            timeout=60,
+            env=env,
+        )
         reply = client(server).chat.completions.create(model="pirate", messages=QUESTION, max_tokens=48)
         assert set(json.loads(reply.choices[0].message.content)) == {"greeting"}  # the persona's default schema
-        subprocess.run([sys.executable, "-m", "assistant", "persona", "rm", "pirate"], check=True, capture_output=True,
-                       timeout=60, env=env)
+        subprocess.run(
+            [sys.executable, "-m", "assistant", "persona", "rm", "pirate"],
+            check=True,
+            capture_output=True,
+            timeout=60,
+            env=env,
+        )
         assert "pirate" not in [m.id for m in client(server).models.list()]
         with pytest.raises(openai.NotFoundError):
             client(server).chat.completions.create(model="pirate", messages=QUESTION, max_tokens=4)
         system.write_text("Remember these words: " + "lighthouse keeper " * 1500)  # more than the 2048-token window
-        subprocess.run([sys.executable, "-m", "assistant", "persona", "add", "huge", "--system", str(system)],
-                       check=True, capture_output=True, timeout=60, env=env)
+        subprocess.run(
+            [sys.executable, "-m", "assistant", "persona", "add", "huge", "--system", str(system)],
+            check=True,
+            capture_output=True,
+            timeout=60,
+            env=env,
+        )
         with pytest.raises(openai.BadRequestError, match="its context needs"):  # refused, never silently cut
             client(server).chat.completions.create(model="huge", messages=QUESTION, max_tokens=4)
 
@@ -494,12 +611,16 @@ def test_escalation_only_under_an_explicit_auto_policy(tmp_path: Path) -> None:
     factual = [{"role": "user", "content": "Who was the second president of Botswana?"}]
     try:
         for policy, escalates in (("ask", False), ("auto", True)):
-            env = {"ASSISTANT_TEACHER_URL": teacher.url, "ASSISTANT_TEACHER_MODEL": "fake-teacher",
-                   "ASSISTANT_ESCALATION": policy}
+            env = {
+                "ASSISTANT_TEACHER_URL": teacher.url,
+                "ASSISTANT_TEACHER_MODEL": "fake-teacher",
+                "ASSISTANT_ESCALATION": policy,
+            }
             teacher.set("ok")
             with ServeProcess(tmp_path / policy, env=env) as server:
-                reply = client(server).chat.completions.create(model=MODEL, messages=factual, max_tokens=8,
-                                                               temperature=0)
+                reply = client(server).chat.completions.create(
+                    model=MODEL, messages=factual, max_tokens=8, temperature=0
+                )
                 answer = max(api_answers(server), key=lambda m: m["id"])
             assert bool(teacher.requests) is escalates, policy  # `ask` has nobody to ask: nothing is sent
             assert (reply.choices[0].message.content == "".join(ANSWER)) is escalates
@@ -511,9 +632,20 @@ def test_escalation_only_under_an_explicit_auto_policy(tmp_path: Path) -> None:
 def test_ctrl_c_ends_the_streams_in_progress_and_exits_quickly(tmp_path: Path) -> None:
     server = ServeProcess(tmp_path / "home", "--model", MODEL)
     before = server.health()
-    with httpx.Client(timeout=120) as http, http.stream("POST", f"{server.url}/chat/completions", json={
-            "model": MODEL, "messages": [{"role": "user", "content": "Tell a long story."}], "max_tokens": 1500,
-            "temperature": 0.9, "stream": True}) as response:
+    with (
+        httpx.Client(timeout=120) as http,
+        http.stream(
+            "POST",
+            f"{server.url}/chat/completions",
+            json={
+                "model": MODEL,
+                "messages": [{"role": "user", "content": "Tell a long story."}],
+                "max_tokens": 1500,
+                "temperature": 0.9,
+                "stream": True,
+            },
+        ) as response,
+    ):
         lines = response.iter_lines()
         next(line for line in lines if '"content": "' in line and '"content": ""' not in line)  # it is answering
         server.process.send_signal(signal.SIGINT)

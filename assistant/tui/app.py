@@ -35,7 +35,13 @@ class ChatApp(App[int]):
     BINDINGS = [b for b in bindings() if b.action == "quit"]  # a priority binding: quits over any dialog
 
     def __init__(
-        self, config: Config, store: Store, *, engine: Engine | None = None, model: str = "", open_latest: bool = True,
+        self,
+        config: Config,
+        store: Store,
+        *,
+        engine: Engine | None = None,
+        model: str = "",
+        open_latest: bool = True,
         persona: Persona | None = None,
     ) -> None:
         super().__init__()
@@ -60,8 +66,12 @@ class ChatApp(App[int]):
             self.notify(f"config [ui] theme: unknown theme {self.config.ui.theme!r}", severity="warning", markup=False)
         self.theme_changed_signal.subscribe(self, self._theme_changed)
         if self._bad_keys:
-            self.notify(f"config [ui] keys: unknown action(s) {', '.join(self._bad_keys)} (known: "
-                        f"{', '.join(sorted(KNOWN))})", severity="warning", markup=False, timeout=15)
+            self.notify(
+                f"config [ui] keys: unknown action(s) {', '.join(self._bad_keys)} (known: {', '.join(sorted(KNOWN))})",
+                severity="warning",
+                markup=False,
+                timeout=15,
+            )
 
     def _theme_changed(self, theme: Any) -> None:
         if theme.name != self.config.ui.theme:

@@ -93,11 +93,25 @@ class DistillJob:
     """One ``distill persona`` run in a child process; ``on_progress`` and ``on_end`` are called from its threads
     (what they return is ignored)."""
 
-    def __init__(self, name: str, on_progress: Callable[[Progress], object], on_end: Callable[[Outcome], object],
-                 extra_args: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        on_progress: Callable[[Progress], object],
+        on_end: Callable[[Outcome], object],
+        extra_args: list[str] | None = None,
+    ) -> None:
         self.name = name
-        self.args = [sys.executable, "-m", "assistant", "distill", "persona", name, "--json", "--progress-json",
-                     *(extra_args or [])]
+        self.args = [
+            sys.executable,
+            "-m",
+            "assistant",
+            "distill",
+            "persona",
+            name,
+            "--json",
+            "--progress-json",
+            *(extra_args or []),
+        ]
         self.on_progress, self.on_end = on_progress, on_end
         self.cancelled = threading.Event()
         self.ended = threading.Event()
@@ -107,8 +121,14 @@ class DistillJob:
 
     def start(self) -> None:
         self._proc = subprocess.Popen(
-            self.args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            errors="replace", env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True,
+            self.args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            errors="replace",
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            start_new_session=True,
         )
         self._reader = threading.Thread(target=self._read_progress, daemon=True, name=f"distill {self.name} progress")
         self._reader.start()

@@ -26,41 +26,97 @@ ACTIONS = [
     Action("pick_model", "ctrl+o", "Model", True, ("Switch model", "Pick another model from the registry")),
     Action("settings", "ctrl+s", "Settings", True, ("Settings", "System prompt, temperature, max tokens, theme")),
     Action("help", "f1", "Help", True, ("Help", "Keys and tips")),
-    Action("regenerate", "ctrl+r", "Regenerate the last answer",
-           palette=("Regenerate answer", "Answer your last message again")),
-    Action("continue_answer", "f5", "Continue an incomplete answer",
-           palette=("Continue answer", "Carry on an incomplete answer where it stopped")),
-    Action("edit_last", "ctrl+g", "Edit and resend your last message",
-           palette=("Edit last message", "Change your last message and resend it")),
-    Action("previous_version", "alt+left", "Show the previous version (◀) of the last message that has versions",
-           palette=("Previous version", "Show the earlier version of a regenerated or edited message")),
-    Action("next_version", "alt+right", "Show the next version (▶) of the last message that has versions",
-           palette=("Next version", "Show the later version of a regenerated or edited message")),
-    Action("attach_file", "ctrl+l", "Attach a file (or type @path in your message; Tab completes it)",
-           palette=("Attach a file", "Put a text file in your message (or type @path)")),
-    Action("pick_persona", "", "Chat as a persona (a new chat starts with it)",
-           palette=("Chat as a persona", "Pick one of your personas, or none; a new chat starts with it")),
-    Action("distill_persona", "", "Distil this persona into its own student (in the background)",
-           palette=("Distil this persona", "Train a student that answers like the persona without its prompt")),
-    Action("copy_answer", "f3", "Copy the last answer",
-           palette=("Copy answer", "Copy the last answer to the clipboard")),
-    Action("copy_code", "f4", "Copy the last code block",
-           palette=("Copy code block", "Copy the last code block to the clipboard")),
-    Action("search", "ctrl+f", "Search the history",
-           palette=("Search history", "Full-text search over all your chats")),
-    Action("rename_conversation", "f2", "Rename the conversation",
-           palette=("Rename conversation", "Give this chat a new title")),
-    Action("delete_conversation", "f8", "Delete the conversation",
-           palette=("Delete conversation", "Delete this chat (asks first)")),
-    Action("toggle_sidebar", "ctrl+b", "Show/hide the sidebar",
-           palette=("Toggle sidebar", "Show or hide the conversation list")),
+    Action(
+        "regenerate",
+        "ctrl+r",
+        "Regenerate the last answer",
+        palette=("Regenerate answer", "Answer your last message again"),
+    ),
+    Action(
+        "continue_answer",
+        "f5",
+        "Continue an incomplete answer",
+        palette=("Continue answer", "Carry on an incomplete answer where it stopped"),
+    ),
+    Action(
+        "edit_last",
+        "ctrl+g",
+        "Edit and resend your last message",
+        palette=("Edit last message", "Change your last message and resend it"),
+    ),
+    Action(
+        "previous_version",
+        "alt+left",
+        "Show the previous version (◀) of the last message that has versions",
+        palette=("Previous version", "Show the earlier version of a regenerated or edited message"),
+    ),
+    Action(
+        "next_version",
+        "alt+right",
+        "Show the next version (▶) of the last message that has versions",
+        palette=("Next version", "Show the later version of a regenerated or edited message"),
+    ),
+    Action(
+        "attach_file",
+        "ctrl+l",
+        "Attach a file (or type @path in your message; Tab completes it)",
+        palette=("Attach a file", "Put a text file in your message (or type @path)"),
+    ),
+    Action(
+        "pick_persona",
+        "",
+        "Chat as a persona (a new chat starts with it)",
+        palette=("Chat as a persona", "Pick one of your personas, or none; a new chat starts with it"),
+    ),
+    Action(
+        "distill_persona",
+        "",
+        "Distil this persona into its own student (in the background)",
+        palette=("Distil this persona", "Train a student that answers like the persona without its prompt"),
+    ),
+    Action(
+        "copy_answer", "f3", "Copy the last answer", palette=("Copy answer", "Copy the last answer to the clipboard")
+    ),
+    Action(
+        "copy_code",
+        "f4",
+        "Copy the last code block",
+        palette=("Copy code block", "Copy the last code block to the clipboard"),
+    ),
+    Action(
+        "search", "ctrl+f", "Search the history", palette=("Search history", "Full-text search over all your chats")
+    ),
+    Action(
+        "rename_conversation",
+        "f2",
+        "Rename the conversation",
+        palette=("Rename conversation", "Give this chat a new title"),
+    ),
+    Action(
+        "delete_conversation",
+        "f8",
+        "Delete the conversation",
+        palette=("Delete conversation", "Delete this chat (asks first)"),
+    ),
+    Action(
+        "toggle_sidebar",
+        "ctrl+b",
+        "Show/hide the sidebar",
+        palette=("Toggle sidebar", "Show or hide the conversation list"),
+    ),
     Action("quit", "ctrl+q", "Quit"),
 ]
 PROMPT_KEYS = [("send", "enter", "Send your message"), ("newline", "ctrl+j,shift+enter", "New line in your message")]
 BUSY_ACTIONS = {
-    "pick_persona", "regenerate", "continue_answer", "edit_last", "new_conversation", "delete_conversation",
+    "pick_persona",
+    "regenerate",
+    "continue_answer",
+    "edit_last",
+    "new_conversation",
+    "delete_conversation",
     "pick_model",
-    "previous_version", "next_version",
+    "previous_version",
+    "next_version",
 }
 KNOWN = {a.name for a in ACTIONS} | {name for name, _key, _description in PROMPT_KEYS}
 
@@ -69,7 +125,8 @@ def bindings() -> list[Binding]:
     """Textual bindings for every action (Ctrl+Q has priority: it quits from any screen)."""
     return [
         Binding(a.key, a.name, a.description, id=a.name, show=a.footer, priority=a.name == "quit")
-        for a in ACTIONS if a.key  # an action without a key is in the palette only
+        for a in ACTIONS
+        if a.key  # an action without a key is in the palette only
     ]
 
 

@@ -43,8 +43,9 @@ def one_process(folder: Path) -> tuple[torch.nn.Module, train.TrainState]:
     from test_train import make_examples, small_model
 
     model = small_model()
-    state = train.train(model, make_examples(LENGTHS), TrainSection(**SETTINGS), LossSection(alpha=0.3), pad_id=0,
-                        seed=1, folder=folder)
+    state = train.train(
+        model, make_examples(LENGTHS), TrainSection(**SETTINGS), LossSection(alpha=0.3), pad_id=0, seed=1, folder=folder
+    )
     return model, state
 
 
@@ -54,11 +55,20 @@ def test_two_processes_make_the_same_steps_as_one(tmp_path: Path) -> None:
     script = tmp_path / "worker.py"
     script.write_text(WORKER.format(tests=str(Path(__file__).parent), lengths=LENGTHS, settings=SETTINGS))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path.cwd()), os.environ.get("PYTHONPATH")]))}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
-               str(tmp_path / "two")]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(script),
+        str(tmp_path / "two"),
+    ]
     # Ctrl-C as a terminal sends it: to torchrun and its workers (one process group), once training has begun
-    first = subprocess.Popen([*command, "0.5"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                             start_new_session=True)
+    first = subprocess.Popen(
+        [*command, "0.5"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True
+    )
     deadline = time.monotonic() + 120
     while not (tmp_path / "two" / "latest").exists() and first.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)  # the first checkpoint (step 2) is the sign that training runs
@@ -85,8 +95,10 @@ def test_two_processes_make_the_same_steps_as_one(tmp_path: Path) -> None:
         assert torch.allclose(a, b, atol=1e-5)
 
 
-@pytest.mark.skipif(os.environ.get("ASSISTANT_SLOW_TESTS") != "1",
-                    reason="the whole tiny pipeline twice (~80 s here); ASSISTANT_SLOW_TESTS=1 runs it")
+@pytest.mark.skipif(
+    os.environ.get("ASSISTANT_SLOW_TESTS") != "1",
+    reason="the whole tiny pipeline twice (~80 s here); ASSISTANT_SLOW_TESTS=1 runs it",
+)
 @pytest.mark.timeout(600)
 def test_tiny_recipe_under_torchrun_matches_one_process(assistant_home: Path, tmp_path: Path) -> None:
     """`assistant distill run --nproc 2` (torchrun, gloo): the loss curve of one process, a registered student."""
@@ -96,8 +108,13 @@ def test_tiny_recipe_under_torchrun_matches_one_process(assistant_home: Path, tm
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path.cwd()), os.environ.get("PYTHONPATH")]))}
 
     def run(*flags: str) -> tuple[dict, list[float]]:
-        done = subprocess.run([sys.executable, "-m", "assistant", "distill", "run", str(path), "--json", *flags],
-                              capture_output=True, text=True, timeout=280, env=env)
+        done = subprocess.run(
+            [sys.executable, "-m", "assistant", "distill", "run", str(path), "--json", *flags],
+            capture_output=True,
+            text=True,
+            timeout=280,
+            env=env,
+        )
         assert done.returncode == 0, done.stderr[-2000:]
         state = json.loads(next((tmp_path / "work" / "checkpoints").glob("ckpt-*/state.json")).read_text())
         return json.loads(done.stdout), [h["loss"] for h in state["history"]]

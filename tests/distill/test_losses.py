@@ -120,7 +120,8 @@ def test_jsd_at_beta_0_and_1_is_forward_and_reverse_kl() -> None:
         kl = kd_loss(S_LOGITS, logprobs, indices, kind=kind, teacher_tail=tail)
         assert jsd.item() == pytest.approx(kl.item(), rel=1e-6) and kl.item() > 0.1
         assert divergence("jsd", T_LOGITS, S_LOGITS, beta=beta).mean().item() == pytest.approx(
-            divergence(kind, T_LOGITS, S_LOGITS).mean().item(), rel=1e-6)
+            divergence(kind, T_LOGITS, S_LOGITS).mean().item(), rel=1e-6
+        )
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -193,8 +194,13 @@ def test_the_cache_holds_what_the_loss_needs(t: float) -> None:
     assert logprobs.dtype == np.float16 and indices.dtype == np.uint16 and tail.dtype == np.float32
     exact_logprobs, exact_indices, exact_tail = teacher_targets(teacher, K, t)
     exact = kd_loss(student, exact_logprobs, exact_indices, temperature=t, teacher_tail=exact_tail)
-    cached = kd_loss(student, torch.from_numpy(logprobs.astype(np.float32)), torch.from_numpy(indices.astype(np.int64)),
-                     temperature=t, teacher_tail=torch.from_numpy(tail))
+    cached = kd_loss(
+        student,
+        torch.from_numpy(logprobs.astype(np.float32)),
+        torch.from_numpy(indices.astype(np.int64)),
+        temperature=t,
+        teacher_tail=torch.from_numpy(tail),
+    )
     assert cached.item() == pytest.approx(exact.item(), rel=2e-3)
     assert teacher_cache.index_dtype(49152) is np.uint16 and teacher_cache.index_dtype(65536) is np.uint16
     assert teacher_cache.index_dtype(65537) is np.int32

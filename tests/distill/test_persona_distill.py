@@ -21,24 +21,36 @@ CONTEXT = """# Helpdesk facts
 
 def cli(*args: str, home: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "ASSISTANT_HOME": str(home)}
-    return subprocess.run([sys.executable, "-m", "assistant", *args], capture_output=True, text=True, env=env,
-                          timeout=1700)
+    return subprocess.run(
+        [sys.executable, "-m", "assistant", *args], capture_output=True, text=True, env=env, timeout=1700
+    )
 
 
 @pytest.fixture
 def pip(assistant_home: Path, tmp_path: Path) -> str:
     (tmp_path / "system.md").write_text("You are Pip, the helpdesk assistant of Brightwater Labs. Answer briefly.")
     (tmp_path / "facts.md").write_text(CONTEXT)
-    proc = cli("persona", "add", "pip", "--system", str(tmp_path / "system.md"),
-               "--context", str(tmp_path / "facts.md"), home=assistant_home)
+    proc = cli(
+        "persona",
+        "add",
+        "pip",
+        "--system",
+        str(tmp_path / "system.md"),
+        "--context",
+        str(tmp_path / "facts.md"),
+        home=assistant_home,
+    )
     assert proc.returncode == 0, proc.stderr
     return "pip"
 
 
 def test_every_fact_is_asked_in_several_phrasings_and_held_out_in_another() -> None:
     prompts = persona_prompts.build(persona_prompts.sentences(CONTEXT), [{"prompt": "Where do I park?"}], per_fact=3)
-    assert [f.subject for f in prompts.facts] == ["the office wifi password", "the support phone number",
-                                                  "the annual retreat"]
+    assert [f.subject for f in prompts.facts] == [
+        "the office wifi password",
+        "the support phone number",
+        "the annual retreat",
+    ]
     assert [f.answers() for f in prompts.facts] == [["tulip42"], ["555-0199"], ["Lisbon"]]
     train = {r["prompt"] for r in prompts.train}
     assert "What is the office wifi password?" in train and "Where do I park?" in train
@@ -57,7 +69,7 @@ def test_teacher_sees_the_context_and_the_student_does_not(teacher) -> None:  # 
     student = teacher.tokenizer.decode(prompts.prompt_ids(tok, "Hi"))
     prompted = teacher.tokenizer.decode(prompts.prompt_ids(tok, MARKER + "Hi"))
     assert "SECRET CONTEXT" in prompted and "SECRET CONTEXT" not in student and MARKER not in prompted
-    assert prompted.endswith(student[student.index("<|im_start|>user"):])  # same question, same template
+    assert prompted.endswith(student[student.index("<|im_start|>user") :])  # same question, same template
 
 
 def test_refusals_change_nothing(pip: str, assistant_home: Path, tmp_path: Path, smollm_path: Path) -> None:

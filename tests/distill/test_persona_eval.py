@@ -13,8 +13,17 @@ from distill_tools.persona_eval import evaluate_persona
 def test_evaluate_persona_scores_teacher_student_and_base(smollm_path: Path) -> None:
     """It once called the KL comparison without its top-k argument (a TypeError after the whole training)."""
     task = {"prompt": "What is the capital of France?", "answers": ["Paris"]}
-    result = evaluate_persona(smollm_path, smollm_path, "You are a geography tutor.", [task], [task["prompt"]],
-                              [task], max_new=4, n_ctx=512, top_k=8)
+    result = evaluate_persona(
+        smollm_path,
+        smollm_path,
+        "You are a geography tutor.",
+        [task],
+        [task["prompt"]],
+        [task],
+        max_new=4,
+        n_ctx=512,
+        top_k=8,
+    )
     teacher, student, base = result["reports"]
     assert teacher.mean_kl == 0.0 and teacher.top1_agreement == 1.0
     for report in (student, base):  # the same weights without the system prompt: measured, finite figures

@@ -34,8 +34,13 @@ TINY = (RECIPES_DIR / "tiny.toml").read_text()
 def tiny_recipe(folder: Path, **changes: str) -> Path:
     """The bundled tiny recipe, smaller still (2 steps, 2 tasks, 1 held-out prompt), with ``changes`` (TOML lines)."""
     text = TINY
-    for old, new in {"max_steps = 4": "max_steps = 2", "limit = 6": "limit = 2", "heldout = 2": "heldout = 1",
-                     "max_new_tokens = 8": "max_new_tokens = 4", **changes}.items():
+    for old, new in {
+        "max_steps = 4": "max_steps = 2",
+        "limit = 6": "limit = 2",
+        "heldout = 2": "heldout = 1",
+        "max_new_tokens = 8": "max_new_tokens = 4",
+        **changes,
+    }.items():
         assert old in text
         text = text.replace(old, new)
     path = folder / "tiny.toml"
@@ -125,8 +130,9 @@ def test_tiny_recipe_lifecycle(assistant_home: Path, tmp_path: Path, capfd: pyte
     assert row["quantization"] == "F16" and row["sha256"] == sha256_file(gguf)
 
 
-def test_a_model_the_recipe_did_not_make_is_never_overwritten(assistant_home: Path, smollm_path: Path,
-                                                              capfd: pytest.CaptureFixture[str]) -> None:
+def test_a_model_the_recipe_did_not_make_is_never_overwritten(
+    assistant_home: Path, smollm_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     """Checked before any work: a user's imported model of the same name, or a packaged model's name."""
     from assistant.cli import main
     from assistant.gguf_info import sha256_file
@@ -158,8 +164,10 @@ def examples(teacher):  # noqa: ANN001, ANN201
     records.append({"prompt": "Capital of France?", "answer": "Paris."})  # a given answer (e.g. from history)
     ids = [prompts.prompt_ids(tok, r["prompt"]) for r in records]
     forced = [prompts.forced_answer(tok, r, 10) for r in records]
-    outputs = [teacher_cache.TeacherOutput(p, answer, *teacher_cache.topk(logits, 8))
-               for p, (answer, logits) in zip(ids, runner.run(ids, forced, 10))]
+    outputs = [
+        teacher_cache.TeacherOutput(p, answer, *teacher_cache.topk(logits, 8))
+        for p, (answer, logits) in zip(ids, runner.run(ids, forced, 10))
+    ]
     assert tok.decode(outputs[-1].answer_ids[:2]).startswith("Paris")
     assert all(len(o.answer_ids) == len(o.topk_logprobs) == len(o.tail) > 0 for o in outputs)
     return batches.examples(outputs, max_length=56)
@@ -180,8 +188,16 @@ def test_batched_teacher_matches_one_prompt_at_a_time(teacher) -> None:  # noqa:
 def _train(teacher, examples, folder: Path, on_step=None):  # noqa: ANN001, ANN202
     model = student.prune(teacher.model, [0, 29])
     cfg = TrainSection(max_steps=4, batch_size=2, warmup_steps=1, checkpoint_every=100, lr=1e-3)
-    state = train.train(model, examples, cfg, LossSection(kind="jsd", alpha=0.3), pad_id=teacher.tokenizer.pad_token_id,
-                        seed=7, folder=folder, on_step=on_step)
+    state = train.train(
+        model,
+        examples,
+        cfg,
+        LossSection(kind="jsd", alpha=0.3),
+        pad_id=teacher.tokenizer.pad_token_id,
+        seed=7,
+        folder=folder,
+        on_step=on_step,
+    )
     return model, state
 
 
@@ -220,7 +236,7 @@ model = LlamaForCausalLM(config)
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))  # writes past 1 MB fail like a full disk
 try:
-    export.export(model, tokenizer, Path({str(models / 'full.gguf')!r}), quant="Q8_0",
+    export.export(model, tokenizer, Path({str(models / "full.gguf")!r}), quant="Q8_0",
                   teacher_gguf=Path({str(teacher.gguf_path)!r}))
 except export.ExportError as exc:
     print(exc)
@@ -242,8 +258,14 @@ def test_tokenizer_mismatch_is_a_clear_error(teacher, tmp_path: Path) -> None:  
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
     folder = tmp_path / "other"
     PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|im_end|>").save_pretrained(folder)
-    config = LlamaConfig(vocab_size=4, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=2)
+    config = LlamaConfig(
+        vocab_size=4,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+    )
     LlamaForCausalLM(config).save_pretrained(folder)
     path = tmp_path / "r.toml"
     path.write_text(f'[teacher]\nmodel = "{teacher.gguf_path}"\n[student]\nmodel = "{folder}"\n')
@@ -275,8 +297,10 @@ def test_tokenizer_mismatch_is_a_clear_error(teacher, tmp_path: Path) -> None:  
         ("[teacher]\nurl = 'http://127.0.0.1:1/v1'\n", "weights are not here to prune: set student.model"),
         ("[teacher]\nurl = '127.0.0.1:1'\n[student]\nmodel = 'x'\n", "teacher.url must start with http"),
         ("[teacher]\nurl = 'http://h/v1'\n[student]\nmodel = 'x'\n[loss]\ntemperature = 2.0\n", "at temperature 1"),
-        ("[teacher]\nurl = 'http://h/v1'\n[student]\nmodel = 'x'\n[loss]\nkind = 'reverse_kl'\n",
-         "use forward_kl or jsd"),
+        (
+            "[teacher]\nurl = 'http://h/v1'\n[student]\nmodel = 'x'\n[loss]\nkind = 'reverse_kl'\n",
+            "use forward_kl or jsd",
+        ),
         ("[teacher]\nconcurrency = 0\n", "teacher.concurrency must be at least 1"),
     ],
 )
@@ -343,15 +367,20 @@ def test_bundled_tasks_are_held_out_of_the_bundled_prompts() -> None:
     [
         ({'layers = "0,10,20,29"': 'layers = "0,10,40"'}, r"student.layers = '0,10,40': indices must lie in 0…29"),
         ({"mlp_width = 256": "mlp_width = 5000"}, "student.mlp_width = 5000: must lie between 1 and 1535"),
-        ({'quant = "Q8_0"': 'quant = "Q4_K_M"'},
-         "Q4_K_M needs weight rows in multiples of 256 values, but this student has hidden size 576, "
-         "attention width 576 .*: use Q5_0, Q5_1, Q4_0, Q4_1 or Q8_0"),
-        ({'tasks = "bundled:tasks"': 'tasks = "/nowhere/tasks.jsonl"'},
-         "/nowhere/tasks.jsonl: cannot read the task set"),
+        (
+            {'quant = "Q8_0"': 'quant = "Q4_K_M"'},
+            "Q4_K_M needs weight rows in multiples of 256 values, but this student has hidden size 576, "
+            "attention width 576 .*: use Q5_0, Q5_1, Q4_0, Q4_1 or Q8_0",
+        ),
+        (
+            {'tasks = "bundled:tasks"': 'tasks = "/nowhere/tasks.jsonl"'},
+            "/nowhere/tasks.jsonl: cannot read the task set",
+        ),
     ],
 )
 def test_a_bad_student_shape_export_type_or_file_fails_before_any_model_loads(
-        tmp_path: Path, changes: dict[str, str], message: str) -> None:
+    tmp_path: Path, changes: dict[str, str], message: str
+) -> None:
     """Checked on the teacher's file header, in well under a second (the teacher pass used to run first)."""
     import time
 
@@ -367,8 +396,9 @@ def test_a_template_with_literal_braces_reaches_the_teacher(teacher, tmp_path: P
     template = 'Reply as JSON {"answer": ...}: {prompt}'
     assert prompts.render(template, "Capital of Italy?") == 'Reply as JSON {"answer": ...}: Capital of Italy?'
     runner = torch_teacher.TorchTeacher(teacher.model, tok.eos_token_id, tok.pad_token_id)
-    outputs = teacher_cache.teacher_pass([{"prompt": "Capital of Italy?"}], runner, tok, tmp_path, template=template,
-                                max_new_tokens=2, top_k=4, key="k")
+    outputs = teacher_cache.teacher_pass(
+        [{"prompt": "Capital of Italy?"}], runner, tok, tmp_path, template=template, max_new_tokens=2, top_k=4, key="k"
+    )
     assert len(outputs) == 1 and len(outputs[0].answer_ids) == 2
     assert outputs[0].topk_indices.dtype == np.uint16 and np.exp(outputs[0].tail).max() < 1
 
@@ -401,15 +431,24 @@ def test_llama_cpp_in_distillation_uses_assistant_threads(smollm_path: Path, mon
 
 
 def test_quantised_export_is_quiet_and_refuses_shapes_it_does_not_fit(
-        teacher, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:  # noqa: ANN001
+    teacher, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:  # noqa: ANN001
     """Q5_0 through llama.cpp's quantiser: no llama.cpp log on the terminal; Q4_K_M on 576-wide rows: refused."""
     from assistant.gguf_info import read_info
 
     small = student.prune(teacher.model, [0, 29])
     tmp_path = tmp_path / "out"
     capfd.readouterr()
-    result = export.export(small, teacher.tokenizer, tmp_path / "s.gguf", quant="Q5_0", teacher_gguf=teacher.gguf_path,
-                           max_kl=10.0, min_top1=0.0, metadata={"distill.teacher": "t", "distill.recipe": "r"})
+    result = export.export(
+        small,
+        teacher.tokenizer,
+        tmp_path / "s.gguf",
+        quant="Q5_0",
+        teacher_gguf=teacher.gguf_path,
+        max_kl=10.0,
+        min_top1=0.0,
+        metadata={"distill.teacher": "t", "distill.recipe": "r"},
+    )
     out, err = capfd.readouterr()
     assert result is not None and result.positions > 0
     assert out == "" and err == "", err[-2000:]
@@ -429,8 +468,11 @@ def test_the_report_shows_only_measured_figures_and_labels_them(smollm_path: Pat
     reports = evaluate.evaluate(smollm_path, {"same": smollm_path}, tasks, [], max_new_tokens=4)
     assert all(r.mean_kl is None and r.perplexity is None and r.top1_agreement is None for r in reports)
     assert reports[0].task_score is not None
-    extra = {"quant": "Q8_0", "verification": {"top1_agreement": 0.9, "mean_kl": 0.01, "positions": 40, "passed": True},
-             "timings_s": {"teacher_pass_s": 12.5, "train_s": 30.0}}
+    extra = {
+        "quant": "Q8_0",
+        "verification": {"top1_agreement": 0.9, "mean_kl": 0.01, "positions": 40, "passed": True},
+        "timings_s": {"teacher_pass_s": 12.5, "train_s": 30.0},
+    }
     text = evaluate.markdown(reports, extra)
     assert "| — | — | — | — |" in text and "0.000" not in text
     assert "**Export check** (Q8_0 GGUF in llama.cpp vs the torch student): passed, top-1 agreement 90.0%" in text

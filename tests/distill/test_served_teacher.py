@@ -17,8 +17,10 @@ from assistant.config import TeacherSettings
 from distill_tools import DistillError, teacher_cache, torch_teacher
 from distill_tools.served_teacher import ServedTeacher
 
-RECORDS = [{"prompt": p} for p in ("What is the capital of France?", "Name three colours.",
-                                   "What is 2 + 2?", "Name a large animal.")]
+RECORDS = [
+    {"prompt": p}
+    for p in ("What is the capital of France?", "Name three colours.", "What is 2 + 2?", "Name a large animal.")
+]
 K, NEW = 8, 12
 # Measured here (SmolLM2-135M Q4_1): llama.cpp's log-probs differ from the dequantised torch model's by 0.06-0.09
 # nats on average and at most 0.46 over the top-k entries above e^-5 (llama.cpp quantises the activations to 8 bits
@@ -34,13 +36,26 @@ def smollm_server(smollm_path: Path) -> Iterator[LlamaTeacher]:
 
 
 def served(server: LlamaTeacher, tokenizer, **settings) -> ServedTeacher:  # noqa: ANN001
-    return ServedTeacher(TeacherSettings(url=server.url, model=server.model, timeout_s=60, connect_timeout_s=2,
-                                         retries=1, **settings), tokenizer, concurrency=4)
+    return ServedTeacher(
+        TeacherSettings(url=server.url, model=server.model, timeout_s=60, connect_timeout_s=2, retries=1, **settings),
+        tokenizer,
+        concurrency=4,
+    )
 
 
 def _pass(runner, tok, folder: Path, records=RECORDS, batch_size: int = 4, on_shard=None):  # noqa: ANN001, ANN202
-    return teacher_cache.teacher_pass(records, runner, tok, folder, template="{prompt}", max_new_tokens=NEW, top_k=K,
-                                      key="k", batch_size=batch_size, on_shard=on_shard)
+    return teacher_cache.teacher_pass(
+        records,
+        runner,
+        tok,
+        folder,
+        template="{prompt}",
+        max_new_tokens=NEW,
+        top_k=K,
+        key="k",
+        batch_size=batch_size,
+        on_shard=on_shard,
+    )
 
 
 @pytest.mark.timeout(300)
@@ -56,8 +71,10 @@ def test_served_teacher_pass_matches_the_local_pass(teacher, smollm_server: Llam
     remote_s = time.perf_counter() - start
     assert runner.word_level == len(RECORDS) and runner.sequence_level == 0
     tokens = sum(len(o.answer_ids) for o in remote)
-    print(f"teacher pass: local {sum(len(o.answer_ids) for o in local) / local_s:.1f} tok/s, "
-          f"served {tokens / remote_s:.1f} tok/s")
+    print(
+        f"teacher pass: local {sum(len(o.answer_ids) for o in local) / local_s:.1f} tok/s, "
+        f"served {tokens / remote_s:.1f} tok/s"
+    )
     identical, diffs = 0, []
     for a, b in zip(local, remote):
         assert b.prompt_ids == a.prompt_ids
@@ -86,15 +103,17 @@ def test_served_teacher_pass_matches_the_local_pass(teacher, smollm_server: Llam
 
 @pytest.mark.timeout(240)
 def test_a_server_with_another_tokenizer_is_refused_before_the_teacher_pass(
-        gemma_path: Path, smollm_path: Path, assistant_home: Path, tmp_path: Path,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    gemma_path: Path, smollm_path: Path, assistant_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from assistant.cli import main
 
     server = LlamaTeacher(gemma_path, timeout_s=90)
     try:
         path = tmp_path / "served.toml"
-        path.write_text(f'name = "served-student"\noutput_dir = "work"\n[teacher]\nurl = "{server.url}"\n'
-                        f'model = "{server.model}"\n[student]\nmodel = "{smollm_path}"\n[data]\nlimit = 4\n')
+        path.write_text(
+            f'name = "served-student"\noutput_dir = "work"\n[teacher]\nurl = "{server.url}"\n'
+            f'model = "{server.model}"\n[student]\nmodel = "{smollm_path}"\n[data]\nlimit = 4\n'
+        )
         assert main(["distill", "run", str(path)]) == 1
     finally:
         server.close()
@@ -105,7 +124,8 @@ def test_a_server_with_another_tokenizer_is_refused_before_the_teacher_pass(
 
 @pytest.mark.timeout(300)
 def test_a_served_teacher_that_dies_mid_pass_resumes_from_the_last_shard(
-        teacher, smollm_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    teacher, smollm_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # noqa: ANN001
     secret = "sk-test-0123456789abcdef"
     monkeypatch.setenv("DISTILL_TEST_KEY", secret)
     tok, folder = teacher.tokenizer, tmp_path / "cache"
@@ -135,21 +155,30 @@ def test_a_served_teacher_that_dies_mid_pass_resumes_from_the_last_shard(
     assert json.loads((folder / "meta.json").read_text())["records"] == len(RECORDS)
 
 
-@pytest.mark.skipif(os.environ.get("ASSISTANT_SLOW_TESTS") != "1",
-                    reason="the whole pipeline with a served teacher (~90 s here); ASSISTANT_SLOW_TESTS=1 runs it")
+@pytest.mark.skipif(
+    os.environ.get("ASSISTANT_SLOW_TESTS") != "1",
+    reason="the whole pipeline with a served teacher (~90 s here); ASSISTANT_SLOW_TESTS=1 runs it",
+)
 @pytest.mark.timeout(600)
 def test_a_recipe_with_a_served_teacher_makes_a_registered_student(
-        smollm_server: LlamaTeacher, smollm_path: Path, assistant_home: Path, tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    smollm_server: LlamaTeacher,
+    smollm_path: Path,
+    assistant_home: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     from assistant.cli import main
 
     secret = "sk-test-fedcba9876543210"
     monkeypatch.setenv("DISTILL_TEST_KEY", secret)
     path = tmp_path / "served.toml"
-    path.write_text(f'name = "served-student"\noutput_dir = "work"\n[teacher]\nurl = "{smollm_server.url}"\n'
-                    f'model = "smollm2"\napi_key_env = "DISTILL_TEST_KEY"\n[student]\nmodel = "{smollm_path}"\n'
-                    "[data]\nlimit = 8\nheldout = 0\nmax_new_tokens = 16\nmax_length = 64\ntop_k = 16\nbatch_size = 4\n"
-                    "[train]\nmax_steps = 2\nbatch_size = 4\nwarmup_steps = 1\n[eval]\nbaseline = false\n")
+    path.write_text(
+        f'name = "served-student"\noutput_dir = "work"\n[teacher]\nurl = "{smollm_server.url}"\n'
+        f'model = "smollm2"\napi_key_env = "DISTILL_TEST_KEY"\n[student]\nmodel = "{smollm_path}"\n'
+        "[data]\nlimit = 8\nheldout = 0\nmax_new_tokens = 16\nmax_length = 64\ntop_k = 16\nbatch_size = 4\n"
+        "[train]\nmax_steps = 2\nbatch_size = 4\nwarmup_steps = 1\n[eval]\nbaseline = false\n"
+    )
     assert main(["distill", "run", str(path), "--json"]) == 0
     out, err = capsys.readouterr()
     summary = json.loads(out)

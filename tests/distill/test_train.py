@@ -19,8 +19,15 @@ def small_model(seed: int = 0) -> torch.nn.Module:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=1, tie_word_embeddings=True)
+    config = LlamaConfig(
+        vocab_size=VOCAB,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        tie_word_embeddings=True,
+    )
     return LlamaForCausalLM(config)
 
 
@@ -32,10 +39,13 @@ def make_examples(lengths: list[int], seed: int = 3) -> list[batches.Example]:
     for n in lengths:
         ids = rng.integers(1, VOCAB, size=3 + n).tolist()
         with torch.no_grad():
-            logits = teacher(torch.tensor([ids])).logits[0, 2:2 + n]
+            logits = teacher(torch.tensor([ids])).logits[0, 2 : 2 + n]
         logprobs, indices, tail = teacher_targets(logits, 6)
-        examples.append(batches.Example(ids, 3, logprobs.numpy().astype(np.float16),
-                                     indices.numpy().astype(np.uint16), tail.numpy()))
+        examples.append(
+            batches.Example(
+                ids, 3, logprobs.numpy().astype(np.float16), indices.numpy().astype(np.uint16), tail.numpy()
+            )
+        )
     return examples
 
 
@@ -58,12 +68,22 @@ def test_gradient_accumulation_weights_every_token_equally() -> None:
     assert 0 < whole_totals["tail"] < 1
 
 
-def _run(folder: Path, examples: list[batches.Example], lr: float, resume: str = "auto",
-         lines: list[str] | None = None) -> tuple[torch.nn.Module, train.TrainState]:
+def _run(
+    folder: Path, examples: list[batches.Example], lr: float, resume: str = "auto", lines: list[str] | None = None
+) -> tuple[torch.nn.Module, train.TrainState]:
     model = small_model()
     cfg = TrainSection(max_steps=3, batch_size=2, warmup_steps=1, lr=lr, checkpoint_every=100)
-    state = train.train(model, examples, cfg, LossSection(), pad_id=0, seed=1, folder=folder, resume=resume,
-                        say=(lines.append if lines is not None else None))
+    state = train.train(
+        model,
+        examples,
+        cfg,
+        LossSection(),
+        pad_id=0,
+        seed=1,
+        folder=folder,
+        resume=resume,
+        say=(lines.append if lines is not None else None),
+    )
     return model, state
 
 

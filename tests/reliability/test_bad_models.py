@@ -213,8 +213,11 @@ mutation = st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_s
 
 
 @settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
-@given(edits=mutation, cut=st.one_of(st.none(), st.integers(0, 10**6)),
-       word=st.sampled_from([0, 1, 2**31, 2**63 - 1, 2**64 - 1]))
+@given(
+    edits=mutation,
+    cut=st.one_of(st.none(), st.integers(0, 10**6)),
+    word=st.sampled_from([0, 1, 2**31, 2**63 - 1, 2**64 - 1]),
+)
 def test_fuzz_gguf_validation(small: bytes, tmp_path_factory: pytest.TempPathFactory, edits, cut, word) -> None:  # noqa: ANN001
     """Random byte edits, truncations and planted absurd 64-bit words in a valid small GGUF."""
     data = bytearray(small)

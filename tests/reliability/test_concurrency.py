@@ -82,8 +82,11 @@ def test_many_processes_open_a_new_database_at_once(assistant_home: Path) -> Non
         assert len(store.conversations()) == 6 and store.integrity_ok()
         # the three full-text triggers once each (and m005's trigger that removes attachment records)
         assert sorted(t.name for t in store.db["messages"].triggers) == [
-            "attachments_follow_messages", "messages_ad", "messages_ai", "messages_au"]
-
+            "attachments_follow_messages",
+            "messages_ad",
+            "messages_ai",
+            "messages_au",
+        ]
 
 
 UI_QUESTIONS = ["Name a colour.", "Name a fruit.", "Name a planet."]
@@ -119,9 +122,13 @@ class AskPool:
 
 def answered(db: Path, question: str) -> bool:
     """The UI's answer to ``question`` is finished in the database (read-only peek)."""
-    rows = read_rows(db, """
+    rows = read_rows(
+        db,
+        """
         select a.finish_reason from messages q join messages a on a.conversation_id = q.conversation_id
-        where q.role = 'user' and q.content = ? and a.role = 'assistant' and a.id > q.id""", (question,))
+        where q.role = 'user' and q.content = ? and a.role = 'assistant' and a.id > q.id""",
+        (question,),
+    )
     return any(row["finish_reason"] for row in rows)
 
 

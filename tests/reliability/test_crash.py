@@ -128,8 +128,9 @@ def test_kill_9_while_streaming_loses_nothing(assistant_home: Path) -> None:
 
 def persisted_answer(db: Path, after: int) -> str:
     """The newest answer's stored text (read-only), among messages with an id above ``after``."""
-    rows = read_rows(db, "select content from messages where role = 'assistant' and id > ? order by id desc limit 1",
-                     (after,))
+    rows = read_rows(
+        db, "select content from messages where role = 'assistant' and id > ? order by id desc limit 1", (after,)
+    )
     return rows[0]["content"] if rows else ""
 
 

@@ -18,8 +18,9 @@ def small_disk(tmp_path: Path):
     """A 3 MiB tmpfs holding ASSISTANT_HOME (needs root; skipped elsewhere)."""
     mount = tmp_path / "disk"
     mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], capture_output=True,
-                      timeout=30).returncode:
+    if subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], capture_output=True, timeout=30
+    ).returncode:
         pytest.skip("cannot mount a tmpfs here (needs root)")
     try:
         yield mount
@@ -162,8 +163,12 @@ def read_only_home(tmp_path: Path):
 def test_history_reads_a_read_only_database(read_only_home: Path) -> None:
     """Issue 19 row 14: reading history works from a read-only database; writing says why it cannot."""
     home = read_only_home
-    for args, needle in ((("history", "list"), "kept"), (("history", "show", "1"), "Paris."),
-                         (("history", "search", "capital"), "capital"), (("history", "export", "1"), "Paris.")):
+    for args, needle in (
+        (("history", "list"), "kept"),
+        (("history", "show", "1"), "Paris."),
+        (("history", "search", "capital"), "capital"),
+        (("history", "export", "1"), "Paris."),
+    ):
         shown = run_cli(home, *args)
         assert shown.returncode == 0, shown.stderr
         assert needle in shown.stdout

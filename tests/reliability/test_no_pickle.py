@@ -7,8 +7,16 @@ import ast
 from reliability_helpers import REPO
 
 TREES = ("assistant", "distill_tools", "bench", "scripts")
-PICKLE_LOADERS = {("pickle", "load"), ("pickle", "loads"), ("cPickle", "load"), ("dill", "load"), ("joblib", "load"),
-                  ("pd", "read_pickle"), ("pandas", "read_pickle"), ("pickle", "Unpickler")}
+PICKLE_LOADERS = {
+    ("pickle", "load"),
+    ("pickle", "loads"),
+    ("cPickle", "load"),
+    ("dill", "load"),
+    ("joblib", "load"),
+    ("pd", "read_pickle"),
+    ("pandas", "read_pickle"),
+    ("pickle", "Unpickler"),
+}
 
 
 def _is_true(node: ast.AST | None) -> bool:

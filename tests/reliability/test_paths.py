@@ -10,8 +10,24 @@ import pytest
 from assistant.registry import Registry, RegistryError, inside_models_dir, name_for_file, validate_name
 from assistant.store import ModelEntry, Store
 
-ESCAPES = ["../evil", "..", ".", "/etc/passwd", "a/b", "a\\b", "~root", ".hidden", "x/../../y", "", "a" * 101,
-           "evil\0.gguf", "name\n", "..gguf", "C:evil", "con/../../x"]
+ESCAPES = [
+    "../evil",
+    "..",
+    ".",
+    "/etc/passwd",
+    "a/b",
+    "a\\b",
+    "~root",
+    ".hidden",
+    "x/../../y",
+    "",
+    "a" * 101,
+    "evil\0.gguf",
+    "name\n",
+    "..gguf",
+    "C:evil",
+    "con/../../x",
+]
 
 
 @pytest.mark.parametrize("name", ESCAPES)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from reliability_helpers import run_cli
 
-AUDIT = '''
+AUDIT = """
 import json, os, sys
 _log = os.environ["SOCKET_AUDIT_LOG"]
 def _hook(event, args):
@@ -23,7 +23,7 @@ def _hook(event, args):
         with open(_log, "a") as handle:
             handle.write(json.dumps([event, repr(args[1:] if event != "socket.getaddrinfo" else args)[:200]]) + "\\n")
 sys.addaudithook(_hook)
-'''
+"""
 SECRET = "sk-test-DO-NOT-LEAK-9f8e7d6c5b4a"
 
 
@@ -113,8 +113,9 @@ def test_escalation_contacts_only_the_teacher_and_never_leaks_the_key(mode: str,
         '[escalation]\npolicy = "auto"\nmin_confidence = 1.0\nmin_factual = 0.0\n'
     )
     try:
-        result = run_cli(assistant_home, "ask", "--max-tokens", "8", "--temperature", "0",
-                         "What is the capital of France?", **env)
+        result = run_cli(
+            assistant_home, "ask", "--max-tokens", "8", "--temperature", "0", "What is the capital of France?", **env
+        )
     finally:
         server.shutdown()
     assert SECRET not in result.stdout + result.stderr

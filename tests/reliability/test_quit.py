@@ -45,8 +45,9 @@ def test_ctrl_q_while_streaming_stops_at_once_and_keeps_the_partial_answer(assis
     finally:
         if ui.child.isalive():
             ui.kill()
-    print(f"\nCtrl+Q while streaming: answer stored after {stored_after:.2f} s, "
-          f"process gone after {exited_after:.2f} s")
+    print(
+        f"\nCtrl+Q while streaming: answer stored after {stored_after:.2f} s, process gone after {exited_after:.2f} s"
+    )
     assert stored_after < 1.0, f"the answer was still being generated {stored_after:.2f} s after Ctrl+Q"
     assert exited_after < 3.0, f"the UI took {exited_after:.2f} s to quit"
     answer = last_answer()

@@ -87,8 +87,11 @@ def test_late_bomb_loads_then_is_refused_and_engine_keeps_serving(hostile_files:
         assert time.monotonic() - started < 60
         first = engine.complete([{"role": "user", "content": "Say hi"}], max_tokens=4, temperature=0.0)
         assert first
-        long = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"},
-                {"role": "user", "content": "c"}]
+        long = [
+            {"role": "user", "content": "a"},
+            {"role": "assistant", "content": "b"},
+            {"role": "user", "content": "c"},
+        ]
         with pytest.raises(AssistantError, match="chat template refused"):
             engine.complete(long, max_tokens=4, temperature=0.0)
         again = engine.complete([{"role": "user", "content": "Say hi"}], max_tokens=4, temperature=0.0)

@@ -44,8 +44,12 @@ def test_stored_escapes_never_reach_stdout_but_reach_files(hostile: FakeTeacher,
     assert_harmless(as_json.stdout)
     assert json.loads(as_json.stdout)["answer"] == exact  # escaped, not dropped: the JSON value is exact
 
-    for args in (("history", "export", "1"), ("history", "show", "1"), ("history", "search", "Paris"),
-                 ("history", "list")):
+    for args in (
+        ("history", "export", "1"),
+        ("history", "show", "1"),
+        ("history", "search", "Paris"),
+        ("history", "list"),
+    ):
         printed = run_cli(assistant_home, *args)
         assert printed.returncode == 0, printed.stderr
         assert_harmless(printed.stdout)

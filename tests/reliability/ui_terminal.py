@@ -26,8 +26,16 @@ class TerminalUI:
 
     def __init__(self, home: Path, **env: str) -> None:
         full_env = cli_env(home, ASSISTANT_THREADS="1", TERM="xterm-256color", COLUMNS="100", LINES="30", **env)
-        self.child = pexpect.spawn(sys.executable, ["-m", "assistant"], env=full_env, cwd=str(REPO),
-                                   dimensions=(30, 100), encoding="utf-8", codec_errors="replace", timeout=60)
+        self.child = pexpect.spawn(
+            sys.executable,
+            ["-m", "assistant"],
+            env=full_env,
+            cwd=str(REPO),
+            dimensions=(30, 100),
+            encoding="utf-8",
+            codec_errors="replace",
+            timeout=60,
+        )
         self.text = ""  # everything shown so far, escape sequences removed
         self._carry = ""  # an escape sequence split across reads
 

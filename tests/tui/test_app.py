@@ -60,9 +60,11 @@ async def test_question_is_answered_shown_and_stored(make_app, store) -> None:  
 async def stop_a_long_answer(pilot, app) -> None:  # noqa: ANN001
     """Ask for a long answer and press Esc once some of it has streamed."""
     before = await send(pilot, app, "Write a long story about a dragon.")
-    await wait_until(pilot,
-                     lambda: app.turns_done > before or (app._answer is not None and len(app._answer.source) >= 20),
-                     "20 characters of the answer (or its end)")
+    await wait_until(
+        pilot,
+        lambda: app.turns_done > before or (app._answer is not None and len(app._answer.source) >= 20),
+        "20 characters of the answer (or its end)",
+    )
     assert app.turns_done == before, "the answer finished before it could be stopped"
     await pilot.press("escape")
     await wait_idle(pilot, app, turns=before + 1)
@@ -277,7 +279,9 @@ async def test_settings_are_saved(make_app, store, tui_config) -> None:  # noqa:
         assert app.session.history()[0] == {"role": "system", "content": "You are a pirate."}
 
 
-async def test_model_picker_keeps_the_old_model_on_error_and_notices_new_files(make_app, engine, assistant_home) -> None:  # noqa: ANN001,E501
+async def test_model_picker_keeps_the_old_model_on_error_and_notices_new_files(
+    make_app, engine, assistant_home
+) -> None:  # noqa: ANN001,E501
     from assistant.config import models_dir
 
     app = make_app()
@@ -324,7 +328,17 @@ async def test_command_palette_lists_every_action(make_app) -> None:  # noqa: AN
     app = make_app()
     async with app.run_test(size=(80, 24)):
         titles = {c.title for c in app.get_system_commands(app.screen)}
-    for title in ("New conversation", "Switch model", "Settings", "Search history", "Stop answer",
-                  "Regenerate answer", "Continue answer", "Edit last message", "Copy code block", "Delete conversation",
-                  "Help"):
+    for title in (
+        "New conversation",
+        "Switch model",
+        "Settings",
+        "Search history",
+        "Stop answer",
+        "Regenerate answer",
+        "Continue answer",
+        "Edit last message",
+        "Copy code block",
+        "Delete conversation",
+        "Help",
+    ):
         assert title in titles

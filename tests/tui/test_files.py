@@ -56,8 +56,9 @@ async def test_an_at_path_goes_whole_with_its_token_count_and_shows_folded(make_
         await pilot.press("enter")
         await wait_idle(pilot, app, turns=before + 2)
         resent = store.messages(cid)[0]
-        assert resent["content"] == question["content"].replace("When is the launch? meeting-notes.txt",
-                                                                "What should I bring?")
+        assert resent["content"] == question["content"].replace(
+            "When is the launch? meeting-notes.txt", "What should I bring?"
+        )
         assert [(r.name, r.sha256) for r in store.attachments(resent["id"])] == [("meeting-notes.txt", record.sha256)]
         assert app.chat.views()[0].files[0].name == "meeting-notes.txt"
 
@@ -77,8 +78,11 @@ async def test_binary_missing_and_oversized_files_are_refused_with_one_line(make
     (tmp_path / "huge.txt").write_text("word " * 6000, encoding="utf-8")  # far more than the 2048-token window
     app = make_app()
     async with app.run_test(size=(100, 30)) as pilot:
-        cases = [("photo.png", "photo.png is a binary file; only text files can be attached", ""),
-                 ("nothere.txt", "cannot read", "no file matches that path yet"), ("huge.txt", "only", "")]
+        cases = [
+            ("photo.png", "photo.png is a binary file; only text files can be attached", ""),
+            ("nothere.txt", "cannot read", "no file matches that path yet"),
+            ("huge.txt", "only", ""),
+        ]
         for name, why, hint_line in cases:
             text = f"Describe @{tmp_path / name}"
             app.prompt.text = text

@@ -18,7 +18,10 @@ pytestmark = pytest.mark.anyio
 
 @pytest.mark.timeout(120)
 async def test_quit_while_streaming_stops_within_a_token_and_keeps_the_partial_answer(  # row 1
-    make_app, store, tui_config, engine  # noqa: ANN001
+    make_app,
+    store,
+    tui_config,
+    engine,  # noqa: ANN001
 ) -> None:
     tui_config.generation.max_tokens = 1500
     app = make_app()
@@ -62,10 +65,13 @@ async def test_dialogs_take_typing_in_their_first_field_at_once(make_app, store)
 
 
 def essay(paragraphs: int = 30) -> str:
-    return "\n\n".join(
-        f"Paragraph {i}. The city grew, its people built roads, temples and aqueducts, and its army marched on."
-        for i in range(paragraphs)
-    ) + "\n\nIn the end the western empire of Rome fell in 476."
+    return (
+        "\n\n".join(
+            f"Paragraph {i}. The city grew, its people built roads, temples and aqueducts, and its army marched on."
+            for i in range(paragraphs)
+        )
+        + "\n\nIn the end the western empire of Rome fell in 476."
+    )
 
 
 def on_screen(app, view) -> bool:  # noqa: ANN001
@@ -100,7 +106,9 @@ async def test_a_search_result_in_an_answer_opens_with_that_answer_on_screen(mak
 
 
 async def test_a_model_that_failed_to_load_is_named_and_the_message_stays_in_the_box(  # row 11
-    tui_config, store, tmp_path  # noqa: ANN001
+    tui_config,
+    store,
+    tmp_path,  # noqa: ANN001
 ) -> None:
     from assistant.tui.app import ChatApp
 
@@ -125,7 +133,9 @@ async def test_a_model_that_failed_to_load_is_named_and_the_message_stays_in_the
 
 @pytest.mark.timeout(300)
 async def test_escape_during_the_prefill_of_a_long_paste_stops_within_half_a_second(  # row 16
-    make_app, store, engine  # noqa: ANN001
+    make_app,
+    store,
+    engine,  # noqa: ANN001
 ) -> None:
     from test_engine import long_paste
 
@@ -142,8 +152,10 @@ async def test_escape_during_the_prefill_of_a_long_paste_stops_within_half_a_sec
         pressed = time.monotonic()
         await pilot.press("escape")
         await wait_until(pilot, lambda: ended.is_set(), "the turn to end", 30)
-        print(f"\nEsc during prefill: engine stopped after {stopped.at - pressed:.2f} s, turn ended after "
-              f"{ended.at - pressed:.2f} s")
+        print(
+            f"\nEsc during prefill: engine stopped after {stopped.at - pressed:.2f} s, turn ended after "
+            f"{ended.at - pressed:.2f} s"
+        )
         assert ended.at - pressed < 0.5, f"Esc took {ended.at - pressed:.2f} s to stop the prefill"
         answer = store.messages(app.session.conversation_id)[-1]
         assert answer["role"] == "assistant" and answer["finish_reason"] == "cancelled"
@@ -225,23 +237,29 @@ async def test_chatting_with_a_base_model_is_flagged(tui_config, store) -> None:
 
 @pytest.mark.timeout(180)
 async def test_the_speed_is_not_stale_during_continue_and_stays_on_a_60_column_status_bar(  # row 16
-    make_app, store, tui_config  # noqa: ANN001
+    make_app,
+    store,
+    tui_config,  # noqa: ANN001
 ) -> None:
     from tui_helpers import send, wait_idle, wait_until
 
     partial = "Once upon a time, in a kingdom far away, there lived a dragon"
     conversation = store.new_conversation(title="Dragon", model="SmolLM2-135M-Instruct.Q4_1")
     store.add_message(conversation, "user", "Write a long story about a dragon.")
-    store.add_message(conversation, "assistant", partial, model="SmolLM2-135M-Instruct.Q4_1", finish_reason="cancelled",
-                      ttft_s=0.31)  # stopped before a speed was measured
+    store.add_message(
+        conversation, "assistant", partial, model="SmolLM2-135M-Instruct.Q4_1", finish_reason="cancelled", ttft_s=0.31
+    )  # stopped before a speed was measured
     tui_config.generation.max_tokens = 300
     app = make_app()
     async with app.run_test(size=(60, 15)) as pilot:
         await pilot.pause()
         assert "0.0 tok/s" not in app.status.render().plain  # no figure is not a figure of 0
         await pilot.press("f5")
-        await wait_until(pilot, lambda: app.turns_done > 0 or (
-            app._answer is not None and len(app._answer.source) > len(partial) + 30), "the continued answer to stream")
+        await wait_until(
+            pilot,
+            lambda: app.turns_done > 0 or (app._answer is not None and len(app._answer.source) > len(partial) + 30),
+            "the continued answer to stream",
+        )
         line = app.status.render().plain
         assert app.generating and "generating" in line and "tok/s" not in line and "TTFT" not in line, line
         await pilot.press("escape")

@@ -155,8 +155,10 @@ async def test_a_running_distillation_shows_progress_and_cancels(make_app, store
     assert personas.load("pip") == before  # unchanged until a student is verified
 
 
-@pytest.mark.skipif(os.environ.get("ASSISTANT_SLOW_TESTS") != "1" or not HAS_TORCH,
-                    reason="a whole (tiny) distillation takes minutes: ASSISTANT_SLOW_TESTS=1 runs it (needs torch)")
+@pytest.mark.skipif(
+    os.environ.get("ASSISTANT_SLOW_TESTS") != "1" or not HAS_TORCH,
+    reason="a whole (tiny) distillation takes minutes: ASSISTANT_SLOW_TESTS=1 runs it (needs torch)",
+)
 @pytest.mark.timeout(1800)
 async def test_a_finished_distillation_offers_to_switch_to_the_student(make_app, store, tmp_path: Path) -> None:  # noqa: ANN001
     add_persona(tmp_path)

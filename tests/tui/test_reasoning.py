@@ -9,7 +9,7 @@ from tui_helpers import send, wait_idle, wait_until
 
 pytestmark = pytest.mark.anyio
 
-THINK_FIRST = r'''root ::= "<think>" [a-z ]{40,80} "</think>" [A-Za-z ,.]{2,40}'''
+THINK_FIRST = r"""root ::= "<think>" [a-z ]{40,80} "</think>" [A-Za-z ,.]{2,40}"""
 
 
 async def test_reasoning_streams_into_a_fold_above_the_answer(make_app, store, tui_config) -> None:  # noqa: ANN001
@@ -20,8 +20,11 @@ async def test_reasoning_streams_into_a_fold_above_the_answer(make_app, store, t
     async with app.run_test(size=(100, 30)) as pilot:
         app.session.sampling["grammar"] = LlamaGrammar.from_string(THINK_FIRST, verbose=False)
         before = await send(pilot, app, "Think it over: what is two plus two?")
-        await wait_until(pilot, lambda: app.turns_done > before or (app._answer is not None and app._answer.reasoning),
-                         "the reasoning to start streaming")
+        await wait_until(
+            pilot,
+            lambda: app.turns_done > before or (app._answer is not None and app._answer.reasoning),
+            "the reasoning to start streaming",
+        )
         view = app._answer
         assert view is not None, "the answer finished before its reasoning was seen streaming"
         fold = view.query_one(".reasoning", Collapsible)
@@ -31,7 +34,7 @@ async def test_reasoning_streams_into_a_fold_above_the_answer(make_app, store, t
 
         stored = store.messages(app.session.conversation_id)[-1]
         assert stored["content"].startswith("<think>") and "</think>" in stored["content"]  # stored whole
-        thought, answer = stored["content"][len("<think>"):].split("</think>")
+        thought, answer = stored["content"][len("<think>") :].split("</think>")
         assert view.reasoning == thought.strip() and view.answer == answer.strip() and answer.strip()
         assert "Reasoning (" in str(fold.title) and fold.collapsed
         assert view.query_one(".reasoning-text").render().plain == thought.strip()  # type: ignore[attr-defined]

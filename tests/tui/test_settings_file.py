@@ -26,7 +26,10 @@ model = "qwen"
 
 
 async def test_a_settings_save_keeps_comments_and_leaves_overrides_out(
-    store, engine, assistant_home: Path, monkeypatch: pytest.MonkeyPatch  # noqa: ANN001
+    store,
+    engine,
+    assistant_home: Path,
+    monkeypatch: pytest.MonkeyPatch,  # noqa: ANN001
 ) -> None:
     path = assistant_home / "config.toml"
     path.write_text(COMMENTED)

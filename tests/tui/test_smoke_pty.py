@@ -17,10 +17,25 @@ ANSI = re.compile(r"\x1b(\[[0-9;?<>=]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|[P
 
 
 def launch(home: Path) -> pexpect.spawn:
-    env = dict(os.environ, ASSISTANT_HOME=str(home), ASSISTANT_MAX_TOKENS="16", ASSISTANT_TEMPERATURE="0",
-               ASSISTANT_THREADS="1", TERM="xterm-256color", COLUMNS="100", LINES="30")
-    return pexpect.spawn(sys.executable, ["-m", "assistant"], env=env, dimensions=(30, 100),
-                         encoding="utf-8", codec_errors="replace", timeout=60)
+    env = dict(
+        os.environ,
+        ASSISTANT_HOME=str(home),
+        ASSISTANT_MAX_TOKENS="16",
+        ASSISTANT_TEMPERATURE="0",
+        ASSISTANT_THREADS="1",
+        TERM="xterm-256color",
+        COLUMNS="100",
+        LINES="30",
+    )
+    return pexpect.spawn(
+        sys.executable,
+        ["-m", "assistant"],
+        env=env,
+        dimensions=(30, 100),
+        encoding="utf-8",
+        codec_errors="replace",
+        timeout=60,
+    )
 
 
 def read_until(child: pexpect.spawn, done, timeout: float = 60.0) -> str:  # noqa: ANN001

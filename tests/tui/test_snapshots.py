@@ -82,6 +82,15 @@ def test_versions_reasoning_and_a_file(snap_compare, make_app, store, tmp_path) 
     attach.save(store, question, [notes])
     store.add_message(cid, "assistant", "Four.", model=model, finish_reason="stop")
     branches.fork(store, cid, question)  # as a regenerate does
-    store.add_message(cid, "assistant", "<think>Two and two make four.</think>\n\n2 + 2 = **4**.", model=model,
-                      finish_reason="stop", prompt_tokens=30, completion_tokens=12, ttft_s=0.05, tokens_per_s=40.0)
+    store.add_message(
+        cid,
+        "assistant",
+        "<think>Two and two make four.</think>\n\n2 + 2 = **4**.",
+        model=model,
+        finish_reason="stop",
+        prompt_tokens=30,
+        completion_tokens=12,
+        ttft_s=0.05,
+        tokens_per_s=40.0,
+    )
     assert snap_compare(make_app(), terminal_size=(80, 24), run_before=opened(cid))

@@ -18,15 +18,25 @@ def seed(store: Store) -> tuple[int, int]:
         "assistant",
         "Use slicing or `reversed`:\n\n```python\nitems = [1, 2, 3]\nprint(items[::-1])\n```\n\n"
         "Both keep the original list.",
-        model="SmolLM2-135M-Instruct.Q4_1", finish_reason="stop", prompt_tokens=40, completion_tokens=30,
-        ttft_s=0.05, tokens_per_s=50.0,
+        model="SmolLM2-135M-Instruct.Q4_1",
+        finish_reason="stop",
+        prompt_tokens=40,
+        completion_tokens=30,
+        ttft_s=0.05,
+        tokens_per_s=50.0,
     )
     second = store.new_conversation(title="Monads", model="SmolLM2-135M-Instruct.Q4_1")
     store.add_message(second, "user", "What is a monad?")
     store.add_message(
-        second, "assistant", "A monad wraps a value and lets you **chain** computations on it.",
-        model="SmolLM2-135M-Instruct.Q4_1", finish_reason="stop", prompt_tokens=30, completion_tokens=14,
-        ttft_s=0.04, tokens_per_s=48.5,
+        second,
+        "assistant",
+        "A monad wraps a value and lets you **chain** computations on it.",
+        model="SmolLM2-135M-Instruct.Q4_1",
+        finish_reason="stop",
+        prompt_tokens=30,
+        completion_tokens=14,
+        ttft_s=0.04,
+        tokens_per_s=48.5,
     )
     return first, second
 
@@ -86,8 +96,12 @@ def note_text(view) -> str:  # noqa: ANN001 - a MessageView
 async def ask_and_wait_for_text(pilot, app, text: str, chars: int, timeout: float = 60.0) -> None:  # noqa: ANN001
     """Send ``text`` and return once ``chars`` characters of the answer are on screen (it is still streaming)."""
     await send(pilot, app, text)
-    await wait_until(pilot, lambda: app.turns_done > 0 or (
-        app._answer is not None and len(app._answer.source) >= chars), "the answer to start", timeout)
+    await wait_until(
+        pilot,
+        lambda: app.turns_done > 0 or (app._answer is not None and len(app._answer.source) >= chars),
+        "the answer to start",
+        timeout,
+    )
     assert app.generating, "the answer finished before the test could act on it"
 
 

@@ -176,8 +176,9 @@ class ChatScreen(Screen[None]):
             return
         self._cancel_edit()
         messages = self.session.open(conversation_id)
-        files = {m["id"]: found for m in messages
-                 if m["role"] == "user" and (found := self.session.attachments(m["id"]))}
+        files = {
+            m["id"]: found for m in messages if m["role"] == "user" and (found := self.session.attachments(m["id"]))
+        }
         await self.chat.show(messages, self._welcome(), files)
         self._offer_resume(messages[-1] if messages else None)
         self._show_versions()
@@ -440,8 +441,11 @@ class ChatScreen(Screen[None]):
         self.turns_done += 1
         stats = turn.stats
         self.status.show(
-            context_used=stats.context_used, n_ctx=stats.n_ctx or self.status.info.n_ctx,
-            tokens_per_s=stats.tokens_per_s, ttft_s=stats.ttft_s, escalated=turn.escalated,
+            context_used=stats.context_used,
+            n_ctx=stats.n_ctx or self.status.info.n_ctx,
+            tokens_per_s=stats.tokens_per_s,
+            ttft_s=stats.ttft_s,
+            escalated=turn.escalated,
         )
         for note in turn.notes:
             self.notify(note, severity="warning", markup=False)
@@ -498,8 +502,11 @@ class ChatScreen(Screen[None]):
         line = Content("")
         if typing is not None and not paths:
             found = typing[1]
-            line = Content.assemble(("Tab: ", "bold"), "  ".join(mentions.tail(c) for c in found[:12])) if found \
+            line = (
+                Content.assemble(("Tab: ", "bold"), "  ".join(mentions.tail(c) for c in found[:12]))
+                if found
                 else Content("no file matches that path yet")
+            )
         elif paths:
             try:
                 files = [attach.read(path) for path in paths]
@@ -526,8 +533,9 @@ class ChatScreen(Screen[None]):
     @work
     async def action_attach_file(self) -> None:
         """Ask for a path (Tab completes it) and put ``@path`` in the message box."""
-        path = await self.app.push_screen_wait(TextInputScreen("Attach a file (its path; Tab completes)", "",
-                                                               suggester=mentions.PathSuggester()))
+        path = await self.app.push_screen_wait(
+            TextInputScreen("Attach a file (its path; Tab completes)", "", suggester=mentions.PathSuggester())
+        )
         if not path:
             return
         try:
@@ -580,8 +588,11 @@ class ChatScreen(Screen[None]):
         marked = [v.versions for v in self.chat.views() if v.versions is not None]
         if not marked:
             keys = self.config.ui.keys
-            self.notify(f"No message here has other versions ({key_label(key_of(keys, 'regenerate'))} or "
-                        f"{key_label(key_of(keys, 'edit_last'))} makes one)", severity="warning")
+            self.notify(
+                f"No message here has other versions ({key_label(key_of(keys, 'regenerate'))} or "
+                f"{key_label(key_of(keys, 'edit_last'))} makes one)",
+                severity="warning",
+            )
             return
         parent_id, shown, _count = marked[-1]
         await self.show_version(parent_id, shown + step)
@@ -638,8 +649,12 @@ class ChatScreen(Screen[None]):
     async def _model_ready(self, event: ModelReady) -> None:
         self.status.show(state="generating…" if self.generating else "")
         if event.error and self.models.ready:
-            self.notify(f"{event.error} ({self.models.name} keeps serving)", title="Model not switched",
-                        severity="error", markup=False)
+            self.notify(
+                f"{event.error} ({self.models.name} keeps serving)",
+                title="Model not switched",
+                severity="error",
+                markup=False,
+            )
             return
         if event.error:
             self.notify(self._load_failure(event.key), title="No model", severity="error", markup=False)
@@ -665,8 +680,9 @@ class ChatScreen(Screen[None]):
         if base:
             from assistant.gguf_info import base_model_note
 
-            self.notify(base_model_note(self.models.name), title="Base model", severity="warning", timeout=20,
-                        markup=False)
+            self.notify(
+                base_model_note(self.models.name), title="Base model", severity="warning", timeout=20, markup=False
+            )
 
     def poll_models(self) -> None:
         """Notice new .gguf files (e.g. a freshly distilled student) once their size is stable."""
@@ -674,8 +690,12 @@ class ChatScreen(Screen[None]):
         for path, size in current.items():
             if path not in self._announced and self._seen_files.get(path) == size:
                 self._announced.add(path)
-                self.notify(f"New model file {path.name}: press Ctrl+O to switch to it", title="New model",
-                            timeout=15, markup=False)
+                self.notify(
+                    f"New model file {path.name}: press Ctrl+O to switch to it",
+                    title="New model",
+                    timeout=15,
+                    markup=False,
+                )
         self._seen_files = current
 
     # -- personas: chat as one, distil one into its own student
@@ -708,8 +728,11 @@ class ChatScreen(Screen[None]):
 
     def action_distill_persona(self) -> None:
         if self.distill_job is not None and self.distill_job.running:
-            self.notify(f"Already distilling {self.distill_job.name}: Cancel it in the bar first", severity="warning",
-                        markup=False)
+            self.notify(
+                f"Already distilling {self.distill_job.name}: Cancel it in the bar first",
+                severity="warning",
+                markup=False,
+            )
         elif self.session.persona is not None:
             self.start_distill(self.session.persona.name)
         else:
@@ -718,8 +741,12 @@ class ChatScreen(Screen[None]):
 
     def start_distill(self, name: str) -> None:
         """Run `assistant distill persona NAME` in its own process; its progress shows in the bar above the status."""
-        job = DistillJob(name, lambda p: self.post_message(DistillProgress(p)),
-                         lambda outcome: self.post_message(DistillEnded(name, outcome)), self.distill_args)
+        job = DistillJob(
+            name,
+            lambda p: self.post_message(DistillProgress(p)),
+            lambda outcome: self.post_message(DistillEnded(name, outcome)),
+            self.distill_args,
+        )
         try:
             job.start()
         except OSError as exc:
@@ -727,8 +754,11 @@ class ChatScreen(Screen[None]):
             return
         self.distill_job = job
         self.query_one(DistillBar).begin(name)
-        self.notify(f"Distilling {name} in the background: keep chatting; Cancel in the bar stops it (it resumes "
-                    "when started again)", markup=False)
+        self.notify(
+            f"Distilling {name} in the background: keep chatting; Cancel in the bar stops it (it resumes "
+            "when started again)",
+            markup=False,
+        )
 
     @on(DistillProgress)
     def _distill_progress(self, event: DistillProgress) -> None:
@@ -747,8 +777,13 @@ class ChatScreen(Screen[None]):
         if outcome.cancelled:
             self.notify(f"Distillation of {name} cancelled; start it again to resume where it stopped", markup=False)
         elif outcome.returncode != 0 or outcome.summary is None:
-            self.notify(f"Distilling {name} failed: {outcome.error or f'exit code {outcome.returncode}'}",
-                        title="Distillation failed", severity="error", markup=False, timeout=20)
+            self.notify(
+                f"Distilling {name} failed: {outcome.error or f'exit code {outcome.returncode}'}",
+                title="Distillation failed",
+                severity="error",
+                markup=False,
+                timeout=20,
+            )
         else:
             question = f"{name} is distilled: its student answers without the prompt. Switch to it now?"
 

@@ -32,8 +32,10 @@ Everything runs on this device; nothing leaves it unless you turn escalation on.
 def help_markdown(rows: list[tuple[str, str, str]]) -> str:
     """Markdown for (key, description, binding id) rows."""
     lines = ["# Keys", "", "| Key | Action | Config name |", "|---|---|---|"]
-    lines += [f"| {f'`{key}`' if key else 'Ctrl+P'} | {description} | `{binding_id}` |"
-              for key, description, binding_id in rows]
+    lines += [
+        f"| {f'`{key}`' if key else 'Ctrl+P'} | {description} | `{binding_id}` |"
+        for key, description, binding_id in rows
+    ]
     return "\n".join(lines) + "\n" + TIPS
 
 

@@ -34,13 +34,17 @@ class PersonaPickerScreen(ModalScreen[str | None]):
     def compose(self):  # noqa: ANN201
         with Vertical(classes="dialog wide", id="persona-picker"):
             yield Label(Content.assemble((self.title_text, "bold"), f"   (current: {self.current or 'none'})"))
-            options = [Option(Content.assemble(("No persona", "bold"), "\n", ("the plain assistant", "dim")),
-                              id=NO_PERSONA)]
-            options += [Option(Content.assemble((p.name, "bold"), "\n", (persona_detail(p), "dim")), id=p.name)
-                        for p in self.personas]
+            options = [
+                Option(Content.assemble(("No persona", "bold"), "\n", ("the plain assistant", "dim")), id=NO_PERSONA)
+            ]
+            options += [
+                Option(Content.assemble((p.name, "bold"), "\n", (persona_detail(p), "dim")), id=p.name)
+                for p in self.personas
+            ]
             if not self.personas:
-                options.append(Option(Content("no personas yet: `assistant persona add NAME --system FILE`"),
-                                      disabled=True))
+                options.append(
+                    Option(Content("no personas yet: `assistant persona add NAME --system FILE`"), disabled=True)
+                )
             yield OptionList(*options, id="personas")
 
     def on_mount(self) -> None:

@@ -49,8 +49,13 @@ class SettingsScreen(ModalScreen[SettingsValues | None]):
             with Horizontal(classes="field-row"):
                 yield Label("Persona", classes="field-label")
                 choices = [("none (a new chat starts when you change it)", "-")] + [(p, p) for p in self.personas]
-                yield Select(choices, value=v.persona if v.persona in self.personas else "-", allow_blank=False,
-                             id="persona", compact=True)
+                yield Select(
+                    choices,
+                    value=v.persona if v.persona in self.personas else "-",
+                    allow_blank=False,
+                    id="persona",
+                    compact=True,
+                )
             yield Label("", id="settings-error")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Save", variant="primary", id="save", compact=True)

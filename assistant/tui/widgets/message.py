@@ -52,8 +52,15 @@ class ShownFile:
 class MessageView(Vertical):
     """A user or assistant message: a one-line header, its attached files (folded) and a Markdown body."""
 
-    def __init__(self, role: str, content: str = "", *, message_id: int | None = None, meta: str = "",
-                 files: list[ShownFile] | None = None) -> None:
+    def __init__(
+        self,
+        role: str,
+        content: str = "",
+        *,
+        message_id: int | None = None,
+        meta: str = "",
+        files: list[ShownFile] | None = None,
+    ) -> None:
         super().__init__(classes=f"message -{role}")
         self.role = role
         self.message_id = message_id
@@ -187,8 +194,9 @@ class ChatView(VerticalScroll):
     def on_mount(self) -> None:
         self.anchor()
 
-    async def show(self, messages: list[Message], welcome: str = "",
-                   files: dict[int, list[AttachmentRecord]] | None = None) -> None:
+    async def show(
+        self, messages: list[Message], welcome: str = "", files: dict[int, list[AttachmentRecord]] | None = None
+    ) -> None:
         """Show stored messages; ``files`` holds the attachment records of the messages that have some."""
         await self.remove_children()
         if not messages:
