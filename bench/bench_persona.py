@@ -12,11 +12,12 @@ prompted context against no context (what a distilled persona saves), in seconds
 from __future__ import annotations
 
 import json
+import statistics
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import bench_home, cli, ratio, row
+from bench.common import bench_home, cli, ratio, row, spread
 
 BENCH = "persona"
 SYSTEM = "You are Pip, the helpdesk assistant of Brightwater Labs. Answer briefly, using the facts below."
@@ -78,6 +79,41 @@ def ttft_rows(base: Path, student: Path | None) -> list[dict[str, Any]]:
     ]
 
 
+def decode_row(base: Path, student: Path, rounds: int = 5, tokens: int = 128) -> dict[str, Any]:
+    """Decode tok/s of the student vs the base: both loaded, alternating, ``rounds`` answers of ``tokens`` each."""
+    from assistant.config import load
+    from assistant.engine import Engine
+
+    ask = [{"role": "user", "content": "Write a long story about a lighthouse keeper and his cat."}]
+    engines = {
+        name: Engine(path, n_ctx=512, threads=load().model.threads)
+        for name, path in (("base", base), ("student", student))
+    }
+    speeds: dict[str, list[float]] = {name: [] for name in engines}
+    try:
+        for _ in range(rounds):
+            for name, engine in engines.items():
+                for _ in engine.stream(ask, max_tokens=tokens, temperature=0.0):
+                    pass
+                speeds[name].append(engine.stats.tokens_per_s)
+    finally:
+        for engine in engines.values():
+            engine.close()
+    student_speed, base_speed = (statistics.median(speeds[k]) for k in ("student", "base"))
+    return row(
+        BENCH,
+        "distilled persona decode speed vs base",
+        student_speed,
+        "tok/s",
+        baseline=base_speed,
+        ratio=ratio(student_speed, base_speed),
+        target=">= 0.9x",
+        notes=f"{rounds} alternating answers of up to {tokens} tokens each, medians; student "
+        f"{student.stat().st_size / 2**20:.0f} MiB (base Q4_1 + the trained layers in Q8_0), "
+        f"base {base.stat().st_size / 2**20:.0f} MiB; student {spread(speeds['student'])}",
+    )
+
+
 def distill_rows(home: Path) -> list[dict[str, Any]]:
     from assistant import persona as personas
     from assistant.registry import embedded_model_path
@@ -102,7 +138,7 @@ def distill_rows(home: Path) -> list[dict[str, Any]]:
         f"top-1 {student['top1_agreement']:.0%} vs {base['top1_agreement']:.0%}"
     )
     general = s["general"]
-    speed = s["first_turn"]
+
     return [
         row(
             BENCH,
@@ -133,16 +169,7 @@ def distill_rows(home: Path) -> list[dict[str, Any]]:
             notes=f"{s['context_tokens']}-token context, {s['train_sequences']} sequences, {s['steps']} steps; "
             f"stages {s['timings_s']}",
         ),
-        row(
-            BENCH,
-            "distilled persona decode speed vs base",
-            speed["student"]["tokens_per_s"],
-            "tok/s",
-            baseline=speed["base"]["tokens_per_s"],
-            ratio=s["decode_ratio"],
-            target=">= 0.9x",
-            notes=f"student {s['settings']['quant']}, base Q4_1",
-        ),
+        decode_row(embedded_model_path(), Path(s["gguf"])),
         *ttft_rows(embedded_model_path(), Path(s["gguf"])),
     ]
 
