@@ -276,6 +276,24 @@ def teacher_outputs(recipe: Recipe, runner: Any, tokenizer: Any, records: list[d
     return run()
 
 
+def export_student(recipe: Recipe, student: Any, teacher: Any, target: Path, quant: str, say: Any) -> Any:
+    """The verified GGUF of ``student`` at ``target``, with the recipe's limits and metadata."""
+    from distill_tools import export
+
+    return export.export(
+        student,
+        teacher.tokenizer,
+        target,
+        quant=quant,
+        name=recipe.name,
+        teacher_gguf=teacher.gguf_path,
+        max_kl=recipe.export.max_kl,
+        min_top1=recipe.export.min_top1,
+        metadata=student_metadata(recipe),
+        say=say,
+    )
+
+
 def student_metadata(recipe: Recipe) -> dict[str, str]:
     """What a student's GGUF says about where it came from."""
     return {"distill.teacher": recipe.teacher.model, "distill.recipe": recipe_id(recipe)}
@@ -390,18 +408,7 @@ def run(
         )
 
     mark = time.perf_counter()
-    verification = export.export(
-        student,
-        teacher.tokenizer,
-        plan.target,
-        quant=recipe.export.quant,
-        name=recipe.name,
-        teacher_gguf=teacher.gguf_path,
-        max_kl=recipe.export.max_kl,
-        min_top1=recipe.export.min_top1,
-        metadata=student_metadata(recipe),
-        say=say,
-    )
+    verification = export_student(recipe, student, teacher, plan.target, recipe.export.quant, say)
     times["export_s"] = time.perf_counter() - mark
     say(
         f"export: {plan.target} ({recipe.export.quant}, {plan.target.stat().st_size / 1e6:.1f} MB), "
@@ -533,18 +540,7 @@ def export_checkpoint(
     quant = quant or recipe.export.quant
     if problem := export.quant_problem(quant, export.model_rows(student)):
         raise DistillError(problem)
-    result = export.export(
-        student,
-        teacher.tokenizer,
-        target,
-        quant=quant,
-        name=recipe.name,
-        teacher_gguf=teacher.gguf_path,
-        max_kl=recipe.export.max_kl,
-        min_top1=recipe.export.min_top1,
-        metadata=student_metadata(recipe),
-        say=say,
-    )
+    result = export_student(recipe, student, teacher, target, quant, say)
     registered = out is None and recipe.register
     if registered:
         register(recipe.name, target)
