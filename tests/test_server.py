@@ -579,7 +579,8 @@ def test_personas_are_served_by_name_and_show_up_live(tmp_path: Path) -> None:
             timeout=60,
             env=env,
         )
-        reply = client(server).chat.completions.create(model="pirate", messages=QUESTION, max_tokens=48)
+        reply = client(server).chat.completions.create(model="pirate", messages=QUESTION, max_tokens=200, temperature=0)
+        assert reply.choices[0].finish_reason == "stop", reply  # a cut answer would be cut JSON
         assert set(json.loads(reply.choices[0].message.content)) == {"greeting"}  # the persona's default schema
         subprocess.run(
             [sys.executable, "-m", "assistant", "persona", "rm", "pirate"],
