@@ -70,6 +70,7 @@ class TrainSection:
     gradient_checkpointing: bool = False
     freeze_embeddings: bool = True  # embeddings (tied to the LM head) stay the teacher's
     threads: int = 0  # 0 = torch's default
+    fsdp: bool = False  # under torchrun: shard weights, gradients and optimizer state over the ranks (FSDP2)
 
 
 @dataclass

@@ -9,8 +9,9 @@ settings is never resumed. Ctrl-C finishes the current step, saves a checkpoint 
 
 Under ``torchrun`` (see ``distributed``) every rank takes its share of each step's examples (every N-th),
 divides its loss by the step's global token count and the gradients are summed over the ranks: the same
-step as one process makes, within float rounding. Rank 0 alone writes checkpoints; Ctrl-C stops every rank
-at the same step boundary. On CUDA the forward passes run under bf16 autocast.
+step as one process makes, within float rounding. With ``[train] fsdp = true`` the ranks also shard the
+weights, gradients and optimizer state (see ``sharding``). Rank 0 alone writes checkpoints; Ctrl-C stops every
+rank at the same step boundary. On CUDA the forward passes run under bf16 autocast.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+import torch
+from torch import nn
 
 from distill_tools import DistillError, distributed
 from distill_tools.batches import Example, collate
@@ -56,22 +60,34 @@ def lr_at(step: int, total: int, warmup: int, peak: float) -> float:
 
 def micro_batch(examples: list[Example], index: int, batch_size: int, seed: int) -> list[Example]:
     """The ``index``-th micro-batch of the run: epoch-wise seeded permutations, concatenated."""
-    import torch
-
     per_epoch = math.ceil(len(examples) / batch_size)
     epoch, position = divmod(index, per_epoch)
     order = torch.randperm(len(examples), generator=torch.Generator().manual_seed(seed * 1000 + epoch)).tolist()
     return [examples[i] for i in order[position * batch_size : (position + 1) * batch_size]]
 
 
-def forward_loss(model: Any, batch: dict[str, Any], loss: LossSection) -> dict[str, Any]:
-    """Sums over the batch's answer tokens: total, kd, ce (tensors), tail (the student's probability outside
-    the teacher's top-k, a float), and their count. The LM head runs only at answer positions."""
-    import torch
+class AnswerHead(nn.Module):
+    """The student's logits at answer positions only: the decoder over the whole batch, the LM head only where
+    ``mask`` is set (never over prompts or padding). One module, so a sharded run gathers the embeddings, final
+    norm and LM head around it."""
 
-    hidden = model.get_decoder()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    model: Any  # a transformers causal LM
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.model.get_decoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return self.model.get_output_embeddings()(hidden[mask])
+
+
+def forward_loss(model: nn.Module, batch: dict[str, Any], loss: LossSection) -> dict[str, Any]:
+    """Sums over the batch's answer tokens: total, kd, ce (tensors), tail (the student's probability outside
+    the teacher's top-k, a float), and their count. ``model``: the student, or its (sharded) ``AnswerHead``."""
+    head = model if isinstance(model, AnswerHead) else AnswerHead(model)
     mask = batch["mask"]
-    logits = model.get_output_embeddings()(hidden[mask])
+    logits = head(batch["input_ids"], batch["attention_mask"], mask)
     indices = batch["teacher_indices"][mask]
     kd = kd_loss(
         logits,
@@ -100,10 +116,8 @@ def total_steps(n_examples: int, cfg: TrainSection) -> int:
     return cfg.max_steps or cfg.epochs * math.ceil(n_examples / per_step)
 
 
-def prepare(model: Any, cfg: TrainSection) -> Any:
-    """Freeze what the recipe freezes, enable checkpointing; returns the AdamW optimizer."""
-    import torch
-
+def prepare(model: Any, cfg: TrainSection) -> None:
+    """Freeze what the recipe freezes, enable gradient checkpointing, training mode."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     if cfg.freeze_embeddings:
@@ -112,6 +126,10 @@ def prepare(model: Any, cfg: TrainSection) -> Any:
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.train()
+
+
+def optimizer_for(model: nn.Module, cfg: TrainSection) -> Any:
+    """AdamW over the parameters that learn."""
     params = [p for p in model.parameters() if p.requires_grad]
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
@@ -131,18 +149,41 @@ def train(
     say: Say | None = None,
 ) -> TrainState:
     """Train ``model`` in place on ``examples``, resuming from ``folder`` if it holds a checkpoint made with the
-    same ``settings`` (see ``checkpoint_matches`` for ``resume``)."""
-    import torch
+    same ``settings`` (see ``checkpoint_matches`` for ``resume``). Sharded (``cfg.fsdp`` under torchrun), the
+    ranks train a sharded copy and rank 0's ``model`` receives its weights at each checkpoint and at the end."""
     from tqdm import tqdm
 
     torch.manual_seed(seed)
     place = distributed.world()
     say = say if place.main else None
     device = distributed.device()
-    model.to(device)
-    optimizer = prepare(model, cfg)
+    sharded = cfg.fsdp and place.parallel
+    prepare(model, cfg)
+    learner: Any = model  # what trains: the student, or its sharded copy
+    if sharded:
+        from distill_tools import sharding
+
+        learner = sharding.shard(model, device)
+        if say:
+            say(f"fsdp: each of {place.size} ranks holds {sharding.local_share(learner):.0%} of the parameters")
+    else:
+        model.to(device)
+    optimizer = optimizer_for(learner, cfg)
     state = TrainState(total_steps=total_steps(len(examples), cfg))
     settings = settings if settings is not None else training_settings(cfg, loss, seed)
+    if sharded:  # full-tensor checkpoints keyed by name: resumable by sharded runs only
+        settings = {**settings, "sharded": True}
+
+    def checkpoint() -> None:
+        """Every rank calls (gathering shards is a collective); rank 0 writes."""
+        if sharded:
+            sharding.gather(learner, model)
+            optimizer_state = sharding.optimizer_state(learner, optimizer)
+        else:
+            optimizer_state = optimizer.state_dict() if place.main else {}
+        if place.main:
+            save_checkpoint(folder, model, optimizer_state, state)
+
     matches = checkpoint_matches(folder, settings, resume, say)
     distributed.barrier()  # every rank has looked before rank 0 clears anything
     if place.main:
@@ -151,9 +192,11 @@ def train(
         write_settings(folder, settings)
     distributed.barrier()
     if matches:
-        resumed = load_checkpoint(folder, model, optimizer)
+        resumed = load_checkpoint(folder, model, None if sharded else optimizer)
         if resumed is not None:
             state.step, state.history = resumed.step, resumed.history
+            if sharded:
+                sharding.scatter(learner, model, optimizer, read_optimizer_state(folder))
     stop = _CtrlC(forgiving=place.parallel)
     bar = tqdm(
         total=state.total_steps,
@@ -165,7 +208,7 @@ def train(
     try:
         with stop:
             while state.step < state.total_steps:
-                state.history.append(_step(model, optimizer, examples, cfg, loss, state, pad_id, seed, device))
+                state.history.append(_step(learner, optimizer, examples, cfg, loss, state, pad_id, seed, device))
                 state.step += 1
                 last = state.history[-1]
                 bar.set_postfix(
@@ -177,15 +220,14 @@ def train(
                 if on_step:
                     on_step(state)
                 if distributed.all_reduce_sum([float(stop.requested)])[0] > 0:  # any rank's Ctrl-C stops all
-                    if place.main:
-                        save_checkpoint(folder, model, optimizer, state)
+                    checkpoint()
                     distributed.barrier()
                     raise TrainingInterrupted(
                         f"interrupted at step {state.step}/{state.total_steps}; checkpoint saved in {folder}: "
                         "run the same command again to resume"
                     )
-                if state.step % cfg.checkpoint_every == 0 and state.step < state.total_steps and place.main:
-                    save_checkpoint(folder, model, optimizer, state)
+                if state.step % cfg.checkpoint_every == 0 and state.step < state.total_steps:
+                    checkpoint()
                     if say and not interactive():
                         say(
                             f"train: step {state.step}/{state.total_steps}, {step_figures(state.history[-1])} "
@@ -193,8 +235,7 @@ def train(
                         )
     finally:
         bar.close()
-    if place.main:
-        save_checkpoint(folder, model, optimizer, state)
+    checkpoint()
     model.eval()
     return state
 
@@ -210,8 +251,7 @@ def _step(
     seed: int,
     device: Any,
 ) -> dict[str, float]:
-    import torch
-
+    """One optimizer step; ``model`` is the student or its sharded ``AnswerHead``."""
     start = time.perf_counter()
     lr = lr_at(state.step, state.total_steps, cfg.warmup_steps, cfg.lr)
     for group in optimizer.param_groups:
@@ -221,12 +261,18 @@ def _step(
     batches = [micro_batch(examples, first + j, cfg.batch_size, seed) for j in range(cfg.grad_accum)]
     answer_tokens = sum(e.n_answer for batch in batches for e in batch)
     place = distributed.world()
-    if place.parallel:  # this rank's share: every N-th example of each micro-batch
+    sharded = isinstance(model, AnswerHead)
+    idle: set[int] = set()
+    if sharded:  # every rank runs every micro-batch's collectives: an empty share counts nothing
+        idle = {j for j, batch in enumerate(batches) if not batch[place.rank :: place.size]}
+        batches = [batch[place.rank :: place.size] or batch[:1] for batch in batches]
+    elif place.parallel:  # this rank's share: every N-th example of each micro-batch
         batches = [mine for batch in batches if (mine := batch[place.rank :: place.size])]
-    totals = accumulate(model, batches, loss, pad_id, device, answer_tokens)
+    totals = accumulate(model, batches, loss, pad_id, device, answer_tokens, idle)
     params = [p for p in model.parameters() if p.requires_grad]
     if place.parallel:
-        distributed.all_reduce_gradients(params)
+        if not sharded:  # (sharded, the backward passes reduce-scattered them already)
+            distributed.all_reduce_gradients(params)
         names = ("loss", "kd", "ce", "tail", "tokens")
         totals = dict(zip(names, distributed.all_reduce_sum([float(totals[n]) for n in names])))
         totals["tokens"] = int(totals["tokens"])
@@ -243,19 +289,22 @@ def accumulate(
     pad_id: int,
     device: Any = "cpu",
     answer_tokens: int = 0,
+    idle: set[int] | None = None,
 ) -> dict[str, float]:
     """Backpropagate the mean loss over every answer token of ``batches`` (or over ``answer_tokens``, the step's
     count on every rank; gradients add up in ``.grad``); returns the step's token-weighted loss, kd, ce and
-    student tail mass, and its token count."""
-    import torch
-
+    student tail mass, and its token count. The ``idle`` micro-batches run with weight 0 (a sharded rank with
+    no examples in them still takes part in their collectives)."""
     answer_tokens = answer_tokens or sum(e.n_answer for batch in batches for e in batch)
     totals = {"loss": 0.0, "kd": 0.0, "ce": 0.0, "tail": 0.0, "tokens": 0}
     cuda = torch.device(device).type == "cuda"
-    for examples in batches:
+    for j, examples in enumerate(batches):
         batch = {k: v.to(device) for k, v in collate(examples, pad_id).items()}
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
             sums = forward_loss(model, batch, loss)
+        if idle and j in idle:
+            (sums["total"] * 0.0).backward()
+            continue
         (sums["total"] / answer_tokens).backward()
         for name, key in (("loss", "total"), ("kd", "kd"), ("ce", "ce"), ("tail", "tail")):
             value = sums[key]
@@ -301,7 +350,8 @@ class _CtrlC:
 #    <folder>/settings.json (what produced them)
 def training_settings(cfg: TrainSection, loss: LossSection, seed: int) -> dict[str, Any]:
     """The settings a checkpoint depends on (how often it is saved, threads and recomputation do not count)."""
-    train = {k: v for k, v in asdict(cfg).items() if k not in ("checkpoint_every", "threads", "gradient_checkpointing")}
+    ignored = ("checkpoint_every", "threads", "gradient_checkpointing", "fsdp")  # fsdp: see train's "sharded"
+    train = {k: v for k, v in asdict(cfg).items() if k not in ignored}
     return {"train": train, "loss": asdict(loss), "seed": seed}
 
 
@@ -370,9 +420,8 @@ def clear_checkpoints(folder: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def save_checkpoint(folder: Path, model: Any, optimizer: Any, state: TrainState) -> Path:
+def save_checkpoint(folder: Path, model: Any, optimizer_state: dict[str, Any], state: TrainState) -> Path:
     """Write a checkpoint directory under a temporary name, rename it, then point ``latest`` at it."""
-    import torch
     from safetensors.torch import save_model
 
     from assistant.files import atomic_write_text
@@ -383,7 +432,7 @@ def save_checkpoint(folder: Path, model: Any, optimizer: Any, state: TrainState)
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir()
     save_model(model, str(partial / "model.safetensors"))
-    torch.save(optimizer.state_dict(), partial / "optimizer.pt")
+    torch.save(optimizer_state, partial / "optimizer.pt")
     (partial / "state.json").write_text(json.dumps(asdict(state)))
     shutil.rmtree(folder / name, ignore_errors=True)
     partial.rename(folder / name)
@@ -396,7 +445,6 @@ def save_checkpoint(folder: Path, model: Any, optimizer: Any, state: TrainState)
 
 def load_checkpoint(folder: Path, model: Any, optimizer: Any | None) -> TrainState | None:
     """Restore the latest checkpoint into ``model`` (and ``optimizer``); None if there is none."""
-    import torch
     from safetensors.torch import load_model
 
     pointer = folder / "latest"
@@ -406,8 +454,17 @@ def load_checkpoint(folder: Path, model: Any, optimizer: Any | None) -> TrainSta
     try:
         load_model(model, str(where / "model.safetensors"))
         if optimizer is not None:
-            optimizer.load_state_dict(torch.load(where / "optimizer.pt", weights_only=True))
+            optimizer.load_state_dict(read_optimizer_state(folder))
         data = json.loads((where / "state.json").read_text())
     except (OSError, RuntimeError, ValueError, KeyError) as exc:
         raise DistillError(f"cannot resume from {where}: {exc}; delete {folder} to start over") from None
     return TrainState(**data)
+
+
+def read_optimizer_state(folder: Path) -> dict[str, Any]:
+    """The latest checkpoint's optimizer state (tensors and numbers only: ``weights_only``)."""
+    where = folder / (folder / "latest").read_text().strip()
+    try:
+        return torch.load(where / "optimizer.pt", weights_only=True)
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise DistillError(f"cannot resume from {where}: {exc}; delete {folder} to start over") from None
