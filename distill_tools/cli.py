@@ -43,6 +43,12 @@ def add_commands(group: argparse._SubParsersAction) -> None:
         metavar="N",
         help="train data-parallel in N processes (torchrun: one per GPU, or gloo on CPU)",
     )
+    run.add_argument(
+        "--fsdp",
+        action="store_true",
+        help="with --nproc: shard the student's weights, gradients and optimizer state over the processes "
+        "(as the recipe's [train] fsdp = true)",
+    )
     run.set_defaults(handler=cmd_run)
 
     ev = group.add_parser("eval", help="compare a teacher and students (GGUF files or model names) in llama.cpp")
@@ -89,8 +95,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.nproc > 1 and not distributed.world().parallel:
         return launch(args)
     say = printer(sys.stderr if args.json else None)
+    loaded = recipe.load(args.config)
+    loaded.train.fsdp = loaded.train.fsdp or args.fsdp
     try:
-        summary = pipeline.run(recipe.load(args.config), resume=args.resume, replace=args.replace, say=say)
+        summary = pipeline.run(loaded, resume=args.resume, replace=args.replace, say=say)
     finally:
         distributed.stop()
     if "rank" in summary:
@@ -130,6 +138,7 @@ def launch(args: argparse.Namespace) -> int:
         *(["--json"] if args.json else []),
         *({"resume": ["--resume"], "fresh": ["--fresh"]}.get(args.resume, [])),
         *(["--replace"] if args.replace else []),
+        *(["--fsdp"] if args.fsdp else []),
     ]
     process = subprocess.Popen(command)
     try:

@@ -144,12 +144,19 @@ def build(recipe: Recipe) -> tuple[Any, Any, list[int] | None]:
 
 def load_local(recipe: Recipe) -> Any:
     """The model loaded here: the teacher, or with a served teacher the student to start from (its tokenizer
-    is the teacher's)."""
-    from distill_tools import torch_model
+    is the teacher's). Under torchrun rank 0 loads first: it converts a GGUF once (transformers writes weights
+    from rank 0 only) and the other ranks read its copy."""
+    from distill_tools import distributed, torch_model
 
-    return torch_model.load(
+    place = distributed.world()
+    if place.parallel and not place.main:
+        distributed.barrier()
+    loaded = torch_model.load(
         recipe.student.model if recipe.teacher.url else recipe.teacher.model, recipe.teacher.allow_download
     )
+    if place.parallel and place.main:
+        distributed.barrier()
+    return loaded
 
 
 def make_student(recipe: Recipe, teacher: Any, calibration: list[Any] | None) -> tuple[Any, list[int] | None]:

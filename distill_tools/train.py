@@ -167,6 +167,8 @@ def train(
         if say:
             say(f"fsdp: each of {place.size} ranks holds {sharding.local_share(learner):.0%} of the parameters")
     else:
+        if cfg.fsdp and say:
+            say("fsdp: one process holds the whole student (run under torchrun, e.g. --nproc 2, to shard it)")
         model.to(device)
     optimizer = optimizer_for(learner, cfg)
     state = TrainState(total_steps=total_steps(len(examples), cfg))

@@ -110,17 +110,20 @@ def test_two_processes_make_the_same_steps_as_one(tmp_path: Path, fsdp: bool) ->
         assert state.step == 6 and [h["loss"] for h in state.history] == two["loss"]
 
 
-@pytest.mark.skipif(
-    os.environ.get("ASSISTANT_SLOW_TESTS") != "1",
-    reason="the whole tiny pipeline twice (~80 s here); ASSISTANT_SLOW_TESTS=1 runs it",
-)
 @pytest.mark.timeout(600)
 def test_tiny_recipe_under_torchrun_matches_one_process(assistant_home: Path, tmp_path: Path) -> None:
-    """`assistant distill run --nproc 2` (torchrun, gloo): the loss curve of one process, a registered student."""
+    """`assistant distill run --nproc 2` (torchrun, gloo), replicated and sharded (--fsdp): the loss curve of one
+    process, a registered student that passes verification. The first run starts with no converted teacher: rank 0
+    converts the GGUF, the other rank reads its copy (transformers writes weights from rank 0 only: both converting
+    left a folder without weights)."""
     from test_pipeline import tiny_recipe
 
     path = tiny_recipe(tmp_path, **{'name = "smollm2-tiny-student"': 'name = "ddp-student"\noutput_dir = "work"'})
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path.cwd()), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(Path.cwd()), os.environ.get("PYTHONPATH")])),
+        "ASSISTANT_DISTILL_CACHE": str(tmp_path / "hf-cache"),  # the ranks' first run converts the GGUF
+    }
 
     def run(*flags: str) -> tuple[dict, list[float]]:
         done = subprocess.run(
@@ -135,7 +138,9 @@ def test_tiny_recipe_under_torchrun_matches_one_process(assistant_home: Path, tm
         return json.loads(done.stdout), [h["loss"] for h in state["history"]]
 
     two, two_curve = run("--nproc", "2")
+    sharded, sharded_curve = run("--nproc", "2", "--fsdp", "--fresh")
     one, one_curve = run("--fresh")  # the teacher cache is reused, training starts over in one process
     assert len(two_curve) == 2 and two_curve == pytest.approx(one_curve, rel=1e-4)
-    for summary in (two, one):
+    assert sharded_curve == pytest.approx(one_curve, rel=1e-4)
+    for summary in (two, sharded, one):
         assert summary["verification"]["passed"] and Path(summary["gguf"]).exists()
