@@ -216,7 +216,8 @@ def teacher_key(recipe: Recipe, teacher_id: str, records: list[dict[str, str]]) 
 
 
 def served_kd_line(runner: Any) -> str:
-    """What a served teacher's pass (this run's part of it) gave: word-level targets or sequence-level only."""
+    """What a served teacher's pass (this run's part of it, over every rank) gave: word-level targets or
+    sequence-level only."""
     done = runner.word_level + runner.sequence_level
     if not done:
         return "every shard came from the cache"
@@ -279,7 +280,13 @@ def teacher_outputs(recipe: Recipe, runner: Any, tokenizer: Any, records: list[d
             run(mine=lambda shard: False)
         distributed.barrier()
         run(mine=lambda shard: shard % place.size == place.rank)
-        distributed.barrier()
+        counts = ("word_level", "sequence_level", "padded_positions")
+        if all(hasattr(runner, name) for name in counts):  # a served teacher: report every rank's answers
+            totals = distributed.all_reduce_sum([float(getattr(runner, name)) for name in counts])
+            for name, total in zip(counts, totals):
+                setattr(runner, name, int(total))
+        else:
+            distributed.barrier()
     return run()
 
 
