@@ -9,9 +9,10 @@ targets in the cache's usual shape: top-k ids and log-probabilities (at temperat
 tail = 1 − Σ top-k. Otherwise that answer is kept for sequence-level KD only (its own tokens as one-hot
 targets: forward KL on them is the cross-entropy on the teacher's answer), and the pass counts how many.
 
-Two approximations, both stated in the report: the stop position (servers do not return log-probs for
-the end-of-turn token they stop on) is a one-hot target on end-of-turn, and a position where fewer than
-k of the returned tokens map is padded with zero-probability entries (exact for forward KL and JSD).
+Two approximations, both stated in the report: the stop position, where a server returns no log-probs for
+the end-of-turn token it stops on (vLLM, llama-cpp-python's server; llama.cpp's server does return them), is
+a one-hot target on end-of-turn, and a position where fewer than k of the returned tokens map is padded
+with zero-probability entries (exact for forward KL and JSD).
 
 Before any long work, :meth:`ServedTeacher.check_tokenizer` round-trips a probe text and the special
 tokens through the server's tokenize endpoint and refuses a different tokenizer in one line. The API key
@@ -192,10 +193,13 @@ class ServedTeacher:
                     mapped[entry_id] = logprob
             answer.append(token_id)
             rows.append(sorted(mapped.items(), key=lambda item: -item[1])[:k])
+        # llama.cpp's server reports the special token it stopped on, with its log-probs; others leave it out
+        served_stop = stopped and answer[-1] in self.tokenizer.all_special_ids
         text = choice.get("text")
-        if isinstance(text, str) and self.tokenizer.decode(answer, clean_up_tokenization_spaces=False) != text:
+        spelled = answer[:-1] if served_stop else answer
+        if isinstance(text, str) and self.tokenizer.decode(spelled, clean_up_tokenization_spaces=False) != text:
             return None  # the mapped tokens do not spell the answer: do not guess
-        if stopped and len(answer) < max_new:
+        if stopped and not served_stop and len(answer) < max_new:
             answer.append(self.tokenizer.eos_token_id)
             rows.append([(self.tokenizer.eos_token_id, 0.0)])  # not served: a one-hot target on end-of-turn
         return self._pack(answer, rows, k)
