@@ -290,8 +290,10 @@ def write_results(
     quick: bool,
     elapsed_s: float,
     modules: dict[str, Any] | None = None,
+    latest: bool = True,
 ) -> list[Path]:
-    """latest.json/.md and timestamped copies (plus plots if matplotlib is installed)."""
+    """Timestamped results and, unless ``latest`` is False (a partial run), latest.json/.md (plus plots if
+    matplotlib is installed)."""
     from assistant.files import atomic_write_text
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -306,7 +308,7 @@ def write_results(
     }
     text = json.dumps(document, indent=2, ensure_ascii=False, default=_json_default)
     try:
-        plots = write_plots(rows, out_dir, stamp)
+        plots = write_plots(rows, out_dir, stamp, latest)
     except Exception as exc:  # a plot must never cost the figures
         print(f"bench: plots skipped: {type(exc).__name__}: {exc}", file=sys.stderr)
         plots = []
@@ -320,7 +322,7 @@ def write_results(
     ]
     md += [f"![{p.stem}]({p.name})" for p in plots]
     written = []
-    for name in ("latest", stamp):
+    for name in ("latest", stamp) if latest else (stamp,):
         for suffix, content in ((".json", text), (".md", "\n".join(md) + "\n")):
             path = out_dir / f"{name}{suffix}"
             atomic_write_text(path, content)
@@ -328,7 +330,7 @@ def write_results(
     return written + plots
 
 
-def write_plots(rows: list[dict[str, Any]], out_dir: Path, stamp: str) -> list[Path]:
+def write_plots(rows: list[dict[str, Any]], out_dir: Path, stamp: str, latest: bool = True) -> list[Path]:
     """One line chart per row with a ``plot`` and a chart of all ratios; nothing without matplotlib."""
     try:
         import matplotlib
@@ -353,10 +355,10 @@ def write_plots(rows: list[dict[str, Any]], out_dir: Path, stamp: str) -> list[P
         ax.legend()
         fig.tight_layout()
         name = re.sub(r"[^A-Za-z0-9]+", "-", f"{r['benchmark']}-{r['metric']}").strip("-").lower()
-        for prefix in (stamp, "latest"):
+        for prefix in (stamp, "latest") if latest else (stamp,):
             path = out_dir / f"{prefix}-{name}.png"
             fig.savefig(path, dpi=110)
-        paths.append(out_dir / f"latest-{name}.png")
+        paths.append(path)
         plt.close(fig)
     with_ratio = [r for r in rows if isinstance(r.get("ratio"), (int, float))]
     if with_ratio:
@@ -369,9 +371,9 @@ def write_plots(rows: list[dict[str, Any]], out_dir: Path, stamp: str) -> list[P
         ax.set_xlabel("ratio to baseline, log scale (green: target met, red: missed)")
         ax.invert_yaxis()
         fig.tight_layout()
-        for prefix in (stamp, "latest"):
+        for prefix in (stamp, "latest") if latest else (stamp,):
             fig.savefig(out_dir / f"{prefix}-ratios.png", dpi=110)
-        paths.append(out_dir / "latest-ratios.png")
+        paths.append(out_dir / f"{prefix}-ratios.png")
         plt.close(fig)
     return paths
 

@@ -175,7 +175,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     elapsed = time.perf_counter() - start
     machine_info["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
-    written = write_results(rows, machine_info, args.out, quick=args.quick, elapsed_s=elapsed, modules=status)
+    written = write_results(  # latest.* is the whole run's: a run of some benchmarks (--only) leaves it alone
+        rows, machine_info, args.out, quick=args.quick, elapsed_s=elapsed, modules=status, latest=not args.only
+    )
     (args.out / "partial.json").unlink(missing_ok=True)
     print(text_table(rows))
     print(

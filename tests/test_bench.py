@@ -83,6 +83,22 @@ def test_unknown_benchmark_is_one_clear_error() -> None:
     assert "unknown benchmark(s) nosuchthing" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_a_run_of_some_benchmarks_keeps_the_whole_runs_latest_results(tmp_path: Path) -> None:
+    """``--only``: its own timestamped results; latest.* (what README's table comes from) stays the whole run's."""
+    (tmp_path / "latest.md").write_text("the whole run\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--only", "curve", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "latest.md").read_text() == "the whole run\n" and not (tmp_path / "latest.json").exists()
+    [stamped] = tmp_path.glob("*-quick.md")
+    assert "default recipe retention vs training tokens" in stamped.read_text()
+
+
 @pytest.mark.timeout(300)
 def test_ui_bench_finishes_when_the_answer_ends_before_enter_returns(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
     """The UI measurement on a deliberately fast path: a one-token answer is over before a keystroke lands."""
