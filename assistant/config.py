@@ -234,8 +234,8 @@ def load(path: Path | None = None) -> Config:
     """The effective settings: the file (if any), then environment overrides (remembered in ``overrides``)."""
     config = load_file(path)
     for env, (section, key) in ENV_OVERRIDES.items():
-        if (raw := os.environ.get(env)) is not None:
-            expected = _field_type(SECTIONS[section], key)
+        expected = _field_type(SECTIONS[section], key)
+        if (raw := os.environ.get(env)) is not None and (raw or expected is str):  # VAR= unsets a number
             try:
                 value = expected(raw) if expected is not str else raw
             except ValueError:

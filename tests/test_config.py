@@ -56,6 +56,13 @@ def test_bad_env_value(monkeypatch: pytest.MonkeyPatch) -> None:
         cfg.load()
 
 
+def test_an_empty_numeric_env_value_counts_as_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``ASSISTANT_THREADS= command`` (as shells write "unset for this command") keeps the file's value."""
+    monkeypatch.setenv("ASSISTANT_THREADS", "")
+    config = cfg.load()
+    assert config.model.threads == cfg.Config().model.threads and "model.threads" not in config.overrides
+
+
 def test_save_round_trip_is_atomic_and_minimal(assistant_home: Path) -> None:
     config = cfg.load()
     config.generation.system = 'Say "hi"\nthen help.'
