@@ -85,7 +85,7 @@ def tokens_after_disconnect(server: ServeProcess, client: Any, reps: int) -> tup
     how long until the engine was free (polling /health)."""
     counts, freed = [], []
     for rep in range(reps):
-        finished = server.health()["finished"]
+        finished, logged = server.health()["finished"], len(server.stderr)
         body = {
             "model": MODEL,
             "messages": [{"role": "user", "content": f"Story {rep}: tell a very long story."}],
@@ -98,7 +98,7 @@ def tokens_after_disconnect(server: ServeProcess, client: Any, reps: int) -> tup
         closed = time.perf_counter()
         server.wait_health(lambda h: h["finished"] > finished, "the abandoned answer to stop")
         freed.append(time.perf_counter() - closed)
-        line = next(line for line in reversed(server.stderr) if "a client went away" in line)
+        line = server.wait_line("a client went away", since=logged)
         counts.append(int(re.search(r"stopped (\d+) token", line).group(1)))  # type: ignore[union-attr]
     return counts, freed
 

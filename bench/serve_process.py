@@ -65,6 +65,18 @@ class ChildServer:
             self._lines.put(line)
         self._lines.put(None)
 
+    def wait_line(self, text: str, since: int, timeout: float = 30.0) -> str:
+        """The first stderr line after the first ``since`` lines that contains ``text``, once the reader has it
+        (the lines only grow, so none is missed; a log line may arrive after the event it tells of)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = next((line for line in self.stderr[since:] if text in line), None)
+            if found is not None:
+                return found
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.name}: no {text!r} in its log within {timeout:.0f} s: {self.output()}")
+            time.sleep(0.01)
+
     def _wait_ready(self, ready: re.Pattern[str], timeout: float) -> re.Match[str]:
         deadline, ended = time.monotonic() + timeout, 0
         while True:

@@ -34,7 +34,8 @@ def test_quick_bench_completes_and_writes_results(tmp_path: Path) -> None:
     from bench.run import discover
 
     assert set(document["modules"]) == set(discover())
-    assert not [r for r in rows if r["metric"] == "error"], rows
+    errors = [(r["benchmark"], r.get("notes")) for r in rows if r["metric"] == "error"]
+    assert not errors, errors
     assert all(module["status"] == "ok" for module in document["modules"].values()), document["modules"]
     by_metric = {r["metric"]: r for r in rows}
     persistence = by_metric["persistence cost of a streamed answer (250 ms flush)"]
