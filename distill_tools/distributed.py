@@ -65,10 +65,15 @@ def start() -> World:
 
 
 def stop() -> None:
-    """Leave the process group (at the end of a run, or when it fails)."""
+    """Leave the process group (at the end of a run, or when it fails). What is left of a sharded model (FSDP's
+    hooks hold it in reference cycles, with gloo work objects) is collected first, while the group lives: left
+    to interpreter exit, gloo aborted the process now and then ("terminate called without an active exception")."""
+    import gc
+
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
+        gc.collect()
         dist.destroy_process_group()
 
 

@@ -44,36 +44,84 @@ def shard(model: nn.Module, device: torch.device) -> AnswerHead:
     return head
 
 
-def _options() -> Any:
-    from torch.distributed.checkpoint.state_dict import StateDictOptions
+def _full(value: Any) -> Any:
+    """The whole tensor of a dim-0 sharded DTensor (FSDP's layout: ``torch.chunk`` pieces, the last ones shorter
+    or empty), gathered by a plain all-gather of equal padded pieces; other values as they are. Every rank calls.
+    (DTensor's own redistribution, which ``torch.distributed.checkpoint.state_dict`` uses, crashed a gloo rank now
+    and then: SIGSEGV or SIGABRT in about one run in ten of a 150-gather loop.)"""
+    import torch.distributed as dist
+    from torch.distributed.tensor import DTensor
 
-    return StateDictOptions(full_state_dict=True, cpu_offload=True)
+    if not isinstance(value, DTensor):
+        return value
+    world, rows = dist.get_world_size(), value.shape[0]
+    piece = -(-rows // world)
+    local = value.to_local().detach()
+    padded = local.new_zeros((piece, *value.shape[1:]))
+    padded[: local.shape[0]] = local
+    whole = local.new_empty((piece * world, *value.shape[1:]))
+    dist.all_gather_into_tensor(whole, padded)
+    return whole[:rows].cpu()
+
+
+def _piece(whole: torch.Tensor, like: Any) -> Any:
+    """This rank's dim-0 piece of ``whole``, as a DTensor shaped and placed like ``like``."""
+    import torch.distributed as dist
+    from torch.distributed.tensor import DTensor
+
+    pieces = whole.chunk(dist.get_world_size(), dim=0)
+    rank = dist.get_rank()
+    local = (pieces[rank] if rank < len(pieces) else whole[:0]).to(like.device, like.dtype).clone()
+    return DTensor.from_local(
+        local, like.device_mesh, like.placements, run_check=False, shape=like.shape, stride=like.stride()
+    )
 
 
 def gather(head: AnswerHead, model: nn.Module) -> None:
     """Copy the sharded weights into the plain ``model`` on rank 0 (every rank must call: it is a collective)."""
-    from torch.distributed.checkpoint.state_dict import get_model_state_dict
+    import torch.distributed as dist
 
-    full = get_model_state_dict(head, options=_options())  # empty on the other ranks
-    if full:
-        model.load_state_dict({name.removeprefix("model."): value for name, value in full.items()})
+    with torch.no_grad():
+        for name, parameter in head.named_parameters():
+            whole = _full(parameter)
+            if dist.get_rank() == 0:
+                model.get_parameter(name.removeprefix("model.")).copy_(whole)
 
 
 def optimizer_state(head: AnswerHead, optimizer: Any) -> dict[str, Any]:
-    """The whole optimizer state, keyed by parameter name, on rank 0 (empty elsewhere; a collective)."""
-    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
+    """The whole optimizer state (``optimizer.state_dict()``'s layout, whole tensors) on rank 0, empty elsewhere
+    (a collective)."""
+    import torch.distributed as dist
 
-    return get_optimizer_state_dict(head, optimizer, options=_options())
+    state = optimizer.state_dict()
+    whole = {i: {key: _full(value) for key, value in entry.items()} for i, entry in sorted(state["state"].items())}
+    return {"state": whole, "param_groups": state["param_groups"]} if dist.get_rank() == 0 else {}
 
 
 def scatter(head: AnswerHead, model: nn.Module, optimizer: Any, optimizer_state: dict[str, Any] | None) -> None:
-    """Load the plain ``model``'s weights (and a full optimizer state) into the shards (every rank calls)."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict, set_optimizer_state_dict
+    """Load the plain ``model``'s weights (and a whole optimizer state) into this rank's shards (every rank calls;
+    no communication: each rank has the whole tensors and keeps its piece)."""
+    from torch.distributed.tensor import DTensor
 
-    options = StateDictOptions(full_state_dict=True)
-    set_model_state_dict(head, {f"model.{name}": value for name, value in model.state_dict().items()}, options=options)
-    if optimizer_state is not None:
-        set_optimizer_state_dict(head, optimizer, optimizer_state, options=options)
+    with torch.no_grad():
+        for name, parameter in head.named_parameters():
+            whole = model.get_parameter(name.removeprefix("model."))
+            if isinstance(parameter, DTensor):
+                parameter.to_local().copy_(_piece(whole, parameter).to_local())
+            else:
+                parameter.copy_(whole)
+    if optimizer_state:
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        state = {
+            i: {
+                key: _piece(value, params[i])
+                if isinstance(params[i], DTensor) and torch.is_tensor(value) and value.shape == params[i].shape
+                else value
+                for key, value in entry.items()
+            }
+            for i, entry in optimizer_state["state"].items()
+        }
+        optimizer.load_state_dict({"state": state, "param_groups": optimizer_state["param_groups"]})
 
 
 def local_share(head: AnswerHead) -> float:
