@@ -48,7 +48,7 @@ def _full(value: Any) -> Any:
     """The whole tensor of a dim-0 sharded DTensor (FSDP's layout: ``torch.chunk`` pieces, the last ones shorter
     or empty), gathered by a plain all-gather of equal padded pieces; other values as they are. Every rank calls.
     (DTensor's own redistribution, which ``torch.distributed.checkpoint.state_dict`` uses, crashed a gloo rank now
-    and then: SIGSEGV or SIGABRT in about one run in ten of a 150-gather loop.)"""
+    and then: SIGSEGV or SIGABRT in one run of three of a 150-gather loop.)"""
     import torch.distributed as dist
     from torch.distributed.tensor import DTensor
 
