@@ -132,14 +132,27 @@ def grammar_for(schema: dict[str, Any]) -> Any:
     return _grammar(json.dumps(schema))  # key order kept: it is the order the answer follows
 
 
+# llama-cpp-python's converter lets a JSON string hold raw control characters (a newline in a poem), which no
+# strict JSON parser accepts; llama.cpp's own converter excludes them, as this does
+LOOSE_CHAR, STRICT_CHAR = r'char ::= [^"\\]', r'char ::= [^"\\\x7F\x00-\x1F]'
+
+
+def gbnf(schema_json: str) -> str:
+    """The GBNF grammar text for a JSON Schema (llama-cpp-python's converter, strings made strict)."""
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    try:
+        text = json_schema_to_gbnf(schema_json)
+    except Exception as exc:  # the converter raises on schema features it does not support
+        raise SchemaError(f"llama.cpp cannot turn this schema into a grammar: {exc}") from None
+    return text.replace(LOOSE_CHAR, STRICT_CHAR)
+
+
 @lru_cache(maxsize=16)
 def _grammar(schema_json: str) -> Any:
     from llama_cpp import LlamaGrammar
 
-    try:
-        return LlamaGrammar.from_json_schema(schema_json, verbose=False)
-    except Exception as exc:  # the converter raises on schema features it does not support
-        raise SchemaError(f"llama.cpp cannot turn this schema into a grammar: {exc}") from None
+    return LlamaGrammar.from_string(gbnf(schema_json), verbose=False)
 
 
 def check(answer: str, schema: dict[str, Any]) -> Any:

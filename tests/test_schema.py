@@ -98,6 +98,25 @@ def test_grammar_constrained_answer_parses(engine) -> None:  # noqa: ANN001 - th
 
 
 @pytest.mark.timeout(300)
+def test_strings_in_a_grammar_answer_hold_no_raw_control_characters(engine) -> None:  # noqa: ANN001
+    """A poem in a JSON string: line breaks come out escaped (``\\n``), never raw, so a strict parser takes every
+    answer (llama-cpp-python's own converter let raw newlines through; `llm --schema` failed on one in CI)."""
+    from assistant.schema import gbnf, grammar_for, instruction
+
+    poem = {"type": "object", "properties": {"title": {"type": "string"}, "poem": {"type": "string"}}}
+    [char] = [line for line in gbnf(json.dumps(poem)).splitlines() if line.startswith("char ::=")]
+    assert char.startswith(r'char ::= [^"\\\x7F\x00-\x1F]'), char  # no raw control character in a string
+    prompt = f"Write a four-line poem about the sea, one line per verse.\n\n{instruction(poem)}"
+    for seed in range(3):
+        answer = engine.complete(
+            [{"role": "user", "content": prompt}], max_tokens=96, temperature=1.0, seed=seed, grammar=grammar_for(poem)
+        )
+        assert not any(ord(c) < 0x20 for c in answer.rstrip()), repr(answer)
+        if engine.stats.finish_reason == "stop":
+            check(answer, poem)  # strict json.loads
+
+
+@pytest.mark.timeout(300)
 def test_ask_schema_json_output_carries_it_parsed(capsys: pytest.CaptureFixture[str]) -> None:
     assert (
         main(
