@@ -281,7 +281,7 @@ def teacher_outputs(recipe: Recipe, runner: Any, tokenizer: Any, records: list[d
         distributed.barrier()
         run(mine=lambda shard: shard % place.size == place.rank)
         counts = ("word_level", "sequence_level", "padded_positions")
-        if all(hasattr(runner, name) for name in counts):  # a served teacher: report every rank's answers
+        if recipe.teacher.url:  # a served teacher counts its answers: report every rank's
             totals = distributed.all_reduce_sum([float(getattr(runner, name)) for name in counts])
             for name, total in zip(counts, totals):
                 setattr(runner, name, int(total))

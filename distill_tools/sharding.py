@@ -15,7 +15,7 @@ under any number of processes that also shards.
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -64,14 +64,19 @@ def _full(value: Any) -> Any:
     return whole[:rows].cpu()
 
 
+def _rows(whole: torch.Tensor) -> torch.Tensor:
+    """This rank's dim-0 piece of ``whole`` (FSDP's ``torch.chunk`` layout; empty past the last piece)."""
+    import torch.distributed as dist
+
+    pieces, rank = whole.chunk(dist.get_world_size(), dim=0), dist.get_rank()
+    return pieces[rank] if rank < len(pieces) else whole[:0]
+
+
 def _piece(whole: torch.Tensor, like: Any) -> Any:
     """This rank's dim-0 piece of ``whole``, as a DTensor shaped and placed like ``like``."""
-    import torch.distributed as dist
     from torch.distributed.tensor import DTensor
 
-    pieces = whole.chunk(dist.get_world_size(), dim=0)
-    rank = dist.get_rank()
-    local = (pieces[rank] if rank < len(pieces) else whole[:0]).to(like.device, like.dtype).clone()
+    local = _rows(whole).to(like.device, like.dtype).clone()
     return DTensor.from_local(
         local, like.device_mesh, like.placements, run_check=False, shape=like.shape, stride=like.stride()
     )
@@ -103,13 +108,9 @@ def scatter(head: AnswerHead, model: nn.Module, optimizer: Any, optimizer_state:
     no communication: each rank has the whole tensors and keeps its piece)."""
     from torch.distributed.tensor import DTensor
 
-    with torch.no_grad():
+    with torch.no_grad():  # every parameter of a fully sharded module is a DTensor
         for name, parameter in head.named_parameters():
-            whole = model.get_parameter(name.removeprefix("model."))
-            if isinstance(parameter, DTensor):
-                parameter.to_local().copy_(_piece(whole, parameter).to_local())
-            else:
-                parameter.copy_(whole)
+            cast(DTensor, parameter).to_local().copy_(_rows(model.get_parameter(name.removeprefix("model."))))
     if optimizer_state:
         params = [p for group in optimizer.param_groups for p in group["params"]]
         state = {
