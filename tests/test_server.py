@@ -29,6 +29,8 @@ from bench.serve_process import ServeProcess
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = "smollm2-135m"
 QUESTION = [{"role": "user", "content": "Name three primary colours."}]
+# a greedy answer that runs past 400 tokens: a sampled "long story" may end after a few, before a test acts on it
+LONG = "Write a long essay about the history of Rome."
 
 
 @pytest.fixture(scope="module")
@@ -392,7 +394,7 @@ def test_a_killed_client_frees_the_engine_within_a_token(server: ServeProcess) -
         "import sys, openai\n"
         f"sdk = openai.OpenAI(base_url={server.url!r}, api_key='x', max_retries=0)\n"
         f"for c in sdk.chat.completions.create(model={MODEL!r}, messages=[{{'role': 'user', 'content': "
-        "'Tell me a very long story about a lighthouse keeper.'}], max_tokens=1500, temperature=0.9, stream=True):\n"
+        f"{LONG!r}}}], max_tokens=1500, temperature=0, stream=True):\n"
         "    if c.choices and c.choices[0].delta.content:\n"
         "        print('token', flush=True)\n"
     )
@@ -421,9 +423,9 @@ def test_a_killed_client_frees_the_engine_within_a_token(server: ServeProcess) -
 def test_a_full_queue_answers_429_with_retry_after(tmp_path: Path) -> None:
     with ServeProcess(tmp_path / "home", "--queue", "1") as server:
         before = server.health()
-        story = [{"role": "user", "content": "Tell a long story."}]
+        story = [{"role": "user", "content": LONG}]
         running = client(server).chat.completions.create(
-            model=MODEL, messages=story, max_tokens=1500, temperature=0.9, stream=True
+            model=MODEL, messages=story, max_tokens=1500, temperature=0, stream=True
         )
         next(iter(running))
         server.wait_health(lambda h: h["started"] > before["started"], "the first request to start")
@@ -640,9 +642,9 @@ def test_ctrl_c_ends_the_streams_in_progress_and_exits_quickly(tmp_path: Path) -
             f"{server.url}/chat/completions",
             json={
                 "model": MODEL,
-                "messages": [{"role": "user", "content": "Tell a long story."}],
+                "messages": [{"role": "user", "content": LONG}],
                 "max_tokens": 1500,
-                "temperature": 0.9,
+                "temperature": 0,
                 "stream": True,
             },
         ) as response,

@@ -38,19 +38,24 @@ def launch(home: Path) -> pexpect.spawn:
     )
 
 
-def read_until(child: pexpect.spawn, done, timeout: float = 60.0) -> str:  # noqa: ANN001
-    """Keep draining the terminal output until ``done(plain_text)`` is true."""
-    output = ""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            output += child.read_nonblocking(65536, timeout=0.2)
-        except pexpect.TIMEOUT:
-            pass
-        plain = ANSI.sub("", output)
-        if done(plain):
-            return plain
-    raise AssertionError(f"timed out; the screen showed: {ANSI.sub('', output)[-2000:]!r}")
+class Terminal:
+    """Everything a child wrote to its terminal since launch, so a wait can find text drawn before it began."""
+
+    def __init__(self, child: pexpect.spawn) -> None:
+        self.child, self.output = child, ""
+
+    def read_until(self, done, since: int = 0, timeout: float = 60.0) -> str:  # noqa: ANN001
+        """Keep draining the output until ``done(plain text written after position since)`` is true."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                self.output += self.child.read_nonblocking(65536, timeout=0.2)
+            except pexpect.TIMEOUT:
+                pass
+            plain = ANSI.sub("", self.output[since:])
+            if done(plain):
+                return plain
+        raise AssertionError(f"timed out; the screen showed: {ANSI.sub('', self.output[since:])[-2000:]!r}")
 
 
 def quit_cleanly(child: pexpect.spawn) -> None:
@@ -63,7 +68,9 @@ def quit_cleanly(child: pexpect.spawn) -> None:
 @pytest.mark.timeout(180)
 def test_assistant_command_answers_in_a_terminal_and_remembers(assistant_home: Path) -> None:
     child = launch(assistant_home)
-    read_until(child, lambda s: "Ask anything" in s and "on-device only" in s and "ctx 0/" in s)  # model loaded
+    term = Terminal(child)
+    term.read_until(lambda s: "Ask anything" in s and "on-device only" in s and "ctx 0/" in s)  # model loaded
+    asked = len(term.output)
     child.send("What is 2+2?\r")  # text and Enter in one read, as tmux send-keys, SSH or a paste deliver them
 
     store = Store(assistant_home / "assistant.db")
@@ -72,14 +79,15 @@ def test_assistant_command_answers_in_a_terminal_and_remembers(assistant_home: P
         rows = [m for c in store.conversations() for m in store.messages(c["id"]) if m["role"] == "assistant"]
         return bool(rows) and bool(rows[-1]["finish_reason"])
 
-    read_until(child, answered, timeout=90)
+    term.read_until(answered, timeout=90)
     answer = [m for m in store.messages(store.latest_conversation_id()) if m["role"] == "assistant"][-1]["content"]
     word = max(re.findall(r"[A-Za-z0-9]+", answer), key=len)
-    read_until(child, lambda s: word in s)  # the stored answer is on screen
+    # the stored answer is on screen (it may have been drawn while the store was being polled)
+    term.read_until(lambda s: word in s, since=asked)
     quit_cleanly(child)
 
     # a restart shows the conversation again
     child = launch(assistant_home)
-    read_until(child, lambda s: "What is 2+2?" in s and word in s)
+    Terminal(child).read_until(lambda s: "What is 2+2?" in s and word in s)
     quit_cleanly(child)
     store.close()
