@@ -226,13 +226,18 @@ async def test_chatting_with_a_base_model_is_flagged(tui_config, store) -> None:
     async with app.run_test(size=(100, 30)) as pilot:
         await wait_until(pilot, lambda: app.models.ready or bool(app.models.error), "gemma3-270m to load", 240)
         assert app.models.ready, app.models.error
-        warnings = [n.message for n in app._notifications if n.severity == "warning"]
-        assert any("base (completion) model, not tuned for chat" in m and "gemma" in m.lower() for m in warnings)
-        assert "⚠ base model" in app.status.render().plain
+
+        def warned() -> bool:
+            warnings = [n.message for n in app._notifications if n.severity == "warning"]
+            return any("base (completion) model, not tuned for chat" in m and "gemma" in m.lower() for m in warnings)
+
+        # the UI hears of the load after the worker thread has finished it: wait for the warning, not the load
+        await wait_until(pilot, warned, "the base-model warning", 30)
+        await wait_until(pilot, lambda: "⚠ base model" in app.status.render().plain, "the status flag", 30)
         app.chat_screen._load_model("smollm2-135m")  # a chat model: the flag goes
         await wait_until(pilot, lambda: "SmolLM2" in app.models.name, "SmolLM2 to load", 120)
-        await pilot.pause()
-        assert "base model" not in app.status.render().plain and not app.status.info.base_model
+        await wait_until(pilot, lambda: not app.status.info.base_model, "the status flag to go", 30)
+        assert "base model" not in app.status.render().plain
 
 
 @pytest.mark.timeout(180)
