@@ -84,11 +84,11 @@ def test_http_500_is_retried_then_reported(fake: FakeTeacher) -> None:
 
 
 def test_a_slow_teacher_times_out_without_retrying(fake: FakeTeacher) -> None:
-    fake.set("slow", delay=2.0)
+    fake.set("slow", delay=4.0)
     started = time.monotonic()
     with pytest.raises(TeacherError, match=r"timed out \(nothing received for 0.4 s\)"):
         ask(RemoteTeacher(settings(fake.url, timeout_s=0.4)))
-    assert time.monotonic() - started < 1.8
+    assert time.monotonic() - started < 3.0  # gave up well before the answer came (a busy machine adds seconds)
     assert len(fake.requests) == 1
 
 
