@@ -44,7 +44,9 @@ def start(command: list[str], env: dict[str, str] | None = None) -> subprocess.P
 def test_processes_share_a_fresh_database(assistant_home: Path) -> None:
     """Two `assistant ask` and three UI-like writers, all starting on a database that does not exist yet."""
     db = assistant_home / "assistant.db"
-    env = cli_env(assistant_home)
+    # one llama.cpp thread per `ask`: two of them with a thread per core stall at llama.cpp's spin barriers on
+    # 2 cores (this test took 51 s once instead of ~8); the database is what is tested here
+    env = cli_env(assistant_home, ASSISTANT_THREADS="1")
     at = time.time() + 2.0
     writers = [start([sys.executable, "-c", WRITER, str(at), str(db), f"w{i}", "40"], env) for i in range(3)]
     questions = ["Name three colours.", "Name three animals."]
