@@ -3,7 +3,9 @@
 import os
 import sys
 
-if "LOCAL_RANK" in os.environ:  # a rank of torchrun: set before torch loads its OpenMP runtime
+from distill_tools import distributed  # imports no torch
+
+if distributed.world().parallel:  # a rank of torchrun: set before torch loads its OpenMP runtime
     # llama.cpp (export check, evaluation on rank 0) runs its threads in torch's OpenMP runtime; under torchrun
     # (OMP_NUM_THREADS=1) they spin at its barriers, and with one more busy process on the machine the evaluation
     # took 240 s instead of 2 s. Passive waiting sleeps instead.
