@@ -25,6 +25,7 @@ def shown(store: Store, conversation_id: int) -> list[tuple[str, str]]:
 def test_regenerate_keeps_both_versions_across_a_restart(engine, tmp_path: Path) -> None:  # noqa: ANN001
     store = Store(tmp_path / "h.db")
     session = Session(store, engine, load())
+    session.sampling = {"seed": 7}  # the regenerated version samples (to differ), repeatably
     first = answer(session.send("Name a colour.", max_tokens=6, temperature=0.0))
     question_id = session.last.user_message_id
     second = answer(session.regenerate(max_tokens=6, temperature=1.5))
@@ -49,6 +50,7 @@ def test_regenerate_keeps_both_versions_across_a_restart(engine, tmp_path: Path)
 def test_resend_keeps_the_earlier_question_with_its_own_versions(engine, tmp_path: Path) -> None:  # noqa: ANN001
     store = Store(tmp_path / "h.db")
     session = Session(store, engine, load())
+    session.sampling = {"seed": 7}  # the regenerated version samples (to differ), repeatably
     notes = attach.Attachment("notes.md", "ship it", 7, "0" * 64)
     answer(session.send(attach.compose("Summarise.", [notes]), attachments=[notes], max_tokens=4))
     answer(session.regenerate(max_tokens=4, temperature=1.5))  # a branch point inside the first question's turn
@@ -76,6 +78,7 @@ def test_history_prints_the_branch_on_screen_or_all_of_them(engine, tmp_path: Pa
 
     store = Store(database_path())
     session = Session(store, engine, load())
+    session.sampling = {"seed": 7}  # the regenerated version samples (to differ), repeatably
     first = answer(session.send("Name a fruit.", max_tokens=5, temperature=0.0))
     second = answer(session.regenerate(max_tokens=5, temperature=1.5))
     conversation = str(session.conversation_id)

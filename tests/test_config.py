@@ -5,6 +5,12 @@ import pytest
 from assistant import config as cfg
 
 
+@pytest.fixture(autouse=True)
+def temperature_from_the_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests read the config file's temperature: lift the suite's greedy default (``conftest.py``)."""
+    monkeypatch.delenv("ASSISTANT_TEMPERATURE", raising=False)
+
+
 def write(home: Path, text: str) -> Path:
     path = home / "config.toml"
     path.write_text(text)

@@ -39,6 +39,7 @@ def files(tmp_path: Path) -> dict[str, Path]:
     return {"system": system, "facts": facts, "empty": empty}
 
 
+@pytest.mark.samples("stores and edits a persona's temperature; it asks the model nothing")
 def test_add_list_show_edit_rm(assistant_home: Path, files: dict[str, Path]) -> None:
     proc = run(
         "persona",

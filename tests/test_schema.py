@@ -90,11 +90,10 @@ def test_grammar_constrained_answer_parses(engine) -> None:  # noqa: ANN001 - th
     from assistant.schema import grammar_for, instruction
 
     prompt = f"Invent a person.\n\n{instruction(PERSON)}"
-    answer = engine.complete(
-        [{"role": "user", "content": prompt}], max_tokens=96, temperature=0.7, grammar=grammar_for(PERSON)
-    )
+    answer = engine.complete([{"role": "user", "content": prompt}], max_tokens=200, grammar=grammar_for(PERSON))
+    assert engine.stats.finish_reason == "stop", f"cut at the token limit: {answer!r}"
     parsed = check(answer, PERSON)
-    assert set(parsed) == {"name", "age", "tags"} and engine.stats.finish_reason == "stop"
+    assert set(parsed) == {"name", "age", "tags"}
 
 
 @pytest.mark.timeout(300)
@@ -118,23 +117,12 @@ def test_strings_in_a_grammar_answer_hold_no_raw_control_characters(engine) -> N
 
 @pytest.mark.timeout(300)
 def test_ask_schema_json_output_carries_it_parsed(capsys: pytest.CaptureFixture[str]) -> None:
-    assert (
-        main(
-            [
-                "ask",
-                "--json",
-                "--temperature",
-                "0",
-                "--max-tokens",
-                "64",
-                "--schema",
-                "name, age int",
-                "Invent a fictional person.",
-            ]
-        )
-        == 0
-    )
-    out = json.loads(capsys.readouterr().out)
+    schema, question = ["--schema", "name, age int"], "Invent a fictional person."
+    code = main(["ask", "--json", "--temperature", "0", "--max-tokens", "200", *schema, question])  # room to finish
+    printed = capsys.readouterr()
+    assert code == 0, printed.err  # a cut answer is not JSON: the command says so
+    out = json.loads(printed.out)
+    assert out["finish_reason"] == "stop", out
     assert set(out["parsed"]) == {"name", "age"} and isinstance(out["parsed"]["age"], int)
     assert json.loads(out["answer"]) == out["parsed"]
 

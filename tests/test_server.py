@@ -210,11 +210,13 @@ def test_json_schema_response_format_is_enforced(server: ServeProcess) -> None:
     reply = client(server).chat.completions.create(
         model=MODEL,
         messages=[{"role": "user", "content": "Invent a person."}],
-        max_tokens=80,
-        temperature=0.8,
+        max_tokens=200,
+        temperature=0,
         response_format={"type": "json_schema", "json_schema": {"name": "person", "schema": schema}},
     )
-    person = json.loads(reply.choices[0].message.content)
+    content = reply.choices[0].message.content
+    assert reply.choices[0].finish_reason == "stop", f"cut at the token limit: {content!r}"
+    person = json.loads(content)
     assert set(person) == {"name", "age"} and isinstance(person["age"], int) and isinstance(person["name"], str)
 
 
