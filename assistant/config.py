@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from assistant import AssistantError
-from assistant.files import atomic_write_text
+from assistant.storage.files import atomic_write_text
 
 if TYPE_CHECKING:
     from tomlkit import TOMLDocument

@@ -28,7 +28,7 @@ from bench.common import PYTHON, ROOT, bench_home, cli, ratio, row, spread, summ
 BENCH = "coldstart"
 HEAVY = ("torch", "transformers", "accelerate", "scipy", "pandas", "sklearn", "matplotlib", "tensorflow", "jax")
 NOTABLE = ("textual", "huggingface_hub", "httpx", "jinja2", "numpy", "llama_cpp", "sqlite_utils", "gguf", "tqdm")
-CHAT_PATH = "import assistant.cli, assistant.session, assistant.engine"
+CHAT_PATH = "import assistant.cli.main, assistant.chat.session, assistant.models.engine"
 
 RAW_SCRIPT = """
 import sys, llama_cpp
@@ -63,7 +63,7 @@ async def main():
             mark("READY")
         return
     from assistant.config import database_path, load
-    from assistant.store import Store
+    from assistant.storage.store import Store
     from assistant.tui.app import ChatApp
 
     app = ChatApp(load(), Store(database_path()))
@@ -239,7 +239,19 @@ def import_rows(env: dict[str, str]) -> list[dict[str, Any]]:
         totals.append(sum(e[1] for e in roots) / 1000)
         top = sorted(roots, key=lambda e: -e[1])[:6]
     ask = subprocess.run(
-        [PYTHON, "-X", "importtime", "-m", "assistant.cli", "ask", "--max-tokens", "4", "--temperature", "0", "hi"],
+        [
+            PYTHON,
+            "-X",
+            "importtime",
+            "-m",
+            "assistant",
+            "ask",
+            "--max-tokens",
+            "4",
+            "--temperature",
+            "0",
+            "hi",
+        ],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -274,7 +286,7 @@ def import_rows(env: dict[str, str]) -> list[dict[str, Any]]:
 
 
 def run(quick: bool) -> list[dict[str, Any]]:
-    from assistant.registry import embedded_model_path
+    from assistant.models.registry import embedded_model_path
 
     with bench_home():
         env = os.environ | {"PYTHONUNBUFFERED": "1"}

@@ -35,11 +35,11 @@ def decode_rate(stream: Iterable[Any], has_text: Any) -> tuple[float, int, float
 def run(quick: bool) -> list[dict[str, Any]]:
     import llama_cpp
 
+    from assistant.chat.session import Session
     from assistant.config import database_path, load
-    from assistant.engine import Engine
-    from assistant.registry import embedded_model_path
-    from assistant.session import Session
-    from assistant.store import Store
+    from assistant.models.engine import Engine
+    from assistant.models.registry import embedded_model_path
+    from assistant.storage.store import Store
 
     reps, max_tokens = (2, 64) if quick else (7, 512)
     path = embedded_model_path()

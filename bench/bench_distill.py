@@ -133,7 +133,7 @@ def _baseline(teacher: Any, examples: list[Any], steps: int, batch: int, folder:
 def throughput_rows(quick: bool) -> list[dict[str, Any]]:
     import tempfile
 
-    from assistant.registry import embedded_model_path
+    from assistant.models.registry import embedded_model_path
     from distill_tools.torch_model import load
 
     reps, steps, batch = (2, 2, 4) if quick else (3, 4, 4)

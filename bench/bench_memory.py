@@ -36,7 +36,7 @@ for chunk in llm.create_chat_completion(messages=[{"role": "user", "content": sy
 UI_SCRIPT = """
 import asyncio, sys
 from assistant.config import database_path, load
-from assistant.store import Store
+from assistant.storage.store import Store
 from assistant.tui.app import ChatApp
 
 async def main():
@@ -96,7 +96,7 @@ def tiny_recipe() -> Path | None:
 
 def run(quick: bool) -> list[dict[str, Any]]:
     from assistant.config import load
-    from assistant.registry import embedded_model_path
+    from assistant.models.registry import embedded_model_path
 
     reps = 1 if quick else 3  # peak RSS barely varies
     rows: list[dict[str, Any]] = []

@@ -115,8 +115,8 @@ def decode_row(base: Path, student: Path, rounds: int = 5, tokens: int = 128) ->
 
 
 def distill_rows(home: Path) -> list[dict[str, Any]]:
-    from assistant import persona as personas
-    from assistant.registry import embedded_model_path
+    from assistant.chat import persona as personas
+    from assistant.models.registry import embedded_model_path
     from distill_tools import persona
 
     (home / "facts.md").write_text(FACTS)
@@ -175,7 +175,7 @@ def distill_rows(home: Path) -> list[dict[str, Any]]:
 
 
 def run(quick: bool) -> list[dict[str, Any]]:
-    from assistant.registry import embedded_model_path
+    from assistant.models.registry import embedded_model_path
 
     with bench_home() as home:
         if quick:

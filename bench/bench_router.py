@@ -79,10 +79,10 @@ def _scores(rows: list[dict[str, Any]], key: str) -> dict[str, float]:
 
 
 def run(quick: bool) -> list[dict[str, Any]]:
+    from assistant.chat.escalation.router import Router
     from assistant.config import EscalationSettings
-    from assistant.engine import Engine
-    from assistant.registry import embedded_model_path
-    from assistant.router import Router
+    from assistant.models.engine import Engine
+    from assistant.models.registry import embedded_model_path
 
     settings = EscalationSettings()
     router = Router(settings)

@@ -49,7 +49,7 @@ distributed.stop()
 
 
 def _teacher_cache(folder: Path, prompts: int, max_new: int) -> Path:
-    from assistant.registry import embedded_model_path
+    from assistant.models.registry import embedded_model_path
     from distill_tools import prompts as prompt_files
     from distill_tools import teacher_cache, torch_model, torch_teacher
 
@@ -74,7 +74,7 @@ def _teacher_cache(folder: Path, prompts: int, max_new: int) -> Path:
 def _run(
     nproc: int, threads: int, cache: Path, shape: tuple[str, int], steps: int, out: Path, fsdp: bool = False
 ) -> dict[str, Any]:
-    from assistant.registry import embedded_model_path
+    from assistant.models.registry import embedded_model_path
 
     script = out.parent / "worker.py"
     script.write_text(WORKER)
@@ -105,7 +105,7 @@ def _run(
 
 
 def throughput_rows(quick: bool) -> list[dict[str, Any]]:
-    from assistant.engine import physical_cores
+    from assistant.models.engine import physical_cores
 
     shape, prompts, max_new, steps = (("0,10,20,29", 256), 8, 16, 4) if quick else (("all", 480), 32, 48, 8)
     cores, half = physical_cores(), max(1, physical_cores() // 2)

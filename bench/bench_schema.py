@@ -1,7 +1,7 @@
 """Structured output: decode speed with a JSON-Schema grammar (``ask --schema``) vs free decoding, same model.
 
 Both go through ``Engine.stream`` with the same GGUF, prompt, greedy sampling and token limit,
-interleaved; the constrained runs use ``assistant.schema.grammar_for`` (llama.cpp's grammar
+interleaved; the constrained runs use ``assistant.models.schema.grammar_for`` (llama.cpp's grammar
 sampler). Decode tokens/s = (tokens - 1) / (last token time - first token time), prompt left out.
 """
 
@@ -25,7 +25,7 @@ SCHEMA = {
 
 def decode_rate(engine: Any, max_tokens: int, grammar: Any) -> tuple[float, int]:
     """(decode tokens/s, tokens) of one answer."""
-    from assistant.schema import instruction
+    from assistant.models.schema import instruction
 
     prompt = f"{PROMPT}\n\n{instruction(SCHEMA)}"
     stamps = [
@@ -40,9 +40,9 @@ def decode_rate(engine: Any, max_tokens: int, grammar: Any) -> tuple[float, int]
 
 
 def run(quick: bool) -> list[dict[str, Any]]:
-    from assistant.engine import Engine
-    from assistant.registry import embedded_model_path
-    from assistant.schema import grammar_for
+    from assistant.models.engine import Engine
+    from assistant.models.registry import embedded_model_path
+    from assistant.models.schema import grammar_for
 
     reps, max_tokens = (2, 64) if quick else (5, 256)
     threads = bench_threads()

@@ -109,11 +109,11 @@ def tokens_after_disconnect(server: ServeProcess, client: Any, reps: int) -> tup
 def run(quick: bool) -> list[dict[str, Any]]:
     import httpx
 
+    from assistant.chat.session import Session
     from assistant.config import database_path, load
-    from assistant.engine import Engine
-    from assistant.registry import embedded_model_path
-    from assistant.session import Session
-    from assistant.store import Store
+    from assistant.models.engine import Engine
+    from assistant.models.registry import embedded_model_path
+    from assistant.storage.store import Store
 
     reps, decode_tokens, ttft_reps, answer_tokens = (2, 64, 5, 16) if quick else (5, 256, 15, 48)
     chats = 1 if quick else 3

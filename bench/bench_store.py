@@ -64,11 +64,11 @@ class StoreTimer:
 
 
 def persistence_rows(quick: bool) -> list[dict[str, Any]]:
+    from assistant.chat.session import Session
     from assistant.config import database_path, load
-    from assistant.engine import Engine
-    from assistant.registry import embedded_model_path
-    from assistant.session import Session
-    from assistant.store import Store
+    from assistant.models.engine import Engine
+    from assistant.models.registry import embedded_model_path
+    from assistant.storage.store import Store
 
     reps, max_tokens = (1, 48) if quick else (5, 400)
     config = load()
@@ -192,7 +192,7 @@ def corpus_words() -> list[str]:
 
 def build_store(path: Path, n_messages: int, words: list[str]) -> tuple[Any, float]:
     """A real Store holding ``n_messages`` messages in 1 000-message-per-batch inserts."""
-    from assistant.store import Store, now
+    from assistant.storage.store import Store, now
 
     rng = random.Random(0)
     store = Store(path)

@@ -39,7 +39,7 @@ MAX_TOKENS = 4
 
 def _session(store: Any, engine: Any, config: Any) -> Any:
     """A conversation with two earlier turns, as if answered before."""
-    from assistant.session import Session
+    from assistant.chat.session import Session
 
     conversation = store.new_conversation(title="swap bench", model=engine.name)
     for role, content in HISTORY:
@@ -71,7 +71,7 @@ def _swap_latency(engine: Any, store: Any, config: Any, target: Path, warm: bool
 
 
 def _restart_latency(holder: dict[str, Any], store: Any, config: Any, target: Path) -> float:
-    from assistant.engine import Engine
+    from assistant.models.engine import Engine
 
     start = time.perf_counter()
     holder["engine"].close()
@@ -137,9 +137,9 @@ def _swap_with_peak(engine: Any, target: Path) -> int:
 
 def run(quick: bool) -> list[dict[str, Any]]:
     from assistant.config import database_path, load
-    from assistant.engine import Engine
-    from assistant.registry import Registry
-    from assistant.store import Store
+    from assistant.models.engine import Engine
+    from assistant.models.registry import Registry
+    from assistant.storage.store import Store
 
     reps = 2 if quick else 5
     rows: list[dict[str, Any]] = []

@@ -55,11 +55,11 @@ def first_text_after(stream: Iterable[Any], has_text: Any) -> tuple[float, str]:
 def run(quick: bool) -> list[dict[str, Any]]:
     import llama_cpp
 
+    from assistant.chat.session import Session
     from assistant.config import database_path, load
-    from assistant.engine import Engine
-    from assistant.registry import embedded_model_path
-    from assistant.session import Session
-    from assistant.store import Store
+    from assistant.models.engine import Engine
+    from assistant.models.registry import embedded_model_path
+    from assistant.storage.store import Store
 
     reps, max_tokens = (1, 32) if quick else (3, 96)
     path = embedded_model_path()

@@ -32,9 +32,9 @@ KEYS = "abcdefghijklmnopqrstuvwxyz"
 def make_app(max_tokens: int):  # noqa: ANN201
     """The real app on a fresh store and its own one-thread SmolLM2 engine, greedy."""
     from assistant.config import database_path, load
-    from assistant.engine import Engine
-    from assistant.registry import embedded_model_path
-    from assistant.store import Store
+    from assistant.models.engine import Engine
+    from assistant.models.registry import embedded_model_path
+    from assistant.storage.store import Store
     from assistant.tui.app import ChatApp
 
     config = load()

@@ -294,7 +294,7 @@ def write_results(
 ) -> list[Path]:
     """Timestamped results and, unless ``latest`` is False (a partial run), latest.json/.md (plus plots if
     matplotlib is installed)."""
-    from assistant.files import atomic_write_text
+    from assistant.storage.files import atomic_write_text
 
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + ("-quick" if quick else "")
@@ -411,7 +411,7 @@ async def wait_until(predicate: Callable[[], Any], what: str, timeout: float = 1
 
 def threads() -> int:
     """llama.cpp threads for product and baseline alike: ASSISTANT_THREADS, else the physical cores."""
-    from assistant.engine import physical_cores
+    from assistant.models.engine import physical_cores
 
     return int(os.environ.get("ASSISTANT_THREADS") or 0) or physical_cores()
 

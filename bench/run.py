@@ -99,7 +99,7 @@ def save_partial(
     out_dir: Path, rows: list[dict[str, Any]], machine_info: dict[str, Any], status: dict[str, Any], quick: bool
 ) -> None:
     """The rows so far, so that nothing measured is lost if the run stops early."""
-    from assistant.files import atomic_write_text
+    from assistant.storage.files import atomic_write_text
 
     out_dir.mkdir(parents=True, exist_ok=True)
     document = {"mode": "quick" if quick else "full", "machine": machine_info, "modules": status, "rows": rows}

@@ -78,8 +78,8 @@ def add_commands(group: argparse._SubParsersAction) -> None:
 
 def _resolve_model(spec: str) -> Path:
     from assistant.config import database_path
-    from assistant.registry import Registry
-    from assistant.store import Store
+    from assistant.models.registry import Registry
+    from assistant.storage.store import Store
 
     path = Registry(Store(database_path())).resolve(spec)
     if not path.exists():
@@ -188,8 +188,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_from_history(args: argparse.Namespace) -> int:
     from assistant.config import data_dir, database_path
-    from assistant.files import atomic_write_text
-    from assistant.store import Store
+    from assistant.storage.files import atomic_write_text
+    from assistant.storage.store import Store
     from distill_tools.prompts import from_history
 
     records = from_history(Store(database_path()))
@@ -208,6 +208,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from assistant.cli import run
+    from assistant.cli.main import run
 
     return run(build_parser().parse_args(argv), prog="distill")  # the assistant command's one error path

@@ -69,9 +69,9 @@ class Runner:
     def __init__(self, path: Path, n_ctx: int = 1024, threads: int = 0) -> None:
         import llama_cpp
 
-        from assistant.chat_template import ChatTemplate, fallback_for
-        from assistant.engine import llama_chat_handlers_disabled
-        from assistant.gguf_info import read_info
+        from assistant.models.chat_template import ChatTemplate, fallback_for
+        from assistant.models.engine import llama_chat_handlers_disabled
+        from assistant.models.gguf_info import read_info
         from distill_tools import llama
 
         self.info = read_info(path)
@@ -205,7 +205,7 @@ def write_report(
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Path]:
     """report.json, report.md and report.png in ``folder`` (written atomically)."""
-    from assistant.files import atomic_write_text
+    from assistant.storage.files import atomic_write_text
 
     folder.mkdir(parents=True, exist_ok=True)
     document = {"models": [asdict(r) for r in reports], **(extra or {})}
@@ -275,7 +275,7 @@ def plot(path: Path, reports: list[ModelReport], history: list[dict[str, float]]
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    from assistant.files import atomic_writer
+    from assistant.storage.files import atomic_writer
 
     fig = draw(reports, history)
     with atomic_writer(path) as handle:

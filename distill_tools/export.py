@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from assistant.gguf_info import FILE_TYPES
+from assistant.models.gguf_info import FILE_TYPES
 from distill_tools import DistillError
 from distill_tools.recipe import QUANTS
 

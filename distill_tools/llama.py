@@ -16,7 +16,7 @@ from typing import Any
 def threads() -> int:
     """Threads for llama.cpp, as the chat engine uses them."""
     from assistant.config import load
-    from assistant.engine import physical_cores
+    from assistant.models.engine import physical_cores
 
     return load().model.threads or physical_cores()
 

@@ -111,8 +111,8 @@ def work_dir(name: str) -> Path:
 def check_model_name(name: str) -> None:
     """The student is registered under the persona's name: refuse to replace a model that is not a student."""
     from assistant.config import database_path
-    from assistant.registry import Registry, is_packaged
-    from assistant.store import Store
+    from assistant.models.registry import Registry, is_packaged
+    from assistant.storage.store import Store
 
     if is_packaged(name):
         raise DistillError(f"persona {name!r} has a packaged model's name; its student cannot be registered under it")
@@ -138,7 +138,7 @@ def run(
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Distil persona ``name``; returns the summary (also written as JSON with a report and plot)."""
-    from assistant import persona as personas
+    from assistant.chat import persona as personas
     from assistant.config import load as load_config
     from distill_tools import torch_model
     from distill_tools.prompts import load_records
@@ -196,7 +196,7 @@ def run(
         current = personas.load(name)  # re-read: it may have been edited during the run
         current.student = name
         personas.save(current)
-    from assistant.files import atomic_write_text
+    from assistant.storage.files import atomic_write_text
 
     atomic_write_text(work / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False))
     return summary
@@ -269,7 +269,7 @@ def teacher_examples(
 
 def fresh_checkpoints(folder: Path, inputs: list[Any]) -> None:
     """Resume training only from checkpoints made from the same context, prompts and settings."""
-    from assistant.files import atomic_write_text
+    from assistant.storage.files import atomic_write_text
 
     key = hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()[:16]
     marker = folder / "inputs.key"

@@ -101,7 +101,7 @@ def first_turn(
 ) -> dict[str, float]:
     """Median first-turn TTFT, decode tokens/s and prompt tokens, each question in a freshly loaded engine."""
     from assistant.config import load
-    from assistant.engine import Engine
+    from assistant.models.engine import Engine
 
     threads = load().model.threads
     ttft, speed, prompt_tokens = [], [], 0

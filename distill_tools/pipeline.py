@@ -25,7 +25,7 @@ from distill_tools.progress import Say, printer
 from distill_tools.recipe import Recipe
 
 if TYPE_CHECKING:
-    from assistant.store import ModelEntry
+    from assistant.storage.store import ModelEntry
 
 
 @dataclass
@@ -68,7 +68,7 @@ def preflight(recipe: Recipe, replace: bool = False, say: Say | None = None) -> 
 
 def made_by(path: Path) -> str | None:
     """The recipe a GGUF says it came from (None for a file distillation did not make, or no readable file)."""
-    from assistant.gguf_header import HeaderError, parse
+    from assistant.models.gguf_header import HeaderError, parse
 
     try:
         value = parse(path).metadata.get("distill.recipe")
@@ -80,8 +80,8 @@ def made_by(path: Path) -> str | None:
 def check_output(recipe: Recipe, target: Path, replace: bool) -> None:
     """Refuse a name that belongs to a packaged model, or to a model this recipe did not make (unless ``replace``)."""
     from assistant.config import database_path
-    from assistant.registry import Registry, is_packaged
-    from assistant.store import Store
+    from assistant.models.registry import Registry, is_packaged
+    from assistant.storage.store import Store
 
     where = recipe.path.name if recipe.path else "the recipe"
     if is_packaged(recipe.name):
@@ -505,7 +505,7 @@ def run(
 
 
 def work_summary(work: Path, summary: dict[str, Any]) -> None:
-    from assistant.files import atomic_write_text
+    from assistant.storage.files import atomic_write_text
 
     atomic_write_text(work / "summary.json", json.dumps(summary, indent=2))
 
@@ -513,9 +513,9 @@ def work_summary(work: Path, summary: dict[str, Any]) -> None:
 def register(name: str, path: Path) -> ModelEntry:
     """Add (or update) the student in the model registry as a distilled model."""
     from assistant.config import database_path
-    from assistant.gguf_info import read_info, sha256_file
-    from assistant.registry import Registry
-    from assistant.store import Store
+    from assistant.models.gguf_info import read_info, sha256_file
+    from assistant.models.registry import Registry
+    from assistant.storage.store import Store
 
     store = Store(database_path())
     try:

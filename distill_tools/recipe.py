@@ -132,7 +132,7 @@ def _set(target: Any, key: str, value: Any, where: str) -> None:
 
 
 def _check(recipe: Recipe, source: str) -> None:
-    from assistant.registry import validate_name
+    from assistant.models.registry import validate_name
     from distill_tools.student import check_layer_spec
 
     data, train, export = recipe.data, recipe.train, recipe.export

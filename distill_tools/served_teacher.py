@@ -30,8 +30,8 @@ from typing import Any
 import httpx
 import numpy as np
 
+from assistant.chat.escalation.teacher import BACKOFF_S, RETRY_STATUSES, read_api_key
 from assistant.config import TeacherSettings
-from assistant.remote_teacher import BACKOFF_S, RETRY_STATUSES, read_api_key
 from distill_tools import DistillError
 from distill_tools.teacher_cache import index_dtype
 

@@ -84,7 +84,7 @@ def teacher_pass(
     from safetensors.numpy import save
     from tqdm import tqdm
 
-    from assistant.files import atomic_write_text, atomic_writer
+    from assistant.storage.files import atomic_write_text, atomic_writer
     from distill_tools.progress import interactive
 
     folder.mkdir(parents=True, exist_ok=True)

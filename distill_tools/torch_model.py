@@ -39,8 +39,8 @@ def resolve(spec: str, allow_download: bool = False) -> tuple[str, Path | None]:
             raise DistillError(f"{candidate}: not an HF model folder (no config.json)")
         return "folder", candidate
     from assistant.config import database_path
-    from assistant.registry import Registry, RegistryError, is_packaged
-    from assistant.store import Store
+    from assistant.models.registry import Registry, RegistryError, is_packaged
+    from assistant.storage.store import Store
 
     if is_packaged(spec) or "/" not in spec and not candidate.suffix:
         try:
@@ -74,7 +74,7 @@ def shape(spec: str, allow_download: bool = False) -> Shape | None:
     if path is None:
         return None
     if kind == "gguf":
-        from assistant.gguf_header import HeaderError, parse
+        from assistant.models.gguf_header import HeaderError, parse
 
         try:
             meta = parse(path).metadata

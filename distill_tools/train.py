@@ -409,7 +409,7 @@ def read_settings(folder: Path) -> dict[str, Any] | None:
 
 
 def write_settings(folder: Path, settings: dict[str, Any]) -> None:
-    from assistant.files import atomic_write_text
+    from assistant.storage.files import atomic_write_text
 
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(folder / "settings.json", json.dumps(settings, indent=2, sort_keys=True))
@@ -426,7 +426,7 @@ def save_checkpoint(folder: Path, model: Any, optimizer_state: dict[str, Any], s
     """Write a checkpoint directory under a temporary name, rename it, then point ``latest`` at it."""
     from safetensors.torch import save_model
 
-    from assistant.files import atomic_write_text
+    from assistant.storage.files import atomic_write_text
 
     folder.mkdir(parents=True, exist_ok=True)
     name = f"ckpt-{state.step:06d}"

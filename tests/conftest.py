@@ -42,7 +42,7 @@ def _checked(stream: Any) -> Any:
 @pytest.fixture(autouse=True)
 def greedy_or_seeded(request: pytest.FixtureRequest) -> Iterator[None]:
     """Fail a test whose model calls sampled without a seed, unless it is marked ``samples``."""
-    from assistant.engine import Engine
+    from assistant.models.engine import Engine
 
     if not hasattr(Engine.stream, "__wrapped__"):
         Engine.stream = _checked(Engine.stream)  # type: ignore[method-assign]
@@ -70,7 +70,7 @@ def assistant_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture(scope="session")
 def smollm_path() -> Path:
-    from assistant.registry import embedded_model_path
+    from assistant.models.registry import embedded_model_path
 
     return embedded_model_path()
 
@@ -85,7 +85,7 @@ def gemma_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def engine(smollm_path: Path):
     """One real SmolLM2-135M engine shared by the tests that only read from it."""
-    from assistant.engine import Engine
+    from assistant.models.engine import Engine
 
     eng = Engine(smollm_path, n_ctx=2048)
     yield eng

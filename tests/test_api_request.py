@@ -1,4 +1,4 @@
-"""Checking OpenAI chat-completions requests (assistant.api_request) and stop strings in the engine."""
+"""Checking OpenAI chat-completions requests (assistant.server.request) and stop strings in the engine."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from assistant.api_request import ApiError, grammar_for, parse_chat, parse_json
-from assistant.engine import _StopScan
+from assistant.models.engine import _StopScan
+from assistant.server.request import ApiError, grammar_for, parse_chat, parse_json
 
 BASE = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from assistant import attach
-from assistant.cli import main
+from assistant.chat import attach
+from assistant.cli.main import main
 from assistant.config import database_path
-from assistant.store import Store
+from assistant.storage.store import Store
 
 NOTES = "Meeting notes — 30 Nov\n```python\nprint('a fence inside the file')\n```\nAction: ship the scan command.\n"
 
@@ -107,8 +107,8 @@ def test_a_file_too_big_for_the_context_is_refused_not_cut(
 def test_records_leave_with_their_message(engine, tmp_path: Path) -> None:  # noqa: ANN001 - the real engine
     """Edit-and-resend sets the question aside (as another version); the new one, which may get the same id,
     carries none of the old one's records."""
+    from assistant.chat.session import Session
     from assistant.config import load
-    from assistant.session import Session
 
     store = Store(tmp_path / "h.db")
     session = Session(store, engine, load())

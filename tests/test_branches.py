@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from assistant import attach
-from assistant.branches import BranchError, BranchPoint
+from assistant.chat import attach
+from assistant.chat.branches import BranchError, BranchPoint
+from assistant.chat.session import Session
 from assistant.config import load
-from assistant.session import Session
-from assistant.store import Store
+from assistant.storage.store import Store
 
 
 def answer(stream) -> str:  # noqa: ANN001 - a Session stream
@@ -73,7 +73,7 @@ def test_resend_keeps_the_earlier_question_with_its_own_versions(engine, tmp_pat
 def test_history_prints_the_branch_on_screen_or_all_of_them(engine, tmp_path: Path, capsys) -> None:  # noqa: ANN001
     import json
 
-    from assistant.cli import main
+    from assistant.cli.main import main
     from assistant.config import database_path
 
     store = Store(database_path())
@@ -98,7 +98,7 @@ def test_a_version_archived_by_the_earlier_code_comes_back(tmp_path: Path) -> No
     """An archive as the code before m006 wrote it (raw rows: 0/1 flags, NULL text) restores with its file."""
     import json
 
-    from assistant import branches
+    from assistant.chat import branches
 
     store = Store(tmp_path / "h.db")
     cid = store.new_conversation(title="t")

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from reliability.reliability_helpers import cli_env
 
-from assistant.cli import GROUPS, build_parser
-from assistant.completion_cli import walk
+from assistant.cli.completion import walk
+from assistant.cli.main import GROUPS, build_parser
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("assistant", "distill_tools")

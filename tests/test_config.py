@@ -145,7 +145,7 @@ def test_a_commented_config_survives_a_settings_save(assistant_home: Path) -> No
 
 
 def test_saving_keeps_what_another_process_wrote_meanwhile(assistant_home: Path) -> None:
-    from assistant.registry import current_default, set_default
+    from assistant.models.registry import current_default, set_default
 
     path = write(assistant_home, COMMENTED)
     ui = cfg.load()  # the chat UI holds its settings...

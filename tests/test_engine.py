@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from assistant.engine import Engine, EngineError, token_stats
-from assistant.gguf_info import ModelFileError
+from assistant.models.engine import Engine, EngineError, token_stats
+from assistant.models.gguf_info import ModelFileError
 
 QUESTION = [{"role": "user", "content": "What is the capital of France? Answer in one sentence."}]
 

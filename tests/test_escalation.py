@@ -17,10 +17,10 @@ import pytest
 from teacher_servers import ANSWER, FakeTeacher, LlamaTeacher, free_port
 
 from assistant import AssistantError
+from assistant.chat.escalation.teacher import EscalationRequest, RemoteTeacher
+from assistant.chat.session import TEACHER_CUT_OFF, Session
 from assistant.config import Config
-from assistant.remote_teacher import EscalationRequest, RemoteTeacher
-from assistant.session import TEACHER_CUT_OFF, Session
-from assistant.store import Store
+from assistant.storage.store import Store
 
 FACTUAL = "Who was the second president of Botswana?"
 CODING = "Write a Python function that reverses a string."
@@ -90,7 +90,7 @@ def test_auto_escalates_a_long_tail_fact_and_answers_code_on_device(engine, tmp_
 
 
 def test_cli_escalate_auto_routes_to_the_teacher(llama_teacher, assistant_home: Path, capsys) -> None:
-    from assistant.cli import main
+    from assistant.cli.main import main
 
     (assistant_home / "config.toml").write_text(
         f'[teacher]\nurl = "{llama_teacher.url}"\nmodel = "{llama_teacher.model}"\n'
@@ -108,9 +108,9 @@ NEVER_SCRIPT = textwrap.dedent(
     connects = []
     sys.addaudithook(lambda event, args: connects.append(repr(args[1])) if event == "socket.connect" else None)
     from assistant.config import load
-    from assistant.engine import Engine
-    from assistant.session import Session
-    from assistant.store import Store
+    from assistant.models.engine import Engine
+    from assistant.chat.session import Session
+    from assistant.storage.store import Store
     student, url, db, question = sys.argv[1:5]
     config = load()
     config.teacher.url, config.teacher.model = url, "fake-teacher"

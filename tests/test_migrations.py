@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import sqlite_utils
 
-from assistant import migrations
-from assistant.session import resumable
-from assistant.store import ModelEntry, Store
+from assistant.chat.session import resumable
+from assistant.storage import migrations
+from assistant.storage.store import ModelEntry, Store
 
 OLD_DATABASE = Path(__file__).parent / "data" / "history_v0.db"  # made by the code before migrations were recorded
 ALL_STEPS = [step.__name__ for step in migrations.MIGRATIONS]
@@ -202,7 +202,7 @@ def test_only_the_store_touches_the_database() -> None:
 OPEN_AT_ONCE = """
 import sys, time
 from pathlib import Path
-from assistant.store import Store
+from assistant.storage.store import Store
 go, deadline = Path(sys.argv[2]), time.monotonic() + 30
 print("ready", flush=True)
 while not go.exists() and time.monotonic() < deadline:  # all processes start, then open together

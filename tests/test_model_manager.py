@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from assistant.config import load
-from assistant.model_manager import ModelManager, NoModelError
-from assistant.store import Store
+from assistant.models.manager import ModelManager, NoModelError
+from assistant.storage.store import Store
 
 MODEL = "smollm2-135m"
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from assistant.cli import main
+from assistant.cli.main import main
 from assistant.config import load, models_dir
-from assistant.gguf_header import GGML_TYPE_NAMES, GGML_TYPES, HeaderError, NotGGUFError, parse
-from assistant.gguf_info import FILE_TYPES, ModelFileError, read_info
+from assistant.models.gguf_header import GGML_TYPE_NAMES, GGML_TYPES, HeaderError, NotGGUFError, parse
+from assistant.models.gguf_info import FILE_TYPES, ModelFileError, read_info
 
 # name -> (how the file is broken, what the one-line error must say)
 BROKEN = {
@@ -165,7 +165,7 @@ def test_type_tables_match_gguf_py() -> None:
 
 def test_header_modules_do_not_import_gguf_py() -> None:
     """The tables above exist so that the chat path never pays for importing gguf-py."""
-    code = "import sys, assistant.gguf_info; print('gguf' in sys.modules, 'numpy' in sys.modules)"
+    code = "import sys, assistant.models.gguf_info; print('gguf' in sys.modules, 'numpy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120).stdout
     assert out.split() == ["False", "False"]
 
@@ -246,7 +246,7 @@ def test_env_override_is_not_persisted_by_use(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_catalog_lists_students_and_teachers(capsys: pytest.CaptureFixture[str]) -> None:
-    from assistant.registry import PACKAGED, load_catalog, validate_name
+    from assistant.models.registry import PACKAGED, load_catalog, validate_name
 
     entries = {e.name: e for e in load_catalog()}
     for required in (

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from assistant.registry import DEFAULT_MODEL, RegistryError, load_catalog, packaged
+from assistant.models.registry import DEFAULT_MODEL, RegistryError, load_catalog, packaged
 
 ROOT = Path(__file__).resolve().parent.parent
 CATALOG = ROOT / "assistant" / "data" / "catalog.toml"
@@ -40,7 +40,7 @@ def test_an_installed_wheel_lists_the_catalog(tmp_path: Path, assistant_home: Pa
     (purelib / "dependencies.pth").write_text(sysconfig.get_path("purelib") + "\n")
     run(sys.executable, "-m", "pip", "--python", python, "install", "-q", "--no-deps", "--no-index", wheel)
 
-    where = run(python, "-I", "-c", "import assistant.registry as r; print(r.__file__)", cwd=tmp_path)
+    where = run(python, "-I", "-c", "import assistant.models.registry as r; print(r.__file__)", cwd=tmp_path)
     assert Path(where.strip()).is_relative_to(purelib)  # the installed copy, not the source tree
     env = {**os.environ, "ASSISTANT_HOME": str(assistant_home)}
     listing = run(venv / "bin" / "assistant", "models", "catalog", cwd=tmp_path, env=env)

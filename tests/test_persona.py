@@ -110,7 +110,7 @@ def test_bad_input_is_one_clear_line(assistant_home: Path, files: dict[str, Path
 
 def test_ask_as_a_persona_records_it(assistant_home: Path, files: dict[str, Path]) -> None:
     from assistant.config import database_path
-    from assistant.store import Store
+    from assistant.storage.store import Store
 
     assert (
         run(
@@ -145,11 +145,11 @@ def test_ask_as_a_persona_records_it(assistant_home: Path, files: dict[str, Path
 
 
 def test_a_context_too_long_for_the_engine_is_refused(smollm_path: Path, files: dict[str, Path]) -> None:
+    from assistant.chat.persona import Persona, PersonaError
+    from assistant.chat.session import Session
     from assistant.config import Config
-    from assistant.engine import Engine
-    from assistant.persona import Persona, PersonaError
-    from assistant.session import Session
-    from assistant.store import Store
+    from assistant.models.engine import Engine
+    from assistant.storage.store import Store
 
     persona = Persona("big", system="The quick brown fox jumps over the lazy dog. " * 80)  # ~800 tokens
     store = Store(":memory:")
@@ -164,7 +164,7 @@ def test_a_context_too_long_for_the_engine_is_refused(smollm_path: Path, files: 
 
 
 def test_persona_column_is_added_to_an_old_database(tmp_path: Path) -> None:
-    from assistant.store import Store
+    from assistant.storage.store import Store
 
     path = tmp_path / "old.db"
     with sqlite3.connect(path) as conn:  # the schema before personas

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from assistant.cli import main
+from assistant.cli.main import main
 from assistant.config import models_dir
-from assistant.pull import PullError, pull
-from assistant.registry import Registry
-from assistant.store import Store
+from assistant.models.pull import PullError, pull
+from assistant.models.registry import Registry
+from assistant.storage.store import Store
 
 REPO = "someone/SmolLM2-135M-Instruct-GGUF"
 FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"

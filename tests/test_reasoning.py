@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from assistant.cli import main
+from assistant.chat.reasoning import ReasoningFilter, answer_only, split
+from assistant.chat.session import Session
+from assistant.cli.main import main
 from assistant.config import load
-from assistant.reasoning import ReasoningFilter, answer_only, split
-from assistant.session import Session
-from assistant.store import Store
+from assistant.storage.store import Store
 
 sys.path.insert(0, str(Path(__file__).parent / "reliability"))
 from reliability_helpers import with_strings  # noqa: E402 - the GGUF metadata rewriter the template tests use

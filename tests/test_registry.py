@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from assistant.config import database_path, models_dir
-from assistant.gguf_info import ModelFileError, fit_label, read_info
-from assistant.registry import (
+from assistant.models.gguf_info import ModelFileError, fit_label, read_info
+from assistant.models.registry import (
     Registry,
     RegistryError,
     catalog_entry,
@@ -18,7 +18,7 @@ from assistant.registry import (
     name_for_file,
     validate_name,
 )
-from assistant.store import Store
+from assistant.storage.store import Store
 
 SMOL_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 

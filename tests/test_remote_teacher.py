@@ -12,8 +12,8 @@ import pytest
 from teacher_servers import ANSWER, FakeTeacher, free_port
 
 from assistant import AssistantError
+from assistant.chat.escalation.teacher import RemoteTeacher, TeacherError, endpoint
 from assistant.config import TeacherSettings
-from assistant.remote_teacher import RemoteTeacher, TeacherError, endpoint
 
 KEY = "sk-test-0123456789abcdef-SECRET"
 MESSAGES = [{"role": "user", "content": "Who was the first president of Botswana?"}]

@@ -8,8 +8,8 @@ from importlib import resources
 
 import pytest
 
+from assistant.chat.escalation.router import Route, Router, confidence, factual_score
 from assistant.config import EscalationSettings
-from assistant.router import Route, Router, confidence, factual_score
 
 
 def draft(engine, question: str, tokens: int = 8) -> list:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from assistant.cli import main
-from assistant.registry import PACKAGED
+from assistant.cli.main import main
+from assistant.models.registry import PACKAGED
 
 SMOLLM_SHA256 = PACKAGED[0].sha256
 

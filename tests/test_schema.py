@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from assistant.cli import main
-from assistant.schema import SchemaError, check, concise, first_problem, from_response_format, parse_schema
+from assistant.cli.main import main
+from assistant.models.schema import SchemaError, check, concise, first_problem, from_response_format, parse_schema
 
 PERSON = {
     "type": "object",
@@ -87,7 +87,7 @@ def test_refs_and_alternatives() -> None:
 
 @pytest.mark.timeout(300)
 def test_grammar_constrained_answer_parses(engine) -> None:  # noqa: ANN001 - the shared real engine
-    from assistant.schema import grammar_for, instruction
+    from assistant.models.schema import grammar_for, instruction
 
     prompt = f"Invent a person.\n\n{instruction(PERSON)}"
     answer = engine.complete([{"role": "user", "content": prompt}], max_tokens=200, grammar=grammar_for(PERSON))
@@ -100,7 +100,7 @@ def test_grammar_constrained_answer_parses(engine) -> None:  # noqa: ANN001 - th
 def test_strings_in_a_grammar_answer_hold_no_raw_control_characters(engine) -> None:  # noqa: ANN001
     """A poem in a JSON string: line breaks come out escaped (``\\n``), never raw, so a strict parser takes every
     answer (llama-cpp-python's own converter let raw newlines through; `llm --schema` failed on one in CI)."""
-    from assistant.schema import gbnf, grammar_for, instruction
+    from assistant.models.schema import gbnf, grammar_for, instruction
 
     poem = {"type": "object", "properties": {"title": {"type": "string"}, "poem": {"type": "string"}}}
     [char] = [line for line in gbnf(json.dumps(poem)).splitlines() if line.startswith("char ::=")]

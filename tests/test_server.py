@@ -22,8 +22,8 @@ import httpx
 import openai
 import pytest
 
-from assistant.session import resumable
-from assistant.store import export_conversation
+from assistant.chat.session import resumable
+from assistant.storage.store import export_conversation
 from bench.serve_process import ServeProcess
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,7 +45,7 @@ def client(server: ServeProcess, key: str = "not-needed") -> openai.OpenAI:
 
 
 def store_of(server: ServeProcess):  # noqa: ANN201
-    from assistant.store import Store
+    from assistant.storage.store import Store
 
     return Store(server.home / "assistant.db")
 
@@ -292,7 +292,7 @@ def test_stop_seed_and_top_p(server: ServeProcess) -> None:
 
 
 def test_resending_client_continues_one_conversation_with_kv_reuse(server: ServeProcess, smollm_path: Path) -> None:
-    from assistant.persona import count_tokens
+    from assistant.chat.persona import count_tokens
 
     sdk = client(server)
     messages = [{"role": "system", "content": "You are terse."}]

@@ -5,10 +5,10 @@ from pathlib import Path
 import pytest
 
 from assistant import AssistantError
+from assistant.chat.session import Session, resumable
 from assistant.config import load
-from assistant.engine import Engine
-from assistant.session import Session, resumable
-from assistant.store import Store
+from assistant.models.engine import Engine
+from assistant.storage.store import Store
 
 
 def test_turns_are_stored_with_stats(engine: Engine, tmp_path: Path) -> None:

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from assistant.store import AttachmentRecord, Conversation, Message, Store, StoreError, export_conversation
+from assistant.storage.store import AttachmentRecord, Conversation, Message, Store, StoreError, export_conversation
 
 
 @pytest.fixture

@@ -8,13 +8,13 @@ import pytest
 from test_models_cli import BROKEN, make_broken_files
 
 from assistant import AssistantError
-from assistant.chat_template import TemplateError
+from assistant.chat.session import Session
 from assistant.config import Config, database_path
-from assistant.engine import Engine, EngineError
-from assistant.gguf_info import ModelFileError, read_info
-from assistant.registry import Registry
-from assistant.session import Session
-from assistant.store import Store
+from assistant.models.chat_template import TemplateError
+from assistant.models.engine import Engine, EngineError
+from assistant.models.gguf_info import ModelFileError, read_info
+from assistant.models.registry import Registry
+from assistant.storage.store import Store
 
 N_CTX = 1024
 THREADS = 1  # on a shared 2-core machine llama.cpp's spinning thread barrier makes 2 threads ~10x slower
@@ -132,10 +132,10 @@ def test_failed_swaps_keep_the_old_model_serving(
         engine.swap(bad_files["template-raises"])
     with pytest.raises(ModelFileError, match="no such file"):
         engine.swap(tmp_path / "missing.gguf")
-    import assistant.engine
+    import assistant.models.engine
 
     with monkeypatch.context() as patch:  # a machine with 64 MiB free
-        patch.setattr(assistant.engine, "available_memory", lambda: 64 * 2**20)
+        patch.setattr(assistant.models.engine, "available_memory", lambda: 64 * 2**20)
         with pytest.raises(EngineError, match="needs about .* GiB free"):
             engine.swap(smollm_path)
     assert engine.model is serving

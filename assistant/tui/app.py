@@ -15,12 +15,12 @@ from typing import Any
 from textual.app import App, SystemCommand
 from textual.screen import Screen
 
+from assistant.chat.persona import Persona
+from assistant.chat.session import Session
 from assistant.config import Config, save
-from assistant.engine import Engine
-from assistant.model_manager import ModelManager
-from assistant.persona import Persona
-from assistant.session import Session
-from assistant.store import Store
+from assistant.models.engine import Engine
+from assistant.models.manager import ModelManager
+from assistant.storage.store import Store
 from assistant.tui.keys import KNOWN, bindings
 from assistant.tui.screens.chat import ChatScreen
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from textual.message import Message
 
 from assistant import AssistantError
-from assistant.engine import Delta
+from assistant.models.engine import Delta
 from assistant.text_safety import StreamSanitizer
 
 STREAM_INTERVAL_S = 1 / 20  # the worker nudges the UI at most this often; pieces in between are batched

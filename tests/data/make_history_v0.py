@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
-from assistant.registry import Registry
-from assistant.store import Store
+from assistant.models.registry import Registry
+from assistant.storage.store import Store
 
 TARGET = Path(__file__).with_name("history_v0.db")
 

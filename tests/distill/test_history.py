@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from assistant.cli import main
+from assistant.cli.main import main
 from assistant.config import database_path
-from assistant.store import Store
+from assistant.storage.store import Store
 from distill_tools.prompts import load_records
 
 

@@ -74,8 +74,8 @@ def test_teacher_sees_the_context_and_the_student_does_not(teacher) -> None:  # 
 
 def test_refusals_change_nothing(pip: str, assistant_home: Path, tmp_path: Path, smollm_path: Path) -> None:
     from assistant.config import database_path
-    from assistant.registry import Registry
-    from assistant.store import Store
+    from assistant.models.registry import Registry
+    from assistant.storage.store import Store
 
     empty = tmp_path / "prompts.txt"
     empty.write_text("\n  \n")
@@ -94,8 +94,8 @@ def test_refusals_change_nothing(pip: str, assistant_home: Path, tmp_path: Path,
 def test_distill_persona_ci_run(pip: str, assistant_home: Path) -> None:
     """Tiny run end to end: teacher pass with the context, a few steps, verified export, report, registry, switch."""
     from assistant.config import database_path
-    from assistant.registry import Registry
-    from assistant.store import Store
+    from assistant.models.registry import Registry
+    from assistant.storage.store import Store
 
     proc = cli("distill", "persona", "pip", "--ci", "--json", home=assistant_home)
     assert proc.returncode == 0, proc.stderr
@@ -142,7 +142,7 @@ def assert_only_the_middle_third_changed(student: Path) -> None:
     import gguf
     import numpy as np
 
-    from assistant.registry import embedded_model_path
+    from assistant.models.registry import embedded_model_path
 
     base = {t.name: t for t in gguf.GGUFReader(embedded_model_path()).tensors}
     kept, changed = set(), set()

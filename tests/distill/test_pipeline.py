@@ -50,8 +50,8 @@ def tiny_recipe(folder: Path, **changes: str) -> Path:
 
 def registered(name: str) -> dict:
     from assistant.config import database_path
-    from assistant.registry import Registry
-    from assistant.store import Store
+    from assistant.models.registry import Registry
+    from assistant.storage.store import Store
 
     return Registry(Store(database_path())).get(name)
 
@@ -64,9 +64,9 @@ def test_tiny_recipe_lifecycle(assistant_home: Path, tmp_path: Path, capfd: pyte
     export are removed; the student is registered with its sha256 and names its teacher and recipe; the report
     holds the export check and timings. Second run with a changed lr: the stale checkpoint is not resumed.
     """
-    from assistant.cli import main
-    from assistant.engine import Engine
-    from assistant.gguf_info import read_info, sha256_file
+    from assistant.cli.main import main
+    from assistant.models.engine import Engine
+    from assistant.models.gguf_info import read_info, sha256_file
 
     models = assistant_home / "models"
     models.mkdir()
@@ -134,8 +134,8 @@ def test_a_model_the_recipe_did_not_make_is_never_overwritten(
     assistant_home: Path, smollm_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     """Checked before any work: a user's imported model of the same name, or a packaged model's name."""
-    from assistant.cli import main
-    from assistant.gguf_info import sha256_file
+    from assistant.cli.main import main
+    from assistant.models.gguf_info import sha256_file
 
     assert main(["models", "import", str(smollm_path), "--name", "smollm2-tiny-student"]) == 0
     assert main(["models", "use", "smollm2-tiny-student"]) == 0
@@ -313,7 +313,7 @@ def test_bad_recipe_is_one_clear_line(tmp_path: Path, text: str, message: str) -
 
 
 def test_missing_teacher_and_bad_layers_via_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from assistant.cli import main
+    from assistant.cli.main import main
 
     path = tmp_path / "r.toml"
     path.write_text('[teacher]\nmodel = "/nowhere/teacher.gguf"\n')
@@ -417,7 +417,7 @@ def test_limit_keeps_a_users_file_listed_after_the_bundled_prompts(tmp_path: Pat
 def test_llama_cpp_in_distillation_uses_assistant_threads(smollm_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import os
 
-    from assistant.engine import physical_cores
+    from assistant.models.engine import physical_cores
     from distill_tools import evaluate, llama
 
     wanted = 1 if physical_cores() > 1 else min(2, os.cpu_count() or 1)  # not the default, within the cores
@@ -434,7 +434,7 @@ def test_quantised_export_is_quiet_and_refuses_shapes_it_does_not_fit(
     teacher, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:  # noqa: ANN001
     """Q5_0 through llama.cpp's quantiser: no llama.cpp log on the terminal; Q4_K_M on 576-wide rows: refused."""
-    from assistant.gguf_info import read_info
+    from assistant.models.gguf_info import read_info
 
     small = student.prune(teacher.model, [0, 29])
     tmp_path = tmp_path / "out"

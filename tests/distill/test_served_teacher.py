@@ -256,7 +256,7 @@ def test_a_student_trained_from_the_served_pass_matches_one_trained_from_the_loc
 def test_a_server_with_another_tokenizer_is_refused_before_the_teacher_pass(
     gemma_path: Path, smollm_path: Path, assistant_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from assistant.cli import main
+    from assistant.cli.main import main
 
     server = LlamaTeacher(gemma_path, timeout_s=90)
     try:
@@ -319,7 +319,7 @@ def test_a_recipe_with_a_served_teacher_makes_a_registered_student(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from assistant.cli import main
+    from assistant.cli.main import main
 
     secret = "sk-test-fedcba9876543210"
     monkeypatch.setenv("DISTILL_TEST_KEY", secret)

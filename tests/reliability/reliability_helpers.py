@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from assistant.gguf_header import SCALARS, STRING
+from assistant.models.gguf_header import SCALARS, STRING
 
 ARRAY = 9
 REPO = Path(__file__).resolve().parents[2]
@@ -88,7 +88,7 @@ def metadata_layout(data: bytes) -> tuple[int, list[tuple[str, int, int, int]]]:
 
 def header_size(path: Path) -> int:
     """Bytes from the start of the file to the first tensor's data (aligned)."""
-    from assistant.gguf_header import parse
+    from assistant.models.gguf_header import parse
 
     return parse(path).data_start
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from reliability_helpers import REPO, cli_command, cli_env
 
-from assistant.store import Store
+from assistant.storage.store import Store
 
 RANDOM_BYTES = random.Random(19).randbytes(3072)
 

@@ -23,13 +23,13 @@ from hypothesis import strategies as st
 from reliability_helpers import header_size, metadata_layout, sparse_copy, with_strings
 
 from assistant import AssistantError
-from assistant.gguf_info import ModelFileError, ModelInfo, read_info
+from assistant.models.gguf_info import ModelFileError, ModelInfo, read_info
 
 FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "300"))
 LOAD_EACH = """
 import sys
 from assistant import AssistantError
-from assistant.engine import Engine
+from assistant.models.engine import Engine
 for path in sys.argv[1:]:
     try:
         engine = Engine(path, n_ctx=256)
@@ -175,7 +175,7 @@ def test_huge_metadata_strings(smollm_path: Path, tmp_path: Path) -> None:
     huge.unlink()
     big_template = with_strings(smollm_path, tmp_path / "tpl.gguf", {"tokenizer.chat_template": "{# x #}" * 150_000})
     assert read_info(big_template).chat_template
-    from assistant.engine import Engine
+    from assistant.models.engine import Engine
 
     with pytest.raises(AssistantError, match="chat template is .* characters long"):
         Engine(big_template, n_ctx=256)

@@ -13,12 +13,12 @@ import pytest
 from reliability_helpers import REPO, cli_command, cli_env
 from ui_terminal import CTRL_N, PROMPT_READY, TerminalUI, read_rows
 
-from assistant.store import Store
+from assistant.storage.store import Store
 
 # Writes like the UI does while streaming: a question, an empty answer, updates every few ms, a final update.
 WRITER = r"""
 import sys, time
-from assistant.store import Store
+from assistant.storage.store import Store
 start, path, tag, turns = float(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
 while time.time() < start:
     time.sleep(0.001)

@@ -20,7 +20,7 @@ import pytest
 from reliability_helpers import REPO, cli_command, cli_env, run_cli
 from ui_terminal import CTRL_N, F5, PROMPT_READY, TerminalUI, read_rows
 
-from assistant.store import Store
+from assistant.storage.store import Store
 
 PROMPT = "Write a long, detailed essay about the history of computers, from the abacus to smartphones."
 KILLS = int(os.environ.get("RELIABILITY_KILLS", "12"))

@@ -10,7 +10,7 @@ import pytest
 from reliability_helpers import assert_one_line_error, run_cli
 
 from assistant import AssistantError
-from assistant.store import Store
+from assistant.storage.store import Store
 
 
 @pytest.fixture
@@ -67,7 +67,7 @@ def test_disk_full(small_disk: Path) -> None:
 
 
 def test_model_import_onto_a_full_disk_leaves_no_half_file(small_disk: Path, smollm_path: Path, monkeypatch) -> None:
-    from assistant.registry import Registry
+    from assistant.models.registry import Registry
 
     monkeypatch.setenv("ASSISTANT_HOME", str(small_disk))
     store = Store(small_disk / "assistant.db")
@@ -178,9 +178,9 @@ def test_history_reads_a_read_only_database(read_only_home: Path) -> None:
 def test_disk_full_mid_answer_marks_the_answer_failed(small_disk: Path, engine, monkeypatch) -> None:  # noqa: ANN001
     """Issue 19 row 12: the disk fills while an answer streams. The turn stops with one "disk is full" error and
     the answer is kept as far as it got, marked failed (not incomplete, which means a crash); history reads it."""
+    from assistant.chat.session import Session
     from assistant.config import load
-    from assistant.session import Session
-    from assistant.store import StoreError, export_conversation
+    from assistant.storage.store import StoreError, export_conversation
 
     monkeypatch.setenv("ASSISTANT_HOME", str(small_disk))
     store = Store(small_disk / "assistant.db")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from reliability_helpers import assert_one_line_error, run_cli
 
-from assistant.store import Store
+from assistant.storage.store import Store
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from reliability_helpers import assert_one_line_error, run_cli
 
-from assistant.store import Store
+from assistant.storage.store import Store
 from assistant.text_safety import StreamSanitizer, sanitize
 
 BAD_CONFIGS = {

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from assistant.registry import Registry, RegistryError, inside_models_dir, name_for_file, validate_name
-from assistant.store import ModelEntry, Store
+from assistant.models.registry import Registry, RegistryError, inside_models_dir, name_for_file, validate_name
+from assistant.storage.store import ModelEntry, Store
 
 ESCAPES = [
     "../evil",

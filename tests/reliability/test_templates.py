@@ -9,8 +9,8 @@ import pytest
 from reliability_helpers import assert_one_line_error, run_cli, with_strings
 
 from assistant import AssistantError
-from assistant.chat_template import MAX_RENDER_SECONDS, ChatTemplate, TemplateError
-from assistant.engine import Engine
+from assistant.models.chat_template import MAX_RENDER_SECONDS, ChatTemplate, TemplateError
+from assistant.models.engine import Engine
 
 HOSTILE = {
     "read_file": "{% include '/etc/passwd' %}",
@@ -46,8 +46,8 @@ def test_hostile_template_is_refused_quickly(name: str) -> None:
 
 
 def test_real_templates_still_render(smollm_path: Path) -> None:
-    from assistant.chat_template import fallback_for
-    from assistant.gguf_info import read_info
+    from assistant.models.chat_template import fallback_for
+    from assistant.models.gguf_info import read_info
 
     messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "x" * 200_000}]
     smol = ChatTemplate(read_info(smollm_path).chat_template).render(messages)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from assistant.config import Config, database_path, load
-from assistant.store import Store
+from assistant.storage.store import Store
 
 
 @pytest.fixture(scope="session")
@@ -18,7 +18,7 @@ def engine(smollm_path: Path):
     With two threads llama.cpp's workers spin-wait on each other; when other jobs share the two
     cores that turns a 1 s answer into 30 s. One thread keeps the UI tests fast on a busy machine.
     """
-    from assistant.engine import Engine
+    from assistant.models.engine import Engine
 
     eng = Engine(smollm_path, n_ctx=2048, threads=1)
     yield eng

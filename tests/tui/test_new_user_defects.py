@@ -11,7 +11,7 @@ import pytest
 from textual.widgets import Input, TextArea
 from tui_helpers import ask_and_wait_for_text, wait_until, when
 
-from assistant.session import resumable
+from assistant.chat.session import resumable
 
 pytestmark = pytest.mark.anyio
 
@@ -165,7 +165,7 @@ async def test_the_model_picker_opens_on_the_current_model(make_app, store, smol
     """Row 16: not on the first entry of the list."""
     from textual.widgets import OptionList
 
-    from assistant.registry import Registry
+    from assistant.models.registry import Registry
 
     Registry(store).import_file(smollm_path, name="my-student", link=True)
     app = make_app(model="my-student")

@@ -17,7 +17,7 @@ import pytest
 from textual.widgets import OptionList, Select
 from tui_helpers import send, wait_idle, wait_until
 
-from assistant import persona as personas
+from assistant.chat import persona as personas
 from assistant.tui.distill_job import Rate, describe, parse
 from assistant.tui.screens.dialogs import ConfirmScreen
 from assistant.tui.screens.personas import PersonaPickerScreen

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from assistant.store import Message
+from assistant.storage.store import Message
 from assistant.text_safety import StreamSanitizer as ControlFilter
 from assistant.text_safety import sanitize as clean
 from assistant.tui.widgets.message import code_blocks, message_meta, stored_view

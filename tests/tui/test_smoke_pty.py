@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from assistant.store import Store
+from assistant.storage.store import Store
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "reliability"))
 from ui_terminal import TerminalUI  # noqa: E402

@@ -73,7 +73,7 @@ def test_delete_confirmation(snap_compare, make_app, seeded) -> None:  # noqa: A
 
 def test_versions_reasoning_and_a_file(snap_compare, make_app, store, tmp_path) -> None:  # noqa: ANN001
     """The branch arrows (◀ 2/2 ▶), a folded reasoning block and a folded attachment (issue 18)."""
-    from assistant import attach, branches
+    from assistant.chat import attach, branches
 
     model = "SmolLM2-135M-Instruct.Q4_1"
     notes = attach.Attachment("sums.txt", "2 + 2 = 4\n", 10, "0" * 64, tokens=9)

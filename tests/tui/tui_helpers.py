@@ -6,7 +6,7 @@ import asyncio
 import threading
 import time
 
-from assistant.store import Store
+from assistant.storage.store import Store
 
 
 def seed(store: Store) -> tuple[int, int]:

@@ -20,13 +20,14 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Button, Footer, Input, Static, TextArea
 
-from assistant import AssistantError, attach
-from assistant import persona as personas
-from assistant.attach import Attachment
+from assistant import AssistantError
+from assistant.chat import attach
+from assistant.chat import persona as personas
+from assistant.chat.attach import Attachment
+from assistant.chat.session import Session, resumable
 from assistant.config import Config, save
-from assistant.model_manager import ModelManager
-from assistant.session import Session, resumable
-from assistant.store import Message as StoredMessage
+from assistant.models.manager import ModelManager
+from assistant.storage.store import Message as StoredMessage
 from assistant.tui import mentions
 from assistant.tui.distill_job import DistillJob, Outcome, Progress
 from assistant.tui.keys import ACTIONS, BUSY_ACTIONS, bindings, key_label, key_of, key_rows
@@ -678,7 +679,7 @@ class ChatScreen(Screen[None]):
         base = self.models.base_model
         self.status.show(base_model=base)
         if base:
-            from assistant.gguf_info import base_model_note
+            from assistant.models.gguf_info import base_model_note
 
             self.notify(
                 base_model_note(self.models.name), title="Base model", severity="warning", timeout=20, markup=False

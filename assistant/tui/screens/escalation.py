@@ -15,7 +15,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Label, TextArea
 
 if TYPE_CHECKING:
-    from assistant.remote_teacher import EscalationRequest
+    from assistant.chat.escalation.teacher import EscalationRequest
 
 
 class EscalationScreen(ModalScreen[bool]):

@@ -14,7 +14,7 @@ from textual.widgets import Label, OptionList
 from textual.widgets.option_list import Option
 
 from assistant.config import models_dir
-from assistant.registry import PACKAGED, Registry
+from assistant.models.registry import PACKAGED, Registry
 
 
 @dataclass

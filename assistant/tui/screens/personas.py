@@ -10,7 +10,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Label, OptionList
 from textual.widgets.option_list import Option
 
-from assistant.persona import Persona
+from assistant.chat.persona import Persona
 
 NO_PERSONA = "-"  # the option id of the plain assistant (persona names cannot start with '-')
 

@@ -12,9 +12,9 @@ from textual.content import Content
 from textual.widgets import Collapsible, LoadingIndicator, Markdown, Static
 from textual.widgets.markdown import MarkdownFence, MarkdownStream
 
-from assistant.attach import Attachment, unpack
-from assistant.reasoning import ReasoningFilter, split
-from assistant.store import AttachmentRecord, Message
+from assistant.chat.attach import Attachment, unpack
+from assistant.chat.reasoning import ReasoningFilter, split
+from assistant.storage.store import AttachmentRecord, Message
 from assistant.text_safety import sanitize as clean
 
 FENCE = re.compile(r"^(?P<fence>`{3,}|~{3,})[^\n]*\n(?P<code>.*?)(?:^(?P=fence)[ \t]*$|\Z)", re.S | re.M)

@@ -12,7 +12,7 @@ from textual.message import Message
 from textual.widgets import Input, Label, ListItem, ListView, OptionList
 from textual.widgets.option_list import Option
 
-from assistant.store import Conversation, SearchHit
+from assistant.storage.store import Conversation, SearchHit
 from assistant.text_safety import sanitize as clean
 
 

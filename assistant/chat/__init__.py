@@ -1,0 +1,1 @@
+"""Chat: one conversation's turn (session), attachments, versions, reasoning, personas, escalation."""

@@ -1,0 +1,238 @@
+"""Personas: a named bundle of a system prompt, context files, a base model and generation settings.
+
+Each persona is one JSON file ``<data dir>/personas/NAME.json`` (written atomically) holding the
+texts themselves, so a persona keeps working when its source files move. A persona runs *prompted*
+(its system prompt and context go before every conversation) until it is distilled: then
+``student`` names its own model in the registry, which answers the same way with no prompt.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from assistant import AssistantError
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+RESERVE_TOKENS = 256  # room a prompted persona must leave in the window for the conversation itself
+
+
+class PersonaError(AssistantError):
+    """A persona is missing, malformed or cannot be used as asked."""
+
+
+@dataclass
+class ContextFile:
+    name: str  # the source file's name, shown as the section heading
+    text: str
+
+
+@dataclass
+class Persona:
+    name: str
+    system: str = ""
+    contexts: list[ContextFile] = field(default_factory=list)
+    model: str = ""  # base model (registry name or GGUF path); empty = the configured default
+    temperature: float | None = None
+    max_tokens: int | None = None
+    student: str = ""  # the distilled student's registry name; empty = runs prompted
+    created: str = ""
+    schema: dict[str, Any] | None = None  # default JSON Schema of every answer (as `ask --schema`)
+
+    @property
+    def distilled(self) -> bool:
+        return bool(self.student)
+
+    def context_text(self) -> str:
+        """The full prompt a prompted persona runs with: the system prompt, then each context file."""
+        parts = [self.system.strip()] if self.system.strip() else []
+        parts += [f"## {c.name}\n\n{c.text.strip()}" for c in self.contexts]
+        return "\n\n".join(parts)
+
+    def runtime_model(self) -> str:
+        """The model a session with this persona loads: its student once distilled, else its base model."""
+        return self.student or self.model
+
+    def runtime_system(self) -> str:
+        """The system prompt a session uses: none for a distilled persona (the student learnt it)."""
+        return "" if self.student else self.context_text()
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def validate_name(name: str) -> str:
+    """A persona name doubles as a file name and a model name: letters, digits, '.', '-', '_'."""
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name) or ".." in name:
+        raise PersonaError(
+            f"invalid persona name {name!r}: use up to 64 letters, digits, '.', '-', '_' (no '/' or '..')"
+        )
+    return name
+
+
+def folder() -> Path:
+    from assistant.config import data_dir
+
+    return data_dir() / "personas"
+
+
+def path_of(name: str) -> Path:
+    return folder() / f"{validate_name(name)}.json"
+
+
+def read_text_file(path: Path | str, what: str) -> str:
+    """A UTF-8 text file's content; one clear error if it is missing, unreadable or empty."""
+    path = Path(path).expanduser()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PersonaError(f"{path}: no such {what} file") from None
+    except UnicodeDecodeError:
+        raise PersonaError(f"{path}: the {what} file is not UTF-8 text") from None
+    except OSError as exc:
+        raise PersonaError(f"{path}: cannot read the {what} file: {exc.strerror or exc}") from None
+    if not text.strip():
+        raise PersonaError(f"{path}: the {what} file is empty")
+    return text
+
+
+def from_dict(data: Any, where: str) -> Persona:
+    """A persona from its JSON form, checked field by field."""
+    if not isinstance(data, dict):
+        raise PersonaError(f"{where}: a persona must be a JSON object")
+    known = {f.name for f in fields(Persona)}
+    if unknown := sorted(set(data) - known):
+        raise PersonaError(f"{where}: unknown field(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    try:
+        contexts = [ContextFile(str(c["name"]), str(c["text"])) for c in data.get("contexts", [])]
+    except (TypeError, KeyError):
+        raise PersonaError(f'{where}: each context needs a "name" and a "text"') from None
+    persona = Persona(**{**data, "contexts": contexts})
+    validate_name(persona.name)
+    for key in ("system", "model", "student", "created"):
+        if not isinstance(getattr(persona, key), str):
+            raise PersonaError(f"{where}: {key} must be a string")
+    if persona.temperature is not None and (
+        not isinstance(persona.temperature, (int, float)) or not 0.0 <= persona.temperature <= 5.0
+    ):
+        raise PersonaError(f"{where}: temperature must be a number between 0 and 5")
+    if persona.max_tokens is not None and (not isinstance(persona.max_tokens, int) or persona.max_tokens < 1):
+        raise PersonaError(f"{where}: max_tokens must be a positive integer")
+    if persona.schema is not None:
+        from assistant.models.schema import SchemaError, parse_schema
+
+        try:
+            persona.schema = parse_schema(json.dumps(persona.schema)) if isinstance(persona.schema, dict) else None
+        except SchemaError as exc:
+            raise PersonaError(f"{where}: schema: {exc}") from None
+        if persona.schema is None:
+            raise PersonaError(f"{where}: schema must be a JSON Schema object")
+    if not persona.context_text() and not persona.student:
+        raise PersonaError(f"{where}: a persona needs a system prompt or a context file")
+    return persona
+
+
+def load(name: str) -> Persona:
+    path = path_of(name)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        known = ", ".join(names()) or "none yet; see `assistant persona add`"
+        raise PersonaError(f"no persona named {name!r} (known: {known})") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PersonaError(f"{path}: cannot read the persona: {exc}") from None
+    persona = from_dict(data, str(path))
+    if persona.name != name:
+        raise PersonaError(f"{path}: holds persona {persona.name!r}, not {name!r}")
+    return persona
+
+
+def save(persona: Persona) -> Path:
+    """Write (or replace) the persona's file atomically."""
+    from assistant.storage.files import atomic_write_text
+
+    from_dict(persona.as_dict(), f"persona {persona.name!r}")  # never write what could not be read back
+    path = path_of(persona.name)
+    try:
+        atomic_write_text(path, json.dumps(persona.as_dict(), indent=2, ensure_ascii=False) + "\n")
+    except OSError as exc:
+        raise PersonaError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return path
+
+
+def names() -> list[str]:
+    where = folder()
+    return sorted(p.stem for p in where.glob("*.json") if NAME_PATTERN.fullmatch(p.stem)) if where.is_dir() else []
+
+
+def all_personas() -> list[Persona]:
+    """Every readable persona (a damaged file is skipped here; ``load`` names its problem)."""
+    result = []
+    for name in names():
+        try:
+            result.append(load(name))
+        except PersonaError:
+            continue
+    return result
+
+
+def new(
+    name: str,
+    system_file: str | None,
+    context_files: list[str],
+    model: str = "",
+    temperature: float | None = None,
+    max_tokens: int | None = None,
+) -> Persona:
+    """A new persona from files (not saved yet); refuses a taken name."""
+    validate_name(name)
+    if path_of(name).exists():
+        raise PersonaError(f"a persona named {name!r} already exists: `assistant persona edit {name}` changes it")
+    persona = Persona(
+        name=name,
+        system=read_text_file(system_file, "system prompt") if system_file else "",
+        contexts=read_contexts(context_files),
+        model=model,
+        temperature=temperature,
+        max_tokens=max_tokens,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+    return from_dict(persona.as_dict(), f"persona {name!r}")
+
+
+def read_contexts(paths: list[str]) -> list[ContextFile]:
+    return [ContextFile(Path(p).name, read_text_file(p, "context")) for p in paths]
+
+
+def remove(name: str) -> None:
+    path = path_of(name)
+    if not path.exists():
+        raise PersonaError(f"no persona named {name!r}")
+    path.unlink()
+
+
+# -- fitting the window
+def check_fits(persona: Persona, tokens: int, n_ctx: int, reserve: int = RESERVE_TOKENS) -> None:
+    """Refuse a prompted persona whose context leaves less than ``reserve`` tokens of an ``n_ctx`` window."""
+    if tokens + reserve > n_ctx:
+        raise PersonaError(
+            f"persona {persona.name!r}: its context needs {tokens} tokens (+{reserve} for the conversation) "
+            f"but the model's window has {n_ctx}; shorten the context or raise model.n_ctx"
+        )
+
+
+def count_tokens(model_path: Path, text: str) -> int:
+    """Tokens ``text`` takes as a system message, with the model's own tokenizer (vocabulary only: quick)."""
+    import llama_cpp
+    from llama_cpp._utils import suppress_stdout_stderr
+
+    with suppress_stdout_stderr(disable=False):  # llama.cpp warns about the context a vocabulary-only load never uses
+        llm = llama_cpp.Llama(str(model_path), vocab_only=True, verbose=False)
+    try:
+        return len(llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+    finally:
+        llm.close()

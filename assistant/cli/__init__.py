@@ -1,0 +1,1 @@
+"""The `assistant` command: the parser, and one module per command group."""

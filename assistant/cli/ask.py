@@ -1,0 +1,144 @@
+"""`assistant ask`: one question, the answer streamed to stdout (or one JSON object)."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import sys
+
+from assistant import AssistantError
+from assistant.cli.ask_options import add_arguments as add_ask_arguments
+from assistant.cli.chat import persona_of
+from assistant.cli.main import Subparsers, open_store, text_argument
+from assistant.text_safety import StreamSanitizer, json_for_terminal, sanitize
+
+
+def register(subparsers: Subparsers) -> None:
+    """Add the `ask` command to the `assistant` parser."""
+    ask = subparsers.add_parser("ask", help="ask one question, stream the answer")
+    ask.add_argument("prompt", nargs="*", type=text_argument, help="the question ('-' reads stdin)")
+    ask.add_argument("--model", help="model name or GGUF path")
+    ask.add_argument("--max-tokens", type=int, default=None)
+    ask.add_argument("--temperature", type=float, default=None)
+    ask.add_argument("--system", type=text_argument, default=None, help="system prompt")
+    ask.add_argument("--persona", help="answer as this persona (see `assistant persona list`)")
+    ask.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object: answer, model, escalated, tokens, "
+        "ttft_s, tokens_per_s, conversation_id, finish_reason, notes, route (the escalation decision)",
+    )
+    ask.add_argument(
+        "--escalate", choices=["never", "ask", "auto"], default=None, help="escalation to the teacher (default: config)"
+    )
+    ask.add_argument(
+        "-c", "--continue", dest="continue_latest", action="store_true", help="continue the latest conversation"
+    )
+    ask.add_argument("--conversation", type=int, default=None, help="continue conversation ID")
+    add_ask_arguments(ask)
+    ask.set_defaults(handler=cmd_ask)
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    from assistant.chat.session import Session
+    from assistant.cli.ask_options import AskOptions
+    from assistant.config import load
+    from assistant.models.manager import ModelManager
+
+    config = load()
+    persona = persona_of(args)
+    _override(config, args)
+    options = AskOptions(args, persona)  # -f files, --schema, --show-reasoning: checked before anything loads
+    prompt = " ".join(args.prompt) if args.prompt else ""
+    from_stdin = not options.reads_stdin and (prompt == "-" or (not prompt and not sys.stdin.isatty()))
+    if from_stdin:
+        prompt = sys.stdin.buffer.read().decode("utf-8", errors="replace")  # any bytes: invalid ones become U+FFFD
+    if not prompt.strip():
+        raise AssistantError('nothing to ask: give a prompt, e.g. assistant ask "What is a monad?"')
+    store = open_store()
+    conversation_id = args.conversation
+    if args.continue_latest:
+        conversation_id = store.latest_conversation_id()
+    if conversation_id is not None:
+        store.conversation(conversation_id)  # clear error if it does not exist
+    models = ModelManager(config, store)
+    models.load(args.model or (persona.runtime_model() if persona else None) or "")
+    engine = models.engine
+    if engine.model.info.base_model:
+        from assistant.models.gguf_info import base_model_note
+
+        print(f"note: {base_model_note(args.model or engine.name)}", file=sys.stderr)
+    session = Session(store, models, config, conversation_id, persona=persona)
+    prompt = options.prepare(prompt, engine, session, config.generation.max_tokens)
+    approve = functools.partial(_approve, stdin_free=not (from_stdin or options.reads_stdin))
+    stream = session.send(prompt, escalate=args.escalate, approve=approve, attachments=options.attachments)
+    screen = StreamSanitizer()  # model output may hold terminal escape sequences: never pass them through
+    try:
+        for delta in stream:
+            if not args.json:
+                sys.stdout.write(screen.feed(options.shown(delta.text)))
+                sys.stdout.flush()
+    except KeyboardInterrupt:
+        stream.close()  # finalises the stored answer as cancelled, keeping the partial text
+        print("\n[stopped; the partial answer is saved]", file=sys.stderr)
+        return 130
+    turn = session.last
+    if not args.json:
+        sys.stdout.write(screen.feed(options.rest()) + "\n")
+        sys.stdout.flush()
+    extra = options.finish(turn.answer, turn.stats.finish_reason)
+    for note in turn.notes:
+        print(sanitize(f"note: {note}"), file=sys.stderr)
+    if turn.escalated and not args.json:
+        print(sanitize(f"note: answered by the teacher {turn.model} ({turn.route.get('reason', '')})"), file=sys.stderr)
+    if turn.stats.finish_reason == "length" and not args.json:
+        print(
+            f"note: the answer was cut at the token limit ({turn.stats.completion_tokens} tokens); "
+            "raise --max-tokens, or continue it in the chat UI (F5)",
+            file=sys.stderr,
+        )
+    if args.json:
+        summary = {
+            "answer": turn.answer,
+            "model": turn.model,
+            "escalated": turn.escalated,
+            "tokens": turn.stats.completion_tokens,
+            "ttft_s": round(turn.stats.ttft_s, 4),
+            "tokens_per_s": round(turn.stats.tokens_per_s, 2),
+            "conversation_id": session.conversation_id,
+            "finish_reason": turn.stats.finish_reason,
+            "notes": turn.notes,
+            "route": turn.route,
+            **extra,
+        }
+        print(json_for_terminal(json.dumps(summary, ensure_ascii=False)))
+    return 0
+
+
+def _override(config, args: argparse.Namespace) -> None:  # noqa: ANN001 - an assistant.config.Config
+    """--max-tokens, --temperature and --system override the config, checked as the config file is."""
+    from assistant.config import validate
+
+    for option in ("max_tokens", "temperature", "system"):
+        if (value := getattr(args, option)) is not None:
+            setattr(config.generation, option, value)
+    validate(config, "command line")
+
+
+def _approve(request, stdin_free: bool = True) -> bool | str:  # noqa: ANN001 - a remote_teacher.EscalationRequest
+    """`--escalate ask`: show the exact request and read the answer from stdin (a terminal or a pipe).
+
+    When stdin held the question itself there is nobody to ask: the reason is returned, nothing is sent.
+    """
+    if not stdin_free:
+        return "escalation needs your approval, but stdin held the question (use a terminal, or --escalate auto)"
+    print(sanitize(f"The question would be sent to {request.model}:\n{request.preview()}"), file=sys.stderr)
+    print("Send it? [y/N] ", end="", file=sys.stderr, flush=True)
+    try:
+        line = sys.stdin.buffer.readline().decode("utf-8", errors="replace")
+    except KeyboardInterrupt:
+        return False
+    if not line:
+        return "escalation needs your approval, but stdin ended without an answer"
+    return line.strip().lower() in ("y", "yes")

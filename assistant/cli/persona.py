@@ -1,0 +1,205 @@
+"""`assistant persona …`: add, list, show, edit and remove personas."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import tempfile
+from pathlib import Path
+
+from assistant.chat import persona as personas
+from assistant.chat.persona import Persona, PersonaError
+from assistant.cli.main import Subparsers, open_store
+from assistant.text_safety import sanitize
+
+
+def register(subparsers: Subparsers) -> None:
+    """Add the `persona` subcommand group to the `assistant` parser."""
+    group = subparsers.add_parser("persona", help="custom assistants: a system prompt, context files and a model")
+    sub = group.add_subparsers(dest="persona_command", required=True)
+    add = sub.add_parser("add", help="a new persona from a system prompt file and context files")
+    add.add_argument("name")
+    add.add_argument("--system", help="system prompt file (text or markdown)")
+    add.add_argument("--context", action="append", default=[], help="context file: reference, rules, examples (repeat)")
+    _settings(add)
+    add.set_defaults(handler=cmd_add)
+    listing = sub.add_parser("list", help="the personas, prompted or distilled")
+    listing.add_argument("--json", action="store_true", help="print a JSON array")
+    listing.set_defaults(handler=cmd_list)
+    show = sub.add_parser("show", help="a persona's settings and full prompt")
+    show.add_argument("name")
+    show.add_argument("--json", action="store_true", help="print a JSON object")
+    show.set_defaults(handler=cmd_show)
+    edit = sub.add_parser("edit", help="change a persona (no options: open it in $EDITOR)")
+    edit.add_argument("name")
+    edit.add_argument("--system", help="replace the system prompt with this file's text")
+    edit.add_argument("--context", action="append", default=None, help="replace the context files (repeat)")
+    edit.add_argument("--add-context", action="append", default=[], help="add a context file (repeat)")
+    edit.add_argument("--prompted", action="store_true", help="forget the distilled student: run prompted again")
+    _settings(edit)
+    edit.set_defaults(handler=cmd_edit)
+    rm = sub.add_parser("rm", help="remove a persona (its distilled model stays in `assistant models`)")
+    rm.add_argument("name")
+    rm.set_defaults(handler=cmd_rm)
+
+
+def _settings(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=None, help="base model: registry name or GGUF path (default: the default)")
+    parser.add_argument("--temperature", type=float, default=None)
+    parser.add_argument("--max-tokens", type=int, default=None)
+    parser.add_argument(
+        "--schema", default=None, help="answer with JSON following SCHEMA by default (as ask --schema; '' removes it)"
+    )
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    persona = personas.new(
+        args.name,
+        args.system,
+        args.context,
+        model=args.model or "",
+        temperature=args.temperature,
+        max_tokens=args.max_tokens,
+    )
+    persona.schema = _schema(args.schema)
+    tokens, n_ctx = check_window(persona)
+    personas.save(persona)
+    print(
+        f"added persona {persona.name!r}: {tokens} context tokens of a {n_ctx}-token window "
+        f"(use it: assistant ask --persona {persona.name} …)"
+    )
+    return 0
+
+
+def cmd_edit(args: argparse.Namespace) -> int:
+    persona = _edited(personas.load(args.name), args)
+    check_window(persona)
+    personas.save(persona)
+    print(f"updated persona {persona.name!r}")
+    return 0
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    personas.remove(args.name)
+    print(f"removed persona {args.name!r}")
+    return 0
+
+
+def check_window(persona: Persona) -> tuple[int, int]:
+    """(context tokens, window) for the persona's base model; refuses a context that does not fit."""
+    from assistant.config import load
+    from assistant.models.gguf_info import read_info
+    from assistant.models.registry import Registry
+
+    config = load()
+    path = Registry(open_store()).resolve(persona.model or config.model.default)
+    trained = read_info(path).context_length or config.model.n_ctx
+    n_ctx = min(config.model.n_ctx, trained)
+    tokens = personas.count_tokens(path, persona.context_text())
+    personas.check_fits(persona, tokens, n_ctx)
+    return tokens, n_ctx
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    items = personas.all_personas()
+    if args.json:
+        print(json.dumps([_summary(p) for p in items], indent=2, ensure_ascii=False))
+        return 0
+    if not items:
+        print("no personas yet: assistant persona add NAME --system FILE [--context FILE …]")
+    for p in items:
+        how = f"distilled → {p.student}" if p.distilled else f"prompted on {p.model or 'the default model'}"
+        print(sanitize(f"{p.name:<20} {how:<36} {len(p.context_text()):>7} chars, {len(p.contexts)} context file(s)"))
+    return 0
+
+
+def _summary(p: Persona) -> dict[str, object]:
+    return {
+        "name": p.name,
+        "model": p.model,
+        "student": p.student,
+        "distilled": p.distilled,
+        "context_files": [c.name for c in p.contexts],
+        "context_chars": len(p.context_text()),
+        "temperature": p.temperature,
+        "max_tokens": p.max_tokens,
+        "schema": p.schema,
+        "created": p.created,
+    }
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    p = personas.load(args.name)
+    if args.json:
+        print(json.dumps(p.as_dict(), indent=2, ensure_ascii=False))
+        return 0
+    lines = [
+        f"persona {p.name}",
+        f"  base model: {p.model or '(default)'}",
+        f"  student: {p.student or '(none: prompted)'}",
+        f"  temperature: {p.temperature if p.temperature is not None else '(default)'}",
+        f"  max tokens: {p.max_tokens or '(default)'}",
+        f"  schema: {json.dumps(p.schema) if p.schema else '(none)'}",
+        f"  context files: {', '.join(c.name for c in p.contexts) or '(none)'}",
+        "",
+        p.context_text(),
+    ]
+    print(sanitize("\n".join(lines)))
+    return 0
+
+
+def _edited(p: Persona, args: argparse.Namespace) -> Persona:
+    options = (args.system, args.context, args.add_context, args.model, args.temperature, args.max_tokens, args.schema)
+    if not args.prompted and all(o in (None, []) for o in options):
+        return _in_editor(p)
+    if args.system:
+        p.system = personas.read_text_file(args.system, "system prompt")
+    if args.context is not None:
+        p.contexts = personas.read_contexts(args.context)
+    p.contexts += personas.read_contexts(args.add_context)
+    if args.model is not None:
+        p.model = args.model
+    if args.temperature is not None:
+        p.temperature = args.temperature
+    if args.max_tokens is not None:
+        p.max_tokens = args.max_tokens
+    if args.schema is not None:
+        p.schema = _schema(args.schema)
+    if args.prompted:
+        p.student = ""
+    return personas.from_dict(p.as_dict(), f"persona {p.name!r}")
+
+
+def _schema(text: str | None) -> dict[str, object] | None:
+    """``--schema`` as stored: a checked JSON Schema (a file's or a string's, or the concise form); '' = none."""
+    from assistant.models.schema import SchemaError, parse_schema
+
+    if not text:
+        return None
+    try:
+        return parse_schema(text)
+    except SchemaError as exc:
+        raise PersonaError(f"--schema: {exc}") from None
+
+
+def _in_editor(p: Persona) -> Persona:
+    """Edit the persona's JSON in $EDITOR (a temporary copy); the file changes only if the result is valid."""
+    editor = os.environ.get("VISUAL") or os.environ.get("EDITOR")
+    if not editor:
+        raise PersonaError("no $EDITOR set: give options instead, e.g. assistant persona edit NAME --system FILE")
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / f"{p.name}.json"
+        copy.write_text(json.dumps(p.as_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        if subprocess.call([*shlex.split(editor), str(copy)]) != 0:
+            raise PersonaError("the editor failed; the persona is unchanged")
+        try:
+            data = json.loads(copy.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise PersonaError(f"the edited persona is not valid JSON ({exc}); the persona is unchanged") from None
+    edited = personas.from_dict(data, "the edited persona")
+    if edited.name != p.name:
+        raise PersonaError("a persona cannot be renamed by editing; the persona is unchanged")
+    return edited

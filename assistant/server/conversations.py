@@ -1,0 +1,64 @@
+"""Which stored conversation a request to `assistant serve` continues, and the session that answers it.
+
+OpenAI clients resend the whole growing message list each turn. The server remembers each whole
+answer's conversation under the fingerprint of the messages that will continue it, so the next
+request finds it: the session then renders the stored history, which the engine's KV cache
+already holds, and only the new question is evaluated. A request that matches nothing starts a
+new stored conversation holding the turns it sent before its question.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+
+from assistant.chat.persona import Persona
+from assistant.chat.session import Session
+from assistant.config import Config
+from assistant.models.manager import ModelManager
+from assistant.server.request import ChatRequest
+from assistant.storage.store import Store
+
+VIA = "API"
+
+
+class Conversations:
+    """The last ``keep`` conversations' fingerprints; without history (an in-memory store) forgotten ones are
+    deleted, so memory stays bounded."""
+
+    def __init__(self, store: Store, models: ModelManager, config: Config, history: bool, keep: int = 256) -> None:
+        self.store, self.models, self.config, self.history, self.keep = store, models, config, history, keep
+        self._open: OrderedDict[str, int] = OrderedDict()
+
+    def session(self, request: ChatRequest, persona: Persona | None) -> Session:
+        """A session on the conversation ``request`` continues (or a new one), as the named persona if any."""
+        conversation_id = self._open.pop(request.key(), None)
+        session = Session(self.store, self.models, self.config, conversation_id, persona=persona)
+        session.via, session.model_label = VIA, request.model
+        session.caller_system = request.system or None
+        if conversation_id is None:
+            self._start(session, request)
+        return session
+
+    def _start(self, session: Session, request: ChatRequest) -> None:
+        """A new conversation holding the turns the client sent before its question."""
+        first = next((text for role, text in request.earlier if role == "user"), request.question).strip()
+        conversation_id = session.ensure_conversation(title=first.splitlines()[0] if first else "")
+        route = json.dumps({"via": VIA})
+        for role, text in request.earlier:
+            model = request.model if role == "assistant" else ""
+            self.store.add_message(conversation_id, role, text, model=model, route=route)
+
+    def finished(self, request: ChatRequest, answer: str, conversation_id: int, whole: bool) -> None:
+        """Remember a whole answer's conversation under the messages that will continue it."""
+        if whole:
+            self._open[request.key(answer)] = conversation_id
+        elif not self.history:
+            self._drop(conversation_id)
+        while len(self._open) > self.keep:
+            self._drop(self._open.popitem(last=False)[1])
+
+    def _drop(self, conversation_id: int) -> None:
+        self.models.forget(conversation_id)
+        if not self.history:
+            self.store.delete_conversation(conversation_id)

@@ -1,0 +1,1 @@
+"""Storage: the history database (sqlite-utils, numbered migrations) and atomic file writes."""
