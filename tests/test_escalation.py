@@ -17,8 +17,9 @@ import pytest
 from teacher_servers import ANSWER, FakeTeacher, LlamaTeacher, free_port
 
 from assistant import AssistantError
+from assistant.chat.escalation.flow import TEACHER_CUT_OFF
 from assistant.chat.escalation.teacher import EscalationRequest, RemoteTeacher
-from assistant.chat.session import TEACHER_CUT_OFF, Session
+from assistant.chat.session import Session
 from assistant.config import Config
 from assistant.storage.store import Store
 

@@ -1,11 +1,13 @@
 """The session: store before generation, persist while streaming, resume history."""
 
+import json
 from pathlib import Path
 
 import pytest
 
 from assistant import AssistantError
 from assistant.chat.session import Session, resumable
+from assistant.chat.turn import TurnOptions
 from assistant.config import load
 from assistant.models.engine import Engine
 from assistant.storage.store import Store
@@ -111,3 +113,22 @@ def test_continue_needs_an_incomplete_answer(engine: Engine, tmp_path: Path) -> 
     with pytest.raises(AssistantError, match="no incomplete answer"):
         list(session.continue_())
     assert [r["content"] for r in store.messages(conversation)] == ["Say yes.", "Yes."]
+
+
+def test_turn_options_apply_to_their_turn_only(engine: Engine, tmp_path: Path) -> None:
+    """A server's per-request options: recorded with that answer, never left on the session."""
+    store = Store(tmp_path / "db.sqlite")
+    session = Session(store, engine, load())
+    session.ensure_conversation("api", system="Answer in one word.")  # the caller's, instead of the configured one
+    assert session.system_prompt == "Answer in one word."
+    assert TurnOptions().sampling() == {} and TurnOptions(stop=(" ",), seed=1).sampling() == {"stop": (" ",), "seed": 1}
+    options = TurnOptions(via="API", model_label="the-name-asked-for", stop=(" ",), seed=1)
+    answer = "".join(d.text for d in session.send("Say hello there.", max_tokens=8, temperature=0, options=options))
+    row = store.messages(session.conversation_id)[-1]
+    assert " " not in answer and row["content"] == answer
+    assert row["model"] == session.last.model == "the-name-asked-for"
+    assert json.loads(row["route"]) == {**session.last.route, "via": "API", "answered_by": engine.name}
+    assert session.sampling == {}
+    list(session.send("And again.", max_tokens=4, temperature=0))
+    row = store.messages(session.conversation_id)[-1]
+    assert row["model"] == engine.name and "via" not in json.loads(row["route"])

@@ -16,6 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from assistant import AssistantError
+from assistant.config import data_dir
+from assistant.models.schema import SchemaError, parse_schema
+from assistant.storage.files import atomic_write_text
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 RESERVE_TOKENS = 256  # room a prompted persona must leave in the window for the conversation itself
@@ -75,8 +78,6 @@ def validate_name(name: str) -> str:
 
 
 def folder() -> Path:
-    from assistant.config import data_dir
-
     return data_dir() / "personas"
 
 
@@ -123,8 +124,6 @@ def from_dict(data: Any, where: str) -> Persona:
     if persona.max_tokens is not None and (not isinstance(persona.max_tokens, int) or persona.max_tokens < 1):
         raise PersonaError(f"{where}: max_tokens must be a positive integer")
     if persona.schema is not None:
-        from assistant.models.schema import SchemaError, parse_schema
-
         try:
             persona.schema = parse_schema(json.dumps(persona.schema)) if isinstance(persona.schema, dict) else None
         except SchemaError as exc:
@@ -153,8 +152,6 @@ def load(name: str) -> Persona:
 
 def save(persona: Persona) -> Path:
     """Write (or replace) the persona's file atomically."""
-    from assistant.storage.files import atomic_write_text
-
     from_dict(persona.as_dict(), f"persona {persona.name!r}")  # never write what could not be read back
     path = path_of(persona.name)
     try:
@@ -227,7 +224,7 @@ def check_fits(persona: Persona, tokens: int, n_ctx: int, reserve: int = RESERVE
 
 def count_tokens(model_path: Path, text: str) -> int:
     """Tokens ``text`` takes as a system message, with the model's own tokenizer (vocabulary only: quick)."""
-    import llama_cpp
+    import llama_cpp  # deliberately lazy: llama.cpp loads only when a token count is needed
     from llama_cpp._utils import suppress_stdout_stderr
 
     with suppress_stdout_stderr(disable=False):  # llama.cpp warns about the context a vocabulary-only load never uses

@@ -1,57 +1,35 @@
-"""One conversation: ties the store and the engine together for the UI and the CLI.
+"""One conversation's turns: the session ties the store and the engine together for the UI, the CLI and the server.
 
-A turn: store the user's message, stream the answer from the engine, write the answer
-as it grows (at most every ``flush_interval`` seconds, and at the end).
-
-Escalation (policy ``ask`` or ``auto``): the router looks at the question and a short draft
-of the student's answer; an escalated question (with the last ``context_turns`` turns the
-user allows) goes to the teacher, whose answer is stored with ``escalated=1``. If the teacher
-fails, the student answers and the turn carries a one-line note. Policy ``never`` (the
-default) opens no connection and does not even load the HTTP client.
+A turn: store the user's message, stream the answer from the engine, write the answer as it grows (at
+most every ``flush_interval`` seconds, and at the end). Under an escalation policy other than ``never``
+the answer comes through the escalation flow (``assistant.chat.escalation.flow``), which may hand the
+question to the remote teacher; policy ``never`` (the default) opens no connection and does not even load
+the HTTP client. The session also gives the UI its conversations, versions and attachments.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from assistant import AssistantError
 from assistant.chat import attach, branches
 from assistant.chat.attach import Attachment
-from assistant.chat.reasoning import answer_only
+from assistant.chat.persona import Persona, check_fits
+from assistant.chat.reasoning import answer_only, opens_in_prompt
+from assistant.chat.turn import Turn, TurnOptions
 from assistant.config import POLICIES, Config
-from assistant.models.engine import Delta, Deltas, Engine, Stats
+from assistant.models.engine import Deltas, Engine
 from assistant.models.manager import ModelManager
 from assistant.storage.store import Conversation, Message, SearchHit, Store, StoreError
 
-if TYPE_CHECKING:  # the remote teacher's client (and httpx) load only when escalation is on
-    from assistant.chat.escalation.router import Route
-    from assistant.chat.escalation.teacher import EscalationRequest, RemoteTeacher
-    from assistant.chat.persona import Persona
-
-Approve = Callable[["EscalationRequest"], "bool | str"]  # True sends; False or a reason (str) declines
-TEACHER_CUT_OFF = "\n\n[the teacher's answer broke off; the on-device answer follows]\n\n"
+if TYPE_CHECKING:  # loaded by _escalation only when escalation is on (it loads the teacher's HTTP client)
+    from assistant.chat.escalation.flow import Approve, Escalation
 
 FLUSH_INTERVAL_S = 0.25
-
-
-@dataclass
-class Turn:
-    """The outcome of one exchange."""
-
-    user_message_id: int = 0
-    answer_message_id: int = 0
-    answer: str = ""
-    model: str = ""
-    escalated: bool = False
-    route: dict[str, Any] = field(default_factory=dict)
-    stats: Stats = field(default_factory=Stats)
-    notes: list[str] = field(default_factory=list)
+NO_OPTIONS = TurnOptions()
 
 
 class Session:
@@ -60,6 +38,8 @@ class Session:
     ``models`` is the process's :class:`ModelManager` (or one engine, wrapped in a manager of its
     own); the session takes its engine from it at each turn, so a swap or a late first load is seen.
     A ``persona`` gives new conversations its system prompt and settings, and its name.
+    ``sampling`` holds more engine settings for all the session's turns (``top_p``, ``stop``, ``seed``,
+    ``grammar``), which the CLI and the tests may set; a turn's own ``TurnOptions`` go on top.
     """
 
     def __init__(
@@ -76,12 +56,7 @@ class Session:
         self.persona = persona  # new conversations take its system prompt and settings, and record its name
         self.last = Turn()
         self.flush_interval = FLUSH_INTERVAL_S
-        self.policy: str | None = None  # this conversation's escalation policy; None = the config's
-        self.sampling: dict[str, Any] = {}  # more engine settings for the turns (top_p, stop, seed, grammar)
-        self.via = ""  # the front door the turns come through, recorded in each answer's route (e.g. "API")
-        self.model_label = ""  # stored as the answer's model instead of the engine's (e.g. the name a client asked for)
-        self.caller_system: str | None = None  # a new conversation's system prompt from the caller (a server's
-        # client): after the persona's, or instead of the configured one
+        self.sampling: dict[str, Any] = {}  # the default engine settings of every turn (top_p, stop, seed, grammar)
         self._cancel = threading.Event()
 
     @property
@@ -139,27 +114,29 @@ class Session:
     def message(self, message_id: int) -> Message:
         return self.store.message(message_id)
 
-    def ensure_conversation(self, title: str = "") -> int:
+    def ensure_conversation(self, title: str = "", system: str | None = None) -> int:
+        """The current conversation, stored now if it is new.
+
+        ``system``: a caller's system prompt (a server's client), after the persona's or instead of the configured one.
+        """
         if self.conversation_id is None:
             self.check_persona_fits()
             self.conversation_id = self.store.new_conversation(
                 title=title[:80],
                 model=self.models.name,
-                system=self._new_system(),
+                system=self._new_system(system),
                 persona=self.persona.name if self.persona else "",
             )
         return self.conversation_id
 
-    def _new_system(self) -> str:
+    def _new_system(self, caller: str | None = None) -> str:
         if self.persona:
-            return "\n\n".join(part for part in (self.persona.runtime_system(), self.caller_system) if part)
-        return self.config.generation.system if self.caller_system is None else self.caller_system
+            return "\n\n".join(part for part in (self.persona.runtime_system(), caller) if part)
+        return self.config.generation.system if caller is None else caller
 
     def check_persona_fits(self) -> None:
         """A prompted persona whose context does not fit the engine's window is refused, never cut."""
         if self.persona and (system := self.persona.runtime_system()):
-            from assistant.chat.persona import check_fits
-
             check_fits(self.persona, len(self.engine.model.tokenize(system, first=True)), self.engine.n_ctx)
 
     @property
@@ -193,14 +170,16 @@ class Session:
         escalate: str | None = None,
         approve: Approve | None = None,
         attachments: list[Attachment] | None = None,
+        options: TurnOptions = NO_OPTIONS,
     ) -> Deltas:
         """Store the question, stream the answer; ``self.last`` describes the turn when done.
 
         ``escalate`` overrides the escalation policy for this turn; ``approve`` is asked (with
         the exact request) before anything is sent under the ``ask`` policy. ``attachments`` are
         recorded with the question, whose text already holds their blocks (``attach.compose``).
+        ``options``: this turn's settings from a server's request.
         """
-        policy, teacher = self._escalation(escalate)
+        escalation = self._escalation(escalate, approve)
         question = attach.question_of(text, attachments or [])
         title = question.strip().splitlines()[0][:80] if question.strip() else ""
         history = [*self.history(), {"role": "user", "content": text}]
@@ -217,7 +196,7 @@ class Session:
             persona=self.persona.name if self.persona else "",
         )
         attach.save(self.store, turn.user_message_id, attachments or [])
-        yield from self._answer(turn, history, max_tokens, temperature, policy, teacher, approve)
+        yield from self._answer(turn, history, escalation, self._sampling(max_tokens, temperature, options), options)
 
     def regenerate(
         self,
@@ -230,7 +209,7 @@ class Session:
         """Answer the last question again; the earlier answer is kept as another version (``branches``)."""
         if self.conversation_id is None:
             return
-        policy, teacher = self._escalation(escalate)
+        escalation = self._escalation(escalate, approve)
         messages = self.store.messages(self.conversation_id)
         if messages and messages[-1].role == "assistant":
             branches.fork(self.store, self.conversation_id, messages[-2].id if len(messages) > 1 else 0)
@@ -239,7 +218,7 @@ class Session:
         turn.answer_message_id = self.store.add_message(
             self.conversation_id, "assistant", "", model=turn.model, complete=0
         )
-        yield from self._answer(turn, history, max_tokens, temperature, policy, teacher, approve)
+        yield from self._answer(turn, history, escalation, self._sampling(max_tokens, temperature))
 
     def continue_(self, *, max_tokens: int | None = None, temperature: float | None = None) -> Deltas:
         """Carry on the last answer where it stopped (a crash, a stop or the token limit).
@@ -256,39 +235,13 @@ class Session:
         turn.answer_message_id = last.id
         turn.route = json.loads(last.route) if last.route else {}
         self.store.update_message(last.id, complete=0, finish_reason="")  # a crash now leaves it resumable
-        self._cancel.clear()
-        self._last_flush = time.monotonic()
-        pieces = [last.content]
         stream = self.engine.stream(
             self.history(),
             conversation=self.conversation_id,
             continue_final=True,
             **self._sampling(max_tokens, temperature),
         )
-        failed = False
-        try:
-            yield from self._relay(turn, stream, pieces)
-        except StoreError:  # a full disk: the answer so far is kept, marked failed
-            failed = True
-            raise
-        finally:
-            self._finish(turn, "".join(pieces), earlier_tokens=last.completion_tokens or 0, failed=failed)
-
-    def cancel(self) -> None:
-        """Stop the answer being streamed (the student's or the teacher's); the partial answer is kept."""
-        self._cancel.set()
-        self.models.cancel()
-
-    def _escalation(self, override: str | None) -> tuple[str, RemoteTeacher | None]:
-        """The policy for this turn and, unless it is ``never``, the configured teacher (checked now)."""
-        policy = override or self.policy or self.config.escalation.policy
-        if policy not in POLICIES:
-            raise AssistantError(f"unknown escalation policy {policy!r} (use {', '.join(POLICIES)})")
-        if policy == "never":
-            return policy, None
-        from assistant.chat.escalation.teacher import RemoteTeacher
-
-        return policy, RemoteTeacher(self.config.teacher)
+        yield from self._relay(turn, stream, earlier=last.content, earlier_tokens=last.completion_tokens or 0)
 
     def resend(self, text: str, **kwargs: Any) -> Deltas:
         """Edit-and-resend: ask ``text`` in place of the last question; the earlier one and its answer are kept
@@ -301,10 +254,13 @@ class Session:
                 branches.fork(self.store, self.conversation_id, before[-1] if before else 0)
         yield from self.send(text, **kwargs)
 
+    def cancel(self) -> None:
+        """Stop the answer being streamed (the student's or the teacher's); the partial answer is kept."""
+        self._cancel.set()
+        self.models.cancel()
+
     def reasoning_starts_inside(self) -> bool:
         """Whether the model's chat template opens the ``<think>`` block in the prompt (answers start inside it)."""
-        from assistant.chat.reasoning import opens_in_prompt
-
         return opens_in_prompt(self.engine.model.template.render([{"role": "user", "content": "?"}]))
 
     def check_attachments(self, attachments: list[Attachment], question: str) -> None:
@@ -324,154 +280,87 @@ class Session:
         if self.conversation_id is not None:
             branches.switch(self.store, self.conversation_id, parent_id, position)
 
-    def _answer(
-        self,
-        turn: Turn,
-        history: list[dict[str, str]],
-        max_tokens: int | None,
-        temperature: float | None,
-        policy: str = "never",
-        teacher: RemoteTeacher | None = None,
-        approve: Approve | None = None,
-    ) -> Deltas:
-        """Answer the last message of ``history`` into the stored (empty) answer ``turn.answer_message_id``."""
-        sampling = self._sampling(max_tokens, temperature)
-        started = time.perf_counter()
-        self._cancel.clear()
-        self._last_flush = time.monotonic()
-        pieces: list[str] = []
-        failed = False
-        try:
-            if teacher is None:
-                turn.route = {"policy": policy, "escalate": False, "reason": "answered on-device"}
-                yield from self._relay(turn, self._student(history, sampling), pieces)
-                return
-            student = self._student(history, sampling)
-            draft, route = self._route(history[-1]["content"], policy, student)
-            turn.route = route.to_dict()
-            if not route.escalate or self._cancel.is_set():
-                yield from self._relay(turn, _prepend(draft, student), pieces)
-                return
-            student.close()  # nothing is held (engine lock, user's time) while asking or waiting on HTTP
-            request = teacher.request(
-                self._teacher_messages(history), max_tokens=sampling["max_tokens"], temperature=sampling["temperature"]
-            )
-            verdict = self._approval(request, approve) if policy == "ask" else True
-            if verdict is not True:
-                turn.route["declined"] = True
-                turn.notes.append(f"{verdict}: nothing was sent; answered on-device")
-                yield from self._relay(turn, self._student(history, sampling), pieces)
-                return
-            yield from self._from_teacher(turn, teacher, request, history, sampling, pieces, started)
-        except StoreError:  # a full disk: the answer so far is kept, marked failed
-            failed = True
-            raise
-        finally:
-            self._finish(turn, "".join(pieces), failed=failed)
+    # -- the turn's machinery
+    def _escalation(self, override: str | None, approve: Approve | None) -> Escalation | None:
+        """This turn's escalation flow, None under ``never``; the policy and the teacher are checked now, before
+        anything is stored."""
+        policy = override or self.config.escalation.policy
+        if policy not in POLICIES:
+            raise AssistantError(f"unknown escalation policy {policy!r} (use {', '.join(POLICIES)})")
+        if policy == "never":
+            return None
+        from assistant.chat.escalation.flow import Escalation  # deliberately lazy: it loads httpx
 
-    @staticmethod
-    def _approval(request: EscalationRequest, approve: Approve | None) -> bool | str:
-        """True to send; otherwise why not (the approver's own reason, or that it declined)."""
-        verdict = approve(request) if approve is not None else "no way to ask for approval"
-        return verdict if verdict is True or isinstance(verdict, str) else "escalation declined"
+        return Escalation(self.config, policy, approve)
 
-    def _sampling(self, max_tokens: int | None, temperature: float | None) -> dict[str, Any]:
+    def _sampling(
+        self, max_tokens: int | None, temperature: float | None, options: TurnOptions = NO_OPTIONS
+    ) -> dict[str, Any]:
+        """The engine settings of a turn: the session's, the turn's options', then max_tokens and temperature (given,
+        or the persona's, or the configured ones)."""
         settings, persona = self.config.generation, self.persona
         if temperature is None:
             temperature = persona.temperature if persona and persona.temperature is not None else settings.temperature
         return {
             **self.sampling,
+            **options.sampling(),
             "max_tokens": max_tokens or (persona.max_tokens if persona else None) or settings.max_tokens,
             "temperature": temperature,
         }
 
-    def _student(self, history: list[dict[str, str]], sampling: dict[str, Any]) -> Deltas:
-        return self.engine.stream(history, conversation=self.conversation_id, **sampling)
+    def _answer(
+        self,
+        turn: Turn,
+        history: list[dict[str, str]],
+        escalation: Escalation | None,
+        sampling: dict[str, Any],
+        options: TurnOptions = NO_OPTIONS,
+    ) -> Deltas:
+        """Answer the last message of ``history`` into the stored (empty) answer ``turn.answer_message_id``."""
 
-    def _relay(self, turn: Turn, deltas: Iterator[Delta], pieces: list[str]) -> Deltas:
-        """Yield ``deltas``, writing the growing answer to the store at most every ``flush_interval``."""
+        def student() -> Deltas:
+            return self.engine.stream(history, conversation=self.conversation_id, **sampling)
+
+        if escalation is None:
+            turn.route = {"policy": "never", "escalate": False, "reason": "answered on-device"}
+            deltas = student()
+        else:
+            deltas = escalation.answer(turn, history, sampling, student, self.store, self._cancel)
+        yield from self._relay(turn, deltas, options=options)
+
+    def _relay(
+        self,
+        turn: Turn,
+        deltas: Deltas,
+        *,
+        earlier: str = "",
+        earlier_tokens: int = 0,
+        options: TurnOptions = NO_OPTIONS,
+    ) -> Deltas:
+        """Yield ``deltas``, writing the growing answer (after ``earlier``, a continued answer's text) to the store
+        at most every ``flush_interval``, and whole at the end (``_finish``)."""
+        self._cancel.clear()
+        flushed = time.monotonic()
+        pieces, failed = [earlier], False
         try:
             for delta in deltas:
                 pieces.append(delta.text)
                 yield delta
-                if time.monotonic() - self._last_flush >= self.flush_interval:
+                if time.monotonic() - flushed >= self.flush_interval:
                     self.store.update_message(turn.answer_message_id, content="".join(pieces))
-                    self._last_flush = time.monotonic()
+                    flushed = time.monotonic()
                 if self._cancel.is_set():
                     break
+        except StoreError:  # a full disk: the answer so far is kept, marked failed
+            failed = True
+            raise
         finally:
-            close = getattr(deltas, "close", None)
-            if close is not None:
-                close()
+            deltas.close()
+            self._finish(turn, "".join(pieces), earlier_tokens, failed, options)
 
-    def _route(self, question: str, policy: str, student: Iterator[Delta]) -> tuple[list[Delta], Route]:
-        """The router's decision; the student's draft (if one was needed) is returned for reuse."""
-        from assistant.chat.escalation.router import Router
-
-        router = Router(self.config.escalation)
-        if not router.needs_draft(question):
-            return [], router.decide(question, policy)
-        draft = list(itertools.islice(student, max(1, self.config.escalation.draft_tokens)))
-        return draft, router.decide(question, policy, draft)
-
-    def _teacher_messages(self, history: list[dict[str, str]]) -> list[dict[str, str]]:
-        """What the teacher may see: the question and the last ``context_turns`` turns, no system prompt."""
-        chat = [m for m in history if m["role"] != "system"]
-        return chat[-(2 * max(0, self.config.escalation.context_turns) + 1) :]
-
-    def _from_teacher(
-        self,
-        turn: Turn,
-        teacher: RemoteTeacher,
-        request: EscalationRequest,
-        history: list[dict[str, str]],
-        sampling: dict[str, Any],
-        pieces: list[str],
-        started: float,
-    ) -> Deltas:
-        """Stream the teacher's answer; if it fails, the student answers and a note says why."""
-        from assistant.chat.escalation.teacher import TeacherError
-
-        stream = teacher.stream(request)
-        stats = Stats(finish_reason="cancelled")
-        try:
-            try:
-                first = next(stream, None)
-            except TeacherError as exc:
-                yield from self._fallback(turn, f"teacher unavailable ({exc})", history, sampling, pieces)
-                return
-            if first is None:
-                yield from self._fallback(turn, "the teacher sent an empty answer", history, sampling, pieces)
-                return
-            stats.ttft_s = time.perf_counter() - started
-            turn.escalated, turn.model, turn.stats = True, teacher.model, stats
-            self.store.update_message(turn.answer_message_id, model=teacher.model, escalated=1)
-            deltas = (Delta(piece, -1, 0.0, 0.0) for piece in itertools.chain([first], stream))
-            try:
-                yield from self._relay(turn, deltas, pieces)
-            except TeacherError as exc:
-                turn.escalated, turn.model = False, self.engine.name
-                turn.route["teacher_partial_chars"] = len("".join(pieces))
-                pieces.append(TEACHER_CUT_OFF)
-                yield Delta(TEACHER_CUT_OFF, -1, 0.0, 0.0)
-                yield from self._fallback(turn, f"the teacher's answer broke off ({exc})", history, sampling, pieces)
-                return
-            stats.finish_reason = "cancelled" if self._cancel.is_set() else teacher.finish_reason or "stop"
-        finally:
-            stream.close()
-            stats.total_s = time.perf_counter() - started
-            stats.completion_tokens = len(pieces)  # stream chunks: about one token each
-            decode_s = stats.total_s - stats.ttft_s
-            stats.tokens_per_s = (len(pieces) - 1) / decode_s if len(pieces) > 1 and decode_s > 0 else 0.0
-
-    def _fallback(
-        self, turn: Turn, why: str, history: list[dict[str, str]], sampling: dict[str, Any], pieces: list[str]
-    ) -> Deltas:
-        turn.notes.append(f"{why}; answered on-device")
-        turn.route["fallback"] = why
-        yield from self._relay(turn, self._student(history, sampling), pieces)
-
-    def _finish(self, turn: Turn, answer: str, earlier_tokens: int = 0, failed: bool = False) -> None:
+    def _finish(
+        self, turn: Turn, answer: str, earlier_tokens: int = 0, failed: bool = False, options: TurnOptions = NO_OPTIONS
+    ) -> None:
         """Write the final answer and its stats; ``earlier_tokens`` were generated before a continue.
 
         ``failed``: a write failed mid-answer (a full disk); the answer is stored as far as it got, marked
@@ -482,9 +371,9 @@ class Session:
         turn.notes = [*stats.notes, *turn.notes]
         if not turn.escalated and stats.model:
             turn.model = stats.model
-        if self.via:
-            turn.route = {**turn.route, "via": self.via, "answered_by": turn.model}
-        turn.model = self.model_label or turn.model
+        if options.via:
+            turn.route = {**turn.route, "via": options.via, "answered_by": turn.model}
+        turn.model = options.model_label or turn.model
         finish_reason = "failed" if failed else stats.finish_reason
         self.store.update_message(
             turn.answer_message_id,
@@ -508,12 +397,3 @@ def resumable(message: Message) -> bool:
     return message.role == "assistant" and (
         not message.complete or message.finish_reason in ("cancelled", "length", "failed")
     )
-
-
-def _prepend(draft: list[Delta], student: Deltas) -> Deltas:
-    """The student's draft, then the rest of the same stream (no restart)."""
-    try:
-        yield from draft
-        yield from student
-    finally:
-        student.close()

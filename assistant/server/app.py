@@ -1,30 +1,29 @@
 """`assistant serve`: the on-device models behind an OpenAI-compatible API on localhost.
 
 ``GET /v1/models``, ``POST /v1/chat/completions`` (whole, or streamed as server-sent events) and
-``GET /health`` on Starlette + uvicorn. Each request is a chat turn through a :class:`Session`
-(as the persona it names, if any), on the process's one :class:`ModelManager`: models load on
-first use, swap between requests and unload after ``idle_unload_s`` seconds without a request.
+``GET /health`` on Starlette + uvicorn. This module owns the app, its endpoints and its life cycle.
+Each request (``request``) is a chat turn through a :class:`Session` (as the persona it names, if
+any) with the request's own ``TurnOptions``, on the process's one :class:`ModelManager`: models load
+on first use, swap between requests and unload after ``idle_unload_s`` seconds without a request.
 The answer is stored in the history (marked "via API", under the model name the client asked for)
 unless the server runs without history; a client that resends the growing message list of one
-chat continues the same stored conversation (``api_conversations``), so the engine evaluates only
+chat continues the same stored conversation (``conversations``), so the engine evaluates only
 what is new. ``response_format`` goes through ``assistant.models.schema`` (grammar and check), as
 ``assistant ask --schema`` does.
 
-One request runs at a time, on one worker thread; at most ``queue`` more wait (``api_gate``) and
-later ones get 429 with Retry-After. A client that goes away (``api_stream``) stops its generation
+One request runs at a time, on one worker thread; at most ``queue`` more wait (``gate``) and
+later ones get 429 with Retry-After. A client that goes away (``stream``) stops its generation
 at the next token; its stored answer keeps ``finish_reason = "cancelled"``.
 
-Secure by default (``api_guard``): loopback only unless an API key is set; bodies and max_tokens
-are bounded; every error is OpenAI-style JSON, without paths or tracebacks.
+Secure by default (``guard``): loopback only unless an API key is set; bodies and max_tokens
+are bounded; every error is OpenAI-style JSON, without paths or tracebacks (``response``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
 import socket
-import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -34,7 +33,6 @@ from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -43,15 +41,16 @@ from assistant import AssistantError
 from assistant.chat import persona as personas
 from assistant.chat.persona import Persona
 from assistant.chat.session import Session
+from assistant.chat.turn import TurnOptions
 from assistant.config import Config, database_path
 from assistant.models.manager import ModelManager
 from assistant.models.registry import DEFAULT_MODEL
-from assistant.models.schema import SchemaError, check
-from assistant.server.conversations import Conversations
+from assistant.server.conversations import VIA, Conversations
 from assistant.server.gate import Gate
 from assistant.server.guard import check_caller, is_loopback, read_body
 from assistant.server.request import ApiError, ChatRequest, grammar_for, parse_chat, parse_json
-from assistant.server.stream import EventStream, disconnected, drain, sse
+from assistant.server.response import ERROR_HANDLERS, Outcome, chunks, completion, conforms, generation_error, log
+from assistant.server.stream import EventStream, disconnected
 from assistant.storage.store import Store
 
 
@@ -66,10 +65,6 @@ class ServeOptions:
     max_body_bytes: int = 1 << 20
     max_tokens: int = 4096
     history: bool = True  # store the exchanges in the history database
-
-
-def log(message: str) -> None:
-    print(f"assistant serve: {message}", file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -102,34 +97,6 @@ class Job:
             session.cancel()
 
 
-@dataclass
-class Outcome:
-    text: str
-    finish_reason: str
-    prompt_tokens: int
-    completion_tokens: int
-    cached_tokens: int  # prompt tokens the engine's KV cache already held
-    session_ttft_s: float  # Session.send -> first piece, as an in-process caller would see it
-    tokens_per_s: float  # the engine's own decode rate
-
-    def usage(self) -> dict[str, Any]:
-        return {
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "total_tokens": self.prompt_tokens + self.completion_tokens,
-            "prompt_tokens_details": {"cached_tokens": self.cached_tokens},
-        }
-
-    def timings(self) -> dict[str, float]:
-        """Server-side figures (llama.cpp's server sends a ``timings`` object too): what HTTP adds is the rest."""
-        return {
-            "session_ttft_ms": round(self.session_ttft_s * 1000, 3),
-            "prompt_n": self.prompt_tokens - self.cached_tokens,
-            "predicted_n": self.completion_tokens,
-            "predicted_per_second": round(self.tokens_per_s, 3),
-        }
-
-
 class Server:
     """The Starlette app and what it shares: the model manager, the conversations, the gate, the worker thread."""
 
@@ -153,7 +120,7 @@ class Server:
                 Route("/v1/models", self.list_models, methods=["GET"]),
                 Route("/v1/chat/completions", self.chat, methods=["POST"]),
             ],
-            exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _internal_error},
+            exception_handlers=ERROR_HANDLERS,
             lifespan=self._lifespan,
         )
 
@@ -230,24 +197,7 @@ class Server:
             job.cancel()
             task.cancel()
             return Response(status_code=499)
-        outcome = task.result()
-        body = {
-            "id": "chatcmpl-" + secrets.token_hex(12),
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": job.request.model,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": outcome.text},
-                    "logprobs": None,
-                    "finish_reason": outcome.finish_reason,
-                }
-            ],
-            "usage": outcome.usage(),
-            "timings": outcome.timings(),
-        }
-        return JSONResponse(body)
+        return JSONResponse(completion(job.request.model, task.result()))
 
     def _stream(self, job: Job) -> Response:
         loop = asyncio.get_running_loop()
@@ -260,38 +210,7 @@ class Server:
             job.cancel()
             task.cancel()
 
-        return EventStream(self._events(job, task, pieces), on_disconnect=gone)
-
-    async def _events(
-        self, job: Job, task: asyncio.Future[Outcome], pieces: asyncio.Queue[str | None]
-    ) -> AsyncIterator[bytes]:
-        base = {
-            "id": "chatcmpl-" + secrets.token_hex(12),
-            "object": "chat.completion.chunk",
-            "created": int(time.time()),
-            "model": job.request.model,
-        }
-
-        def chunk(delta: dict[str, str], finish: str | None = None, **extra: Any) -> bytes:
-            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-            return sse({**base, "choices": [choice], **extra})
-
-        yield chunk({"role": "assistant", "content": ""})
-        while (texts := await drain(pieces)) is not None:
-            yield b"".join(chunk({"content": text}) for text in texts)  # one write for the pieces that piled up
-        if task.cancelled():
-            return
-        if isinstance(error := task.exception(), ApiError):
-            yield sse(error.body())
-            return
-        if error is not None:
-            yield sse(_internal(error).body())
-            return
-        outcome = task.result()
-        yield chunk({}, outcome.finish_reason, timings=outcome.timings())
-        if job.request.include_usage:
-            yield sse({**base, "choices": [], "usage": outcome.usage()})
-        yield sse("[DONE]")
+        return EventStream(chunks(job.request, task, pieces), on_disconnect=gone)
 
     async def _run(self, job: Job) -> Outcome:
         """Wait for the engine's turn, then answer on the worker thread (which a cancel here never abandons)."""
@@ -331,15 +250,24 @@ class Server:
         try:
             session = self.conversations.session(chat, job.target.persona)
         except AssistantError as exc:  # e.g. a persona whose context does not fit this model
-            raise _generation_error(exc) from None
-        session.sampling = {"stop": chat.stop, "seed": chat.seed, "grammar": job.grammar}
-        if chat.top_p is not None:
-            session.sampling["top_p"] = chat.top_p
+            raise generation_error(exc) from None
         job.session = session
         if job.cancelled.is_set():
             session.cancel()
+        options = TurnOptions(
+            via=VIA,
+            model_label=chat.model,
+            stop=tuple(chat.stop),
+            seed=chat.seed,
+            grammar=job.grammar,
+            top_p=chat.top_p,
+        )
         stream = session.send(
-            chat.question, max_tokens=chat.max_tokens, temperature=chat.temperature, escalate=self._policy(job)
+            chat.question,
+            max_tokens=chat.max_tokens,
+            temperature=chat.temperature,
+            escalate=self._policy(job),
+            options=options,
         )
         try:
             for delta in stream:
@@ -351,7 +279,7 @@ class Server:
                 if job.emit is not None and delta.text:
                     job.emit(delta.text)
         except AssistantError as exc:
-            raise _generation_error(exc) from None
+            raise generation_error(exc) from None
         finally:
             stream.close()
         if job.cancelled.is_set():
@@ -368,7 +296,7 @@ class Server:
         whole = finish in ("stop", "length")
         self.conversations.finished(chat, turn.answer, session.conversation_id, whole)
         if chat.json_schema is not None and finish == "stop":
-            _conforms(turn.answer, chat.json_schema)
+            conforms(turn.answer, chat.json_schema)
         return Outcome(
             turn.answer,
             finish if whole else "stop",
@@ -450,57 +378,6 @@ class Server:
             async with self.gate.turn:
                 if time.monotonic() - self.last_used >= idle:
                     await loop.run_in_executor(self.worker, self._unload)
-
-
-def _conforms(answer: str, schema: dict[str, Any]) -> None:
-    """The whole answer to a ``response_format`` request, checked as ``assistant ask --schema`` checks it."""
-    try:
-        check(answer, schema)
-    except SchemaError as exc:
-        log(f"response_format: {exc}")
-        raise ApiError(
-            500,
-            f"{exc}; the answer was stored",
-            "server_error",
-            param="response_format",
-            code="response_format_mismatch",
-        ) from None
-
-
-def _generation_error(exc: AssistantError) -> ApiError:
-    message = str(exc)
-    if isinstance(exc, personas.PersonaError):
-        return ApiError(400, message, param="model", code="context_length_exceeded")
-    if "does not fit" in message:
-        return ApiError(
-            400,
-            "the messages do not fit the model's context window; send fewer or shorter ones",
-            param="messages",
-            code="context_length_exceeded",
-        )
-    log(f"generation failed: {message}")
-    return ApiError(500, "generation failed; see the server's log", "server_error")
-
-
-def _internal(exc: BaseException) -> ApiError:
-    log(f"internal error: {type(exc).__name__}: {exc}")
-    return ApiError(500, "internal server error; see the server's log", "server_error")
-
-
-async def _api_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ApiError)
-    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
-
-
-async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    error = ApiError(exc.status_code, str(exc.detail), code="not_found" if exc.status_code == 404 else None)
-    return JSONResponse(error.body(), status_code=exc.status_code, headers=exc.headers)
-
-
-async def _internal_error(request: Request, exc: Exception) -> Response:
-    error = _internal(exc)
-    return JSONResponse(error.body(), status_code=500)
 
 
 # -- running

@@ -34,8 +34,6 @@ class Conversations:
         """A session on the conversation ``request`` continues (or a new one), as the named persona if any."""
         conversation_id = self._open.pop(request.key(), None)
         session = Session(self.store, self.models, self.config, conversation_id, persona=persona)
-        session.via, session.model_label = VIA, request.model
-        session.caller_system = request.system or None
         if conversation_id is None:
             self._start(session, request)
         return session
@@ -43,7 +41,8 @@ class Conversations:
     def _start(self, session: Session, request: ChatRequest) -> None:
         """A new conversation holding the turns the client sent before its question."""
         first = next((text for role, text in request.earlier if role == "user"), request.question).strip()
-        conversation_id = session.ensure_conversation(title=first.splitlines()[0] if first else "")
+        title = first.splitlines()[0] if first else ""
+        conversation_id = session.ensure_conversation(title=title, system=request.system or None)
         route = json.dumps({"via": VIA})
         for role, text in request.earlier:
             model = request.model if role == "assistant" else ""

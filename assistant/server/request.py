@@ -13,6 +13,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from assistant.models.schema import SchemaError, from_response_format
+from assistant.models.schema import grammar_for as schema_grammar
+
 ROLES = ("system", "developer", "user", "assistant")
 MAX_STOPS = 4
 MAX_STOP_CHARS = 256
@@ -205,8 +208,6 @@ def _stop(stop: Any) -> list[str]:
 
 def _response_format(value: Any) -> dict[str, Any] | None:
     """None for plain text, else the JSON schema the answer must follow ({"type": "object"} for json_object)."""
-    from assistant.models.schema import SchemaError, from_response_format
-
     if value is not None and not isinstance(value, dict):
         raise invalid("'response_format' must be an object", "response_format")
     try:
@@ -239,9 +240,6 @@ def _check_schema_size(node: Any, depth: int = 0) -> None:
 def grammar_for(schema: dict[str, Any]) -> Any:
     """The llama.cpp grammar (``assistant.models.schema``, as for ``ask --schema``) that only lets the model write JSON
     following ``schema``; 400 for a schema it cannot express."""
-    from assistant.models.schema import SchemaError
-    from assistant.models.schema import grammar_for as schema_grammar
-
     try:
         return schema_grammar(schema)
     except SchemaError as exc:

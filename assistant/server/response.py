@@ -1,0 +1,164 @@
+"""What `assistant serve` answers with: a completion, the chunks of a streamed one, and errors in OpenAI's shape.
+
+Every failure reaches the client as ``{"error": {...}}`` JSON (``ApiError``), never with a path or a
+traceback: the details go to the server's log (``log``, on stderr).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from assistant import AssistantError
+from assistant.chat.persona import PersonaError
+from assistant.models.schema import SchemaError, check
+from assistant.server.request import ApiError, ChatRequest
+from assistant.server.stream import drain, sse
+
+
+def log(message: str) -> None:
+    print(f"assistant serve: {message}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class Outcome:
+    text: str
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int  # prompt tokens the engine's KV cache already held
+    session_ttft_s: float  # Session.send -> first piece, as an in-process caller would see it
+    tokens_per_s: float  # the engine's own decode rate
+
+    def usage(self) -> dict[str, Any]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.prompt_tokens + self.completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": self.cached_tokens},
+        }
+
+    def timings(self) -> dict[str, float]:
+        """Server-side figures (llama.cpp's server sends a ``timings`` object too): what HTTP adds is the rest."""
+        return {
+            "session_ttft_ms": round(self.session_ttft_s * 1000, 3),
+            "prompt_n": self.prompt_tokens - self.cached_tokens,
+            "predicted_n": self.completion_tokens,
+            "predicted_per_second": round(self.tokens_per_s, 3),
+        }
+
+
+def completion(model: str, outcome: Outcome) -> dict[str, Any]:
+    """The body of a whole (not streamed) answer."""
+    return {
+        "id": "chatcmpl-" + secrets.token_hex(12),
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": outcome.text},
+                "logprobs": None,
+                "finish_reason": outcome.finish_reason,
+            }
+        ],
+        "usage": outcome.usage(),
+        "timings": outcome.timings(),
+    }
+
+
+async def chunks(
+    request: ChatRequest, task: asyncio.Future[Outcome], pieces: asyncio.Queue[str | None]
+) -> AsyncIterator[bytes]:
+    """A streamed answer's events: its ``pieces`` as they come, then, once ``task`` is done, the end or the error."""
+    base = {
+        "id": "chatcmpl-" + secrets.token_hex(12),
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": request.model,
+    }
+
+    def chunk(delta: dict[str, str], finish: str | None = None, **extra: Any) -> bytes:
+        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+        return sse({**base, "choices": [choice], **extra})
+
+    yield chunk({"role": "assistant", "content": ""})
+    while (texts := await drain(pieces)) is not None:
+        yield b"".join(chunk({"content": text}) for text in texts)  # one write for the pieces that piled up
+    if task.cancelled():
+        return
+    if isinstance(error := task.exception(), ApiError):
+        yield sse(error.body())
+        return
+    if error is not None:
+        yield sse(internal(error).body())
+        return
+    outcome = task.result()
+    yield chunk({}, outcome.finish_reason, timings=outcome.timings())
+    if request.include_usage:
+        yield sse({**base, "choices": [], "usage": outcome.usage()})
+    yield sse("[DONE]")
+
+
+def conforms(answer: str, schema: dict[str, Any]) -> None:
+    """The whole answer to a ``response_format`` request, checked as ``assistant ask --schema`` checks it."""
+    try:
+        check(answer, schema)
+    except SchemaError as exc:
+        log(f"response_format: {exc}")
+        raise ApiError(
+            500,
+            f"{exc}; the answer was stored",
+            "server_error",
+            param="response_format",
+            code="response_format_mismatch",
+        ) from None
+
+
+def generation_error(exc: AssistantError) -> ApiError:
+    message = str(exc)
+    if isinstance(exc, PersonaError):
+        return ApiError(400, message, param="model", code="context_length_exceeded")
+    if "does not fit" in message:
+        return ApiError(
+            400,
+            "the messages do not fit the model's context window; send fewer or shorter ones",
+            param="messages",
+            code="context_length_exceeded",
+        )
+    log(f"generation failed: {message}")
+    return ApiError(500, "generation failed; see the server's log", "server_error")
+
+
+def internal(exc: BaseException) -> ApiError:
+    log(f"internal error: {type(exc).__name__}: {exc}")
+    return ApiError(500, "internal server error; see the server's log", "server_error")
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    error = ApiError(exc.status_code, str(exc.detail), code="not_found" if exc.status_code == 404 else None)
+    return JSONResponse(error.body(), status_code=exc.status_code, headers=exc.headers)
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    error = internal(exc)
+    return JSONResponse(error.body(), status_code=500)
+
+
+ERROR_HANDLERS = {ApiError: _api_error, HTTPException: _http_error, Exception: _internal_error}
