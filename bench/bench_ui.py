@@ -22,6 +22,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from textual import events
+
+from assistant.config import database_path, load
+from assistant.models.engine import Engine
+from assistant.models.registry import embedded_model_path
+from assistant.storage.store import Store
+from assistant.tui.app import ChatApp
 from bench.common import wait_until
 
 RESULTS = Path(__file__).resolve().parent / "results" / "ui"
@@ -29,14 +36,8 @@ QUESTION = "Write a long story about a dragon who learns to program in Python."
 KEYS = "abcdefghijklmnopqrstuvwxyz"
 
 
-def make_app(max_tokens: int):  # noqa: ANN201
+def make_app(max_tokens: int) -> tuple[ChatApp, Engine]:
     """The real app on a fresh store and its own one-thread SmolLM2 engine, greedy."""
-    from assistant.config import database_path, load
-    from assistant.models.engine import Engine
-    from assistant.models.registry import embedded_model_path
-    from assistant.storage.store import Store
-    from assistant.tui.app import ChatApp
-
     config = load()
     config.generation.temperature, config.generation.max_tokens = 0.0, max_tokens
     engine = Engine(embedded_model_path(), n_ctx=2048, threads=1)
@@ -67,9 +68,10 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 async def _keystroke_latencies(app, count: int, streaming: bool) -> list[float]:  # noqa: ANN001
-    """Latency (s) of ``count`` keystrokes into the message box; stops early if streaming ends."""
-    from textual import events
+    """Latency (s) of ``count`` keystrokes into the message box; stops early if streaming ends.
 
+    A frame's time is taken in ``App._display`` (Textual's private method that writes each frame: no public hook
+    tells when a frame went out)."""
     expected = {"text": None}
     shown: list[float] = []  # times of frames produced once the key was in the box
     display = app._display
@@ -89,7 +91,7 @@ async def _keystroke_latencies(app, count: int, streaming: bool) -> list[float]:
             shown.clear()
             expected["text"] = app.prompt.text + key
             started = time.perf_counter()
-            app._driver.send_message(events.Key(key, key))
+            app.post_message(events.Key(key, key))  # as the terminal driver posts a key
             # frame times are exact; ``every`` only sets how often we look
             await wait_until(lambda: bool(shown), "a keystroke to be rendered", timeout=5, every=0.002)
             latencies.append(shown[0] - started)
@@ -99,22 +101,26 @@ async def _keystroke_latencies(app, count: int, streaming: bool) -> list[float]:
     return latencies
 
 
-def _answering(app, turns_before: int) -> bool:  # noqa: ANN001
+def _streamed(app: ChatApp) -> str:
+    """The text of the answer being streamed so far ('' when none is)."""
+    view = next((v for v in app.chat.views() if v.streaming), None)
+    return view.source if view is not None else ""
+
+
+def _answering(app: ChatApp, turns_before: int) -> bool:
     """True once the answer after ``turns_before`` finished turns has a token on screen, or has finished."""
-    return app.turns_done > turns_before or bool(app._answer is not None and app._answer.source)
+    return app.turns_done > turns_before or bool(_streamed(app))
 
 
 async def _send(pilot, app, text: str) -> int:  # noqa: ANN001
     """Type ``text`` into the box and send it; returns ``turns_done`` before this turn.
 
-    Enter goes through the driver like a real terminal's key: ``pilot.press`` would wait for the app
+    Enter is posted as the terminal driver posts a key: ``pilot.press`` would wait for the app
     to go idle, which it only does once the whole answer has streamed."""
-    from textual import events
-
     await pilot.press(*text)
     await pilot.pause()
     before = app.turns_done
-    app._driver.send_message(events.Key("enter", "\r"))
+    app.post_message(events.Key("enter", "\r"))
     return before
 
 
@@ -138,14 +144,14 @@ async def _measure(quick: bool, max_tokens: int | None = None) -> dict[str, obje
             streaming += got
             if not got:
                 break
-        app.action_stop()
+        app.chat_screen.action_stop()
         await wait_until(lambda: app.turns_done > before, "the stopped answer to be finalised")
         # decode speed inside the UI vs the engine alone, same history and token count, interleaved
         app.config.generation.max_tokens = 64
         ui_speeds, engine_speeds = [], []
         for _ in range(reps):
             done = app.turns_done
-            await app.action_regenerate()
+            await app.chat_screen.action_regenerate()
             # not pilot.pause(): it forces extra screen updates
             await wait_until(lambda: app.turns_done > done, "a regenerated answer to finish", every=0.2)
             ui_speeds.append(app.session.last.stats.tokens_per_s)
@@ -240,7 +246,7 @@ async def _screenshots() -> list[Path]:
         await app.open_conversation(None)
         before = await _send(pilot, app, "How do I read a file in Python? Show code.")
         await wait_until(
-            lambda: app.turns_done > before or len(app._answer.source if app._answer else "") >= 40,
+            lambda: app.turns_done > before or len(_streamed(app)) >= 40,
             "40 characters of the answer (or its end)",
             every=0.02,
         )

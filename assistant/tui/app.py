@@ -17,7 +17,7 @@ from textual.screen import Screen
 
 from assistant.chat.persona import Persona
 from assistant.chat.session import Session
-from assistant.config import Config, save
+from assistant.config import Config, database_path, load, save
 from assistant.models.engine import Engine
 from assistant.models.manager import ModelManager
 from assistant.storage.store import Store
@@ -91,28 +91,17 @@ class ChatApp(App[int]):
             yield SystemCommand(title, help_text, callback)
         yield from super().get_system_commands(screen)
 
-    # -- the chat screen's state, for tests and benchmarks (bench/bench_ui.py observes turns through these)
+    # -- the chat screen's widgets and counters, for tests and benchmarks (bench/bench_ui.py observes turns with them)
     engine = property(lambda self: self.models.engine if self.models.ready else None, doc="None while loading")
     chat = property(lambda self: self.chat_screen.chat)
     prompt = property(lambda self: self.chat_screen.prompt)
     sidebar = property(lambda self: self.chat_screen.sidebar)
     status = property(lambda self: self.chat_screen.status)
     generating = property(lambda self: self.chat_screen.generating, doc="an answer is being streamed")
-    turns_done = property(lambda self: self.chat_screen.turns_done, doc="answers finished (or stopped) so far")
-    _answer = property(lambda self: self.chat_screen._answer, doc="the answer being streamed, or None")
-    _editing = property(lambda self: self.chat_screen._editing)
+    turns_done = property(lambda self: self.chat_screen.turns.done, doc="answers finished (or stopped) so far")
 
     async def open_conversation(self, conversation_id: int | None, message_id: int | None = None) -> None:
-        await self.chat_screen.open_conversation(conversation_id, message_id)
-
-    def action_stop(self) -> None:
-        self.chat_screen.action_stop()
-
-    async def action_regenerate(self) -> None:
-        await self.chat_screen.action_regenerate()
-
-    def _poll_models(self) -> None:
-        self.chat_screen.poll_models()
+        await self.chat_screen.conversations.open(conversation_id, message_id)
 
 
 @contextmanager
@@ -140,8 +129,6 @@ def private_terminal_stream() -> Iterator[None]:
 
 def run(model: str | None = None, persona: Persona | None = None) -> int:
     """Open the chat UI (the ``assistant`` and ``assistant chat`` commands)."""
-    from assistant.config import database_path, load
-
     config = load()
     store = Store(database_path())
     app = ChatApp(config, store, model=model or "", persona=persona)

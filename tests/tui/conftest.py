@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from assistant.config import Config, database_path, load
+from assistant.models.engine import Engine
 from assistant.storage.store import Store
+from assistant.tui.app import ChatApp
 
 
 @pytest.fixture(scope="session")
@@ -18,8 +20,6 @@ def engine(smollm_path: Path):
     With two threads llama.cpp's workers spin-wait on each other; when other jobs share the two
     cores that turns a 1 s answer into 30 s. One thread keeps the UI tests fast on a busy machine.
     """
-    from assistant.models.engine import Engine
-
     eng = Engine(smollm_path, n_ctx=2048, threads=1)
     yield eng
     eng.close()
@@ -41,8 +41,6 @@ def store(assistant_home: Path):
 
 @pytest.fixture
 def make_app(tui_config: Config, store: Store, engine) -> Callable[..., object]:  # noqa: ANN001
-    from assistant.tui.app import ChatApp
-
     def factory(**kwargs: object) -> ChatApp:
         return ChatApp(tui_config, store, engine=engine, **kwargs)  # type: ignore[arg-type]
 

@@ -7,8 +7,9 @@ import asyncio
 import pytest
 from rich.cells import cell_len
 from textual.widgets import Input, ListView, OptionList
-from tui_helpers import PARTIAL, note_text, seed, seed_incomplete, send, wait_idle, wait_until
+from tui_helpers import PARTIAL, note_text, notices, seed, seed_incomplete, send, streamed, wait_idle, wait_until
 
+from assistant.config import models_dir
 from assistant.tui.app import ChatApp
 from assistant.tui.screens.dialogs import ConfirmScreen, TextInputScreen
 from assistant.tui.screens.help import HelpScreen
@@ -38,7 +39,7 @@ async def test_question_is_answered_shown_and_stored(make_app, store) -> None:  
         await ask(pilot, app, "What is the capital of France?")
         conversation_id = app.session.conversation_id
         messages = store.messages(conversation_id)
-        assert [m["role"] for m in messages] == ["user", "assistant"], [n.message for n in app._notifications]
+        assert [m["role"] for m in messages] == ["user", "assistant"], [n.message for n in notices(app)]
         assert messages[0]["content"] == "What is the capital of France?"
         answer = messages[1]
         assert answer["content"].strip() and answer["complete"] == 1
@@ -62,7 +63,7 @@ async def stop_a_long_answer(pilot, app) -> None:  # noqa: ANN001
     before = await send(pilot, app, "Write a long story about a dragon.")
     await wait_until(
         pilot,
-        lambda: app.turns_done > before or (app._answer is not None and len(app._answer.source) >= 20),
+        lambda: app.turns_done > before or len(streamed(app)) >= 20,
         "20 characters of the answer (or its end)",
     )
     assert app.turns_done == before, "the answer finished before it could be stopped"
@@ -96,7 +97,7 @@ async def test_regenerate_and_edit_and_resend(make_app, store) -> None:  # noqa:
         assert len(views(app)) == 2 and views(app)[1].source == messages[1]["content"]
 
         await pilot.press("up")  # Up in the empty box edits the last message
-        assert app.prompt.text == "Name a colour." and app._editing is not None
+        assert app.prompt.text == "Name a colour." and app.prompt.editing is not None
         app.prompt.text = "Name a fruit."
         await pilot.press("enter")
         await wait_idle(pilot, app, turns=3)
@@ -282,18 +283,16 @@ async def test_settings_are_saved(make_app, store, tui_config) -> None:  # noqa:
 async def test_model_picker_keeps_the_old_model_on_error_and_notices_new_files(
     make_app, engine, assistant_home
 ) -> None:  # noqa: ANN001,E501
-    from assistant.config import models_dir
-
     app = make_app()
     async with app.run_test(size=(100, 30)) as pilot:
         models = models_dir()
         models.mkdir(parents=True, exist_ok=True)
         bad = models / "broken-student.gguf"
         bad.write_bytes(b"GGUF" + b"\0" * 60)  # a new file, e.g. half-written by a distillation run
-        app._poll_models()
-        app._poll_models()  # same size twice: announced
+        app.chat_screen.model_switch.poll()
+        app.chat_screen.model_switch.poll()  # same size twice: announced
         await pilot.pause()
-        assert any("broken-student.gguf" in n.message for n in app._notifications)
+        assert any("broken-student.gguf" in n.message for n in notices(app))
 
         await pilot.press("ctrl+o")
         picker = app.screen
@@ -305,7 +304,7 @@ async def test_model_picker_keeps_the_old_model_on_error_and_notices_new_files(
         await asyncio.wait_for(app.workers.wait_for_complete(), 120)
         await pilot.pause()
         assert app.engine is engine and engine.name == "SmolLM2-135M-Instruct.Q4_1"
-        errors = [n for n in app._notifications if n.severity == "error"]
+        errors = [n for n in notices(app) if n.severity == "error"]
         assert errors and "keeps serving" in errors[-1].message
 
 
@@ -319,7 +318,7 @@ async def test_keys_come_from_the_config(make_app, store, tui_config) -> None:  
         assert app.session.conversation_id is not None
         await pilot.press("ctrl+t")
         assert app.session.conversation_id is None
-        assert any("no_such_action" in n.message for n in app._notifications)
+        assert any("no_such_action" in n.message for n in notices(app))
         await pilot.press("f1")
         assert isinstance(app.screen, HelpScreen) and "| `ctrl+t` | New chat |" in app.screen.markdown
 

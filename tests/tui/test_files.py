@@ -6,9 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from textual import events
 from textual.widgets import Collapsible, Input
-from tui_helpers import send, wait_idle, wait_until
+from tui_helpers import notices, press_enter, send, wait_idle, wait_until
 
 from assistant.tui.screens.dialogs import TextInputScreen
 
@@ -36,7 +35,7 @@ async def test_an_at_path_goes_whole_with_its_token_count_and_shows_folded(make_
         assert tokens > 10
 
         before = app.turns_done
-        app._driver.send_message(events.Key("enter", "\r"))  # as `send` does: press() would wait for the answer
+        press_enter(app)  # as `send` does: press() would wait for the answer
         await wait_idle(pilot, app, turns=before + 1)
         cid = app.session.conversation_id
         question = store.messages(cid)[0]
@@ -90,8 +89,8 @@ async def test_binary_missing_and_oversized_files_are_refused_with_one_line(make
             await send(pilot, app, "")
             await pilot.pause()
             assert app.prompt.text == text and app.turns_done == 0 and not app.generating  # kept, not sent
-            note = app._notifications
-            assert why in list(note)[-1].message and "\n" not in list(note)[-1].message
+            last = notices(app)[-1].message
+            assert why in last and "\n" not in last
         assert "the message with its files is" in hint(app) and "tokens" in hint(app)
         assert store.conversations() == []
 
@@ -101,6 +100,7 @@ async def test_binary_missing_and_oversized_files_are_refused_with_one_line(make
         field = app.screen.query_one(Input)
         (tmp_path / "report.md").write_text("# Report\n", encoding="utf-8")
         await pilot.press(*f"{tmp_path}/rep")
+        # Input keeps its suggestion in a private reactive (no public reader); Right accepts it
         await wait_until(pilot, lambda: field._suggestion == f"{tmp_path}/report.md", "the path suggestion")
         await pilot.press("right", "enter")
         await wait_until(pilot, lambda: app.prompt.text == f"@{tmp_path}/report.md ", "the @path in the box")

@@ -8,10 +8,23 @@ from __future__ import annotations
 import time
 
 import pytest
-from textual.widgets import Input, TextArea
-from tui_helpers import ask_and_wait_for_text, wait_until, when
+from test_engine import long_paste
+from textual.widgets import Button, Input, Label, OptionList, TextArea
+from tui_helpers import (
+    ask_and_wait_for_text,
+    notices,
+    seed,
+    send,
+    streamed,
+    streaming,
+    wait_idle,
+    wait_until,
+    when,
+)
 
 from assistant.chat.session import resumable
+from assistant.models.registry import Registry
+from assistant.tui.app import ChatApp
 
 pytestmark = pytest.mark.anyio
 
@@ -46,8 +59,6 @@ async def test_quit_while_streaming_stops_within_a_token_and_keeps_the_partial_a
 
 
 async def test_dialogs_take_typing_in_their_first_field_at_once(make_app, store) -> None:  # noqa: ANN001 - row 8
-    from tui_helpers import seed
-
     seed(store)
     app = make_app()
     async with app.run_test(size=(100, 32)) as pilot:
@@ -110,8 +121,6 @@ async def test_a_model_that_failed_to_load_is_named_and_the_message_stays_in_the
     store,
     tmp_path,  # noqa: ANN001
 ) -> None:
-    from assistant.tui.app import ChatApp
-
     fake = tmp_path / "fake.gguf"
     fake.write_bytes(b"this is not a model")
     app = ChatApp(tui_config, store, model=str(fake))
@@ -125,7 +134,7 @@ async def test_a_model_that_failed_to_load_is_named_and_the_message_stays_in_the
         await pilot.press("enter")
         await pilot.pause()
         assert app.prompt.text == "hi there"  # nothing is lost
-        messages = [n.message for n in app._notifications]
+        messages = [n.message for n in notices(app)]
         assert not any("still loading" in m for m in messages), messages
         assert "fake.gguf" in messages[-1] and "failed to load" in messages[-1], messages
         assert app.turns_done == 0 and not app.generating
@@ -137,8 +146,6 @@ async def test_escape_during_the_prefill_of_a_long_paste_stops_within_half_a_sec
     store,
     engine,  # noqa: ANN001
 ) -> None:
-    from test_engine import long_paste
-
     app = make_app()
     async with app.run_test(size=(100, 30)) as pilot:
         app.prompt.text = "Summarise this log:\n" + long_paste(60)
@@ -146,7 +153,8 @@ async def test_escape_during_the_prefill_of_a_long_paste_stops_within_half_a_sec
         await pilot.press("enter")
         await wait_until(pilot, lambda: engine.busy, "the prefill to start", 30)
         await pilot.pause(0.3)
-        assert app.generating and not app._answer.source  # still reading the prompt
+        answer = streaming(app)
+        assert app.generating and answer is not None and not answer.source  # still reading the prompt
         stopped = when(lambda: not engine.busy, 30)
         ended = when(lambda: app.turns_done == 1, 30)  # observed from a thread: pilot.press itself takes ~2 s here
         pressed = time.monotonic()
@@ -163,10 +171,6 @@ async def test_escape_during_the_prefill_of_a_long_paste_stops_within_half_a_sec
 
 async def test_the_model_picker_opens_on_the_current_model(make_app, store, smollm_path) -> None:  # noqa: ANN001
     """Row 16: not on the first entry of the list."""
-    from textual.widgets import OptionList
-
-    from assistant.models.registry import Registry
-
     Registry(store).import_file(smollm_path, name="my-student", link=True)
     app = make_app(model="my-student")
     async with app.run_test(size=(100, 30)) as pilot:
@@ -177,8 +181,6 @@ async def test_the_model_picker_opens_on_the_current_model(make_app, store, smol
 
 
 async def test_the_sidebar_collapses_on_a_narrow_terminal(make_app, store) -> None:  # noqa: ANN001 - row 16
-    from tui_helpers import seed
-
     seed(store)
     app = make_app()
     async with app.run_test(size=(60, 15)) as pilot:
@@ -196,9 +198,6 @@ async def test_the_sidebar_collapses_on_a_narrow_terminal(make_app, store) -> No
 
 
 async def test_dialogs_say_what_enter_does(make_app, store) -> None:  # noqa: ANN001 - row 16
-    from textual.widgets import Button, Label
-    from tui_helpers import seed
-
     seed(store)
     app = make_app()
     async with app.run_test(size=(80, 24)) as pilot:
@@ -218,23 +217,19 @@ async def test_dialogs_say_what_enter_does(make_app, store) -> None:  # noqa: AN
 @pytest.mark.timeout(300)
 async def test_chatting_with_a_base_model_is_flagged(tui_config, store) -> None:  # noqa: ANN001 - row 7
     """Gemma 3 270M (a base model: no chat template, no instruct marker) gets a warning and a status flag."""
-    from tui_helpers import wait_until
-
-    from assistant.tui.app import ChatApp
-
     app = ChatApp(tui_config, store, model="gemma3-270m")
     async with app.run_test(size=(100, 30)) as pilot:
         await wait_until(pilot, lambda: app.models.ready or bool(app.models.error), "gemma3-270m to load", 240)
         assert app.models.ready, app.models.error
 
         def warned() -> bool:
-            warnings = [n.message for n in app._notifications if n.severity == "warning"]
+            warnings = [n.message for n in notices(app) if n.severity == "warning"]
             return any("base (completion) model, not tuned for chat" in m and "gemma" in m.lower() for m in warnings)
 
         # the UI hears of the load after the worker thread has finished it: wait for the warning, not the load
         await wait_until(pilot, warned, "the base-model warning", 30)
         await wait_until(pilot, lambda: "⚠ base model" in app.status.render().plain, "the status flag", 30)
-        app.chat_screen._load_model("smollm2-135m")  # a chat model: the flag goes
+        app.chat_screen.model_switch.load("smollm2-135m")  # a chat model: the flag goes
         await wait_until(pilot, lambda: "SmolLM2" in app.models.name, "SmolLM2 to load", 120)
         await wait_until(pilot, lambda: not app.status.info.base_model, "the status flag to go", 30)
         assert "base model" not in app.status.render().plain
@@ -246,8 +241,6 @@ async def test_the_speed_is_not_stale_during_continue_and_stays_on_a_60_column_s
     store,
     tui_config,  # noqa: ANN001
 ) -> None:
-    from tui_helpers import send, wait_idle, wait_until
-
     partial = "Once upon a time, in a kingdom far away, there lived a dragon"
     conversation = store.new_conversation(title="Dragon", model="SmolLM2-135M-Instruct.Q4_1")
     store.add_message(conversation, "user", "Write a long story about a dragon.")
@@ -262,7 +255,7 @@ async def test_the_speed_is_not_stale_during_continue_and_stays_on_a_60_column_s
         await pilot.press("f5")
         await wait_until(
             pilot,
-            lambda: app.turns_done > 0 or (app._answer is not None and len(app._answer.source) > len(partial) + 30),
+            lambda: app.turns_done > 0 or len(streamed(app)) > len(partial) + 30,
             "the continued answer to stream",
         )
         line = app.status.render().plain

@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
-from textual.widgets import OptionList, Select
-from tui_helpers import send, wait_idle, wait_until
+from textual.widgets import OptionList, ProgressBar, Select
+from tui_helpers import notices, send, wait_idle, wait_until
 
 from assistant.chat import persona as personas
 from assistant.tui.distill_job import Rate, describe, parse
@@ -38,7 +38,7 @@ def add_persona(tmp_path: Path, name: str = "pip") -> personas.Persona:
 
 
 def messages(app) -> list[str]:  # noqa: ANN001
-    return [n.message for n in app._notifications]
+    return [n.message for n in notices(app)]
 
 
 async def test_the_persona_picker_starts_a_new_chat_as_the_persona(make_app, store, tmp_path: Path) -> None:  # noqa: ANN001
@@ -94,8 +94,6 @@ def test_progress_lines_give_phase_rate_and_eta_on_a_recorded_run() -> None:
 
 
 async def test_the_bar_shows_a_recorded_run(make_app) -> None:  # noqa: ANN001
-    from textual.widgets import ProgressBar
-
     app = make_app()
     async with app.run_test(size=(100, 30)) as pilot:
         bar = app.screen.query_one("#distill-bar")
@@ -120,10 +118,10 @@ async def test_a_distillation_that_fails_says_why_in_one_line(make_app, store, t
     add_persona(tmp_path, "smollm2-135m")  # a packaged model's name: the real command refuses it at once
     app = make_app()
     async with app.run_test(size=(100, 30)) as pilot:
-        app.chat_screen.start_distill("smollm2-135m")
+        app.chat_screen.distiller.start("smollm2-135m")
         bar = app.screen.query_one("#distill-bar")
         assert bar.display and "smollm2-135m" in str(bar.query_one("#distill-title").render())
-        job = app.chat_screen.distill_job
+        job = app.chat_screen.distiller.job
         await wait_until(pilot, lambda: job.ended.is_set() and not bar.display, "the failed run to end", 60)
         # notify() posts a message: the notice reaches the app's list a moment after the bar has gone
         notice = "Distilling smollm2-135m failed"
@@ -139,7 +137,7 @@ async def test_a_running_distillation_shows_progress_and_cancels(make_app, store
     before = personas.load("pip")
     app = make_app()
     async with app.run_test(size=(100, 30)) as pilot:
-        app.chat_screen.distill_args = ["--ci"]
+        app.chat_screen.distiller.args = ["--ci"]
         app.chat_screen.action_distill_persona()  # no persona in use: it asks which one
         await pilot.pause()
         assert isinstance(app.screen, PersonaPickerScreen)
@@ -150,7 +148,7 @@ async def test_a_running_distillation_shows_progress_and_cancels(make_app, store
         await send(pilot, app, "Hello")  # chatting goes on meanwhile
         await wait_idle(pilot, app, turns=1)
         await pilot.click("#distill-cancel")
-        job = app.chat_screen.distill_job
+        job = app.chat_screen.distiller.job
         cancelled = time.monotonic()
         await wait_until(pilot, lambda: job.ended.is_set() and not bar.display, "the cancelled run to end", 60)
         assert time.monotonic() - cancelled < 45
@@ -167,8 +165,8 @@ async def test_a_finished_distillation_offers_to_switch_to_the_student(make_app,
     add_persona(tmp_path)
     app = make_app()
     async with app.run_test(size=(100, 30)) as pilot:
-        await app.chat_screen.use_persona("pip")
-        app.chat_screen.distill_args = ["--ci"]
+        await app.chat_screen.personas.use("pip")
+        app.chat_screen.distiller.args = ["--ci"]
         app.chat_screen.action_distill_persona()  # distils the persona in use
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the offer to switch", 1700)
         await pilot.press("y")

@@ -4,8 +4,9 @@ stays folded there. SmolLM2-135M is no reasoning model, so a llama.cpp grammar m
 from __future__ import annotations
 
 import pytest
+from llama_cpp import LlamaGrammar
 from textual.widgets import Collapsible
-from tui_helpers import send, wait_idle, wait_until
+from tui_helpers import send, streaming, wait_idle, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -13,19 +14,18 @@ THINK_FIRST = r"""root ::= "<think>" [a-z ]{40,80} "</think>" [A-Za-z ,.]{2,40}"
 
 
 async def test_reasoning_streams_into_a_fold_above_the_answer(make_app, store, tui_config) -> None:  # noqa: ANN001
-    from llama_cpp import LlamaGrammar
-
     tui_config.generation.max_tokens = 160
     app = make_app()
     async with app.run_test(size=(100, 30)) as pilot:
         app.session.sampling["grammar"] = LlamaGrammar.from_string(THINK_FIRST, verbose=False)
         before = await send(pilot, app, "Think it over: what is two plus two?")
-        await wait_until(
-            pilot,
-            lambda: app.turns_done > before or (app._answer is not None and app._answer.reasoning),
-            "the reasoning to start streaming",
-        )
-        view = app._answer
+
+        def reasoning_seen() -> bool:
+            view = streaming(app)
+            return app.turns_done > before or (view is not None and bool(view.reasoning))
+
+        await wait_until(pilot, reasoning_seen, "the reasoning to start streaming")
+        view = streaming(app)
         assert view is not None, "the answer finished before its reasoning was seen streaming"
         fold = view.query_one(".reasoning", Collapsible)
         assert fold.display and fold.collapsed and "Thinking…" in str(fold.title)

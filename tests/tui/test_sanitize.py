@@ -40,7 +40,7 @@ def test_an_answer_cut_by_a_full_disk_says_so_in_its_header() -> None:
     """finish_reason "failed" (a write failed mid-answer, see tests/reliability/test_disk.py) has its own label."""
     failed = Message(7, 1, "assistant", "half an ans", model="m", finish_reason="failed", complete=True)
     assert message_meta(failed) == "m · failed: cut short by a write error (disk full?)"
-    header = stored_view(failed, [])._header().plain
+    header = stored_view(failed, []).header().plain
     assert header == "Assistant  m · failed: cut short by a write error (disk full?)"
     crashed = Message(8, 1, "assistant", "half", model="m", complete=False)  # no finish reason: the process died
     assert message_meta(crashed) == "m · incomplete"

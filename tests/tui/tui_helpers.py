@@ -6,7 +6,12 @@ import asyncio
 import threading
 import time
 
+from textual import events
+from textual.notifications import Notification
+
 from assistant.storage.store import Store
+from assistant.tui.app import ChatApp
+from assistant.tui.widgets.message import MessageView
 
 
 def seed(store: Store) -> tuple[int, int]:
@@ -56,16 +61,36 @@ async def wait_until(pilot, predicate, what: str, timeout: float = 90.0) -> None
 async def send(pilot, app, text: str) -> int:  # noqa: ANN001
     """Type ``text`` and press Enter as a terminal would; returns ``turns_done`` before this turn.
 
-    Enter goes through the driver: ``pilot.press`` waits for the app to go idle, which it only does once
-    the whole answer has streamed, so on a fast machine the answer would be over before it returns."""
-    from textual import events
-
+    Enter is posted as the terminal driver posts it: ``pilot.press`` waits for the app to go idle, which it only
+    does once the whole answer has streamed, so on a fast machine the answer would be over before it returns."""
     app.prompt.focus()
     await pilot.press(*text)
     await pilot.pause()
     before = app.turns_done
-    app._driver.send_message(events.Key("enter", "\r"))
+    press_enter(app)
     return before
+
+
+def press_enter(app: ChatApp) -> None:
+    """Enter, as the terminal driver posts it (without waiting for the app to go idle)."""
+    app.post_message(events.Key("enter", "\r"))
+
+
+def streaming(app: ChatApp) -> MessageView | None:
+    """The message an answer is being streamed into, if any."""
+    return next((view for view in app.chat.views() if view.streaming), None)
+
+
+def streamed(app: ChatApp) -> str:
+    """The text of the answer being streamed so far ('' when none is)."""
+    view = streaming(app)
+    return view.source if view is not None else ""
+
+
+def notices(app: ChatApp) -> list[Notification]:
+    """Every notification the app has shown and still holds (Textual keeps them in ``App._notifications``: it has
+    no public reader)."""
+    return list(app._notifications)
 
 
 async def wait_idle(pilot, app, timeout: float = 90.0, turns: int | None = None) -> None:  # noqa: ANN001
@@ -98,7 +123,7 @@ async def ask_and_wait_for_text(pilot, app, text: str, chars: int, timeout: floa
     await send(pilot, app, text)
     await wait_until(
         pilot,
-        lambda: app.turns_done > 0 or (app._answer is not None and len(app._answer.source) >= chars),
+        lambda: app.turns_done > 0 or len(streamed(app)) >= chars,
         "the answer to start",
         timeout,
     )

@@ -14,7 +14,7 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, TextArea
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # for the annotation only: importing the teacher loads httpx, which stays off the chat path
     from assistant.chat.escalation.teacher import EscalationRequest
 
 

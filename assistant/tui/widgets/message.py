@@ -9,13 +9,17 @@ from typing import Any
 from textual import events
 from textual.containers import Vertical, VerticalScroll
 from textual.content import Content
+from textual.reactive import var
 from textual.widgets import Collapsible, LoadingIndicator, Markdown, Static
 from textual.widgets.markdown import MarkdownFence, MarkdownStream
 
 from assistant.chat.attach import Attachment, unpack
+from assistant.chat.branches import BranchPoint
 from assistant.chat.reasoning import ReasoningFilter, split
+from assistant.chat.session import resumable
 from assistant.storage.store import AttachmentRecord, Message
 from assistant.text_safety import sanitize as clean
+from assistant.tui.keys import key_label, key_of
 
 FENCE = re.compile(r"^(?P<fence>`{3,}|~{3,})[^\n]*\n(?P<code>.*?)(?:^(?P=fence)[ \t]*$|\Z)", re.S | re.M)
 
@@ -24,6 +28,27 @@ FINISH_LABELS = {  # how a stored answer ended (``Message.finish_reason``), in i
     "length": "cut at the token limit",
     "failed": "failed: cut short by a write error (disk full?)",  # kept as far as it got; the rest could not be saved
 }
+RESUME_NOTE = (
+    "⚠ incomplete — press [b]$continue_key[/b] to [@click=screen.continue_answer]continue[/] "
+    "or [b]$regenerate_key[/b] to [@click=screen.regenerate]regenerate[/]"
+)
+
+
+def welcome(model: str) -> str:
+    """What an empty chat shows."""
+    return (
+        f"Ask anything. Answers come from {model or 'the on-device model'}, running on this device.\n\n"
+        "Enter sends · Ctrl+J new line · Esc stops · F1 help · Ctrl+P all commands"
+    )
+
+
+def resume_note(keymap: dict[str, str]) -> Content:
+    """The note under an incomplete answer: its keys (with the user's keymap) and links continue or regenerate it."""
+    return Content.from_markup(
+        RESUME_NOTE,
+        continue_key=key_label(key_of(keymap, "continue_answer")),
+        regenerate_key=key_label(key_of(keymap, "regenerate")),
+    )
 
 
 def code_blocks(markdown: str) -> list[str]:
@@ -76,7 +101,7 @@ class MessageView(Vertical):
         self._starts_inside = False
 
     def compose(self):  # noqa: ANN201
-        yield Static(self._header(), classes="message-header")
+        yield Static(self.header(), classes="message-header")
         for file in self.files:
             with Collapsible(title=clean(file.title()), collapsed=True, classes="attachment"):
                 yield Static(Content(clean(file.text)), classes="attachment-text")
@@ -100,7 +125,7 @@ class MessageView(Vertical):
         fold.title = self._reasoning_title(thinking)
         self.query_one(".reasoning-text", Static).update(Content(self.reasoning))
 
-    def _header(self) -> Content:
+    def header(self) -> Content:
         """Who, the versions (``◀ 2/3 ▶``, clickable) if there are others, then the meta line."""
         who = "You" if self.role == "user" else "Assistant"
         arrows = Content("")
@@ -116,11 +141,11 @@ class MessageView(Vertical):
         """Show ``◀ shown/count ▶`` (clickable) for a message with other versions; None hides it."""
         if versions != self.versions:
             self.versions = versions
-            self.query_one(".message-header", Static).update(self._header())
+            self.query_one(".message-header", Static).update(self.header())
 
     def set_meta(self, meta: str) -> None:
         self.meta = meta
-        self.query_one(".message-header", Static).update(self._header())
+        self.query_one(".message-header", Static).update(self.header())
 
     def offer_resume(self, note: Content | None) -> None:
         """Show ``note`` under this (incomplete) answer, offering to continue it; None hides it."""
@@ -191,6 +216,8 @@ class MessageView(Vertical):
 class ChatView(VerticalScroll):
     """The messages of the current conversation, newest at the bottom, kept scrolled to the end."""
 
+    generating: var[bool] = var(False, init=False)  # an answer is being streamed into the last message
+
     def on_mount(self) -> None:
         self.anchor()
 
@@ -222,6 +249,31 @@ class ChatView(VerticalScroll):
         """Remove ``view`` and every message after it."""
         views = self.views()
         await self.remove_children(views[views.index(view) :])
+
+    def set_welcome(self, text: str) -> None:
+        """Change the text an empty chat shows (no-op once it has messages)."""
+        for shown in self.query("#welcome").results(Static):
+            shown.update(text)
+
+    def mark_versions(self, points: list[BranchPoint]) -> None:
+        """Put ``◀ n/m ▶`` on each message that starts a version (the first message after its branch point)."""
+        marks: dict[int, tuple[int, int, int]] = {}
+        for point in points:
+            first = next((v for v in self.views() if (v.message_id or 0) > point.parent_id), None)
+            if first is not None:
+                marks[id(first)] = (point.parent_id, point.active, point.count)
+        for view in self.views():
+            view.set_versions(marks.get(id(view)))
+
+    def offer_resume(self, last: Message | None, note: Content | None = None) -> None:
+        """Show ``note`` under the last answer if it is ``last`` and incomplete; take it off the others."""
+        views = self.views()
+        target = views[-1] if views and last and views[-1].message_id == last.id and resumable(last) else None
+        for view in views:
+            if view is target:
+                view.offer_resume(note)
+            elif view.resumable:
+                view.offer_resume(None)
 
     def jump_to(self, message_id: int) -> bool:
         """Scroll to a message and mark it as found."""

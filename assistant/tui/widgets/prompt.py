@@ -1,4 +1,7 @@
-"""The multi-line message box: Enter sends, Ctrl+J (or Shift+Enter where the terminal sends it) adds a line."""
+"""The multi-line message box: Enter sends, Ctrl+J (or Shift+Enter where the terminal sends it) adds a line.
+
+It also holds the message being edited (edit and resend) while the user changes it.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ from textual.message import Message
 from textual.widgets import TextArea
 
 from assistant.tui import mentions
+from assistant.tui.widgets.message import MessageView
 
 
 class PromptInput(TextArea):
@@ -35,6 +39,24 @@ class PromptInput(TextArea):
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(soft_wrap=True, show_line_numbers=False, tab_behavior="focus", **kwargs)  # type: ignore[arg-type]
+        self.editing: MessageView | None = None  # the user message being edited (Enter resends it)
+
+    def start_edit(self, message: MessageView) -> None:
+        """Put ``message`` in the box to be changed and resent (its files go again with it)."""
+        self.editing = message
+        self.text = message.source
+        self.move_cursor(self.document.end)
+        files = f" (with its {len(message.files)} file{'s' if len(message.files) > 1 else ''})" if message.files else ""
+        self.border_title = f"editing your last message{files} · Enter resends · Esc cancels"
+        self.focus()
+        self.refresh_bindings()
+
+    def cancel_edit(self) -> None:
+        """Stop editing (the text stays in the box)."""
+        if self.editing is not None:
+            self.editing = None
+            self.border_title = None
+            self.refresh_bindings()
 
     # Enter and Ctrl+J are priority bindings, which run before keys that arrived in the same read
     # are inserted (tmux send-keys, SSH, auto-typers): defer both until those keys are in the box.

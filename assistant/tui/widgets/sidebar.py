@@ -91,6 +91,10 @@ class Sidebar(Vertical):
         self.query_one("#results").set_class(not on, "-hidden")
         self.query_one("#conversations").set_class(on, "-hidden")
 
+    @on(Input.Submitted, "#search")
+    def _search_submitted(self) -> None:
+        self.query_one("#results").focus()
+
     @on(ListView.Selected, "#conversations")
     def _picked_conversation(self, event: ListView.Selected) -> None:
         if isinstance(event.item, ConversationItem):

@@ -1,0 +1,1 @@
+"""The chat screen's controllers: each owns one concern; the screen's actions and message handlers call them."""

@@ -1,0 +1,112 @@
+"""Distilling a persona in the background: ``distill persona NAME`` runs in its own process (a
+:class:`DistillJob`); its progress shows in the bar above the status and the chat goes on meanwhile."""
+
+from __future__ import annotations
+
+from textual.message import Message
+from textual.screen import Screen
+
+from assistant.chat import persona as personas
+from assistant.chat.session import Session
+from assistant.config import Config
+from assistant.tui.controllers.base import Controller
+from assistant.tui.controllers.personas import Personas
+from assistant.tui.distill_job import DistillJob, Outcome, Progress
+from assistant.tui.screens.dialogs import ConfirmScreen
+from assistant.tui.screens.personas import NO_PERSONA, PersonaPickerScreen
+from assistant.tui.widgets.distill_bar import DistillBar
+
+
+class DistillProgress(Message):
+    def __init__(self, progress: Progress) -> None:
+        super().__init__()
+        self.progress = progress
+
+
+class DistillEnded(Message):
+    def __init__(self, name: str, outcome: Outcome) -> None:
+        super().__init__()
+        self.name, self.outcome = name, outcome
+
+
+class Distiller(Controller):
+    """Starts, cancels and reports one persona distillation at a time."""
+
+    def __init__(self, screen: Screen[None], session: Session, config: Config, *, personas: Personas) -> None:
+        super().__init__(screen, session, config)
+        self.personas = personas
+        self.job: DistillJob | None = None  # the run under way (or the last one)
+        self.args: list[str] = []  # more arguments for `distill persona` (the tests' tiny recipe: --ci)
+
+    @property
+    def bar(self) -> DistillBar:
+        return self.screen.query_one(DistillBar)
+
+    def ask(self) -> None:
+        """Distil the persona in use, or ask which one (one run at a time)."""
+        if self.job is not None and self.job.running:
+            self.screen.notify(
+                f"Already distilling {self.job.name}: Cancel it in the bar first", severity="warning", markup=False
+            )
+        elif self.session.persona is not None:
+            self.start(self.session.persona.name)
+        else:
+            picker = PersonaPickerScreen(personas.all_personas(), "", title="Distil which persona?")
+            self.screen.app.push_screen(picker, lambda name: self.start(name) if name and name != NO_PERSONA else None)
+
+    def start(self, name: str) -> None:
+        """Run `assistant distill persona NAME` in its own process; its progress shows in the bar."""
+        job = DistillJob(
+            name,
+            lambda p: self.screen.post_message(DistillProgress(p)),
+            lambda outcome: self.screen.post_message(DistillEnded(name, outcome)),
+            self.args,
+        )
+        try:
+            job.start()
+        except OSError as exc:
+            self.screen.notify(f"cannot start the distillation: {exc}", severity="error", markup=False)
+            return
+        self.job = job
+        self.bar.begin(name)
+        self.screen.notify(
+            f"Distilling {name} in the background: keep chatting; Cancel in the bar stops it (it resumes "
+            "when started again)",
+            markup=False,
+        )
+
+    def cancel(self) -> None:
+        """Stop the run as Ctrl-C would (it resumes where it stopped when started again)."""
+        if self.job is not None and self.job.running:
+            self.job.cancel()
+            self.bar.show_text("cancelling…")
+
+    def quit(self) -> None:
+        """The app is quitting: stop the run (as Ctrl-C: it resumes when started again)."""
+        if self.job is not None:
+            self.job.cancel()
+
+    def ended(self, event: DistillEnded) -> None:
+        """Say how the run ended; offer to switch to a student that is ready."""
+        self.bar.end()
+        outcome, name = event.outcome, event.name
+        if outcome.cancelled:
+            self.screen.notify(
+                f"Distillation of {name} cancelled; start it again to resume where it stopped", markup=False
+            )
+        elif outcome.returncode != 0 or outcome.summary is None:
+            self.screen.notify(
+                f"Distilling {name} failed: {outcome.error or f'exit code {outcome.returncode}'}",
+                title="Distillation failed",
+                severity="error",
+                markup=False,
+                timeout=20,
+            )
+        else:
+            question = f"{name} is distilled: its student answers without the prompt. Switch to it now?"
+
+            def switch(yes: bool | None) -> None:
+                if yes:
+                    self.screen.call_later(self.personas.use, name)
+
+            self.screen.app.push_screen(ConfirmScreen(question, confirm="Switch"), switch)

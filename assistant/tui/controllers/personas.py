@@ -1,0 +1,64 @@
+"""Personas: chat as one of the user's personas (a new chat starts with it, on its model or student if it has one)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.screen import Screen
+
+from assistant import AssistantError
+from assistant.chat import persona as personas
+from assistant.chat.session import Session
+from assistant.config import Config
+from assistant.tui.controllers.base import Controller
+from assistant.tui.controllers.conversations import Conversations
+from assistant.tui.controllers.models import ModelSwitch
+from assistant.tui.screens.personas import NO_PERSONA, PersonaPickerScreen
+
+
+class Personas(Controller):
+    """Picks the persona new chats use."""
+
+    def __init__(
+        self,
+        screen: Screen[None],
+        session: Session,
+        config: Config,
+        *,
+        conversations: Conversations,
+        model_switch: ModelSwitch,
+    ) -> None:
+        super().__init__(screen, session, config)
+        self.conversations, self.model_switch = conversations, model_switch
+
+    @property
+    def current(self) -> str:
+        """The name of the persona in use, or ``NO_PERSONA``."""
+        return self.session.persona.name if self.session.persona else NO_PERSONA
+
+    def pick(self) -> None:
+        """Open the persona picker; a new chat starts as the persona picked."""
+        self.screen.app.push_screen(PersonaPickerScreen(personas.all_personas(), self.current), self._picked)
+
+    def _picked(self, name: str | None) -> None:
+        if name is not None:
+            self.screen.call_later(self.use, "" if name == NO_PERSONA else name)
+
+    async def use(self, name: str) -> None:
+        """Start a new chat as persona ``name`` ('' for none), loading its model (or its student) if it has one."""
+        if self.chat.generating:
+            self.screen.notify("Still answering: press Esc to stop first", severity="warning")
+            return
+        try:
+            persona = personas.load(name) if name else None
+        except AssistantError as exc:
+            self.screen.notify(str(exc), severity="error", markup=False)
+            return
+        self.session.use_persona(persona)
+        await self.conversations.open(None)
+        self.status.show(persona=persona.name if persona else "")
+        self.screen.notify(f"New chat as {name}" if name else "New chat without a persona", markup=False)
+        model = persona.runtime_model() if persona else ""
+        if model and model != self.models.key:
+            self.status.show(state=f"loading {Path(model).name}…")
+            self.model_switch.load(model)
