@@ -12,8 +12,10 @@ what is new. ``response_format`` goes through ``assistant.models.schema`` (gramm
 ``assistant ask --schema`` does.
 
 One request runs at a time, on one worker thread; at most ``queue`` more wait (``gate``) and
-later ones get 429 with Retry-After. A client that goes away (``stream``) stops its generation
-at the next token; its stored answer keeps ``finish_reason = "cancelled"``.
+later ones get 429 with Retry-After. A client whose connection is lost (``stream``: a failed write,
+not the end of its input, which a half-closing client sends too) stops its generation at the next
+token; its stored answer keeps ``finish_reason = "cancelled"``. ``logprobs: true`` reports the
+engine's logprob of each token it generated.
 
 Secure by default (``guard``): loopback only unless an API key is set; bodies and max_tokens
 are bounded; every error is OpenAI-style JSON, without paths or tracebacks (``response``).
@@ -47,10 +49,19 @@ from assistant.models.manager import ModelManager
 from assistant.models.registry import DEFAULT_MODEL
 from assistant.server.conversations import VIA, Conversations
 from assistant.server.gate import Gate
-from assistant.server.guard import check_caller, is_loopback, read_body
+from assistant.server.guard import check_api_key, check_caller, is_loopback, listen_address, read_body
 from assistant.server.request import ApiError, ChatRequest, grammar_for, parse_chat, parse_json
-from assistant.server.response import ERROR_HANDLERS, Outcome, chunks, completion, conforms, generation_error, log
-from assistant.server.stream import EventStream, disconnected
+from assistant.server.response import (
+    ERROR_HANDLERS,
+    Outcome,
+    chunks,
+    completion,
+    conforms,
+    generation_error,
+    log,
+    token_logprob,
+)
+from assistant.server.stream import EventStream, HalfCloseProtocol, Piece, disconnected
 from assistant.storage.store import Store
 
 
@@ -82,7 +93,7 @@ class Job:
     request: ChatRequest
     target: Target
     grammar: Any = None
-    emit: Callable[[str], object] | None = None  # streaming: called on the worker thread with each piece
+    emit: Callable[[Piece], object] | None = None  # streaming: called on the worker thread with each piece
     cancelled: threading.Event = field(default_factory=threading.Event)
     session: Session | None = None
     tokens: int = 0  # pieces generated so far
@@ -201,8 +212,8 @@ class Server:
 
     def _stream(self, job: Job) -> Response:
         loop = asyncio.get_running_loop()
-        pieces: asyncio.Queue[str | None] = asyncio.Queue()
-        job.emit = lambda text: loop.call_soon_threadsafe(pieces.put_nowait, text)
+        pieces: asyncio.Queue[Piece | None] = asyncio.Queue()
+        job.emit = lambda piece: loop.call_soon_threadsafe(pieces.put_nowait, piece)
         task = asyncio.ensure_future(self._run(job))
         task.add_done_callback(lambda _: pieces.put_nowait(None))  # after every piece the worker emitted
 
@@ -224,7 +235,9 @@ class Server:
         self.counts["started"] += 1
         started = time.monotonic()
 
-        def done(_: object) -> None:
+        def done(finished: asyncio.Future[Outcome] | None) -> None:
+            if finished is not None and not finished.cancelled():
+                finished.exception()  # retrieved: if the client left, nobody awaits it, and asyncio would log it
             self.counts["finished"] += 1
             self.last_used = time.monotonic()
             self.jobs.discard(job)
@@ -269,6 +282,7 @@ class Server:
             escalate=self._policy(job),
             options=options,
         )
+        logprobs: list[dict[str, Any]] = []  # with chat.logprobs: one entry per token
         try:
             for delta in stream:
                 if not first and delta.text:
@@ -276,8 +290,11 @@ class Server:
                 job.tokens += 1
                 if job.cancelled.is_set():
                     break
-                if job.emit is not None and delta.text:
-                    job.emit(delta.text)
+                entry = token_logprob(delta.text, delta.logprob) if chat.logprobs and delta.token >= 0 else None
+                if entry is not None:
+                    logprobs.append(entry)
+                if job.emit is not None and (delta.text or entry):
+                    job.emit((delta.text, entry))
         except AssistantError as exc:
             raise generation_error(exc) from None
         finally:
@@ -305,6 +322,7 @@ class Server:
             turn.stats.reused_tokens,
             first,
             turn.stats.tokens_per_s,
+            logprobs if chat.logprobs else None,
         )
 
     def _use(self, model: str) -> None:
@@ -335,8 +353,9 @@ class Server:
             job.cancel()
 
     def _policy(self, job: Job) -> str:
-        """Escalation through the server only where the config says ``auto`` (never ``ask``: nobody to ask)."""
-        plain = job.grammar is None and not job.request.stop
+        """Escalation through the server only where the config says ``auto`` (never ``ask``: nobody to ask), and
+        only for plain requests (a teacher follows no grammar or stop strings and has no logprobs to give)."""
+        plain = job.grammar is None and not job.request.stop and not job.request.logprobs
         return "auto" if self.config.escalation.policy == "auto" and plain else "never"
 
     # -- life cycle
@@ -402,15 +421,17 @@ def bind(host: str, port: int) -> socket.socket:
 
 def serve(options: ServeOptions, config: Config) -> None:
     """Serve until interrupted; the URL line goes to stdout once connections are accepted."""
-    if not options.api_key and not is_loopback(options.host):
+    address = listen_address(options.host)
+    check_api_key(options.api_key)
+    if not options.api_key and not is_loopback(address):
         raise AssistantError(
-            f"refusing to listen on {options.host}, which other machines can reach, without an API key: "
+            f"refusing to listen on {address}, which other machines can reach, without an API key: "
             "set one with --api-key-env VAR"
         )
     server = Server(options, config)
     if options.model:
         server.preload(options.model)
-    sock = bind(options.host, options.port)
+    sock = bind(address, options.port)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     print(
@@ -420,7 +441,12 @@ def serve(options: ServeOptions, config: Config) -> None:
         flush=True,
     )
     settings = uvicorn.Config(
-        server.app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=3
+        server.app,
+        http=HalfCloseProtocol,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=3,
     )
     StoppingServer(settings, on_exit=server.stop_answers).run(sockets=[sock])
 

@@ -1,20 +1,59 @@
 """What `assistant serve` lets in: the API key or loopback-only callers, and bounded JSON bodies.
 
-With an API key, every request must carry it (compared in constant time). Without one, the server
-only listens on loopback and refuses requests naming another Host or Origin (a web page, DNS
-rebinding). Bodies must be JSON and no larger than the limit, declared or not.
+With an API key, every request must carry it (compared in constant time); a key no HTTP header can
+carry is refused at start. Without one, the server only listens on loopback and refuses requests
+naming another Host or Origin (a web page, DNS rebinding). Bodies must be JSON and no larger than
+the limit, declared or not. ``--host`` must be an IP address (``[::1]`` as in URLs too) or a host name.
 """
 
 from __future__ import annotations
 
 import hmac
 import ipaddress
+import re
 import socket
 from urllib.parse import urlsplit
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
+from assistant import AssistantError
 from assistant.server.request import ApiError
+from assistant.server.response import log
+
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)")  # one dot-separated part of a host name
+
+
+def check_api_key(key: str) -> None:
+    """Refuse a key no client could send: ``Authorization`` carries printable ASCII, edge spaces stripped."""
+    if key and (not all(" " <= char <= "~" for char in key) or key != key.strip()):
+        raise AssistantError(
+            "the API key (--api-key-env) cannot be sent in an HTTP header, so no client could authenticate: "
+            "use printable ASCII without leading or trailing spaces"
+        )
+
+
+def listen_address(host: str) -> str:
+    """``--host`` as the socket functions take it (``[::1]``, URL syntax, as ``::1``); one clear error if malformed."""
+    bracketed = host.startswith("[") and host.endswith("]")
+    bare = host[1:-1] if bracketed else host
+    valid = _ip_version(bare) == 6 if bracketed else _ip_version(bare) is not None or _is_host_name(bare)
+    if not valid:
+        raise AssistantError(
+            f"--host {host!r}: not a valid address (use an IP address such as 127.0.0.1 or ::1, or a host name)"
+        )
+    return bare
+
+
+def _ip_version(text: str) -> int | None:
+    try:
+        return ipaddress.ip_address(text).version
+    except ValueError:
+        return None
+
+
+def _is_host_name(name: str) -> bool:
+    labels = name.removesuffix(".").split(".")
+    return 0 < len(name) <= 253 and all(_LABEL.fullmatch(label) for label in labels)
 
 
 def check_caller(request: Request, api_key: str) -> None:
@@ -38,7 +77,7 @@ def check_caller(request: Request, api_key: str) -> None:
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    """The JSON body, at most ``limit`` bytes (415 if not JSON, 413 if larger)."""
+    """The JSON body, at most ``limit`` bytes (415 if not JSON, 413 if larger, 400 if the client left mid-body)."""
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media != "application/json":
         raise ApiError(415, "send the request body as JSON (Content-Type: application/json)")
@@ -49,10 +88,14 @@ async def read_body(request: Request, limit: int) -> bytes:
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
         raise too_large
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise too_large
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise too_large
+    except ClientDisconnect:
+        log("a client went away before sending its whole request")
+        raise ApiError(400, "the request body was cut short") from None  # nobody is left to read it
     return bytes(body)
 
 

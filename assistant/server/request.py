@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,8 @@ ROLES = ("system", "developer", "user", "assistant")
 MAX_STOPS = 4
 MAX_STOP_CHARS = 256
 MAX_SCHEMA_COUNT = 1024  # minItems, maxLength…: grammar size grows with them
+MAX_DEPTH = 64  # nesting of the JSON body: far beyond any real request, far below the recursion limit
+_SURROGATE = re.compile("[\ud800-\udfff]")  # left in a str by JSON's "\ud800" escape without its pair
 
 
 @dataclass(eq=False)  # exceptions stay hashable
@@ -53,6 +56,7 @@ class ChatRequest:
     stop: list[str] = field(default_factory=list)
     seed: int | None = None
     json_schema: dict[str, Any] | None = None  # response_format's schema ({"type": "object"} for json_object)
+    logprobs: bool = False  # report each generated token's log-probability
 
     def key(self, answer: str | None = None) -> str:
         """The conversation's fingerprint before the question, or (given the answer) after this exchange."""
@@ -72,13 +76,41 @@ def invalid(message: str, param: str | None = None, code: str | None = None) -> 
 
 
 def parse_json(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object. Text no UTF-8 can hold becomes U+FFFD, as the CLI does with such input:
+    bytes that are not UTF-8, and lone surrogates (``"\\ud800"``), which storing or answering could not encode."""
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        data = json.loads(body.decode("utf-8-sig", errors="replace"))
+    except RecursionError:
+        raise _too_deep() from None
+    except ValueError:
         raise invalid("the request body is not valid JSON") from None
     if not isinstance(data, dict):
         raise invalid("the request body must be a JSON object")
+    _mend(data)
     return data
+
+
+def _too_deep() -> ApiError:
+    return invalid(f"the request body is nested too deeply (at most {MAX_DEPTH} levels)")
+
+
+def _mend(data: dict[str, Any]) -> None:
+    """Replace lone surrogates in ``data``'s strings (keys too) by U+FFFD, in place; 400 if nested too deeply.
+
+    Iterative, so that no nesting the parser accepted can exhaust the stack here."""
+    stack: list[tuple[dict[str, Any] | list[Any], int]] = [(data, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise _too_deep()
+        if isinstance(node, dict):
+            for key in [k for k in node if _SURROGATE.search(k)]:
+                node[_SURROGATE.sub("\ufffd", key)] = node.pop(key)
+        for slot, value in node.items() if isinstance(node, dict) else enumerate(node):
+            if isinstance(value, str):
+                node[slot] = _SURROGATE.sub("\ufffd", value)  # type: ignore[index]
+            elif isinstance(value, dict | list):
+                stack.append((value, depth + 1))
 
 
 def parse_chat(data: dict[str, Any], max_tokens_limit: int) -> ChatRequest:
@@ -112,6 +144,7 @@ def parse_chat(data: dict[str, Any], max_tokens_limit: int) -> ChatRequest:
         stop=_stop(data.get("stop")),
         seed=None if seed is None else seed % (2**32 - 1),
         json_schema=_response_format(data.get("response_format")),
+        logprobs=_logprobs(data),
     )
 
 
@@ -189,6 +222,23 @@ def _refuse_unsupported(data: dict[str, Any]) -> None:
     for name in ("tools", "functions"):
         if data.get(name):
             raise invalid(f"'{name}' are not supported by this server", name)
+
+
+def _logprobs(data: dict[str, Any]) -> bool:
+    """``logprobs``; ``top_logprobs`` only as 0: the engine keeps the chosen token's logprob, not the others'."""
+    logprobs = _typed(data, "logprobs", bool, False)
+    top = _typed(data, "top_logprobs", int, None)
+    if top is None:
+        return logprobs
+    if not logprobs:
+        raise invalid("'top_logprobs' needs 'logprobs': true", "top_logprobs")
+    if top != 0:
+        raise invalid(
+            "'top_logprobs' must be 0 on this server: it reports the chosen token's logprob, "
+            "not the alternatives' (the engine does not keep them)",
+            "top_logprobs",
+        )
+    return logprobs
 
 
 def _stop(stop: Any) -> list[str]:

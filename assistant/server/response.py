@@ -7,6 +7,7 @@ traceback: the details go to the server's log (``log``, on stderr).
 from __future__ import annotations
 
 import asyncio
+import math
 import secrets
 import sys
 import time
@@ -22,7 +23,7 @@ from assistant import AssistantError
 from assistant.chat.persona import PersonaError
 from assistant.models.schema import SchemaError, check
 from assistant.server.request import ApiError, ChatRequest
-from assistant.server.stream import drain, sse
+from assistant.server.stream import HEARTBEAT, Piece, drain, sse
 
 
 def log(message: str) -> None:
@@ -38,6 +39,7 @@ class Outcome:
     cached_tokens: int  # prompt tokens the engine's KV cache already held
     session_ttft_s: float  # Session.send -> first piece, as an in-process caller would see it
     tokens_per_s: float  # the engine's own decode rate
+    logprobs: list[dict[str, Any]] | None = None  # one entry per token, when the request asked
 
     def usage(self) -> dict[str, Any]:
         return {
@@ -57,6 +59,16 @@ class Outcome:
         }
 
 
+def token_logprob(text: str, logprob: float) -> dict[str, Any]:
+    """One token's entry in OpenAI's ``logprobs.content``: its text (what it added to the answer), logprob and bytes.
+
+    A token that ends inside a multi-byte character adds no text (the next one adds the character). With
+    ``stop``, text held back while it might begin a stop string comes with the token that releases it (or,
+    at the end of the answer, with none), so the tokens of a stop string and those held have no entry."""
+    value = logprob if math.isfinite(logprob) else -9999.0  # OpenAI's value for "never"
+    return {"token": text, "logprob": value, "bytes": list(text.encode()), "top_logprobs": []}
+
+
 def completion(model: str, outcome: Outcome) -> dict[str, Any]:
     """The body of a whole (not streamed) answer."""
     return {
@@ -68,7 +80,7 @@ def completion(model: str, outcome: Outcome) -> dict[str, Any]:
             {
                 "index": 0,
                 "message": {"role": "assistant", "content": outcome.text},
-                "logprobs": None,
+                "logprobs": None if outcome.logprobs is None else {"content": outcome.logprobs, "refusal": None},
                 "finish_reason": outcome.finish_reason,
             }
         ],
@@ -78,9 +90,12 @@ def completion(model: str, outcome: Outcome) -> dict[str, Any]:
 
 
 async def chunks(
-    request: ChatRequest, task: asyncio.Future[Outcome], pieces: asyncio.Queue[str | None]
+    request: ChatRequest, task: asyncio.Future[Outcome], pieces: asyncio.Queue[Piece | None]
 ) -> AsyncIterator[bytes]:
-    """A streamed answer's events: its ``pieces`` as they come, then, once ``task`` is done, the end or the error."""
+    """A streamed answer's events: its ``pieces`` as they come, then, once ``task`` is done, the end or the error.
+
+    While nothing comes (waiting in the queue, a long prompt) a comment line every ``HEARTBEAT`` seconds
+    keeps writing, which is how a client that closed its socket is noticed (``stream``)."""
     base = {
         "id": "chatcmpl-" + secrets.token_hex(12),
         "object": "chat.completion.chunk",
@@ -88,13 +103,25 @@ async def chunks(
         "model": request.model,
     }
 
-    def chunk(delta: dict[str, str], finish: str | None = None, **extra: Any) -> bytes:
-        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+    def chunk(delta: dict[str, str], finish: str | None = None, logprobs: Any = None, **extra: Any) -> bytes:
+        choice = {"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}
         return sse({**base, "choices": [choice], **extra})
 
+    def content(piece: Piece) -> bytes:
+        text, entry = piece
+        logprobs = {"content": [entry] if entry else [], "refusal": None} if request.logprobs else None
+        return chunk({"content": text}, logprobs=logprobs)
+
     yield chunk({"role": "assistant", "content": ""})
-    while (texts := await drain(pieces)) is not None:
-        yield b"".join(chunk({"content": text}) for text in texts)  # one write for the pieces that piled up
+    while True:
+        try:
+            batch = await asyncio.wait_for(drain(pieces), HEARTBEAT)
+        except asyncio.TimeoutError:
+            yield b": waiting\n\n"
+            continue
+        if batch is None:
+            break
+        yield b"".join(content(piece) for piece in batch)  # one write for the pieces that piled up
     if task.cancelled():
         return
     if isinstance(error := task.exception(), ApiError):

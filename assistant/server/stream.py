@@ -2,7 +2,14 @@
 
 A streamed answer's pieces arrive on an ``asyncio.Queue`` from the worker thread; ``drain`` takes
 what piled up so that one write carries them. ``EventStream`` calls ``on_disconnect`` the moment
-the client's connection closes (not at the next write), so its generation stops at the next token.
+the connection is lost, so its generation stops at the next token.
+
+A client may half-close its socket once its request is sent (``shutdown(SHUT_WR)``) and still read
+the answer; TCP cannot tell that apart from a client that closed its socket until the server writes
+(a closed socket answers with a reset). So the end of a client's input is not a disconnect
+(``HalfCloseProtocol``): the connection is lost when a write fails, which for a stream is the next
+token or heartbeat. A whole (not streamed) answer writes nothing until it is done, so a client that
+closes its socket meanwhile is only noticed if its system resets the connection.
 """
 
 from __future__ import annotations
@@ -14,6 +21,22 @@ from typing import Any
 
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+HEARTBEAT = 1.0  # seconds between comment lines while a stream has nothing to send
+Piece = tuple[str, dict[str, Any] | None]  # a piece of a streamed answer, and its token's logprob entry if asked
+
+
+class HalfCloseProtocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol, but the end of the client's input is not taken for the client leaving."""
+
+    def eof_received(self) -> bool | None:  # type: ignore[override]  # asyncio.Protocol allows a bool
+        """Keep the connection open to answer a request received in full; then close it (nothing more can come)."""
+        cycle = self.cycle
+        if cycle is None or cycle.response_complete or cycle.more_body:
+            return None  # idle, or the request was cut short: close, as uvicorn does
+        cycle.keep_alive = False
+        return True
 
 
 async def disconnected(receive: Receive) -> None:
@@ -28,21 +51,21 @@ def sse(data: dict[str, Any] | str) -> bytes:
     return f"data: {text}\n\n".encode()
 
 
-async def drain(pieces: asyncio.Queue[str | None]) -> list[str] | None:
+async def drain(pieces: asyncio.Queue[Piece | None]) -> list[Piece] | None:
     """The next piece and any others already queued; None once the end marker (None) is reached."""
-    texts = [await pieces.get()]
-    while texts[-1] is not None and not pieces.empty():
-        texts.append(pieces.get_nowait())
-    if texts[-1] is None:
-        texts.pop()
-        if not texts:
+    items = [await pieces.get()]
+    while items[-1] is not None and not pieces.empty():
+        items.append(pieces.get_nowait())
+    if items[-1] is None:
+        items.pop()
+        if not items:
             return None
         pieces.put_nowait(None)  # the end comes on the next call
-    return texts  # type: ignore[return-value]
+    return items  # type: ignore[return-value]
 
 
 class EventStream(StreamingResponse):
-    """Server-sent events; a client that goes away calls ``on_disconnect`` at once, not at the next write."""
+    """Server-sent events; a lost connection calls ``on_disconnect`` at once, not at the next write."""
 
     def __init__(self, events: AsyncIterator[bytes], on_disconnect: Callable[[], None]) -> None:
         super().__init__(
