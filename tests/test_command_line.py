@@ -38,13 +38,13 @@ def _leaves(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
 def test_every_command_has_a_handler_from_its_own_group_module() -> None:
     groups = {c.path for c in walk(build_parser()) if c.path and " " not in c.path}
     assert groups == {"ask", "chat", "history", "models", "persona", "distill", "serve", "completion"}
-    assert sorted(GROUPS) == sorted(f"assistant.{g}_cli" for g in groups)
+    assert sorted(GROUPS) == sorted(f"assistant.cli.{g}" for g in groups)
     leaves = list(_leaves(build_parser()))
     assert len(leaves) > 20
     for path, parser in leaves:
         handler = parser.get_default("handler")
         assert callable(handler), path
-        home = "distill_tools." if path[0] == "distill" else f"assistant.{path[0]}_cli"  # distill: the library's own
+        home = "distill_tools." if path[0] == "distill" else f"assistant.cli.{path[0]}"  # distill: the library's own
         assert handler.__module__.startswith(home), path
 
 

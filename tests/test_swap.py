@@ -132,10 +132,10 @@ def test_failed_swaps_keep_the_old_model_serving(
         engine.swap(bad_files["template-raises"])
     with pytest.raises(ModelFileError, match="no such file"):
         engine.swap(tmp_path / "missing.gguf")
-    import assistant.models.engine
+    import assistant.models.llama_model
 
     with monkeypatch.context() as patch:  # a machine with 64 MiB free
-        patch.setattr(assistant.models.engine, "available_memory", lambda: 64 * 2**20)
+        patch.setattr(assistant.models.llama_model, "available_memory", lambda: 64 * 2**20)
         with pytest.raises(EngineError, match="needs about .* GiB free"):
             engine.swap(smollm_path)
     assert engine.model is serving

@@ -6,12 +6,15 @@ import argparse
 import functools
 import json
 import sys
+from typing import TYPE_CHECKING
 
 from assistant import AssistantError
-from assistant.cli.ask_options import add_arguments as add_ask_arguments
-from assistant.cli.chat import persona_of
-from assistant.cli.main import Subparsers, open_store, text_argument
+from assistant.cli.common import Subparsers, open_store, persona_named, text_argument
+from assistant.config import Config, load, validate
 from assistant.text_safety import StreamSanitizer, json_for_terminal, sanitize
+
+if TYPE_CHECKING:
+    from assistant.chat.escalation.teacher import EscalationRequest
 
 
 def register(subparsers: Subparsers) -> None:
@@ -36,20 +39,40 @@ def register(subparsers: Subparsers) -> None:
         "-c", "--continue", dest="continue_latest", action="store_true", help="continue the latest conversation"
     )
     ask.add_argument("--conversation", type=int, default=None, help="continue conversation ID")
-    add_ask_arguments(ask)
+    ask.add_argument(
+        "-f",
+        "--file",
+        dest="files",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="put a text file in the question ('-' reads stdin); repeatable",
+    )
+    ask.add_argument(
+        "--schema",
+        help="answer with JSON following SCHEMA: a JSON Schema (file or string) "
+        "or fields like 'name, age int, tags list'",
+    )
+    ask.add_argument(
+        "--show-reasoning",
+        action="store_true",
+        help='also print the model\'s <think> reasoning (to stderr; with --json, as "reasoning")',
+    )
     ask.set_defaults(handler=cmd_ask)
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
+    # deliberately lazy: the model stack (sqlite-utils, numpy, the engine) loads when a question is asked,
+    # not for `assistant --help` or the other commands
     from assistant.chat.session import Session
     from assistant.cli.ask_options import AskOptions
-    from assistant.config import load
+    from assistant.models.gguf_info import base_model_note
     from assistant.models.manager import ModelManager
 
     config = load()
-    persona = persona_of(args)
+    persona = persona_named(args.persona)
     _override(config, args)
-    options = AskOptions(args, persona)  # -f files, --schema, --show-reasoning: checked before anything loads
+    options = AskOptions.read(args.files, args.schema, args.show_reasoning, persona)  # checked before anything loads
     prompt = " ".join(args.prompt) if args.prompt else ""
     from_stdin = not options.reads_stdin and (prompt == "-" or (not prompt and not sys.stdin.isatty()))
     if from_stdin:
@@ -66,8 +89,6 @@ def cmd_ask(args: argparse.Namespace) -> int:
     models.load(args.model or (persona.runtime_model() if persona else None) or "")
     engine = models.engine
     if engine.model.info.base_model:
-        from assistant.models.gguf_info import base_model_note
-
         print(f"note: {base_model_note(args.model or engine.name)}", file=sys.stderr)
     session = Session(store, models, config, conversation_id, persona=persona)
     prompt = options.prepare(prompt, engine, session, config.generation.max_tokens)
@@ -116,17 +137,15 @@ def cmd_ask(args: argparse.Namespace) -> int:
     return 0
 
 
-def _override(config, args: argparse.Namespace) -> None:  # noqa: ANN001 - an assistant.config.Config
+def _override(config: Config, args: argparse.Namespace) -> None:
     """--max-tokens, --temperature and --system override the config, checked as the config file is."""
-    from assistant.config import validate
-
     for option in ("max_tokens", "temperature", "system"):
         if (value := getattr(args, option)) is not None:
             setattr(config.generation, option, value)
     validate(config, "command line")
 
 
-def _approve(request, stdin_free: bool = True) -> bool | str:  # noqa: ANN001 - a remote_teacher.EscalationRequest
+def _approve(request: EscalationRequest, stdin_free: bool = True) -> bool | str:
     """`--escalate ask`: show the exact request and read the answer from stdin (a terminal or a pipe).
 
     When stdin held the question itself there is nobody to ask: the reason is returned, nothing is sent.

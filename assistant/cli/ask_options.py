@@ -1,62 +1,51 @@
 """`assistant ask` per-turn options: files (``-f``), structured output (``--schema``), reasoning (``--show-reasoning``).
 
-The ``ask`` command (cli.py) calls these at three points: ``AskOptions(args)`` before anything
-loads (a bad file or schema fails at once), ``prepare`` once the model is loaded (token counts,
-the grammar), ``shown`` for every streamed piece, and ``finish`` for the extra ``--json`` fields.
+The ``ask`` command (``assistant.cli.ask``) uses them at four points: :meth:`AskOptions.read` before anything
+loads (a bad file or schema fails at once), ``prepare`` once the model is loaded (token counts, the grammar),
+``shown`` for every streamed piece, and ``finish`` for the extra ``--json`` fields.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
+from dataclasses import dataclass, field
 from typing import Any
 
 from assistant import AssistantError
 from assistant.chat import attach
+from assistant.chat.attach import Attachment
+from assistant.chat.persona import Persona
 from assistant.chat.reasoning import ReasoningFilter, opens_in_prompt, split
+from assistant.chat.session import Session
+from assistant.models.engine import Engine
 from assistant.models.schema import SchemaError, check, grammar_for, instruction, parse_schema
 from assistant.text_safety import sanitize
 
 
-def add_arguments(ask: argparse.ArgumentParser) -> None:
-    ask.add_argument(
-        "-f",
-        "--file",
-        dest="files",
-        action="append",
-        default=[],
-        metavar="PATH",
-        help="put a text file in the question ('-' reads stdin); repeatable",
-    )
-    ask.add_argument(
-        "--schema",
-        help="answer with JSON following SCHEMA: a JSON Schema (file or string) "
-        "or fields like 'name, age int, tags list'",
-    )
-    ask.add_argument(
-        "--show-reasoning",
-        action="store_true",
-        help='also print the model\'s <think> reasoning (to stderr; with --json, as "reasoning")',
-    )
-
-
+@dataclass
 class AskOptions:
     """The options of one `ask`, checked before the model loads."""
 
-    def __init__(self, args: argparse.Namespace, persona: Any = None) -> None:
-        files = getattr(args, "files", [])
+    attachments: list[Attachment] = field(default_factory=list)  # the -f files, read
+    reads_stdin: bool = False  # one of them is '-'
+    schema: dict[str, Any] | None = None  # --schema, or the persona's
+    show_reasoning: bool = False
+    starts_inside: bool = field(default=False, init=False)  # the model's prompt opens its reasoning (see prepare)
+    _filter: ReasoningFilter = field(default_factory=ReasoningFilter, init=False, repr=False)
+
+    @classmethod
+    def read(
+        cls, files: list[str], schema: str | None, show_reasoning: bool, persona: Persona | None = None
+    ) -> AskOptions:
+        """The options as given: ``files`` read, ``schema`` parsed (else the persona's default)."""
         if files.count("-") > 1:
             raise AssistantError("'-f -' can be given once (standard input is read once)")
-        self.show_reasoning = getattr(args, "show_reasoning", False)
-        self.schema = parse_schema(args.schema) if getattr(args, "schema", None) else None
-        if self.schema is None and persona is not None:
-            self.schema = persona.schema  # the persona's default; --schema overrides it
-        self.attachments = [attach.read(path) for path in files]
-        self.reads_stdin = "-" in files
-        self.starts_inside = False
-        self._filter = ReasoningFilter()
+        parsed = parse_schema(schema) if schema else None
+        if parsed is None and persona is not None:
+            parsed = persona.schema  # the persona's default; --schema overrides it
+        return cls([attach.read(path) for path in files], "-" in files, parsed, show_reasoning)
 
-    def prepare(self, question: str, engine: Any, session: Any, max_tokens: int) -> str:
+    def prepare(self, question: str, engine: Engine, session: Session, max_tokens: int) -> str:
         """The message to send: the files' blocks and the schema's instruction around the question."""
         if self.schema is not None:
             session.sampling["grammar"] = grammar_for(self.schema)

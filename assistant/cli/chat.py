@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from assistant import AssistantError
-from assistant.cli.main import Subparsers
+from assistant.cli.common import Subparsers, persona_named
 
 
 def register(subparsers: Subparsers) -> None:
@@ -17,15 +17,9 @@ def register(subparsers: Subparsers) -> None:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
+    """Open the chat UI; plain `assistant` comes here too, with none of the options set."""
     try:
-        from assistant.tui.app import run
+        from assistant.tui.app import run  # deliberately lazy: textual loads only for the chat UI
     except ImportError as exc:
         raise AssistantError(f"the chat UI is not available: {exc}") from None
-    return run(model=getattr(args, "model", None), persona=persona_of(args))
-
-
-def persona_of(args: argparse.Namespace):  # noqa: ANN201 - an assistant.chat.persona.Persona or None
-    """The persona named by ``--persona``, if any (loaded and checked)."""
-    from assistant.chat.persona import load
-
-    return load(args.persona) if getattr(args, "persona", None) else None
+    return run(model=getattr(args, "model", None), persona=persona_named(getattr(args, "persona", None)))

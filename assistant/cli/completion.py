@@ -11,7 +11,7 @@ import argparse
 import re
 from dataclasses import dataclass, field
 
-from assistant.cli.main import Subparsers
+from assistant.cli.common import Subparsers
 
 SHELLS = ("bash", "zsh", "fish")
 _WORD = re.compile(r"^[A-Za-z0-9_.:/@+=-]+$")  # what may go unquoted into a word list
@@ -31,7 +31,7 @@ def register(subparsers: Subparsers) -> None:
 
 
 def cmd_completion(args: argparse.Namespace) -> int:
-    from assistant.cli.main import build_parser
+    from assistant.cli.main import build_parser  # not at the top: main imports this module while it builds the parser
 
     commands = walk(build_parser())
     print({"bash": bash, "zsh": zsh, "fish": fish}[args.shell](commands, "assistant"), end="")

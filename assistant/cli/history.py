@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 
 from assistant import AssistantError
-from assistant.cli.main import Subparsers, open_store, text_argument
+from assistant.cli.common import Subparsers, open_store, text_argument
+from assistant.storage.files import write_user_file
 from assistant.text_safety import json_for_terminal, sanitize
 
 
@@ -56,8 +57,6 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     text = _document(args, args.format)
     if args.output:  # the exact stored text
-        from assistant.storage.files import write_user_file
-
         write_user_file(Path(args.output), text, replace=args.force)
     else:  # a pipe often ends in a terminal too: JSON escapes what the sanitizer would drop, losslessly
         print(json_for_terminal(text) if args.format == "json" else sanitize(text))
@@ -72,7 +71,7 @@ def _limit(args: argparse.Namespace) -> int:
 
 def _document(args: argparse.Namespace, fmt: str) -> str:
     """Conversation ``args.id`` as Markdown or JSON, with every branch's versions under ``--all-branches``."""
-    from assistant.chat.branches import with_versions
+    from assistant.chat.branches import with_versions  # deliberately lazy: sqlite-utils stays off `--help`
     from assistant.storage.store import export_conversation
 
     store = open_store(readonly=True)

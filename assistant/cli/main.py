@@ -2,6 +2,7 @@
 
 Each group (``ask``, ``chat``, ``history``, ``models``, ``persona``, ``distill``, ``serve``, ``completion``)
 lives in its own module with a ``register(subparsers)`` function; every subcommand sets a ``handler``.
+What the groups share is in ``assistant.cli.common``: a group never imports this module at its top.
 :func:`run` is the one error path: ``python -m distill_tools`` goes through it too.
 """
 
@@ -11,13 +12,12 @@ import argparse
 import importlib
 import os
 import sys
-from collections.abc import Callable
 
 from assistant import AssistantError, __version__
+from assistant.cli.chat import cmd_chat
+from assistant.cli.common import Handler
+from assistant.cli.common import Subparsers as Subparsers  # re-exported: assistant/cli/distill.py imports it here
 from assistant.text_safety import sanitize
-
-Handler = Callable[[argparse.Namespace], int]
-Subparsers = argparse._SubParsersAction  # argparse has no public name for the object add_subparsers() returns
 
 GROUPS = (
     "assistant.cli.chat",
@@ -29,19 +29,6 @@ GROUPS = (
     "assistant.cli.serve",
     "assistant.cli.completion",
 )
-
-
-def open_store(readonly: bool = False):  # noqa: ANN201 - lazy imports keep `--help` and `--version` instant
-    """The history database of this ``ASSISTANT_HOME``; ``readonly`` for commands that only read."""
-    from assistant.config import database_path
-    from assistant.storage.store import Store
-
-    return Store(database_path(), readonly=readonly)
-
-
-def text_argument(value: str) -> str:
-    """A text argument as typed: bytes that are not UTF-8 become U+FFFD instead of failing later."""
-    return os.fsencode(value).decode("utf-8", errors="replace")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,8 +64,6 @@ def run(args: argparse.Namespace, default: Handler | None = None, prog: str = "a
 
 
 def main(argv: list[str] | None = None) -> int:
-    from assistant.cli.chat import cmd_chat
-
     return run(build_parser().parse_args(argv), default=cmd_chat)
 
 

@@ -5,9 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from assistant import AssistantError
-from assistant.cli.main import Subparsers, open_store
+from assistant.cli.common import Subparsers, open_store
+from assistant.config import load
+from assistant.text_safety import sanitize
+
+if TYPE_CHECKING:
+    from assistant.models.registry import Registry
 
 
 def register(subparsers: Subparsers) -> None:
@@ -49,8 +56,8 @@ def register(subparsers: Subparsers) -> None:
     rm.set_defaults(handler=cmd_rm)
 
 
-def _registry(readonly: bool = False):  # noqa: ANN202 - an assistant.models.registry.Registry (imported lazily)
-    from assistant.models.registry import Registry
+def _registry(readonly: bool = False) -> Registry:
+    from assistant.models.registry import Registry  # deliberately lazy: it loads the store; off `--help`
 
     return Registry(open_store(readonly=readonly))
 
@@ -62,7 +69,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
-    from assistant.models.pull import pull, pull_catalog
+    from assistant.models.pull import pull, pull_catalog  # deliberately lazy: it loads the store; off `--help`
 
     registry = _registry()
     if args.file:
@@ -97,8 +104,6 @@ def human_count(n: int) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from assistant.config import load
-
     config = load()
     rows = _registry(readonly=True).rows(n_ctx=config.model.n_ctx, default=config.model.default)  # writes nothing
     if args.json:
@@ -131,7 +136,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from assistant.config import load
+    # deliberately lazy: psutil stays off `--help`
     from assistant.models.gguf_info import available_memory, estimate_memory, fit_label, read_info
 
     path, as_json = args.path, args.json
@@ -155,10 +160,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_scan(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from assistant.models.scan import SOURCES, scan
-    from assistant.text_safety import sanitize
+    from assistant.models.scan import SOURCES, scan  # deliberately lazy: it loads the store; off `--help`
 
     sources = [s for s in SOURCES if getattr(args, s.replace("-", "_"))]
     if not sources and not args.paths:
@@ -188,16 +190,10 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
 
 def cmd_catalog(args: argparse.Namespace) -> int:
-    from assistant.models.registry import load_catalog
+    from assistant.models.registry import load_catalog  # deliberately lazy: it loads the store; off `--help`
 
     for e in load_catalog():
         where = f"package {e.package}" if e.package else f"{e.repo} {e.file}"
         size = f"{e.size_mb} MB" if e.size_mb else "?"
         print(f"{e.name:<28} {e.role:<8} {size:>8}  {where}\n{'':<28} {e.licence}: {e.good_at}")
     return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    from assistant.cli.main import main
-
-    sys.exit(main(["models", *sys.argv[1:]]))

@@ -12,7 +12,9 @@ from pathlib import Path
 
 from assistant.chat import persona as personas
 from assistant.chat.persona import Persona, PersonaError
-from assistant.cli.main import Subparsers, open_store
+from assistant.cli.common import Subparsers, open_store
+from assistant.config import load
+from assistant.models.schema import SchemaError, parse_schema
 from assistant.text_safety import sanitize
 
 
@@ -90,7 +92,7 @@ def cmd_rm(args: argparse.Namespace) -> int:
 
 def check_window(persona: Persona) -> tuple[int, int]:
     """(context tokens, window) for the persona's base model; refuses a context that does not fit."""
-    from assistant.config import load
+    # deliberately lazy: the registry loads the store (sqlite-utils), kept off `--help`
     from assistant.models.gguf_info import read_info
     from assistant.models.registry import Registry
 
@@ -175,8 +177,6 @@ def _edited(p: Persona, args: argparse.Namespace) -> Persona:
 
 def _schema(text: str | None) -> dict[str, object] | None:
     """``--schema`` as stored: a checked JSON Schema (a file's or a string's, or the concise form); '' = none."""
-    from assistant.models.schema import SchemaError, parse_schema
-
     if not text:
         return None
     try:

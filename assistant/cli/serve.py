@@ -7,9 +7,11 @@ import os
 import sys
 
 from assistant import AssistantError
+from assistant.cli.common import Subparsers
+from assistant.config import load
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: Subparsers) -> None:
     """Add the `serve` command to the `assistant` parser."""
     serve = subparsers.add_parser("serve", help="serve the models to other tools through an OpenAI-compatible API")
     serve.add_argument(
@@ -31,16 +33,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     serve.add_argument("--max-tokens", type=int, default=4096, help="largest max_tokens a request may ask for")
     serve.add_argument("--no-history", action="store_true", help="do not store the exchanges in the history")
-    serve.set_defaults(handler=run)
+    serve.set_defaults(handler=cmd_serve)
 
 
-def run(args: argparse.Namespace) -> int:
-    try:
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:  # deliberately lazy: the serve extra is optional, and starlette and uvicorn load only to serve
         import starlette  # noqa: F401
         import uvicorn  # noqa: F401
     except ImportError:
         raise AssistantError("`assistant serve` needs the serve extra: pip install 'assistant[serve]'") from None
-    from assistant.config import load
     from assistant.server.app import ServeOptions, serve
 
     if not 0 <= args.port <= 65535:

@@ -12,7 +12,9 @@ from pathlib import Path
 
 from assistant import AssistantError
 from assistant.config import Config
-from assistant.models.engine import Engine, Messages, release_heap
+from assistant.models.engine import Engine
+from assistant.models.llama_model import release_heap
+from assistant.models.prompt import Messages
 from assistant.models.registry import DEFAULT_MODEL, Registry
 from assistant.storage.store import Store
 

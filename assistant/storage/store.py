@@ -2,7 +2,8 @@
 records, branch versions, model entries.
 
 The store is the database's one owner: its schema comes from ``assistant.storage.migrations`` (numbered steps
-recorded in the database), other modules read and write through the methods here and get typed rows.
+recorded in the database), other modules read and write through the methods here and get typed rows
+(``assistant.storage.rows``, importable from here too).
 
 WAL mode and a busy timeout let the UI and ``assistant ask`` write at once. The user's
 message is written before generation starts; the answer is written as it streams.
@@ -10,23 +11,22 @@ message is written before generation starts; the answer is written as it streams
 
 from __future__ import annotations
 
-import functools
-import json
 import os
 import shutil
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, fields
+from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar, Self, TypeVar
+from typing import Any, TypeVar
 
 import sqlite_utils
 
 from assistant import AssistantError
-from assistant.storage import migrations
+from assistant.storage import export, migrations
+from assistant.storage.rows import AttachmentRecord, Branch, Conversation, Exchange, Message, SearchHit
 
 T = TypeVar("T")
 
@@ -58,136 +58,6 @@ RESERVE_BYTES = 256 << 10  # kept beside the database, given up to record an ans
 
 def now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
-
-
-class Row:
-    """A typed row. ``row["title"]`` and ``row.get("title")`` still work for callers not yet moved to attributes."""
-
-    __dataclass_fields__: ClassVar[dict[str, Any]]  # every subclass is a dataclass
-
-    def __getitem__(self, key: str) -> Any:
-        if key not in self.__dataclass_fields__:
-            raise KeyError(key)
-        return getattr(self, key)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return getattr(self, key) if key in self.__dataclass_fields__ else default
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_row(cls, row: dict[str, Any]) -> Self:
-        """From a database row: NULL text reads as "", 0/1 flags as bools; columns the class lacks are skipped."""
-        row_class: type = cls  # as a plain class: mypy takes type[Self] for unhashable (dataclasses set __hash__)
-        names, texts, flags = _columns(row_class)
-        values = {name: row[name] for name in names if name in row}
-        for name in texts:
-            if name in values and values[name] is None:
-                values[name] = ""
-        for name in flags:
-            if values.get(name) is not None:
-                values[name] = bool(values[name])
-        return cls(**values)
-
-
-@functools.cache
-def _columns(cls: type) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
-    """A row class's field names, its text fields and its flag fields, worked out once per class."""
-    found = fields(cls)
-    return (
-        tuple(f.name for f in found),
-        tuple(f.name for f in found if f.type == "str"),
-        tuple(f.name for f in found if f.type == "bool"),
-    )
-
-
-@dataclass
-class Conversation(Row):
-    id: int
-    title: str = ""
-    model: str = ""  # the model it was started with
-    system: str = ""  # its system prompt
-    created: str = ""
-    updated: str = ""
-    persona: str = ""  # the persona it runs as (empty = none)
-
-
-@dataclass
-class Message(Row):
-    id: int
-    conversation_id: int
-    role: str  # user | assistant
-    content: str = ""
-    model: str = ""
-    escalated: bool = False  # answered by the teacher
-    route: str = ""  # JSON: the router's decision and score
-    complete: bool = True  # False while streaming (or if the process died mid-answer)
-    finish_reason: str = ""  # stop | length | cancelled | failed (a write failed: a full disk)
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    ttft_s: float | None = None
-    tokens_per_s: float | None = None
-    created: str = ""
-
-    def as_chat(self) -> dict[str, str]:
-        return {"role": self.role, "content": self.content}
-
-
-@dataclass
-class SearchHit(Message):
-    snippet: str = ""  # the matching words in [brackets]
-
-
-@dataclass
-class Exchange(Row):
-    """A question and the answer that followed it (e.g. the teacher's, for distillation)."""
-
-    conversation_id: int
-    question: str
-    answer: str
-    model: str
-    answer_id: int
-
-
-@dataclass
-class ModelEntry(Row):
-    """A model the registry knows by name (imported, linked, pulled or distilled)."""
-
-    name: str
-    path: str
-    origin: str  # imported | linked | pulled | distilled
-    architecture: str = ""
-    parameters: int = 0
-    quantization: str = ""
-    context_length: int = 0
-    size: int = 0
-    sha256: str = ""
-    created: str = ""
-
-
-@dataclass
-class AttachmentRecord(Row):
-    """What is kept of a file attached to a message (its text is in the message itself)."""
-
-    name: str
-    size: int  # bytes
-    sha256: str
-    tokens: int = 0  # of its block, counted with the model that answered
-    message_id: int = 0  # set when stored
-    id: int = 0  # set when stored
-
-
-@dataclass
-class Branch(Row):
-    """One version at a branch point (``assistant.chat.branches``): the one on screen has ``messages`` None."""
-
-    id: int
-    conversation_id: int
-    parent_id: int  # the message the versions follow; 0 for the conversation's start
-    position: int  # 1, 2, … at its branch point
-    messages: str | None = None  # JSON: the archived tail of a version not on screen
-    created: str = ""
 
 
 MESSAGE_FIELDS = {f.name for f in fields(Message)} - {"id"}
@@ -567,21 +437,21 @@ class Store:
             where = f"conversation_id = ? and parent_id in ({marks})"
             self._write(lambda: self.db.table("branches").delete_where(where, [conversation_id, *parent_ids]))
 
-    # models (the registry's entries)
-    def model_entries(self) -> list[ModelEntry]:
+    # the models table: the registry's rows (``assistant.models.registry.ModelEntry``), as plain dicts
+    def model_rows(self) -> list[dict[str, Any]]:
         with self._lock:
-            return [ModelEntry.from_row(row) for row in self.db.table("models").rows_where(order_by="name")]
+            return list(self.db.table("models").rows_where(order_by="name"))
 
-    def model_entry(self, name: str) -> ModelEntry | None:
+    def model_row(self, name: str) -> dict[str, Any] | None:
         with self._lock:
             rows = list(self.db.table("models").rows_where("name = ?", [name]))
-        return ModelEntry.from_row(rows[0]) if rows else None
+        return rows[0] if rows else None
 
-    def save_model_entry(self, entry: ModelEntry) -> None:
-        """Add the entry, or replace the one with its name."""
-        self._write(lambda: self.db.table("models").upsert(entry.as_dict(), pk="name"))
+    def save_model_row(self, row: dict[str, Any]) -> None:
+        """Add the row, or replace the one with its name."""
+        self._write(lambda: self.db.table("models").upsert(row, pk="name"))
 
-    def delete_model_entry(self, name: str) -> None:
+    def delete_model_row(self, name: str) -> None:
         self._write(lambda: self.db.table("models").delete_where("name = ?", [name]))
 
     def integrity_ok(self) -> bool:
@@ -607,32 +477,5 @@ def _check_columns(values: dict[str, Any], known: set[str]) -> None:
 
 
 def export_conversation(store: Store, conversation_id: int, fmt: str = "md") -> str:
-    """A conversation as Markdown or JSON."""
-    conversation = store.conversation(conversation_id)
-    messages = store.messages(conversation_id)
-    if fmt == "json":
-        document = {"conversation": conversation.as_dict(), "messages": [m.as_dict() for m in messages]}
-        return json.dumps(document, indent=2, ensure_ascii=False)
-    if fmt != "md":
-        raise AssistantError(f"unknown export format {fmt!r} (use md or json)")
-    lines = [f"# {conversation.title or 'Conversation'} ({conversation_id})", ""]
-    for m in messages:
-        who = m.role.capitalize()
-        if m.role == "assistant":
-            who += f" · {m.model}" + (" · escalated" if m.escalated else "")
-            who += f" · via {via}" if (via := _route(m.route).get("via")) else ""
-            who += "" if m.complete else " · incomplete"
-            who += " · failed" if m.finish_reason == "failed" else ""  # a write failed mid-answer (a full disk)
-            who += " · cut at the token limit" if m.complete and m.finish_reason == "length" else ""
-            who += " · stopped (incomplete)" if m.complete and m.finish_reason == "cancelled" else ""
-        lines += [f"## {who}", "", m.content, ""]
-    return "\n".join(lines)
-
-
-def _route(text: str) -> dict[str, Any]:
-    """A message's route (the router's decision, the front door it came through), {} if none or unreadable."""
-    try:
-        route = json.loads(text or "{}")
-    except ValueError:
-        return {}
-    return route if isinstance(route, dict) else {}
+    """A conversation as Markdown or JSON (see ``assistant.storage.export``)."""
+    return export.document(store.conversation(conversation_id), store.messages(conversation_id), fmt)

@@ -1,0 +1,208 @@
+"""One GGUF model loaded in llama.cpp: its context, chat template and tokenizer, with llama.cpp kept quiet.
+
+llama_cpp takes ~150 ms to import, so it is imported when a model loads, not with this module: the chat UI
+and ``assistant ask`` import the engine well before loading a model, and the chat UI shows itself first.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import threading
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import psutil
+
+from assistant import AssistantError
+from assistant.models.chat_template import ChatTemplate, fallback_for
+from assistant.models.gguf_info import ModelInfo, available_memory, estimate_memory, read_info
+
+
+class EngineError(AssistantError):
+    """The model cannot be loaded or run."""
+
+
+def physical_cores() -> int:
+    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+
+
+def release_heap() -> None:
+    """Hand freed C heap back to the OS (glibc keeps ~50-80 MiB of a closed model otherwise)."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
+
+
+_LOAD_LOCK = threading.Lock()
+_LOG = logging.getLogger("assistant.llama")
+_LOG.addHandler(logging.NullHandler())  # no handler configured: nothing printed (not even logging's last resort)
+_LOG_LEVELS = {1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR}  # ggml_log_level
+_recent_errors: deque[str] = deque(maxlen=4)  # llama.cpp's last error lines, for a failed load's message
+_log_callback: object = None  # the installed ctypes callback (kept alive here)
+
+
+def _quiet_llama_log(llama_cpp: ModuleType) -> None:
+    """Route llama.cpp's log (model loading, "using full-size SWA cache", ...) to the ``assistant.llama``
+    logger instead of the terminal; llama-cpp-python's own handler prints warnings and errors to stderr."""
+    global _log_callback
+    if _log_callback is not None:
+        return
+
+    @llama_cpp.llama_log_callback
+    def forward(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+        line = text.decode("utf-8", errors="replace").rstrip()
+        if level == 4 and line:
+            _recent_errors.append(line)
+        if line:
+            _LOG.log(_LOG_LEVELS.get(level, logging.DEBUG), "%s", line)
+
+    llama_cpp.llama_log_set(forward, ctypes.c_void_p(0))
+    _log_callback = forward
+
+
+def _unused_chat_handler(*args: object, **kwargs: object) -> None:
+    raise EngineError("llama-cpp-python's chat handlers are disabled; the engine renders its own template")
+
+
+class _UnusedFormatter:
+    """Stands in for llama-cpp-python's Jinja2ChatFormatter while a model loads: compiles nothing."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        pass
+
+    def to_chat_handler(self) -> object:
+        return _unused_chat_handler
+
+
+@contextmanager
+def llama_chat_handlers_disabled() -> Iterator[None]:
+    """Load a model without llama-cpp-python compiling the file's chat templates.
+
+    ``Llama()`` compiles every ``tokenizer.chat_template*`` string in the file with plain Jinja,
+    whose constant folding runs arithmetic at compile time: a template holding ``9 ** 9 ** 9 ** 9``
+    would hang the load in C code. The engine never uses those handlers (it renders the template
+    itself in a bounded sandbox), so they are not built at all.
+    """
+    from llama_cpp import llama_chat_format  # deliberately lazy: see the module docstring
+
+    with _LOAD_LOCK:
+        original = llama_chat_format.Jinja2ChatFormatter
+        # a class of the library swapped for another during the load: mypy rightly flags assigning to a class name
+        llama_chat_format.Jinja2ChatFormatter = _UnusedFormatter  # type: ignore[misc,assignment]
+        try:
+            yield
+        finally:
+            llama_chat_format.Jinja2ChatFormatter = original  # type: ignore[misc]
+
+
+class Model:
+    """One loaded GGUF model: llama.cpp context, template, tokenizer helpers."""
+
+    def __init__(self, path: Path | str, n_ctx: int = 4096, threads: int = 0) -> None:
+        self.info: ModelInfo = read_info(path)
+        need = estimate_memory(self.info, n_ctx)
+        if need > available_memory():
+            raise EngineError(
+                f"{path}: needs about {need / 2**30:.1f} GiB, only {available_memory() / 2**30:.1f} GiB free; "
+                "pick a smaller model or a smaller context"
+            )
+        source = self.info.chat_template or fallback_for(self.info.architecture)
+        self.template = ChatTemplate(
+            source, self.info.bos_token, self.info.eos_token, builtin=not self.info.chat_template
+        )
+        self.template.render([{"role": "user", "content": "hello"}])  # a hostile template is refused before loading
+        import llama_cpp  # deliberately lazy: see the module docstring
+
+        self._llama_cpp = llama_cpp
+        _quiet_llama_log(llama_cpp)
+        self.path = Path(path)
+        self.threads = threads or physical_cores()
+        _recent_errors.clear()
+        try:
+            with llama_chat_handlers_disabled():
+                self.llm = llama_cpp.Llama(
+                    model_path=str(path),
+                    n_ctx=n_ctx,
+                    n_threads=self.threads,
+                    n_threads_batch=self.threads,
+                    use_mmap=True,
+                    logits_all=False,
+                    verbose=False,
+                )
+        except Exception as exc:  # llama.cpp reports load failures as ValueError/RuntimeError
+            why = f" ({_recent_errors[-1]})" if _recent_errors else ""
+            raise EngineError(f"{path}: llama.cpp could not load the model: {exc}{why}") from None
+        self.n_ctx = self.llm.n_ctx()
+        self.n_vocab = self.llm.n_vocab()
+        self._vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
+        self._pieces: dict[int, bytes] = {}
+        self._add_bos = self.llm.metadata.get("tokenizer.ggml.add_bos_token", "true") == "true"
+
+    @property
+    def name(self) -> str:
+        return self.path.stem
+
+    def tokenize(self, text: str, first: bool) -> list[int]:
+        """Tokens of rendered template text (special tokens parsed); BOS only where the model wants it."""
+        add_bos = first and self._add_bos and not (self.info.bos_token and text.startswith(self.info.bos_token))
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
+
+    def is_end(self, token: int) -> bool:
+        return bool(self._llama_cpp.llama_vocab_is_eog(self._vocab, token))
+
+    def piece(self, token: int) -> bytes:
+        """The token's text bytes (special tokens render as nothing); cached per token."""
+        if (cached := self._pieces.get(token)) is not None:
+            return cached
+        size = 64
+        while True:
+            buffer = ctypes.create_string_buffer(size)
+            n = self._llama_cpp.llama_token_to_piece(self._vocab, token, buffer, size, 0, False)
+            if n >= 0:
+                break
+            size = -n
+        self._pieces[token] = piece = buffer.raw[:n]
+        return piece
+
+    def last_logits(self) -> np.ndarray:
+        pointer = self._llama_cpp.llama_get_logits_ith(self.llm.ctx, -1)
+        return np.ctypeslib.as_array(pointer, shape=(self.n_vocab,))
+
+    def set_seed(self, seed: int | None) -> None:
+        """Make sampling repeatable with ``seed``; None: random."""
+        self.llm.set_seed(self._llama_cpp.LLAMA_DEFAULT_SEED if seed is None else seed)
+
+    def save_state(self) -> bytes:
+        size = self._llama_cpp.llama_state_get_size(self.llm.ctx)
+        buffer = (ctypes.c_uint8 * size)()
+        written = self._llama_cpp.llama_state_get_data(self.llm.ctx, buffer, size)
+        return ctypes.string_at(buffer, written)  # bytes(buffer[:n]) builds a list of ints: 40x slower
+
+    def load_state(self, data: bytes, tokens: list[int]) -> None:
+        buffer = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
+        if self._llama_cpp.llama_state_set_data(self.llm.ctx, buffer, len(data)) != len(data):
+            raise EngineError("could not restore a saved conversation state")
+        self.llm.input_ids[: len(tokens)] = tokens
+        self.llm.n_tokens = len(tokens)
+        self.llm._requires_eval = True
+
+    @contextmanager
+    def abortable(self, cancel: threading.Event) -> Iterator[None]:
+        """Let ``cancel`` abort llama.cpp's evaluation mid-batch (between two graph nodes) while inside."""
+        llama_cpp = self._llama_cpp
+        callback = llama_cpp.ggml_abort_callback(lambda _data: cancel.is_set())
+        llama_cpp.llama_set_abort_callback(self.llm.ctx, callback, None)
+        try:
+            yield
+        finally:
+            llama_cpp.llama_set_abort_callback(self.llm.ctx, llama_cpp.ggml_abort_callback(), None)
+
+    def close(self) -> None:
+        self.llm.close()
