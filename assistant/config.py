@@ -6,6 +6,8 @@ changed since the file was read, into the file as it is now (through tomlkit, so
 key order and other keys stay); an environment override is never written unless the user changed it.
 
 ``ASSISTANT_HOME`` puts config, database and models under one folder.
+
+tomlkit is imported only where the file is written (deliberately: every command reads the settings, few save them).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import platformdirs
 
 from assistant import AssistantError
 from assistant.storage.files import atomic_write_text
@@ -117,16 +121,12 @@ def home() -> Path | None:
 def config_dir() -> Path:
     if (h := home()) is not None:
         return h
-    import platformdirs
-
     return Path(platformdirs.user_config_dir(APP_NAME))
 
 
 def data_dir() -> Path:
     if (h := home()) is not None:
         return h
-    import platformdirs
-
     return Path(platformdirs.user_data_dir(APP_NAME))
 
 

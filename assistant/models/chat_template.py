@@ -7,6 +7,7 @@ file among them) carry none: then a built-in template for the architecture is us
 from __future__ import annotations
 
 import functools
+import re
 import sys
 import time
 from datetime import datetime
@@ -129,8 +130,6 @@ class _BoundedSandbox(ImmutableSandboxedEnvironment):
 
 def _check_format(text: str) -> None:
     """A format string may not ask for a field millions of characters wide."""
-    import re
-
     if re.search(r"[%:][^%{}\s]{0,8}?\d{7,}", text):
         _refuse("format width too large")
 

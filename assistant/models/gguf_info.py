@@ -10,9 +10,12 @@ import hashlib
 import mmap
 import re
 import struct
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from assistant import AssistantError
 from assistant.models.gguf_header import GGML_TYPE_NAMES, MAX_KV, MAX_TENSORS, Header, HeaderError, NotGGUFError, parse
@@ -116,8 +119,6 @@ def base_model_note(name: str) -> str:
 
 def _quantization(header: Header) -> str:
     """The file type if declared, else the most common type among the weight matrices."""
-    from collections import Counter
-
     file_type = header.metadata.get("general.file_type")
     if isinstance(file_type, int) and file_type in FILE_TYPES:
         return FILE_TYPES[file_type]
@@ -277,8 +278,6 @@ def fit_label(required: int, available: int) -> str:
 
 
 def available_memory() -> int:
-    import psutil
-
     return int(psutil.virtual_memory().available)
 
 

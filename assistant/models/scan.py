@@ -26,7 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from assistant import AssistantError
+from assistant.config import models_dir
 from assistant.models.gguf_info import read_info
+from assistant.models.registry import name_for_file
 
 SOURCES = ("ollama", "lmstudio", "hf-cache")
 OLLAMA_MODEL_LAYER = "application/vnd.ollama.image.model"
@@ -110,8 +112,6 @@ def find_ollama(root: Path) -> Iterator[Found]:
 
 def _ollama_name(parts: tuple[str, ...]) -> str:
     """``registry.ollama.ai/library/llama3.2/3b`` -> ``llama3.2-3b``; ``…/latest`` drops the tag."""
-    from assistant.models.registry import name_for_file
-
     model, tag = (parts[-2], parts[-1]) if len(parts) >= 2 else (parts[-1], "latest")
     return name_for_file(model if tag == "latest" else f"{model}-{tag}")
 
@@ -140,8 +140,6 @@ def _walk_gguf(root: Path) -> Iterator[Path]:
 
 
 def _found_file(path: Path, filename: str, source: str) -> Found:
-    from assistant.models.registry import name_for_file
-
     found = Found(path, name_for_file(filename), source)
     shard = SHARD.search(filename)
     if shard and int(shard.group(1)) != 1:
@@ -239,7 +237,6 @@ def _register(registry: Any, found: Found, known: dict[str, str], taken: set[str
 
 def _free_name(name: str, taken: set[str]) -> str:
     """``name``, or ``name-2``, ``name-3``… when another model already has it."""
-    from assistant.config import models_dir
 
     def free(candidate: str) -> bool:
         link = models_dir() / f"{candidate}.gguf"
