@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from assistant import AssistantError
+from assistant.models.grammar_check import GrammarError, verify
 
 CONCISE_TYPES: dict[str, dict[str, Any]] = {
     "str": {"type": "string"},
@@ -34,6 +35,7 @@ JSON_TYPES: dict[str, tuple[type, ...]] = {
     "object": (dict,),
     "null": (type(None),),
 }
+MAX_DEPTH, MAX_NODES = 32, 4096  # a schema nested deeper or bigger than this is refused before it is converted
 FIELD = re.compile(r"^([A-Za-z_][\w-]*)(?:\s+(\w+))?\s*(?::\s*(.*))?$", re.DOTALL)
 
 
@@ -58,6 +60,8 @@ def parse_schema(text: str) -> dict[str, Any]:
         except json.JSONDecodeError as exc:
             where = f"line {exc.lineno}, column {exc.colno}"
             raise SchemaError(f"the schema is not valid JSON: {exc.msg} ({where})") from None
+        except RecursionError:
+            raise SchemaError(f"the schema is nested too deeply (at most {MAX_DEPTH} levels)") from None
     else:
         schema = concise(text)
     _check_schema(schema)
@@ -100,10 +104,25 @@ def concise(text: str) -> dict[str, Any]:
 def _check_schema(schema: Any) -> None:
     if not isinstance(schema, dict):
         raise SchemaError("a schema must be a JSON object")
+    _check_size(schema)
     kinds = schema.get("type")
     for kind in kinds if isinstance(kinds, list) else [kinds] if kinds is not None else []:
         if kind not in JSON_TYPES:
             raise SchemaError(f"unknown type {kind!r} in the schema (use {', '.join(JSON_TYPES)})")
+
+
+def _check_size(schema: dict[str, Any]) -> None:
+    """At most ``MAX_DEPTH`` levels and ``MAX_NODES`` values (walked without recursion: any depth is safe)."""
+    nodes, pending = 0, [(schema, 1)]
+    while pending:
+        node, depth = pending.pop()
+        nodes += 1
+        if depth > MAX_DEPTH:
+            raise SchemaError(f"the schema is nested too deeply (at most {MAX_DEPTH} levels)")
+        if nodes > MAX_NODES:
+            raise SchemaError(f"the schema is too large (at most {MAX_NODES} values)")
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        pending.extend((child, depth + 1) for child in children)
 
 
 def from_response_format(response_format: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -128,7 +147,12 @@ def instruction(schema: dict[str, Any]) -> str:
 
 
 def grammar_for(schema: dict[str, Any]) -> Any:
-    """The llama.cpp grammar (``llama_cpp.LlamaGrammar``) that only lets the model write conforming JSON."""
+    """The llama.cpp grammar (``llama_cpp.LlamaGrammar``) that only lets the model write conforming JSON.
+
+    The grammar is read by llama.cpp's parser in a child process first (``grammar_check``): a schema whose grammar
+    llama.cpp cannot use is a :class:`SchemaError`, never a crash of this process.
+    """
+    _check_schema(schema)
     return _grammar(json.dumps(schema))  # key order kept: it is the order the answer follows
 
 
@@ -139,7 +163,7 @@ LOOSE_CHAR, STRICT_CHAR = r'char ::= [^"\\]', r'char ::= [^"\\\x7F\x00-\x1F]'
 
 def gbnf(schema_json: str) -> str:
     """The GBNF grammar text for a JSON Schema (llama-cpp-python's converter, strings made strict)."""
-    from llama_cpp.llama_grammar import json_schema_to_gbnf
+    from llama_cpp.llama_grammar import json_schema_to_gbnf  # deliberately lazy: a schema is read before a model loads
 
     try:
         text = json_schema_to_gbnf(schema_json)
@@ -150,9 +174,14 @@ def gbnf(schema_json: str) -> str:
 
 @lru_cache(maxsize=16)
 def _grammar(schema_json: str) -> Any:
-    from llama_cpp import LlamaGrammar
+    from llama_cpp import LlamaGrammar  # deliberately lazy, as above
 
-    return LlamaGrammar.from_string(gbnf(schema_json), verbose=False)
+    text = gbnf(schema_json)
+    try:
+        verify(text)
+    except GrammarError as exc:
+        raise SchemaError(f"this schema cannot be enforced: {exc}") from None
+    return LlamaGrammar.from_string(text, verbose=False)
 
 
 def check(answer: str, schema: dict[str, Any]) -> Any:
