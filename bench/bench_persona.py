@@ -116,6 +116,7 @@ def decode_row(base: Path, student: Path, rounds: int = 5, tokens: int = 128) ->
 
 def distill_rows(home: Path) -> list[dict[str, Any]]:
     from assistant.chat import persona as personas
+    from assistant.cli.distill import adopt, persona_source
     from assistant.models.registry import embedded_model_path
     from distill_tools import persona
 
@@ -124,7 +125,7 @@ def distill_rows(home: Path) -> list[dict[str, Any]]:
     tasks = home / "heldout.jsonl"
     tasks.write_text("".join(json.dumps({"prompt": q, "answers": a}) + "\n" for q, a in HELDOUT))
     start = time.perf_counter()
-    s = persona.run("pip", eval_tasks=str(tasks))
+    s = persona.run(persona_source("pip"), eval_tasks=str(tasks), adopt=adopt)
     wall = time.perf_counter() - start
     scores = s["scores"]
     teacher, student, base = (

@@ -28,13 +28,13 @@ WORKER = """
 import json, sys
 from pathlib import Path
 from distill_tools import batches, distributed, student, teacher_cache, torch_model, train
-from distill_tools.recipe import LossSection, TrainSection
+from distill_tools.recipe import LossSection, TrainSection, choose_layers
 
 place = distributed.start()
 cache, teacher_path, layers, width, steps, out, fsdp = sys.argv[1:8]
 teacher = torch_model.load(teacher_path)
 outputs = [o for p in sorted(Path(cache).glob("shard-*.safetensors")) for o in teacher_cache.read_shard(p)]
-model = student.prune(teacher.model, student.choose_layers(layers, teacher.model.config.num_hidden_layers))
+model = student.prune(teacher.model, choose_layers(layers, teacher.model.config.num_hidden_layers))
 student.narrow_mlp_shape(model, int(width))
 cfg = TrainSection(max_steps=int(steps), batch_size=8, warmup_steps=1, checkpoint_every=10_000, fsdp=fsdp == "fsdp")
 said = []

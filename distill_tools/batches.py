@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 from distill_tools import DistillError
 from distill_tools.teacher_cache import TeacherOutput
@@ -48,8 +49,6 @@ def examples(outputs: list[TeacherOutput], max_length: int) -> list[Example]:
 
 def collate(batch: list[Example], pad_id: int) -> dict[str, Any]:
     """Right-padded tensors: input_ids, attention_mask, labels, answer mask, teacher top-k log-probs/ids/tail."""
-    import torch
-
     length = max(len(e.input_ids) for e in batch)
     k = batch[0].topk_logprobs.shape[-1]
     ids = torch.full((len(batch), length), pad_id, dtype=torch.long)

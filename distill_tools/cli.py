@@ -1,21 +1,42 @@
-"""``assistant distill …`` and ``python -m distill_tools …``: run, eval, export, from-history."""
+"""``assistant distill …`` and ``python -m distill_tools …``: run, eval, export, from-history (and ``persona_cli``).
+
+This module loads with the assistant's command line (``assistant --help`` builds every parser): the handlers
+import what they need (the pipeline and torch, the registry and its database, numpy) only when a command runs.
+``python -m distill_tools`` has its own error path (:func:`run`); its ``from-history`` and ``persona`` read the
+assistant's own data, which this library does not open (see ``app``): they run as ``assistant distill …`` in a
+child process.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
+import subprocess
 import sys
 from pathlib import Path
 
 from assistant import AssistantError
-from distill_tools import persona_cli
+from assistant.config import data_dir
+from assistant.storage.files import atomic_write_text
+from distill_tools import distributed, persona_cli, recipe
+from distill_tools.app import App
+from distill_tools.progress import printer
 from distill_tools.recipe import QUANTS
 
 REPLACE_HELP = "overwrite a model of the same name that this recipe did not make"
+# what an error line drops (it may carry a file name as typed): escape sequences (CSI; OSC, DCS, SOS, PM and APC
+# strings up to BEL, ST or a line end; the rest of an escape) and every other control or bidi-override character
+UNSAFE = re.compile(
+    r"\x1b(?:\[[0-?]*[ -/]*[@-~]|[\]PX^_][^\x07\x1b\n]*(?:\x07|\x1b\\)?|.?)"
+    r"|[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]"
+)
 
 
-def add_commands(group: argparse._SubParsersAction) -> None:
-    """Add the distill subcommands to an argparse subparsers group."""
+def add_commands(group: argparse._SubParsersAction, app: App | None = None) -> None:
+    """Add the distill subcommands to an argparse subparsers group; ``app``: what ``from-history`` and ``persona``
+    read of the assistant (None: they run through ``assistant distill``, see :func:`main`)."""
     run = group.add_parser("run", help="teacher → student → GGUF → report → registered (resumable)")
     run.add_argument("config", help="recipe TOML file (or 'tiny' / 'default' for the bundled ones)")
     run.add_argument("--json", action="store_true", help="print the summary as JSON (phase lines go to stderr)")
@@ -71,31 +92,29 @@ def add_commands(group: argparse._SubParsersAction) -> None:
 
     fh = group.add_parser("from-history", help="escalated question → teacher answer pairs as a JSONL dataset")
     fh.add_argument("-o", "--output", default=None, help="JSONL file (default: <data dir>/distill/history.jsonl)")
-    fh.set_defaults(handler=cmd_from_history)
+    fh.set_defaults(handler=cmd_from_history, app=app)
 
-    persona_cli.add_command(group)
+    persona_cli.add_command(group, app)
 
 
 def _resolve_model(spec: str) -> Path:
-    from assistant.config import database_path
-    from assistant.models.registry import Registry
-    from assistant.storage.store import Store
+    from assistant.models import registry
 
-    path = Registry(Store(database_path())).resolve(spec)
+    with registry.opened() as models:
+        path = models.resolve(spec)
     if not path.exists():
         raise AssistantError(f"{path}: no such model file")
     return path
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from distill_tools import distributed, pipeline, recipe
-    from distill_tools.evaluate import figure
-    from distill_tools.progress import printer
-
     if args.nproc > 1 and not distributed.world().parallel:
         return launch(args)
     say = printer(sys.stderr if args.json else None)
     loaded = recipe.load(args.config)
+    from distill_tools import pipeline  # torch loads here, once the recipe is known to be valid
+    from distill_tools.evaluate import figure
+
     loaded.train.fsdp = loaded.train.fsdp or args.fsdp
     try:
         summary = pipeline.run(loaded, resume=args.resume, replace=args.replace, say=say)
@@ -122,8 +141,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 def launch(args: argparse.Namespace) -> int:
     """``--nproc N``: the same command under ``torchrun --standalone --nproc_per_node N``; Ctrl-C reaches every
     rank (they stop at the same step with a checkpoint); a second one stops torchrun."""
-    import subprocess
-
     command = [
         sys.executable,
         "-m",
@@ -140,21 +157,30 @@ def launch(args: argparse.Namespace) -> int:
         *(["--replace"] if args.replace else []),
         *(["--fsdp"] if args.fsdp else []),
     ]
+    code = wait_for(command)
+    if code is None:
+        print("distill: interrupted", file=sys.stderr)
+        return 130
+    return code
+
+
+def wait_for(command: list[str]) -> int | None:
+    """Run ``command`` in a child process: its exit code, or None after a Ctrl-C. Ctrl-C reaches the child too
+    (the same process group): it is given two minutes to stop by itself (to save a checkpoint); a second Ctrl-C,
+    or the time running out, terminates it."""
     process = subprocess.Popen(command)
     try:
         return process.wait()
-    except KeyboardInterrupt:  # the ranks got it too: let them save their checkpoint
+    except KeyboardInterrupt:
         try:
             process.wait(timeout=120)
         except (subprocess.TimeoutExpired, KeyboardInterrupt):
             process.terminate()
             process.wait(timeout=60)
-        print("distill: interrupted", file=sys.stderr)
-        return 130
+        return None
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from assistant.config import data_dir
     from distill_tools import evaluate, prompts
 
     teacher = _resolve_model(args.teacher)
@@ -173,8 +199,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from distill_tools import pipeline, recipe
-    from distill_tools.progress import printer
+    from distill_tools import pipeline
 
     config = recipe.load(args.config)
     target, result, registered = pipeline.export_checkpoint(
@@ -187,12 +212,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_from_history(args: argparse.Namespace) -> int:
-    from assistant.config import data_dir, database_path
-    from assistant.storage.files import atomic_write_text
-    from assistant.storage.store import Store
     from distill_tools.prompts import from_history
 
-    records = from_history(Store(database_path()))
+    records = from_history(args.app.exchanges())
     out = Path(args.output) if args.output else data_dir() / "distill" / "history.jsonl"
     atomic_write_text(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
     print(f"wrote {len(records)} escalated question/answer pairs to {out}")
@@ -208,6 +230,34 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from assistant.cli.main import run
+    """``python -m distill_tools``: ``from-history`` and ``persona`` (what read the assistant's own data) as
+    ``assistant distill …`` in a child process, every other command here, through :func:`run`."""
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(argv)
+    if "app" in vars(args):  # (None here: see the module's docstring)
+        code = wait_for([sys.executable, "-m", "assistant", "distill", *argv])
+        return 130 if code is None else code  # (the child said why it stopped)
+    return run(args)
 
-    return run(build_parser().parse_args(argv), prog="distill")  # the assistant command's one error path
+
+def run(args: argparse.Namespace) -> int:
+    """Run the parsed command: its exit code, or 1 with one sanitised line on stderr for a user error (as the
+    assistant's command line does). Ctrl-C exits 130; a closed pipe (``… | head``) exits quietly."""
+    try:
+        code: int = args.handler(args)
+        sys.stdout.flush()  # a closed pipe shows up here rather than at exit
+        return code
+    except AssistantError as exc:
+        print(f"distill: error: {one_line(str(exc))}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("distill: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 0
+
+
+def one_line(text: str) -> str:
+    """``text`` as one line that a terminal shows as it is (``UNSAFE`` dropped, line breaks made spaces)."""
+    return " ".join(UNSAFE.sub("", text).split())

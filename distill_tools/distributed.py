@@ -6,6 +6,9 @@ the pipeline needs.
 CPU), split the teacher pass's shards and each step's examples by rank, all-reduce the gradients once per step
 (as DDP does with ``no_sync`` over the accumulation), and step identical optimizers. Rank 0 alone writes
 checkpoints, the GGUF, the registry entry and the report. One process (no ``WORLD_SIZE``) changes nothing.
+
+Deliberately, torch is imported inside the functions that use it, never at the top: ``python -m distill_tools``
+asks :func:`world` which rank it is before torch loads (see ``__main__``), and the command line loads this module.
 """
 
 from __future__ import annotations

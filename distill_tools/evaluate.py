@@ -17,9 +17,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import llama_cpp
 import numpy as np
+from tqdm import tqdm
 
-from distill_tools import DATA_DIR, DistillError
+from assistant.models.chat_template import ChatTemplate, fallback_for
+from assistant.models.engine import llama_chat_handlers_disabled
+from assistant.models.gguf_info import read_info
+from assistant.storage.files import atomic_write_text, atomic_writer
+from distill_tools import DATA_DIR, DistillError, llama
+from distill_tools.progress import interactive
 
 
 @dataclass
@@ -67,13 +74,6 @@ class Runner:
     """One GGUF in llama.cpp with its own chat template; greedy generation and per-position logits."""
 
     def __init__(self, path: Path, n_ctx: int = 1024, threads: int = 0) -> None:
-        import llama_cpp
-
-        from assistant.models.chat_template import ChatTemplate, fallback_for
-        from assistant.models.engine import llama_chat_handlers_disabled
-        from assistant.models.gguf_info import read_info
-        from distill_tools import llama
-
         self.info = read_info(path)
         with llama_chat_handlers_disabled():
             # n_batch=8: here, prompt batches of 64 tokens ran ~20x slower than batches of 8 (measured)
@@ -130,10 +130,6 @@ def evaluate(
 ) -> list[ModelReport]:
     """Reports for the teacher (first) and each student, all against the teacher (``top_k``: the teacher's
     tokens a model's probability outside of which is reported as its hidden tail)."""
-    from tqdm import tqdm
-
-    from distill_tools.progress import interactive
-
     models = {"teacher": teacher, **students}
     reports: list[ModelReport] = []
     reference: list[tuple[list[int], list[int], np.ndarray]] = []  # held-out: prompt, teacher answer, teacher log-probs
@@ -205,8 +201,6 @@ def write_report(
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Path]:
     """report.json, report.md and report.png in ``folder`` (written atomically)."""
-    from assistant.storage.files import atomic_write_text
-
     folder.mkdir(parents=True, exist_ok=True)
     document = {"models": [asdict(r) for r in reports], **(extra or {})}
     atomic_write_text(folder / "report.json", json.dumps(document, indent=2, ensure_ascii=False))
@@ -268,15 +262,13 @@ def markdown(reports: list[ModelReport], extra: dict[str, Any]) -> str:
 
 def plot(path: Path, reports: list[ModelReport], history: list[dict[str, float]]) -> bool:
     """Loss curves and per-model metrics, every bar labelled with its value, in one PNG; False without matplotlib."""
-    try:
+    try:  # here, not at the top: matplotlib is optional, and slow to load
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    from assistant.storage.files import atomic_writer
-
     fig = draw(reports, history)
     with atomic_writer(path) as handle:
         fig.savefig(handle, format="png", dpi=100)
@@ -286,7 +278,7 @@ def plot(path: Path, reports: list[ModelReport], history: list[dict[str, float]]
 
 def draw(reports: list[ModelReport], history: list[dict[str, float]]) -> Any:
     """The report's figure: training loss; task score, retention and top-1 agreement; KL and perplexity."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # (as in plot: optional, slow to load)
 
     fig, (left, middle, right) = plt.subplots(1, 3, figsize=(15, 4.5))
     if history:

@@ -21,10 +21,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import gguf
+import llama_cpp
 import numpy as np
+import torch
+from gguf import GGUFReader, GGUFValueType
 
 from assistant.models.gguf_info import FILE_TYPES
-from distill_tools import DistillError
+from distill_tools import DistillError, llama
+from distill_tools.prompts import prompt_ids
 from distill_tools.recipe import QUANTS
 
 PROBES = [
@@ -123,8 +128,6 @@ def _rope_theta(config: Any) -> float:
 
 def _tokenizer_fields(teacher_gguf: Path | None, tokenizer: Any) -> list[tuple[str, Any, Any, Any]]:
     """(key, value, type, sub_type) for every tokenizer.* field: copied from the teacher's GGUF if there is one."""
-    from gguf import GGUFReader, GGUFValueType
-
     if teacher_gguf is not None:
         reader = GGUFReader(teacher_gguf)
         fields = []
@@ -138,8 +141,7 @@ def _tokenizer_fields(teacher_gguf: Path | None, tokenizer: Any) -> list[tuple[s
 
 def _hf_tokenizer_fields(tokenizer: Any) -> list[tuple[str, Any, Any, Any]]:
     """A byte-level BPE tokenizer (GPT-2 style, as SmolLM/Llama 3/Qwen use) described for llama.cpp."""
-    from gguf import GGUFValueType as T
-
+    T = GGUFValueType
     spec = json.loads(tokenizer.backend_tokenizer.to_str())
     if spec.get("model", {}).get("type") != "BPE":
         raise ExportError("export of a non-GGUF teacher's tokenizer supports byte-level BPE tokenizers only")
@@ -172,10 +174,8 @@ def unchanged_tensors(model: Any, base: Any, base_gguf: Path) -> dict[str, Any]:
 
     ``base`` is the torch model loaded from ``base_gguf``; a tensor training left exactly as it was
     can be copied byte for byte, keeping the base's quantisation (size and speed) and adding no error."""
-    import gguf
-
     ours, theirs = gguf_tensors(model), gguf_tensors(base)
-    reader = gguf.GGUFReader(base_gguf)
+    reader = GGUFReader(base_gguf)
     return {
         t.name: t
         for t in reader.tensors
@@ -196,8 +196,6 @@ def write_gguf(
     """Write ``model`` as a GGUF at ``path`` (F32, F16 or Q8_0) with extra string ``metadata``.
 
     ``keep``: tensors copied verbatim from another GGUF (see ``unchanged_tensors``) instead of encoded."""
-    import gguf
-
     config = model.config
     tensors = gguf_tensors(model)
     keep = keep or {}
@@ -234,8 +232,6 @@ def write_gguf(
 
 def _encode(array: np.ndarray, quant: str) -> tuple[np.ndarray, Any, Any]:
     """(data, raw_shape, raw_dtype) for add_tensor: 1-D tensors stay F32; matrices take the file's type."""
-    import gguf
-
     if array.ndim < 2 or quant == "F32":
         return array.astype(np.float32), None, None
     if quant == "Q8_0" and array.shape[-1] % 32 == 0:
@@ -246,10 +242,6 @@ def _encode(array: np.ndarray, quant: str) -> tuple[np.ndarray, Any, Any]:
 
 def quantize_with_llama_cpp(source: Path, target: Path, quant: str) -> None:
     """llama.cpp's own quantiser, in process, with the product's threads and its log off the terminal."""
-    import llama_cpp
-
-    from distill_tools import llama
-
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = FTYPES[quant]
     params.nthread = llama.threads()
@@ -262,11 +254,6 @@ def quantize_with_llama_cpp(source: Path, target: Path, quant: str) -> None:
 
 def verify(model: Any, tokenizer: Any, path: Path, max_kl: float, min_top1: float) -> Verification:
     """Compare next-token distributions of the torch model and the GGUF in llama.cpp on probe prompts."""
-    import torch
-
-    from distill_tools import llama
-    from distill_tools.prompts import prompt_ids
-
     llm = llama.open_model(path, 512, n_batch=8, logits_all=True)
     agree, kls, positions = 0, [], 0
     try:

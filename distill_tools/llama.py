@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import sys
@@ -12,12 +13,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import llama_cpp
+from llama_cpp import _logger
+
+from assistant.config import load
+from assistant.models.engine import physical_cores
+
 
 def threads() -> int:
     """Threads for llama.cpp, as the chat engine uses them."""
-    from assistant.config import load
-    from assistant.models.engine import physical_cores
-
     return load().model.threads or physical_cores()
 
 
@@ -35,11 +39,6 @@ _callback: Any = None  # the ctypes callback, kept alive while llama.cpp may cal
 def quiet() -> Iterator[list[str]]:
     """Keep llama.cpp's log off the terminal: its log callback and its C-level stdout/stderr both go to a
     scratch buffer; yields a list that receives the log's lines when the block ends (for error messages)."""
-    import ctypes
-
-    import llama_cpp
-    from llama_cpp import _logger
-
     global _callback
     if _callback is None:
         _callback = llama_cpp.llama_log_callback(_keep)
@@ -70,8 +69,6 @@ def quiet() -> Iterator[list[str]]:
 
 def open_model(path: Path, n_ctx: int, n_threads: int | None = None, **options: Any) -> Any:
     """A ``llama_cpp.Llama`` over ``path`` with ``n_threads`` (default: the product's) and no log on the terminal."""
-    import llama_cpp
-
     count = n_threads or threads()
     with quiet():
         return llama_cpp.Llama(str(path), n_ctx=n_ctx, verbose=False, n_threads=count, n_threads_batch=count, **options)

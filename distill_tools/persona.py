@@ -4,10 +4,13 @@ The teacher is the persona's base model *with* its context as system prompt; the
 the base model itself (same tokenizer, nothing pruned) and learns to answer the same way *without*
 it: word-level KD on the teacher's cached top-k logits plus α·CE on its answers, on prompts made
 from the context (``persona_prompts``) and the user's own, plus a replay set of general prompts
-answered by the base model without context. The teacher pass, training loop, export and registry
-are ``distill_tools``'; every stage resumes after Ctrl-C. The student is exported and verified in
-the work folder, evaluated, then moved into the models folder and registered under the persona's
-name; only then does the persona point at it.
+answered by the base model without context. The teacher pass and training loop are ``distill_tools``',
+the last steps (export and verification, report, summary, registry) the pipeline's; every stage resumes
+after Ctrl-C. The student is exported and verified in the work folder, evaluated, then moved into the
+models folder and registered under the persona's name; only then does the persona point at it.
+
+The persona arrives as plain data (``app.Persona``): the assistant reads it, and checks that its context
+fits its base model's window, before calling :func:`run`.
 """
 
 from __future__ import annotations
@@ -15,15 +18,32 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
+import random
 import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from distill_tools import DistillError
+from assistant.config import data_dir, models_dir
+from assistant.config import load as load_config
+from assistant.models import registry
+from assistant.storage.files import atomic_write_text
+from distill_tools import DistillError, batches, evaluate, export, persona_eval, pipeline, teacher_cache, torch_model
 from distill_tools import persona_prompts as prompting
+from distill_tools import train as training
+from distill_tools.app import Persona
+from distill_tools.batches import Example
+from distill_tools.export import Verification
+from distill_tools.progress import Clock
+from distill_tools.prompts import load_records
+from distill_tools.recipe import ExportSection, LossSection, TrainSection, choose_layers
+from distill_tools.torch_model import Loaded
+from distill_tools.torch_teacher import TorchTeacher
+from distill_tools.train import TrainState
 
 MARKER = "\x1epersona-context\x1e"  # a teacher prompt starting with this sees the persona's context as system prompt
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
@@ -103,109 +123,85 @@ class _OutOfTime(Exception):
 
 
 def work_dir(name: str) -> Path:
-    from assistant.config import data_dir
-
     return data_dir() / "distill" / "persona" / name
 
 
 def check_model_name(name: str) -> None:
     """The student is registered under the persona's name: refuse to replace a model that is not a student."""
-    from assistant.config import database_path
-    from assistant.models.registry import Registry, is_packaged
-    from assistant.storage.store import Store
-
-    if is_packaged(name):
+    if registry.is_packaged(name):
         raise DistillError(f"persona {name!r} has a packaged model's name; its student cannot be registered under it")
-    store = Store(database_path())
-    try:
-        entry = Registry(store).get(name)
-    finally:
-        store.close()
-    if entry and entry["origin"] != "distilled":
+    with registry.opened() as models:
+        entry = models.get(name)
+    if entry and entry.origin != "distilled":
         raise DistillError(
-            f"a model named {name!r} already exists ({entry['origin']}); "
+            f"a model named {name!r} already exists ({entry.origin}); "
             f"remove it (`assistant models rm {name}`) or copy the persona under another name"
         )
 
 
 def run(
-    name: str,
+    persona: Persona,
     prompts_file: str | None = None,
     minutes: float | None = None,
-    keep_prompted: bool = False,
     settings: Settings | None = None,
     eval_tasks: str | None = None,
     progress: Progress | None = None,
+    adopt: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Distil persona ``name``; returns the summary (also written as JSON with a report and plot)."""
-    from assistant.chat import persona as personas
-    from assistant.config import load as load_config
-    from distill_tools import torch_model
-    from distill_tools.prompts import load_records
-
+    """Distil ``persona``; returns the summary (also written as JSON with a report and plot). ``adopt`` (the
+    assistant's) points the persona at its student once that is registered; None leaves it prompted."""
     settings = settings or Settings()
     say = progress or (lambda phase, done, total: None)
-    persona = personas.load(name)
-    context = persona.context_text()
+    name, context = persona.name, persona.context
     if not context:
         raise DistillError(f"persona {name!r} has no system prompt or context to distil")
     check_model_name(name)
     user_records = load_records([prompts_file]) if prompts_file else []
-    config = load_config()
-    times: dict[str, float] = {}
-    clock = time.perf_counter()
+    clock = Clock()
     work = work_dir(name)
     work.mkdir(parents=True, exist_ok=True)
 
     say("loading the base model", 0, 1)
-    teacher = torch_model.load(persona.model or config.model.default or "smollm2-135m")
-    if teacher.gguf_path is None:
-        raise DistillError(f"persona {name!r}: its base model must be a GGUF (a registry name or a file)")
-    tokens = len(teacher.tokenizer(context, add_special_tokens=False)["input_ids"])
-    window = min(config.model.n_ctx, int(getattr(teacher.model.config, "max_position_embeddings", config.model.n_ctx)))
-    personas.check_fits(persona, tokens, window)
-    times["load_s"] = time.perf_counter() - clock
-
-    mark = time.perf_counter()
-    prompts = make_prompts(persona, user_records, settings)
-    examples = teacher_examples(teacher, context, prompts.train, replay_records(settings), settings, work, say)
-    times["teacher_pass_s"] = time.perf_counter() - mark
-
-    mark = time.perf_counter()
-    fresh_checkpoints(work / "checkpoints", [context, prompts.train, settings.training(), str(teacher.gguf_path)])
-    student, state = train_student(teacher, examples, settings, work, minutes, say)
-    times["train_s"] = time.perf_counter() - mark
-
-    mark = time.perf_counter()
+    with clock.phase("load"):
+        teacher, base = load_base(persona)
+        tokens = len(teacher.tokenizer(context, add_special_tokens=False)["input_ids"])
+    with clock.phase("teacher_pass"):
+        prompts = make_prompts(persona, user_records, settings)
+        examples = teacher_examples(teacher, context, prompts.train, replay_records(settings), settings, work, say)
+    with clock.phase("train"):
+        fresh_checkpoints(work / "checkpoints", [context, prompts.train, settings.training(), str(base)])
+        student, state = train_student(teacher, examples, settings, work, minutes, say)
     say("exporting the student", 0, 1)
-    staged = work / f"{name}.gguf"
-    verification = export_student(student, teacher, staged, name, settings)
-    times["export_s"] = time.perf_counter() - mark
-
-    mark = time.perf_counter()
+    with clock.phase("export"):
+        staged = work / f"{name}.gguf"
+        verification = export_student(student, teacher, base, staged, settings)
     say("evaluating", 0, 1)
-    evaluation = evaluate(teacher.gguf_path, staged, context, prompts, settings, tokens, eval_tasks)
-    times["eval_s"] = time.perf_counter() - mark
-    times["total_s"] = time.perf_counter() - clock
+    with clock.phase("eval"):
+        evaluation = evaluate_student(base, staged, context, prompts, settings, tokens, eval_tasks)
 
-    summary = _summary(name, persona, prompts, examples, state, verification, evaluation, settings, tokens, times)
-    summary["report"] = write_report(work / "report", evaluation, state.history, summary)
+    timings = clock.timings(total=True)
+    summary = _summary(persona, prompts, examples, state, verification, evaluation, settings, tokens, timings)
+    summary["report"] = pipeline.write_report(work / "report", evaluation["reports"], state.history, summary)
     summary["gguf"] = str(install(name, staged))
-    summary["persona_points_at_student"] = not keep_prompted
-    if not keep_prompted:
-        current = personas.load(name)  # re-read: it may have been edited during the run
-        current.student = name
-        personas.save(current)
-    from assistant.storage.files import atomic_write_text
-
-    atomic_write_text(work / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False))
+    summary["persona_points_at_student"] = adopt is not None
+    if adopt is not None:
+        adopt(name)
+    pipeline.write_summary(work, summary)
     return summary
 
 
-def make_prompts(persona: Any, user_records: list[dict[str, str]], settings: Settings) -> prompting.PromptSet:
-    """Prompts about the context files' sentences (the system prompt's when there are no context files)."""
-    texts = [c.text for c in persona.contexts] or [persona.system]
-    statements = [s for text in texts for s in prompting.sentences(text)]
+def load_base(persona: Persona) -> tuple[Loaded, Path]:
+    """The persona's base model in torch (the teacher, and what the student starts as), and its GGUF (whose
+    unchanged tensors the student's file reuses)."""
+    teacher = torch_model.load(persona.model or load_config().model.default or registry.DEFAULT_MODEL)
+    if teacher.gguf_path is None:
+        raise DistillError(f"persona {persona.name!r}: its base model must be a GGUF (a registry name or a file)")
+    return teacher, teacher.gguf_path
+
+
+def make_prompts(persona: Persona, user_records: list[dict[str, str]], settings: Settings) -> prompting.PromptSet:
+    """Prompts about the sentences of the persona's ``texts`` (its context files, else its system prompt)."""
+    statements = [s for text in persona.texts for s in prompting.sentences(text)]
     prompts = prompting.build(statements, user_records, settings.per_fact, settings.seed, grounded=settings.grounded)
     if not prompts.train:
         raise DistillError(f"persona {persona.name!r}: no statements in its context to make training prompts from")
@@ -214,29 +210,23 @@ def make_prompts(persona: Any, user_records: list[dict[str, str]], settings: Set
 
 def replay_records(settings: Settings) -> list[dict[str, str]]:
     """General prompts (the bundled set, minus any that are also general evaluation tasks), seeded sample."""
-    import random
-
-    from distill_tools import evaluate, prompts
-
     tasks = {t["prompt"] for t in evaluate.load_tasks("bundled:tasks")}
-    pool = [r for r in prompts.load_records(["bundled:prompts"]) if r["prompt"] not in tasks]
+    pool = [r for r in load_records(["bundled:prompts"]) if r["prompt"] not in tasks]
     return random.Random(settings.seed).sample(pool, min(settings.replay, len(pool)))
 
 
 def teacher_examples(
-    teacher: Any,
+    teacher: Loaded,
     context: str,
     records: list[dict[str, str]],
     replay: list[dict[str, str]],
     settings: Settings,
     work: Path,
     say: Progress,
-) -> list[Any]:
+) -> list[Example]:
     """Training examples: the context teacher's answers to ``records``, the base model's to ``replay`` (cached)."""
-    from distill_tools import batches, teacher_cache, torch_teacher
-
     tok = teacher.tokenizer
-    runner = torch_teacher.TorchTeacher(teacher.model, tok.eos_token_id, tok.pad_token_id)
+    runner = TorchTeacher(teacher.model, tok.eos_token_id, tok.pad_token_id)
     common = {"max_new_tokens": settings.max_new_tokens, "top_k": settings.top_k}
     source = str(teacher.gguf_path)
     context_hash = hashlib.sha256(context.encode()).hexdigest()[:16]
@@ -269,8 +259,6 @@ def teacher_examples(
 
 def fresh_checkpoints(folder: Path, inputs: list[Any]) -> None:
     """Resume training only from checkpoints made from the same context, prompts and settings."""
-    from assistant.storage.files import atomic_write_text
-
     key = hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()[:16]
     marker = folder / "inputs.key"
     if folder.exists() and (not marker.exists() or marker.read_text() != key):
@@ -280,12 +268,9 @@ def fresh_checkpoints(folder: Path, inputs: list[Any]) -> None:
 
 
 def train_student(
-    teacher: Any, examples: list[Any], settings: Settings, work: Path, minutes: float | None, say: Progress
-) -> tuple[Any, Any]:
+    teacher: Loaded, examples: list[Example], settings: Settings, work: Path, minutes: float | None, say: Progress
+) -> tuple[Any, TrainState]:
     """The base model's copy trained on ``examples``; stops early (keeping its weights) when ``minutes`` run out."""
-    from distill_tools import train
-    from distill_tools.recipe import LossSection, TrainSection
-
     cfg = TrainSection(
         epochs=settings.epochs,
         max_steps=settings.max_steps,
@@ -300,16 +285,16 @@ def train_student(
     deadline = time.monotonic() + minutes * 60 if minutes else None
     latest: dict[str, Any] = {}
 
-    def on_step(state: Any) -> None:
+    def on_step(state: TrainState) -> None:
         latest["state"] = state
         last = state.history[-1]
         say(f"training (loss {last['loss']:.3f})", state.step, state.total_steps)
         if deadline is not None and time.monotonic() > deadline and state.step < state.total_steps:
             raise _OutOfTime
 
-    say("training", 0, train.total_steps(len(examples), cfg))
+    say("training", 0, training.total_steps(len(examples), cfg))
     try:
-        state = train.train(
+        state = training.train(
             student,
             examples,
             cfg,
@@ -327,8 +312,6 @@ def train_student(
 
 def trainable(student: Any, settings: Settings) -> None:
     """Only the MLPs (and attention) of ``settings.layers`` learn; every other weight stays the base model's."""
-    from distill_tools.student import choose_layers
-
     n = student.config.num_hidden_layers
     chosen = set(range(n // 3, 2 * n // 3) if settings.layers == "middle" else choose_layers(settings.layers, n))
     parts = ("mlp", "self_attn") if settings.attention else ("mlp",)
@@ -338,28 +321,15 @@ def trainable(student: Any, settings: Settings) -> None:
         param.requires_grad_(layer in chosen and fields[3] in parts)
 
 
-def export_student(student: Any, teacher: Any, target: Path, name: str, settings: Settings) -> Any:
-    """A verified GGUF at ``target`` (raises if torch and llama.cpp disagree); the weights training left
-    unchanged are the base GGUF's own bytes, so those keep its quantisation, size and speed."""
-    from distill_tools import export
-    from distill_tools.recipe import ExportSection
-
-    limits = ExportSection()
-    keep = export.unchanged_tensors(student, teacher.model, teacher.gguf_path)
-    return export.export(
-        student,
-        teacher.tokenizer,
-        target,
-        quant=settings.quant,
-        name=name,
-        teacher_gguf=teacher.gguf_path,
-        max_kl=limits.max_kl,
-        min_top1=limits.min_top1,
-        keep=keep,
-    )
+def export_student(student: Any, teacher: Loaded, base: Path, target: Path, settings: Settings) -> Verification | None:
+    """The pipeline's verified export at ``target`` (named after it, default limits); the weights training left
+    unchanged are the ``base`` GGUF's own bytes, so those keep its quantisation, size and speed."""
+    keep = export.unchanged_tensors(student, teacher.model, base)
+    name = target.stem
+    return pipeline.export_student(student, teacher, target, name, settings.quant, ExportSection(), keep=keep)
 
 
-def evaluate(
+def evaluate_student(
     base: Path,
     student: Path,
     context: str,
@@ -369,12 +339,9 @@ def evaluate(
     eval_tasks: str | None,
 ) -> dict[str, Any]:
     """Held-out scores, KL, general retention and first-turn speed (see ``persona_eval``)."""
-    from distill_tools import evaluate as evaluating
-    from distill_tools import persona_eval
-
-    checkable = evaluating.load_tasks(eval_tasks) if eval_tasks else [h for h in prompts.heldout if h.get("answers")]
+    checkable = evaluate.load_tasks(eval_tasks) if eval_tasks else [h for h in prompts.heldout if h.get("answers")]
     heldout = [str(h["prompt"]) for h in prompts.heldout]
-    general = evaluating.load_tasks("bundled:tasks")[: settings.general_limit or None]
+    general = evaluate.load_tasks("bundled:tasks")[: settings.general_limit or None]
     n_ctx = max(1024, context_tokens + 128 + settings.eval_max_new_tokens)
     result = persona_eval.evaluate_persona(
         base,
@@ -398,23 +365,20 @@ def evaluate(
 
 
 def _summary(
-    name: str,
-    persona: Any,
+    persona: Persona,
     prompts: prompting.PromptSet,
-    examples: list[Any],
-    state: Any,
-    verification: Any,
+    examples: list[Example],
+    state: TrainState,
+    verification: Verification | None,
     evaluation: dict[str, Any],
     settings: Settings,
     tokens: int,
-    times: dict[str, float],
+    timings: dict[str, float],
 ) -> dict[str, Any]:
-    from distill_tools import export
-
     reports = evaluation["reports"]
     speed = evaluation["first_turn"]
     return {
-        "persona": name,
+        "persona": persona.name,
         "base_model": persona.model or "(default)",
         "context_tokens": tokens,
         "facts": len(prompts.facts),
@@ -443,28 +407,12 @@ def _summary(
         if speed["base"]["tokens_per_s"]
         else 0.0,
         "verification": export.verification_dict(verification),
-        "timings_s": {k: round(v, 1) for k, v in times.items()},
+        "timings_s": timings,
     }
-
-
-def write_report(
-    folder: Path, evaluation: dict[str, Any], history: list[dict[str, float]], summary: dict[str, Any]
-) -> dict[str, str]:
-    """report.json / report.md / report.png (the retention plot) in ``folder``."""
-    from distill_tools import evaluate as evaluating
-
-    paths = evaluating.write_report(folder, evaluation["reports"], history, summary)
-    return {k: str(v) for k, v in paths.items()}
 
 
 def install(name: str, staged: Path) -> Path:
     """Move the verified student into the models folder (a temp name, then a rename) and register it."""
-    import os
-    import tempfile
-
-    from assistant.config import models_dir
-    from distill_tools.pipeline import register
-
     target = models_dir() / f"{name}.gguf"
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
@@ -476,6 +424,6 @@ def install(name: str, staged: Path) -> Path:
         raise DistillError(f"cannot write {target}: {exc.strerror or exc}") from None
     finally:
         Path(temp).unlink(missing_ok=True)
-    register(name, target)
+    registry.register_distilled(name, target)
     staged.unlink(missing_ok=True)
     return target

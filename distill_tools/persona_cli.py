@@ -1,15 +1,23 @@
-"""``assistant distill persona NAME``: the command line of ``distill_tools.persona``."""
+"""``assistant distill persona NAME``: the command line of ``distill_tools.persona``.
+
+Like ``cli``, this module loads with the assistant's command line: ``persona`` (and torch) only when the command
+runs. The persona itself comes from the assistant (``app.App.persona``).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import time
 from typing import Any
 
+from distill_tools import DistillError
+from distill_tools.app import App
 
-def add_command(group: argparse._SubParsersAction) -> None:
-    """Add ``distill persona`` to a distill subparsers group."""
+
+def add_command(group: argparse._SubParsersAction, app: App | None) -> None:
+    """Add ``distill persona`` to a distill subparsers group; ``app``: where the persona comes from."""
     cmd = group.add_parser("persona", help="distil a persona into its own student that needs no prompt")
     cmd.add_argument("name", help="the persona (see `assistant persona list`)")
     cmd.add_argument("--prompts", help='your own training prompts: text (one per line) or JSONL ("prompt")')
@@ -23,7 +31,7 @@ def add_command(group: argparse._SubParsersAction) -> None:
         action="store_true",
         help="progress as JSON lines on stderr (phase, done, total, elapsed_s) for other programs",
     )
-    cmd.set_defaults(handler=cmd_persona)
+    cmd.set_defaults(handler=cmd_persona, app=app)
 
 
 PROGRESS_PREFIX = "progress: "  # a --progress-json line: this, then one JSON object
@@ -34,8 +42,6 @@ class ProgressJson:
     reads them), at most ``per_s`` a second within a phase; a phase's first call always goes out."""
 
     def __init__(self, per_s: float = 4.0) -> None:
-        import time
-
         self.clock, self.started, self.gap = time.monotonic, time.monotonic(), 1 / per_s
         self.phase, self.last = "", 0.0
 
@@ -63,21 +69,19 @@ class PhaseLine:
 
 
 def cmd_persona(args: argparse.Namespace) -> int:
-    from distill_tools import persona
-
     if args.minutes is not None and args.minutes <= 0:
-        from distill_tools import DistillError
-
         raise DistillError("--minutes must be positive")
-    settings = persona.Settings.ci() if args.ci else persona.Settings()
+    from distill_tools import persona  # torch loads here, when the command runs
+
+    app: App = args.app
     summary = persona.run(
-        args.name,
-        args.prompts,
-        args.minutes,
-        args.keep_prompted,
-        settings,
-        args.eval_tasks,
+        app.persona(args.name),
+        prompts_file=args.prompts,
+        minutes=args.minutes,
+        settings=persona.Settings.ci() if args.ci else persona.Settings(),
+        eval_tasks=args.eval_tasks,
         progress=ProgressJson() if args.progress_json else PhaseLine(),
+        adopt=None if args.keep_prompted else app.adopt,
     )
     if args.json:
         print(json.dumps(summary, indent=2, ensure_ascii=False))

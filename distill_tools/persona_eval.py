@@ -15,7 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
+from assistant.config import load
+from assistant.models.engine import Engine
 from distill_tools import evaluate
 
 TEACHER, STUDENT, BASE = "teacher (base + context)", "student (no context)", "base (no context)"
@@ -52,10 +55,6 @@ def evaluate_persona(
 
     ``n_ctx`` must hold the context, a question and ``max_new`` tokens (every position's logits are kept);
     ``top_k``: the teacher top-k the student was trained on (the report gives its mass outside them)."""
-    from tqdm import tqdm
-
-    from assistant.config import load
-
     threads = load().model.threads  # a thread per core stalls llama.cpp's barriers on a busy machine
     reference: list[tuple[list[int], list[int], np.ndarray]] = []  # prompt without context, teacher answer, log-probs
     reports: list[evaluate.ModelReport] = []
@@ -100,9 +99,6 @@ def first_turn(
     path: Path, system: str, questions: list[str], n_ctx: int = 4096, max_tokens: int = 24
 ) -> dict[str, float]:
     """Median first-turn TTFT, decode tokens/s and prompt tokens, each question in a freshly loaded engine."""
-    from assistant.config import load
-    from assistant.models.engine import Engine
-
     threads = load().model.threads
     ttft, speed, prompt_tokens = [], [], 0
     for question in questions:

@@ -1,4 +1,4 @@
-"""What a run tells its user: one line per phase with its figures, progress bars only on a terminal.
+"""What a run tells its user: one line per phase with its figures and time, progress bars only on a terminal.
 
 Piped or logged output (not a TTY) gets the phase lines and nothing else: no carriage-return bars,
 no third-party progress bars, no llama.cpp log.
@@ -9,10 +9,41 @@ from __future__ import annotations
 import contextlib
 import io
 import sys
+import time
 from collections.abc import Callable, Iterator
 from typing import TextIO
 
 Say = Callable[[str], None]
+
+
+def silent(line: str) -> None:
+    """A ``say`` that says nothing (a torchrun rank other than 0)."""
+
+
+class Clock:
+    """The seconds each phase of a run took (a summary's ``timings_s``), and the run's total."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Time the block as ``{name}_s``."""
+        mark = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[f"{name}_s"] = time.perf_counter() - mark
+
+    def took(self, name: str) -> str:
+        """How long phase ``name`` took, as a phase line ends: ``12.3 s``."""
+        return f"{self.seconds[f'{name}_s']:.1f} s"
+
+    def timings(self, total: bool = False) -> dict[str, float]:
+        """Every phase's seconds so far (and ``total_s``, from the start), rounded as a summary keeps them."""
+        seconds = {**self.seconds, "total_s": time.perf_counter() - self.start} if total else self.seconds
+        return {name: round(value, 1) for name, value in seconds.items()}
 
 
 def interactive() -> bool:
@@ -31,7 +62,7 @@ def printer(stream: TextIO | None = None) -> Say:
 
 def quiet_libraries() -> None:
     """No transformers/huggingface_hub progress bars or advisory warnings: the phase lines replace them."""
-    try:
+    try:  # here, not at the top: transformers loads when a run starts, not with the command line
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()

@@ -87,8 +87,9 @@ def prompt_ids(tokenizer: Any, prompt: str) -> list[int]:
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
-def from_history(store: Any) -> list[dict[str, Any]]:
-    """Escalated answers in the history as records: the teacher's answer and the user question before it."""
+def from_history(exchanges: list[Any]) -> list[dict[str, Any]]:
+    """The history's escalated ``exchanges`` (the assistant reads them: see ``app``) as records: the teacher's
+    answer and the user question before it."""
     return [
         {
             "prompt": e.question,
@@ -98,7 +99,7 @@ def from_history(store: Any) -> list[dict[str, Any]]:
             "conversation_id": e.conversation_id,
             "message_id": e.answer_id,
         }
-        for e in store.escalated_exchanges()
+        for e in exchanges
         if e.question.strip()
     ]
 

@@ -13,6 +13,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from assistant.config import data_dir
 from distill_tools import RECIPES_DIR, DistillError
 
 QUANTS = ("F32", "F16", "Q8_0", "Q5_1", "Q5_0", "Q4_1", "Q4_0", "Q4_K_M")
@@ -104,12 +105,56 @@ class Recipe:
     path: Path | None = None
 
     def work_dir(self) -> Path:
-        from assistant.config import data_dir
-
         if self.output_dir:
             base = self.path.parent if self.path else Path.cwd()
             return (base / self.output_dir).resolve()
         return data_dir() / "distill" / self.name
+
+
+# -- student.layers: which of the teacher's layers the student keeps
+def check_layer_spec(spec: str) -> str:
+    """What is wrong with a ``student.layers`` value on its own ('' if nothing; the range needs the teacher)."""
+    try:
+        choose_layers(spec, 1 << 16)
+    except DistillError:
+        return f"student.layers = {spec!r}: use all, every:K, first-last:N or comma-separated layer indices (0 or more)"
+    return ""
+
+
+def _indices(part: str) -> range:
+    """``"7"`` → 7; ``"10-19"`` → 10…19 (raises ValueError otherwise)."""
+    first, _, last = part.strip().partition("-")
+    start, end = int(first), int(last or first)
+    if end < start:
+        raise ValueError(part)
+    return range(start, end + 1)
+
+
+def choose_layers(spec: str, n_layers: int) -> list[int]:
+    """Layer indices to keep. ``all`` keeps every layer; ``every:K`` keeps every K-th (always the first and the last);
+    ``first-last:N`` keeps the first N-1 and the last; ``0,1,5,...`` (ranges like ``10-19`` too) keeps exactly those."""
+    try:
+        if spec == "all":
+            return list(range(n_layers))
+        if spec.startswith("every:"):
+            k = int(spec.split(":", 1)[1])
+            if k < 1:
+                raise ValueError
+            keep = sorted(set(range(0, n_layers, k)) | {n_layers - 1})
+        elif spec.startswith("first-last:"):
+            n = int(spec.split(":", 1)[1])
+            if not 2 <= n <= n_layers:
+                raise ValueError
+            keep = list(range(n - 1)) + [n_layers - 1]
+        else:
+            keep = sorted({i for x in spec.split(",") if x.strip() for i in _indices(x)})
+    except ValueError:
+        raise DistillError(
+            f"student.layers = {spec!r}: use every:K, first-last:N (2 ≤ N ≤ {n_layers}) or comma-separated indices"
+        ) from None
+    if not keep or keep[0] < 0 or keep[-1] >= n_layers:
+        raise DistillError(f"student.layers = {spec!r}: indices must lie in 0…{n_layers - 1}")
+    return keep
 
 
 SECTIONS = {f.name for f in fields(Recipe) if f.default_factory is not MISSING}
@@ -132,8 +177,8 @@ def _set(target: Any, key: str, value: Any, where: str) -> None:
 
 
 def _check(recipe: Recipe, source: str) -> None:
+    # the registry, here and not at the top: this module is read when the command line is built (QUANTS)
     from assistant.models.registry import validate_name
-    from distill_tools.student import check_layer_spec
 
     data, train, export = recipe.data, recipe.train, recipe.export
     problems = [

@@ -16,11 +16,13 @@ with zero-probability entries (exact for forward KL and JSD).
 
 Before any long work, :meth:`ServedTeacher.check_tokenizer` round-trips a probe text and the special
 tokens through the server's tokenize endpoint and refuses a different tokenizer in one line. The API key
-(``api_key_env``, as for escalation) goes in the ``Authorization`` header only.
+(read from the environment variable ``api_key_env`` names, as for escalation) goes in the ``Authorization``
+header only.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -30,13 +32,14 @@ from typing import Any
 import httpx
 import numpy as np
 
-from assistant.chat.escalation.teacher import BACKOFF_S, RETRY_STATUSES, read_api_key
 from assistant.config import TeacherSettings
 from distill_tools import DistillError
 from distill_tools.teacher_cache import index_dtype
 
 PROBE = "Hello, world! Ünïcödé — 東京 🙂\n\tdef f(x):\n        return x ** 2  # 42, 3.14e-5"
 EXTRA = 4  # log-probs asked for beyond top_k: some returned tokens may not map, the chosen one may be added
+RETRY_STATUSES = {429, 500, 502, 503, 504}  # worth another attempt (as escalation retries them)
+BACKOFF_S = 0.25  # before the second attempt; doubled before each next one
 Targets = tuple[list[int], np.ndarray, np.ndarray, np.ndarray]
 
 
@@ -57,10 +60,8 @@ class ServedTeacher:
         self.url = self.settings.url.rstrip("/")
         self.root = self.url.removesuffix("/v1")
         self._lock = threading.Lock()
-        try:
-            self._key = read_api_key(self.settings)
-        except Exception as exc:  # TeacherError: a key file readable by others
-            raise DistillError(str(exc)) from None
+        env = self.settings.api_key_env  # a recipe names the key's variable only (no key file)
+        self._key = os.environ.get(env, "").strip() if env else ""
 
     # -- tokenizer check
     def check_tokenizer(self) -> str:
@@ -203,6 +204,23 @@ class ServedTeacher:
             answer.append(self.tokenizer.eos_token_id)
             rows.append([(self.tokenizer.eos_token_id, 0.0)])  # not served: a one-hot target on end-of-turn
         return self._pack(answer, rows, k)
+
+    def kd_line(self) -> str:
+        """What the pass (this run's part of it, over every rank) gave: word-level targets or sequence-level only."""
+        done = self.word_level + self.sequence_level
+        if not done:
+            return "every shard came from the cache"
+        line = (
+            f"{self.word_level}/{done} answers with word-level targets (top-k log-probs mapped onto the student's "
+            f"vocabulary), {self.sequence_level} sequence-level only"
+        )
+        if self.word_level == 0:
+            line += " (the server returns no log-probs that map one-to-one: sequence-level KD on the teacher's answers)"
+        if self.padded_positions:
+            line += (
+                f"; {self.padded_positions} positions had fewer than top_k mapped tokens (padded at zero probability)"
+            )
+        return line
 
     def _count(self, name: str) -> None:
         with self._lock:

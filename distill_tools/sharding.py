@@ -4,7 +4,7 @@ under torchrun, for a student whose weights, gradients and AdamW state do not fi
 Each rank keeps 1/N of every parameter, of its gradient and of the optimizer's moments; a decoder layer's whole
 weights exist on a rank only while that layer runs (gathered before, freed after), and the gradients are
 reduce-scattered straight into the owning shards. The root unit (embeddings, final norm and the LM head tied to
-them) is ``train.AnswerHead``, so it is gathered around the pass that uses it.
+them) is ``answer_head.AnswerHead``, so it is gathered around the pass that uses it.
 
 The plain model the caller passed stays a plain model on every rank: it is where checkpoints are gathered to (rank
 0 writes it as usual) and loaded from, and it holds the trained weights when training ends, so export and
@@ -18,9 +18,13 @@ import copy
 from typing import Any, cast
 
 import torch
+import torch.distributed as dist
 from torch import nn
+from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.fsdp import FSDPModule, fully_shard
+from torch.distributed.tensor import DTensor
 
-from distill_tools.train import AnswerHead
+from distill_tools.answer_head import AnswerHead
 
 
 def shard(model: nn.Module, device: torch.device) -> AnswerHead:
@@ -28,10 +32,6 @@ def shard(model: nn.Module, device: torch.device) -> AnswerHead:
 
     Gradients are summed over the ranks, not averaged: every rank's loss is already divided by the step's global
     token count (see ``train.accumulate``)."""
-    import torch.distributed as dist
-    from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.fsdp import FSDPModule, fully_shard
-
     mesh = init_device_mesh(device.type, (dist.get_world_size(),))
     head = AnswerHead(copy.deepcopy(model))
     layers: Any = head.model.get_decoder().layers
@@ -49,9 +49,6 @@ def _full(value: Any) -> Any:
     or empty), gathered by a plain all-gather of equal padded pieces; other values as they are. Every rank calls.
     (DTensor's own redistribution, which ``torch.distributed.checkpoint.state_dict`` uses, crashed a gloo rank now
     and then: SIGSEGV or SIGABRT in one run of three of a 150-gather loop.)"""
-    import torch.distributed as dist
-    from torch.distributed.tensor import DTensor
-
     if not isinstance(value, DTensor):
         return value
     world, rows = dist.get_world_size(), value.shape[0]
@@ -66,16 +63,12 @@ def _full(value: Any) -> Any:
 
 def _rows(whole: torch.Tensor) -> torch.Tensor:
     """This rank's dim-0 piece of ``whole`` (FSDP's ``torch.chunk`` layout; empty past the last piece)."""
-    import torch.distributed as dist
-
     pieces, rank = whole.chunk(dist.get_world_size(), dim=0), dist.get_rank()
     return pieces[rank] if rank < len(pieces) else whole[:0]
 
 
 def _piece(whole: torch.Tensor, like: Any) -> Any:
     """This rank's dim-0 piece of ``whole``, as a DTensor shaped and placed like ``like``."""
-    from torch.distributed.tensor import DTensor
-
     local = _rows(whole).to(like.device, like.dtype).clone()
     return DTensor.from_local(
         local, like.device_mesh, like.placements, run_check=False, shape=like.shape, stride=like.stride()
@@ -84,8 +77,6 @@ def _piece(whole: torch.Tensor, like: Any) -> Any:
 
 def gather(head: AnswerHead, model: nn.Module) -> None:
     """Copy the sharded weights into the plain ``model`` on rank 0 (every rank must call: it is a collective)."""
-    import torch.distributed as dist
-
     with torch.no_grad():
         for name, parameter in head.named_parameters():
             whole = _full(parameter)
@@ -96,8 +87,6 @@ def gather(head: AnswerHead, model: nn.Module) -> None:
 def optimizer_state(head: AnswerHead, optimizer: Any) -> dict[str, Any]:
     """The whole optimizer state (``optimizer.state_dict()``'s layout, whole tensors) on rank 0, empty elsewhere
     (a collective)."""
-    import torch.distributed as dist
-
     state = optimizer.state_dict()
     whole = {i: {key: _full(value) for key, value in entry.items()} for i, entry in sorted(state["state"].items())}
     return {"state": whole, "param_groups": state["param_groups"]} if dist.get_rank() == 0 else {}
@@ -106,8 +95,6 @@ def optimizer_state(head: AnswerHead, optimizer: Any) -> dict[str, Any]:
 def scatter(head: AnswerHead, model: nn.Module, optimizer: Any, optimizer_state: dict[str, Any] | None) -> None:
     """Load the plain ``model``'s weights (and a whole optimizer state) into this rank's shards (every rank calls;
     no communication: each rank has the whole tensors and keeps its piece)."""
-    from torch.distributed.tensor import DTensor
-
     with torch.no_grad():  # every parameter of a fully sharded module is a DTensor
         for name, parameter in head.named_parameters():
             cast(DTensor, parameter).to_local().copy_(_rows(model.get_parameter(name.removeprefix("model."))))
@@ -127,8 +114,6 @@ def scatter(head: AnswerHead, model: nn.Module, optimizer: Any, optimizer_state:
 
 def local_share(head: AnswerHead) -> float:
     """The fraction of the student's parameter elements this rank holds."""
-    from torch.distributed.tensor import DTensor
-
     local = total = 0
     for parameter in head.parameters():
         total += parameter.numel()

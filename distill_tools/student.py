@@ -1,63 +1,18 @@
-"""Make a student: the teacher with layers dropped (initialised from its weights), or another HF model
-that shares the teacher's tokenizer."""
+"""Make a student: the teacher with layers dropped (initialised from its weights; ``recipe.choose_layers`` picks
+them) and MLPs narrowed, or another HF model that shares the teacher's tokenizer."""
 
 from __future__ import annotations
 
 import copy
 from typing import Any
 
+import torch
+
 from distill_tools import DistillError
-
-
-def check_layer_spec(spec: str) -> str:
-    """What is wrong with a ``student.layers`` value on its own ('' if nothing; the range needs the teacher)."""
-    try:
-        choose_layers(spec, 1 << 16)
-    except DistillError:
-        return f"student.layers = {spec!r}: use all, every:K, first-last:N or comma-separated layer indices (0 or more)"
-    return ""
-
-
-def _indices(part: str) -> range:
-    """``"7"`` → 7; ``"10-19"`` → 10…19 (raises ValueError otherwise)."""
-    first, _, last = part.strip().partition("-")
-    start, end = int(first), int(last or first)
-    if end < start:
-        raise ValueError(part)
-    return range(start, end + 1)
-
-
-def choose_layers(spec: str, n_layers: int) -> list[int]:
-    """Layer indices to keep. ``all`` keeps every layer; ``every:K`` keeps every K-th (always the first and the last);
-    ``first-last:N`` keeps the first N-1 and the last; ``0,1,5,...`` (ranges like ``10-19`` too) keeps exactly those."""
-    try:
-        if spec == "all":
-            return list(range(n_layers))
-        if spec.startswith("every:"):
-            k = int(spec.split(":", 1)[1])
-            if k < 1:
-                raise ValueError
-            keep = sorted(set(range(0, n_layers, k)) | {n_layers - 1})
-        elif spec.startswith("first-last:"):
-            n = int(spec.split(":", 1)[1])
-            if not 2 <= n <= n_layers:
-                raise ValueError
-            keep = list(range(n - 1)) + [n_layers - 1]
-        else:
-            keep = sorted({i for x in spec.split(",") if x.strip() for i in _indices(x)})
-    except ValueError:
-        raise DistillError(
-            f"student.layers = {spec!r}: use every:K, first-last:N (2 ≤ N ≤ {n_layers}) or comma-separated indices"
-        ) from None
-    if not keep or keep[0] < 0 or keep[-1] >= n_layers:
-        raise DistillError(f"student.layers = {spec!r}: indices must lie in 0…{n_layers - 1}")
-    return keep
 
 
 def prune(teacher: Any, keep: list[int]) -> Any:
     """A deep copy of a decoder-only teacher keeping only the layers ``keep`` (weights copied)."""
-    import torch
-
     student = copy.deepcopy(teacher)
     decoder = student.get_decoder()
     if not hasattr(decoder, "layers"):
@@ -98,8 +53,6 @@ def narrow_mlp(model: Any, width: int, batches: list[dict[str, Any]], ridge: flo
     refitted by least squares so the narrowed MLP reproduces the full one's output on those tokens
     (a closed form from the activations' Gram matrix); this halves the pruned student's initial KL.
     """
-    import torch
-
     layers = model.get_decoder().layers
     if not all(hasattr(layer, "mlp") and hasattr(layer.mlp, "down_proj") for layer in layers):
         raise DistillError(f"cannot narrow the MLPs of a {type(model).__name__}: give student.model instead")
@@ -120,8 +73,6 @@ def narrow_mlp(model: Any, width: int, batches: list[dict[str, Any]], ridge: flo
 
 def narrow_mlp_shape(model: Any, width: int) -> None:
     """Give every MLP ``width`` channels (the first ones) without calibration: the shape a checkpoint loads into."""
-    import torch
-
     for layer in model.get_decoder().layers:
         _shrink(layer.mlp, torch.arange(width), layer.mlp.down_proj.weight.data[:, :width])
     model.config.intermediate_size = width
@@ -129,8 +80,6 @@ def narrow_mlp_shape(model: Any, width: int) -> None:
 
 def _mlp_statistics(model: Any, batches: list[dict[str, Any]]) -> tuple[list[Any], list[Any], int]:
     """Per layer: the Gram matrix and the sum of |.| of the down projection's inputs over real tokens."""
-    import torch
-
     layers = model.get_decoder().layers
     grams: list[Any] = [0.0] * len(layers)
     sums: list[Any] = [0.0] * len(layers)
@@ -165,8 +114,6 @@ def _mlp_statistics(model: Any, batches: list[dict[str, Any]]) -> tuple[list[Any
 
 def _shrink(mlp: Any, keep: Any, down_weight: Any) -> None:
     """Replace gate/up/down projections by their ``keep`` channels (down gets ``down_weight``)."""
-    import torch
-
     for name in ("gate_proj", "up_proj"):
         old = getattr(mlp, name)
         new = torch.nn.Linear(old.in_features, len(keep), bias=False, dtype=old.weight.dtype)

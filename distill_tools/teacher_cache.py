@@ -17,8 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from safetensors.numpy import load_file, save
+from tqdm import tqdm
 
+from assistant.storage.files import atomic_write_text, atomic_writer
 from distill_tools import prompts
+from distill_tools.progress import interactive
 
 
 @dataclass
@@ -32,6 +36,14 @@ class TeacherOutput:
     @property
     def nbytes(self) -> int:
         return self.topk_logprobs.nbytes + self.topk_indices.nbytes + self.tail.nbytes
+
+
+def figures(outputs: list[TeacherOutput]) -> tuple[int, float, float]:
+    """(answer tokens, cached bytes per answer token, the teacher's mean probability mass outside its top-k)."""
+    tokens = sum(len(o.answer_ids) for o in outputs)
+    per_token = sum(o.nbytes for o in outputs) / max(1, tokens)
+    tail = sum(float(np.exp(o.tail.astype(np.float64)).sum()) for o in outputs) / max(1, tokens)
+    return tokens, per_token, tail
 
 
 def index_dtype(vocab_size: int) -> type:
@@ -81,12 +93,6 @@ def teacher_pass(
     ``folder``; returns all outputs. ``runner.targets(prompts, forced answers, max_new_tokens, top_k, temperature)``
     gives (answer ids, top-k log-probs, ids, log tail) per prompt; ``on_shard(index)`` follows each shard written.
     With ``mine(index)`` (a rank's share under torchrun), only those shards are made and returned."""
-    from safetensors.numpy import save
-    from tqdm import tqdm
-
-    from assistant.storage.files import atomic_write_text, atomic_writer
-    from distill_tools.progress import interactive
-
     folder.mkdir(parents=True, exist_ok=True)
     meta = folder / "meta.json"
     if meta.exists() and json.loads(meta.read_text()).get("key") != key:
@@ -132,8 +138,6 @@ def _pack(outputs: list[TeacherOutput]) -> dict[str, np.ndarray]:
 
 
 def read_shard(path: Path) -> list[TeacherOutput]:
-    from safetensors.numpy import load_file
-
     arrays = load_file(str(path))
     count = len({name.split(".")[0] for name in arrays})
     return [

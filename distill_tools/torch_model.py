@@ -8,11 +8,20 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from assistant.config import data_dir
+from assistant.models import registry
+from assistant.models.gguf_header import HeaderError, parse
 from distill_tools import DistillError
+from distill_tools.progress import third_party_bars_hidden
 
 
 @dataclass
@@ -38,14 +47,11 @@ def resolve(spec: str, allow_download: bool = False) -> tuple[str, Path | None]:
         if not (candidate / "config.json").exists():
             raise DistillError(f"{candidate}: not an HF model folder (no config.json)")
         return "folder", candidate
-    from assistant.config import database_path
-    from assistant.models.registry import Registry, RegistryError, is_packaged
-    from assistant.storage.store import Store
-
-    if is_packaged(spec) or "/" not in spec and not candidate.suffix:
+    if registry.is_packaged(spec) or "/" not in spec and not candidate.suffix:
         try:
-            return "gguf", Registry(Store(database_path())).resolve(spec)
-        except RegistryError as exc:
+            with registry.opened() as models:
+                return "gguf", models.resolve(spec)
+        except registry.RegistryError as exc:
             raise DistillError(f"teacher/student {spec!r}: {exc}") from None
     if candidate.suffix == ".gguf" or spec.startswith((".", "/", "~")):
         raise DistillError(f"{candidate}: no such model file or folder")
@@ -74,8 +80,6 @@ def shape(spec: str, allow_download: bool = False) -> Shape | None:
     if path is None:
         return None
     if kind == "gguf":
-        from assistant.models.gguf_header import HeaderError, parse
-
         try:
             meta = parse(path).metadata
         except (HeaderError, OSError) as exc:
@@ -100,8 +104,6 @@ def shape(spec: str, allow_download: bool = False) -> Shape | None:
 
 
 def _cache_folder(path: Path) -> Path:
-    from assistant.config import data_dir
-
     stat = path.stat()
     root = Path(os.environ.get("ASSISTANT_DISTILL_CACHE") or data_dir() / "distill" / "hf-cache")
     return root / f"{path.stem}-{stat.st_size}-{int(stat.st_mtime)}"
@@ -109,9 +111,6 @@ def _cache_folder(path: Path) -> Path:
 
 def load(spec: str, allow_download: bool = False, dtype: str = "float32") -> Loaded:
     """Load a causal LM and its tokenizer in evaluation mode."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     kind, path = resolve(spec, allow_download)
     torch_dtype = getattr(torch, dtype)
     try:
@@ -139,16 +138,8 @@ def load(spec: str, allow_download: bool = False, dtype: str = "float32") -> Loa
 
 def _convert_gguf(path: Path, folder: Path) -> None:
     """Dequantise a GGUF through transformers and save it as an HF folder (atomically: temp dir + rename)."""
-    import shutil
-    import tempfile
-
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    from distill_tools.progress import third_party_bars_hidden
-
     try:
         with third_party_bars_hidden():
             model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)

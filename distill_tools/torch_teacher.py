@@ -6,6 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
+
+from distill_tools.teacher_cache import topk
 
 
 class TorchTeacher:
@@ -41,13 +44,9 @@ class TorchTeacher:
         temperature: float = 1.0,
     ) -> list[tuple[list[int], np.ndarray, np.ndarray, np.ndarray]]:
         """(answer ids, top-k log-probs, their ids, log tail mass) per prompt at ``temperature`` (see teacher_cache)."""
-        from distill_tools.teacher_cache import topk
-
         return [(answer, *topk(logits, top_k, temperature)) for answer, logits in self.run(prompts, answers, max_new)]
 
     def _generate(self, prompts: list[list[int]], max_new: int) -> list[tuple[list[int], np.ndarray]]:
-        import torch
-
         width = max(map(len, prompts))
         ids = torch.tensor([[self.pad_id] * (width - len(p)) + p for p in prompts])  # left-padded
         attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
@@ -70,8 +69,6 @@ class TorchTeacher:
         return items
 
     def _score(self, prompt: list[int], answer: list[int]) -> np.ndarray:
-        import torch
-
         with torch.no_grad():
             logits = self.model(torch.tensor([prompt + answer[:-1]])).logits[0, len(prompt) - 1 :]
         return logits.float().numpy()

@@ -28,9 +28,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_model, save_model
 from torch import nn
+from tqdm import tqdm
 
+from assistant.storage.files import atomic_write_text
 from distill_tools import DistillError, distributed
+from distill_tools.answer_head import AnswerHead
 from distill_tools.batches import Example, collate
 from distill_tools.losses import ce_loss, combined_loss, kd_loss
 from distill_tools.progress import Say, interactive
@@ -64,22 +68,6 @@ def micro_batch(examples: list[Example], index: int, batch_size: int, seed: int)
     epoch, position = divmod(index, per_epoch)
     order = torch.randperm(len(examples), generator=torch.Generator().manual_seed(seed * 1000 + epoch)).tolist()
     return [examples[i] for i in order[position * batch_size : (position + 1) * batch_size]]
-
-
-class AnswerHead(nn.Module):
-    """The student's logits at answer positions only: the decoder over the whole batch, the LM head only where
-    ``mask`` is set (never over prompts or padding). One module, so a sharded run gathers the embeddings, final
-    norm and LM head around it."""
-
-    model: Any  # a transformers causal LM
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        hidden = self.model.get_decoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        return self.model.get_output_embeddings()(hidden[mask])
 
 
 def forward_loss(model: nn.Module, batch: dict[str, Any], loss: LossSection) -> dict[str, Any]:
@@ -151,8 +139,6 @@ def train(
     """Train ``model`` in place on ``examples``, resuming from ``folder`` if it holds a checkpoint made with the
     same ``settings`` (see ``checkpoint_matches`` for ``resume``). Sharded (``cfg.fsdp`` under torchrun), the
     ranks train a sharded copy and rank 0's ``model`` receives its weights at each checkpoint and at the end."""
-    from tqdm import tqdm
-
     torch.manual_seed(seed)
     place = distributed.world()
     say = say if place.main else None
@@ -161,7 +147,7 @@ def train(
     prepare(model, cfg)
     learner: Any = model  # what trains: the student, or its sharded copy
     if sharded:
-        from distill_tools import sharding
+        from distill_tools import sharding  # only here: FSDP (torch.distributed.fsdp) loads for a sharded run alone
 
         learner = sharding.shard(model, device)
         if say:
@@ -409,8 +395,6 @@ def read_settings(folder: Path) -> dict[str, Any] | None:
 
 
 def write_settings(folder: Path, settings: dict[str, Any]) -> None:
-    from assistant.storage.files import atomic_write_text
-
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(folder / "settings.json", json.dumps(settings, indent=2, sort_keys=True))
 
@@ -424,10 +408,6 @@ def clear_checkpoints(folder: Path) -> None:
 
 def save_checkpoint(folder: Path, model: Any, optimizer_state: dict[str, Any], state: TrainState) -> Path:
     """Write a checkpoint directory under a temporary name, rename it, then point ``latest`` at it."""
-    from safetensors.torch import save_model
-
-    from assistant.storage.files import atomic_write_text
-
     folder.mkdir(parents=True, exist_ok=True)
     name = f"ckpt-{state.step:06d}"
     partial = folder / f".{name}.partial"
@@ -447,8 +427,6 @@ def save_checkpoint(folder: Path, model: Any, optimizer_state: dict[str, Any], s
 
 def load_checkpoint(folder: Path, model: Any, optimizer: Any | None) -> TrainState | None:
     """Restore the latest checkpoint into ``model`` (and ``optimizer``); None if there is none."""
-    from safetensors.torch import load_model
-
     pointer = folder / "latest"
     if not pointer.exists():
         return None

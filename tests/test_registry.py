@@ -10,12 +10,15 @@ import pytest
 from assistant.config import database_path, models_dir
 from assistant.models.gguf_info import ModelFileError, fit_label, read_info
 from assistant.models.registry import (
+    ModelEntry,
     Registry,
     RegistryError,
     catalog_entry,
     inside_models_dir,
     load_catalog,
     name_for_file,
+    opened,
+    register_distilled,
     validate_name,
 )
 from assistant.storage.store import Store
@@ -102,6 +105,31 @@ def test_a_student_in_the_models_folder_is_registered_in_place(registry: Registr
     entry = registry.import_file(student, origin="distilled")
     assert entry["name"] == "tiny-student" and entry["path"] == str(student) and entry["origin"] == "distilled"
     assert registry.resolve("tiny-student") == student
+
+
+def test_a_distilled_student_is_registered_without_a_store_at_hand(smollm_path: Path, assistant_home: Path) -> None:
+    """distill_tools holds no store: register_distilled and opened() open this home's database themselves."""
+    student = models_dir() / "my-student.gguf"
+    student.parent.mkdir(parents=True)
+    shutil.copyfile(smollm_path, student)
+    entry = register_distilled("my-student", student)
+    assert (entry.origin, entry.sha256, entry.architecture) == ("distilled", SMOL_SHA256, "llama")
+    assert register_distilled("my-student", student).created  # a second export updates the entry in place
+    with opened() as registry:
+        assert registry.entries() == [registry.get("my-student")]
+        assert registry.resolve("my-student") == student
+    with pytest.raises(RegistryError, match="packaged model"):
+        register_distilled("smollm2-135m", student)
+
+
+def test_entries_are_the_registrys_rows(registry: Registry) -> None:
+    """save writes an entry as it is (no checks: e.g. a row written by an older version), remove forgets it."""
+    registry.save(ModelEntry("b-model", "/elsewhere/b.gguf", "imported"))
+    registry.save(ModelEntry("a-model", "/elsewhere/a.gguf", "linked", parameters=7))
+    assert [e.name for e in registry.entries()] == ["a-model", "b-model"]
+    assert registry.get("a-model") == ModelEntry("a-model", "/elsewhere/a.gguf", "linked", parameters=7)
+    registry.remove("a-model")
+    assert registry.get("a-model") is None and [e.name for e in registry.entries()] == ["b-model"]
 
 
 def test_rm_deletes_only_inside_the_models_folder(registry: Registry, smollm_path: Path, tmp_path: Path) -> None:

@@ -1,13 +1,55 @@
-"""`assistant distill …`: the commands of ``distill_tools.cli`` (the library's own; torch is imported lazily)."""
+"""`assistant distill …`: the commands of ``distill_tools.cli``, given what two of them read of the assistant.
+
+distill_tools opens neither the history nor the personas: ``from-history`` gets the escalated exchanges and
+``persona`` the persona to distil (as plain data, once its context is known to fit its model) from the functions
+here, through ``distill_tools.app.App``.
+"""
 
 from __future__ import annotations
 
-from assistant.cli.main import Subparsers
+from typing import TYPE_CHECKING
+
+from assistant.chat import persona as personas
+from assistant.cli.common import Subparsers, open_store
+from assistant.cli.persona import check_window
+from assistant.storage.rows import Exchange
+
+if TYPE_CHECKING:
+    from distill_tools.app import Persona
 
 
 def register(subparsers: Subparsers) -> None:
     """Add ``distill run | eval | export | from-history | persona`` to the assistant CLI."""
+    # distill_tools loads when the parser is built, not with this module (its command line imports no torch)
+    from distill_tools.app import App
     from distill_tools.cli import add_commands
 
     distill = subparsers.add_parser("distill", help="build your own student from a teacher (needs the distill extra)")
-    add_commands(distill.add_subparsers(dest="distill_command", required=True))
+    app = App(exchanges=escalated_exchanges, persona=persona_source, adopt=adopt)
+    add_commands(distill.add_subparsers(dest="distill_command", required=True), app)
+
+
+def escalated_exchanges() -> list[Exchange]:
+    """The teacher's answers in the history, each with the question before it."""
+    store = open_store()
+    try:
+        return store.escalated_exchanges()
+    finally:
+        store.close()
+
+
+def persona_source(name: str) -> Persona:
+    """Persona ``name`` as distill_tools reads it; refused if its context does not fit its base model's window."""
+    from distill_tools.app import Persona  # (as in register: distill_tools is never loaded with this module)
+
+    persona = personas.load(name)
+    check_window(persona)
+    texts = [c.text for c in persona.contexts] or [persona.system]
+    return Persona(persona.name, persona.context_text(), texts, persona.model)
+
+
+def adopt(name: str) -> None:
+    """Point persona ``name`` at its distilled student (read again: it may have been edited during the run)."""
+    persona = personas.load(name)
+    persona.student = name
+    personas.save(persona)

@@ -11,14 +11,21 @@ from __future__ import annotations
 import os
 import re
 import socket
+import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from assistant import AssistantError
 from assistant.config import models_dir
 from assistant.models.gguf_info import ModelFileError, read_info, sha256_file
-from assistant.models.registry import Registry, catalog_entry, is_packaged, name_for_file, validate_name
-from assistant.storage.store import ModelEntry
+from assistant.models.registry import (
+    ModelEntry,
+    Registry,
+    catalog_entry,
+    is_packaged,
+    name_for_file,
+    validate_name,
+)
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 REPO_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -39,8 +46,6 @@ def endpoint() -> str:
 
 def offline() -> bool:
     """Whether the user switched the Hub off (``HF_HUB_OFFLINE``, as huggingface_hub understands it)."""
-    import sys
-
     if os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE"):
         return True
     constants = sys.modules.get("huggingface_hub.constants")
@@ -115,7 +120,7 @@ def pull_catalog(registry: Registry, catalog_name: str) -> ModelEntry:
 
 
 def _download(repo: str, filename: str, revision: str | None, folder: Path, hub: str) -> Path:
-    from huggingface_hub import errors as hf
+    from huggingface_hub import errors as hf  # deliberately lazy: only `models pull` loads the Hub client
     from huggingface_hub import hf_hub_download
 
     try:

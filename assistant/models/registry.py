@@ -1,27 +1,32 @@
 """The models the user has: the embedded default, packaged extras, imported, pulled and distilled files.
 
-Entries live in the history database (the store's ``models`` table, read and written through its
-methods). Packaged models are found in site-packages with importlib, never downloaded. Every file is
-validated (``gguf_info``) before it is registered, and a model name never escapes the models folder.
+Entries are the registry's own rows (:class:`ModelEntry`) of the history database's ``models`` table, which
+the store reads and writes for it as plain dicts (the store is the database's one owner). Packaged models are
+found in site-packages with importlib, never downloaded. Every file is validated (``gguf_info``) before it is
+registered, and a model name never escapes the models folder. :func:`opened` and :func:`register_distilled`
+open the database themselves, for callers that hold no store (``distill_tools``).
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib
 import importlib.util
 import os
 import re
 import shutil
 import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from assistant import AssistantError
-from assistant.config import models_dir
+from assistant import AssistantError, config
+from assistant.config import database_path, models_dir
 from assistant.models.gguf_info import (
     ModelFileError,
     ModelInfo,
@@ -31,12 +36,29 @@ from assistant.models.gguf_info import (
     read_info,
     sha256_file,
 )
-from assistant.storage.files import os_error_reason
-from assistant.storage.store import ModelEntry, Store
+from assistant.storage.files import atomic_writer, os_error_reason
+from assistant.storage.rows import Row
+from assistant.storage.store import Store
 
 DEFAULT_MODEL = "smollm2-135m"  # the embedded default student: a packaged model in the catalog
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 ORIGINS = ("packaged", "imported", "linked", "pulled", "distilled")
+
+
+@dataclass
+class ModelEntry(Row):
+    """A model the registry knows by name (imported, linked, pulled or distilled)."""
+
+    name: str
+    path: str
+    origin: str  # imported | linked | pulled | distilled
+    architecture: str = ""
+    parameters: int = 0
+    quantization: str = ""
+    context_length: int = 0
+    size: int = 0
+    sha256: str = ""
+    created: str = ""
 
 
 class RegistryError(AssistantError):
@@ -111,8 +133,6 @@ def _assembled(entry: CatalogEntry, assemble: bool = True) -> Path:
 
 def _assemble(name: str, chunks: list[Path], target: Path) -> None:
     """Join a packaged model's chunks atomically; a short disk is one line before anything is written."""
-    from assistant.storage.files import atomic_writer
-
     need = sum(chunk.stat().st_size for chunk in chunks)
     folder = next(p for p in (target.parent, *target.parents) if p.exists())
     free = shutil.disk_usage(folder).free
@@ -217,11 +237,21 @@ class Registry:
     def __init__(self, store: Store) -> None:
         self.store = store
 
+    # -- the entries
     def entries(self) -> list[ModelEntry]:
-        return self.store.model_entries()
+        return [ModelEntry.from_row(row) for row in self.store.model_rows()]
 
     def get(self, name: str) -> ModelEntry | None:
-        return self.store.model_entry(name)
+        row = self.store.model_row(name)
+        return ModelEntry.from_row(row) if row else None
+
+    def save(self, entry: ModelEntry) -> None:
+        """Write the entry as it is (replacing the one with its name); ``add`` and ``import_file`` check it first."""
+        self.store.save_model_row(entry.as_dict())
+
+    def remove(self, name: str) -> None:
+        """Forget an entry (the file stays); see ``delete`` for `models rm`."""
+        self.store.delete_model_row(name)
 
     def add(self, name: str, path: Path, origin: str, info: Any, sha256: str = "") -> ModelEntry:
         validate_name(name)
@@ -239,12 +269,8 @@ class Registry:
             sha256=sha256,
             created=_now(),
         )
-        self.store.save_model_entry(entry)
+        self.save(entry)
         return entry
-
-    def remove(self, name: str) -> None:
-        """Forget an entry (the file stays); see ``delete`` for `models rm`."""
-        self.store.delete_model_entry(name)
 
     def names(self) -> list[str]:
         return [p.name for p in packaged()] + [e.name for e in self.entries()]
@@ -393,11 +419,7 @@ def _row(
 
 def copy_with_progress(source: Path, target: Path) -> str:
     """Copy atomically (temp file + rename) with a progress bar; returns the sha256 of the bytes copied."""
-    import hashlib
-
-    from tqdm import tqdm
-
-    from assistant.storage.files import atomic_writer
+    from tqdm import tqdm  # here, not at the top: tqdm takes ~50 ms to import and the chat path loads the registry
 
     digest = hashlib.sha256()
     size = source.stat().st_size
@@ -421,17 +443,30 @@ def copy_with_progress(source: Path, target: Path) -> str:
     return digest.hexdigest()
 
 
+# -- for callers that hold no store
+@contextmanager
+def opened() -> Iterator[Registry]:
+    """The registry of this ``ASSISTANT_HOME``: its database opened for the block, then closed."""
+    store = Store(database_path())
+    try:
+        yield Registry(store)
+    finally:
+        store.close()
+
+
+def register_distilled(name: str, path: Path) -> ModelEntry:
+    """Add (or update) a student that distillation wrote, as a ``distilled`` model (its file validated, hashed)."""
+    with opened() as registry:
+        return registry.add(name, path, "distilled", read_info(path), sha256_file(path))
+
+
 # -- the default model (config.toml [model] default)
 def current_default() -> str:
     """The default the config file names (an ASSISTANT_MODEL override is not the user's saved choice)."""
-    from assistant import config
-
     return config.load_file().model.default
 
 
 def set_default(name: str) -> Path:
-    from assistant import config
-
     settings = config.load_file()
     settings.model.default = name
     return config.save(settings)

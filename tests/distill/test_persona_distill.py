@@ -19,11 +19,9 @@ CONTEXT = """# Helpdesk facts
 """
 
 
-def cli(*args: str, home: Path) -> subprocess.CompletedProcess:
+def cli(*args: str, home: Path, program: str = "assistant") -> subprocess.CompletedProcess:
     env = {**os.environ, "ASSISTANT_HOME": str(home)}
-    return subprocess.run(
-        [sys.executable, "-m", "assistant", *args], capture_output=True, text=True, env=env, timeout=1700
-    )
+    return subprocess.run([sys.executable, "-m", program, *args], capture_output=True, text=True, env=env, timeout=1700)
 
 
 @pytest.fixture
@@ -83,6 +81,8 @@ def test_refusals_change_nothing(pip: str, assistant_home: Path, tmp_path: Path,
     assert proc.returncode == 1 and "no prompts found" in proc.stderr and "Traceback" not in proc.stderr
     proc = cli("distill", "persona", "nobody", home=assistant_home)
     assert proc.returncode == 1 and "no persona named 'nobody'" in proc.stderr
+    proc = cli("persona", "nobody", home=assistant_home, program="distill_tools")  # the library's own command line
+    assert proc.returncode == 1 and "no persona named 'nobody'" in proc.stderr and "Traceback" not in proc.stderr
     Registry(Store(database_path())).import_file(str(smollm_path), name="pip", link=True)
     proc = cli("distill", "persona", "pip", home=assistant_home)
     assert proc.returncode == 1 and "a model named 'pip' already exists" in proc.stderr, proc.stderr

@@ -17,6 +17,7 @@ from distill_tools import (
     RECIPES_DIR,
     DistillError,
     batches,
+    checks,
     export,
     pipeline,
     prompts,
@@ -149,10 +150,10 @@ def test_a_model_the_recipe_did_not_make_is_never_overwritten(
     assert sha256_file(target) == before and registered("smollm2-tiny-student")["origin"] == "imported"
     assert main(["distill", "export", "tiny"]) == 1
     assert "was not made by this recipe" in capfd.readouterr().err
-    assert pipeline.preflight(recipe.load("tiny"), replace=True).target == target  # --replace: the user's choice
+    assert checks.preflight(recipe.load("tiny"), replace=True).target == target  # --replace: the user's choice
     with pytest.raises(DistillError, match="a packaged model's name"):
         packaged = {'name = "smollm2-tiny-student"': 'name = "smollm2-135m"'}
-        pipeline.preflight(recipe.load(tiny_recipe(assistant_home, **packaged)))
+        checks.preflight(recipe.load(tiny_recipe(assistant_home, **packaged)))
 
 
 @pytest.fixture(scope="module")
@@ -323,10 +324,10 @@ def test_missing_teacher_and_bad_layers_via_cli(tmp_path: Path, capsys: pytest.C
     assert main(["distill", "run", str(tmp_path / "missing.toml")]) == 1
     assert "no such recipe file" in capsys.readouterr().err
     with pytest.raises(DistillError, match="every:K"):
-        student.choose_layers("every:zero", 30)
-    assert student.choose_layers("all", 3) == [0, 1, 2]
-    assert student.choose_layers("every:10", 30) == [0, 10, 20, 29]
-    assert student.choose_layers("first-last:3", 30) == [0, 1, 29]
+        recipe.choose_layers("every:zero", 30)
+    assert recipe.choose_layers("all", 3) == [0, 1, 2]
+    assert recipe.choose_layers("every:10", 30) == [0, 10, 20, 29]
+    assert recipe.choose_layers("first-last:3", 30) == [0, 1, 29]
 
 
 def test_narrowed_mlps_stay_closer_to_the_teacher_than_naive_channels(teacher, examples) -> None:  # noqa: ANN001
@@ -387,7 +388,7 @@ def test_a_bad_student_shape_export_type_or_file_fails_before_any_model_loads(
     path = tiny_recipe(tmp_path, **changes)
     start = time.perf_counter()
     with pytest.raises(DistillError, match=message) as info:
-        pipeline.preflight(recipe.load(path))
+        checks.preflight(recipe.load(path))
     assert time.perf_counter() - start < 5 and "\n" not in str(info.value)
 
 

@@ -216,11 +216,11 @@ def test_a_student_trained_from_the_served_pass_matches_one_trained_from_the_loc
 
     from distill_tools import batches
     from distill_tools import student as students
-    from distill_tools.recipe import LossSection, TrainSection
+    from distill_tools.recipe import LossSection, TrainSection, choose_layers
     from distill_tools.train import train
 
     tok = teacher.tokenizer
-    keep = students.choose_layers("0-13,16-29", teacher.model.config.num_hidden_layers)
+    keep = choose_layers("0-13,16-29", teacher.model.config.num_hidden_layers)
     cfg = TrainSection(max_steps=4, batch_size=4, warmup_steps=1, lr=1e-4, checkpoint_every=100)
     models, held = {}, {}
     for name, outputs in (("untrained", None), ("local", passes.local), ("served", passes.remote)):

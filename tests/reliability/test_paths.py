@@ -7,8 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from assistant.models.registry import Registry, RegistryError, inside_models_dir, name_for_file, validate_name
-from assistant.storage.store import ModelEntry, Store
+from assistant.models.registry import (
+    ModelEntry,
+    Registry,
+    RegistryError,
+    inside_models_dir,
+    name_for_file,
+    validate_name,
+)
+from assistant.storage.store import Store
 
 ESCAPES = [
     "../evil",
@@ -57,14 +64,14 @@ def test_delete_never_removes_files_outside_the_models_folder(tmp_path: Path, as
     registry = Registry(store)
     victim = tmp_path / "victim.gguf"
     victim.write_bytes(b"precious")
-    store.save_model_entry(ModelEntry("tampered", str(victim), "imported"))  # written past the registry's checks
+    registry.save(ModelEntry("tampered", str(victim), "imported"))  # written past the registry's checks
     message = registry.delete("tampered")
     assert victim.read_bytes() == b"precious" and "kept" in message
     # a link inside the models folder: removing it never touches its target
     models = assistant_home / "models"
     models.mkdir(exist_ok=True)
     (models / "link.gguf").symlink_to(victim)
-    store.save_model_entry(ModelEntry("link", str(models / "link.gguf"), "linked"))
+    registry.save(ModelEntry("link", str(models / "link.gguf"), "linked"))
     registry.delete("link")
     assert victim.read_bytes() == b"precious" and not (models / "link.gguf").is_symlink()
 
