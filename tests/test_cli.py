@@ -31,7 +31,8 @@ def test_ask_json_then_continue_and_history(assistant_home: Path) -> None:
     first = json.loads(proc.stdout)
     assert set(first) >= {"answer", "model", "escalated", "tokens", "ttft_s", "tokens_per_s", "conversation_id"}
     assert first["answer"].strip() and first["escalated"] is False
-    assert first["model"] == "SmolLM2-135M-Instruct.Q4_1" and 0 < first["tokens"] <= 16
+    assert first["model"] == "smollm2-135m" and 0 < first["tokens"] <= 16  # the registry name, as --model takes
+    assert Path(first["model_file"]).name == "SmolLM2-135M-Instruct.Q4_1.gguf"
 
     proc = run("ask", "-c", "--max-tokens", "8", "And 3 + 3?", home=assistant_home, check=True)
     assert proc.stdout.strip()

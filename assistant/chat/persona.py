@@ -9,7 +9,11 @@ texts themselves, so a persona keeps working when its source files move. A perso
 from __future__ import annotations
 
 import json
+import os
 import re
+import select
+import stat
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,6 +26,7 @@ from assistant.storage.files import atomic_write_text
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 RESERVE_TOKENS = 256  # room a prompted persona must leave in the window for the conversation itself
+FIFO_WAIT_S = 10.0  # how long a context read from a FIFO waits for its first byte
 
 
 class PersonaError(AssistantError):
@@ -86,19 +91,54 @@ def path_of(name: str) -> Path:
 
 
 def read_text_file(path: Path | str, what: str) -> str:
-    """A UTF-8 text file's content; one clear error if it is missing, unreadable or empty."""
+    """A UTF-8 text file's content; one clear error if it is missing, unreadable, too big, binary or empty."""
     path = Path(path).expanduser()
+    data = _read_capped(path, what)
+    if b"\0" in data[:8192]:
+        raise PersonaError(f"{path}: the {what} file is binary, not text")
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise PersonaError(f"{path}: no such {what} file") from None
+        text = data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError:
         raise PersonaError(f"{path}: the {what} file is not UTF-8 text") from None
-    except OSError as exc:
-        raise PersonaError(f"{path}: cannot read the {what} file: {exc.strerror or exc}") from None
     if not text.strip():
         raise PersonaError(f"{path}: the {what} file is empty")
     return text
+
+
+def _read_capped(path: Path, what: str) -> bytes:
+    """At most ``MAX_FILE_BYTES`` (+1, to tell) of a regular file or a pipe, as ``ask -f`` reads; a device or a
+    folder is refused unread, and a FIFO nobody writes to is given up after ``FIFO_WAIT_S`` (never a hang)."""
+    from assistant.chat.attach import MAX_FILE_BYTES  # deliberately lazy: attach loads the store, off `--help`
+
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # open() of a FIFO would wait for a writer
+    except FileNotFoundError:
+        raise PersonaError(f"{path}: no such {what} file") from None
+    except OSError as exc:
+        raise PersonaError(f"{path}: cannot read the {what} file: {exc.strerror or exc}") from None
+    try:
+        data = _read_fd(fd, path, what, MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise PersonaError(f"{path}: cannot read the {what} file: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_FILE_BYTES:
+        raise PersonaError(f"{path}: the {what} file is larger than {MAX_FILE_BYTES // 2**20} MiB")
+    return data
+
+
+def _read_fd(fd: int, path: Path, what: str, limit: int) -> bytes:
+    mode = os.fstat(fd).st_mode
+    if stat.S_ISDIR(mode):
+        raise PersonaError(f"{path}: is a folder, not a {what} file")
+    if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode)):
+        raise PersonaError(f"{path}: is a device, not a text file")
+    if stat.S_ISFIFO(mode):
+        if not select.select([fd], [], [], FIFO_WAIT_S)[0]:
+            raise PersonaError(f"{path}: nothing was written to this pipe in {FIFO_WAIT_S:.0f} s")
+        os.set_blocking(fd, True)
+    with open(fd, "rb", closefd=False) as handle:
+        return handle.read(limit)
 
 
 def from_dict(data: Any, where: str) -> Persona:
@@ -185,10 +225,15 @@ def new(
     temperature: float | None = None,
     max_tokens: int | None = None,
 ) -> Persona:
-    """A new persona from files (not saved yet); refuses a taken name."""
+    """A new persona from files (not saved yet); refuses a taken name, or one differing only in case."""
     validate_name(name)
     if path_of(name).exists():
         raise PersonaError(f"a persona named {name!r} already exists: `assistant persona edit {name}` changes it")
+    if twin := same_name(name, names()):
+        raise PersonaError(
+            f"a persona named {twin!r} already exists; {name!r} differs only in case "
+            "(one file on macOS and Windows): pick another name"
+        )
     persona = Persona(
         name=name,
         system=read_text_file(system_file, "system prompt") if system_file else "",
@@ -201,8 +246,31 @@ def new(
     return from_dict(persona.as_dict(), f"persona {name!r}")
 
 
-def read_contexts(paths: list[str]) -> list[ContextFile]:
-    return [ContextFile(Path(p).name, read_text_file(p, "context")) for p in paths]
+def same_name(name: str, taken: Iterable[str]) -> str | None:
+    """The name in ``taken`` that equals ``name`` ignoring case, if any."""
+    return next((t for t in taken if t.lower() == name.lower()), None)
+
+
+def refuse_model_name(name: str, model_names: Iterable[str]) -> None:
+    """A persona is served under its name (GET /v1/models): it must not hide a model's name, in any case."""
+    if model := same_name(name, model_names):
+        raise PersonaError(
+            f"{name!r} is the name of the model {model!r}: a persona named so would answer for that model "
+            "(e.g. to `assistant serve` clients); pick another name"
+        )
+
+
+def read_contexts(paths: list[str], existing: Iterable[ContextFile] = ()) -> list[ContextFile]:
+    """The context files at ``paths``; a file given twice, or already in ``existing``, is refused."""
+    before, added = list(existing), []
+    for path in paths:
+        context = ContextFile(Path(path).name, read_text_file(path, "context"))
+        if context in before:
+            raise PersonaError(f"{path}: the persona already has this context file (same name and text)")
+        if context in added:
+            raise PersonaError(f"{path}: this context file is given twice; give it once")
+        added.append(context)
+    return added
 
 
 def remove(name: str) -> None:

@@ -15,6 +15,7 @@ from assistant.text_safety import StreamSanitizer, json_for_terminal, sanitize
 
 if TYPE_CHECKING:
     from assistant.chat.escalation.teacher import EscalationRequest
+    from assistant.models.manager import ModelManager
 
 
 def register(subparsers: Subparsers) -> None:
@@ -29,7 +30,7 @@ def register(subparsers: Subparsers) -> None:
     ask.add_argument(
         "--json",
         action="store_true",
-        help="print one JSON object: answer, model, escalated, tokens, "
+        help="print one JSON object: answer, model, model_file, escalated, tokens, "
         "ttft_s, tokens_per_s, conversation_id, finish_reason, notes, route (the escalation decision)",
     )
     ask.add_argument(
@@ -72,8 +73,8 @@ def cmd_ask(args: argparse.Namespace) -> int:
     config = load()
     persona = persona_named(args.persona)
     _override(config, args)
+    prompt = _prompt_argument(args)
     options = AskOptions.read(args.files, args.schema, args.show_reasoning, persona)  # checked before anything loads
-    prompt = " ".join(args.prompt) if args.prompt else ""
     from_stdin = not options.reads_stdin and (prompt == "-" or (not prompt and not sys.stdin.isatty()))
     if from_stdin:
         prompt = sys.stdin.buffer.read().decode("utf-8", errors="replace")  # any bytes: invalid ones become U+FFFD
@@ -86,10 +87,10 @@ def cmd_ask(args: argparse.Namespace) -> int:
     if conversation_id is not None:
         store.conversation(conversation_id)  # clear error if it does not exist
     models = ModelManager(config, store)
-    models.load(args.model or (persona.runtime_model() if persona else None) or "")
+    model_name = _load(models, args.model or (persona.runtime_model() if persona else ""))
     engine = models.engine
     if engine.model.info.base_model:
-        print(f"note: {base_model_note(args.model or engine.name)}", file=sys.stderr)
+        print(f"note: {base_model_note(model_name)}", file=sys.stderr)
     session = Session(store, models, config, conversation_id, persona=persona)
     prompt = options.prepare(prompt, engine, session, config.generation.max_tokens)
     approve = functools.partial(_approve, stdin_free=not (from_stdin or options.reads_stdin))
@@ -122,7 +123,8 @@ def cmd_ask(args: argparse.Namespace) -> int:
     if args.json:
         summary = {
             "answer": turn.answer,
-            "model": turn.model,
+            "model": turn.model if turn.escalated else model_name,  # the registry's name, not the file's stem
+            "model_file": "" if turn.escalated else str(engine.path),
             "escalated": turn.escalated,
             "tokens": turn.stats.completion_tokens,
             "ttft_s": round(turn.stats.ttft_s, 4),
@@ -135,6 +137,26 @@ def cmd_ask(args: argparse.Namespace) -> int:
         }
         print(json_for_terminal(json.dumps(summary, ensure_ascii=False)))
     return 0
+
+
+def _prompt_argument(args: argparse.Namespace) -> str:
+    """The prompt as typed; '-' (read stdin) is refused when ``-f -`` reads stdin already."""
+    prompt = " ".join(args.prompt) if args.prompt else ""
+    if prompt == "-" and "-" in args.files:
+        raise AssistantError(
+            "'-f -' and the prompt '-' both read standard input (read once): "
+            'give the question as text, e.g. assistant ask -f - "Summarise this"'
+        )
+    return prompt
+
+
+def _load(models: ModelManager, requested: str) -> str:
+    """Load the model asked for (a registry name, a registered model's file stem or a path, '' = the default);
+    its registry name."""
+    from assistant.cli.model_names import model_key, name_of  # deliberately lazy: as the model stack
+
+    models.load(model_key(models.registry, requested) if requested else "")
+    return name_of(models.registry, models.key, models.engine.path)
 
 
 def _override(config: Config, args: argparse.Namespace) -> None:

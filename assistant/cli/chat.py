@@ -22,4 +22,9 @@ def cmd_chat(args: argparse.Namespace) -> int:
         from assistant.tui.app import run  # deliberately lazy: textual loads only for the chat UI
     except ImportError as exc:
         raise AssistantError(f"the chat UI is not available: {exc}") from None
-    return run(model=getattr(args, "model", None), persona=persona_named(getattr(args, "persona", None)))
+    model = getattr(args, "model", None)
+    if model:  # a registered model's file stem (as older histories name it) works as its registry name
+        from assistant.cli.model_names import model_key, opened_registry
+
+        model = model_key(opened_registry(readonly=True), model)
+    return run(model=model, persona=persona_named(getattr(args, "persona", None)))

@@ -1,21 +1,35 @@
-"""What the command groups share: the parser types, the history database, text arguments, the persona."""
+"""What the command groups share: the parser and its types, the history database, text arguments, the persona."""
 
 from __future__ import annotations
 
 import argparse
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from assistant.chat import persona as personas
 from assistant.chat.persona import Persona
 from assistant.config import database_path
+from assistant.text_safety import sanitize
 
 if TYPE_CHECKING:
     from assistant.storage.store import Store
 
 Handler = Callable[[argparse.Namespace], int]
 Subparsers = argparse._SubParsersAction  # argparse has no public name for the object add_subparsers() returns
+
+
+class Parser(argparse.ArgumentParser):
+    """The parser of ``assistant`` and (by argparse's ``parser_class`` default) of each subcommand: a usage error
+    is one line and exit 1, as every other error (``assistant: error: ask: argument --max-tokens: invalid int value:
+    'lots' (see assistant ask --help)``), not argparse's usage block and exit 2."""
+
+    tool = "assistant"  # the program's name, which each subcommand's ``prog`` starts with
+
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.removeprefix(self.tool).strip()
+        line = f"{command}: {message}" if command else message
+        self.exit(1, f"{self.tool}: error: {' '.join(sanitize(line).split())} (see {self.prog} --help)\n")
 
 
 def open_store(readonly: bool = False) -> Store:

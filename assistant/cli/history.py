@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from assistant import AssistantError
 from assistant.cli.common import Subparsers, open_store, text_argument
+from assistant.cli.model_names import shown_names
 from assistant.storage.files import write_user_file
 from assistant.text_safety import json_for_terminal, sanitize
+
+if TYPE_CHECKING:
+    from assistant.storage.store import Store
 
 
 def register(subparsers: Subparsers) -> None:
@@ -36,10 +42,28 @@ def register(subparsers: Subparsers) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    """One line a conversation on stdout; none yet is a note on stderr (stdout stays empty for scripts)."""
     limit = _limit(args)
-    for c in open_store(readonly=True).conversations(limit=limit):
-        print(sanitize(f"{c.id:>5}  {c.updated[:19]}  {c.model or '-':<16}  {c.title or '(untitled)'}"))
+    store = open_store(readonly=True)
+    conversations = store.conversations(limit=limit)
+    if not conversations:
+        print('no conversations yet: ask something, e.g. assistant ask "What is a monad?"', file=sys.stderr)
+    shown = _model_names(store, {c.model for c in conversations})
+    for c in conversations:
+        print(sanitize(f"{c.id:>5}  {c.updated[:19]}  {shown.get(c.model) or '-':<16}  {c.title or '(untitled)'}"))
     return 0
+
+
+def _model_names(store: Store, stored: set[str]) -> dict[str, str]:
+    """The registry name of each stored model name (the history holds the file's stem); as stored if none."""
+    from assistant.models.registry import Registry  # deliberately lazy: as open_store
+
+    if not stored:
+        return {}
+    try:
+        return shown_names(Registry(store), stored)
+    except AssistantError:  # the catalog unreadable: the names as stored still say something
+        return {name: name for name in stored}
 
 
 def cmd_search(args: argparse.Namespace) -> int:

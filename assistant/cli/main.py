@@ -15,7 +15,7 @@ import sys
 
 from assistant import AssistantError, __version__
 from assistant.cli.chat import cmd_chat
-from assistant.cli.common import Handler
+from assistant.cli.common import Handler, Parser
 from assistant.cli.common import Subparsers as Subparsers  # re-exported: assistant/cli/distill.py imports it here
 from assistant.text_safety import sanitize
 
@@ -32,7 +32,7 @@ GROUPS = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="assistant", description="A private, on-device AI assistant.")
+    parser = Parser(prog="assistant", description="A private, on-device AI assistant.")
     parser.add_argument("--version", action="version", version=f"assistant {__version__}")
     sub = parser.add_subparsers(dest="command")
     for module in GROUPS:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from assistant import AssistantError
+from assistant.chat import persona as personas
 from assistant.cli.common import Subparsers, open_store
 from assistant.config import load
 from assistant.text_safety import sanitize
@@ -63,14 +64,20 @@ def _registry(readonly: bool = False) -> Registry:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    from assistant.models.registry import name_for_file  # deliberately lazy, as above
+
+    _refuse_persona_name(args.name or name_for_file(args.path))
     entry = _registry().import_file(args.path, name=args.name, link=args.link)
     print(f"imported {entry.name} -> {entry.path} (sha256 {entry.sha256[:16]}…)")
     return 0
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
-    from assistant.models.pull import pull, pull_catalog  # deliberately lazy: it loads the store; off `--help`
+    # deliberately lazy: they load the store; off `--help`
+    from assistant.models.pull import pull, pull_catalog
+    from assistant.models.registry import name_for_file
 
+    _refuse_persona_name(args.name or (name_for_file(args.file) if args.file else args.target))
     registry = _registry()
     if args.file:
         entry = pull(registry, args.target, args.file, name=args.name, revision=args.revision)
@@ -78,6 +85,15 @@ def cmd_pull(args: argparse.Namespace) -> int:
         entry = pull_catalog(registry, args.target)
     print(f"pulled {entry.name} -> {entry.path} (sha256 {entry.sha256[:16]}…)")
     return 0
+
+
+def _refuse_persona_name(name: str) -> None:
+    """A model must not take a persona's name (in any case): the persona would answer for it in the server."""
+    if persona := personas.same_name(name, personas.names()):
+        raise AssistantError(
+            f"{name!r} is the name of the persona {persona!r}: a model named so would be hidden behind it "
+            "(e.g. for `assistant serve` clients); pick another name with --name"
+        )
 
 
 def cmd_use(args: argparse.Namespace) -> int:

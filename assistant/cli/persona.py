@@ -12,9 +12,10 @@ from pathlib import Path
 
 from assistant.chat import persona as personas
 from assistant.chat.persona import Persona, PersonaError
-from assistant.cli.common import Subparsers, open_store
+from assistant.cli.common import Subparsers
+from assistant.cli.model_names import model_key, opened_registry
 from assistant.config import load
-from assistant.models.schema import SchemaError, parse_schema
+from assistant.models.schema import SchemaError, grammar_for, parse_schema
 from assistant.text_safety import sanitize
 
 
@@ -58,11 +59,13 @@ def _settings(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_add(args: argparse.Namespace) -> int:
+    registry = opened_registry()
+    personas.refuse_model_name(args.name, registry.names())
     persona = personas.new(
         args.name,
         args.system,
         args.context,
-        model=args.model or "",
+        model=model_key(registry, args.model) if args.model else "",
         temperature=args.temperature,
         max_tokens=args.max_tokens,
     )
@@ -94,10 +97,9 @@ def check_window(persona: Persona) -> tuple[int, int]:
     """(context tokens, window) for the persona's base model; refuses a context that does not fit."""
     # deliberately lazy: the registry loads the store (sqlite-utils), kept off `--help`
     from assistant.models.gguf_info import read_info
-    from assistant.models.registry import Registry
 
     config = load()
-    path = Registry(open_store()).resolve(persona.model or config.model.default)
+    path = opened_registry().resolve(persona.model or config.model.default)
     trained = read_info(path).context_length or config.model.n_ctx
     n_ctx = min(config.model.n_ctx, trained)
     tokens = personas.count_tokens(path, persona.context_text())
@@ -161,9 +163,9 @@ def _edited(p: Persona, args: argparse.Namespace) -> Persona:
         p.system = personas.read_text_file(args.system, "system prompt")
     if args.context is not None:
         p.contexts = personas.read_contexts(args.context)
-    p.contexts += personas.read_contexts(args.add_context)
+    p.contexts += personas.read_contexts(args.add_context, p.contexts)
     if args.model is not None:
-        p.model = args.model
+        p.model = model_key(opened_registry(), args.model) if args.model else ""
     if args.temperature is not None:
         p.temperature = args.temperature
     if args.max_tokens is not None:
@@ -176,13 +178,16 @@ def _edited(p: Persona, args: argparse.Namespace) -> Persona:
 
 
 def _schema(text: str | None) -> dict[str, object] | None:
-    """``--schema`` as stored: a checked JSON Schema (a file's or a string's, or the concise form); '' = none."""
+    """``--schema`` as stored: a checked JSON Schema (a file's or a string's, or the concise form) whose grammar
+    llama.cpp accepts, so that no later ``ask --persona`` fails on it; '' = none."""
     if not text:
         return None
     try:
-        return parse_schema(text)
+        schema = parse_schema(text)
+        grammar_for(schema)
     except SchemaError as exc:
         raise PersonaError(f"--schema: {exc}") from None
+    return schema
 
 
 def _in_editor(p: Persona) -> Persona:
@@ -202,4 +207,11 @@ def _in_editor(p: Persona) -> Persona:
     edited = personas.from_dict(data, "the edited persona")
     if edited.name != p.name:
         raise PersonaError("a persona cannot be renamed by editing; the persona is unchanged")
+    if edited.schema is not None and edited.schema != p.schema:
+        try:
+            grammar_for(edited.schema)
+        except SchemaError as exc:
+            raise PersonaError(f"schema: {exc}; the persona is unchanged") from None
+    if edited.model and edited.model != p.model:
+        edited.model = model_key(opened_registry(), edited.model)
     return edited
