@@ -91,11 +91,18 @@ def test_long_history_drops_oldest_turns_and_says_so(smollm_path: Path) -> None:
     small.close()
 
 
-def test_huge_message_is_cut_with_a_note(smollm_path: Path) -> None:
-    small = Engine(smollm_path, n_ctx=512)
-    small.complete([{"role": "user", "content": "word " * 5000}], max_tokens=8)
-    assert small.stats.truncated_chars > 0 and any("cut" in n for n in small.stats.notes)
-    small.close()
+def test_a_message_too_long_for_the_window_is_refused_with_the_numbers(engine: Engine) -> None:
+    """Never cut (a question at the end of a long paste was lost): refused with its tokens and the window's."""
+    from assistant.models.engine import ContextLengthError
+
+    message = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "word " * 5000 + "Hi?"}]
+    with pytest.raises(ContextLengthError) as refused:
+        engine.complete(message, max_tokens=8, conversation="too-long")
+    error = refused.value
+    assert isinstance(error, EngineError) and (error.limit, error.n_ctx) == (2040, 2048)
+    assert error.tokens == len(engine.model.tokenize(engine.model.template.render(message), first=True))
+    assert str(error).startswith(f"the message is {error.tokens:,} tokens, more than the 2,040 ")
+    assert engine.complete(QUESTION, max_tokens=4, conversation="after-refusal").strip()
 
 
 def test_missing_and_non_gguf_files_give_clear_errors(tmp_path: Path) -> None:

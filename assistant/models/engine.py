@@ -2,8 +2,9 @@
 
 Keeps the token sequence of the last turn so the next turn re-evaluates only its new
 tokens (KV prefix reuse, ``kv_states``), keeps a bounded cache of other conversations' KV states,
-fits a too-long history by dropping the oldest turns (and says so, ``prompt``), and hot-swaps models
-between turns with the old one serving until the new one is ready.
+fits a too-long history by dropping the oldest turns and saying so, refuses a message too long for the
+window even alone (``prompt``), and hot-swaps models between turns with the old one serving until the new
+one is ready.
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ from typing import Any
 from assistant import AssistantError
 from assistant.models.kv_states import Prefix, SavedState, StateCache
 from assistant.models.llama_model import EngineError, Model, llama_chat_handlers_disabled, physical_cores, release_heap
-from assistant.models.prompt import Messages, fit
+from assistant.models.prompt import ContextLengthError, Messages, fit
 from assistant.models.stats import Delta, Deltas, Stats, token_stats
 from assistant.models.stop_scan import StopScan
 
 __all__ = [  # the engine's API, with the names others import from here
+    "ContextLengthError",
     "Delta",
     "Deltas",
     "Engine",
@@ -116,12 +118,15 @@ class Engine:
         stop: Sequence[str] = (),
         seed: int | None = None,
         grammar: object = None,
+        cancel: threading.Event | None = None,
     ) -> Deltas:
         """Yield the answer to ``messages`` piece by piece; ``self.stats`` describes the turn.
 
         ``grammar`` (a ``llama_cpp.LlamaGrammar``, see ``assistant.models.schema``) constrains what may be sampled.
         The answer ends before the first of the ``stop`` strings (never yielded); ``seed`` makes sampling
-        repeatable (default: random).
+        repeatable (default: random). ``cancel``: the caller's own stop flag, for a stop that may come before the
+        turn starts (``cancel()`` is reset as it starts): set by then, the turn ends at once with nothing generated.
+        A message too long for the window even alone raises ``ContextLengthError``.
 
         With ``continue_final`` the last message is a partial assistant answer: the prompt ends
         with its text (no end-of-turn), so the model carries on from there and only the new
@@ -132,9 +137,14 @@ class Engine:
         with self._lock:
             started = time.perf_counter()
             self._cancel.clear()
+            if cancel is not None and cancel.is_set():
+                self._cancel.set()
             stats = self.stats = Stats(n_ctx=self.model.n_ctx, model=self.model.name)
             reserve = min(max_tokens, self.model.n_ctx // 2)
-            text = fit(self.model, messages, reserve, stats, continue_final)
+            text = fit(self.model, messages, reserve, stats, continue_final, self._cancel.is_set)
+            if text is None:
+                stats.finish_reason = "cancelled"
+                return
             self._switch_conversation(conversation)
             self.model.set_seed(seed)
             sampling = {"temp": temperature, "top_p": top_p, "top_k": top_k, "grammar": grammar}

@@ -34,7 +34,6 @@ class Stats:
     context_used: int = 0
     n_ctx: int = 0
     dropped_messages: int = 0  # oldest messages left out to fit the context window
-    truncated_chars: int = 0  # characters cut from a message too long for the window
     finish_reason: str = ""  # stop | length | cancelled
     notes: list[str] = field(default_factory=list)
 

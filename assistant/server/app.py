@@ -14,8 +14,10 @@ what is new. ``response_format`` goes through ``assistant.models.schema`` (gramm
 One request runs at a time, on one worker thread; at most ``queue`` more wait (``gate``) and
 later ones get 429 with Retry-After. A client whose connection is lost (``stream``: a failed write,
 not the end of its input, which a half-closing client sends too) stops its generation at the next
-token; its stored answer keeps ``finish_reason = "cancelled"``. ``logprobs: true`` reports the
-engine's logprob of each token it generated.
+token; its stored answer keeps ``finish_reason = "cancelled"``; Ctrl-C and SIGTERM stop them all, even while a
+long history is stored or fitted. A history too long for the window loses its oldest turns; a message too
+long for it even alone is a 400 ``context_length_exceeded`` with the numbers, never cut, and leaves nothing
+stored. ``logprobs: true`` reports the engine's logprob of each token it generated.
 
 Secure by default (``guard``): loopback only unless an API key is set; bodies and max_tokens
 are bounded; every error is OpenAI-style JSON, without paths or tracebacks (``response``).
@@ -45,9 +47,10 @@ from assistant.chat.persona import Persona
 from assistant.chat.session import Session
 from assistant.chat.turn import TurnOptions
 from assistant.config import Config, database_path
+from assistant.models.engine import ContextLengthError
 from assistant.models.manager import ModelManager
 from assistant.models.registry import DEFAULT_MODEL
-from assistant.server.conversations import VIA, Conversations
+from assistant.server.conversations import VIA, Conversations, Stopped
 from assistant.server.gate import Gate
 from assistant.server.guard import check_api_key, check_caller, is_loopback, listen_address, read_body
 from assistant.server.request import ApiError, ChatRequest, grammar_for, parse_chat, parse_json
@@ -261,10 +264,13 @@ class Server:
         self._use(job.target.model)
         started, first = time.perf_counter(), 0.0  # as an in-process caller: a Session, then its send
         try:
-            session = self.conversations.session(chat, job.target.persona)
+            session, continued = self.conversations.session(chat, job.target.persona, job.cancelled.is_set)
+        except Stopped:
+            raise self._stopped() from None
         except AssistantError as exc:  # e.g. a persona whose context does not fit this model
             raise generation_error(exc) from None
         job.session = session
+        session.sampling["cancel"] = job.cancelled  # a stop before the engine starts the turn is not lost
         if job.cancelled.is_set():
             session.cancel()
         options = TurnOptions(
@@ -296,6 +302,8 @@ class Server:
                 if job.emit is not None and (delta.text or entry):
                     job.emit((delta.text, entry))
         except AssistantError as exc:
+            if isinstance(exc, ContextLengthError):  # refused before anything was generated: nothing to keep
+                self.conversations.refused(chat, session, continued)
             raise generation_error(exc) from None
         finally:
             stream.close()

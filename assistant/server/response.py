@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse, Response
 
 from assistant import AssistantError
 from assistant.chat.persona import PersonaError
+from assistant.models.engine import ContextLengthError
 from assistant.models.schema import SchemaError, check
 from assistant.server.request import ApiError, ChatRequest
 from assistant.server.stream import HEARTBEAT, Piece, drain, sse
@@ -156,13 +157,8 @@ def generation_error(exc: AssistantError) -> ApiError:
     message = str(exc)
     if isinstance(exc, PersonaError):
         return ApiError(400, message, param="model", code="context_length_exceeded")
-    if "does not fit" in message:
-        return ApiError(
-            400,
-            "the messages do not fit the model's context window; send fewer or shorter ones",
-            param="messages",
-            code="context_length_exceeded",
-        )
+    if isinstance(exc, ContextLengthError):  # the latest message alone does not fit: it is never cut
+        return ApiError(400, message, param="messages", code="context_length_exceeded")
     log(f"generation failed: {message}")
     return ApiError(500, "generation failed; see the server's log", "server_error")
 
