@@ -21,7 +21,7 @@ from assistant.chat.persona import Persona, check_fits
 from assistant.chat.reasoning import answer_only, opens_in_prompt
 from assistant.chat.turn import Turn, TurnOptions
 from assistant.config import POLICIES, Config
-from assistant.models.engine import Deltas, Engine
+from assistant.models.engine import ContextLengthError, Deltas, Engine
 from assistant.models.manager import ModelManager
 from assistant.storage.store import Conversation, Message, SearchHit, Store, StoreError
 
@@ -341,7 +341,7 @@ class Session:
         at most every ``flush_interval``, and whole at the end (``_finish``)."""
         self._cancel.clear()
         flushed = time.monotonic()
-        pieces, failed = [earlier], False
+        pieces, failed, refused = [earlier], False, False
         try:
             for delta in deltas:
                 pieces.append(delta.text)
@@ -354,9 +354,15 @@ class Session:
         except StoreError:  # a full disk: the answer so far is kept, marked failed
             failed = True
             raise
+        except ContextLengthError:  # refused before a token: the question is kept, no empty answer to continue
+            refused = not "".join(pieces)
+            raise
         finally:
             deltas.close()
-            self._finish(turn, "".join(pieces), earlier_tokens, failed, options)
+            if refused:
+                self.store.delete_message(turn.answer_message_id)
+            else:
+                self._finish(turn, "".join(pieces), earlier_tokens, failed, options)
 
     def _finish(
         self, turn: Turn, answer: str, earlier_tokens: int = 0, failed: bool = False, options: TurnOptions = NO_OPTIONS

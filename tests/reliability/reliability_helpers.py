@@ -19,6 +19,7 @@ def cli_env(home: Path, **extra: str) -> dict[str, str]:
     """Environment for a CLI subprocess: its own ASSISTANT_HOME, a small context, no stray overrides."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ASSISTANT_")}
     env.update(ASSISTANT_HOME=str(home), ASSISTANT_N_CTX="512", PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1")
+    env.update(ASSISTANT_TEMPERATURE="0")  # greedy unless a test says otherwise (tests/conftest.py)
     env.update(extra)
     return env
 

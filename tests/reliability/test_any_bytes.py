@@ -15,9 +15,11 @@ RANDOM_BYTES = random.Random(19).randbytes(3072)
 
 
 def run_bytes(home: Path, *args: str | bytes, stdin: bytes | None = None) -> subprocess.CompletedProcess:
-    """Run the real CLI with raw byte arguments and stdin (no text decoding on our side)."""
+    """Run the real CLI with raw byte arguments and stdin (no text decoding on our side); a window that holds 3 KB
+    of random bytes (~2,900 tokens: a message too long for the window is refused, not cut)."""
     command = cli_command(*args)  # type: ignore[arg-type] - bytes arguments are fine on POSIX
-    return subprocess.run(command, input=stdin, capture_output=True, timeout=180, env=cli_env(home), cwd=REPO)
+    env = cli_env(home, ASSISTANT_N_CTX="4096")
+    return subprocess.run(command, input=stdin, capture_output=True, timeout=180, env=env, cwd=REPO)
 
 
 def stored_question(home: Path) -> str:
