@@ -22,7 +22,9 @@ from assistant.models.engine import Engine
 from assistant.models.manager import ModelManager
 from assistant.storage.store import Store
 from assistant.tui.keys import KNOWN, bindings
+from assistant.tui.paste import whole_pastes
 from assistant.tui.screens.chat import ChatScreen
+from assistant.tui.screens.dialogs import ConfirmScreen
 
 QUIT_WAIT_S = 0.8  # quitting mid-answer waits this long at most for the answer to stop and be stored
 
@@ -51,8 +53,10 @@ class ChatApp(App[int]):
         if model := model or (persona.runtime_model() if persona else ""):
             self.models.key = model
         self.session = Session(store, self.models, config, persona=persona)
-        self.chat_screen = ChatScreen(self.session, config, open_latest=open_latest)
+        # chatting as a persona starts a new chat with it, as the persona picker does
+        self.chat_screen = ChatScreen(self.session, config, open_latest=open_latest and persona is None)
         self._bad_keys = sorted(set(config.ui.keys) - KNOWN)
+        self._quit_asked = False  # Ctrl+Q during a distillation asked whether to quit
         self.set_keymap({k: v for k, v in config.ui.keys.items() if k not in self._bad_keys})
 
     def get_default_screen(self) -> Screen:
@@ -82,9 +86,23 @@ class ChatApp(App[int]):
                 self.notify(f"could not save the theme: {exc}", severity="error", markup=False)
 
     async def action_quit(self) -> None:
-        """Quit; an answer being streamed stops at its next token and is stored (incomplete) first."""
+        """Quit; an answer being streamed stops at its next token and is stored (incomplete) first. A distillation
+        running in the background would stop too: that is asked first (Enter, or Ctrl+Q again, quits)."""
+        distilling = self.chat_screen.distiller.running
+        if distilling and not self._quit_asked:
+            self._quit_asked = True
+            question = f"Quit? The distillation of {distilling} stops; it resumes where it stopped when started again."
+            self.push_screen(
+                ConfirmScreen(question, confirm="Quit", cancel="Keep running", default_yes=True), self._quit_if
+            )
+            return
         await self.chat_screen.stop_for_quit(QUIT_WAIT_S)
         self.exit()
+
+    async def _quit_if(self, yes: bool | None) -> None:
+        self._quit_asked = bool(yes)
+        if yes:
+            await self.action_quit()
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         for title, help_text, callback in self.chat_screen.palette_actions():
@@ -134,7 +152,7 @@ def run(model: str | None = None, persona: Persona | None = None) -> int:
     app = ChatApp(config, store, model=model or "", persona=persona)
     app.models.resolve()  # a bad name is one clear error before the UI opens
     try:
-        with private_terminal_stream():
+        with private_terminal_stream(), whole_pastes():
             app.run()
     finally:
         app.models.close()

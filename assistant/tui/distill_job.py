@@ -64,16 +64,22 @@ class Rate:
             self.eta_s = max(0, p.total - p.done) / self.rate
 
 
-def describe(p: Progress, rate: Rate) -> str:
-    """One line: phase, done/total, rate and ETA (when known)."""
-    parts = [p.phase]
-    if p.total > 1:
-        parts.append(f"{p.done}/{p.total}")
+def describe(p: Progress, rate: Rate, width: int = 0) -> str:
+    """One line: phase, done/total, rate and ETA (when known). Given a ``width``, the phase's details in
+    parentheses go first, then the phase is cut, so that the figures always fit."""
+    figures = [f"{p.done}/{p.total}"] if p.total > 1 else []
     if rate.rate:
-        parts.append(f"{rate.rate:.2f}/s" if rate.rate < 10 else f"{rate.rate:.0f}/s")
+        figures.append(f"{rate.rate:.2f}/s" if rate.rate < 10 else f"{rate.rate:.0f}/s")
     if rate.eta_s is not None:
-        parts.append(f"ETA {duration(rate.eta_s)}")
-    return " · ".join(parts)
+        figures.append(f"ETA {duration(rate.eta_s)}")
+    tail = "".join(f" · {f}" for f in figures)
+    phase = p.phase
+    if width and len(phase + tail) > width:
+        phase = phase.split(" (")[0]
+    if width and len(phase + tail) > width:
+        room = max(1, width - len(tail) - 1)
+        phase = phase[:room] + "…" if len(phase) > room else phase
+    return phase + tail
 
 
 def duration(seconds: float) -> str:

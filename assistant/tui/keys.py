@@ -18,11 +18,19 @@ class Action:
     description: str  # footer and help
     footer: bool = False
     palette: tuple[str, str] | None = None  # (title, help) in the command palette
+    waits: str = ""  # what it does, said when it must wait for the answer being streamed (it would drop or fork it)
 
 
 ACTIONS = [
     Action("stop", "escape", "Stop", True, ("Stop answer", "Stop generating; the partial answer is kept")),
-    Action("new_conversation", "ctrl+n", "New chat", True, ("New conversation", "Start a new chat")),
+    Action(
+        "new_conversation",
+        "ctrl+n",
+        "New chat",
+        True,
+        ("New conversation", "Start a new chat"),
+        waits="start a new chat",
+    ),
     Action("pick_model", "ctrl+o", "Model", True, ("Switch model", "Pick another model from the registry")),
     Action("settings", "ctrl+s", "Settings", True, ("Settings", "System prompt, temperature, max tokens, theme")),
     Action("help", "f1", "Help", True, ("Help", "Keys and tips")),
@@ -31,18 +39,21 @@ ACTIONS = [
         "ctrl+r",
         "Regenerate the last answer",
         palette=("Regenerate answer", "Answer your last message again"),
+        waits="regenerate",
     ),
     Action(
         "continue_answer",
         "f5",
         "Continue an incomplete answer",
         palette=("Continue answer", "Carry on an incomplete answer where it stopped"),
+        waits="continue",
     ),
     Action(
         "edit_last",
         "ctrl+g",
-        "Edit and resend your last message",
+        "Edit and resend your last message (Up in the empty message box does it too)",
         palette=("Edit last message", "Change your last message and resend it"),
+        waits="edit your last message",
     ),
     Action(
         "previous_version",
@@ -67,12 +78,19 @@ ACTIONS = [
         "",
         "Chat as a persona (a new chat starts with it)",
         palette=("Chat as a persona", "Pick one of your personas, or none; a new chat starts with it"),
+        waits="pick a persona",
     ),
     Action(
         "distill_persona",
         "",
         "Distil this persona into its own student (in the background)",
         palette=("Distil this persona", "Train a student that answers like the persona without its prompt"),
+    ),
+    Action(
+        "cancel_distill",
+        "",
+        "Cancel the distillation running in the background (it resumes when started again)",
+        palette=("Cancel distillation", "Stop the persona distillation in the background; it resumes when restarted"),
     ),
     Action(
         "copy_answer", "f3", "Copy the last answer", palette=("Copy answer", "Copy the last answer to the clipboard")
@@ -97,6 +115,7 @@ ACTIONS = [
         "f8",
         "Delete the conversation",
         palette=("Delete conversation", "Delete this chat (asks first)"),
+        waits="delete the chat",
     ),
     Action(
         "toggle_sidebar",
@@ -107,17 +126,7 @@ ACTIONS = [
     Action("quit", "ctrl+q", "Quit"),
 ]
 PROMPT_KEYS = [("send", "enter", "Send your message"), ("newline", "ctrl+j,shift+enter", "New line in your message")]
-BUSY_ACTIONS = {
-    "pick_persona",
-    "regenerate",
-    "continue_answer",
-    "edit_last",
-    "new_conversation",
-    "delete_conversation",
-    "pick_model",
-    "previous_version",
-    "next_version",
-}
+WAITS_FOR_THE_ANSWER = {a.name: a.waits for a in ACTIONS if a.waits}
 KNOWN = {a.name for a in ACTIONS} | {name for name, _key, _description in PROMPT_KEYS}
 
 

@@ -141,7 +141,7 @@ async def test_a_running_distillation_shows_progress_and_cancels(make_app, store
         app.chat_screen.action_distill_persona()  # no persona in use: it asks which one
         await pilot.pause()
         assert isinstance(app.screen, PersonaPickerScreen)
-        app.screen.query_one(OptionList).highlighted = 1
+        assert app.screen.query_one(OptionList).highlighted == 0  # pip: the only choice (no "No persona")
         await pilot.press("enter")
         bar = app.screen.query_one("#distill-bar")
         await wait_until(pilot, lambda: "loading the base model" in bar.text, "the first progress line", 60)

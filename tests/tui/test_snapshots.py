@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 from textual.pilot import Pilot
+from textual.widgets import TextArea
 from tui_helpers import seed
 
 
@@ -30,6 +31,8 @@ def opened(conversation: int | None, *keys: str, theme: str = "") -> Callable[[P
         await pilot.pause()
         if keys:
             await pilot.press(*keys)
+        for box in app.screen.query(TextArea):  # a dialog's box too: a blinking cursor is drawn or not by chance
+            box.cursor_blink = False
         await pilot.pause()
 
     return run_before

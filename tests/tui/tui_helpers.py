@@ -8,6 +8,7 @@ import time
 
 from textual import events
 from textual.notifications import Notification
+from textual.widget import Widget
 
 from assistant.storage.store import Store
 from assistant.tui.app import ChatApp
@@ -85,6 +86,16 @@ def streamed(app: ChatApp) -> str:
     """The text of the answer being streamed so far ('' when none is)."""
     view = streaming(app)
     return view.source if view is not None else ""
+
+
+def screen_lines(app: ChatApp, widget: Widget | None = None) -> list[str]:
+    """The text of every line on the screen as drawn now, or of the part ``widget`` covers (Textual's compositor
+    has no public reader)."""
+    lines = [strip.text for strip in app.screen._compositor.render_strips()]
+    if widget is None:
+        return lines
+    region = widget.region
+    return [line[region.x : region.right] for line in lines[region.y : region.bottom]]
 
 
 def notices(app: ChatApp) -> list[Notification]:

@@ -30,9 +30,16 @@ class Conversations(Controller):
         chat.offer_resume(messages[-1] if messages else None, resume_note(self.config.ui.keys))
         chat.mark_versions(self.session.branch_points())
         self.sidebar.select(conversation_id)
+        self.status.show(persona=self.persona_of(conversation_id))
         self._show_stats(messages)
         if message_id is not None and not chat.jump_to(message_id):
             self.screen.notify("That message is no longer there", severity="warning")
+
+    def persona_of(self, conversation_id: int | None) -> str:
+        """The persona a conversation is held as ('' for none); for a new one, the persona new chats start with."""
+        if conversation_id is None:
+            return self.session.persona.name if self.session.persona else ""
+        return next((c.persona for c in self.session.conversations() if c.id == conversation_id), "")
 
     def _show_stats(self, messages: list[Message]) -> None:
         """The status bar's context and speed: those of the conversation's last answer."""

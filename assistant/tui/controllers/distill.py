@@ -8,12 +8,12 @@ from textual.screen import Screen
 
 from assistant.chat import persona as personas
 from assistant.chat.session import Session
-from assistant.config import Config
+from assistant.config import Config, models_dir
 from assistant.tui.controllers.base import Controller
 from assistant.tui.controllers.personas import Personas
 from assistant.tui.distill_job import DistillJob, Outcome, Progress
 from assistant.tui.screens.dialogs import ConfirmScreen
-from assistant.tui.screens.personas import NO_PERSONA, PersonaPickerScreen
+from assistant.tui.screens.personas import PersonaPickerScreen
 from assistant.tui.widgets.distill_bar import DistillBar
 
 
@@ -51,8 +51,10 @@ class Distiller(Controller):
         elif self.session.persona is not None:
             self.start(self.session.persona.name)
         else:
-            picker = PersonaPickerScreen(personas.all_personas(), "", title="Distil which persona?")
-            self.screen.app.push_screen(picker, lambda name: self.start(name) if name and name != NO_PERSONA else None)
+            picker = PersonaPickerScreen(
+                personas.all_personas(), "", title="Distil which persona?", offer_none=False, enter="distil it"
+            )
+            self.screen.app.push_screen(picker, lambda name: self.start(name) if name else None)
 
     def start(self, name: str) -> None:
         """Run `assistant distill persona NAME` in its own process; its progress shows in the bar."""
@@ -68,6 +70,7 @@ class Distiller(Controller):
             self.screen.notify(f"cannot start the distillation: {exc}", severity="error", markup=False)
             return
         self.job = job
+        self.personas.model_switch.expect(models_dir() / f"{name}.gguf")  # the offer to switch says it is there
         self.bar.begin(name)
         self.screen.notify(
             f"Distilling {name} in the background: keep chatting; Cancel in the bar stops it (it resumes "
@@ -75,11 +78,18 @@ class Distiller(Controller):
             markup=False,
         )
 
+    @property
+    def running(self) -> str:
+        """The persona being distilled ('' when none is)."""
+        return self.job.name if self.job is not None and self.job.running else ""
+
     def cancel(self) -> None:
         """Stop the run as Ctrl-C would (it resumes where it stopped when started again)."""
-        if self.job is not None and self.job.running:
+        if self.running and self.job is not None:
             self.job.cancel()
             self.bar.show_text("cancelling…")
+        else:
+            self.screen.notify("No distillation is running", severity="warning")
 
     def quit(self) -> None:
         """The app is quitting: stop the run (as Ctrl-C: it resumes when started again)."""
@@ -109,4 +119,5 @@ class Distiller(Controller):
                 if yes:
                     self.screen.call_later(self.personas.use, name)
 
-            self.screen.app.push_screen(ConfirmScreen(question, confirm="Switch"), switch)
+            offer = ConfirmScreen(question, confirm="Switch", cancel="Not now", default_yes=True)
+            self.screen.app.push_screen(offer, switch)

@@ -55,6 +55,10 @@ class ModelSwitch(Controller):
         self._announced = set(self._seen_files)
         self.screen.set_interval(MODEL_POLL_S, self.poll)
 
+    def expect(self, path: Path) -> None:
+        """A model file that something else announces when it is ready (a distilled student): poll stays quiet."""
+        self._announced.add(path.resolve())
+
     def pick(self) -> None:
         """Open the model picker; the model picked loads."""
         picker = ModelPickerScreen(model_choices(self.models.registry), self.models.name or "none", self.models.key)
@@ -101,7 +105,9 @@ class ModelSwitch(Controller):
             self.screen.notify(self.failure(event.key), title="No model", severity="error", markup=False)
             status.show(model=Path(event.key).name, state="failed to load: pick a model with Ctrl+O")
             return
-        status.show(model=models.name, n_ctx=models.n_ctx, context_used=0, tokens_per_s=0.0, ttft_s=0.0)
+        # the context used stays the conversation's (the next answer counts it with this model); speeds were the
+        # other model's
+        status.show(model=models.name, n_ctx=models.n_ctx, tokens_per_s=0.0, ttft_s=0.0)
         self._warn_if_base_model()
         if event.swapped:
             self.screen.notify(f"Now answering with {models.name}", markup=False)

@@ -33,8 +33,8 @@ class Personas(Controller):
 
     @property
     def current(self) -> str:
-        """The name of the persona in use, or ``NO_PERSONA``."""
-        return self.session.persona.name if self.session.persona else NO_PERSONA
+        """The persona of the chat on screen (or, for a new chat, the one it starts with), or ``NO_PERSONA``."""
+        return self.conversations.persona_of(self.session.conversation_id) or NO_PERSONA
 
     def pick(self) -> None:
         """Open the persona picker; a new chat starts as the persona picked."""
@@ -55,8 +55,7 @@ class Personas(Controller):
             self.screen.notify(str(exc), severity="error", markup=False)
             return
         self.session.use_persona(persona)
-        await self.conversations.open(None)
-        self.status.show(persona=persona.name if persona else "")
+        await self.conversations.open(None)  # the status bar shows the persona
         self.screen.notify(f"New chat as {name}" if name else "New chat without a persona", markup=False)
         model = persona.runtime_model() if persona else ""
         if model and model != self.models.key:

@@ -18,7 +18,7 @@ from textual.widgets import Button, Footer, Input, Static, TextArea
 
 from assistant.chat.session import Session
 from assistant.config import Config
-from assistant.tui.controllers.attachments import Attachments
+from assistant.tui.controllers.attachments import Attachments, HintReady
 from assistant.tui.controllers.conversations import Conversations
 from assistant.tui.controllers.distill import DistillEnded, Distiller, DistillProgress
 from assistant.tui.controllers.models import ModelReady, ModelSwitch
@@ -26,7 +26,7 @@ from assistant.tui.controllers.personas import Personas
 from assistant.tui.controllers.settings import Settings
 from assistant.tui.controllers.turns import Turns
 from assistant.tui.controllers.versions import Versions
-from assistant.tui.keys import ACTIONS, BUSY_ACTIONS, bindings, key_rows
+from assistant.tui.keys import ACTIONS, WAITS_FOR_THE_ANSWER, bindings, key_label, key_of, key_rows
 from assistant.tui.screens.help import HelpScreen, help_markdown
 from assistant.tui.streaming import AnswerDelta, AnswerDone
 from assistant.tui.widgets.distill_bar import DistillBar
@@ -113,11 +113,12 @@ class ChatScreen(Screen[None]):
         self._fit_width(event.size.width)
 
     def _fit_width(self, width: int) -> None:
-        """Hide the sidebar when the terminal becomes narrow (and show it again when it widens)."""
+        """Hide the sidebar and tighten the footer when the terminal becomes narrow (and undo it when it widens)."""
         narrow = width < NARROW_COLUMNS
         if narrow != self._narrow and self.query("#sidebar"):  # (a resize may come before the widgets exist)
             self._narrow = narrow
             self.sidebar.display = not narrow
+            self.query_one(Footer).compact = narrow  # every key's label still fits
 
     def _generating_changed(self, generating: bool) -> None:
         self.set_class(generating, "-generating")
@@ -127,9 +128,15 @@ class ChatScreen(Screen[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "stop":
             return self.generating or self.prompt.editing is not None
-        if action in BUSY_ACTIONS and self.generating:
-            return None
         return True
+
+    def waits(self, action: str) -> bool:
+        """Whether ``action`` must wait for the answer being streamed; if so, say so in one line."""
+        if self.generating:
+            stop = key_label(key_of(self.config.ui.keys, "stop"))
+            what = WAITS_FOR_THE_ANSWER[action]
+            self.notify(f"Still answering: press {stop} to stop it, then {what}", severity="warning", markup=False)
+        return self.generating
 
     def palette_actions(self) -> list[tuple[str, str, Any]]:
         """(title, help, callback) of every action the command palette offers."""
@@ -149,6 +156,8 @@ class ChatScreen(Screen[None]):
             self.prompt.focus()
 
     async def action_new_conversation(self) -> None:
+        if self.waits("new_conversation"):
+            return
         await self.conversations.open(None)
         self.prompt.focus()
 
@@ -158,7 +167,8 @@ class ChatScreen(Screen[None]):
 
     @work
     async def action_delete_conversation(self) -> None:
-        await self.conversations.delete()
+        if not self.waits("delete_conversation"):
+            await self.conversations.delete()
 
     def action_search(self) -> None:
         self.sidebar.display = True
@@ -177,18 +187,20 @@ class ChatScreen(Screen[None]):
         await self.turns.submit(event.text)
 
     async def action_regenerate(self) -> None:
-        await self.turns.regenerate()
+        if not self.waits("regenerate"):
+            await self.turns.regenerate()
 
     async def action_continue_answer(self) -> None:
-        await self.turns.continue_answer()
+        if not self.waits("continue_answer"):
+            await self.turns.continue_answer()
 
     def action_edit_last(self) -> None:
-        self.turns.edit_last()
-
-    @on(PromptInput.EditLast)
-    def _edit_last_from_prompt(self) -> None:
-        if not self.generating:
+        if not self.waits("edit_last"):
             self.turns.edit_last()
+
+    @on(PromptInput.EditLast)  # Up in an empty box
+    def _edit_last_from_prompt(self) -> None:
+        self.action_edit_last()
 
     def action_stop(self) -> None:
         self.turns.stop()
@@ -206,6 +218,10 @@ class ChatScreen(Screen[None]):
     def _prompt_changed(self) -> None:
         self.attachments.text_changed()
 
+    @on(HintReady)
+    def _hint_ready(self, event: HintReady) -> None:
+        self.attachments.show_hint(event)
+
     @on(PromptInput.Completions)
     def _completions(self, event: PromptInput.Completions) -> None:
         self.attachments.show_completions(event.candidates)
@@ -214,6 +230,11 @@ class ChatScreen(Screen[None]):
     async def action_attach_file(self) -> None:
         """Ask for a path (Tab completes it) and put ``@path`` in the message box."""
         await self.attachments.attach()
+
+    def action_link(self, name: str) -> None:
+        """A link in a message (continue, regenerate): run ``action_name`` on the screen's own turn, as the arrows do
+        (regenerating removes the clicked note; awaited inside the note's click it would wait for itself)."""
+        self.call_later(getattr(self, f"action_{name}"))
 
     # -- versions (branches): regenerate and edit-and-resend keep the earlier ones
     def action_version(self, parent_id: int, position: int) -> None:
@@ -255,7 +276,8 @@ class ChatScreen(Screen[None]):
 
     # -- personas: chat as one, distil one into its own student
     def action_pick_persona(self) -> None:
-        self.personas.pick()
+        if not self.waits("pick_persona"):
+            self.personas.pick()
 
     def action_distill_persona(self) -> None:
         self.distiller.ask()

@@ -22,7 +22,7 @@ TIPS = """
 
 ```toml
 [ui]
-keys = { new_conversation = "ctrl+t", stop = "escape,ctrl+g" }
+keys = { new_conversation = "ctrl+t", stop = "escape,f10" }
 ```
 
 Everything runs on this device; nothing leaves it unless you turn escalation on.
@@ -30,10 +30,10 @@ Everything runs on this device; nothing leaves it unless you turn escalation on.
 
 
 def help_markdown(rows: list[tuple[str, str, str]]) -> str:
-    """Markdown for (key, description, binding id) rows."""
+    """Markdown for (key, description, binding id) rows; an action without a key is in the palette (Ctrl+P) only."""
     lines = ["# Keys", "", "| Key | Action | Config name |", "|---|---|---|"]
     lines += [
-        f"| {f'`{key}`' if key else 'Ctrl+P'} | {description} | `{binding_id}` |"
+        f"| {f'`{key}`' if key else 'palette only'} | {description} | `{binding_id}` |"
         for key, description, binding_id in rows
     ]
     return "\n".join(lines) + "\n" + TIPS

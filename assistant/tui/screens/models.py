@@ -5,16 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from textual import on
-from textual.binding import Binding
-from textual.containers import Vertical
 from textual.content import Content
-from textual.screen import ModalScreen
-from textual.widgets import Label, OptionList
 from textual.widgets.option_list import Option
 
 from assistant.config import models_dir
 from assistant.models.registry import PACKAGED, Registry
+from assistant.tui.screens.dialogs import PickerScreen
 
 
 @dataclass
@@ -55,33 +51,25 @@ def model_choices(registry: Registry) -> list[ModelChoice]:
     return choices
 
 
-class ModelPickerScreen(ModalScreen[str | None]):
-    """Pick a model; returns its registry name or path, or None."""
-
-    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
+class ModelPickerScreen(PickerScreen):
+    """Pick a model; returns its registry name or path, or None. It opens on the model serving (by its key, else
+    by its file name), marked ● and named as the status bar names it; else on the first."""
 
     def __init__(self, choices: list[ModelChoice], current: str, current_key: str = "") -> None:
-        super().__init__(classes="dialog-screen")
-        self.choices, self.current, self.current_key = choices, current, current_key
-
-    def compose(self):  # noqa: ANN201
-        with Vertical(classes="dialog wide", id="model-picker"):
-            yield Label(Content.assemble(("Switch model", "bold"), f"   (current: {self.current})"))
-            options = []
-            for choice in self.choices:
-                text = Content.assemble((choice.label, "bold"), "\n", (choice.detail, "dim"))
-                options.append(Option(text, id=choice.key))
-            yield OptionList(*options, id="models")
-
-    def on_mount(self) -> None:
-        """Open on the model that is serving (by its key, else by its file name)."""
-        keys = [c.key for c in self.choices]
-        names = [Path(c.key).stem for c in self.choices]
-        if self.current_key in keys:
-            self.query_one(OptionList).highlighted = keys.index(self.current_key)
-        elif self.current in names:
-            self.query_one(OptionList).highlighted = names.index(self.current)
-
-    @on(OptionList.OptionSelected)
-    def _picked(self, event: OptionList.OptionSelected) -> None:
-        self.dismiss(event.option.id)
+        keys, names = [c.key for c in choices], [Path(c.key).stem for c in choices]
+        serving = keys.index(current_key) if current_key in keys else names.index(current) if current in names else -1
+        options = [
+            Option(
+                Content.assemble(("● " if i == serving else "", "bold"), (c.label, "bold"), "\n", (c.detail, "dim")),
+                id=c.key,
+            )
+            for i, c in enumerate(choices)
+        ]
+        super().__init__(
+            Content.assemble(("Switch model", "bold"), f"   (● serving: {current})"),
+            options,
+            max(serving, 0),
+            "Enter: switch (it loads beside the model answering now) · Esc: Cancel",
+            "models",
+        )
+        self.choices = choices

@@ -56,7 +56,8 @@ class SettingsScreen(ModalScreen[SettingsValues | None]):
                     id="persona",
                     compact=True,
                 )
-            yield Label("", id="settings-error")
+            yield Label("Enter in a one-line field, or Ctrl+S: Save · Esc: Cancel", classes="dialog-hint")
+            yield Label("", id="settings-error")  # in the hint's place when a value is bad
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Save", variant="primary", id="save", compact=True)
                 yield Button("Cancel", id="cancel", compact=True)
@@ -89,8 +90,14 @@ class SettingsScreen(ModalScreen[SettingsValues | None]):
             values = self.read()
         except ValueError as exc:
             self.query_one("#settings-error", Label).update(f"⚠ {exc}")
+            self.query_one(".dialog-hint").display = False
+            self.query_one("#settings-error").display = True
             return
         self.dismiss(values)
+
+    @on(Input.Submitted)
+    def _submitted(self) -> None:
+        self.action_save()
 
     @on(Button.Pressed)
     def _pressed(self, event: Button.Pressed) -> None:

@@ -1,4 +1,4 @@
-"""One message in the chat (rendered Markdown, streamed in place) and the scrolling chat view."""
+"""One message in the chat (an answer rendered as Markdown, streamed in place) and the scrolling chat view."""
 
 from __future__ import annotations
 
@@ -29,8 +29,8 @@ FINISH_LABELS = {  # how a stored answer ended (``Message.finish_reason``), in i
     "failed": "failed: cut short by a write error (disk full?)",  # kept as far as it got; the rest could not be saved
 }
 RESUME_NOTE = (
-    "⚠ incomplete — press [b]$continue_key[/b] to [@click=screen.continue_answer]continue[/] "
-    "or [b]$regenerate_key[/b] to [@click=screen.regenerate]regenerate[/]"
+    "⚠ incomplete — press [b]$continue_key[/b] to [@click=screen.link('continue_answer')]continue[/] "
+    "or [b]$regenerate_key[/b] to [@click=screen.link('regenerate')]regenerate[/]"
 )
 
 
@@ -75,7 +75,8 @@ class ShownFile:
 
 
 class MessageView(Vertical):
-    """A user or assistant message: a one-line header, its attached files (folded) and a Markdown body."""
+    """A user or assistant message: a one-line header, its attached files (folded) and its text (an answer is
+    rendered Markdown; the user's own text is shown as typed)."""
 
     def __init__(
         self,
@@ -108,7 +109,10 @@ class MessageView(Vertical):
         if self.role == "assistant":  # the <think> block, folded above the answer (hidden when there is none)
             with Collapsible(title=self._reasoning_title(), collapsed=True, classes="reasoning"):
                 yield Static(Content(self.reasoning), classes="reasoning-text")
-        yield Markdown(self.answer, open_links=False)
+        if self.role == "user":  # shown as typed: its line breaks, backticks and stars are the user's text
+            yield Static(Content(self.source), classes="user-text")
+        else:
+            yield Markdown(self.answer, open_links=False)
         yield Static(classes="resume-note")
 
     def on_mount(self) -> None:
@@ -214,12 +218,17 @@ class MessageView(Vertical):
 
 
 class ChatView(VerticalScroll):
-    """The messages of the current conversation, newest at the bottom, kept scrolled to the end."""
+    """The messages of the current conversation, newest at the bottom, kept scrolled to the end.
+
+    A click in it (a code block, a link, an arrow) leaves the focus where it was: typing goes on into the box."""
 
     generating: var[bool] = var(False, init=False)  # an answer is being streamed into the last message
 
     def on_mount(self) -> None:
         self.anchor()
+
+    def focus_on_click(self) -> bool:
+        return False
 
     async def show(
         self, messages: list[Message], welcome: str = "", files: dict[int, list[AttachmentRecord]] | None = None

@@ -5,11 +5,12 @@ It also holds the message being edited (edit and resend) while the user changes 
 
 from __future__ import annotations
 
+from textual import events
 from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import TextArea
 
-from assistant.tui import mentions
+from assistant.tui import mentions, paste
 from assistant.tui.widgets.message import MessageView
 
 
@@ -58,6 +59,11 @@ class PromptInput(TextArea):
             self.border_title = None
             self.refresh_bindings()
 
+    async def _on_paste(self, event: events.Paste) -> None:
+        """A paste is text: its control characters and escape sequences go (line ends and tabs stay). Textual
+        calls this before ``TextArea._on_paste`` (each class's handler, subclass first), which inserts the text."""
+        event.text = paste.clean(event.text)
+
     # Enter and Ctrl+J are priority bindings, which run before keys that arrived in the same read
     # are inserted (tmux send-keys, SSH, auto-typers): defer both until those keys are in the box.
     def action_submit(self) -> None:
@@ -79,14 +85,15 @@ class PromptInput(TextArea):
     def action_complete_path(self) -> None:
         """Tab after ``@partial/path`` completes it (as far as the matches agree); elsewhere Tab moves focus."""
         row, column = self.cursor_location
-        line = self.document.get_line(row)[:column]
-        word = line.rsplit(None, 1)[-1] if line.strip() and not line[-1].isspace() else ""
-        if not word.startswith("@"):
+        path = mentions.partial(self.document.get_line(row)[:column])
+        if path is None:
             self.screen.focus_next()
             return
-        found = mentions.complete(word[1:])
+        found = mentions.complete(path)
         extended = found[0] if len(found) == 1 else mentions.common_prefix(found)
-        if len(extended) > len(word) - 1:
-            self.insert(extended[len(word) - 1 :] + (" " if len(found) == 1 and not extended.endswith("/") else ""))
+        if len(found) == 1 and not extended.endswith("/") and any(c.isspace() for c in extended):
+            self.replace(mentions.mention(extended) + " ", (row, column - len(path) - 1), (row, column))  # quoted
+        elif len(extended) > len(path):
+            self.insert(extended[len(path) :] + (" " if len(found) == 1 and not extended.endswith("/") else ""))
         if len(found) != 1:
             self.post_message(self.Completions(found))

@@ -32,10 +32,13 @@ def excerpt(text: str, query: str, width: int = 90) -> Content:
 
 
 class ConversationItem(ListItem):
+    """A conversation in the list: its title, after the persona it is held as (if any)."""
+
     def __init__(self, conversation: Conversation) -> None:
         self.conversation_id = conversation.id
         title = clean(conversation.title).replace("\n", " ") or "(untitled)"
-        super().__init__(Label(Content(title), classes="conversation-title"))
+        persona = (f"{clean(conversation.persona)} · ", "italic $text-accent") if conversation.persona else ""
+        super().__init__(Label(Content.assemble(persona, title), classes="conversation-title"))
 
 
 class Sidebar(Vertical):
@@ -107,10 +110,14 @@ class Sidebar(Vertical):
             self.post_message(self.Opened(conversation_id, message_id))
 
     def on_key(self, event: Any) -> None:
-        if event.key == "escape" and self.query_one("#search", Input).value:
+        search = self.query_one("#search", Input)
+        if event.key == "escape" and search.value:
             event.stop()
             self.clear_search()
-            self.query_one("#search", Input).focus()
+            search.focus()
+        elif event.key == "down" and search.has_focus:  # down from the box into the results (or the list)
+            event.stop()
+            self.query_one("#conversations" if self.query_one("#results").has_class("-hidden") else "#results").focus()
 
     @property
     def highlighted_id(self) -> int | None:
