@@ -27,3 +27,7 @@ RECIPES_DIR = PACKAGE_DIR / "recipes"
 
 class DistillError(AssistantError):
     """A distillation input, setting or step is not valid; the message is one clear line."""
+
+
+class Interrupted(DistillError):
+    """Ctrl-C stopped a run after saving its state (e.g. a checkpoint); the command exits 130, as after any Ctrl-C."""

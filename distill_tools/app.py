@@ -18,6 +18,8 @@ class Persona:
     texts: list[str] = field(default_factory=list)  # what training prompts are made of: the context files' texts,
     # else the system prompt
     model: str = ""  # its base model: a registry name or a GGUF file ('' = the configured default)
+    fingerprint: str = ""  # sha256 of ``context`` as the assistant computes it ('' = computed here, the same way)
+    answers_with_student: bool = False  # it answers with its student already, distilled from this very context
 
 
 @dataclass(frozen=True)
@@ -26,4 +28,5 @@ class App:
 
     exchanges: Callable[[], list[Any]]  # the history's escalated exchanges (question, answer, model, their ids)
     persona: Callable[[str], Persona]  # a persona by name (its context checked to fit its model's window)
-    adopt: Callable[[str], None]  # point a persona at its distilled student, registered under the persona's name
+    adopt: Callable[[str, str], None]  # point persona NAME at its student (registered under its name), distilled
+    # from the context with fingerprint FINGERPRINT

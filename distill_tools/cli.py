@@ -12,26 +12,32 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from assistant import AssistantError
 from assistant.config import data_dir
 from assistant.storage.files import atomic_write_text
-from distill_tools import distributed, persona_cli, recipe
+from distill_tools import Interrupted, distributed, persona_cli, recipe
 from distill_tools.app import App
-from distill_tools.progress import printer
+from distill_tools.progress import interrupted, one_line, printer
 from distill_tools.recipe import QUANTS
 
 REPLACE_HELP = "overwrite a model of the same name that this recipe did not make"
-# what an error line drops (it may carry a file name as typed): escape sequences (CSI; OSC, DCS, SOS, PM and APC
-# strings up to BEL, ST or a line end; the rest of an escape) and every other control or bidi-override character
-UNSAFE = re.compile(
-    r"\x1b(?:\[[0-?]*[ -/]*[@-~]|[\]PX^_][^\x07\x1b\n]*(?:\x07|\x1b\\)?|.?)"
-    r"|[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]"
-)
+PROG = "python -m distill_tools"
+
+
+class Parser(argparse.ArgumentParser):
+    """The parser of ``python -m distill_tools`` (and, by argparse's ``parser_class`` default, of its commands): a
+    usage error is one line and exit 1, as ``assistant``'s (``distill: error: persona: the following arguments are
+    required: name (see python -m distill_tools persona --help)``), not argparse's usage block and exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.removeprefix(PROG).strip()
+        line = f"{command}: {message}" if command else message
+        self.exit(1, f"distill: error: {one_line(line)} (see {self.prog} --help)\n")
 
 
 def add_commands(group: argparse._SubParsersAction, app: App | None = None) -> None:
@@ -95,6 +101,8 @@ def add_commands(group: argparse._SubParsersAction, app: App | None = None) -> N
     fh.set_defaults(handler=cmd_from_history, app=app)
 
     persona_cli.add_command(group, app)
+    for command in group.choices.values():  # whose name a line about a Ctrl-C starts with
+        command.set_defaults(tool="distill" if app is None else "assistant")
 
 
 def _resolve_model(spec: str) -> Path:
@@ -118,6 +126,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     loaded.train.fsdp = loaded.train.fsdp or args.fsdp
     try:
         summary = pipeline.run(loaded, resume=args.resume, replace=args.replace, say=say)
+    except Interrupted as exc:
+        return interrupted(args.tool, exc)
     finally:
         distributed.stop()
     if "rank" in summary:
@@ -224,7 +234,7 @@ def cmd_from_history(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m distill_tools", description="Distil a teacher into a student.")
+    parser = Parser(prog=PROG, description="Distil a teacher into a student.")
     add_commands(parser.add_subparsers(dest="distill_command", required=True))
     return parser
 
@@ -256,8 +266,3 @@ def run(args: argparse.Namespace) -> int:
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         return 0
-
-
-def one_line(text: str) -> str:
-    """``text`` as one line that a terminal shows as it is (``UNSAFE`` dropped, line breaks made spaces)."""
-    return " ".join(UNSAFE.sub("", text).split())

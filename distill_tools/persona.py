@@ -29,16 +29,26 @@ from pathlib import Path
 from typing import Any
 
 from assistant.config import data_dir, models_dir
-from assistant.config import load as load_config
 from assistant.models import registry
 from assistant.storage.files import atomic_write_text
-from distill_tools import DistillError, batches, evaluate, export, persona_eval, pipeline, teacher_cache, torch_model
+from distill_tools import (
+    DistillError,
+    Interrupted,
+    batches,
+    evaluate,
+    export,
+    persona_eval,
+    pipeline,
+    teacher_cache,
+    torch_model,
+)
 from distill_tools import persona_prompts as prompting
+from distill_tools import persona_runs as runs
 from distill_tools import train as training
 from distill_tools.app import Persona
 from distill_tools.batches import Example
 from distill_tools.export import Verification
-from distill_tools.progress import Clock
+from distill_tools.progress import Clock, quiet_libraries
 from distill_tools.prompts import load_records
 from distill_tools.recipe import ExportSection, LossSection, TrainSection, choose_layers
 from distill_tools.torch_model import Loaded
@@ -127,16 +137,18 @@ def work_dir(name: str) -> Path:
 
 
 def check_model_name(name: str) -> None:
-    """The student is registered under the persona's name: refuse to replace a model that is not a student."""
-    if registry.is_packaged(name):
+    """The student is registered under the persona's name: refuse to replace a model that is not a student, or to
+    add one whose name differs from another model's only in case (a user reads them as one name)."""
+    if any(p.name.lower() == name.lower() for p in registry.packaged()):
         raise DistillError(f"persona {name!r} has a packaged model's name; its student cannot be registered under it")
     with registry.opened() as models:
-        entry = models.get(name)
-    if entry and entry.origin != "distilled":
-        raise DistillError(
-            f"a model named {name!r} already exists ({entry.origin}); "
-            f"remove it (`assistant models rm {name}`) or copy the persona under another name"
-        )
+        twins = [e for e in models.entries() if e.name.lower() == name.lower()]
+    for entry in twins:
+        if entry.name != name or entry.origin != "distilled":
+            raise DistillError(
+                f"a model named {entry.name!r} already exists ({entry.origin}); "
+                f"remove it (`assistant models rm {entry.name}`) or copy the persona under another name"
+            )
 
 
 def run(
@@ -146,10 +158,12 @@ def run(
     settings: Settings | None = None,
     eval_tasks: str | None = None,
     progress: Progress | None = None,
-    adopt: Callable[[str], None] | None = None,
+    adopt: Callable[[str, str], None] | None = None,
+    fresh: bool = False,
 ) -> dict[str, Any]:
     """Distil ``persona``; returns the summary (also written as JSON with a report and plot). ``adopt`` (the
-    assistant's) points the persona at its student once that is registered; None leaves it prompted."""
+    assistant's) points the persona at its student once that is registered; None leaves it prompted. With nothing
+    changed since the last run, nothing is done (the summary says ``unchanged``); ``fresh`` starts over."""
     settings = settings or Settings()
     say = progress or (lambda phase, done, total: None)
     name, context = persona.name, persona.context
@@ -159,7 +173,13 @@ def run(
     user_records = load_records([prompts_file]) if prompts_file else []
     clock = Clock()
     work = work_dir(name)
+    key = runs.inputs_key(persona, asdict(settings), {"prompts": prompts_file, "eval": eval_tasks, "minutes": minutes})
+    if fresh:
+        runs.start_over(work)
+    elif (done := runs.previous(work, name, key)) is not None:
+        return runs.unchanged(done, persona, adopt)
     work.mkdir(parents=True, exist_ok=True)
+    quiet_libraries()
 
     say("loading the base model", 0, 1)
     with clock.phase("load"):
@@ -185,7 +205,8 @@ def run(
     summary["gguf"] = str(install(name, staged))
     summary["persona_points_at_student"] = adopt is not None
     if adopt is not None:
-        adopt(name)
+        adopt(name, runs.fingerprint(persona))
+    runs.stamp(summary, persona, key)
     pipeline.write_summary(work, summary)
     return summary
 
@@ -193,7 +214,7 @@ def run(
 def load_base(persona: Persona) -> tuple[Loaded, Path]:
     """The persona's base model in torch (the teacher, and what the student starts as), and its GGUF (whose
     unchanged tensors the student's file reuses)."""
-    teacher = torch_model.load(persona.model or load_config().model.default or registry.DEFAULT_MODEL)
+    teacher = torch_model.load(runs.base_spec(persona))
     if teacher.gguf_path is None:
         raise DistillError(f"persona {persona.name!r}: its base model must be a GGUF (a registry name or a file)")
     return teacher, teacher.gguf_path
@@ -307,6 +328,11 @@ def train_student(
     except _OutOfTime:
         state = latest["state"]
         student.eval()
+    except training.TrainingInterrupted as exc:
+        raise Interrupted(
+            f"interrupted at step {exc.step}/{exc.total}; the teacher's answers and a checkpoint are kept: "
+            f"run `assistant distill persona {work.name}` again (same options, no --fresh) to resume"
+        ) from None
     return student, state
 
 

@@ -12,8 +12,9 @@ import sys
 import time
 from typing import Any
 
-from distill_tools import DistillError
+from distill_tools import DistillError, Interrupted
 from distill_tools.app import App
+from distill_tools.progress import interrupted
 
 
 def add_command(group: argparse._SubParsersAction, app: App | None) -> None:
@@ -24,6 +25,11 @@ def add_command(group: argparse._SubParsersAction, app: App | None) -> None:
     cmd.add_argument("--minutes", type=float, default=None, help="stop training after N minutes (and use the result)")
     cmd.add_argument("--json", action="store_true", help="print the summary as JSON")
     cmd.add_argument("--keep-prompted", action="store_true", help="register the student but leave the persona prompted")
+    cmd.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start over: forget the cached teacher answers and checkpoints (and distil even if nothing changed)",
+    )
     cmd.add_argument("--eval-tasks", default=None, help="held-out questions with answers (JSONL: prompt, answers)")
     cmd.add_argument("--ci", action="store_true", help=argparse.SUPPRESS)  # the tiny recipe the tests run
     cmd.add_argument(
@@ -74,20 +80,34 @@ def cmd_persona(args: argparse.Namespace) -> int:
     from distill_tools import persona  # torch loads here, when the command runs
 
     app: App = args.app
-    summary = persona.run(
-        app.persona(args.name),
-        prompts_file=args.prompts,
-        minutes=args.minutes,
-        settings=persona.Settings.ci() if args.ci else persona.Settings(),
-        eval_tasks=args.eval_tasks,
-        progress=ProgressJson() if args.progress_json else PhaseLine(),
-        adopt=None if args.keep_prompted else app.adopt,
-    )
+    try:
+        summary = persona.run(
+            app.persona(args.name),
+            prompts_file=args.prompts,
+            minutes=args.minutes,
+            settings=persona.Settings.ci() if args.ci else persona.Settings(),
+            eval_tasks=args.eval_tasks,
+            progress=ProgressJson() if args.progress_json else PhaseLine(),
+            adopt=None if args.keep_prompted else app.adopt,
+            fresh=args.fresh,
+        )
+    except Interrupted as exc:
+        return interrupted(args.tool, exc)
     if args.json:
         print(json.dumps(summary, indent=2, ensure_ascii=False))
-        return 0
-    print(_table(summary))
+    else:
+        print(_unchanged(summary) if summary.get("unchanged") else _table(summary))
     return 0
+
+
+def _unchanged(s: dict[str, Any]) -> str:
+    """The one line of a run that had nothing to do."""
+    when = f" ({s['finished']})" if s.get("finished") else ""
+    now = f"; persona {s['persona']!r} answers with it again" if s.get("adopted_now") else ""
+    return (
+        f"nothing changed since {s['persona']} was distilled{when}: its student {s['gguf']} is up to date{now}; "
+        "use --fresh to distil again"
+    )
 
 
 def _table(s: dict[str, Any]) -> str:

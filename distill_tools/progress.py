@@ -8,12 +8,31 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import TextIO
 
 Say = Callable[[str], None]
+# what an error line drops (it may carry a file name as typed): escape sequences (CSI; OSC, DCS, SOS, PM and APC
+# strings up to BEL, ST or a line end; the rest of an escape) and every other control or bidi-override character
+UNSAFE = re.compile(
+    r"\x1b(?:\[[0-?]*[ -/]*[@-~]|[\]PX^_][^\x07\x1b\n]*(?:\x07|\x1b\\)?|.?)"
+    r"|[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]"
+)
+
+
+def one_line(text: str) -> str:
+    """``text`` as one line that a terminal shows as it is (``UNSAFE`` dropped, line breaks made spaces)."""
+    return " ".join(UNSAFE.sub("", text).split())
+
+
+def interrupted(tool: str, exc: BaseException) -> int:
+    """A run stopped by Ctrl-C with its state saved (``distill_tools.Interrupted``): one line on stderr (what was
+    kept, how to resume), and 130, the exit code of every command stopped by Ctrl-C."""
+    print(f"{tool}: {one_line(str(exc))}", file=sys.stderr, flush=True)
+    return 130
 
 
 def silent(line: str) -> None:
@@ -61,12 +80,15 @@ def printer(stream: TextIO | None = None) -> Say:
 
 
 def quiet_libraries() -> None:
-    """No transformers/huggingface_hub progress bars or advisory warnings: the phase lines replace them."""
+    """No transformers/huggingface_hub progress bars (``Loading weights: 100%|…|``) or advisory warnings: the
+    phase lines replace them."""
     try:  # here, not at the top: transformers loads when a run starts, not with the command line
+        from huggingface_hub.utils import disable_progress_bars
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
         hf_logging.set_verbosity_error()
+        disable_progress_bars()
     except ImportError:
         pass
 

@@ -33,7 +33,7 @@ from torch import nn
 from tqdm import tqdm
 
 from assistant.storage.files import atomic_write_text
-from distill_tools import DistillError, distributed
+from distill_tools import DistillError, Interrupted, distributed
 from distill_tools.answer_head import AnswerHead
 from distill_tools.batches import Example, collate
 from distill_tools.losses import ce_loss, combined_loss, kd_loss
@@ -43,8 +43,14 @@ from distill_tools.recipe import LossSection, TrainSection
 RESUME_MODES = ("auto", "resume", "fresh")
 
 
-class TrainingInterrupted(DistillError):
+class TrainingInterrupted(Interrupted):
     """Ctrl-C during training; a checkpoint was saved."""
+
+    def __init__(self, step: int, total: int, folder: Path) -> None:
+        self.step, self.total, self.folder = step, total, folder
+        super().__init__(
+            f"interrupted at step {step}/{total}; checkpoint saved in {folder}: run the same command again to resume"
+        )
 
 
 @dataclass
@@ -210,10 +216,7 @@ def train(
                 if distributed.all_reduce_sum([float(stop.requested)])[0] > 0:  # any rank's Ctrl-C stops all
                     checkpoint()
                     distributed.barrier()
-                    raise TrainingInterrupted(
-                        f"interrupted at step {state.step}/{state.total_steps}; checkpoint saved in {folder}: "
-                        "run the same command again to resume"
-                    )
+                    raise TrainingInterrupted(state.step, state.total_steps, folder)
                 if state.step % cfg.checkpoint_every == 0 and state.step < state.total_steps:
                     checkpoint()
                     if say and not interactive():

@@ -3,11 +3,16 @@
 Each persona is one JSON file ``<data dir>/personas/NAME.json`` (written atomically) holding the
 texts themselves, so a persona keeps working when its source files move. A persona runs *prompted*
 (its system prompt and context go before every conversation) until it is distilled: then
-``student`` names its own model in the registry, which answers the same way with no prompt.
+``student`` names its own model in the registry, which answers the same way with no prompt, and
+``student_fingerprint`` records the prompt it learnt (:meth:`Persona.fingerprint`). Once the system prompt or
+the context changes the student is *stale*: the persona runs prompted again until it is distilled again.
+:meth:`Persona.runtime_model` and :meth:`Persona.runtime_system` are the one place that decides, for the CLI,
+the chat UI and the server.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -50,10 +55,32 @@ class Persona:
     student: str = ""  # the distilled student's registry name; empty = runs prompted
     created: str = ""
     schema: dict[str, Any] | None = None  # default JSON Schema of every answer (as `ask --schema`)
+    student_fingerprint: str = ""  # the fingerprint of the prompt the student learnt ('' = not known: taken as current)
+
+    @property
+    def state(self) -> str:
+        """``prompted`` (no student), ``distilled`` (its student answers) or ``stale`` (the prompt changed since
+        the student was distilled: it runs prompted)."""
+        if not self.student:
+            return "prompted"
+        return "stale" if self.student_fingerprint not in ("", self.fingerprint()) else "distilled"
 
     @property
     def distilled(self) -> bool:
-        return bool(self.student)
+        """Whether its student answers (distilled, and not stale)."""
+        return self.state == "distilled"
+
+    def fingerprint(self) -> str:
+        """sha256 of the prompt a prompted persona runs with (its system prompt and contexts): what a student learns."""
+        return hashlib.sha256(self.context_text().encode("utf-8")).hexdigest()
+
+    def stale_note(self) -> str:
+        """One line telling a stale persona's user why it runs prompted, and how to fix it."""
+        return (
+            f"persona {self.name!r} is stale: its system prompt or context changed since its student {self.student!r} "
+            f"was distilled, so it answers prompted on {self.model or 'the default model'}; "
+            f"run `assistant distill persona {self.name}` to distil it again"
+        )
 
     def context_text(self) -> str:
         """The full prompt a prompted persona runs with: the system prompt, then each context file."""
@@ -62,12 +89,21 @@ class Persona:
         return "\n\n".join(parts)
 
     def runtime_model(self) -> str:
-        """The model a session with this persona loads: its student once distilled, else its base model."""
-        return self.student or self.model
+        """The model a session with this persona loads: its student once distilled (and not stale), else its base
+        model."""
+        return self.student if self.distilled else self.model
 
     def runtime_system(self) -> str:
         """The system prompt a session uses: none for a distilled persona (the student learnt it)."""
-        return "" if self.student else self.context_text()
+        return "" if self.distilled else self.context_text()
+
+    def adopt(self, student: str, fingerprint: str) -> None:
+        """Answer with ``student``, distilled from the prompt whose fingerprint is ``fingerprint``."""
+        self.student, self.student_fingerprint = student, fingerprint
+
+    def forget_student(self) -> None:
+        """Run prompted again."""
+        self.student, self.student_fingerprint = "", ""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -154,7 +190,7 @@ def from_dict(data: Any, where: str) -> Persona:
         raise PersonaError(f'{where}: each context needs a "name" and a "text"') from None
     persona = Persona(**{**data, "contexts": contexts})
     validate_name(persona.name)
-    for key in ("system", "model", "student", "created"):
+    for key in ("system", "model", "student", "created", "student_fingerprint"):
         if not isinstance(getattr(persona, key), str):
             raise PersonaError(f"{where}: {key} must be a string")
     if persona.temperature is not None and (

@@ -54,6 +54,7 @@ class Session:
         self.models = models if isinstance(models, ModelManager) else ModelManager(config, store, models)
         self.conversation_id = conversation_id
         self.persona = persona  # new conversations take its system prompt and settings, and record its name
+        self._stale_told = False  # a stale persona's note goes with the first turn as it (see _persona_notes)
         self.last = Turn()
         self.flush_interval = FLUSH_INTERVAL_S
         self.sampling: dict[str, Any] = {}  # the default engine settings of every turn (top_p, stop, seed, grammar)
@@ -98,7 +99,7 @@ class Session:
 
     def use_persona(self, persona: Persona | None) -> None:
         """Chat as ``persona`` (None: the plain assistant) from a new conversation on."""
-        self.persona = persona
+        self.persona, self._stale_told = persona, False
         self.new()
 
     def set_system_prompt(self, text: str) -> None:
@@ -138,6 +139,13 @@ class Session:
         """A prompted persona whose context does not fit the engine's window is refused, never cut."""
         if self.persona and (system := self.persona.runtime_system()):
             check_fits(self.persona, len(self.engine.model.tokenize(system, first=True)), self.engine.n_ctx)
+
+    def _persona_notes(self) -> list[str]:
+        """Once per session and persona: why a stale persona answers prompted (``Persona.stale_note``)."""
+        if self.persona is None or self.persona.state != "stale" or self._stale_told:
+            return []
+        self._stale_told = True
+        return [self.persona.stale_note()]
 
     @property
     def system_prompt(self) -> str:
@@ -186,6 +194,7 @@ class Session:
         self.last = turn = Turn(model=self.engine.name)
         if self.conversation_id is None:
             self.check_persona_fits()
+        turn.notes = self._persona_notes()
         # one transaction: a failed write (a full disk) leaves no empty conversation and no unanswered question
         self.conversation_id, turn.user_message_id, turn.answer_message_id = self.store.start_turn(
             self.conversation_id,

@@ -45,11 +45,13 @@ def persona_source(name: str) -> Persona:
     persona = personas.load(name)
     check_window(persona)
     texts = [c.text for c in persona.contexts] or [persona.system]
-    return Persona(persona.name, persona.context_text(), texts, persona.model)
+    current = persona.student == persona.name and persona.state == "distilled"
+    return Persona(persona.name, persona.context_text(), texts, persona.model, persona.fingerprint(), current)
 
 
-def adopt(name: str) -> None:
-    """Point persona ``name`` at its distilled student (read again: it may have been edited during the run)."""
+def adopt(name: str, fingerprint: str) -> None:
+    """Point persona ``name`` at its student, registered under its name and distilled from the prompt whose
+    fingerprint is ``fingerprint`` (read again: if it was edited during the run, the student is stale at once)."""
     persona = personas.load(name)
-    persona.student = name
+    persona.adopt(name, fingerprint)
     personas.save(persona)

@@ -29,7 +29,7 @@ def register(subparsers: Subparsers) -> None:
     add.add_argument("--context", action="append", default=[], help="context file: reference, rules, examples (repeat)")
     _settings(add)
     add.set_defaults(handler=cmd_add)
-    listing = sub.add_parser("list", help="the personas, prompted or distilled")
+    listing = sub.add_parser("list", help="the personas: prompted, distilled or stale")
     listing.add_argument("--json", action="store_true", help="print a JSON array")
     listing.set_defaults(handler=cmd_list)
     show = sub.add_parser("show", help="a persona's settings and full prompt")
@@ -80,11 +80,29 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 
 def cmd_edit(args: argparse.Namespace) -> int:
-    persona = _edited(personas.load(args.name), args)
+    before = personas.load(args.name)
+    if before.student and not before.student_fingerprint:  # distilled before fingerprints: it learnt this prompt
+        before.student_fingerprint = before.fingerprint()
+    was = before.state
+    persona = _edited(before, args)
     check_window(persona)
     personas.save(persona)
-    print(f"updated persona {persona.name!r}")
+    print(f"updated persona {persona.name!r}{_state_change(was, persona)}")
     return 0
+
+
+def _state_change(was: str, p: Persona) -> str:
+    """What an edit did to which model answers (see ``Persona.state``), as the end of the `updated` line."""
+    if p.state == was:
+        return ""
+    if p.state == "stale":
+        return (
+            f"; its student {p.student!r} was distilled from another system prompt or context, so it answers "
+            f"prompted until `assistant distill persona {p.name}` runs again"
+        )
+    if p.state == "distilled":
+        return f"; its student {p.student!r} answers again (it was distilled from this prompt)"
+    return "; it answers prompted"
 
 
 def cmd_rm(args: argparse.Namespace) -> int:
@@ -115,7 +133,10 @@ def cmd_list(args: argparse.Namespace) -> int:
     if not items:
         print("no personas yet: assistant persona add NAME --system FILE [--context FILE …]")
     for p in items:
-        how = f"distilled → {p.student}" if p.distilled else f"prompted on {p.model or 'the default model'}"
+        how = {
+            "distilled": f"distilled → {p.student}",
+            "stale": f"stale → prompted on {p.model or 'the default model'}",
+        }.get(p.state, f"prompted on {p.model or 'the default model'}")
         print(sanitize(f"{p.name:<20} {how:<36} {len(p.context_text()):>7} chars, {len(p.contexts)} context file(s)"))
     return 0
 
@@ -125,6 +146,7 @@ def _summary(p: Persona) -> dict[str, object]:
         "name": p.name,
         "model": p.model,
         "student": p.student,
+        "state": p.state,
         "distilled": p.distilled,
         "context_files": [c.name for c in p.contexts],
         "context_chars": len(p.context_text()),
@@ -138,12 +160,13 @@ def _summary(p: Persona) -> dict[str, object]:
 def cmd_show(args: argparse.Namespace) -> int:
     p = personas.load(args.name)
     if args.json:
-        print(json.dumps(p.as_dict(), indent=2, ensure_ascii=False))
+        print(json.dumps({**p.as_dict(), "state": p.state}, indent=2, ensure_ascii=False))
         return 0
     lines = [
         f"persona {p.name}",
         f"  base model: {p.model or '(default)'}",
         f"  student: {p.student or '(none: prompted)'}",
+        f"  state: {STATES[p.state].format(p=p)}",
         f"  temperature: {p.temperature if p.temperature is not None else '(default)'}",
         f"  max tokens: {p.max_tokens or '(default)'}",
         f"  schema: {json.dumps(p.schema) if p.schema else '(none)'}",
@@ -153,6 +176,14 @@ def cmd_show(args: argparse.Namespace) -> int:
     ]
     print(sanitize("\n".join(lines)))
     return 0
+
+
+STATES = {
+    "prompted": "prompted (its system prompt and context go before every conversation)",
+    "distilled": "distilled (its student answers, with no prompt)",
+    "stale": "stale (its system prompt or context changed since its student was distilled: it answers prompted "
+    "until `assistant distill persona {p.name}` runs again)",
+}
 
 
 def _edited(p: Persona, args: argparse.Namespace) -> Persona:
@@ -173,7 +204,7 @@ def _edited(p: Persona, args: argparse.Namespace) -> Persona:
     if args.schema is not None:
         p.schema = _schema(args.schema)
     if args.prompted:
-        p.student = ""
+        p.forget_student()
     return personas.from_dict(p.as_dict(), f"persona {p.name!r}")
 
 
