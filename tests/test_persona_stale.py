@@ -95,6 +95,7 @@ def test_an_edited_context_makes_the_student_stale(assistant_home: Path, distill
     assert "stale" in shown and "distill persona pip" in shown
 
 
+@pytest.mark.samples("sets a persona's temperature to check it keeps the student; it asks the model nothing")
 def test_a_new_system_prompt_makes_it_stale_and_settings_do_not(assistant_home: Path, distilled: Path) -> None:
     """The student learnt the prompt, not the sampling settings: a new temperature keeps it distilled; a new system
     prompt does not. Going back to the prompt it was distilled from makes the student current again (same
