@@ -62,8 +62,8 @@ def _verdict(grammar: str) -> str:
 
 def _reason(stderr: bytes) -> str:
     """llama.cpp's own error line, without the grammar it prints after it."""
-    for line in stderr.decode("utf-8", "replace").splitlines():
+    lines = [line.strip() for line in stderr.decode("utf-8", "replace").splitlines() if line.strip()]
+    for line in lines:
         if "error parsing grammar:" in line:
             return line.split("error parsing grammar:", 1)[1].strip()[:300]
-    lines = [line.strip() for line in stderr.decode("utf-8", "replace").splitlines() if line.strip()]
     return lines[-1][:300] if lines else "no reason given"
