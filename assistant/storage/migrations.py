@@ -173,6 +173,13 @@ def m007_conversation_persona(conn: sqlite3.Connection) -> None:
         conn.execute("ALTER TABLE conversations ADD COLUMN persona TEXT NOT NULL DEFAULT ''")
 
 
+@migration
+def m008_message_sources(conn: sqlite3.Connection) -> None:
+    """An answer grounded in your documents records its sources (JSON: mode, then file and line span of each)."""
+    if "sources" not in {row[1] for row in conn.execute("PRAGMA table_info(messages)")}:
+        conn.execute("ALTER TABLE messages ADD COLUMN sources TEXT NOT NULL DEFAULT ''")
+
+
 def applied(conn: sqlite3.Connection) -> list[str]:
     """The names of the steps this database has recorded, in the order they ran."""
     exists = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_migrations'").fetchone()

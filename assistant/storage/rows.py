@@ -78,6 +78,7 @@ class Message(Row):
     ttft_s: float | None = None
     tokens_per_s: float | None = None
     created: str = ""
+    sources: str = ""  # JSON: what an answer grounded in your documents drew on (``chat.grounding``)
 
     def as_chat(self) -> dict[str, str]:
         return {"role": self.role, "content": self.content}
