@@ -21,11 +21,13 @@ ALLOWED: dict[str, set[str]] = {
     "assistant.storage": {"assistant"},
     "assistant.config": {"assistant", "assistant.storage.files"},
     "assistant.models": BASE | {"assistant.storage"},
-    "assistant.chat": BASE | {"assistant.storage", "assistant.models"},
-    "assistant.server": BASE | {"assistant.storage", "assistant.models", "assistant.chat"},
-    "assistant.tui": BASE | {"assistant.storage", "assistant.models", "assistant.chat"},
+    "assistant.documents": BASE | {"assistant.storage"},  # your documents' index and its search
+    "assistant.chat": BASE | {"assistant.storage", "assistant.models", "assistant.documents"},
+    "assistant.server": BASE | {"assistant.storage", "assistant.models", "assistant.chat", "assistant.documents"},
+    "assistant.tui": BASE | {"assistant.storage", "assistant.models", "assistant.chat", "assistant.documents"},
     "assistant.cli": BASE
-    | {"assistant.storage", "assistant.models", "assistant.chat", "assistant.server", "assistant.tui", "distill_tools"},
+    | {"assistant.storage", "assistant.models", "assistant.chat", "assistant.server", "assistant.tui", "distill_tools"}
+    | {"assistant.documents"},
     "assistant.__main__": {"assistant.cli"},
     "distill_tools": {"assistant", "assistant.config", "assistant.storage.files", "assistant.models"},
 }

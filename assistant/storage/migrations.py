@@ -180,6 +180,63 @@ def m008_message_sources(conn: sqlite3.Connection) -> None:
         conn.execute("ALTER TABLE messages ADD COLUMN sources TEXT NOT NULL DEFAULT ''")
 
 
+@migration
+def m009_documents(conn: sqlite3.Connection) -> None:
+    """Your documents' index (``assistant.documents``): files, their chunks with line spans and vectors, and
+    full-text search over the chunks kept current by triggers. Chunk ids never come back (AUTOINCREMENT): the
+    search's vector cache knows the index changed from the largest id and the count."""
+    conn.execute(
+        """CREATE TABLE IF NOT EXISTS "doc_roots" (
+   "path" TEXT PRIMARY KEY,
+   "added" TEXT
+)"""
+    )
+    conn.execute(
+        """CREATE TABLE IF NOT EXISTS "doc_files" (
+   "id" INTEGER PRIMARY KEY,
+   "path" TEXT NOT NULL UNIQUE,
+   "kind" TEXT,
+   "size" INTEGER,
+   "mtime_ns" INTEGER,
+   "sha256" TEXT,
+   "chunks" INTEGER,
+   "indexed" TEXT
+)"""
+    )
+    conn.execute(
+        """CREATE TABLE IF NOT EXISTS "doc_chunks" (
+   "id" INTEGER PRIMARY KEY AUTOINCREMENT,
+   "file_id" INTEGER NOT NULL REFERENCES "doc_files"("id"),
+   "start_line" INTEGER,
+   "end_line" INTEGER,
+   "text" TEXT,
+   "context" TEXT,
+   "vector" BLOB
+)"""
+    )
+    conn.execute('CREATE INDEX IF NOT EXISTS "idx_doc_chunks_file_id" ON "doc_chunks" ("file_id")')
+    conn.execute(
+        """CREATE VIRTUAL TABLE IF NOT EXISTS "doc_chunks_fts" USING FTS5 (
+    "text", "context", tokenize='porter', content="doc_chunks", content_rowid="id"
+)"""
+    )
+    conn.execute(
+        """CREATE TRIGGER IF NOT EXISTS "doc_chunks_ai" AFTER INSERT ON "doc_chunks" BEGIN
+  INSERT INTO "doc_chunks_fts" (rowid, "text", "context") VALUES (new.id, new."text", new."context");
+END"""
+    )
+    conn.execute(
+        """CREATE TRIGGER IF NOT EXISTS "doc_chunks_ad" AFTER DELETE ON "doc_chunks" BEGIN
+  INSERT INTO "doc_chunks_fts" ("doc_chunks_fts", rowid, "text", "context")
+    VALUES ('delete', old.id, old."text", old."context");
+END"""
+    )
+    conn.execute(  # a removed file takes its chunks along
+        "CREATE TRIGGER IF NOT EXISTS doc_chunks_follow_files AFTER DELETE ON doc_files "
+        "BEGIN DELETE FROM doc_chunks WHERE file_id = old.id; END"
+    )
+
+
 def applied(conn: sqlite3.Connection) -> list[str]:
     """The names of the steps this database has recorded, in the order they ran."""
     exists = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_migrations'").fetchone()

@@ -181,6 +181,11 @@ class Store:
                 raise StoreError(f"cannot write history database {self.path}: {exc}") from None
         raise AssertionError("unreachable")
 
+    def read(self, fn: Callable[[], T]) -> T:
+        """Run ``fn``, which only reads through ``self.db``, holding the connection (other threads wait)."""
+        with self._lock:
+            return fn()
+
     def atomic(self, fn: Callable[[], T]) -> T:
         """Run ``fn``, which reads and writes through this store, as one transaction: all its writes or none.
 

@@ -1,0 +1,164 @@
+"""Find passages of your documents: full text (FTS5, BM25) and vectors, merged by reciprocal rank fusion.
+
+Each ranking keeps its best ``DEPTH`` passages; a passage scores ``sum(1 / (RRF_K + rank))`` over the rankings
+it is in (Cormack et al., 2009), so a passage both find ranks above one only one finds. Vectors are held in
+memory per store as float16 (768 bytes a passage), reloaded when the index changes; up to ``EXACT_LIMIT``
+passages are compared exactly, beyond that a sign-bit (Hamming) pass picks the ``EXACT_LIMIT`` nearest
+candidates and those are compared exactly. numpy was chosen over sqlite-vec, which this Python's SQLite
+module cannot load (no ``enable_load_extension``): see ``bench/retrieval.py``.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from assistant.documents import embedding
+from assistant.storage import documents as doc_tables
+
+DEPTH = 50  # passages taken from each ranking
+RRF_K = 60
+EXACT_LIMIT = 4096
+MODES = ("fusion", "bm25", "vector")
+STOPWORDS = frozenset(
+    "a about an and are as at be but by can do does for from had has have how i if in into is it its me my no not "
+    "of on or our so than that the their them then there these they this to was we were what when where which who "
+    "why will with would you your".split()
+)
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A passage found: its file, its lines (from 1, inclusive), its text, and its score (higher is better)."""
+
+    path: str
+    start_line: int
+    end_line: int
+    text: str
+    score: float
+
+
+def search(
+    store: Any,
+    query: str,
+    limit: int = 5,
+    paths: Sequence[Path] | None = None,
+    *,
+    mode: str = "fusion",
+    embedder: embedding.Embedder | None = None,
+) -> list[Hit]:
+    """The ``limit`` best passages for ``query`` (only from files at or under ``paths`` if given).
+
+    ``mode`` ``bm25`` or ``vector`` ranks by one of the two alone (the bench compares them).
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}")
+    if limit <= 0 or not query.strip():
+        return []
+    allowed = _allowed_files(store, paths) if paths is not None else None
+    if allowed is not None and not allowed:
+        return []
+    rankings = []
+    if mode in ("fusion", "bm25"):
+        rankings.append(_bm25(store, query, allowed))
+    if mode in ("fusion", "vector"):
+        rankings.append(_vectors(store).nearest(store, query, allowed, embedder or embedding.default()))
+    if mode == "fusion":
+        scores: dict[int, float] = {}
+        for ranking in rankings:
+            for rank, (chunk_id, _) in enumerate(ranking, 1):
+                scores[chunk_id] = scores.get(chunk_id, 0.0) + 1.0 / (RRF_K + rank)
+        best = sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:limit]
+    else:
+        best = rankings[0][:limit]
+    return _hits(store, best)
+
+
+def fts_query(query: str) -> str:
+    """An FTS5 query matching any of the query's words (common words dropped unless nothing else is left)."""
+    words = re.findall(r"\w+", query.lower())
+    kept = [w for w in words if w not in STOPWORDS] or words
+    unique = list(dict.fromkeys(kept))[:32]
+    return " OR ".join('"' + w.replace('"', '""') + '"' for w in unique)
+
+
+def _bm25(store: Any, query: str, allowed: set[int] | None) -> list[tuple[int, float]]:
+    match = fts_query(query)
+    return doc_tables.fts_ranking(store, match, allowed, DEPTH) if match else []
+
+
+def _allowed_files(store: Any, paths: Sequence[Path]) -> set[int]:
+    """The ids of indexed files at or under any of ``paths`` (as given and resolved)."""
+    ids: set[int] = set()
+    for path in paths:
+        given = Path(path).expanduser()
+        for form in {str(given.absolute()), str(given.resolve())}:
+            ids |= doc_tables.file_ids_under(store, form)
+    return ids
+
+
+def _hits(store: Any, best: list[tuple[int, float]]) -> list[Hit]:
+    if not best:
+        return []
+    rows = doc_tables.chunk_rows(store, [i for i, _ in best])
+    return [Hit(*rows[i], score) for i, score in best if i in rows]  # a file re-indexed meanwhile: gone
+
+
+class _Vectors:
+    """One store's passage vectors in memory, reloaded when the index changed (its largest id or count)."""
+
+    def __init__(self) -> None:
+        self.version: tuple[int, int] = (-1, -1)
+        self.ids = np.zeros(0, dtype=np.int64)
+        self.files = np.zeros(0, dtype=np.int64)
+        self.matrix = np.zeros((0, embedding.DIM), dtype=np.float16)
+        self.bits = np.zeros((0, embedding.DIM // 64), dtype=np.uint64)
+        self.lock = threading.Lock()
+
+    def refresh(self, store: Any) -> None:
+        version = doc_tables.chunks_version(store)
+        if version == self.version:
+            return
+        ids, files, blob = doc_tables.vectors(store)
+        self.ids = np.array(ids, dtype=np.int64)
+        self.files = np.array(files, dtype=np.int64)
+        self.matrix = np.frombuffer(blob, dtype=np.float16).reshape(len(ids), embedding.DIM)
+        self.bits = np.packbits(self.matrix > 0, axis=1).view(np.uint64)
+        self.version = version
+
+    def nearest(
+        self, store: Any, query: str, allowed: set[int] | None, embedder: embedding.Embedder
+    ) -> list[tuple[int, float]]:
+        vector = embedder.embed([query])[0]
+        with self.lock:
+            self.refresh(store)
+            rows = np.arange(len(self.ids))
+            if allowed is not None:
+                rows = rows[np.isin(self.files, np.fromiter(allowed, dtype=np.int64))]
+            if len(rows) > EXACT_LIMIT:  # the nearest by sign bits first, then exactly
+                signs = np.packbits(vector > 0).view(np.uint64)
+                bits = self.bits if allowed is None else self.bits[rows]
+                distance = np.bitwise_count(bits ^ signs).sum(axis=1)
+                rows = rows[np.argpartition(distance, EXACT_LIMIT)[:EXACT_LIMIT]]
+            scores = self.matrix[rows].astype(np.float32) @ vector
+            top = np.argsort(-scores, kind="stable")[:DEPTH]
+            return [(int(self.ids[rows[i]]), float(scores[i])) for i in top]
+
+
+_CACHES: weakref.WeakKeyDictionary[Any, _Vectors] = weakref.WeakKeyDictionary()
+_CACHES_LOCK = threading.Lock()
+
+
+def _vectors(store: Any) -> _Vectors:
+    with _CACHES_LOCK:
+        cache = _CACHES.get(store)
+        if cache is None:
+            cache = _CACHES[store] = _Vectors()
+        return cache
