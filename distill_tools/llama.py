@@ -1,5 +1,5 @@
-"""llama.cpp inside distillation (export check, quantiser, evaluation): the product's thread setting
-(``model.threads`` / ``ASSISTANT_THREADS``, else the physical cores), and its log kept off the terminal."""
+"""llama.cpp inside distillation (export check, quantiser, evaluation): the product's thread setting (``model.threads``
+/ ``ASSISTANT_THREADS``, else the cores other processes leave idle), and its log kept off the terminal."""
 
 from __future__ import annotations
 
@@ -16,13 +16,12 @@ from typing import Any
 import llama_cpp
 from llama_cpp import _logger
 
-from assistant.config import load
-from assistant.models.engine import physical_cores
+from distill_tools.threads import choose as shared_machine_threads
 
 
 def threads() -> int:
-    """Threads for llama.cpp, as the chat engine uses them."""
-    return load().model.threads or physical_cores()
+    """Threads for llama.cpp: the configured count, else the cores other processes leave idle (see ``threads``)."""
+    return shared_machine_threads()
 
 
 _captured: list[str] = []

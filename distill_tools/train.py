@@ -33,7 +33,7 @@ from torch import nn
 from tqdm import tqdm
 
 from assistant.storage.files import atomic_write_text
-from distill_tools import DistillError, Interrupted, distributed
+from distill_tools import DistillError, Interrupted, distributed, threads
 from distill_tools.answer_head import AnswerHead
 from distill_tools.batches import Example, collate
 from distill_tools.losses import ce_loss, combined_loss, kd_loss
@@ -58,6 +58,22 @@ class TrainState:
     step: int = 0
     total_steps: int = 0
     history: list[dict[str, float]] = field(default_factory=list)  # per step: loss, kd, ce, tail, lr, tokens, seconds
+    stopped_early: bool = False  # the held-out general KL passed its budget (``Replay.max_kl``)
+
+
+@dataclass
+class Replay:
+    """A KL-to-the-base term: every step also fits ``per_step`` of ``examples`` (general prompts with the frozen
+    base model's top-k targets), weighted ``weight`` against the step's own loss. With ``max_kl``, every
+    ``check_every`` steps the student's mean KL to the base on ``heldout`` (other general prompts) is measured;
+    past the budget, training stops with the weights of the last check within it."""
+
+    examples: list[Example]
+    per_step: int = 4
+    weight: float = 1.0
+    heldout: list[Example] = field(default_factory=list)
+    max_kl: float = 0.0  # 0 = no early stopping
+    check_every: int = 8
 
 
 def lr_at(step: int, total: int, warmup: int, peak: float) -> float:
@@ -112,8 +128,7 @@ def total_steps(n_examples: int, cfg: TrainSection) -> int:
 
 def prepare(model: Any, cfg: TrainSection) -> None:
     """Freeze what the recipe freezes, enable gradient checkpointing, training mode."""
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    torch.set_num_threads(cfg.threads or threads.choose())
     if cfg.freeze_embeddings:
         model.get_input_embeddings().weight.requires_grad_(False)
         model.get_output_embeddings().weight.requires_grad_(False)
@@ -141,6 +156,7 @@ def train(
     settings: dict[str, Any] | None = None,
     resume: str = "auto",
     say: Say | None = None,
+    replay: Replay | None = None,
 ) -> TrainState:
     """Train ``model`` in place on ``examples``, resuming from ``folder`` if it holds a checkpoint made with the
     same ``settings`` (see ``checkpoint_matches`` for ``resume``). Sharded (``cfg.fsdp`` under torchrun), the
@@ -150,6 +166,8 @@ def train(
     say = say if place.main else None
     device = distributed.device()
     sharded = cfg.fsdp and place.parallel
+    if replay is not None and place.parallel:
+        raise DistillError("a replay set (KL to the base) trains in one process only, not under torchrun")
     prepare(model, cfg)
     learner: Any = model  # what trains: the student, or its sharded copy
     if sharded:
@@ -191,6 +209,7 @@ def train(
             state.step, state.history = resumed.step, resumed.history
             if sharded:
                 sharding.scatter(learner, model, optimizer, read_optimizer_state(folder))
+    guard = _KLGuard(model, replay)
     stop = _CtrlC(forgiving=place.parallel)
     bar = tqdm(
         total=state.total_steps,
@@ -202,9 +221,20 @@ def train(
     try:
         with stop:
             while state.step < state.total_steps:
-                state.history.append(_step(learner, optimizer, examples, cfg, loss, state, pad_id, seed, device))
+                state.history.append(
+                    _step(learner, optimizer, examples, cfg, loss, state, pad_id, seed, device, replay)
+                )
                 state.step += 1
                 last = state.history[-1]
+                if guard.over_budget(state, pad_id, device):
+                    state.stopped_early = True
+                    state.total_steps = state.step
+                    if say:
+                        say(
+                            f"train: held-out general KL {last['general_kl']:.3f} passed its budget at step "
+                            f"{state.step}: stopping with the weights of step {guard.good_step}"
+                        )
+                    break
                 bar.set_postfix(
                     loss=f"{last['loss']:.3f}",
                     kd=f"{last['kd']:.3f}",
@@ -241,8 +271,9 @@ def _step(
     pad_id: int,
     seed: int,
     device: Any,
+    replay: Replay | None = None,
 ) -> dict[str, float]:
-    """One optimizer step; ``model`` is the student or its sharded ``AnswerHead``."""
+    """One optimizer step; ``model`` is the student or its sharded ``AnswerHead``; ``replay`` adds its term."""
     start = time.perf_counter()
     lr = lr_at(state.step, state.total_steps, cfg.warmup_steps, cfg.lr)
     for group in optimizer.param_groups:
@@ -260,6 +291,8 @@ def _step(
     elif place.parallel:  # this rank's share: every N-th example of each micro-batch
         batches = [mine for batch in batches if (mine := batch[place.rank :: place.size])]
     totals = accumulate(model, batches, loss, pad_id, device, answer_tokens, idle)
+    if replay is not None and replay.examples:
+        totals["replay_kl"] = replay_term(model, replay, state.step, pad_id, seed, device)
     params = [p for p in model.parameters() if p.requires_grad]
     if place.parallel:
         if not sharded:  # (sharded, the backward passes reduce-scattered them already)
@@ -302,6 +335,63 @@ def accumulate(
             totals[name] += float(value.detach() if hasattr(value, "detach") else value) / answer_tokens
         totals["tokens"] += int(batch["attention_mask"].sum())
     return totals
+
+
+def replay_term(model: Any, replay: Replay, step: int, pad_id: int, seed: int, device: Any) -> float:
+    """Backpropagate ``replay.weight`` × the mean KL(base ‖ student) over this step's replay micro-batch (pure
+    KD: the base's distribution is the target, not its sampled words); returns that mean KL."""
+    batch = micro_batch(replay.examples, step, replay.per_step, seed + 1)
+    tokens = sum(e.n_answer for e in batch)
+    kl_only = LossSection(alpha=0.0)
+    sums = forward_loss(model, {k: v.to(device) for k, v in collate(batch, pad_id).items()}, kl_only)
+    (sums["total"] * (replay.weight / tokens)).backward()
+    return float(sums["kd"].detach()) / tokens
+
+
+def general_kl(model: Any, examples: list[Example], pad_id: int, device: Any = "cpu", batch_size: int = 8) -> float:
+    """The student's mean KL to the base per answer token on ``examples`` (no gradients)."""
+    was_training = model.training
+    model.eval()
+    total, tokens = 0.0, 0
+    with torch.no_grad():
+        for start in range(0, len(examples), batch_size):
+            batch = {k: v.to(device) for k, v in collate(examples[start : start + batch_size], pad_id).items()}
+            sums = forward_loss(model, batch, LossSection(alpha=0.0))
+            total, tokens = total + float(sums["kd"]), tokens + sums["tokens"]
+    model.train(was_training)
+    return total / max(1, tokens)
+
+
+class _KLGuard:
+    """Early stopping on the held-out general KL (see ``Replay``): remembers the learning weights of the last
+    check within the budget and puts them back when a check passes it."""
+
+    def __init__(self, model: Any, replay: Replay | None) -> None:
+        self.model, self.replay = model, replay
+        self.active = bool(replay and replay.max_kl > 0 and replay.heldout)
+        self.good_step = 0
+        self._good = self._learning_weights() if self.active else {}
+
+    def _learning_weights(self) -> dict[str, torch.Tensor]:
+        return {n: p.detach().clone() for n, p in self.model.named_parameters() if p.requires_grad}
+
+    def over_budget(self, state: TrainState, pad_id: int, device: Any) -> bool:
+        """Check every ``check_every`` steps and at the end; True (weights restored) past the budget."""
+        replay = self.replay
+        if not self.active or replay is None:
+            return False
+        if state.step % replay.check_every and state.step < state.total_steps:
+            return False
+        kl = general_kl(self.model, replay.heldout, pad_id, device)
+        state.history[-1]["general_kl"] = kl
+        if kl <= replay.max_kl:
+            self.good_step, self._good = state.step, self._learning_weights()
+            return False
+        with torch.no_grad():
+            for name, param in self.model.named_parameters():
+                if name in self._good:
+                    param.copy_(self._good[name])
+        return True
 
 
 def step_figures(record: dict[str, float]) -> str:
