@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from distill_tools import threads
 from distill_tools.teacher_cache import topk
 
 
@@ -25,6 +26,7 @@ class TorchTeacher:
         self, prompts: list[list[int]], answers: list[list[int] | None], max_new: int
     ) -> list[tuple[list[int], np.ndarray]]:
         """(answer tokens, logits predicting each of them) per prompt; generated greedily where no answer is given."""
+        torch.set_num_threads(threads.choose())  # the cores other processes leave idle (re-measured per batch)
         result: list[tuple[list[int], np.ndarray] | None] = [None] * len(prompts)
         free = [i for i, a in enumerate(answers) if a is None]
         if free:

@@ -275,6 +275,7 @@ def _step(
 ) -> dict[str, float]:
     """One optimizer step; ``model`` is the student or its sharded ``AnswerHead``; ``replay`` adds its term."""
     start = time.perf_counter()
+    torch.set_num_threads(cfg.threads or threads.choose())  # re-measured every few seconds: load comes and goes
     lr = lr_at(state.step, state.total_steps, cfg.warmup_steps, cfg.lr)
     for group in optimizer.param_groups:
         group["lr"] = lr
