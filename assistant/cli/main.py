@@ -1,6 +1,6 @@
 """The ``assistant`` command: one parser assembled from the command groups, one way to fail.
 
-Each group (``ask``, ``chat``, ``history``, ``models``, ``persona``, ``distill``, ``serve``, ``completion``)
+Each group (``ask``, ``chat``, ``history``, ``models``, ``persona``, ``distill``, ``serve``, ``docs``, ``completion``)
 lives in its own module with a ``register(subparsers)`` function; every subcommand sets a ``handler``.
 What the groups share is in ``assistant.cli.common``: a group never imports this module at its top.
 :func:`run` is the one error path: ``python -m distill_tools`` goes through it too.
@@ -27,6 +27,7 @@ GROUPS = (
     "assistant.cli.persona",
     "assistant.cli.distill",
     "assistant.cli.serve",
+    "assistant.cli.docs",
     "assistant.cli.completion",
 )
 

@@ -71,8 +71,9 @@ def _tail(block: Block) -> list[Block]:
     kept: list[str] = []
     while lines and sum(len(line) + 1 for line in kept) + len(lines[-1]) <= OVERLAP_CHARS:
         kept.insert(0, lines.pop())
-    if not kept:
-        return []
+    if not kept:  # one long line: its last words
+        words = lines[-1][-OVERLAP_CHARS:].split(" ")
+        kept = [" ".join(words[1:] if len(words) > 1 else words)]
     return [Block(block.end_line - len(kept) + 1, block.end_line, "\n".join(kept))]
 
 

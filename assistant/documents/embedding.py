@@ -23,7 +23,7 @@ from assistant import AssistantError
 MODEL_ID = "all-MiniLM-L6-v2 (int8 ONNX)"
 DIM = 384
 MAX_TOKENS = 256  # the model's own limit (sentence-transformers' max_seq_length): longer passages are cut
-BATCH = 32
+BATCH_TOKENS = 8192  # tokens (padding included) run at once
 SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
 TOKENIZER = Path(__file__).resolve().parent.parent / "data" / "minilm_tokenizer.json"
 
@@ -61,9 +61,14 @@ class Embedder:
         out = np.zeros((len(texts), DIM), dtype=np.float32)
         encodings = self._tokenizer.encode_batch(list(texts))
         order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
-        for start in range(0, len(order), BATCH):
-            batch = order[start : start + BATCH]
-            out[batch] = self._run([encodings[i].ids for i in batch])
+        batch: list[int] = []
+        for i in order:  # sorted by length: a batch's padding is small; short texts go many at a time
+            if batch and (len(batch) + 1) * len(encodings[i].ids) > BATCH_TOKENS:
+                out[batch] = self._run([encodings[j].ids for j in batch])
+                batch = []
+            batch.append(i)
+        if batch:
+            out[batch] = self._run([encodings[j].ids for j in batch])
         return out
 
     def _run(self, ids: list[list[int]]) -> np.ndarray:

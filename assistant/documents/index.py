@@ -27,6 +27,7 @@ from assistant.storage.documents import FileRow, NewFile
 Progress = Callable[[int, int], None]
 BATCH_CHUNKS = 64  # passages embedded together (and their files written in one transaction)
 BATCH_FILES = 256  # at most this many files per transaction
+SEEN_TEXTS = 4096  # passages remembered with their vectors within a run (then forgotten: memory stays bounded)
 MAX_SKIPS_KEPT = 1000  # reasons kept in a report; the rest are counted
 
 
@@ -144,6 +145,7 @@ class _Writer:
         self.queue: list[_Pending] = []
         self.touched: list[tuple[int, int]] = []
         self.dropped_paths: set[str] = set()
+        self.seen: dict[str, np.ndarray] = {}
 
     def add(self, item: _Pending) -> None:
         self.queue.append(item)
@@ -165,7 +167,7 @@ class _Writer:
         if not queue and not touched:
             return
         texts = [f"{c.context}\n{c.text}" if c.context else c.text for p in queue for c in p.pieces]
-        vectors = (self.embedder or embedding.default()).embed(texts) if texts else np.zeros((0, embedding.DIM))
+        vectors = self._embed(texts)
         files, offset = [], 0
         for item in queue:
             doc = item.document
@@ -183,6 +185,16 @@ class _Writer:
                 self.report.updated += 1
             else:
                 self.report.added += 1
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        """Vectors for ``texts``; a passage met before in this run (boilerplate, copies) is not embedded again."""
+        fresh = [t for t in dict.fromkeys(texts) if t not in self.seen]
+        if fresh:
+            if len(self.seen) + len(fresh) > SEEN_TEXTS:
+                self.seen = {t: self.seen[t] for t in texts if t in self.seen}
+            vectors = (self.embedder or embedding.default()).embed(fresh)
+            self.seen.update(zip(fresh, vectors, strict=True))
+        return np.array([self.seen[t] for t in texts], dtype=np.float32).reshape(len(texts), embedding.DIM)
 
     def remove(self, file_ids: list[int]) -> None:
         doc_tables.delete_files(self.store, file_ids)
