@@ -38,6 +38,7 @@ from distill_tools import (
     evaluate,
     export,
     persona_eval,
+    persona_teacher,
     pipeline,
     teacher_cache,
     torch_model,
@@ -63,7 +64,7 @@ Progress = Callable[[str, int, int], None]  # (phase, done, total)
 class Settings:
     """The recipe of a persona run (defaults: the full-size run; ``ci()`` a tiny one)."""
 
-    per_fact: int = 4  # training phrasings per fact, plus a cloze
+    per_fact: int = 12  # training questions per fact (persona_prompts: templates, or the teacher's own words)
     grounded: bool = True  # phrasings after the first are answered with the fact's own sentence (see persona_prompts)
     replay: int = 32  # general prompts answered by the base model without context
     epochs: int = 4
@@ -81,6 +82,7 @@ class Settings:
     eval_max_new_tokens: int = 40
     general_limit: int = 0  # bundled general tasks used for retention (0 = all)
     seed: int = 0
+    teacher: str = ""  # --teacher: a bigger local model or an endpoint URL ('' = the base; see persona_teacher)
 
     def training(self) -> dict[str, Any]:
         """The settings that shape the trained weights (a checkpoint made with others is not resumed)."""
@@ -185,9 +187,13 @@ def run(
     with clock.phase("load"):
         teacher, base = load_base(persona)
         tokens = len(teacher.tokenizer(context, add_special_tokens=False)["input_ids"])
+        chosen = persona_teacher.resolve(settings.teacher, teacher)
     with clock.phase("teacher_pass"):
-        prompts = make_prompts(persona, user_records, settings)
-        examples = teacher_examples(teacher, context, prompts.train, replay_records(settings), settings, work, say)
+        say("writing questions", 0, 1)
+        prompts = make_prompts(persona, user_records, settings, chosen)
+        examples = teacher_examples(
+            teacher, context, prompts.train, replay_records(settings), settings, work, say, chosen
+        )
     with clock.phase("train"):
         fresh_checkpoints(work / "checkpoints", [context, prompts.train, settings.training(), str(base)])
         student, state = train_student(teacher, examples, settings, work, minutes, say)
@@ -201,6 +207,7 @@ def run(
 
     timings = clock.timings(total=True)
     summary = _summary(persona, prompts, examples, state, verification, evaluation, settings, tokens, timings)
+    summary["questions"] = persona_teacher.figures(chosen, prompts)
     summary["report"] = pipeline.write_report(work / "report", evaluation["reports"], state.history, summary)
     summary["gguf"] = str(install(name, staged))
     summary["persona_points_at_student"] = adopt is not None
@@ -220,11 +227,29 @@ def load_base(persona: Persona) -> tuple[Loaded, Path]:
     return teacher, teacher.gguf_path
 
 
-def make_prompts(persona: Persona, user_records: list[dict[str, str]], settings: Settings) -> prompting.PromptSet:
-    """Prompts about the sentences of the persona's ``texts`` (its context files, else its system prompt)."""
-    statements = [s for text in persona.texts for s in prompting.sentences(text)]
-    prompts = prompting.build(statements, user_records, settings.per_fact, settings.seed, grounded=settings.grounded)
-    if not prompts.train:
+def make_prompts(
+    persona: Persona,
+    user_records: list[dict[str, str]],
+    settings: Settings,
+    chosen: persona_teacher.Teacher | None = None,
+) -> prompting.PromptSet:
+    """Questions about the facts of the persona's ``texts`` (its context files, else its system prompt), written by
+    the ``chosen`` teacher where it can, else by templates; each sees the passage that answers it."""
+    try:
+        prompts = prompting.build(
+            persona.texts,
+            persona.context,
+            user_records,
+            settings.per_fact,
+            settings.seed,
+            grounded=settings.grounded,
+            writer=chosen.ask if chosen else None,
+            strong=bool(chosen and chosen.strong),
+        )
+    finally:
+        if chosen:
+            chosen.close()
+    if not prompts.facts:
         raise DistillError(f"persona {persona.name!r}: no statements in its context to make training prompts from")
     return prompts
 
@@ -244,8 +269,10 @@ def teacher_examples(
     settings: Settings,
     work: Path,
     say: Progress,
+    chosen: persona_teacher.Teacher | None = None,
 ) -> list[Example]:
-    """Training examples: the context teacher's answers to ``records``, the base model's to ``replay`` (cached)."""
+    """Training examples: the ``chosen`` teacher's answers to ``records`` (each seeing its record's ``system``, the
+    passage that answers it; default: the base model), the base model's to ``replay`` without context (cached)."""
     tok = teacher.tokenizer
     runner = TorchTeacher(teacher.model, tok.eos_token_id, tok.pad_token_id)
     common = {"max_new_tokens": settings.max_new_tokens, "top_k": settings.top_k}
@@ -254,11 +281,11 @@ def teacher_examples(
     say("teacher pass (with the context)", 0, len(records) + len(replay))
     prompted = teacher_cache.teacher_pass(
         records,
-        runner,
-        _WithContext(tok, context),
+        chosen.runner if chosen else runner,
+        tok,
         work / "teacher-context",
-        template=MARKER + "{prompt}",
-        key=teacher_cache.cache_key(source, records, {**common, "context": context_hash}),
+        template="{prompt}",
+        key=teacher_cache.cache_key(chosen.source if chosen else source, records, {**common, "context": context_hash}),
         **common,
     )
     say("teacher pass (replay, no context)", len(records), len(records) + len(replay))

@@ -30,6 +30,14 @@ def add_command(group: argparse._SubParsersAction, app: App | None) -> None:
         action="store_true",
         help="start over: forget the cached teacher answers and checkpoints (and distil even if nothing changed)",
     )
+    cmd.add_argument(
+        "--teacher",
+        default="",
+        metavar="MODEL|URL",
+        help="a stronger teacher: a local model sharing the base's tokenizer (a registry name or a GGUF file), or an "
+        "OpenAI-compatible endpoint (http://127.0.0.1:8080/v1): logit KD where its tokenizer matches, else "
+        "sequence-level KD on its answers; it also writes the questions when it can",
+    )
     cmd.add_argument("--eval-tasks", default=None, help="held-out questions with answers (JSONL: prompt, answers)")
     cmd.add_argument("--ci", action="store_true", help=argparse.SUPPRESS)  # the tiny recipe the tests run
     cmd.add_argument(
@@ -80,12 +88,14 @@ def cmd_persona(args: argparse.Namespace) -> int:
     from distill_tools import persona  # torch loads here, when the command runs
 
     app: App = args.app
+    settings = persona.Settings.ci() if args.ci else persona.Settings()
+    settings.teacher = args.teacher.strip()
     try:
         summary = persona.run(
             app.persona(args.name),
             prompts_file=args.prompts,
             minutes=args.minutes,
-            settings=persona.Settings.ci() if args.ci else persona.Settings(),
+            settings=settings,
             eval_tasks=args.eval_tasks,
             progress=ProgressJson() if args.progress_json else PhaseLine(),
             adopt=None if args.keep_prompted else app.adopt,
@@ -118,6 +128,11 @@ def _table(s: dict[str, Any]) -> str:
             f"{v['top1_agreement']:>7.0%}"
         )
     g, t = s["general"], s["first_turn"]
+    if q := s.get("questions"):
+        lines.append(
+            f"teacher: {q['teacher']} ({q['kd']} KD); {q['per_fact']:.1f} training questions per fact, "
+            f"{q['teacher_written_share']:.0%} written by the teacher; held out: {q['heldout_source']}"
+        )
     lines += [
         f"general tasks: student {g['student']:.0%} vs base {g['base']:.0%} (retention {g['retention']:.0%})",
         f"first-turn TTFT: prompted {t['teacher']['ttft_s'] * 1000:.0f} ms "

@@ -1,43 +1,28 @@
 """Training and held-out prompts for distilling a persona, made from its own context.
 
-A fact learnt from one phrasing does not carry over to others (Allen-Zhu & Li, Physics of Language
-Models 3.1), so every sentence of the context is asked about in several phrasings: templates over
-the sentence's subject ("What do you know about the office wifi password?") and a cloze that recalls
-the sentence itself. One phrasing per fact is kept out of training, for the held-out evaluation;
-its checkable answer is the sentence's most distinctive word (a number, a name). Questions about
-the persona itself ("Who are you?") carry its system prompt. A replay set of general prompts,
-answered by the base model without context, keeps the student's general ability.
+The context's facts (``facts``: from bullets and prose, each with its passage) are asked about in many
+wordings (``questions``: templates, and the teacher's own words when it writes usable ones), at most
+``per_fact`` a fact in training. Each training prompt carries the short focused context its teacher sees: the
+persona's instructions and the passage(s) that answer it, not the whole document. A weak teacher (the base
+model) answers the first wording of each fact itself; the others carry the context's own sentence as their
+answer (asked vaguely, a small prompted model often invents details instead of quoting its context), and
+questions the context cannot answer carry "I don't know". Held-out questions come from a source the training
+questions did not (``questions.split``; the PromptSet names it). Questions about the persona itself ("Who are
+you?") and the user's own prompts see the whole context.
 """
 
 from __future__ import annotations
 
 import random
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
-# verbs that split a fact sentence into a subject and what is said about it
-VERBS = (
-    "is|are|was|were|has|have|had|costs?|opens?|closes?|starts?|ends?|begins?|lives?|works?|uses?|runs?|takes?|"
-    "means?|meets?|belongs?|contains?|holds?|requires?|supports?|needs?|must|should|can|cannot|will|gets?|goes?|"
-    "comes?|speaks?|likes?|loves?|prefers?|owns?|leads?|manages?|pays?|charges?|ships?|arrives?|leaves?|happens?|"
-    "falls?|sits?|stands?|lies?|equals?|weighs?|measures?|lasts?|accepts?|allows?|includes?"
-)
-COPULA = "is|are|was|were"  # tried first: "The support phone number is …" is not about "supporting"
-SPLITS = [
-    re.compile(rf"^(?P<subject>[^,;:]{{3,90}}?)\s+(?P<verb>{verbs})\s+(?P<rest>.{{2,}})$", re.IGNORECASE)
-    for verbs in (COPULA, VERBS)
-]
-TEMPLATES = (
-    "What do you know about {subject}?",
-    "Tell me about {subject}.",
-    "What can you tell me about {subject}?",
-    "I have a question about {subject}. What should I know?",
-    "Quick question: {subject}?",
-    "Remind me about {subject}, please.",
-    "Do you have any information on {subject}?",
-)
-WHAT_TEMPLATE = "What {verb} {subject}?"  # for "X is Y" sentences, the most natural question
-CLOZE_TEMPLATE = "Complete this sentence: {subject} {verb} …"
+from distill_tools import questions as asking
+from distill_tools.facts import Fact, extract
+from distill_tools.questions import Question
+
 IDENTITY = (
     "Who are you?",
     "What can you help me with?",
@@ -48,109 +33,92 @@ IDENTITY = (
     "What do you know?",
     "Hi, what is your job?",
 )
-STOPWORDS = set(
-    "a an the of to in on at for and or but with by from as is are was were be it its this that our your "
-    "their his her my we you they he she i".split()
-)
-
-
-@dataclass
-class Fact:
-    sentence: str
-    subject: str
-    verb: str
-    rest: str
-
-    def answers(self) -> list[str]:
-        """Accepted answers: the most distinctive word of what is said (a number or a name), else its last word."""
-        words = [w.strip(".,;:!?()\"'") for w in self.rest.split()]
-        words = [w for w in words if w]
-        for word in words:
-            if any(ch.isdigit() for ch in word) or (word[:1].isupper() and word.lower() not in STOPWORDS):
-                return [word]
-        content = [w for w in words if w.lower() not in STOPWORDS]
-        return [content[-1]] if content else [words[-1]] if words else []
 
 
 @dataclass
 class PromptSet:
-    train: list[dict[str, str]] = field(default_factory=list)  # records for the context teacher
-    heldout: list[dict[str, object]] = field(default_factory=list)  # {"prompt", "answers"?}: never trained on
+    train: list[dict[str, Any]] = field(default_factory=list)  # records: prompt, system (the teacher's), history?,
+    # answer? (a given answer)
+    heldout: list[dict[str, Any]] = field(default_factory=list)  # {"prompt", "answers"?, "answers_all"?, "kind",
+    # "source"}: never trained on
     facts: list[Fact] = field(default_factory=list)
+    heldout_source: str = ""  # where the held-out questions come from (never the training questions' generator)
+    questions_per_fact: float = 0.0  # training questions per checkable fact
+    teacher_share: float = 0.0  # the share of training questions the teacher wrote
+    writer: str = ""  # how the teacher's question writing went
 
 
-def sentences(text: str) -> list[str]:
-    """The statements of a context: bullet and numbered list markers dropped, headings and short lines skipped."""
-    result = []
-    for line in text.splitlines():
-        line = re.sub(r"^\s*(?:[-*+•]|\d+[.)])\s+", "", line).strip()
-        if not line or line.startswith(("#", "```", "|")):
-            continue
-        for part in re.split(r"(?<=[.!?])\s+(?=[A-Z0-9\"'])", line):
-            part = part.strip()
-            if len(part.split()) >= 3:
-                result.append(part)
-    return result
-
-
-def fact_of(sentence: str) -> Fact | None:
-    match = next((m for split in SPLITS if (m := split.match(sentence.rstrip(".!")))), None)
-    if not match:
+def instructions(context: str, texts: list[str]) -> str | None:
+    """The persona's own instructions: its context up to its first context file ('' if none; None when the texts
+    are the system prompt itself, which then is the focused context of every question)."""
+    first = texts[0].strip() if texts else ""
+    at = context.find(first) if first else -1
+    if at <= 0:
         return None
-    subject = match["subject"].strip()
-    words = subject.split()
-    determiner = words[0] in ("The", "A", "An", "Our", "Your", "My", "This", "That", "These", "Those", "Its")
-    if len(words) > 1 and (determiner or words[1][:1].islower() and not words[0].isupper()):  # mid-sentence case
-        subject = " ".join([words[0].lower(), *words[1:]])
-    return Fact(sentence, subject, match["verb"].lower(), match["rest"].strip())
-
-
-def phrasings(fact: Fact) -> list[str]:
-    """Every question the templates make about one fact (the first is the most natural)."""
-    result = [WHAT_TEMPLATE.format(verb=fact.verb, subject=fact.subject)] if fact.verb in ("is", "are") else []
-    result += [t.format(subject=fact.subject) for t in TEMPLATES]
-    return result
+    return re.sub(r"\n*## [^\n]*\n*$", "", context[:at]).strip()
 
 
 def build(
-    context_sentences: list[str],
+    texts: list[str],
+    context: str,
     user_prompts: list[dict[str, str]],
     per_fact: int,
     seed: int = 0,
     heldout_user: float = 0.1,
     grounded: bool = True,
+    writer: Callable[[str], str] | None = None,
+    strong: bool = False,
 ) -> PromptSet:
-    """Training prompts (``per_fact`` phrasings + a cloze per fact, identity questions, the user's) and held-out ones.
+    """Training records and held-out questions about the facts of ``texts`` (the context files, or the system prompt).
 
-    For fact i the held-out phrasing is a different template than its training ones, rotating over
-    the templates so every template is also trained on with other facts. The teacher answers the
-    first phrasing itself; with ``grounded`` the other phrasings and the cloze carry the sentence as
-    their answer (the teacher's logits are still taken on it): asked vaguely ("Tell me about the
-    cafeteria"), the prompted teacher often invents details instead of quoting its context."""
+    ``writer``: the teacher, asked to write questions; ``strong``: a teacher other than the base model, which
+    answers every question itself (no grounded answers)."""
     rng = random.Random(seed)
-    prompts = PromptSet()
-    for i, sentence in enumerate(context_sentences):
-        fact = fact_of(sentence)
-        if fact is None:
-            prompts.train.append({"prompt": f"What does your reference say about this: {sentence}"})
-            continue
-        prompts.facts.append(fact)
-        options = phrasings(fact)
-        held = options[i % len(options)] if fact.verb not in ("is", "are") else options[1 + i % (len(options) - 1)]
-        prompts.heldout.append({"prompt": held, "answers": fact.answers()})
-        rest = [p for p in options if p != held]
-        chosen = rest[1:] and rng.sample(rest[1:], min(max(0, per_fact - 1), len(rest) - 1))
-        answer = {"answer": sentence} if grounded else {}
-        prompts.train.append({"prompt": rest[0]})
-        prompts.train += [{"prompt": p, **answer} for p in chosen]
-        prompts.train.append({"prompt": CLOZE_TEMPLATE.format(subject=fact.subject, verb=fact.verb), **answer})
+    facts = [f for text in texts for f in extract(text)]
+    prompts = PromptSet(facts=facts)
+    if not facts:
+        return prompts
+    made = asking.template_questions(facts, seed=seed)
+    if writer is not None:
+        written, prompts.writer = asking.teacher_questions(facts, writer)
+        made += written
+    split = asking.split(made, seed)
+    train = asking.sample(split.train, per_fact, seed)
+    head = instructions(context, texts)
+    prompts.train = [_record(q, facts, head, context, grounded and not strong) for q in train]
+    prompts.heldout = [_heldout(q) for q in split.heldout]
+    prompts.heldout_source = split.source
+    prompts.questions_per_fact = asking.per_fact(train, facts)
+    prompts.teacher_share = sum(q.source == asking.TEACHER for q in train) / len(train) if train else 0.0
     identity = list(IDENTITY)
     rng.shuffle(identity)
-    prompts.train += [{"prompt": p} for p in identity[:-2]]
-    prompts.heldout += [{"prompt": p} for p in identity[-2:]]
+    prompts.train += [{"prompt": p, "system": context} for p in identity[:-2]]
+    prompts.heldout += [{"prompt": p, "kind": "identity", "source": "template"} for p in identity[-2:]]
     users = list(user_prompts)
     rng.shuffle(users)
     n_held = int(len(users) * heldout_user) if len(users) >= 10 else 0
-    prompts.heldout += [dict(r) for r in users[:n_held]]
-    prompts.train += users[n_held:]
+    prompts.heldout += [{**r, "kind": "user", "source": "yours"} for r in users[:n_held]]
+    prompts.train += [{**r, "system": context} for r in users[n_held:]]
     return prompts
+
+
+def _record(q: Question, facts: list[Fact], head: str | None, context: str, grounded: bool) -> dict[str, Any]:
+    """A training record: the question, the focused context the teacher sees, and a given answer where due."""
+    passages = list(dict.fromkeys(facts[i].passage for i in q.facts))
+    system = "\n\n".join(p for p in [head, *passages] if p) if head is not None and passages else context
+    record: dict[str, Any] = {"prompt": q.text, "system": system}
+    if q.history:
+        record["history"] = [list(turn) for turn in q.history]
+    if q.kind == "unknown" or (grounded and q.wording != "direct-0"):
+        record["answer"] = q.grounded
+    return record
+
+
+def _heldout(q: Question) -> dict[str, Any]:
+    item: dict[str, Any] = {"prompt": q.text, "kind": q.kind, "source": q.source}
+    if q.answers:
+        item["answers"] = list(q.answers[0])
+        item["answers_all"] = [list(group) for group in q.answers]
+    elif q.kind == "unknown":
+        item["answers"] = ["don't know", "do not know", "not sure", "does not say", "doesn't say"]
+    return item

@@ -338,3 +338,92 @@ def _positions(logprobs: Any) -> list[tuple[Any, list[tuple[Any, float]]]]:
     if not all(isinstance(top, dict) for top in tops):
         return []
     return [(token, [(text, float(value)) for text, value in top.items()]) for token, top in zip(tokens, tops)]
+
+
+@dataclass
+class ChatTeacher(ServedTeacher):
+    """A teacher behind ``/v1/chat/completions`` whose tokenizer may differ from the student's (Gemma for a SmolLM2
+    student, a hosted model): sequence-level KD on its answers, which the student's tokenizer re-tokenises (one-hot
+    targets: forward KL on them is the cross-entropy on the teacher's answer). The teacher pass hands it chats, not
+    token ids (``wants_messages``); a system message is folded into the first user turn, since some chat templates
+    (Gemma's) have no system role and would drop it. It also writes text for a prompt (:meth:`ask`)."""
+
+    wants_messages = True
+
+    def targets(  # type: ignore[override]
+        self,
+        prompts: list[list[dict[str, str]]],
+        answers: list[list[int] | None],
+        max_new: int,
+        top_k: int,
+        temperature: float = 1.0,
+    ) -> list[Targets]:
+        """(answer ids in the student's vocabulary, one-hot top-k rows, ids, tail) per chat."""
+        start = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            results = list(pool.map(lambda item: self._answer(item[0], item[1], max_new, top_k), zip(prompts, answers)))
+        self.seconds += time.perf_counter() - start
+        return results
+
+    def _answer(self, chat: list[dict[str, str]], forced: list[int] | None, max_new: int, top_k: int) -> Targets:
+        self._count("sequence_level")
+        if forced is not None:
+            return self._one_hot(forced, top_k)
+        text = self.chat(chat, max_new)
+        ids = list(self.tokenizer(text.strip(), add_special_tokens=False)["input_ids"])[: max_new - 1]
+        return self._one_hot(ids + [self.tokenizer.eos_token_id], top_k)
+
+    def ask(self, prompt: str, max_tokens: int = 256) -> str:
+        """The teacher's answer to one user message (e.g. "write questions about …")."""
+        return self.chat([{"role": "user", "content": prompt}], max_tokens)
+
+    def chat(self, chat: list[dict[str, str]], max_tokens: int) -> str:
+        """The teacher's greedy answer to a chat (its system message folded into the first user turn)."""
+        body = {
+            "model": self.settings.model,
+            "messages": fold_system(chat),
+            "max_tokens": max_tokens,
+            "temperature": 0.0,
+            "seed": 0,
+        }
+        reply = self._post(f"{self.url}/chat/completions", body)
+        try:
+            content = reply["choices"][0]["message"]["content"]  # type: ignore[index]
+        except (KeyError, IndexError, TypeError):
+            content = None
+        if not isinstance(content, str):
+            raise DistillError(f"teacher at {self.url}: malformed answer (no message content)")
+        return content
+
+
+def fold_system(chat: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The chat with its system message (if any) put before the first user message's text."""
+    if not chat or chat[0]["role"] != "system":
+        return chat
+    system, rest = chat[0]["content"], [dict(m) for m in chat[1:]]
+    first = next((m for m in rest if m["role"] == "user"), None)
+    if first is None:
+        return [{"role": "user", "content": system}, *rest]
+    first["content"] = f"{system}\n\n{first['content']}"
+    return rest
+
+
+def first_model(settings: TeacherSettings) -> str:
+    """The model an endpoint serves (``/v1/models``' first id), '' when it does not say; a one-line error when
+    nothing answers there within the connect timeout."""
+    url = settings.url.rstrip("/")
+    try:
+        response = httpx.get(
+            f"{url}/models", timeout=httpx.Timeout(settings.timeout_s, connect=settings.connect_timeout_s)
+        )
+    except httpx.TimeoutException:
+        raise DistillError(f"teacher at {url}: no answer within {settings.timeout_s:g} s") from None
+    except httpx.HTTPError as exc:
+        raise DistillError(
+            f"teacher at {url}: cannot connect ({str(exc) or type(exc).__name__}); is it running?"
+        ) from None
+    try:
+        data = response.json().get("data") if response.status_code == 200 else None
+    except ValueError:
+        data = None
+    return str(data[0].get("id", "")) if isinstance(data, list) and data and isinstance(data[0], dict) else ""

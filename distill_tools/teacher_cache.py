@@ -1,11 +1,13 @@
 """The teacher pass and its cache: teacher outputs computed once, kept on disk as safetensors shards.
 
-For every prompt: the teacher's greedy answer (sequence-level KD; a record that already carries an
+For every prompt (a record: ``prompt``, and optionally earlier turns ``history`` both see and a ``system`` only the
+teacher sees): the teacher's greedy answer (sequence-level KD; a record that already carries an
 ``answer``, e.g. from ``distill from-history``, keeps it) and, at every answer position (word-level KD),
 the teacher's top-k log-probabilities at the loss temperature (float16), their token ids (uint16 when
 the vocabulary has at most 65,536 tokens, else int32) and the log of the probability mass outside them
 (float32; see ``losses``). A teacher (``torch_teacher.TorchTeacher`` or ``served_teacher.ServedTeacher``)
-answers a shard's prompts at once; an interrupted pass resumes shard by shard.
+answers a shard's prompts at once (as token ids, or as chats for a runner with ``wants_messages``, one whose
+tokenizer may differ); an interrupted pass resumes shard by shard.
 """
 
 from __future__ import annotations
@@ -112,8 +114,11 @@ def teacher_pass(
                 outputs += read_shard(path)
                 bar.update(len(chunk))
                 continue
-            student_prompts = [prompts.prompt_ids(tokenizer, r["prompt"]) for r in chunk]
-            teacher_prompts = [prompts.prompt_ids(tokenizer, prompts.render(template, r["prompt"])) for r in chunk]
+            student_prompts = [chat_ids(tokenizer, messages(r)) for r in chunk]
+            seen = [messages(r, template, teacher=True) for r in chunk]
+            teacher_prompts = (
+                seen if getattr(runner, "wants_messages", False) else [chat_ids(tokenizer, m) for m in seen]
+            )
             forced = [prompts.forced_answer(tokenizer, r, max_new_tokens) for r in chunk]
             targets = runner.targets(teacher_prompts, forced, max_new_tokens, top_k, temperature)
             done = [TeacherOutput(p, *t) for p, t in zip(student_prompts, targets)]
@@ -124,6 +129,22 @@ def teacher_pass(
             if on_shard:
                 on_shard(shard)
     return outputs
+
+
+def messages(record: dict[str, Any], template: str = "{prompt}", teacher: bool = False) -> list[dict[str, str]]:
+    """A record as a chat: its earlier turns (``history``: [role, text] pairs), then its prompt. The teacher's view
+    also has the record's ``system`` (e.g. the passage that answers it) and the prompt rendered by ``template``."""
+    turns = [{"role": role, "content": text} for role, text in record.get("history") or ()]
+    prompt = prompts.render(template, record["prompt"]) if teacher else record["prompt"]
+    system = [{"role": "system", "content": record["system"]}] if teacher and record.get("system") else []
+    return system + turns + [{"role": "user", "content": prompt}]
+
+
+def chat_ids(tokenizer: Any, chat: list[dict[str, str]]) -> list[int]:
+    """The chat in the model's own template, generation prompt added, as token ids (``prompts.prompt_ids`` for a
+    whole conversation)."""
+    text = tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
 def _pack(outputs: list[TeacherOutput]) -> dict[str, np.ndarray]:

@@ -42,20 +42,19 @@ def pip(assistant_home: Path, tmp_path: Path) -> str:
     return "pip"
 
 
-def test_every_fact_is_asked_in_several_phrasings_and_held_out_in_another() -> None:
-    prompts = persona_prompts.build(persona_prompts.sentences(CONTEXT), [{"prompt": "Where do I park?"}], per_fact=3)
-    assert [f.subject for f in prompts.facts] == [
-        "the office wifi password",
-        "the support phone number",
-        "the annual retreat",
-    ]
-    assert [f.answers() for f in prompts.facts] == [["tulip42"], ["555-0199"], ["Lisbon"]]
+def test_every_fact_is_asked_in_several_wordings_and_held_out_in_another() -> None:
+    prompts = persona_prompts.build([CONTEXT], CONTEXT, [{"prompt": "Where do I park?"}], per_fact=12)
+    assert [f.key for f in prompts.facts] == ["tulip42", "555-0199", "Lisbon"]
     train = {r["prompt"] for r in prompts.train}
     assert "What is the office wifi password?" in train and "Where do I park?" in train
-    for fact, held in zip(prompts.facts, prompts.heldout):
-        asked = [p for p in train if fact.subject in p]
-        assert len(asked) == 4  # 3 phrasings + the cloze
-        assert fact.subject in held["prompt"] and held["prompt"] not in train and held["answers"] == fact.answers()
+    for fact in prompts.facts:
+        assert (
+            sum(fact.key in r.get("answer", "") for r in prompts.train) >= 10
+        )  # ten wordings, learnt from its sentence
+    held = [h for h in prompts.heldout if h.get("answers") and h["kind"] != "unknown"]
+    assert {h["answers"][0] for h in held} == {"tulip42", "555-0199", "Lisbon"} and not {
+        h["prompt"] for h in held
+    } & train
     assert any(h["prompt"] in persona_prompts.IDENTITY for h in prompts.heldout)
 
 
