@@ -37,9 +37,11 @@ from distill_tools import (
     batches,
     evaluate,
     export,
+    lora,
     persona_eval,
     persona_teacher,
     pipeline,
+    replay,
     teacher_cache,
     torch_model,
 )
@@ -66,7 +68,14 @@ class Settings:
 
     per_fact: int = 12  # training questions per fact (persona_prompts: templates, or the teacher's own words)
     grounded: bool = True  # phrasings after the first are answered with the fact's own sentence (see persona_prompts)
-    replay: int = 32  # general prompts answered by the base model without context
+    replay: int = 32  # general prompts answered by the base model without context, in the training pool
+    replay_kl: bool = False  # instead: KL to the base on the broad replay set (``replay``), mixed into every step
+    replay_prompts: int = 256  # with replay_kl: training prompts drawn from it (0 = all but the held-out ones)
+    replay_tokens: int = 32  # with replay_kl: the base's answer length on them
+    replay_per_step: int = 4  # with replay_kl: replay sequences in every step
+    replay_weight: float = 1.0  # with replay_kl: weight of the KL term against the persona loss
+    general_heldout: int = 32  # with replay_kl: replay prompts kept out, to measure the student's general KL
+    max_general_kl: float = 0.0  # stop training when the held-out general KL passes this (0 = never)
     epochs: int = 4
     max_steps: int = 0  # 0 = epochs × batches
     batch_size: int = 8
@@ -75,6 +84,9 @@ class Settings:
     layers: str = "middle"  # layers that train: the middle third, or student.choose_layers syntax; the rest stay
     # the base's own bytes in the GGUF (smaller and faster than all re-encoded; less forgetting)
     attention: bool = True  # the chosen layers' attention trains too, not only their MLPs
+    method: str = "full"  # full: those weights learn; lora: low-rank adapters on them, merged before the export
+    lora_rank: int = 16
+    lora_alpha: int = 32
     max_new_tokens: int = 48  # teacher answer length
     max_length: int = 160  # prompt (without context) + answer tokens per training sequence
     top_k: int = 32
@@ -191,12 +203,12 @@ def run(
     with clock.phase("teacher_pass"):
         say("writing questions", 0, 1)
         prompts = make_prompts(persona, user_records, settings, chosen)
-        examples = teacher_examples(
-            teacher, context, prompts.train, replay_records(settings), settings, work, say, chosen
-        )
+        pooled = [] if settings.replay_kl else replay_records(settings)
+        examples = teacher_examples(teacher, context, prompts.train, pooled, settings, work, say, chosen)
+        general = general_replay(teacher, settings, say)
     with clock.phase("train"):
         fresh_checkpoints(work / "checkpoints", [context, prompts.train, settings.training(), str(base)])
-        student, state = train_student(teacher, examples, settings, work, minutes, say)
+        student, state = train_student(teacher, examples, settings, work, minutes, say, general)
     say("exporting the student", 0, 1)
     with clock.phase("export"):
         staged = work / f"{name}.gguf"
@@ -305,6 +317,37 @@ def teacher_examples(
     return batches.examples(prompted + general, settings.max_length)
 
 
+def general_replay(teacher: Loaded, settings: Settings, say: Progress) -> training.Replay | None:
+    """The KL-to-the-base term (``settings.replay_kl``): the base's answers, without context, to the broad replay
+    set's training prompts and to its held-out ones (cached once per base model, shared by its personas)."""
+    if not settings.replay_kl:
+        return None
+    train, heldout = replay.split(replay.load(), settings.general_heldout, settings.seed)
+    records = replay.sample(train, settings.replay_prompts, settings.seed) + heldout
+    tok = teacher.tokenizer
+    common = {"max_new_tokens": settings.replay_tokens, "top_k": settings.top_k}
+    say("teacher pass (general replay, the base without context)", 0, len(records))
+    source = str(teacher.gguf_path)
+    folder = data_dir() / "distill" / "replay" / hashlib.sha256(source.encode()).hexdigest()[:16]
+    outputs = teacher_cache.teacher_pass(
+        records,
+        TorchTeacher(teacher.model, tok.eos_token_id, tok.pad_token_id),
+        tok,
+        folder,
+        template="{prompt}",
+        key=teacher_cache.cache_key(source, records, common),
+        **common,
+    )
+    n_train = len(records) - len(heldout)
+    return training.Replay(
+        examples=batches.examples(outputs[:n_train], settings.max_length),
+        per_step=settings.replay_per_step,
+        weight=settings.replay_weight,
+        heldout=batches.examples(outputs[n_train:], settings.max_length),
+        max_kl=settings.max_general_kl,
+    )
+
+
 def fresh_checkpoints(folder: Path, inputs: list[Any]) -> None:
     """Resume training only from checkpoints made from the same context, prompts and settings."""
     key = hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -316,9 +359,16 @@ def fresh_checkpoints(folder: Path, inputs: list[Any]) -> None:
 
 
 def train_student(
-    teacher: Loaded, examples: list[Example], settings: Settings, work: Path, minutes: float | None, say: Progress
+    teacher: Loaded,
+    examples: list[Example],
+    settings: Settings,
+    work: Path,
+    minutes: float | None,
+    say: Progress,
+    general: training.Replay | None = None,
 ) -> tuple[Any, TrainState]:
-    """The base model's copy trained on ``examples``; stops early (keeping its weights) when ``minutes`` run out."""
+    """The base model's copy trained on ``examples`` (and ``general``'s KL to the base); stops early (keeping its
+    weights) when ``minutes`` run out. LoRA adapters come back merged into the weights."""
     cfg = TrainSection(
         epochs=settings.epochs,
         max_steps=settings.max_steps,
@@ -328,8 +378,16 @@ def train_student(
         checkpoint_every=20,
     )
     loss = LossSection(alpha=settings.alpha)
+    if settings.method not in ("full", "lora"):
+        raise DistillError(f"unknown training method {settings.method!r} (known: full, lora)")
     student = copy.deepcopy(teacher.model)
-    trainable(student, settings)
+    if settings.method == "lora":
+        for param in student.parameters():
+            param.requires_grad_(False)
+        layers = learning_layers(student, settings)
+        student = lora.attach(student, layers, settings.lora_rank, settings.lora_alpha, settings.attention)
+    else:
+        trainable(student, settings)
     deadline = time.monotonic() + minutes * 60 if minutes else None
     latest: dict[str, Any] = {}
 
@@ -351,6 +409,7 @@ def train_student(
             seed=settings.seed,
             folder=work / "checkpoints",
             on_step=on_step,
+            replay=general,
         )
     except _OutOfTime:
         state = latest["state"]
@@ -360,18 +419,23 @@ def train_student(
             f"interrupted at step {exc.step}/{exc.total}; the teacher's answers and a checkpoint are kept: "
             f"run `assistant distill persona {work.name}` again (same options, no --fresh) to resume"
         ) from None
-    return student, state
+    return lora.merge(student), state
 
 
 def trainable(student: Any, settings: Settings) -> None:
     """Only the MLPs (and attention) of ``settings.layers`` learn; every other weight stays the base model's."""
-    n = student.config.num_hidden_layers
-    chosen = set(range(n // 3, 2 * n // 3) if settings.layers == "middle" else choose_layers(settings.layers, n))
+    chosen = set(learning_layers(student, settings))
     parts = ("mlp", "self_attn") if settings.attention else ("mlp",)
     for name, param in student.named_parameters():
         fields = name.split(".")
         layer = int(fields[2]) if fields[:2] == ["model", "layers"] else -1
         param.requires_grad_(layer in chosen and fields[3] in parts)
+
+
+def learning_layers(student: Any, settings: Settings) -> list[int]:
+    """The layers that learn: the middle third, or ``settings.layers`` in ``choose_layers`` syntax."""
+    n = student.config.num_hidden_layers
+    return list(range(n // 3, 2 * n // 3)) if settings.layers == "middle" else choose_layers(settings.layers, n)
 
 
 def export_student(student: Any, teacher: Loaded, base: Path, target: Path, settings: Settings) -> Verification | None:
