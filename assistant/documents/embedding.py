@@ -50,6 +50,8 @@ class Embedder:
         options.intra_op_num_threads = threads or min(2, os.cpu_count() or 1)
         options.inter_op_num_threads = 1
         options.log_severity_level = 3  # errors only: nothing on the user's terminal
+        # no busy-waiting between operators: on a loaded machine a spinning thread only steals the other's core
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = onnxruntime.InferenceSession(data, options, providers=["CPUExecutionProvider"])
         self._tokenizer: Any = Tokenizer.from_file(str(TOKENIZER))
         self._tokenizer.enable_truncation(MAX_TOKENS)
@@ -89,5 +91,11 @@ class Embedder:
 
 @cache
 def default() -> Embedder:
-    """The process's one embedder (loading it takes about a second)."""
+    """The process's embedder for indexing: batches of passages, on up to two threads (loads in about a second)."""
     return Embedder()
+
+
+@cache
+def for_queries() -> Embedder:
+    """The process's embedder for one short query at a time: one thread (a second would mostly wait for it)."""
+    return Embedder(threads=1)

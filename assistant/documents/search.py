@@ -1,11 +1,12 @@
 """Find passages of your documents: full text (FTS5, BM25) and vectors, merged by reciprocal rank fusion.
 
 Each ranking keeps its best ``DEPTH`` passages; a passage scores ``sum(1 / (RRF_K + rank))`` over the rankings
-it is in (Cormack et al., 2009), so a passage both find ranks above one only one finds. Vectors are held in
-memory per store as float16 (768 bytes a passage), reloaded when the index changes; up to ``EXACT_LIMIT``
-passages are compared exactly, beyond that a sign-bit (Hamming) pass picks the ``EXACT_LIMIT`` nearest
-candidates and those are compared exactly. numpy was chosen over sqlite-vec, which this Python's SQLite
-module cannot load (no ``enable_load_extension``): see ``bench/retrieval.py``.
+it is in (Cormack et al., 2009), so a passage both find ranks above one only one finds. Full text matches any of
+the question's words but those in more than ``COMMON_SHARE`` of the passages (their BM25 weight is next to
+nothing, their cost is the whole index). Vectors are held in memory per store (float32, 1.5 KB a passage),
+reloaded when the index changes, and compared exactly with a single-threaded numpy ``einsum``: at 100k passages
+that measured faster than BLAS (whose threads wait on a busy machine) and than a sign-bit prefilter, and
+sqlite-vec cannot load in this Python's SQLite module (no ``enable_load_extension``): see ``bench/bench_retrieval.py``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from assistant.storage import documents as doc_tables
 
 DEPTH = 50  # passages taken from each ranking
 RRF_K = 60
-EXACT_LIMIT = 4096
+COMMON_SHARE = 0.1  # a word in more passages than this is left out of the full-text query
 MODES = ("fusion", "bm25", "vector")
 STOPWORDS = frozenset(
     "a about an and are as at be but by can do does for from had has have how i if in into is it its me my no not "
@@ -69,7 +70,7 @@ def search(
     if mode in ("fusion", "bm25"):
         rankings.append(_bm25(store, query, allowed))
     if mode in ("fusion", "vector"):
-        rankings.append(_vectors(store).nearest(store, query, allowed, embedder or embedding.default()))
+        rankings.append(_vectors(store).nearest(store, query, allowed, embedder or embedding.for_queries()))
     if mode == "fusion":
         scores: dict[int, float] = {}
         for ranking in rankings:
@@ -81,17 +82,26 @@ def search(
     return _hits(store, best)
 
 
-def fts_query(query: str) -> str:
-    """An FTS5 query matching any of the query's words (common words dropped unless nothing else is left)."""
+def query_words(query: str) -> list[str]:
+    """The question's words for full-text search: common English words dropped unless nothing else is left."""
     words = re.findall(r"\w+", query.lower())
     kept = [w for w in words if w not in STOPWORDS] or words
-    unique = list(dict.fromkeys(kept))[:32]
-    return " OR ".join('"' + w.replace('"', '""') + '"' for w in unique)
+    return list(dict.fromkeys(kept))[:32]
+
+
+def fts_match(words: list[str]) -> str:
+    """An FTS5 query matching any of ``words``."""
+    return " OR ".join('"' + w.replace('"', '""') + '"' for w in words)
 
 
 def _bm25(store: Any, query: str, allowed: set[int] | None) -> list[tuple[int, float]]:
-    match = fts_query(query)
-    return doc_tables.fts_ranking(store, match, allowed, DEPTH) if match else []
+    words = query_words(query)
+    if not words:
+        return []
+    count, _ = doc_tables.chunks_version(store)
+    frequent = doc_tables.common_terms(store, words, int(COMMON_SHARE * count))
+    match = fts_match([w for w in words if w not in frequent] or words)
+    return doc_tables.fts_ranking(store, match, allowed, DEPTH)
 
 
 def _allowed_files(store: Any, paths: Sequence[Path]) -> set[int]:
@@ -118,8 +128,7 @@ class _Vectors:
         self.version: tuple[int, int] = (-1, -1)
         self.ids = np.zeros(0, dtype=np.int64)
         self.files = np.zeros(0, dtype=np.int64)
-        self.matrix = np.zeros((0, embedding.DIM), dtype=np.float16)
-        self.bits = np.zeros((0, embedding.DIM // 64), dtype=np.uint64)
+        self.matrix = np.zeros((0, embedding.DIM), dtype=np.float32)
         self.lock = threading.Lock()
 
     def refresh(self, store: Any) -> None:
@@ -129,8 +138,7 @@ class _Vectors:
         ids, files, blob = doc_tables.vectors(store)
         self.ids = np.array(ids, dtype=np.int64)
         self.files = np.array(files, dtype=np.int64)
-        self.matrix = np.frombuffer(blob, dtype=np.float16).reshape(len(ids), embedding.DIM)
-        self.bits = np.packbits(self.matrix > 0, axis=1).view(np.uint64)
+        self.matrix = np.frombuffer(blob, dtype=np.float16).reshape(len(ids), embedding.DIM).astype(np.float32)
         self.version = version
 
     def nearest(
@@ -139,17 +147,13 @@ class _Vectors:
         vector = embedder.embed([query])[0]
         with self.lock:
             self.refresh(store)
-            rows = np.arange(len(self.ids))
-            if allowed is not None:
-                rows = rows[np.isin(self.files, np.fromiter(allowed, dtype=np.int64))]
-            if len(rows) > EXACT_LIMIT:  # the nearest by sign bits first, then exactly
-                signs = np.packbits(vector > 0).view(np.uint64)
-                bits = self.bits if allowed is None else self.bits[rows]
-                distance = np.bitwise_count(bits ^ signs).sum(axis=1)
-                rows = rows[np.argpartition(distance, EXACT_LIMIT)[:EXACT_LIMIT]]
-            scores = self.matrix[rows].astype(np.float32) @ vector
-            top = np.argsort(-scores, kind="stable")[:DEPTH]
-            return [(int(self.ids[rows[i]]), float(scores[i])) for i in top]
+            rows = None if allowed is None else np.flatnonzero(np.isin(self.files, list(allowed)))
+            matrix = self.matrix if rows is None else self.matrix[rows]
+            scores = np.einsum("ij,j->i", matrix, vector)  # one thread, no BLAS: see the module's doc
+            top = np.argpartition(-scores, DEPTH)[:DEPTH] if len(scores) > DEPTH else np.arange(len(scores))
+            top = top[np.argsort(-scores[top], kind="stable")]
+            ids = self.ids if rows is None else self.ids[rows]
+            return [(int(ids[i]), float(scores[i])) for i in top]
 
 
 _CACHES: weakref.WeakKeyDictionary[Any, _Vectors] = weakref.WeakKeyDictionary()

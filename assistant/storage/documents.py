@@ -146,6 +146,13 @@ def fts_ranking(store: Store, match: str, allowed: set[int] | None, depth: int) 
     return [(int(rowid), -float(score)) for rowid, score in rows]
 
 
+def common_terms(store: Store, words: Sequence[str], more_than: int) -> set[str]:
+    """Those of ``words`` found in more than ``more_than`` passages (looked up as indexed: stemmed by porter)."""
+    marks = ",".join("?" * len(words))
+    sql = f"SELECT term FROM doc_chunks_vocab WHERE term IN ({marks}) AND doc > ?"
+    return {row[0] for row in store.read(lambda: store.db.conn.execute(sql, [*words, more_than]).fetchall())}
+
+
 def chunk_rows(store: Store, chunk_ids: Sequence[int]) -> dict[int, tuple[str, int, int, str]]:
     """Chunk id -> (file path, start line, end line, text), for the ids still there."""
     marks = ",".join("?" * len(chunk_ids))

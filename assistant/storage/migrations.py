@@ -231,6 +231,9 @@ END"""
     VALUES ('delete', old.id, old."text", old."context");
 END"""
     )
+    conn.execute(  # how many passages hold each (stemmed) word: the search leaves the commonest out
+        """CREATE VIRTUAL TABLE IF NOT EXISTS "doc_chunks_vocab" USING fts5vocab("doc_chunks_fts", 'row')"""
+    )
     conn.execute(  # a removed file takes its chunks along
         "CREATE TRIGGER IF NOT EXISTS doc_chunks_follow_files AFTER DELETE ON doc_files "
         "BEGIN DELETE FROM doc_chunks WHERE file_id = old.id; END"
