@@ -125,6 +125,27 @@ def test_escalation_contacts_only_the_teacher_and_never_leaks_the_key(mode: str,
     _assert_secret_nowhere(assistant_home)
 
 
+def test_indexing_and_searching_your_documents_opens_no_socket(audited, assistant_home: Path, tmp_path: Path) -> None:
+    """``assistant docs``: the embedding model, the index and its search work with the network unused (issue 28)."""
+    env, events = audited
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "garden.md").write_text("# Garden\n\nTomatoes need full sun and deep watering twice a week.\n")
+    (notes / "bikes.txt").write_text("Chain lube every 300 km keeps a bicycle drivetrain quiet.\n")
+    steps = [
+        ("docs", "add", str(notes)),
+        ("docs", "search", "how often do I water tomatoes", "--json"),
+        ("docs", "list"),
+        ("docs", "add", str(notes)),  # the incremental run: nothing changed
+        ("docs", "rm", str(notes / "bikes.txt")),
+    ]
+    for args in steps:
+        result = run_cli(assistant_home, *args, **env)
+        assert result.returncode == 0, (args, result.stderr)
+    assert "garden.md" in run_cli(assistant_home, "docs", "search", "tomatoes", **env).stdout
+    assert events() == [], f"network activity while indexing or searching documents: {events()}"
+
+
 def _assert_secret_nowhere(home: Path) -> None:
     """Not in the database (WAL and SHM included), logs, exports or anything else under the home."""
     for path in home.rglob("*"):
