@@ -2,7 +2,7 @@
 
 Each ranking keeps its best ``DEPTH`` passages; a passage scores ``sum(1 / (RRF_K + rank))`` over the rankings
 it is in (Cormack et al., 2009), so a passage both find ranks above one only one finds. Full text matches any of
-the question's words but those in more than ``COMMON_SHARE`` of the passages (their BM25 weight is next to
+the question's words but those in more than ``COMMON_SHARE`` of many passages (their BM25 weight is next to
 nothing, their cost is the whole index). Vectors are held in memory per store (float32, 1.5 KB a passage),
 reloaded when the index changes, and compared exactly with a single-threaded numpy ``einsum``: at 100k passages
 that measured faster than BLAS (whose threads wait on a busy machine) and than a sign-bit prefilter, and
@@ -26,7 +26,8 @@ from assistant.storage import documents as doc_tables
 
 DEPTH = 50  # passages taken from each ranking
 RRF_K = 60
-COMMON_SHARE = 0.1  # a word in more passages than this is left out of the full-text query
+COMMON_SHARE = 0.1  # a word in more passages than this share (and COMMON_FLOOR) is left out of the full-text query
+COMMON_FLOOR = 5000  # below this many passages every word is cheap enough to keep
 MODES = ("fusion", "bm25", "vector")
 STOPWORDS = frozenset(
     "a about an and are as at be but by can do does for from had has have how i if in into is it its me my no not "
@@ -99,7 +100,7 @@ def _bm25(store: Any, query: str, allowed: set[int] | None) -> list[tuple[int, f
     if not words:
         return []
     count, _ = doc_tables.chunks_version(store)
-    frequent = doc_tables.common_terms(store, words, int(COMMON_SHARE * count))
+    frequent = doc_tables.common_terms(store, words, max(int(COMMON_SHARE * count), COMMON_FLOOR))
     match = fts_match([w for w in words if w not in frequent] or words)
     return doc_tables.fts_ranking(store, match, allowed, DEPTH)
 
