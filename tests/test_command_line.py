@@ -37,7 +37,7 @@ def _leaves(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
 
 def test_every_command_has_a_handler_from_its_own_group_module() -> None:
     groups = {c.path for c in walk(build_parser()) if c.path and " " not in c.path}
-    assert groups == {"ask", "chat", "history", "models", "persona", "distill", "serve", "completion"}
+    assert groups == {"ask", "chat", "history", "models", "persona", "distill", "serve", "docs", "completion"}
     assert sorted(GROUPS) == sorted(f"assistant.cli.{g}" for g in groups)
     leaves = list(_leaves(build_parser()))
     assert len(leaves) > 20
@@ -65,7 +65,7 @@ t assistant completion ""
 t assistant models check ""
 """
     lines = subprocess.run(["bash", "-c", probe], capture_output=True, text=True, timeout=30).stdout.splitlines()
-    assert lines[0].split() == ["chat", "ask", "history", "models", "persona", "distill", "serve", "completion"]
+    assert lines[0].split() == ["chat", "ask", "history", "models", "persona", "distill", "serve", "docs", "completion"]
     assert set(lines[1].split()) == {"list", "check", "import", "pull", "scan", "catalog", "use", "rm"}
     assert {"run", "eval", "export", "from-history", "persona"} <= set(lines[2].split())
     assert set(lines[3].split()) == {"--format", "--force"}
