@@ -4,6 +4,7 @@ The packages are the layers; data flows one way, and ``tests/test_layers.py`` ho
 
     cli/ · tui/ · server/      the front doors: the command line, the chat UI, the local OpenAI-compatible API
         └─► chat/              one conversation's turn (session), attachments, versions, personas, escalation/
+              ├─► documents/   your files' index (passages, vectors, full text) and its search
               └─► models/      GGUF files, the registry, llama.cpp engines and the manager that swaps them
                     └─► storage/   the history database (numbered migrations) and atomic file writes
 
