@@ -1,12 +1,14 @@
-"""Personas: distilling a prompted persona into a student that needs no prompt (issue 14's targets).
+"""Personas: distilling a prompted persona into a student that needs no prompt (issues 14 and 27).
 
-Full mode runs ``distill persona`` end to end on a 10-fact helpdesk persona (fictional facts the
-base model cannot know) and measures, on hand-written held-out questions whose phrasings the tool
-never generates: the student without the context vs the teacher (the base model with it) vs the
-base without it; general retention vs the base on the bundled tasks; the run's wall time; the
-first-turn TTFT of the prompted persona with a ~1,000-token context vs the distilled student; and
-the student's decode speed vs the base's. Quick mode measures only the TTFT of a ~1,000-token
-prompted context against no context (what a distilled persona saves), in seconds.
+Full mode runs ``distill persona`` end to end, as a user does, on the bench's own personas (``bench/personas``:
+a fact sheet and a ~1k-token prose handbook, never used to tune the tool) and scores each student
+(``persona_study``) on hand-written held-out questions that no generator made — the student without the context
+vs the prompted base (the base model with it) vs the base without it, a ratio with its 95 % interval — and on
+the full general evaluation set against the base (ratio with interval, degenerate answers counted); plus the
+run's wall time, and for the first persona the first-turn TTFT of the prompted persona with a ~1,000-token
+context vs the student and the student's decode speed vs the base's. Both modes add the rows of the last
+recorded ablation (``results/persona-ablation.json``: each lever's effect on both ratios). Quick mode measures
+the TTFT of a ~1,000-token prompted context against no context (what a distilled persona saves).
 """
 
 from __future__ import annotations
@@ -114,65 +116,115 @@ def decode_row(base: Path, student: Path, rounds: int = 5, tokens: int = 128) ->
     )
 
 
+def interval(figures: list[float]) -> str:
+    """``0.93 [0.85–1.00]``."""
+    return f"{figures[0]:.2f} [{figures[1]:.2f}–{figures[2]:.2f}]"
+
+
+def persona_rows(name: str, result: dict[str, Any], wall_s: float | None, summary: dict[str, Any]) -> list[dict]:
+    """The rows of one bench persona: held-out questions, general ability, degeneration, wall time."""
+    counts, heldout, general = result["counts"], result["heldout"], result["general"]
+    n, tasks = counts["questions"], counts["general_tasks"]
+    rows = [
+        row(
+            BENCH,
+            f"{name}: held-out questions, student (no context) vs prompted base",
+            100 * counts["student"] / n,
+            "%",
+            baseline=100 * counts["prompted"] / n,
+            ratio=heldout[0],
+            target=">= 0.95x",
+            notes=f"{n} hand-written questions (reworded, indirect, yes/no, multi-fact, unanswerable); prompted base "
+            f"{counts['prompted']}/{n}, student {counts['student']}/{n}, base without context {counts['base']}/{n}; "
+            f"ratio {interval(heldout)} (95 %, paired bootstrap)",
+        ),
+        row(
+            BENCH,
+            f"{name}: general ability, student vs base",
+            100 * counts["general_student"] / tasks,
+            "%",
+            baseline=100 * counts["general_base"] / tasks,
+            ratio=general[0],
+            target=">= 0.95x",
+            notes=f"{tasks} held-out general tasks (general_eval.jsonl, 6 kinds), both without context: student "
+            f"{counts['general_student']}, base {counts['general_base']}; ratio {interval(general)} (95 %)",
+        ),
+        row(
+            BENCH,
+            f"{name}: degenerate general answers (loops), student",
+            counts["degenerate_student"],
+            "",
+            baseline=counts["degenerate_base"],
+            target=f"<= {counts['degenerate_base']}",
+            notes=f"repetition loops among the {tasks} general answers; the base has {counts['degenerate_base']}",
+        ),
+    ]
+    if wall_s is not None:
+        rows.append(
+            row(
+                BENCH,
+                f"{name}: distill persona wall time",
+                wall_s / 60,
+                "min",
+                target="<= 20 min",
+                notes=f"{summary.get('context_tokens', '?')}-token context, {summary.get('steps', '?')} steps; "
+                f"stages {summary.get('timings_s', {})}; load average at the start {summary.get('load', '?')}",
+            )
+        )
+    return rows
+
+
+def ablation_rows() -> list[dict[str, Any]]:
+    """The last ablation (``bench/results/persona-ablation.json``, made by ``python -m bench.persona_study``)."""
+    path = Path(__file__).resolve().parent / "results" / "persona-ablation.json"
+    if not path.exists():
+        return []
+    rows = []
+    for persona, variants in json.loads(path.read_text()).items():
+        for label, result in variants.items():
+            counts = result["counts"]
+            rows.append(
+                row(
+                    BENCH,
+                    f"ablation {persona}: {label}",
+                    result["heldout"][0],
+                    "x",
+                    ratio=result["general"][0],
+                    notes=f"held-out vs prompted {interval(result['heldout'])}, general vs base "
+                    f"{interval(result['general'])} on {counts['general_tasks']} tasks, degenerate "
+                    f"{counts['degenerate_student']}; {result['figures'].get('steps')} steps (recorded run)",
+                )
+            )
+    return rows
+
+
 def distill_rows(home: Path) -> list[dict[str, Any]]:
-    from assistant.chat import persona as personas
-    from assistant.cli.distill import adopt, persona_source
+    """``distill persona`` on each bench persona as a user runs it (wall time), then its student scored."""
+    import os
+
+    from assistant.cli.distill import adopt
     from assistant.models.registry import embedded_model_path
+    from bench import persona_study
     from distill_tools import persona
 
-    (home / "facts.md").write_text(FACTS)
-    personas.save(personas.Persona("pip", system=SYSTEM, contexts=[personas.ContextFile("facts.md", FACTS)]))
-    tasks = home / "heldout.jsonl"
-    tasks.write_text("".join(json.dumps({"prompt": q, "answers": a}) + "\n" for q, a in HELDOUT))
-    start = time.perf_counter()
-    s = persona.run(persona_source("pip"), eval_tasks=str(tasks), adopt=adopt)
-    wall = time.perf_counter() - start
-    scores = s["scores"]
-    teacher, student, base = (
-        scores[k] for k in ("teacher (base + context)", "student (no context)", "base (no context)")
-    )
-    n = s["checkable_questions"]
-    table = (
-        f"teacher with context {teacher['checkable'] * n:.0f}/{n}, "
-        f"student without {student['checkable'] * n:.0f}/{n}, base without {base['checkable'] * n:.0f}/{n}; "
-        f"KL student {student['mean_kl']:.3f} vs base {base['mean_kl']:.3f}, "
-        f"top-1 {student['top1_agreement']:.0%} vs {base['top1_agreement']:.0%}"
-    )
-    general = s["general"]
-
-    return [
-        row(
-            BENCH,
-            "persona student vs prompted teacher (held-out questions)",
-            student["checkable"] * 100,
-            "%",
-            baseline=teacher["checkable"] * 100,
-            ratio=student["vs_teacher"],
-            target=">= 0.9x",
-            notes=table,
-        ),
-        row(
-            BENCH,
-            "persona student general retention vs base",
-            general["student"] * 100,
-            "%",
-            baseline=general["base"] * 100,
-            ratio=general["retention"],
-            target=">= 0.95x",
-            notes="bundled general tasks, both without context",
-        ),
-        row(
-            BENCH,
-            "distill persona wall time",
-            wall / 60,
-            "min",
-            target="<= 20 min",
-            notes=f"{s['context_tokens']}-token context, {s['train_sequences']} sequences, {s['steps']} steps; "
-            f"stages {s['timings_s']}",
-        ),
-        decode_row(embedded_model_path(), Path(s["gguf"])),
-        *ttft_rows(embedded_model_path(), Path(s["gguf"])),
-    ]
+    rows: list[dict[str, Any]] = []
+    for name in persona_study.BENCH_PERSONAS:
+        spec = persona_study.load_persona(name)
+        source = persona_study.register(spec)
+        load = os.getloadavg()[0]
+        start = time.perf_counter()
+        summary = persona.run(source, eval_tasks=str(persona_study.PERSONAS / name / "heldout.jsonl"), adopt=adopt)
+        wall = time.perf_counter() - start
+        student = Path(summary["gguf"])
+        base = persona_study.baselines(spec, source.context, home / "scores.json")
+        scored = {
+            "heldout": persona_study.heldout_scores(student, spec, ""),
+            "general": persona_study.general_scores(student),
+        }
+        rows += persona_rows(name, persona_study.ratios(scored, base), wall, {**summary, "load": f"{load:.1f}"})
+        if name == persona_study.BENCH_PERSONAS[0]:
+            rows += [decode_row(embedded_model_path(), student), *ttft_rows(embedded_model_path(), student)]
+    return rows + ablation_rows()
 
 
 def run(quick: bool) -> list[dict[str, Any]]:
@@ -188,8 +240,9 @@ def run(quick: bool) -> list[dict[str, Any]]:
                     None,
                     "%",
                     target=">= 0.9x",
-                    notes="full mode only (runs `distill persona`, minutes)",
+                    notes="full mode only (runs `distill persona` on the bench personas, minutes)",
                 ),
+                *ablation_rows(),
             ]
         return distill_rows(home)
 

@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any
 
 PERSONAS = Path(__file__).resolve().parent / "personas"
+BENCH_PERSONAS = ("harbor-bakery", "lumen-handbook")  # a fact sheet; a prose handbook of ~1k tokens
 HELDOUT_TOKENS = 40
 GENERAL_TOKENS = 64
-LIMITS = {"general": 0}  # general tasks scored (0 = all; a smoke run uses a few)
+LIMITS = {"general": 0, "stride": 1}  # general tasks scored: every stride-th, at most general (0 = all)
 
 # Each lever changed alone from today's recipe (the first row), then the chosen combination.
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -92,7 +93,7 @@ def general_scores(path: Path) -> dict[str, Any]:
     """Per general task: passed; and the indices of degenerate answers."""
     from distill_tools import general_eval
 
-    tasks = general_eval.load_tasks()[: LIMITS["general"] or None]
+    tasks = general_eval.load_tasks()[:: LIMITS["stride"]][: LIMITS["general"] or None]
     answers = _answers(path, [t.prompt for t in tasks], "", GENERAL_TOKENS, 512)
     return {
         "passed": [general_eval.passes(a, t.check) for a, t in zip(answers, tasks)],
@@ -126,7 +127,7 @@ def baselines(persona: BenchPersona, context: str, cache: Path) -> dict[str, Any
     return {
         "prompted": cached(cache, f"prompted:{persona.name}:{key}", lambda: heldout_scores(base, persona, context)),
         "base": cached(cache, f"base:{persona.name}:{key}", lambda: heldout_scores(base, persona, "")),
-        "general": cached(cache, f"general:{LIMITS['general']}:{key}", lambda: general_scores(base)),
+        "general": cached(cache, f"general:{LIMITS['general']}:{LIMITS['stride']}:{key}", lambda: general_scores(base)),
     }
 
 
@@ -186,17 +187,17 @@ def measure(name: str, settings: Any, work: Path, cache: Path) -> dict[str, Any]
     """Train and score one student of bench persona ``name``."""
     persona = load_persona(name)
     source = register(persona)
-    base = baselines(persona, source.context, cache)
     start = time.perf_counter()
     gguf, figures = train_variant(source, settings, work)
     figures["distill_s"] = time.perf_counter() - start
     mark = time.perf_counter()
     student = {"heldout": heldout_scores(gguf, persona, ""), "general": general_scores(gguf)}
     figures["eval_s"] = time.perf_counter() - mark
+    base = baselines(persona, source.context, cache)  # (after training: a parallel run may have cached them)
     return {**ratios(student, base), "figures": figures, "settings": dataclasses.asdict(settings)}
 
 
-def ablation(name: str, out: Path, until: datetime | None, scale: dict[str, Any], only: list[str]) -> None:
+def ablation(name: str, out: Path, until: datetime | None, scale: dict[str, Any], only: list[str], cache: Path) -> None:
     """One student per variant (``scale`` applied to all), results rewritten into ``out`` after each."""
     from assistant.storage.files import atomic_write_text
     from bench.common import bench_home
@@ -213,7 +214,11 @@ def ablation(name: str, out: Path, until: datetime | None, scale: dict[str, Any]
             settings = Settings(**{**scale, **change})
             print(f"{datetime.now(timezone.utc):%H:%M:%S} {name}: {label}", file=sys.stderr, flush=True)
             work = home / "work" / name
-            results[label] = measure(name, settings, work, out.with_suffix(".cache.json"))
+            try:
+                results[label] = measure(name, settings, work, cache)
+            except Exception as exc:  # one lever failing must not cost the others' runs
+                print(f"{label}: failed: {exc!r}", file=sys.stderr, flush=True)
+                continue
             atomic_write_text(out, json.dumps(results, indent=1))
             print(json.dumps({k: results[label][k] for k in ("heldout", "general", "counts")}), file=sys.stderr)
 
@@ -226,13 +231,24 @@ def main() -> int:
     parser.add_argument("--scale", default="{}", help="JSON Settings overrides for every variant (e.g. fewer epochs)")
     parser.add_argument("--only", nargs="*", default=[], help="run only the variants whose label contains these")
     parser.add_argument("--general-limit", type=int, default=0, help="score only the first N general tasks")
+    parser.add_argument("--cache", type=Path, help="the baselines' cache (JSON; default: next to --out)")
+    parser.add_argument("--baselines-only", action="store_true", help="score the base models only (into --cache)")
+    parser.add_argument("--general-stride", type=int, default=1, help="score every N-th general task (all kinds)")
     args = parser.parse_args()
-    LIMITS["general"] = args.general_limit
+    LIMITS["general"], LIMITS["stride"] = args.general_limit, args.general_stride
     until = None
     if args.until:
         hour, minute = map(int, args.until.split(":"))
         until = datetime.now(timezone.utc).replace(hour=hour, minute=minute, second=0, microsecond=0)
-    ablation(args.ablation, args.out, until, json.loads(args.scale), args.only)
+    cache = args.cache or args.out.with_suffix(".cache.json")
+    if args.baselines_only:
+        from bench.common import bench_home
+
+        with bench_home():
+            persona = load_persona(args.ablation)
+            baselines(persona, register(persona).context, cache)
+        return 0
+    ablation(args.ablation, args.out, until, json.loads(args.scale), args.only, cache)
     return 0
 
 
