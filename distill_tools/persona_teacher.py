@@ -24,7 +24,7 @@ from distill_tools.torch_model import Loaded
 from distill_tools.torch_teacher import TorchTeacher
 
 TIMEOUT_S, CONNECT_S, RETRIES = 120.0, 5.0, 1  # every request to an endpoint: a deadline, one retry
-WRITE_TOKENS = 320  # a teacher's reply with the questions about one claim
+WRITE_TOKENS = 200  # a teacher's reply with the questions about one claim (ten short lines)
 
 
 @dataclass

@@ -373,7 +373,7 @@ class ChatTeacher(ServedTeacher):
         ids = list(self.tokenizer(text.strip(), add_special_tokens=False)["input_ids"])[: max_new - 1]
         return self._one_hot(ids + [self.tokenizer.eos_token_id], top_k)
 
-    def ask(self, prompt: str, max_tokens: int = 256) -> str:
+    def ask(self, prompt: str, max_tokens: int = 200) -> str:
         """The teacher's answer to one user message (e.g. "write questions about …")."""
         return self.chat([{"role": "user", "content": prompt}], max_tokens)
 
