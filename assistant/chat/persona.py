@@ -56,6 +56,7 @@ class Persona:
     created: str = ""
     schema: dict[str, Any] | None = None  # default JSON Schema of every answer (as `ask --schema`)
     student_fingerprint: str = ""  # the fingerprint of the prompt the student learnt ('' = not known: taken as current)
+    docs: list[str] = field(default_factory=list)  # files and folders (absolute) every answer is grounded in
 
     @property
     def state(self) -> str:
@@ -206,8 +207,10 @@ def from_dict(data: Any, where: str) -> Persona:
             raise PersonaError(f"{where}: schema: {exc}") from None
         if persona.schema is None:
             raise PersonaError(f"{where}: schema must be a JSON Schema object")
-    if not persona.context_text() and not persona.student:
-        raise PersonaError(f"{where}: a persona needs a system prompt or a context file")
+    if not isinstance(persona.docs, list) or not all(isinstance(d, str) and d for d in persona.docs):
+        raise PersonaError(f"{where}: docs must be a list of paths")
+    if not persona.context_text() and not persona.student and not persona.docs:
+        raise PersonaError(f"{where}: a persona needs a system prompt, a context file or documents")
     return persona
 
 
@@ -260,6 +263,7 @@ def new(
     model: str = "",
     temperature: float | None = None,
     max_tokens: int | None = None,
+    docs: list[str] | None = None,
 ) -> Persona:
     """A new persona from files (not saved yet); refuses a taken name, or one differing only in case."""
     validate_name(name)
@@ -278,6 +282,7 @@ def new(
         temperature=temperature,
         max_tokens=max_tokens,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        docs=doc_paths(docs or []),
     )
     return from_dict(persona.as_dict(), f"persona {name!r}")
 
@@ -307,6 +312,18 @@ def read_contexts(paths: list[str], existing: Iterable[ContextFile] = ()) -> lis
             raise PersonaError(f"{path}: this context file is given twice; give it once")
         added.append(context)
     return added
+
+
+def doc_paths(paths: list[str]) -> list[str]:
+    """The persona's documents as absolute paths (so it works from any folder); a missing one is refused."""
+    found = []
+    for path in paths:
+        where = Path(path).expanduser().absolute()
+        if not where.exists():
+            raise PersonaError(f"{path}: no such file or folder for the persona's documents")
+        if str(where) not in found:
+            found.append(str(where))
+    return found
 
 
 def remove(name: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from assistant.chat.grounding import Grounding
 from assistant.models.engine import Stats
 
 
@@ -41,3 +42,4 @@ class Turn:
     route: dict[str, Any] = field(default_factory=dict)
     stats: Stats = field(default_factory=Stats)
     notes: list[str] = field(default_factory=list)
+    grounding: Grounding = field(default_factory=Grounding)  # what your documents added, and their sources

@@ -18,6 +18,8 @@ from assistant.config import load
 from assistant.models.schema import SchemaError, grammar_for, parse_schema
 from assistant.text_safety import sanitize
 
+DOCS_HELP = "files and folders every answer is grounded in (indexed when too big for the window; repeatable)"
+
 
 def register(subparsers: Subparsers) -> None:
     """Add the `persona` subcommand group to the `assistant` parser."""
@@ -27,6 +29,7 @@ def register(subparsers: Subparsers) -> None:
     add.add_argument("name")
     add.add_argument("--system", help="system prompt file (text or markdown)")
     add.add_argument("--context", action="append", default=[], help="context file: reference, rules, examples (repeat)")
+    add.add_argument("--docs", nargs="+", action="extend", default=[], metavar="PATH", help=DOCS_HELP)
     _settings(add)
     add.set_defaults(handler=cmd_add)
     listing = sub.add_parser("list", help="the personas: prompted, distilled or stale")
@@ -42,6 +45,7 @@ def register(subparsers: Subparsers) -> None:
     edit.add_argument("--context", action="append", default=None, help="replace the context files (repeat)")
     edit.add_argument("--add-context", action="append", default=[], help="add a context file (repeat)")
     edit.add_argument("--prompted", action="store_true", help="forget the distilled student: run prompted again")
+    edit.add_argument("--docs", nargs="*", default=None, metavar="PATH", help="replace the documents (none: drop them)")
     _settings(edit)
     edit.set_defaults(handler=cmd_edit)
     rm = sub.add_parser("rm", help="remove a persona (its distilled model stays in `assistant models`)")
@@ -68,6 +72,7 @@ def cmd_add(args: argparse.Namespace) -> int:
         model=model_key(registry, args.model) if args.model else "",
         temperature=args.temperature,
         max_tokens=args.max_tokens,
+        docs=args.docs,
     )
     persona.schema = _schema(args.schema)
     tokens, n_ctx = check_window(persona)
@@ -75,6 +80,7 @@ def cmd_add(args: argparse.Namespace) -> int:
     print(
         f"added persona {persona.name!r}: {tokens} context tokens of a {n_ctx}-token window "
         f"(use it: assistant ask --persona {persona.name} …)"
+        + (f"; answers grounded in {len(persona.docs)} document path(s)" if persona.docs else "")
     )
     return 0
 
@@ -188,7 +194,7 @@ STATES = {
 
 def _edited(p: Persona, args: argparse.Namespace) -> Persona:
     options = (args.system, args.context, args.add_context, args.model, args.temperature, args.max_tokens, args.schema)
-    if not args.prompted and all(o in (None, []) for o in options):
+    if not args.prompted and args.docs is None and all(o in (None, []) for o in options):
         return _in_editor(p)
     if args.system:
         p.system = personas.read_text_file(args.system, "system prompt")
@@ -203,6 +209,8 @@ def _edited(p: Persona, args: argparse.Namespace) -> Persona:
         p.max_tokens = args.max_tokens
     if args.schema is not None:
         p.schema = _schema(args.schema)
+    if args.docs is not None:
+        p.docs = personas.doc_paths(args.docs)
     if args.prompted:
         p.forget_student()
     return personas.from_dict(p.as_dict(), f"persona {p.name!r}")

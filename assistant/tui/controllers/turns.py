@@ -188,6 +188,7 @@ class Turns(Controller):
             await view.finish(turn.answer if not event.error else None)
             view.message_id = turn.answer_message_id or view.message_id
             view.set_meta(message_meta(stored) if stored else turn.model)
+            view.set_sources(turn.grounding.sources)
             chat.offer_resume(stored, resume_note(self.config.ui.keys))
         user = chat.last("user")
         if user is not None and turn.user_message_id:

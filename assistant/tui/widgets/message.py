@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from textual import events
@@ -15,6 +16,7 @@ from textual.widgets.markdown import MarkdownFence, MarkdownStream
 
 from assistant.chat.attach import Attachment, unpack
 from assistant.chat.branches import BranchPoint
+from assistant.chat.grounding import Source, stored_sources
 from assistant.chat.reasoning import ReasoningFilter, split
 from assistant.chat.session import resumable
 from assistant.storage.store import AttachmentRecord, Message
@@ -86,11 +88,13 @@ class MessageView(Vertical):
         message_id: int | None = None,
         meta: str = "",
         files: list[ShownFile] | None = None,
+        sources: list[Source] | None = None,
     ) -> None:
         super().__init__(classes=f"message -{role}")
         self.role = role
         self.message_id = message_id
         self.files = files or []
+        self.sources = sources or []  # the documents an answer drew on, folded under it
         self.source = clean(content)  # the question without the files' blocks when there are files; the whole answer
         self.reasoning, self.answer = split(self.source) if role == "assistant" else ("", self.source)
         self.meta = meta
@@ -113,11 +117,24 @@ class MessageView(Vertical):
             yield Static(Content(self.source), classes="user-text")
         else:
             yield Markdown(self.answer, open_links=False)
+        if self.role == "assistant":  # the documents it drew on, folded under the answer (hidden when none)
+            with Collapsible(title=sources_title(self.sources), collapsed=True, classes="sources"):
+                yield Static(sources_text(self.sources), classes="sources-text")
         yield Static(classes="resume-note")
 
     def on_mount(self) -> None:
         for fold in self.query(".reasoning"):
             fold.display = bool(self.reasoning)
+        for fold in self.query(".sources"):
+            fold.display = bool(self.sources)
+
+    def set_sources(self, sources: list[Source]) -> None:
+        """Show the sources of a finished answer, folded under it (click to open)."""
+        self.sources = sources
+        fold = self.query_one(".sources", Collapsible)
+        fold.title = sources_title(sources)
+        fold.display = bool(sources)
+        self.query_one(".sources-text", Static).update(sources_text(sources))
 
     def _reasoning_title(self, thinking: bool = False) -> str:
         words = len(self.reasoning.split())
@@ -304,7 +321,32 @@ def stored_view(message: Message, records: list[AttachmentRecord]) -> MessageVie
         if texts:
             content = question
             shown = [ShownFile(r.name, r.size, r.tokens, t, r.sha256) for r, t in zip(records, texts, strict=True)]
-    return MessageView(message.role, content, message_id=message.id, meta=message_meta(message), files=shown)
+    return MessageView(
+        message.role,
+        content,
+        message_id=message.id,
+        meta=message_meta(message),
+        files=shown,
+        sources=stored_sources(message.sources),
+    )
+
+
+def sources_title(sources: list[Source]) -> str:
+    return f"📚 Sources ({len(sources)})"
+
+
+def sources_text(sources: list[Source]) -> Content:
+    """One line per source: its number (as the prompt numbered it), file name, lines, and the full path."""
+    lines = [
+        Content.assemble(
+            (f"[{n}] ", "bold"),
+            clean(Path(s.path).name),
+            f" · lines {s.start_line}-{s.end_line}  ",
+            (clean(s.path), "dim"),
+        )
+        for n, s in enumerate(sources, 1)
+    ]
+    return Content("\n").join(lines)
 
 
 def message_meta(message: Message) -> str:
