@@ -87,15 +87,16 @@ def by_status(report: dict, status: str) -> dict[str, dict]:
 def test_scan_registers_known_locations_by_reference(user_home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     report = scan_json(capsys)
     registered = by_status(report, "registered")
-    # readable names; the Ollama one collides with the packaged smollm2-135m and gets a suffix
-    assert set(registered) == {"smollm2-135m-2", "SmolLM2-135M-Instruct-Q4_1", "smollm2-135m-instruct-q4_1"}
+    # readable names; the Ollama one collides with the packaged smollm2-135m and gets a suffix, and so does the hub
+    # cache's, which differs from LM Studio's only in case (one name for lookups and case-insensitive file systems)
+    assert set(registered) == {"smollm2-135m-2", "SmolLM2-135M-Instruct-Q4_1", "smollm2-135m-instruct-q4_1-2"}
     assert {m["source"] for m in registered.values()} == {"ollama", "lmstudio", "hf-cache"}
     skipped = {Path(m["path"]).name: m["detail"] for m in report["models"] if m["status"] == "skipped"}
     assert "truncated" in skipped["truncated.gguf"]
     assert "vision projector" in skipped["mmproj-model-f16.gguf"]
     assert "no such file" in skipped[f"sha256-{'2' * 64}"]
     assert "unreadable Ollama manifest" in skipped["latest"]
-    assert by_status(report, "known")["smollm2-135m-instruct-q4_1"]["detail"] == "already registered"  # 2nd revision
+    assert by_status(report, "known")["smollm2-135m-instruct-q4_1-2"]["detail"] == "already registered"  # 2nd revision
 
     assert main(["models", "list", "--json"]) == 0
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}

@@ -10,7 +10,10 @@ while the text sent is the message itself.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import select
+import stat
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,6 +23,7 @@ from assistant import AssistantError
 from assistant.storage.store import AttachmentRecord, Store
 
 MAX_FILE_BYTES = 8 * 2**20  # nothing bigger fits any context this app runs; refused before tokenizing
+PIPE_IDLE_S = 10.0  # a pipe (``-f <(cmd)``, a FIFO) that stays silent this long is given up, never a hang
 STDIN_NAME = "stdin"
 
 
@@ -52,14 +56,62 @@ def read(path: str, stdin: BinaryIO | None = None) -> Attachment:
         data = (stdin or sys.stdin.buffer).read(MAX_FILE_BYTES + 1)
         return _decode(STDIN_NAME, data)
     file = Path(path).expanduser()
-    if file.is_dir():
-        raise AttachmentError(f"{path} is a folder; attach files one by one")
     try:
-        with file.open("rb") as handle:
-            data = handle.read(MAX_FILE_BYTES + 1)
+        data = _read_capped(file, path)
     except OSError as exc:
         raise AttachmentError(f"cannot read {path}: {exc.strerror or exc}") from None
     return _decode(file.name, data)
+
+
+def _read_capped(file: Path, shown: str) -> bytes:
+    """At most ``MAX_FILE_BYTES`` + 1 bytes (to tell it is too big) of a regular file or a pipe (``-f <(cmd)``).
+
+    A folder, a device (``/dev/tty``, ``/dev/zero``: endless or interactive), or a socket is refused unread; a pipe
+    is read with a deadline: ``PIPE_IDLE_S`` without a byte (nobody writing) gives up rather than hang.
+    """
+    kind = _kind(os.stat(file).st_mode)
+    if kind == "folder":
+        raise AttachmentError(f"{shown} is a folder; attach files one by one")
+    if kind not in ("file", "pipe"):
+        raise AttachmentError(f"{shown} is a {kind}, not a file; only text files can be attached")
+    fd = os.open(file, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # opening a pipe nobody writes to would wait
+    try:
+        if _kind(os.fstat(fd).st_mode) == "pipe":
+            return _read_pipe(fd, shown)
+        os.set_blocking(fd, True)
+        with open(fd, "rb", closefd=False) as handle:
+            return handle.read(MAX_FILE_BYTES + 1)
+    finally:
+        os.close(fd)
+
+
+def _kind(mode: int) -> str:
+    kinds = [
+        (stat.S_ISREG, "file"),
+        (stat.S_ISDIR, "folder"),
+        (stat.S_ISFIFO, "pipe"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+        (stat.S_ISSOCK, "socket"),
+    ]
+    return next((name for test, name in kinds if test(mode)), "special file")
+
+
+def _read_pipe(fd: int, shown: str) -> bytes:
+    """A pipe's bytes until its writer closes it (or the cap); a pipe silent for ``PIPE_IDLE_S`` is given up."""
+    chunks, size = [], 0
+    while size <= MAX_FILE_BYTES:
+        if not select.select([fd], [], [], PIPE_IDLE_S)[0]:
+            raise AttachmentError(f"{shown}: nothing was written to this pipe for {PIPE_IDLE_S:.0f} s; gave up")
+        try:
+            chunk = os.read(fd, min(1 << 16, MAX_FILE_BYTES + 1 - size))
+        except BlockingIOError:  # woken without data (a writer came and went)
+            continue
+        if not chunk:  # the writer closed it
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def _decode(name: str, data: bytes) -> Attachment:

@@ -12,14 +12,12 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from assistant import AssistantError
-from assistant.chat import attach, branches, grounding
+from assistant.chat import attach, branches
+from assistant.chat import persona as personas
 from assistant.chat.attach import Attachment
-from assistant.chat.grounding import Grounding
 from assistant.chat.persona import Persona, check_fits
 from assistant.chat.reasoning import answer_only, opens_in_prompt
 from assistant.chat.turn import Turn, TurnOptions
@@ -52,14 +50,13 @@ class Session:
         config: Config,
         conversation_id: int | None = None,
         persona: Persona | None = None,
-        documents: Sequence[Path] = (),
     ) -> None:
         self.store, self.config = store, config
-        self.documents = list(documents)  # answers are grounded in these files (else in the persona's docs, if any)
-        self.index_progress: grounding.Progress | None = None  # told (done, total) while the documents are indexed
         self.models = models if isinstance(models, ModelManager) else ModelManager(config, store, models)
         self.conversation_id = conversation_id
-        self.persona = persona  # new conversations take its system prompt and settings, and record its name
+        self.persona = persona  # the conversation's: new ones take its system prompt and settings, and record its name
+        self.picked = persona  # the persona new conversations start with (``use_persona``)
+        self.persona_problem = ""  # why the persona of the conversation opened last could not be read
         self._stale_told = False  # a stale persona's note goes with the first turn as it (see _persona_notes)
         self.last = Turn()
         self.flush_interval = FLUSH_INTERVAL_S
@@ -80,9 +77,26 @@ class Session:
         return self.store.latest_conversation_id()
 
     def open(self, conversation_id: int | None) -> list[Message]:
-        """Make ``conversation_id`` the current one (None: a new, not yet stored one); its messages."""
+        """Make ``conversation_id`` the current one (None: a new, not yet stored one, as the persona picked for new
+        chats); its messages. A stored conversation brings its persona back, read afresh (it may have been edited,
+        distilled or gone stale since): ``persona_problem`` says why not, when it cannot be read."""
         self.conversation_id = conversation_id
-        return self.store.messages(conversation_id) if conversation_id is not None else []
+        if conversation_id is None:
+            self._adopt(self.picked)
+            return []
+        name = self.store.conversation(conversation_id).persona
+        self.persona_problem = ""
+        try:
+            self._adopt(personas.load(name) if name else None)
+        except AssistantError as exc:
+            self._adopt(None)
+            self.persona_problem = f"persona {name!r} cannot be read ({exc}); this chat goes on without it"
+        return self.store.messages(conversation_id)
+
+    def _adopt(self, persona: Persona | None) -> None:
+        if (self.persona.name if self.persona else "") != (persona.name if persona else ""):
+            self._stale_told = False
+        self.persona = persona
 
     def new(self) -> None:
         """Start a new conversation; it is stored with its first message."""
@@ -105,7 +119,7 @@ class Session:
 
     def use_persona(self, persona: Persona | None) -> None:
         """Chat as ``persona`` (None: the plain assistant) from a new conversation on."""
-        self.persona, self._stale_told = persona, False
+        self.picked, self.persona, self._stale_told = persona, persona, False
         self.new()
 
     def set_system_prompt(self, text: str) -> None:
@@ -157,7 +171,20 @@ class Session:
     def system_prompt(self) -> str:
         if self.conversation_id is None:
             return self._new_system()
-        return self.store.conversation(self.conversation_id).system
+        return self._persona_system(self.store.conversation(self.conversation_id))
+
+    def _persona_system(self, conversation: Conversation) -> str:
+        """A stored conversation's system prompt. One its persona's student started holds none of the persona's
+        prompt (the student learnt it); once the persona runs prompted again (stale, or its student dropped), the
+        persona's prompt goes first, or the conversation would go on without it."""
+        stored, persona = conversation.system, self.persona
+        if persona is None or persona.name != conversation.persona or persona.distilled:
+            return stored
+        runtime = persona.runtime_system()
+        by_student = bool(persona.student) and conversation.model.lower() == persona.student.lower()
+        if (stored and not by_student) or stored.startswith(runtime):  # it holds the persona's prompt, or never had one
+            return stored
+        return "\n\n".join(part for part in (runtime, stored) if part)
 
     def history(self) -> list[dict[str, str]]:
         """Messages for the model: the system prompt, then the stored turns.
@@ -185,27 +212,22 @@ class Session:
         approve: Approve | None = None,
         attachments: list[Attachment] | None = None,
         options: TurnOptions = NO_OPTIONS,
-        grounded: Grounding | None = None,
     ) -> Deltas:
         """Store the question, stream the answer; ``self.last`` describes the turn when done.
 
         ``escalate`` overrides the escalation policy for this turn; ``approve`` is asked (with
         the exact request) before anything is sent under the ``ask`` policy. ``attachments`` are
         recorded with the question, whose text already holds their blocks (``attach.compose``).
-        ``options``: this turn's settings from a server's request. ``grounded``: what the documents add to the
-        question, when the caller has shown it already (``ground``).
+        ``options``: this turn's settings from a server's request.
         """
         escalation = self._escalation(escalate, approve)
         question = attach.question_of(text, attachments or [])
         title = question.strip().splitlines()[0][:80] if question.strip() else ""
         history = [*self.history(), {"role": "user", "content": text}]
-        self.last = turn = Turn(model=self.engine.name)
+        self.last = turn = Turn(model=self.models.label(self.engine.name))
         if self.conversation_id is None:
             self.check_persona_fits()
         turn.notes = self._persona_notes()
-        turn.grounding = grounded or self.ground(history, self._sampling(max_tokens, temperature)["max_tokens"])
-        history[-1] = {"role": "user", "content": turn.grounding.message(text)}
-        turn.notes += turn.grounding.notes
         # one transaction: a failed write (a full disk) leaves no empty conversation and no unanswered question
         self.conversation_id, turn.user_message_id, turn.answer_message_id = self.store.start_turn(
             self.conversation_id,
@@ -233,11 +255,8 @@ class Session:
         messages = self.store.messages(self.conversation_id)
         if messages and messages[-1].role == "assistant":
             branches.fork(self.store, self.conversation_id, messages[-2].id if len(messages) > 1 else 0)
-        self.last = turn = Turn(model=self.engine.name)
+        self.last = turn = Turn(model=self.models.label(self.engine.name))
         history = self.history()
-        if history and history[-1]["role"] == "user":
-            turn.grounding = self.ground(history, self._sampling(max_tokens, temperature)["max_tokens"])
-            history[-1] = {"role": "user", "content": turn.grounding.message(history[-1]["content"])}
         turn.answer_message_id = self.store.add_message(
             self.conversation_id, "assistant", "", model=turn.model, complete=0
         )
@@ -250,7 +269,7 @@ class Session:
         adds is appended to the same stored message, which is marked complete when it finishes.
         Only the new text is yielded. Always on-device (a teacher cannot resume a partial answer).
         """
-        self.last = turn = Turn(model=self.engine.name)
+        self.last = turn = Turn(model=self.models.label(self.engine.name))
         messages = self.store.messages(self.conversation_id) if self.conversation_id is not None else []
         if not messages or not resumable(messages[-1]):
             raise AssistantError("no incomplete answer to continue")
@@ -276,18 +295,6 @@ class Session:
                 before = [m.id for m in messages if m.id < users[-1]]
                 branches.fork(self.store, self.conversation_id, before[-1] if before else 0)
         yield from self.send(text, **kwargs)
-
-    def document_paths(self) -> list[Path]:
-        """The files answers are grounded in: the caller's (``ask --docs``), else the persona's (``persona --docs``)."""
-        return self.documents or [Path(p) for p in (self.persona.docs if self.persona else [])]
-
-    def ground(self, history: list[dict[str, str]], max_tokens: int | None = None) -> Grounding:
-        """What the documents add to the last message of ``history`` (``chat.grounding``); nothing without any."""
-        paths = self.document_paths()
-        if not paths:
-            return Grounding()
-        limit = max_tokens or self._sampling(None, None)["max_tokens"]
-        return grounding.ground(self.store, paths, history, self.engine, limit, self.index_progress)
 
     def cancel(self) -> None:
         """Stop the answer being streamed (the student's or the teacher's); the partial answer is kept."""
@@ -410,8 +417,8 @@ class Session:
         stats = turn.stats = turn.stats if turn.escalated else self.engine.stats
         turn.answer = answer
         turn.notes = [*stats.notes, *turn.notes]
-        if not turn.escalated and stats.model:
-            turn.model = stats.model
+        if not turn.escalated and stats.model:  # the model that answered (a swap may follow the turn's start)
+            turn.model = self.models.label(stats.model)
         if options.via:
             turn.route = {**turn.route, "via": options.via, "answered_by": turn.model}
         turn.model = options.model_label or turn.model
@@ -429,7 +436,6 @@ class Session:
             ttft_s=round(stats.ttft_s, 4),
             tokens_per_s=round(stats.tokens_per_s, 2),
             route=json.dumps(turn.route) if turn.route else "",
-            **({"sources": turn.grounding.dumps()} if turn.grounding.sources else {}),
         )
 
 

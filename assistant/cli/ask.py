@@ -59,19 +59,6 @@ def register(subparsers: Subparsers) -> None:
         action="store_true",
         help='also print the model\'s <think> reasoning (to stderr; with --json, as "reasoning")',
     )
-    ask.add_argument(
-        "--docs",
-        action="append",
-        default=[],
-        metavar="PATH",
-        help="ground the answer in this file or folder (repeatable): whole when it fits the window, else the "
-        "passages that match the question (indexed on first use), with their sources",
-    )
-    ask.add_argument(
-        "--show-context",
-        action="store_true",
-        help="print what the documents add to the prompt (to stderr) before sending it",
-    )
     ask.set_defaults(handler=cmd_ask)
 
 
@@ -87,7 +74,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     persona = persona_named(args.persona)
     _override(config, args)
     prompt = _prompt_argument(args)
-    options = AskOptions.read(args.files, args.schema, args.show_reasoning, persona, args.docs)  # before loading
+    options = AskOptions.read(args.files, args.schema, args.show_reasoning, persona)  # checked before anything loads
     from_stdin = not options.reads_stdin and (prompt == "-" or (not prompt and not sys.stdin.isatty()))
     if from_stdin:
         prompt = sys.stdin.buffer.read().decode("utf-8", errors="replace")  # any bytes: invalid ones become U+FFFD
@@ -104,13 +91,10 @@ def cmd_ask(args: argparse.Namespace) -> int:
     engine = models.engine
     if engine.model.info.base_model:
         print(f"note: {base_model_note(model_name)}", file=sys.stderr)
-    session = Session(store, models, config, conversation_id, persona=persona, documents=options.documents)
+    session = Session(store, models, config, conversation_id, persona=persona)
     prompt = options.prepare(prompt, engine, session, config.generation.max_tokens)
-    grounded = options.ground(session, prompt, args.show_context)
     approve = functools.partial(_approve, stdin_free=not (from_stdin or options.reads_stdin))
-    stream = session.send(
-        prompt, escalate=args.escalate, approve=approve, attachments=options.attachments, grounded=grounded
-    )
+    stream = session.send(prompt, escalate=args.escalate, approve=approve, attachments=options.attachments)
     screen = StreamSanitizer()  # model output may hold terminal escape sequences: never pass them through
     try:
         for delta in stream:
@@ -125,11 +109,9 @@ def cmd_ask(args: argparse.Namespace) -> int:
     if not args.json:
         sys.stdout.write(screen.feed(options.rest()) + "\n")
         sys.stdout.flush()
-    extra = options.finish(turn.answer, turn.stats.finish_reason, turn.grounding if session.document_paths() else None)
+    extra = options.finish(turn.answer, turn.stats.finish_reason)
     for note in turn.notes:
         print(sanitize(f"note: {note}"), file=sys.stderr)
-    for number, source in enumerate([] if args.json else turn.grounding.sources, 1):
-        print(sanitize(f"source [{number}] {source.label()}"), file=sys.stderr)
     if turn.escalated and not args.json:
         print(sanitize(f"note: answered by the teacher {turn.model} ({turn.route.get('reason', '')})"), file=sys.stderr)
     if turn.stats.finish_reason == "length" and not args.json:
@@ -171,10 +153,8 @@ def _prompt_argument(args: argparse.Namespace) -> str:
 def _load(models: ModelManager, requested: str) -> str:
     """Load the model asked for (a registry name, a registered model's file stem or a path, '' = the default);
     its registry name."""
-    from assistant.cli.model_names import model_key, name_of  # deliberately lazy: as the model stack
-
-    models.load(model_key(models.registry, requested) if requested else "")
-    return name_of(models.registry, models.key, models.engine.path)
+    models.load(requested)
+    return models.name
 
 
 def _override(config: Config, args: argparse.Namespace) -> None:

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 
 from assistant import AssistantError
 from assistant.cli.common import Subparsers, open_store, text_argument
-from assistant.cli.model_names import shown_names
 from assistant.storage.files import write_user_file
 from assistant.text_safety import json_for_terminal, sanitize
 
@@ -55,13 +54,13 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def _model_names(store: Store, stored: set[str]) -> dict[str, str]:
-    """The registry name of each stored model name (the history holds the file's stem); as stored if none."""
+    """The registry name of each stored model name (older histories hold the file's stem); as stored if none."""
     from assistant.models.registry import Registry  # deliberately lazy: as open_store
 
     if not stored:
         return {}
     try:
-        return shown_names(Registry(store), stored)
+        return Registry(store).shown_names(stored)
     except AssistantError:  # the catalog unreadable: the names as stored still say something
         return {name: name for name in stored}
 

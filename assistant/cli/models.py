@@ -181,7 +181,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
     sources = [s for s in SOURCES if getattr(args, s.replace("-", "_"))]
     if not sources and not args.paths:
         sources = list(SOURCES)
-    report = scan(_registry(), sources, [Path(p).expanduser() for p in args.paths], dry_run=args.dry_run)
+    paths = [Path(p).expanduser() for p in args.paths]
+    report = scan(_registry(), sources, paths, dry_run=args.dry_run, reserved=personas.names())
     if args.json:
         print(
             json.dumps(

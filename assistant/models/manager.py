@@ -32,6 +32,7 @@ class ModelManager:
         self._engine = engine
         self.key = config.model.default or DEFAULT_MODEL  # the registry name or path of the model serving
         self.error = ""  # why the last load failed ("" after a success)
+        self._names: dict[str, str] = {}  # the registry name of each model served, by the engine's name for it
 
     @property
     def registry(self) -> Registry:
@@ -53,8 +54,28 @@ class ModelManager:
 
     @property
     def name(self) -> str:
-        """The serving model's name ('' when none)."""
-        return self._engine.name if self._engine is not None else ""
+        """The serving model's registry name, the one ``--model``, ``models list`` and ``/v1/models`` know ('' when
+        none); a file the registry does not know goes by its stem (``path`` is its file)."""
+        return self.label(self._engine.name) if self._engine is not None else ""
+
+    @property
+    def path(self) -> Path | None:
+        """The serving model's file (None when none)."""
+        return self._engine.path if self._engine is not None else None
+
+    def label(self, engine_name: str) -> str:
+        """The registry name of a model this manager served, from the engine's name for it (its file's stem, as in
+        ``Stats.model``); the name itself for a model it never served."""
+        engine = self._engine
+        if engine_name not in self._names and engine is not None and engine_name == engine.name:
+            self._names[engine_name] = self._registry_name(engine.path, self.key)
+        return self._names.get(engine_name, engine_name)
+
+    def _registry_name(self, path: Path, key: str) -> str:
+        try:
+            return self.registry.name_of(path, key)
+        except AssistantError:  # the catalog unreadable: the file still names the model
+            return path.stem
 
     @property
     def base_model(self) -> bool:
@@ -66,7 +87,7 @@ class ModelManager:
         return self._engine.n_ctx if self._engine is not None else 0
 
     def resolve(self, key: str = "") -> Path:
-        """The file of a registry name, packaged name or path (a clear error if unknown)."""
+        """The file of a registry name, packaged name, file stem or path (a clear error if unknown)."""
         return self.registry.resolve(key or self.key)
 
     def load(self, key: str = "", *, history: Messages | None = None, conversation: object = None) -> bool:
@@ -77,6 +98,7 @@ class ModelManager:
         """
         key = key or self.key
         try:
+            key = self.registry.lookup(key)
             path = self.resolve(key)
             if self._engine is None:
                 self._engine = Engine(path, n_ctx=self.config.model.n_ctx, threads=self.config.model.threads)
@@ -91,12 +113,13 @@ class ModelManager:
             self.error = f"could not load {key}: {exc}"
             raise AssistantError(self.error) from None
         self.key, self.error = key, ""
+        self._names[self._engine.name] = self._registry_name(path, self.key)
         return swapped
 
     def use(self, key: str) -> bool:
         """Serve with ``key``: loaded, or swapped in, unless it is the model serving already; True if it loaded."""
         if self._engine is not None and self.resolve(key) == self._engine.path:
-            self.key = key
+            self.key = self.registry.lookup(key)
             return False
         self.load(key)
         return True

@@ -17,7 +17,7 @@ import os
 import re
 import shutil
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -257,6 +257,8 @@ class Registry:
         validate_name(name)
         if is_packaged(name):
             raise RegistryError(f"{name!r} is the name of a packaged model; pick another name")
+        if twin := next((n for n in self.names() if n.lower() == name.lower() and n != name), None):
+            raise RegistryError(f"{name!r} differs only in case from the model {twin!r}; pick another name")
         entry = ModelEntry(
             name=name,
             path=str(path),
@@ -275,9 +277,58 @@ class Registry:
     def names(self) -> list[str]:
         return [p.name for p in packaged()] + [e.name for e in self.entries()]
 
+    # -- names: the registry's, whatever was typed (the CLI, the server and the UI all resolve through these)
+    def lookup(self, text: str) -> str:
+        """What a model name as typed stands for: a registry name as is; an existing file as an absolute path; else
+        the registered (or packaged) model with that name, file name or file stem in any case (the engine calls a
+        model by its file's stem, which older histories hold); else ``text`` (``resolve`` then fails with the list
+        of known names)."""
+        names = self.names()
+        if text in names:
+            return text
+        path = Path(text).expanduser()
+        if path.is_file():
+            return os.path.abspath(path)
+        lower = text.lower()
+        if same := next((n for n in names if n.lower() == lower), None):
+            return same
+        return self.file_stems().get(lower.removesuffix(".gguf"), text)
+
+    def file_stems(self) -> dict[str, str]:
+        """Registry names by their file's stem in lower case (the name the engine gives a model)."""
+        stems = {Path(p.file).stem.lower(): p.name for p in packaged()}
+        for entry in self.entries():
+            stems.setdefault(Path(entry.path).stem.lower(), entry.name)
+        return stems
+
+    def shown_names(self, stored: Iterable[str]) -> dict[str, str]:
+        """The registry name of each model name as stored in the history (a file stem), or the name as stored."""
+        names, stems = set(self.names()), self.file_stems()
+        return {s: s if not s or s in names else stems.get(s.lower(), s) for s in stored}
+
+    def name_of(self, path: Path | str, key: str = "") -> str:
+        """The registry name of the model loaded (as ``key``) from ``path``: ``key`` itself if it is one, else the
+        registered or packaged model with that file, else the file's stem."""
+        if key and key in self.names():
+            return key
+        target = Path(path).resolve()
+        for entry in self.entries():
+            if Path(entry.path).resolve() == target:
+                return entry.name
+        for p in packaged():
+            try:
+                if packaged_path(p.name, assemble=False).resolve() == target:
+                    return p.name
+            except AssistantError:  # not installed: it is not this file
+                continue
+        return Path(path).stem
+
     def resolve(self, name: str = "") -> Path:
-        """Path of a model given its registry name, a packaged name, or a file path."""
+        """Path of a model given its registry name, a packaged name or a file path; a name or file stem in another
+        case is looked up (``lookup``)."""
         name = name or DEFAULT_MODEL
+        if not (self.get(name) or is_packaged(name)):
+            name = self.lookup(name)
         if entry := self.get(name):
             path = Path(entry.path)
             if not path.exists():

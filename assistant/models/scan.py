@@ -20,7 +20,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -185,12 +185,17 @@ def _find(root: Path, source: str) -> Iterator[Found]:
 
 
 # -- registering
-def scan(registry: Any, sources: list[str], paths: list[Path], dry_run: bool = False) -> Report:
-    """Find, validate and link every candidate; one outcome per file, never an exception for one file."""
+def scan(
+    registry: Any, sources: list[str], paths: list[Path], dry_run: bool = False, reserved: Iterable[str] = ()
+) -> Report:
+    """Find, validate and link every candidate; one outcome per file, never an exception for one file.
+
+    A file never takes the name of a model or of one of the ``reserved`` names (the personas': a model named like a
+    persona would hide behind it in the server), in any case: it gets the next free ``name-2``, ``name-3``…"""
     started = time.perf_counter()
     report = Report()
     known = _registered_targets(registry)
-    taken = set(registry.names())
+    taken = {name.lower() for name in [*registry.names(), *reserved]}
     for found in candidates(sources, paths, report):
         report.outcomes.append(_register(registry, found, known, taken, dry_run))
     report.seconds = time.perf_counter() - started
@@ -231,16 +236,17 @@ def _register(registry: Any, found: Found, known: dict[str, str], taken: set[str
     outcome.detail = f"{entry['architecture']}, {entry['quantization']}, {entry['size'] / 2**20:.0f} MiB"
     outcome.status = "would register" if dry_run else "registered"
     known[target] = name
-    taken.add(name)
+    taken.add(name.lower())
     return outcome
 
 
 def _free_name(name: str, taken: set[str]) -> str:
-    """``name``, or ``name-2``, ``name-3``… when another model already has it."""
+    """``name``, or ``name-2``, ``name-3``… when another model (or a persona) has it in some case; ``taken`` is in
+    lower case."""
 
     def free(candidate: str) -> bool:
         link = models_dir() / f"{candidate}.gguf"
-        return candidate not in taken and not (link.exists() or link.is_symlink())
+        return candidate.lower() not in taken and not (link.exists() or link.is_symlink())
 
     if free(name):
         return name

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import os
 import socket
 import threading
 import time
@@ -63,6 +65,7 @@ from assistant.server.response import (
     generation_error,
     log,
     token_logprob,
+    warning_headers,
 )
 from assistant.server.stream import EventStream, HalfCloseProtocol, Piece, disconnected
 from assistant.storage.store import Store
@@ -87,6 +90,7 @@ class Target:
 
     model: str
     persona: Persona | None = None
+    warnings: list[str] = field(default_factory=list)  # told to the client beside the answer (a stale persona)
 
 
 @dataclass(eq=False)
@@ -127,6 +131,7 @@ class Server:
         self.last_used = time.monotonic()
         self.stopping = False
         self.started = int(time.time())
+        self._clashes: set[str] = set()  # personas whose name a model has, said in the log
         self._activity = asyncio.Event()
         self.app = Starlette(
             routes=[
@@ -173,31 +178,67 @@ class Server:
 
     # -- names
     def names(self) -> list[str]:
-        """Registered models, then personas: read on each call, so `assistant models`/`persona` changes show."""
-        return list(dict.fromkeys([*self.models.registry.names(), *personas.names()]))
+        """Registered models, then personas: read on each call, so `assistant models`/`persona` changes show. A persona
+        named like a model (in any case) is listed once: it is its own distilled student, or the model wins."""
+        models = self.models.registry.names()
+        shown = []
+        for persona in personas.names():
+            if not personas.same_name(persona, models):
+                shown.append(persona)
+            else:  # its student, or a model that answers to its name (the log says so)
+                self._clash(persona, models)
+        return [*models, *shown]
+
+    def _clash(self, persona: str, models: list[str]) -> str:
+        """The model that has the persona's name in some case and is not its own student ('' if none): that model
+        answers to the name, and the server's log says so once."""
+        model = personas.same_name(persona, models)
+        if not model:
+            return ""
+        with contextlib.suppress(AssistantError):  # an unreadable persona loses its name to the model all the more
+            if personas.load(persona).student.lower() == model.lower():
+                return ""  # distillation registers the student under its persona's name
+        if persona not in self._clashes:
+            self._clashes.add(persona)
+            log(f"persona {persona!r} has the name of the model {model!r}: the model answers to it; rename the persona")
+        return model
 
     def target(self, name: str) -> Target:
-        """The model (and persona) behind a name; 404 for a name GET /v1/models does not list."""
-        if name in personas.names():
-            try:
-                persona = personas.load(name)
-            except AssistantError as exc:
-                log(f"persona {name}: {exc}")
-                raise ApiError(
-                    503,
-                    f"persona {name!r} cannot be read; see the server's log",
-                    "server_error",
-                    code="model_unavailable",
-                ) from None
-            return Target(persona.runtime_model() or self.config.model.default or DEFAULT_MODEL, persona)
-        if name in self.models.registry.names():
-            return Target(name)
+        """The persona or model behind a name in any case (a model's file stem too); a model wins over a persona of
+        the same name unless it is the persona's student. 404 for a name GET /v1/models does not list."""
+        registry = self.models.registry
+        models = registry.names()
+        if (persona_name := personas.same_name(name, personas.names())) and not self._clash(persona_name, models):
+            persona = self._persona(persona_name)
+            warnings = [self._stale_note(persona)] if persona.state == "stale" else []
+            return Target(persona.runtime_model() or self.config.model.default or DEFAULT_MODEL, persona, warnings)
+        if (model := registry.lookup(name)) in models:
+            return Target(model)
         raise ApiError(
             404,
             f"the model {name!r} does not exist; GET /v1/models lists the models",
             param="model",
             code="model_not_found",
         )
+
+    def _persona(self, name: str) -> Persona:
+        try:
+            return personas.load(name)
+        except AssistantError as exc:
+            log(f"persona {name}: {exc}")
+            raise ApiError(
+                503,
+                f"persona {name!r} cannot be read; see the server's log",
+                "server_error",
+                code="model_unavailable",
+            ) from None
+
+    def _stale_note(self, persona: Persona) -> str:
+        """The stale persona's note, naming its model as the registry does (never a path on this machine)."""
+        model = persona.model
+        if model and (os.sep in model or model.endswith(".gguf")):
+            model = self.models.registry.name_of(model)
+        return dataclasses.replace(persona, model=model).stale_note()
 
     # -- running a job
     async def _complete(self, job: Job, request: Request) -> Response:
@@ -211,7 +252,8 @@ class Server:
             job.cancel()
             task.cancel()
             return Response(status_code=499)
-        return JSONResponse(completion(job.request.model, task.result()))
+        warnings = job.target.warnings
+        return JSONResponse(completion(job.request.model, task.result(), warnings), headers=warning_headers(warnings))
 
     def _stream(self, job: Job) -> Response:
         loop = asyncio.get_running_loop()
@@ -224,7 +266,10 @@ class Server:
             job.cancel()
             task.cancel()
 
-        return EventStream(chunks(job.request, task, pieces), on_disconnect=gone)
+        warnings = job.target.warnings
+        return EventStream(
+            chunks(job.request, task, pieces, warnings), on_disconnect=gone, headers=warning_headers(warnings)
+        )
 
     async def _run(self, job: Job) -> Outcome:
         """Wait for the engine's turn, then answer on the worker thread (which a cancel here never abandons)."""
@@ -331,7 +376,6 @@ class Server:
             first,
             turn.stats.tokens_per_s,
             logprobs if chat.logprobs else None,
-            turn.grounding.records(),  # a persona over documents: what the answer drew on
         )
 
     def _use(self, model: str) -> None:

@@ -12,7 +12,7 @@ import secrets
 import sys
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -41,12 +41,6 @@ class Outcome:
     session_ttft_s: float  # Session.send -> first piece, as an in-process caller would see it
     tokens_per_s: float  # the engine's own decode rate
     logprobs: list[dict[str, Any]] | None = None  # one entry per token, when the request asked
-    sources: list[dict[str, Any]] = field(default_factory=list)  # a persona's documents the answer drew on
-
-    def note(self) -> dict[str, Any]:
-        """The answer's sources as an extra top-level field (``sources``: path, start_line, end_line, score), which
-        OpenAI's clients keep (``model_extra``) and ignore; nothing when there are none."""
-        return {"sources": self.sources} if self.sources else {}
 
     def usage(self) -> dict[str, Any]:
         return {
@@ -76,8 +70,21 @@ def token_logprob(text: str, logprob: float) -> dict[str, Any]:
     return {"token": text, "logprob": value, "bytes": list(text.encode()), "top_logprobs": []}
 
 
-def completion(model: str, outcome: Outcome) -> dict[str, Any]:
-    """The body of a whole (not streamed) answer."""
+WARNING_HEADER = "X-Assistant-Warning"
+
+
+def warning_headers(warnings: list[str]) -> dict[str, str]:
+    """The response's notes (a stale persona's) as a header too, for clients that never read the body's extra
+    fields: one line, ASCII (a header carries no other)."""
+    if not warnings:
+        return {}
+    text = " | ".join(w.replace("\r", " ").replace("\n", " ") for w in warnings)
+    return {WARNING_HEADER: text.encode("ascii", "replace").decode("ascii")}
+
+
+def completion(model: str, outcome: Outcome, warnings: list[str] | None = None) -> dict[str, Any]:
+    """The body of a whole (not streamed) answer; ``warnings`` (a field OpenAI's clients keep as an extra) only when
+    there are some."""
     return {
         "id": "chatcmpl-" + secrets.token_hex(12),
         "object": "chat.completion",
@@ -93,14 +100,18 @@ def completion(model: str, outcome: Outcome) -> dict[str, Any]:
         ],
         "usage": outcome.usage(),
         "timings": outcome.timings(),
-        **outcome.note(),
+        **({"warnings": warnings} if warnings else {}),
     }
 
 
 async def chunks(
-    request: ChatRequest, task: asyncio.Future[Outcome], pieces: asyncio.Queue[Piece | None]
+    request: ChatRequest,
+    task: asyncio.Future[Outcome],
+    pieces: asyncio.Queue[Piece | None],
+    warnings: list[str] | None = None,
 ) -> AsyncIterator[bytes]:
     """A streamed answer's events: its ``pieces`` as they come, then, once ``task`` is done, the end or the error.
+    The first event carries the ``warnings``, if any.
 
     While nothing comes (waiting in the queue, a long prompt) a comment line every ``HEARTBEAT`` seconds
     keeps writing, which is how a client that closed its socket is noticed (``stream``)."""
@@ -120,7 +131,8 @@ async def chunks(
         logprobs = {"content": [entry] if entry else [], "refusal": None} if request.logprobs else None
         return chunk({"content": text}, logprobs=logprobs)
 
-    yield chunk({"role": "assistant", "content": ""})
+    first: dict[str, Any] = {"warnings": warnings} if warnings else {}
+    yield chunk({"role": "assistant", "content": ""}, **first)
     while True:
         try:
             batch = await asyncio.wait_for(drain(pieces), HEARTBEAT)
@@ -139,7 +151,7 @@ async def chunks(
         yield sse(internal(error).body())
         return
     outcome = task.result()
-    yield chunk({}, outcome.finish_reason, timings=outcome.timings(), **outcome.note())
+    yield chunk({}, outcome.finish_reason, timings=outcome.timings())
     if request.include_usage:
         yield sse({**base, "choices": [], "usage": outcome.usage()})
     yield sse("[DONE]")

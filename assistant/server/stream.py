@@ -67,9 +67,13 @@ async def drain(pieces: asyncio.Queue[Piece | None]) -> list[Piece] | None:
 class EventStream(StreamingResponse):
     """Server-sent events; a lost connection calls ``on_disconnect`` at once, not at the next write."""
 
-    def __init__(self, events: AsyncIterator[bytes], on_disconnect: Callable[[], None]) -> None:
+    def __init__(
+        self, events: AsyncIterator[bytes], on_disconnect: Callable[[], None], headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(
-            events, media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+            events,
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **(headers or {})},
         )
         self.on_disconnect = on_disconnect
 

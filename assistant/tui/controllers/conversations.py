@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from assistant.storage.store import Message
 from assistant.tui.controllers.base import Controller
 from assistant.tui.screens.dialogs import ConfirmScreen, TextInputScreen
@@ -10,6 +12,8 @@ from assistant.tui.widgets.message import resume_note, welcome
 
 class Conversations(Controller):
     """Opens, renames, deletes and searches the conversations the sidebar lists."""
+
+    follow_persona: Callable[[], None] | None = None  # called once a conversation is open (the personas controller)
 
     async def refresh(self) -> None:
         """List the conversations in the sidebar again, the open one selected."""
@@ -31,6 +35,10 @@ class Conversations(Controller):
         chat.mark_versions(self.session.branch_points())
         self.sidebar.select(conversation_id)
         self.status.show(persona=self.persona_of(conversation_id))
+        if self.session.persona_problem:
+            self.screen.notify(self.session.persona_problem, severity="warning", markup=False)
+        if self.follow_persona is not None:
+            self.follow_persona()
         self._show_stats(messages)
         if message_id is not None and not chat.jump_to(message_id):
             self.screen.notify("That message is no longer there", severity="warning")

@@ -6,6 +6,7 @@ to load leaves the old one serving (or, at start, none: the status bar says so).
 
 from __future__ import annotations
 
+import threading
 from functools import partial
 from pathlib import Path
 
@@ -39,6 +40,8 @@ class ModelSwitch(Controller):
         self._failed_key = ""  # the model that failed to load, when none serves
         self._seen_files: dict[Path, int] = {}
         self._announced: set[Path] = set()  # model files present at start or already announced
+        self._loading = threading.Lock()  # the model manager loads one model at a time
+        self.wanted = ""  # the model last asked for while it loads ('' when no load is under way)
 
     def start(self) -> None:
         """Show the model serving, or start loading the first one."""
@@ -71,14 +74,17 @@ class ModelSwitch(Controller):
 
     def load(self, key: str) -> None:
         """Load the first model, or swap to ``key``, in a worker thread (one at a time)."""
+        self.wanted = key
         self.screen.run_worker(
             partial(self._load, key), name="load model", group="model", exclusive=True, thread=True, exit_on_error=False
         )
 
     def _load(self, key: str) -> None:
-        """Runs in a thread: on failure the old model keeps serving."""
+        """Runs in a thread, one load at a time (a persona's chat opened while the first model loads waits for it):
+        on failure the old model keeps serving."""
         try:
-            swapped = self.models.load(key)
+            with self._loading:
+                swapped = self.models.load(key)
         except AssistantError as exc:
             self.screen.post_message(ModelReady(key, str(exc)))
         else:
@@ -92,6 +98,8 @@ class ModelSwitch(Controller):
     def loaded(self, event: ModelReady) -> None:
         """Say how the load ended, in the status bar and a notice."""
         models, status = self.models, self.status
+        if event.key == self.wanted:
+            self.wanted = ""
         status.show(state="generating…" if self.chat.generating else "")
         if event.error and models.ready:
             self.screen.notify(

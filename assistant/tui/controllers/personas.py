@@ -30,6 +30,8 @@ class Personas(Controller):
     ) -> None:
         super().__init__(screen, session, config)
         self.conversations, self.model_switch = conversations, model_switch
+        self._before = ""  # the model that served before a persona's own model was loaded ('' when none was)
+        conversations.follow_persona = self.follow
 
     @property
     def current(self) -> str:
@@ -55,9 +57,25 @@ class Personas(Controller):
             self.screen.notify(str(exc), severity="error", markup=False)
             return
         self.session.use_persona(persona)
-        await self.conversations.open(None)  # the status bar shows the persona
+        await self.conversations.open(None)  # the status bar shows the persona; its model loads (``follow``)
         self.screen.notify(f"New chat as {name}" if name else "New chat without a persona", markup=False)
+
+    def follow(self) -> None:
+        """The chat on screen answers as its persona: the persona's student (or its base model) loads; a chat without
+        one goes back to the model that served before a persona's."""
+        persona = self.session.persona
         model = persona.runtime_model() if persona else ""
-        if model and model != self.models.key:
+        if model and not self._before:
+            self._before = self.models.key
+        elif not model:
+            model, self._before = self._before, ""
+        if model and not self._serving(model):
             self.status.show(state=f"loading {Path(model).name}…")
             self.model_switch.load(model)
+
+    def _serving(self, model: str) -> bool:
+        """Whether ``model`` (any of its names, or its file) is the one serving or loading."""
+        try:
+            return self.models.resolve(model) == self.models.resolve(self.model_switch.wanted or self.models.key)
+        except AssistantError:  # unknown: loading it says why
+            return False
