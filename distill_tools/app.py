@@ -28,5 +28,5 @@ class App:
 
     exchanges: Callable[[], list[Any]]  # the history's escalated exchanges (question, answer, model, their ids)
     persona: Callable[[str], Persona]  # a persona by name (its context checked to fit its model's window)
-    adopt: Callable[[str, str], None]  # point persona NAME at its student (registered under its name), distilled
-    # from the context with fingerprint FINGERPRINT
+    adopt: Callable[[str, str, str], None]  # point persona NAME at its student (registered under its name),
+    # distilled from the context with fingerprint FINGERPRINT; VERDICT: its evaluation's one line (``verdict``)

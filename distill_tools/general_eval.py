@@ -14,6 +14,7 @@ import math
 import random
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -147,3 +148,57 @@ def degenerate(answer: str) -> bool:
         if run >= 8:
             return True
     return False
+
+
+# -- running the set on a model
+MAX_TOKENS = {"arithmetic": 32, "fact": 32, "definition": 48, "code": 64, "instruction": 48, "writing": 64}
+OPEN_KINDS = ("definition", "instruction", "writing")  # open prompts: where a repetition loop is looked for
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One task's greedy answer, whether its check passed and whether it loops."""
+
+    id: str
+    kind: str
+    answer: str
+    passed: bool
+    degenerate: bool
+
+
+def run(
+    path: Path, tasks: list[Task], threads: int = 0, n_ctx: int = 512, on_answer: Callable[[], None] | None = None
+) -> list[Answer]:
+    """Each task asked of the GGUF at ``path`` in the product's engine, greedy, at most ``MAX_TOKENS[kind]``."""
+    from assistant.models.engine import Engine  # deliberately lazy: llama.cpp loads when a model is scored
+
+    engine = Engine(path, n_ctx=n_ctx, threads=threads)
+    answers = []
+    try:
+        for task in tasks:
+            text = engine.complete(
+                [{"role": "user", "content": task.prompt}], max_tokens=MAX_TOKENS.get(task.kind, 48), temperature=0.0
+            )
+            open_prompt = task.kind in OPEN_KINDS
+            answers.append(Answer(task.id, task.kind, text, passes(text, task.check), open_prompt and degenerate(text)))
+            if on_answer is not None:
+                on_answer()
+    finally:
+        engine.close()
+    return answers
+
+
+def subset(tasks: list[Task], limit: int) -> list[Task]:
+    """The first ``limit`` tasks taking the kinds in turn (every kind in a small run); 0 = all of them."""
+    if not limit or limit >= len(tasks):
+        return list(tasks)
+    by_kind: dict[str, list[Task]] = {}
+    for task in tasks:
+        by_kind.setdefault(task.kind, []).append(task)
+    queues = list(by_kind.values())
+    picked: list[Task] = []
+    while len(picked) < limit:
+        for queue in queues:
+            if queue and len(picked) < limit:
+                picked.append(queue.pop(0))
+    return picked

@@ -37,6 +37,7 @@ from distill_tools import (
     batches,
     evaluate,
     export,
+    general_eval,
     lora,
     persona_eval,
     persona_teacher,
@@ -172,7 +173,7 @@ def run(
     settings: Settings | None = None,
     eval_tasks: str | None = None,
     progress: Progress | None = None,
-    adopt: Callable[[str, str], None] | None = None,
+    adopt: Callable[[str, str, str], None] | None = None,
     fresh: bool = False,
 ) -> dict[str, Any]:
     """Distil ``persona``; returns the summary (also written as JSON with a report and plot). ``adopt`` (the
@@ -185,6 +186,7 @@ def run(
         raise DistillError(f"persona {name!r} has no system prompt or context to distil")
     check_model_name(name)
     user_records = load_records([prompts_file]) if prompts_file else []
+    eval_questions = persona_eval.read_eval_file(eval_tasks) if eval_tasks else None  # a bad file: before any work
     clock = Clock()
     work = work_dir(name)
     key = runs.inputs_key(persona, asdict(settings), {"prompts": prompts_file, "eval": eval_tasks, "minutes": minutes})
@@ -215,7 +217,7 @@ def run(
         verification = export_student(student, teacher, base, staged, settings)
     say("evaluating", 0, 1)
     with clock.phase("eval"):
-        evaluation = evaluate_student(base, staged, context, prompts, settings, tokens, eval_tasks)
+        evaluation = evaluate_student(base, staged, context, prompts, settings, tokens, eval_questions, eval_tasks, say)
 
     timings = clock.timings(total=True)
     summary = _summary(persona, prompts, examples, state, verification, evaluation, settings, tokens, timings)
@@ -224,7 +226,7 @@ def run(
     summary["gguf"] = str(install(name, staged))
     summary["persona_points_at_student"] = adopt is not None
     if adopt is not None:
-        adopt(name, runs.fingerprint(persona))
+        adopt(name, runs.fingerprint(persona), summary["verdict"]["line"])
     runs.stamp(summary, persona, key)
     pipeline.write_summary(work, summary)
     return summary
@@ -453,31 +455,42 @@ def evaluate_student(
     prompts: prompting.PromptSet,
     settings: Settings,
     context_tokens: int,
-    eval_tasks: str | None,
+    eval_questions: list[dict[str, Any]] | None,
+    eval_file: str | None,
+    say: Progress,
 ) -> dict[str, Any]:
-    """Held-out scores, KL, general retention and first-turn speed (see ``persona_eval``)."""
-    checkable = evaluate.load_tasks(eval_tasks) if eval_tasks else [h for h in prompts.heldout if h.get("answers")]
-    heldout = [str(h["prompt"]) for h in prompts.heldout]
-    general = evaluate.load_tasks("bundled:tasks")[: settings.general_limit or None]
+    """Held-out scores, KL, general retention, the verdict and first-turn speed (see ``persona_eval``). Held-out
+    questions: the user's ``--eval`` file, else a question form the training prompts do not have."""
+    train = [str(r["prompt"]) for r in prompts.train]
+    if eval_questions is not None:
+        heldout = persona_eval.HeldOut(eval_questions, f"your questions ({eval_file})")
+    elif prompts.teacher_share > 0:  # training asked the teacher's questions: the held-out templates are disjoint
+        checkable = [h for h in prompts.heldout if h.get("answers")]
+        heldout = persona_eval.HeldOut(checkable, prompts.heldout_source, "templates")
+    else:  # templates trained: a question form the generator never makes
+        heldout = persona_eval.corrections(prompts.facts, train)
+    kl_prompts = [str(h["prompt"]) for h in prompts.heldout]
+    general = general_eval.subset(general_eval.load_tasks(), settings.general_limit)
     n_ctx = max(1024, context_tokens + 128 + settings.eval_max_new_tokens)
     result = persona_eval.evaluate_persona(
         base,
         student,
         context,
-        checkable,
         heldout,
+        kl_prompts,
         general,
         settings.eval_max_new_tokens,
         n_ctx=n_ctx,
         top_k=settings.top_k,
+        progress=say,
     )
-    questions = [str(h["prompt"]) for h in checkable[:3]] or heldout[:3]
+    questions = [str(h["prompt"]) for h in heldout.questions[:3]] or kl_prompts[:3]
     result["first_turn"] = {
         "teacher": persona_eval.first_turn(base, context, questions, n_ctx=n_ctx + 512),
         "student": persona_eval.first_turn(student, "", questions, n_ctx=n_ctx + 512),
         "base": persona_eval.first_turn(base, "", questions, n_ctx=n_ctx + 512),
     }
-    result["checkable_source"] = eval_tasks or "held-out template phrasings (answers taken from the context)"
+    result["checkable_source"] = heldout.source
     return result
 
 
@@ -515,7 +528,9 @@ def _summary(
         },
         "checkable_questions": len(reports[0].answers),
         "checkable_source": evaluation["checkable_source"],
-        "general": {k: round(v, 4) for k, v in evaluation["general"].items()},
+        "heldout": evaluation["heldout"],
+        "general": evaluation["general"],
+        "verdict": evaluation["verdict"],
         "first_turn": speed,
         "ttft_ratio": round(speed["teacher"]["ttft_s"] / speed["student"]["ttft_s"], 2)
         if speed["student"]["ttft_s"]

@@ -38,7 +38,22 @@ def add_command(group: argparse._SubParsersAction, app: App | None) -> None:
         "OpenAI-compatible endpoint (http://127.0.0.1:8080/v1): logit KD where its tokenizer matches, else "
         "sequence-level KD on its answers; it also writes the questions when it can",
     )
-    cmd.add_argument("--eval-tasks", default=None, help="held-out questions with answers (JSONL: prompt, answers)")
+    cmd.add_argument(
+        "--eval",
+        "--eval-tasks",
+        dest="eval_tasks",
+        default=None,
+        metavar="FILE",
+        help='your held-out questions, one JSON object a line: {"question": "...", "answers": ["...", ...]} '
+        "(default: questions in a form the training prompts do not have)",
+    )
+    cmd.add_argument(
+        "--general-limit",
+        type=int,
+        default=None,
+        metavar="N",
+        help="score general ability on N of the 282 bundled general tasks (default: all; fewer is quicker but vaguer)",
+    )
     cmd.add_argument("--ci", action="store_true", help=argparse.SUPPRESS)  # the tiny recipe the tests run
     cmd.add_argument(
         "--progress-json",
@@ -90,6 +105,10 @@ def cmd_persona(args: argparse.Namespace) -> int:
     app: App = args.app
     settings = persona.Settings.ci() if args.ci else persona.Settings()
     settings.teacher = args.teacher.strip()
+    if args.general_limit is not None:
+        if args.general_limit < 1:
+            raise DistillError("--general-limit must be at least 1")
+        settings.general_limit = args.general_limit
     try:
         summary = persona.run(
             app.persona(args.name),
@@ -116,7 +135,7 @@ def _unchanged(s: dict[str, Any]) -> str:
     now = f"; persona {s['persona']!r} answers with it again" if s.get("adopted_now") else ""
     return (
         f"nothing changed since {s['persona']} was distilled{when}: its student {s['gguf']} is up to date{now}; "
-        "use --fresh to distil again"
+        "use --fresh to distil again" + (f"\nverdict: {s['verdict']['line']}" if "verdict" in s else "")
     )
 
 
@@ -127,14 +146,14 @@ def _table(s: dict[str, Any]) -> str:
             f"{label:<26} {v['checkable']:>9.0%} {v['vs_teacher']:>10.0%} {v['mean_kl']:>7.3f} "
             f"{v['top1_agreement']:>7.0%}"
         )
-    g, t = s["general"], s["first_turn"]
+    t = s["first_turn"]
     if q := s.get("questions"):
         lines.append(
             f"teacher: {q['teacher']} ({q['kd']} KD); {q['per_fact']:.1f} training questions per fact, "
             f"{q['teacher_written_share']:.0%} written by the teacher; held out: {q['heldout_source']}"
         )
+    lines += _evaluation(s)
     lines += [
-        f"general tasks: student {g['student']:.0%} vs base {g['base']:.0%} (retention {g['retention']:.0%})",
         f"first-turn TTFT: prompted {t['teacher']['ttft_s'] * 1000:.0f} ms "
         f"({t['teacher']['prompt_tokens']} prompt tokens) "
         f"vs student {t['student']['ttft_s'] * 1000:.0f} ms ({s['ttft_ratio']:.1f}× lower); "
@@ -143,4 +162,26 @@ def _table(s: dict[str, Any]) -> str:
         + (f"; persona {s['persona']!r} now runs prompt-free" if s["persona_points_at_student"] else ""),
         f"report: {s['report']['markdown']}  ({s['timings_s']['total_s']:.0f} s in all)",
     ]
+    lines.append(f"verdict: {s['verdict']['line']}")
     return "\n".join(lines)
+
+
+def _evaluation(s: dict[str, Any]) -> list[str]:
+    """The held-out and general comparisons (``persona_eval``), each ratio with its 95 % interval."""
+    h, g = s["heldout"], s["general"]
+    c, d = h["correct"], g["degenerate"]
+    return [
+        f"held-out questions: {h['source']}",
+        f"  prompted base {c['prompted']}/{h['questions']}, student {c['student']}/{h['questions']}, "
+        f"base {c['base']}/{h['questions']}: student/prompted {_ratio(h['student_vs_prompted'])}, "
+        f"base/prompted {_ratio(h['base_vs_prompted'])}",
+        f"general tasks ({g['tasks']}, {g['seconds']:.0f} s): student {g['passed']['student']} vs base "
+        f"{g['passed']['base']} = {_ratio(g['interval_ratio'])}; degenerate answers: student {d['student']}, "
+        f"base {d['base']}",
+    ]
+
+
+def _ratio(r: list[float | None]) -> str:
+    if any(x is None for x in r):
+        return "n/a"
+    return f"{r[0] * 100:.0f} % [{r[1] * 100:.0f}–{r[2] * 100:.0f}]"  # type: ignore[operator]

@@ -82,12 +82,14 @@ def previous(work: Path, name: str, key: str) -> dict[str, Any] | None:
     return summary
 
 
-def unchanged(summary: dict[str, Any], persona: Persona, adopt: Callable[[str, str], None] | None) -> dict[str, Any]:
+def unchanged(
+    summary: dict[str, Any], persona: Persona, adopt: Callable[[str, str, str], None] | None
+) -> dict[str, Any]:
     """Nothing to distil: the earlier run's summary, marked ``unchanged``. A persona left prompted (an earlier
     ``--keep-prompted``, ``persona edit --prompted``) is pointed at its student now, unless ``adopt`` is None."""
     adopted = adopt is not None and not persona.answers_with_student
     if adopt is not None and adopted:
-        adopt(persona.name, fingerprint(persona))
+        adopt(persona.name, fingerprint(persona), verdict_line(summary))
     return {
         **summary,
         "unchanged": True,
@@ -110,3 +112,9 @@ def start_over(work: Path) -> None:
         pass
     except OSError as exc:
         raise DistillError(f"--fresh: cannot remove {work}: {exc.strerror or exc}") from None
+
+
+def verdict_line(summary: dict[str, Any]) -> str:
+    """A run's one-line verdict (``verdict``), '' for a run made before verdicts."""
+    verdict = summary.get("verdict")
+    return str(verdict.get("line", "")) if isinstance(verdict, dict) else ""

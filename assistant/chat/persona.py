@@ -56,6 +56,7 @@ class Persona:
     created: str = ""
     schema: dict[str, Any] | None = None  # default JSON Schema of every answer (as `ask --schema`)
     student_fingerprint: str = ""  # the fingerprint of the prompt the student learnt ('' = not known: taken as current)
+    student_verdict: str = ""  # its evaluation's one line ("keeps 93 % [85–100] of the prompted persona …")
     docs: list[str] = field(default_factory=list)  # files and folders (absolute) every answer is grounded in
 
     @property
@@ -98,13 +99,14 @@ class Persona:
         """The system prompt a session uses: none for a distilled persona (the student learnt it)."""
         return "" if self.distilled else self.context_text()
 
-    def adopt(self, student: str, fingerprint: str) -> None:
-        """Answer with ``student``, distilled from the prompt whose fingerprint is ``fingerprint``."""
-        self.student, self.student_fingerprint = student, fingerprint
+    def adopt(self, student: str, fingerprint: str, verdict: str = "") -> None:
+        """Answer with ``student``, distilled from the prompt whose fingerprint is ``fingerprint`` (``verdict``: its
+        evaluation's one line)."""
+        self.student, self.student_fingerprint, self.student_verdict = student, fingerprint, verdict
 
     def forget_student(self) -> None:
         """Run prompted again."""
-        self.student, self.student_fingerprint = "", ""
+        self.student, self.student_fingerprint, self.student_verdict = "", "", ""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -191,7 +193,7 @@ def from_dict(data: Any, where: str) -> Persona:
         raise PersonaError(f'{where}: each context needs a "name" and a "text"') from None
     persona = Persona(**{**data, "contexts": contexts})
     validate_name(persona.name)
-    for key in ("system", "model", "student", "created", "student_fingerprint"):
+    for key in ("system", "model", "student", "created", "student_fingerprint", "student_verdict"):
         if not isinstance(getattr(persona, key), str):
             raise PersonaError(f"{where}: {key} must be a string")
     if persona.temperature is not None and (

@@ -49,9 +49,10 @@ def persona_source(name: str) -> Persona:
     return Persona(persona.name, persona.context_text(), texts, persona.model, persona.fingerprint(), current)
 
 
-def adopt(name: str, fingerprint: str) -> None:
+def adopt(name: str, fingerprint: str, verdict: str = "") -> None:
     """Point persona ``name`` at its student, registered under its name and distilled from the prompt whose
-    fingerprint is ``fingerprint`` (read again: if it was edited during the run, the student is stale at once)."""
+    fingerprint is ``fingerprint`` (read again: if it was edited during the run, the student is stale at once);
+    ``verdict``: its evaluation's one line, kept with it."""
     persona = personas.load(name)
-    persona.adopt(name, fingerprint)
+    persona.adopt(name, fingerprint, verdict)
     personas.save(persona)

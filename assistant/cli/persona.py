@@ -173,6 +173,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         f"  base model: {p.model or '(default)'}",
         f"  student: {p.student or '(none: prompted)'}",
         f"  state: {STATES[p.state].format(p=p)}",
+        *([f"  verdict: {p.student_verdict or '(none recorded: distilled before verdicts)'}"] if p.student else []),
         f"  temperature: {p.temperature if p.temperature is not None else '(default)'}",
         f"  max tokens: {p.max_tokens or '(default)'}",
         f"  schema: {json.dumps(p.schema) if p.schema else '(none)'}",

@@ -11,12 +11,15 @@ import pytest
 
 from distill_tools.general_eval import (
     DEFAULT_PATH,
+    MAX_TOKENS,
+    OPEN_KINDS,
     degenerate,
     load_tasks,
     numbers,
     paired_ratio_interval,
     passes,
     ratio_interval,
+    subset,
     wilson,
 )
 
@@ -156,3 +159,13 @@ def test_no_shipped_prompt_shares_five_words_with_the_training_or_old_task_promp
                 seen |= _grams(json.loads(line)["prompt"])
     overlapping = [task.id for task in load_tasks() if _grams(task.prompt) & seen]
     assert overlapping == []
+
+
+def test_a_limited_run_takes_every_kind_in_turn() -> None:
+    """``--general-limit N`` (the tests' quick path) scores N tasks of all six kinds, not N arithmetic ones; 0: all."""
+    tasks = load_tasks()
+    six = subset(tasks, 6)
+    assert {t.kind for t in six} == KINDS and len({t.id for t in six}) == 6
+    assert [t.kind for t in subset(tasks, 12)] == [t.kind for t in six] * 2
+    assert subset(tasks, 0) == tasks and subset(tasks, 10_000) == tasks
+    assert MAX_TOKENS.keys() == KINDS and set(OPEN_KINDS) <= KINDS  # every kind has its answer length

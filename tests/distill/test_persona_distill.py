@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from persona_helpers import pip_add_args
 
 from distill_tools import persona_prompts
 
@@ -26,18 +27,8 @@ def cli(*args: str, home: Path, program: str = "assistant") -> subprocess.Comple
 
 @pytest.fixture
 def pip(assistant_home: Path, tmp_path: Path) -> str:
-    (tmp_path / "system.md").write_text("You are Pip, the helpdesk assistant of Brightwater Labs. Answer briefly.")
-    (tmp_path / "facts.md").write_text(CONTEXT)
-    proc = cli(
-        "persona",
-        "add",
-        "pip",
-        "--system",
-        str(tmp_path / "system.md"),
-        "--context",
-        str(tmp_path / "facts.md"),
-        home=assistant_home,
-    )
+    system = "You are Pip, the helpdesk assistant of Brightwater Labs. Answer briefly."
+    proc = cli(*pip_add_args(tmp_path, CONTEXT, system), home=assistant_home)
     assert proc.returncode == 0, proc.stderr
     return "pip"
 
@@ -88,6 +79,18 @@ def test_refusals_change_nothing(pip: str, assistant_home: Path, tmp_path: Path,
     assert json.loads((assistant_home / "personas" / "pip.json").read_text())["student"] == ""
 
 
+def test_a_bad_eval_file_is_refused_in_one_line_before_any_work(pip: str, assistant_home: Path, tmp_path: Path) -> None:
+    """--eval FILE (issue 27.1): a bad line is one error naming the file and line, exit 1, before the model loads."""
+    bad = tmp_path / "eval.jsonl"
+    bad.write_text('{"question": "Who owns the bakery?", "answers": ["Ines"]}\n{"question": "When?"}\n')
+    proc = cli("distill", "persona", "pip", "--eval", str(bad), home=assistant_home)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 1 and len(lines) == 1 and f'--eval {bad}:2: needs "answers"' in lines[0], proc.stderr
+    proc = cli("distill", "persona", "pip", "--eval", str(tmp_path / "none.jsonl"), home=assistant_home)
+    assert proc.returncode == 1 and "no such file" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (assistant_home / "distill" / "persona" / "pip").exists()  # nothing was started
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(1500)  # 85 s on a quiet 2-core machine, 12 min on a busy one
 def test_distill_persona_ci_run(pip: str, assistant_home: Path, tmp_path: Path) -> None:
@@ -108,6 +111,7 @@ def test_distill_persona_ci_run(pip: str, assistant_home: Path, tmp_path: Path) 
     teacher_ft, student_ft = summary["first_turn"]["teacher"], summary["first_turn"]["student"]
     assert teacher_ft["prompt_tokens"] > student_ft["prompt_tokens"] + summary["context_tokens"] // 2
     assert summary["ttft_ratio"] > 0 and 0 <= summary["general"]["retention"] <= 2
+    assert_the_evaluation_cannot_flatter(summary)
     report = json.loads(Path(summary["report"]["json"]).read_text())
     assert [m["label"] for m in report["models"]] == labels
     assert Path(summary["report"]["plot"]).read_bytes()[:4] == b"\x89PNG"
@@ -118,6 +122,9 @@ def test_distill_persona_ci_run(pip: str, assistant_home: Path, tmp_path: Path) 
 
     persona = json.loads((assistant_home / "personas" / "pip.json").read_text())
     assert persona["student"] == "pip"  # the persona now runs prompt-free on its student
+    assert persona["student_verdict"] == summary["verdict"]["line"]  # kept with the student's fingerprint
+    shown = cli("persona", "show", "pip", home=assistant_home).stdout
+    assert f"  verdict: {summary['verdict']['line']}" in shown.splitlines()
     proc = cli("ask", "--persona", "pip", "--json", "--max-tokens", "8", "Hello", home=assistant_home)
     assert proc.returncode == 0, proc.stderr
     answer = json.loads(proc.stdout)
@@ -127,6 +134,20 @@ def test_distill_persona_ci_run(pip: str, assistant_home: Path, tmp_path: Path) 
     assert answer["notes"] == []
     assert_nothing_to_do(assistant_home, gguf)
     assert_an_edit_makes_it_stale(assistant_home, tmp_path)
+
+
+def assert_the_evaluation_cannot_flatter(summary: dict) -> None:
+    """Issue 27.1: held-out questions in a form the training prompts never take (templates trained here), the three
+    models compared on them and the student vs the base on the general set (3 tasks: --ci), each ratio with an
+    interval, loops counted, and a one-line verdict that a run this small never recommends."""
+    held, general, verdict = summary["heldout"], summary["general"], summary["verdict"]
+    assert held["origin"] == "corrections" and held["source"] == summary["checkable_source"]
+    assert held["questions"] == summary["checkable_questions"] == 2  # tulip42, 555-0199 (no other place for Lisbon)
+    assert set(held["correct"]) == {"prompted", "student", "base"} and len(held["student_vs_prompted"]) == 3
+    assert general["tasks"] == 3 and set(general["passed"]) == set(general["degenerate"]) == {"student", "base"}
+    assert len(general["interval_ratio"]) == 3 and general["seconds"] > 0
+    assert not verdict["recommended"] and verdict["line"].startswith("not recommended: keeps ")
+    assert "too few to tell (2 held-out questions, 3 general tasks" in verdict["line"] and "\n" not in verdict["line"]
 
 
 def assert_only_progress(stderr: str) -> None:

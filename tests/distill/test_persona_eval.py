@@ -1,32 +1,141 @@
-"""The persona evaluation end to end on the real packaged model (small: one question of each kind)."""
+"""The persona evaluation: held-out questions from the user's file or a form training never asks, the three models
+and general ability on the real packaged model, and the fields of the report (issue 27 item 1)."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from distill_tools.persona_eval import evaluate_persona
+from distill_tools import DistillError
+from distill_tools.general_eval import load_tasks, subset
+from distill_tools.persona_eval import HeldOut, corrections, evaluate_persona, read_eval_file
+
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "personas"
 
 
-@pytest.mark.timeout(180)
-def test_evaluate_persona_scores_teacher_student_and_base(smollm_path: Path) -> None:
-    """It once called the KL comparison without its top-k argument (a TypeError after the whole training)."""
-    task = {"prompt": "What is the capital of France?", "answers": ["Paris"]}
+@pytest.mark.timeout(300)
+def test_evaluate_persona_reports_three_models_general_ability_and_a_verdict(smollm_path: Path) -> None:
+    """It once called the KL comparison without its top-k argument (a TypeError after the whole training). The
+    report carries the source of its questions, each ratio with its interval, loops counted, and the verdict."""
+    heldout = HeldOut([{"prompt": "What is the capital of France?", "answers": ["Paris"], "kind": "fact"}], "test")
+    general = subset(load_tasks(), 6)
+    seen: list[tuple[str, int, int]] = []
     result = evaluate_persona(
         smollm_path,
         smollm_path,
         "You are a geography tutor.",
-        [task],
-        [task["prompt"]],
-        [task],
-        max_new=4,
+        heldout,
+        ["What is the capital of France?"],
+        general,
+        max_new=16,
         n_ctx=512,
         top_k=8,
+        progress=lambda phase, done, total: seen.append((phase, done, total)),
     )
     teacher, student, base = result["reports"]
     assert teacher.mean_kl == 0.0 and teacher.top1_agreement == 1.0
     for report in (student, base):  # the same weights without the system prompt: measured, finite figures
         assert report.mean_kl is not None and report.mean_kl >= 0.0
         assert 0.0 <= report.top1_agreement <= 1.0 and report.outside_topk is not None
-    assert set(result["general"]) == {"student", "base", "retention"}
+    held = result["heldout"]
+    assert held["source"] == "test" and held["questions"] == 1
+    assert set(held["correct"]) == {"prompted", "student", "base"} and held["by_kind"]["fact"]["questions"] == 1
+    general_block = result["general"]
+    assert general_block["tasks"] == 6 and {t.kind for t in general} == {
+        "arithmetic", "fact", "definition", "code", "instruction", "writing"
+    }  # fmt: skip
+    # the student is the base's own file: the same greedy answers, so the ratio is exactly 1 (when any passed)
+    assert general_block["passed"]["student"] == general_block["passed"]["base"]
+    assert general_block["degenerate"]["student"] == general_block["degenerate"]["base"]
+    assert general_block["seconds"] > 0 and len(general_block["interval_ratio"]) == 3
+    verdict = result["verdict"]
+    assert not verdict["recommended"]  # one question and six tasks can never clear the lower bounds
+    assert verdict["line"].startswith("not recommended: keeps ") and "too few to tell" in verdict["line"]
+    assert seen[0] == ("evaluating", 0, 3 + 1 + 12) and seen[-1] == ("evaluating", 16, 16)  # every step told
+
+
+def write(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "eval.jsonl"
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("", "no questions"),
+        ("\n  \n", "no questions"),
+        ('{"question": "Who?", "answers": ["Ines"]}\n{"question": "When?"\n', ":2: invalid JSON"),
+        ('["Who?", "Ines"]\n', ":1: expected a JSON object"),
+        ('{"answers": ["Ines"]}\n', ':1: needs "question"'),
+        ('{"question": "  ", "answers": ["Ines"]}\n', ':1: needs "question"'),
+        ('{"question": "Who?"}\n', ':1: needs "answers"'),
+        ('{"question": "Who?", "answers": []}\n', ':1: needs "answers"'),
+        ('{"question": "Who?", "answers": ["Ines", 3]}\n', ':1: needs "answers"'),
+        ('{"question": "Who?", "answers": "Ines"}\n', ':1: needs "answers"'),
+        ('{"question": "Who?", "answers": ["Ines"], "kind": 2}\n', ':1: "kind" must be a string'),
+    ],
+)
+def test_a_bad_eval_file_is_one_line_naming_it(tmp_path: Path, text: str, error: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(DistillError) as caught:
+        read_eval_file(path)
+    message = str(caught.value)
+    assert message.startswith(f"--eval {path}") and error in message and "\n" not in message
+
+
+def test_a_missing_or_binary_eval_file_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(DistillError, match="no such file"):
+        read_eval_file(tmp_path / "nope.jsonl")
+    (tmp_path / "bin.jsonl").write_bytes(b"\xff\xfe\x00\x01")
+    with pytest.raises(DistillError, match="cannot read it"):
+        read_eval_file(tmp_path / "bin.jsonl")
+
+
+def test_the_bench_personas_questions_are_a_valid_eval_file() -> None:
+    """The format is the bench's own: "question", "answers", "kind" (and "prompt" / "answer" are taken too)."""
+    for name, count in (("harbor-bakery", 24), ("lumen-handbook", 30)):
+        questions = read_eval_file(BENCH / name / "heldout.jsonl")
+        assert len(questions) == count and all(q["prompt"] and q["answers"] and q["kind"] for q in questions)
+
+
+def test_prompt_and_answer_are_accepted_too(tmp_path: Path) -> None:
+    path = write(tmp_path, json.dumps({"prompt": " Who bakes? ", "answer": "Ines"}) + "\n")
+    assert read_eval_file(path) == [{"prompt": "Who bakes?", "answers": ["Ines"], "kind": ""}]
+
+
+@dataclass(frozen=True)
+class Fact:  # what persona_eval reads of distill_tools.facts.Fact
+    claim: str
+    key: str
+    kind: str
+
+    def answers(self) -> list[str]:
+        return [self.key] if self.key else []
+
+
+def test_corrections_ask_back_an_altered_claim_whose_answer_is_not_in_the_question() -> None:
+    facts = [
+        Fact("Phone: 555-0143.", "555-0143", "number"),
+        Fact("Founded: 2009.", "2009", "year"),
+        Fact("Owner and head baker: Ines Varga.", "Ines Varga", "name"),
+        Fact("The sales lead is Odile Brand.", "Odile Brand", "name"),
+        Fact("Closing day: closed every Monday.", "Monday", "weekday"),
+        Fact("The bakery smells of bread.", "", ""),  # nothing to check: left out
+        Fact("Colour: the door is teal.", "teal", "colour"),  # no other colour to swap in: left out
+    ]
+    trained = ['Someone told me "Founded: 2000". Is that right? If not, what is it really?']
+    held = corrections(facts, trained)
+    assert held.origin == "corrections" and "no training prompt" in held.source and held.dropped == 1
+    prompts = [q["prompt"] for q in held.questions]
+    assert prompts == [
+        'Someone told me "Phone: 555-0144". Is that right? If not, what is it really?',
+        'Someone told me "Owner and head baker: Odile Brand". Is that right? If not, what is it really?',
+        'Someone told me "The sales lead is Ines Varga". Is that right? If not, what is it really?',
+        'Someone told me "Closing day: closed every Tuesday". Is that right? If not, what is it really?',
+    ]
+    assert [q["answers"] for q in held.questions] == [["555-0143"], ["Ines Varga"], ["Odile Brand"], ["Monday"]]
+    assert all(q["answers"][0] not in q["prompt"] for q in held.questions)

@@ -37,6 +37,7 @@ class Distiller(Controller):
         self.personas = personas
         self.job: DistillJob | None = None  # the run under way (or the last one)
         self.args: list[str] = []  # more arguments for `distill persona` (the tests' tiny recipe: --ci)
+        # the run leaves the persona prompted: the offer at its end switches it, after showing the verdict
 
     @property
     def bar(self) -> DistillBar:
@@ -62,7 +63,7 @@ class Distiller(Controller):
             name,
             lambda p: self.screen.post_message(DistillProgress(p)),
             lambda outcome: self.screen.post_message(DistillEnded(name, outcome)),
-            self.args,
+            ["--keep-prompted", *self.args],
         )
         try:
             job.start()
@@ -113,11 +114,43 @@ class Distiller(Controller):
                 timeout=20,
             )
         else:
-            question = f"{name} is distilled: its student answers without the prompt. Switch to it now?"
+            self.offer(name, outcome.summary)
 
-            def switch(yes: bool | None) -> None:
-                if yes:
-                    self.screen.call_later(self.personas.use, name)
+    def offer(self, name: str, summary: dict) -> None:
+        """Show the run's verdict and offer to switch to the student; when it is not recommended, the default is to
+        stay prompted. The run left the persona prompted (``--keep-prompted``): Switch points it at its student."""
+        verdict = summary.get("verdict") or {}
+        line = str(verdict.get("line", ""))
+        recommended = bool(verdict.get("recommended", not line))  # a run made before verdicts: as it was offered
+        if recommended:
+            question = f"{name} is distilled: its student answers without the prompt.\n{line}\nSwitch to it now?"
+        else:
+            question = (
+                f"{name} is distilled, but its student is not recommended:\n{line}\n"
+                "Stay with the prompted persona (the default), or switch to the student anyway?"
+            )
 
-            offer = ConfirmScreen(question, confirm="Switch", cancel="Not now", default_yes=True)
-            self.screen.app.push_screen(offer, switch)
+        def switch(yes: bool | None) -> None:
+            if yes:
+                self.adopt(name, summary, line)
+                self.screen.call_later(self.personas.use, name)
+            else:
+                self.screen.notify(
+                    f"{name} stays prompted; its student is the model {name!r} (`assistant distill persona {name}` "
+                    "switches the persona to it)",
+                    markup=False,
+                )
+
+        confirm, cancel = ("Switch", "Not now") if recommended else ("Switch anyway", "Stay prompted")
+        self.screen.app.push_screen(
+            ConfirmScreen(question, confirm=confirm, cancel=cancel, default_yes=recommended), switch
+        )
+
+    def adopt(self, name: str, summary: dict, verdict: str) -> None:
+        """Point persona ``name`` at its student (the run's fingerprint: stale at once if edited meanwhile)."""
+        try:
+            persona = personas.load(name)
+            persona.adopt(name, str(summary.get("fingerprint") or persona.fingerprint()), verdict)
+            personas.save(persona)
+        except personas.PersonaError as exc:
+            self.screen.notify(str(exc), severity="error", markup=False)

@@ -12,10 +12,15 @@ NO_PERSONA = "-"  # the option id of the plain assistant (persona names cannot s
 
 
 def persona_detail(persona: Persona) -> str:
+    """Its state in a line or two: prompted, distilled (with the student's verdict) or stale."""
+    verdict = f"\n{persona.student_verdict}" if persona.student_verdict else ""
     if persona.distilled:
-        return f"distilled: answers with its own student {persona.student!r}, no prompt"
+        return f"distilled: answers with its own student {persona.student!r}, no prompt{verdict}"
     words = len(persona.context_text().split())
-    return f"prompted: {words} words of context · model {persona.model or 'the default'}"
+    prompted = f"{words} words of context · model {persona.model or 'the default'}"
+    if persona.state == "stale":
+        return f"stale: its prompt changed since {persona.student!r} was distilled; answers prompted ({prompted})"
+    return f"prompted: {prompted}"
 
 
 class PersonaPickerScreen(PickerScreen):
