@@ -19,6 +19,7 @@ from pathlib import Path
 
 import openai
 import pytest
+from persona_helpers import pip_add_args
 from reliability.reliability_helpers import run_cli
 
 from assistant.chat import persona as personas
@@ -36,11 +37,7 @@ QUESTION = [{"role": "user", "content": "What is the wifi password?"}]
 def stale_pip(home: Path, tmp_path: Path, smollm_path: Path) -> personas.Persona:
     """Persona pip (prompted, then "distilled" into pip-student: the packaged model linked under that name), then
     edited: stale."""
-    (tmp_path / "facts.md").write_text(FACTS)
-    (tmp_path / "system.md").write_text("You are Pip, the helpdesk assistant. Answer briefly.\n")
-    added = run_cli(
-        home, "persona", "add", "pip", "--system", str(tmp_path / "system.md"), "--context", str(tmp_path / "facts.md")
-    )
+    added = run_cli(home, *pip_add_args(tmp_path, FACTS))
     assert added.returncode == 0, added.stderr
     Registry(Store(home / "assistant.db")).import_file(str(smollm_path), name="pip-student", link=True)
     path = home / "personas" / "pip.json"

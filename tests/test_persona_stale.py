@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from persona_helpers import pip_add_args
 from reliability.reliability_helpers import cli_command, cli_env
 
 FACTS = "- The office wifi password is tulip42.\n"
@@ -51,19 +52,8 @@ def distilled(assistant_home: Path, tmp_path: Path, smollm_path: Path) -> Path:
     from assistant.models.registry import Registry
     from assistant.storage.store import Store
 
-    (tmp_path / "facts.md").write_text(FACTS)
     (tmp_path / "extra.md").write_text(EXTRA)
-    (tmp_path / "system.md").write_text("You are Pip, the helpdesk assistant. Answer briefly.\n")
-    added = cli(
-        assistant_home,
-        "persona",
-        "add",
-        "pip",
-        "--system",
-        str(tmp_path / "system.md"),
-        "--context",
-        str(tmp_path / "facts.md"),
-    )
+    added = cli(assistant_home, *pip_add_args(tmp_path, FACTS))
     assert added.returncode == 0, added.stderr
     Registry(Store(database_path())).import_file(str(smollm_path), name="pip", link=True)
     path = assistant_home / "personas" / "pip.json"

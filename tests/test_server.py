@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+from server_helpers import stream_chunks
 
 from assistant.chat.session import resumable
 from assistant.storage.store import export_conversation
@@ -234,16 +235,7 @@ def test_openai_sdk_parse_and_json_object_mode(server: ServeProcess) -> None:
     assert reply.choices[0].finish_reason == "stop"
     assert isinstance(reply.choices[0].message.parsed, City)  # the SDK's own strict schema, followed
     colour = [{"role": "user", "content": 'Reply with a JSON object with one key, "colour", naming a colour.'}]
-    chunks = list(
-        sdk.chat.completions.create(
-            model=MODEL,
-            messages=colour,
-            max_tokens=60,
-            temperature=0,
-            stream=True,
-            response_format={"type": "json_object"},
-        )
-    )
+    chunks = stream_chunks(sdk, colour, 60, response_format={"type": "json_object"})
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert chunks[-1].choices[0].finish_reason == "stop", text
     assert isinstance(json.loads(text), dict)

@@ -19,6 +19,7 @@ import h11
 import httpx
 import openai
 import pytest
+from server_helpers import stream_chunks
 
 from assistant.server.request import ApiError, parse_chat
 from assistant.storage.store import Store
@@ -132,17 +133,7 @@ def test_logprobs_are_real_in_whole_and_streamed_answers(server: ServeProcess) -
     for entry in entries:
         assert entry.logprob <= 0 and entry.bytes == list(entry.token.encode()) and entry.top_logprobs == []
     assert any(e.logprob < 0 for e in entries)  # real values, not placeholders
-    chunks = list(
-        sdk.chat.completions.create(
-            model=MODEL,
-            messages=ask,
-            max_tokens=16,
-            temperature=0,
-            logprobs=True,
-            stream=True,
-            stream_options={"include_usage": True},
-        )
-    )
+    chunks = stream_chunks(sdk, ask, 16, logprobs=True, stream_options={"include_usage": True})
     streamed = []
     for chunk in chunks:
         if chunk.choices and chunk.choices[0].delta.content:
