@@ -36,7 +36,7 @@ def run(*args: str, home: Path, env: dict[str, str] | None = None) -> subprocess
 @pytest.fixture(scope="module")
 def small_engine(smollm_path: Path):
     """A 512-token window: too small for the handbook whole, so it is retrieved."""
-    eng = Engine(smollm_path, n_ctx=512)
+    eng = Engine(smollm_path, n_ctx=512, threads=1)
     yield eng
     eng.close()
 
@@ -57,6 +57,7 @@ def test_documents_that_fit_go_in_whole_with_the_file_as_source(engine: Engine, 
     assert stored_sources(stored.sources) == turn.grounding.sources
 
 
+@pytest.mark.timeout(600)  # prefills of ~450 tokens on a shared 2-core machine
 def test_documents_too_big_for_the_window_are_retrieved_with_line_spans(small_engine: Engine, tmp_path: Path) -> None:
     store = Store(tmp_path / "h.db")
     session = Session(store, small_engine, load(), documents=[HANDBOOK])
@@ -75,6 +76,7 @@ def test_documents_too_big_for_the_window_are_retrieved_with_line_spans(small_en
     assert all(stored_sources(a.sources) for a in answers)
 
 
+@pytest.mark.timeout(600)  # prefills of ~450 tokens on a shared 2-core machine
 def test_a_persona_over_documents_grounds_every_answer(small_engine: Engine, tmp_path: Path) -> None:
     persona = Persona(name="wick", system="Answer from the handbook.", docs=[str(HANDBOOK)])
     session = Session(Store(tmp_path / "h.db"), small_engine, load(), persona=persona)
@@ -84,6 +86,7 @@ def test_a_persona_over_documents_grounds_every_answer(small_engine: Engine, tmp
     assert any("Priya Nakashima" in "\n".join(lines[s.start_line - 1 : s.end_line]) for s in sources)
 
 
+@pytest.mark.timeout(600)  # prefills of ~450 tokens on a shared 2-core machine
 def test_ask_docs_shows_the_context_before_sending_and_sources_in_json(assistant_home: Path, tmp_path: Path) -> None:
     note = tmp_path / "house.txt"
     note.write_text(NOTE)
@@ -121,6 +124,7 @@ def test_ask_docs_shows_the_context_before_sending_and_sources_in_json(assistant
     assert missing.returncode == 1 and missing.stderr.count("\n") == 1 and "no such file or folder" in missing.stderr
 
 
+@pytest.mark.timeout(600)  # prefills of ~450 tokens on a shared 2-core machine
 def test_persona_add_docs_without_a_prompt(assistant_home: Path, tmp_path: Path) -> None:
     folder = tmp_path / "handbook"
     folder.mkdir()
@@ -167,6 +171,7 @@ AUDIT = textwrap.dedent(
 )
 
 
+@pytest.mark.timeout(600)  # prefills of ~450 tokens on a shared 2-core machine
 def test_grounding_opens_no_socket(smollm_path: Path, tmp_path: Path) -> None:
     """Indexing, searching and answering with the network off: a socket audit hook sees no connection."""
     command = [sys.executable, "-c", AUDIT, str(smollm_path), str(tmp_path / "h.db"), str(HANDBOOK)]
