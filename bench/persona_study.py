@@ -14,6 +14,7 @@ import argparse
 import dataclasses
 import hashlib
 import json
+import os
 import sys
 import time
 from datetime import datetime, timezone
@@ -197,14 +198,20 @@ def measure(name: str, settings: Any, work: Path, cache: Path) -> dict[str, Any]
     return {**ratios(student, base), "figures": figures, "settings": dataclasses.asdict(settings)}
 
 
-def ablation(name: str, out: Path, until: datetime | None, scale: dict[str, Any], only: list[str], cache: Path) -> None:
-    """One student per variant (``scale`` applied to all), results rewritten into ``out`` after each."""
+def ablation(
+    name: str, out: Path, until: datetime | None, scale: dict[str, Any], only: list[str], cache: Path, home: Path | None
+) -> None:
+    """One student per variant (``scale`` applied to all), results rewritten into ``out`` after each; ``home``: an
+    ASSISTANT_HOME kept between runs (its teacher passes are reused), else a throwaway one."""
     from assistant.storage.files import atomic_write_text
     from bench.common import bench_home
     from distill_tools.persona import Settings
 
     results = json.loads(out.read_text()) if out.exists() else {}
-    with bench_home() as home:
+    with bench_home() as throwaway:
+        if home is not None:
+            os.environ["ASSISTANT_HOME"] = str(home)
+        home = home or throwaway
         for label, change in VARIANTS.items():
             if label in results or (only and not any(o in label for o in only)):
                 continue
@@ -223,6 +230,29 @@ def ablation(name: str, out: Path, until: datetime | None, scale: dict[str, Any]
             print(json.dumps({k: results[label][k] for k in ("heldout", "general", "counts")}), file=sys.stderr)
 
 
+def markdown(results: dict[str, dict[str, Any]]) -> str:
+    """The ablation as a Markdown table: per persona and lever, both ratios with their 95 % intervals."""
+    lines = [
+        "| persona | lever | held-out: student / prompted base | general: student / base | degenerate | steps | "
+        "distill min |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for persona, variants in results.items():
+        for label, r in variants.items():
+            c, f = r["counts"], r["figures"]
+            lines.append(
+                f"| {persona} | {label} | {c['student']}/{c['questions']} vs {c['prompted']}/{c['questions']} = "
+                f"{_ratio(r['heldout'])} | {c['general_student']}/{c['general_tasks']} vs {c['general_base']}/"
+                f"{c['general_tasks']} = {_ratio(r['general'])} | {c['degenerate_student']} | {f['steps']}"
+                f"{' (stopped early)' if f.get('stopped_early') else ''} | {f['distill_s'] / 60:.1f} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def _ratio(figures: list[float]) -> str:
+    return f"{figures[0]:.2f} [{figures[1]:.2f}–{figures[2]:.2f}]"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.persona_study")
     parser.add_argument("--ablation", metavar="PERSONA", required=True)
@@ -231,6 +261,7 @@ def main() -> int:
     parser.add_argument("--scale", default="{}", help="JSON Settings overrides for every variant (e.g. fewer epochs)")
     parser.add_argument("--only", nargs="*", default=[], help="run only the variants whose label contains these")
     parser.add_argument("--general-limit", type=int, default=0, help="score only the first N general tasks")
+    parser.add_argument("--home", type=Path, help="an ASSISTANT_HOME to keep (reuses its teacher passes)")
     parser.add_argument("--cache", type=Path, help="the baselines' cache (JSON; default: next to --out)")
     parser.add_argument("--baselines-only", action="store_true", help="score the base models only (into --cache)")
     parser.add_argument("--general-stride", type=int, default=1, help="score every N-th general task (all kinds)")
@@ -248,7 +279,7 @@ def main() -> int:
             persona = load_persona(args.ablation)
             baselines(persona, register(persona).context, cache)
         return 0
-    ablation(args.ablation, args.out, until, json.loads(args.scale), args.only, cache)
+    ablation(args.ablation, args.out, until, json.loads(args.scale), args.only, cache, args.home)
     return 0
 
 
