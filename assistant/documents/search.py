@@ -1,12 +1,13 @@
 """Find passages of your documents: full text (FTS5, BM25) and vectors, merged by reciprocal rank fusion.
 
 Each ranking keeps its best ``DEPTH`` passages; a passage scores ``sum(1 / (RRF_K + rank))`` over the rankings
-it is in (Cormack et al., 2009), so a passage both find ranks above one only one finds. Full text matches any of
-the question's words but those in more than ``COMMON_SHARE`` of many passages (their BM25 weight is next to
-nothing, their cost is the whole index). Vectors are held in memory per store (float32, 1.5 KB a passage),
-reloaded when the index changes, and compared exactly with a single-threaded numpy ``einsum``: at 100k passages
-that measured faster than BLAS (whose threads wait on a busy machine) and than a sign-bit prefilter, and
-sqlite-vec cannot load in this Python's SQLite module (no ``enable_load_extension``): see ``bench/bench_retrieval.py``.
+it is in (Cormack et al., 2009), so a passage both find ranks above one only one finds; the two rankings run at
+once. Full text matches any of the question's words; in a large index, only its rarest few, none held by more
+than ``COMMON_FLOOR`` passages (their BM25 weight is small, their cost large). Vectors are held in memory per
+store (float32, 1.5 KB a passage), reloaded when the index changes, and compared exactly with a single-threaded
+numpy ``einsum``: at 100k passages that measured faster than BLAS (whose threads wait on a busy machine) and
+about as fast as a sign-bit prefilter (which agreed on 99.7 % of the top 5), and sqlite-vec cannot load in this
+Python's SQLite module (no ``enable_load_extension``): see ``bench/bench_retrieval.py``.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ from assistant.storage import documents as doc_tables
 
 DEPTH = 50  # passages taken from each ranking
 RRF_K = 60
-COMMON_SHARE = 0.1  # a word in more passages than this share (and COMMON_FLOOR) is left out of the full-text query
-COMMON_FLOOR = 5000  # below this many passages every word is cheap enough to keep
+COMMON_FLOOR = 5000  # a word in more passages than this is left out of the full-text query (unless all are)
+LARGE_INDEX_WORDS = 4  # and once one is, only the rarest few words are searched
 MODES = ("fusion", "bm25", "vector")
 STOPWORDS = frozenset(
     "a about an and are as at be but by can do does for from had has have how i if in into is it its me my no not "
@@ -67,11 +68,22 @@ def search(
     allowed = _allowed_files(store, paths) if paths is not None else None
     if allowed is not None and not allowed:
         return []
-    rankings = []
-    if mode in ("fusion", "bm25"):
-        rankings.append(_bm25(store, query, allowed))
+    vectors = _vectors(store)
+    if mode != "bm25":
+        vectors.refresh(store)  # before the full-text query takes the store
+    full_text: list[Any] = []
+    worker = None
+    if mode in ("fusion", "bm25"):  # SQLite, the model and numpy all let go of the GIL: both rankings at once
+        worker = threading.Thread(target=_collect, args=(full_text, store, query, allowed), daemon=True)
+        worker.start()
+    nearest = []
     if mode in ("fusion", "vector"):
-        rankings.append(_vectors(store).nearest(store, query, allowed, embedder or embedding.for_queries()))
+        nearest = vectors.nearest(query, allowed, embedder or embedding.for_queries())
+    if worker:
+        worker.join()
+        if full_text and isinstance(full_text[0], BaseException):
+            raise full_text[0]
+    rankings = [r for r, used in ((full_text, mode != "vector"), (nearest, mode != "bm25")) if used]
     if mode == "fusion":
         scores: dict[int, float] = {}
         for ranking in rankings:
@@ -81,6 +93,14 @@ def search(
     else:
         best = rankings[0][:limit]
     return _hits(store, best)
+
+
+def _collect(into: list[Any], store: Any, query: str, allowed: set[int] | None) -> None:
+    """The full-text ranking into ``into`` (in a thread): its rows, or the exception that stopped it."""
+    try:
+        into.extend(_bm25(store, query, allowed))
+    except BaseException as exc:  # handed to the caller's thread, raised there
+        into[:] = [exc]
 
 
 def query_words(query: str) -> list[str]:
@@ -99,10 +119,11 @@ def _bm25(store: Any, query: str, allowed: set[int] | None) -> list[tuple[int, f
     words = query_words(query)
     if not words:
         return []
-    count, _ = doc_tables.chunks_version(store)
-    frequent = doc_tables.common_terms(store, words, max(int(COMMON_SHARE * count), COMMON_FLOOR))
-    match = fts_match([w for w in words if w not in frequent] or words)
-    return doc_tables.fts_ranking(store, match, allowed, DEPTH)
+    counts = doc_tables.term_counts(store, words)
+    if max(counts.values(), default=0) > COMMON_FLOOR:  # a large index: its commonest words cost the most
+        words = sorted([w for w in words if counts.get(w, 0) <= COMMON_FLOOR] or words, key=lambda w: counts.get(w, 0))
+        words = words[:LARGE_INDEX_WORDS]
+    return doc_tables.fts_ranking(store, fts_match(words), allowed, DEPTH)
 
 
 def _allowed_files(store: Any, paths: Sequence[Path]) -> set[int]:
@@ -133,6 +154,10 @@ class _Vectors:
         self.lock = threading.Lock()
 
     def refresh(self, store: Any) -> None:
+        with self.lock:
+            self._refresh(store)
+
+    def _refresh(self, store: Any) -> None:
         version = doc_tables.chunks_version(store)
         if version == self.version:
             return
@@ -142,12 +167,10 @@ class _Vectors:
         self.matrix = np.frombuffer(blob, dtype=np.float16).reshape(len(ids), embedding.DIM).astype(np.float32)
         self.version = version
 
-    def nearest(
-        self, store: Any, query: str, allowed: set[int] | None, embedder: embedding.Embedder
-    ) -> list[tuple[int, float]]:
+    def nearest(self, query: str, allowed: set[int] | None, embedder: embedding.Embedder) -> list[tuple[int, float]]:
+        """The passages nearest ``query`` as of the last :meth:`refresh`."""
         vector = embedder.embed([query])[0]
         with self.lock:
-            self.refresh(store)
             rows = None if allowed is None else np.flatnonzero(np.isin(self.files, list(allowed)))
             matrix = self.matrix if rows is None else self.matrix[rows]
             scores = np.einsum("ij,j->i", matrix, vector)  # one thread, no BLAS: see the module's doc

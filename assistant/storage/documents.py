@@ -146,13 +146,6 @@ def fts_ranking(store: Store, match: str, allowed: set[int] | None, depth: int) 
     return [(int(rowid), -float(score)) for rowid, score in rows]
 
 
-def common_terms(store: Store, words: Sequence[str], more_than: int) -> set[str]:
-    """Those of ``words`` found in more than ``more_than`` passages (looked up as indexed: stemmed by porter)."""
-    marks = ",".join("?" * len(words))
-    sql = f"SELECT term FROM doc_chunks_vocab WHERE term IN ({marks}) AND doc > ?"
-    return {row[0] for row in store.read(lambda: store.db.conn.execute(sql, [*words, more_than]).fetchall())}
-
-
 def chunk_rows(store: Store, chunk_ids: Sequence[int]) -> dict[int, tuple[str, int, int, str]]:
     """Chunk id -> (file path, start line, end line, text), for the ids still there."""
     marks = ",".join("?" * len(chunk_ids))
@@ -165,9 +158,18 @@ def chunk_rows(store: Store, chunk_ids: Sequence[int]) -> dict[int, tuple[str, i
 
 
 def chunks_version(store: Store) -> tuple[int, int]:
-    """(count, largest id) of the passages: changes whenever any file is added, replaced or removed."""
-    count, largest = store.read(lambda: store.db.conn.execute("SELECT count(*), max(id) FROM doc_chunks").fetchone())
-    return int(count), int(largest or 0)
+    """(largest passage id, files removed so far): changes whenever a file is added, replaced or removed
+    (passage ids are never reused). Two index lookups, whatever the index holds."""
+    sql = "SELECT (SELECT max(id) FROM doc_chunks), (SELECT removals FROM doc_state WHERE id = 1)"
+    largest, removals = store.read(lambda: store.db.conn.execute(sql).fetchone())
+    return int(largest or 0), int(removals or 0)
+
+
+def term_counts(store: Store, words: Sequence[str]) -> dict[str, int]:
+    """How many passages hold each of ``words`` (as indexed: stemmed by porter, so a word it changes is absent)."""
+    marks = ",".join("?" * len(words))
+    sql = f"SELECT term, doc FROM doc_chunks_vocab WHERE term IN ({marks})"
+    return dict(store.read(lambda: store.db.conn.execute(sql, list(words)).fetchall()))
 
 
 def vectors(store: Store) -> tuple[list[int], list[int], bytes]:

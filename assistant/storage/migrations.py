@@ -184,7 +184,7 @@ def m008_message_sources(conn: sqlite3.Connection) -> None:
 def m009_documents(conn: sqlite3.Connection) -> None:
     """Your documents' index (``assistant.documents``): files, their chunks with line spans and vectors, and
     full-text search over the chunks kept current by triggers. Chunk ids never come back (AUTOINCREMENT): the
-    search's vector cache knows the index changed from the largest id and the count."""
+    search's vector cache knows the index changed from the largest id and the count of removed files."""
     conn.execute(
         """CREATE TABLE IF NOT EXISTS "doc_roots" (
    "path" TEXT PRIMARY KEY,
@@ -215,6 +215,11 @@ def m009_documents(conn: sqlite3.Connection) -> None:
 )"""
     )
     conn.execute('CREATE INDEX IF NOT EXISTS "idx_doc_chunks_file_id" ON "doc_chunks" ("file_id")')
+    # one row: files removed so far; with the largest chunk id it tells a reader that the index changed
+    conn.execute(
+        'CREATE TABLE IF NOT EXISTS "doc_state" ("id" INTEGER PRIMARY KEY CHECK ("id" = 1), "removals" INTEGER)'
+    )
+    conn.execute('INSERT OR IGNORE INTO "doc_state" VALUES (1, 0)')
     conn.execute(
         """CREATE VIRTUAL TABLE IF NOT EXISTS "doc_chunks_fts" USING FTS5 (
     "text", "context", tokenize='porter', content="doc_chunks", content_rowid="id"
@@ -234,9 +239,9 @@ END"""
     conn.execute(  # how many passages hold each (stemmed) word: the search leaves the commonest out
         """CREATE VIRTUAL TABLE IF NOT EXISTS "doc_chunks_vocab" USING fts5vocab("doc_chunks_fts", 'row')"""
     )
-    conn.execute(  # a removed file takes its chunks along
+    conn.execute(  # a removed file takes its chunks along, and counts as a change of the index
         "CREATE TRIGGER IF NOT EXISTS doc_chunks_follow_files AFTER DELETE ON doc_files "
-        "BEGIN DELETE FROM doc_chunks WHERE file_id = old.id; END"
+        "BEGIN DELETE FROM doc_chunks WHERE file_id = old.id; UPDATE doc_state SET removals = removals + 1; END"
     )
 
 
