@@ -9,6 +9,7 @@ combinators ``and`` / ``or`` (``checks``) and ``not`` (``check``).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import random
@@ -18,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from assistant.storage.files import atomic_write_text
 
 DEFAULT_PATH = Path(__file__).parent / "data" / "general_eval.jsonl"
 _WORDS = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen"
@@ -179,12 +182,38 @@ def run(
             text = engine.complete(
                 [{"role": "user", "content": task.prompt}], max_tokens=MAX_TOKENS.get(task.kind, 48), temperature=0.0
             )
-            open_prompt = task.kind in OPEN_KINDS
-            answers.append(Answer(task.id, task.kind, text, passes(text, task.check), open_prompt and degenerate(text)))
+            answers.append(_answer(task, text))
             if on_answer is not None:
                 on_answer()
     finally:
         engine.close()
+    return answers
+
+
+def _answer(task: Task, text: str) -> Answer:
+    return Answer(task.id, task.kind, text, passes(text, task.check), task.kind in OPEN_KINDS and degenerate(text))
+
+
+def run_cached(
+    path: Path, tasks: list[Task], folder: Path, threads: int = 0, on_answer: Callable[[], None] | None = None
+) -> list[Answer]:
+    """:func:`run`, its answers kept in ``folder`` for the same file (path, size, time) and tasks: the base model's
+    greedy answers are the same in every run that compares a student to it, so they are generated once."""
+    stat = path.stat()
+    spec = [str(path.resolve()), stat.st_size, stat.st_mtime_ns, MAX_TOKENS, [(t.id, t.prompt) for t in tasks]]
+    cache = folder / f"{hashlib.sha256(json.dumps(spec).encode()).hexdigest()[:24]}.json"
+    try:
+        texts = json.loads(cache.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        texts = None
+    if isinstance(texts, list) and len(texts) == len(tasks) and all(isinstance(t, str) for t in texts):
+        for _ in tasks:
+            if on_answer is not None:
+                on_answer()
+        return [_answer(task, text) for task, text in zip(tasks, texts)]
+    answers = run(path, tasks, threads, on_answer=on_answer)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(cache, json.dumps([a.answer for a in answers]))
     return answers
 
 

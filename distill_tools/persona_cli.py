@@ -135,7 +135,7 @@ def _unchanged(s: dict[str, Any]) -> str:
     now = f"; persona {s['persona']!r} answers with it again" if s.get("adopted_now") else ""
     return (
         f"nothing changed since {s['persona']} was distilled{when}: its student {s['gguf']} is up to date{now}; "
-        "use --fresh to distil again" + (f"\nverdict: {s['verdict']['line']}" if "verdict" in s else "")
+        "use --fresh to distil again" + (f" (its verdict: {s['verdict']['line']})" if "verdict" in s else "")
     )
 
 

@@ -33,6 +33,7 @@ from typing import Any, Protocol
 import numpy as np
 from tqdm import tqdm
 
+from assistant.config import data_dir
 from assistant.models.engine import Engine
 from distill_tools import DistillError, evaluate, general_eval, llama, verdict
 from distill_tools.general_eval import Task
@@ -40,6 +41,11 @@ from distill_tools.general_eval import Task
 TEACHER, STUDENT, BASE = "teacher (base + context)", "student (no context)", "base (no context)"
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 MAX_EVAL_QUESTIONS = 10_000
+
+
+def general_cache() -> Path:
+    """Where the base models' general answers are kept (they are the same in every run that compares to them)."""
+    return data_dir() / "distill" / "general-eval"
 
 
 @dataclass
@@ -238,10 +244,8 @@ def evaluate_persona(
                 runner.close()
             reports.append(report)
         start = time.perf_counter()
-        scored = {
-            label: general_eval.run(path, general, llama.threads(), on_answer=tick)
-            for label, path in ((STUDENT, student), (BASE, base))
-        }
+        scored = {STUDENT: general_eval.run(student, general, llama.threads(), on_answer=tick)}
+        scored[BASE] = general_eval.run_cached(base, general, general_cache(), llama.threads(), on_answer=tick)
         general_s = time.perf_counter() - start
     teacher_score = reports[0].task_score
     for report in reports:

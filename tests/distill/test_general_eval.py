@@ -169,3 +169,24 @@ def test_a_limited_run_takes_every_kind_in_turn() -> None:
     assert [t.kind for t in subset(tasks, 12)] == [t.kind for t in six] * 2
     assert subset(tasks, 0) == tasks and subset(tasks, 10_000) == tasks
     assert MAX_TOKENS.keys() == KINDS and set(OPEN_KINDS) <= KINDS  # every kind has its answer length
+
+
+@pytest.mark.timeout(300)
+def test_the_base_s_answers_are_generated_once(smollm_path: Path, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """Every distillation compares its student to the same base on the same tasks: the base's greedy answers are
+    kept (per file and task set) and the next run reads them instead of generating 282 answers again."""
+    from distill_tools import general_eval
+
+    tasks = subset(load_tasks(), 3)
+    first = general_eval.run_cached(smollm_path, tasks, tmp_path)
+    assert [a.id for a in first] == [t.id for t in tasks] and len(list(tmp_path.glob("*.json"))) == 1
+    ticks: list[int] = []
+
+    def generate(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise AssertionError("the cached answers were generated again")
+
+    monkeypatch.setattr(general_eval, "run", generate)
+    again = general_eval.run_cached(smollm_path, tasks, tmp_path, on_answer=lambda: ticks.append(1))
+    assert again == first and len(ticks) == 3  # progress still told, task by task
+    with pytest.raises(AssertionError, match="generated again"):  # another task set is another cache entry
+        general_eval.run_cached(smollm_path, subset(load_tasks(), 4), tmp_path)

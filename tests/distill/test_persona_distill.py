@@ -166,6 +166,7 @@ def assert_nothing_to_do(home: Path, gguf: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     lines = [line for line in proc.stdout.splitlines() if line.strip()]
     assert len(lines) == 1 and "nothing changed since pip was distilled" in lines[0] and "--fresh" in lines[0], lines
+    assert "(its verdict: not recommended: keeps " in lines[0]  # the verdict of the student in place
     assert not [line for line in proc.stderr.splitlines() if line.strip()], proc.stderr
     proc = cli("distill", "persona", "pip", "--ci", "--json", "--progress-json", home=home)
     assert proc.returncode == 0 and json.loads(proc.stdout)["unchanged"] is True, proc.stderr

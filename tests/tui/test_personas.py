@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from textual.widgets import OptionList, ProgressBar, Select
-from tui_helpers import notices, send, wait_idle, wait_until
+from tui_helpers import notices, screen_lines, send, wait_idle, wait_until
 
 from assistant.chat import persona as personas
 from assistant.tui.distill_job import Rate, describe, parse
@@ -169,7 +169,11 @@ async def test_a_finished_distillation_offers_to_switch_to_the_student(make_app,
         app.chat_screen.distiller.args = ["--ci"]
         app.chat_screen.action_distill_persona()  # distils the persona in use
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the offer to switch", 1700)
-        await pilot.press("y")
+        await pilot.pause()
+        shown = " ".join("\n".join(screen_lines(app)).split())
+        assert "not recommended: keeps " in shown and "too few to tell" in shown  # the verdict, before the switch
+        assert personas.load("pip").student == ""  # the run left it prompted: the offer decides
+        await pilot.press("y")  # Switch anyway (Enter would stay prompted)
         await wait_until(pilot, lambda: app.models.ready and app.models.name == "pip", "the student to load", 120)
         assert app.session.persona.student == "pip" and app.status.info.persona == "pip"
         await send(pilot, app, "Hello")
