@@ -38,7 +38,9 @@ class ConfigError(AssistantError):
 class ModelSettings:
     default: str = ""  # registry name; empty means the embedded default student
     n_ctx: int = 4096
-    threads: int = 0  # 0 means the number of physical cores
+    threads: int = 0  # threads evaluating prompts; 0 means the number of physical cores
+    decode_threads: int = 0  # threads generating one token at a time; 0 means auto (one: see README, Performance)
+    speculate: bool = True  # prompt-lookup drafting when decoding greedily (same answers, faster when copying)
 
 
 @dataclass
@@ -103,6 +105,7 @@ ENV_OVERRIDES = {
     "ASSISTANT_MODEL": ("model", "default"),
     "ASSISTANT_N_CTX": ("model", "n_ctx"),
     "ASSISTANT_THREADS": ("model", "threads"),
+    "ASSISTANT_DECODE_THREADS": ("model", "decode_threads"),
     "ASSISTANT_TEMPERATURE": ("generation", "temperature"),
     "ASSISTANT_MAX_TOKENS": ("generation", "max_tokens"),
     "ASSISTANT_ESCALATION": ("escalation", "policy"),
@@ -189,10 +192,11 @@ def validate(config: Config, source: str) -> None:
     if config.model.n_ctx < 256:
         raise ConfigError(f"{source}: model.n_ctx must be at least 256, got {config.model.n_ctx}")
     cpus = os.cpu_count() or 1
-    if not 0 <= config.model.threads <= cpus:
-        raise ConfigError(
-            f"{source}: model.threads must be 0 (auto) or 1 to {cpus} (this machine's CPUs), got {config.model.threads}"
-        )
+    for key in ("threads", "decode_threads"):
+        if not 0 <= (value := getattr(config.model, key)) <= cpus:
+            raise ConfigError(
+                f"{source}: model.{key} must be 0 (auto) or 1 to {cpus} (this machine's CPUs), got {value}"
+            )
     if not 0.0 <= config.generation.temperature <= 5.0:
         raise ConfigError(f"{source}: generation.temperature must be between 0 and 5")
     if config.generation.max_tokens < 1:

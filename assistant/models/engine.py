@@ -12,15 +12,26 @@ from __future__ import annotations
 import codecs
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from assistant import AssistantError
+from assistant.config import load
+from assistant.models.draft import PromptLookup
 from assistant.models.kv_states import Prefix, SavedState, StateCache
-from assistant.models.llama_model import EngineError, Model, llama_chat_handlers_disabled, physical_cores, release_heap
+from assistant.models.llama_model import (
+    EngineError,
+    Model,
+    llama_chat_handlers_disabled,
+    physical_cores,
+    release_heap,
+)
 from assistant.models.prompt import ContextLengthError, Messages, fit
+from assistant.models.sampler import Sampler
 from assistant.models.stats import Delta, Deltas, Stats, token_stats
 from assistant.models.stop_scan import StopScan
 
@@ -46,11 +57,23 @@ class Engine:
     """Owns one model at a time; streams answers; swaps models between turns."""
 
     def __init__(
-        self, path: Path | str, n_ctx: int = 4096, threads: int = 0, state_cache_bytes: int = 512 * 2**20
+        self,
+        path: Path | str,
+        n_ctx: int = 4096,
+        threads: int = 0,
+        state_cache_bytes: int = 512 * 2**20,
+        *,
+        decode_threads: int | None = None,
+        speculate: bool | None = None,
     ) -> None:
+        """``decode_threads`` and ``speculate`` (prompt-lookup drafting when decoding greedily, ``draft``):
+        None takes the settings' ``model.decode_threads`` and ``model.speculate``."""
+        settings = load().model
         self.n_ctx_requested = n_ctx
         self.threads = threads
-        self.model = Model(path, n_ctx, threads)
+        self.decode_threads = settings.decode_threads if decode_threads is None else decode_threads
+        self.speculate = settings.speculate if speculate is None else speculate
+        self.model = Model(path, n_ctx, threads, self.decode_threads)
         self.stats = Stats(n_ctx=self.model.n_ctx)
         self._prefix = Prefix()
         self._key: object = None  # which conversation the KV cache holds
@@ -147,7 +170,7 @@ class Engine:
                 return
             self._switch_conversation(conversation)
             self.model.set_seed(seed)
-            sampling = {"temp": temperature, "top_p": top_p, "top_k": top_k, "grammar": grammar}
+            sampling = {"temperature": temperature, "top_p": top_p, "top_k": top_k, "grammar": grammar}
             yield from self._generate(text, max_tokens, sampling, StopScan(stop), stats, started)
 
     def _generate(
@@ -171,16 +194,17 @@ class Engine:
         first_at = 0.0
         stats.finish_reason = "length"
         self._prefix = Prefix()  # invalid until this turn completes
+        sampler = model.sampler(**sampling)
+        drafts = PromptLookup(tokens) if self.speculate and sampler.greedy and not sampler.constrained else None
         try:
             if not self._prefill(tokens, common):
                 stats.finish_reason = "cancelled"
                 return
-            generator = llm.generate(tokens, min_p=0.05, repeat_penalty=1.0, **sampling)
-            for token in generator:
+            for token, logits in self._tokens(tokens, max_tokens, sampler, drafts):
                 if model.is_end(token):
                     stats.finish_reason = "stop"
                     break
-                logprob, entropy = token_stats(model.last_logits(), token)
+                logprob, entropy = token_stats(logits, token)
                 generated.append(token)
                 piece = decoder.decode(model.piece(token))
                 if not first_at:
@@ -197,7 +221,6 @@ class Engine:
                     break
                 if len(generated) >= max_tokens:
                     break
-            generator.close()
             if held := scan.held():  # text that looked like the start of a stop string but was not
                 yield Delta(held, -1, 0.0, 0.0)
         except GeneratorExit:  # the consumer stopped reading: same as a cancel
@@ -206,6 +229,7 @@ class Engine:
         except Exception as exc:
             raise EngineError(f"generation failed: {exc}") from None
         finally:
+            sampler.close()
             end = time.perf_counter()
             if tail := decoder.decode(b"", final=True):
                 answer.append(tail)
@@ -215,7 +239,56 @@ class Engine:
             stats.tokens_per_s = (len(generated) - 1) / decode_time if len(generated) > 1 and decode_time else 0.0
             stats.total_s = end - start
             stats.context_used = len(tokens) + len(generated)
+            if drafts is not None:
+                stats.drafts, stats.drafted_tokens = drafts.stats.drafts, drafts.stats.drafted
+                stats.accepted_tokens = drafts.stats.accepted
             self._prefix = Prefix(text + "".join(answer), tokens + generated)
+
+    def _tokens(
+        self, tokens: list[int], max_tokens: int, sampler: Sampler, drafts: PromptLookup | None
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        """The answer's tokens, each with the logits it was chosen from (valid until the next is asked for).
+
+        The prompt but its last token is in the KV cache (``_prefill``). Each step evaluates the token chosen
+        last; with ``drafts``, also a guessed continuation, in one batch, and yields the guesses the model
+        agrees with (greedy) and then its own next token; the rejected guesses leave the KV cache.
+        """
+        model = self.model
+        model.truncate(len(tokens) - 1)
+        with model.decoding():
+            width = model.batch_width(tokens) if drafts is not None else 1
+            yield from self._decode_loop(tokens[-1], max_tokens, sampler, drafts if width > 1 else None, width)
+
+    def _decode_loop(
+        self, pending: int, max_tokens: int, sampler: Sampler, drafts: PromptLookup | None, width: int
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        model, ctx, produced = self.model, self.model.llm.ctx, 0
+        while True:
+            draft = drafts.draft(min(max_tokens - produced - 1, width - 1)) if drafts else []
+            base = model.llm.n_tokens
+            model.decode([pending, *draft], logits_all=bool(draft))
+            if not draft:
+                logits = model.logits(-1)
+                pending = sampler.sample(ctx, -1, logits)
+                produced += 1
+                if drafts is not None:
+                    drafts.append(pending)
+                yield pending, logits
+                continue
+            assert drafts is not None  # a draft comes from them
+            chosen: list[int] = []
+            for i in range(len(draft) + 1):  # greedy: the model's choice after each accepted guess
+                chosen.append(int(np.argmax(model.logits(i))))
+                if i == len(draft) or chosen[-1] != draft[i]:
+                    break
+            accepted = len(chosen) - 1
+            model.truncate(base + 1 + accepted)
+            drafts.update(len(draft), accepted)
+            for i, token in enumerate(chosen):
+                drafts.append(token)
+                produced += 1
+                yield token, model.logits(i)
+            pending = chosen[-1]
 
     def _prefill(self, tokens: list[int], cached: int) -> bool:
         """Evaluate the prompt but its last token in chunks, so a cancel stops it at once; False if cancelled.
@@ -269,7 +342,7 @@ class Engine:
         the old model's memory is released.
         """
         with self._swap_lock:
-            new = _load_for_swap(path, self.n_ctx_requested, self.threads)
+            new = _load_for_swap(path, self.n_ctx_requested, self.threads, self.decode_threads)
             warm = _prefill(new, history) if history and conversation is not None else Prefix()
             if not self._lock.acquire(timeout=-1 if timeout is None else timeout):
                 new.close()
@@ -329,9 +402,9 @@ def _prefill(model: Model, history: Messages) -> Prefix:
     return Prefix(text, tokens)
 
 
-def _load_for_swap(path: Path | str, n_ctx: int, threads: int) -> Model:
+def _load_for_swap(path: Path | str, n_ctx: int, threads: int, decode_threads: int) -> Model:
     """Load a model and render a short conversation with its template, so a broken one fails now."""
-    model = Model(path, n_ctx, threads)
+    model = Model(path, n_ctx, threads, decode_threads)
     try:
         model.template.render(SWAP_PROBE)
     except AssistantError:

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 import psutil
@@ -23,6 +24,7 @@ import psutil
 from assistant import AssistantError
 from assistant.models.chat_template import ChatTemplate, fallback_for
 from assistant.models.gguf_info import ModelInfo, available_memory, estimate_memory, read_info
+from assistant.models.sampler import Sampler
 
 
 class EngineError(AssistantError):
@@ -41,6 +43,9 @@ def release_heap() -> None:
         pass
 
 
+BATCH_CAPACITY = 64  # tokens one ``Model.decode`` takes: a draft and the token before it
+BATCH_CHECK = 13  # the widest verification ``Model.batch_width`` checks
+DECODE_THREADS = 1  # threads for one token at a time (see README, Performance: a busy machine)
 _LOAD_LOCK = threading.Lock()
 _LOG = logging.getLogger("assistant.llama")
 _LOG.addHandler(logging.NullHandler())  # no handler configured: nothing printed (not even logging's last resort)
@@ -106,7 +111,7 @@ def llama_chat_handlers_disabled() -> Iterator[None]:
 class Model:
     """One loaded GGUF model: llama.cpp context, template, tokenizer helpers."""
 
-    def __init__(self, path: Path | str, n_ctx: int = 4096, threads: int = 0) -> None:
+    def __init__(self, path: Path | str, n_ctx: int = 4096, threads: int = 0, decode_threads: int = 0) -> None:
         self.info: ModelInfo = read_info(path)
         need = estimate_memory(self.info, n_ctx)
         if need > available_memory():
@@ -124,15 +129,17 @@ class Model:
         self._llama_cpp = llama_cpp
         _quiet_llama_log(llama_cpp)
         self.path = Path(path)
-        self.threads = threads or physical_cores()
+        self.threads = threads or physical_cores()  # prompt evaluation (batches)
+        self.decode_threads = min(decode_threads or DECODE_THREADS, self.threads)  # one token at a time
         _recent_errors.clear()
         try:
             with llama_chat_handlers_disabled():
                 self.llm = llama_cpp.Llama(
                     model_path=str(path),
                     n_ctx=n_ctx,
-                    n_threads=self.threads,
+                    n_threads=self.decode_threads,
                     n_threads_batch=self.threads,
+                    flash_attn=True,  # each position's logits then do not depend on the batch: see batch_width
                     use_mmap=True,
                     logits_all=False,
                     verbose=False,
@@ -142,7 +149,10 @@ class Model:
             raise EngineError(f"{path}: llama.cpp could not load the model: {exc}{why}") from None
         self.n_ctx = self.llm.n_ctx()
         self.n_vocab = self.llm.n_vocab()
-        self._vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
+        self.vocab = self._vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
+        self._batch: Any = llama_cpp.llama_batch_init(BATCH_CAPACITY, 0, 1)
+        self.seed = llama_cpp.LLAMA_DEFAULT_SEED
+        self._width: int | None = None  # see batch_width
         self._pieces: dict[int, bytes] = {}
         self._add_bos = self.llm.metadata.get("tokenizer.ggml.add_bos_token", "true") == "true"
 
@@ -189,7 +199,86 @@ class Model:
 
     def set_seed(self, seed: int | None) -> None:
         """Make sampling repeatable with ``seed``; None: random."""
-        self.llm.set_seed(self._llama_cpp.LLAMA_DEFAULT_SEED if seed is None else seed)
+        self.seed = self._llama_cpp.LLAMA_DEFAULT_SEED if seed is None else seed
+        self.llm.set_seed(self.seed)
+
+    def sampler(self, *, temperature: float, top_p: float, top_k: int, grammar: object = None) -> Sampler:
+        """A sampler for one turn with these settings and the seed set by :meth:`set_seed`."""
+        return Sampler(
+            self._llama_cpp,
+            self.vocab,
+            self.n_vocab,
+            temperature=temperature,
+            top_p=top_p,
+            top_k=top_k,
+            seed=self.seed,
+            grammar=grammar,
+        )
+
+    def decode(self, tokens: list[int], logits_all: bool = False) -> None:
+        """Evaluate ``tokens`` after the first ``llm.n_tokens`` ones (at most ``BATCH_CAPACITY``), with logits for
+        the last one, or for each with ``logits_all`` (read them with :meth:`logits`, by index in ``tokens``)."""
+        llm, batch, start = self.llm, self._batch, self.llm.n_tokens
+        self._llama_cpp.llama_memory_seq_rm(self._llama_cpp.llama_get_memory(llm.ctx), 0, start, -1)
+        batch.n_tokens = len(tokens)
+        for i, token in enumerate(tokens):
+            batch.token[i], batch.pos[i], batch.n_seq_id[i], batch.logits[i] = token, start + i, 1, logits_all
+            batch.seq_id[i][0] = 0
+        batch.logits[len(tokens) - 1] = True
+        if code := self._llama_cpp.llama_decode(llm.ctx, batch):
+            raise RuntimeError(f"llama_decode returned {code}")
+        llm.input_ids[start : start + len(tokens)] = tokens
+        llm.n_tokens = start + len(tokens)
+        llm._requires_eval = False
+
+    @contextmanager
+    def decoding(self) -> Iterator[None]:
+        """Evaluate with the decode threads inside (an answer's tokens and drafts), the batch threads after."""
+        self._llama_cpp.llama_set_n_threads(self.llm.ctx, self.decode_threads, self.decode_threads)
+        try:
+            yield
+        finally:
+            self._llama_cpp.llama_set_n_threads(self.llm.ctx, self.decode_threads, self.threads)
+
+    def batch_width(self, tokens: list[int]) -> int:
+        """How many tokens one :meth:`decode` may verify with each position's logits bit-identical to decoding
+        them one at a time (1: none), so that a verified draft gives exactly the answer decoding alone gives.
+
+        Kernels differ by batch size on some models and machines (llama.cpp's repacked quantized matrices
+        switch from a vector to a matrix kernel at 4 rows; attention without flash attention): this decodes the
+        end of ``tokens`` (a prompt in the KV cache but its last token) both ways and compares, once per model.
+        """
+        if self._width is not None:
+            return self._width
+        end = self.llm.n_tokens
+        for width in (BATCH_CHECK, 3):
+            if end < width + 1:
+                return 1  # too short to tell: ask again on a longer prompt
+            start = end - width
+            self.truncate(start)
+            singles = []
+            for token in tokens[start:end]:
+                self.decode([token])
+                singles.append(self.logits(-1).copy())
+            self.truncate(start)
+            self.decode(tokens[start:end], logits_all=True)
+            if all(np.array_equal(self.logits(i), single) for i, single in enumerate(singles)):
+                self._width = width
+                return width
+        self._width = 1
+        return 1
+
+    def logits(self, index: int) -> np.ndarray:
+        """The logits of the last decoded batch's position ``index`` (a view, valid until the next decode)."""
+        pointer = self._llama_cpp.llama_get_logits_ith(self.llm.ctx, index)
+        return np.ctypeslib.as_array(pointer, shape=(self.n_vocab,))
+
+    def truncate(self, n_tokens: int) -> None:
+        """Keep only the first ``n_tokens`` evaluated tokens in the KV cache (drop a rejected draft)."""
+        llm = self.llm
+        if n_tokens < llm.n_tokens:
+            self._llama_cpp.llama_memory_seq_rm(self._llama_cpp.llama_get_memory(llm.ctx), 0, n_tokens, -1)
+            llm.n_tokens = n_tokens
 
     def save_state(self) -> bytes:
         size = self._llama_cpp.llama_state_get_size(self.llm.ctx)
@@ -217,4 +306,7 @@ class Model:
             llama_cpp.llama_set_abort_callback(self.llm.ctx, llama_cpp.ggml_abort_callback(), None)
 
     def close(self) -> None:
+        if self._batch is not None:
+            self._llama_cpp.llama_batch_free(self._batch)
+            self._batch = None
         self.llm.close()

@@ -35,7 +35,20 @@ class Stats:
     n_ctx: int = 0
     dropped_messages: int = 0  # oldest messages left out to fit the context window
     finish_reason: str = ""  # stop | length | cancelled
+    drafts: int = 0  # prompt-lookup drafts verified (``draft``)
+    drafted_tokens: int = 0  # tokens guessed in them
+    accepted_tokens: int = 0  # of those, the ones the model agreed with
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def acceptance(self) -> float | None:
+        """The share of drafted tokens accepted; None when nothing was drafted."""
+        return self.accepted_tokens / self.drafted_tokens if self.drafted_tokens else None
+
+    @property
+    def draft_length(self) -> float | None:
+        """The mean draft length; None when nothing was drafted."""
+        return self.drafted_tokens / self.drafts if self.drafts else None
 
 
 def token_stats(logits: np.ndarray, token: int) -> tuple[float, float]:

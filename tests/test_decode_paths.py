@@ -1,0 +1,174 @@
+"""The engine's fast decode paths give exactly the answers of the plain ones (real SmolLM2-135M and Gemma 3, greedy).
+
+- A JSON-Schema grammar checked on the chosen token first (``sampler``) gives the tokens llama-cpp-python's
+  grammar sampler (the whole vocabulary filtered every token) gives, and schema-valid JSON.
+- Prompt-lookup drafting (``draft``) gives byte-identical answers to decoding without it: copy-heavy and
+  open prompts, stop strings, the token limit, a cancel in the middle of a verified draft, continuing an
+  answer (F5) and after a hot-swap.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from assistant.models import schema as schemas
+from assistant.models.draft import PromptLookup
+from assistant.models.engine import Engine
+
+SOURCE = Path(schemas.__file__).read_text()[:2200]  # a real file to rewrite: ~500 tokens
+DOCUMENT = (
+    "The Meridian Library opened in 1911 on Harbour Street. It holds 2.4 million volumes, including the "
+    "Ashworth collection of maritime charts donated in 1957. Reading rooms are open from 9 am to 8 pm on "
+    "weekdays and from 10 am to 4 pm on Saturdays; the library is closed on Sundays. Members may borrow up to "
+    "twelve books for three weeks, renewable twice online. The rare books room requires an appointment made "
+    "at least two days ahead, and visitors must leave bags in the lockers by the entrance."
+)
+PROMPTS = [
+    f"Rewrite this file exactly, fixing any typos:\n\n{SOURCE}",
+    f"Here is a document.\n\n{DOCUMENT}\n\nQuote the sentences about opening hours and borrowing.",
+    f"{DOCUMENT}\n\nWhen is the library open, and how many books may a member borrow?",
+    "Write a short poem about the sea.",
+    "What is the capital of France? Answer in one sentence.",
+    "List five fruits, one per line.",
+    "Explain what a hash table is.",
+    "Repeat the word 'banana' ten times, separated by commas.",
+]
+SCHEMAS: list[dict[str, Any]] = [
+    {"type": "object", "properties": {"city": {"type": "string", "maxLength": 30}}, "required": ["city"]},
+    {"type": "object", "properties": {"answer": {"type": "boolean"}}, "required": ["answer"]},
+    {"type": "object", "properties": {"colour": {"enum": ["red", "green", "blue"]}, "n": {"type": "integer"}}},
+    {"type": "array", "items": {"type": "string", "maxLength": 12}, "maxItems": 3},
+]
+
+
+@pytest.fixture(scope="module")
+def engines(smollm_path: Path) -> Iterator[tuple[Engine, Engine]]:
+    """(drafting, plain) engines on the same file."""
+    fast, plain = Engine(smollm_path, n_ctx=2048), Engine(smollm_path, n_ctx=2048, speculate=False)
+    yield fast, plain
+    fast.close()
+    plain.close()
+
+
+def _answer(engine: Engine, messages: list[dict[str, str]], **kwargs: object) -> tuple[list[int], str]:
+    deltas = list(engine.stream(messages, **kwargs))  # type: ignore[arg-type]
+    return [d.token for d in deltas], "".join(d.text for d in deltas)
+
+
+def test_drafting_gives_the_plain_answer_and_drafts(engines: tuple[Engine, Engine]) -> None:
+    fast, plain = engines
+    accepted = 0
+    for i, prompt in enumerate(PROMPTS):
+        messages = [{"role": "user", "content": prompt}]
+        ours = _answer(fast, messages, max_tokens=80, conversation=("p", i))
+        stats = fast.stats
+        assert ours == _answer(plain, messages, max_tokens=80, conversation=("p", i)), prompt[:40]
+        assert plain.stats.drafts == 0 and stats.accepted_tokens <= stats.drafted_tokens
+        assert stats.completion_tokens == len(ours[0])
+        accepted += stats.accepted_tokens
+    assert accepted > 40, "the copy-heavy prompts should have been drafted"
+
+
+def test_stop_strings_and_token_limit(engines: tuple[Engine, Engine]) -> None:
+    fast, plain = engines
+    messages = [{"role": "user", "content": PROMPTS[0]}]
+    for stop, limit in ((["import"], 120), (["\n\n"], 120), ([], 37), ([], 1), (["def ", "return"], 90)):
+        ours = _answer(fast, messages, max_tokens=limit, stop=stop, conversation="stop")
+        assert ours == _answer(plain, messages, max_tokens=limit, stop=stop, conversation="stop")
+        assert fast.stats.finish_reason == plain.stats.finish_reason
+        assert len(ours[0]) <= limit
+
+
+def _cancelled(engine: Engine, messages: list[dict[str, str]], after: int) -> list[int]:
+    tokens = []
+    for delta in engine.stream(messages, max_tokens=200, conversation="esc"):
+        tokens.append(delta.token)
+        if len(tokens) == after:
+            engine.cancel()
+    assert engine.stats.finish_reason == "cancelled"
+    return tokens
+
+
+def test_cancel_mid_draft_then_continue(engines: tuple[Engine, Engine]) -> None:
+    """Esc while a verified draft is being yielded keeps what was shown; F5 then continues identically."""
+    fast, plain = engines
+    messages = [{"role": "user", "content": PROMPTS[1]}]
+    _answer(fast, messages, max_tokens=40, conversation="warm")
+    assert fast.stats.accepted_tokens > 3, "the document prompt should draft from its first tokens"
+    for after in (7, 13):
+        ours, theirs = _cancelled(fast, messages, after), _cancelled(plain, messages, after)
+        assert ours == theirs and len(ours) == after
+        partial = fast.model.llm.detokenize(ours).decode("utf-8", errors="replace")
+        follow = [*messages, {"role": "assistant", "content": partial}]
+        kwargs = {"max_tokens": 60, "conversation": "esc", "continue_final": True}
+        assert _answer(fast, follow, **kwargs) == _answer(plain, follow, **kwargs)
+
+
+def test_after_a_hot_swap(smollm_path: Path, gemma_path: Path) -> None:
+    """Another model (Gemma 3: its batch kernels differ from 4 rows on) through a swapped engine, same answers."""
+    fast, plain = Engine(smollm_path, n_ctx=2048), Engine(gemma_path, n_ctx=2048, speculate=False)
+    try:
+        fast.swap(gemma_path)
+        for i, prompt in enumerate(PROMPTS[:3]):
+            messages = [{"role": "user", "content": prompt}]
+            assert _answer(fast, messages, max_tokens=60, conversation=i) == _answer(
+                plain, messages, max_tokens=60, conversation=i
+            )
+    finally:
+        fast.close()
+        plain.close()
+
+
+def test_grammar_checked_on_the_chosen_token_gives_llama_cpp_python_s_answer(smollm_path: Path) -> None:
+    engine = Engine(smollm_path, n_ctx=2048)
+    llm = engine.model.llm
+    try:
+        for i, schema in enumerate(SCHEMAS):
+            prompt = f"Name a city and a colour.\n\n{schemas.instruction(schema)}"
+            grammar = schemas.grammar_for(schema)
+            tokens, text = _answer(engine, [{"role": "user", "content": prompt}], max_tokens=48, grammar=grammar)
+            prompt_tokens = engine._prefix.tokens[: engine.stats.prompt_tokens]
+            # the reference: llama-cpp-python's sampler chain with the grammar over the whole vocabulary
+            reference: list[int] = []
+            for token in llm.generate(prompt_tokens, temp=0.0, min_p=0.05, repeat_penalty=1.0, grammar=grammar):
+                if engine.model.is_end(token) or len(reference) == 48:
+                    break
+                reference.append(token)
+            assert tokens == reference, f"schema {i}"
+            if engine.stats.finish_reason == "stop":
+                schemas.check(text, schema)
+    finally:
+        engine.close()
+
+
+def test_prompt_lookup_drafts_adapts_and_pauses() -> None:
+    drafts = PromptLookup([1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3])
+    assert drafts.draft(10) == [4, 5, 6, 7]  # the continuation of the last 3-gram, START_DRAFT long
+    drafts.update(4, 4)
+    assert drafts.length == 6
+    drafts.update(6, 1)
+    assert drafts.length == 2
+    assert drafts.draft(1) == [4]
+    for _ in range(6):  # drafts that keep failing pause drafting
+        drafts.update(2, 0)
+    assert drafts.draft(10) == []
+    assert drafts.stats.drafts == 8 and drafts.stats.accepted == 5
+    unmatched = PromptLookup([5, 6, 7])
+    assert unmatched.draft(4) == []
+
+
+def test_cancel_from_another_thread_during_drafting(engines: tuple[Engine, Engine]) -> None:
+    fast, _ = engines
+    messages = [{"role": "user", "content": PROMPTS[0]}]
+    seen = 0
+    for _ in fast.stream(messages, max_tokens=300, conversation="thread"):
+        seen += 1
+        if seen == 5:
+            threading.Thread(target=fast.cancel).start()
+    assert fast.stats.finish_reason == "cancelled"
+    assert seen <= 5 + 17  # at most the rest of one verified draft
