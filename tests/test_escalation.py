@@ -26,6 +26,7 @@ from assistant.storage.store import Store
 FACTUAL = "Who was the second president of Botswana?"
 CODING = "Write a Python function that reverses a string."
 KEY = "sk-escalation-test-KEY-9f8e7d6c5b4a"
+STUDENT = "smollm2-135m"  # the on-device model's registry name, which on-device answers are stored under
 
 
 @pytest.fixture(scope="session")
@@ -84,10 +85,10 @@ def test_auto_escalates_a_long_tail_fact_and_answers_code_on_device(engine, tmp_
 
     run(session, CODING)
     turn = session.last
-    assert not turn.escalated and turn.model == engine.name
+    assert not turn.escalated and turn.model == STUDENT
     assert turn.route["reason"] == "answered on-device: not a factual question"
     last = stored(session)[-1]
-    assert last["escalated"] == 0 and last["model"] == engine.name and last["content"] == turn.answer
+    assert last["escalated"] == 0 and last["model"] == STUDENT and last["content"] == turn.answer
 
 
 def test_cli_escalate_auto_routes_to_the_teacher(llama_teacher, assistant_home: Path, capsys) -> None:
@@ -160,7 +161,7 @@ def test_ask_declined_sends_nothing_and_answers_on_device(engine, tmp_path, fake
     session = make_session(engine, tmp_path, fake.url, policy="ask")
     answer = run(session, FACTUAL, approve=lambda request: False)
     assert fake.requests == []
-    assert answer.strip() and not session.last.escalated and session.last.model == engine.name
+    assert answer.strip() and not session.last.escalated and session.last.model == STUDENT
     assert session.last.route["declined"] is True
     assert session.last.notes == ["escalation declined: nothing was sent; answered on-device"]
     run(session, FACTUAL)  # no approver at all (e.g. no terminal): declined too
@@ -236,12 +237,12 @@ def test_teacher_faults_fall_back_to_the_student(engine, tmp_path, fake, mode: s
     session.config.teacher.timeout_s = 0.5
     answer = run(session, FACTUAL)
     turn = session.last
-    assert not turn.escalated and turn.model == engine.name
+    assert not turn.escalated and turn.model == STUDENT
     assert len(turn.notes) == 1 and note in turn.notes[0] and turn.notes[0].endswith("; answered on-device")
     assert "\n" not in turn.notes[0]
     assert turn.route["escalate"] is True and turn.route["fallback"]
     row = stored(session)[-1]
-    assert row["content"] == answer and row["complete"] == 1 and row["escalated"] == 0 and row["model"] == engine.name
+    assert row["content"] == answer and row["complete"] == 1 and row["escalated"] == 0 and row["model"] == STUDENT
     student_part = answer
     if mode == "truncated":  # what the teacher had sent is kept, clearly separated from the student's answer
         assert answer.startswith("".join(ANSWER[:2]) + TEACHER_CUT_OFF)

@@ -91,7 +91,7 @@ def test_swap_waits_for_the_answer_in_progress(smollm_path: Path, gemma_path: Pa
     assert engine.name == gemma_path.stem
     assert _ask(session, "And backwards?").strip()
     models = [m["model"] for m in store.messages(session.conversation_id) if m["role"] == "assistant"]
-    assert models == [smollm_path.stem, gemma_path.stem]
+    assert models == ["smollm2-135m", gemma_path.stem]  # the registry's name; a file it does not know, by its stem
     engine.close()
 
 
@@ -142,7 +142,7 @@ def test_failed_swaps_keep_the_old_model_serving(
 
     assert _ask(session, "What is my name?").strip()  # the same conversation goes on
     messages = store.messages(session.conversation_id)
-    assert len(messages) == 4 and all(m["model"] == smollm_path.stem for m in messages if m["role"] == "assistant")
+    assert len(messages) == 4 and all(m["model"] == "smollm2-135m" for m in messages if m["role"] == "assistant")
     assert engine.stats.reused_tokens > 0  # the cached prefix was not disturbed by the failed swaps
     engine.close()
 

@@ -68,10 +68,10 @@ class ModelManager:
         ``Stats.model``); the name itself for a model it never served."""
         engine = self._engine
         if engine_name not in self._names and engine is not None and engine_name == engine.name:
-            self._names[engine_name] = self._registry_name(engine.path, self.key)
+            self._names[engine_name] = self._registry_name(engine.path)  # an engine given, or swapped by its owner
         return self._names.get(engine_name, engine_name)
 
-    def _registry_name(self, path: Path, key: str) -> str:
+    def _registry_name(self, path: Path, key: str = "") -> str:
         try:
             return self.registry.name_of(path, key)
         except AssistantError:  # the catalog unreadable: the file still names the model

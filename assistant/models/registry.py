@@ -307,21 +307,18 @@ class Registry:
         return {s: s if not s or s in names else stems.get(s.lower(), s) for s in stored}
 
     def name_of(self, path: Path | str, key: str = "") -> str:
-        """The registry name of the model loaded (as ``key``) from ``path``: ``key`` itself if it is one, else the
-        registered or packaged model with that file, else the file's stem."""
-        if key and key in self.names():
-            return key
+        """The registry name of the model loaded (as ``key``) from ``path``: ``key`` itself if it names that file,
+        else the registered or packaged model with that file, else the file's stem."""
         target = Path(path).resolve()
-        for entry in self.entries():
-            if Path(entry.path).resolve() == target:
-                return entry.name
+        entries = {entry.name: Path(entry.path) for entry in self.entries()}
         for p in packaged():
             try:
-                if packaged_path(p.name, assemble=False).resolve() == target:
-                    return p.name
+                entries.setdefault(p.name, packaged_path(p.name, assemble=False))
             except AssistantError:  # not installed: it is not this file
                 continue
-        return Path(path).stem
+        exact = [name for name, file in entries.items() if os.path.abspath(file) == os.path.abspath(path)]
+        named = exact + [name for name, file in entries.items() if file.resolve() == target]  # a link's target too
+        return key if key in named else next(iter(named), Path(path).stem)
 
     def resolve(self, name: str = "") -> Path:
         """Path of a model given its registry name, a packaged name or a file path; a name or file stem in another

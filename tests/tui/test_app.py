@@ -52,7 +52,7 @@ async def test_question_is_answered_shown_and_stored(make_app, store) -> None:  
         await pilot.press("a", "ctrl+j", "b")  # Ctrl+J adds a line instead of sending
         assert app.prompt.text == "a\nb" and not app.generating
         info = app.status.info
-        assert info.model == "SmolLM2-135M-Instruct.Q4_1" and info.tokens_per_s > 0 and info.context_used > 0
+        assert info.model == "smollm2-135m" and info.tokens_per_s > 0 and info.context_used > 0  # the registry's name
         assert "on-device only" in app.status.render().plain
         items = app.query(ConversationItem)
         assert [i.conversation_id for i in items] == [conversation_id]
