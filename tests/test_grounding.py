@@ -179,3 +179,20 @@ def test_grounding_opens_no_socket(smollm_path: Path, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result == {"connects": [], "mode": "retrieved", "sources": result["sources"]} and result["sources"] > 0
+
+
+def test_a_folder_is_taken_whole_as_the_index_walks_it(engine: Engine, tmp_path: Path) -> None:
+    """A FIFO nobody writes to, a binary file and a tool cache beside a note: the note goes in whole, the binary
+    is named in a note, the FIFO and node_modules are passed by (nothing hangs)."""
+    from assistant.chat.grounding import ground
+
+    folder = tmp_path / "house"
+    (folder / "node_modules").mkdir(parents=True)
+    (folder / "node_modules" / "lib.txt").write_text("not mine\n")
+    (folder / "house.txt").write_text(NOTE)
+    (folder / "photo.bin").write_bytes(b"\x00\x01" * 100)
+    os.mkfifo(folder / "pipe")
+    history = [{"role": "user", "content": "Where does the spare key hang?"}]
+    grounded = ground(Store(tmp_path / "h.db"), [folder], history, engine, 64)
+    assert grounded.mode == "whole" and [Path(s.path).name for s in grounded.sources] == ["house.txt"]
+    assert "not mine" not in grounded.context and any("photo.bin" in n for n in grounded.notes)

@@ -10,7 +10,6 @@ turn, and the answer keeps its sources (``Store`` column ``messages.sources``).
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -102,20 +101,18 @@ def _tokens(engine: Engine, messages: list[dict[str, str]]) -> int:
 
 
 def files_under(paths: Sequence[Path], limit: int) -> list[Path] | None:
-    """The files at ``paths`` (folders walked in name order, hidden entries and symlinked folders skipped); None
-    when there are more than ``limit``, or a file only the index can read."""
+    """The regular files at ``paths``, walked as the index walks them (hidden entries, version control and caches
+    passed by; symlink loops cut); None when there are more than ``limit``, or a file only the index can read."""
+    from assistant.documents.index import walk  # deliberately lazy: as in ``retrieve``
+
     found: list[Path] = []
     for root in paths:
-        root = Path(root).expanduser()
-        if root.is_file():  # a regular file (a FIFO or a device is left to the index, which refuses it)
-            found.append(root)
-            continue
-        for folder, dirs, names in os.walk(root):  # os.walk does not follow symlinked folders: no loops
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-            found += [Path(folder, n) for n in sorted(names) if not n.startswith(".") and Path(folder, n).is_file()]
-            if len(found) > limit:
-                return None
-    if len(found) > limit or any(f.suffix.lower() in INDEXED_ONLY for f in found):
+        for entry in walk(Path(root).expanduser()):
+            if isinstance(entry, Path) and entry.is_file():  # a FIFO or a device is left to the index (it skips it)
+                found.append(entry)
+                if len(found) > limit:
+                    return None
+    if any(f.suffix.lower() in INDEXED_ONLY for f in found):
         return None
     return found
 
