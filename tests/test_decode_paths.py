@@ -172,3 +172,12 @@ def test_cancel_from_another_thread_during_drafting(engines: tuple[Engine, Engin
             threading.Thread(target=fast.cancel).start()
     assert fast.stats.finish_reason == "cancelled"
     assert seen <= 5 + 17  # at most the rest of one verified draft
+
+
+def test_status_bar_shows_the_draft_acceptance() -> None:
+    from assistant.tui.widgets.status import StatusInfo, status_line
+
+    shown = status_line(StatusInfo(model="m", tokens_per_s=40.0, ttft_s=0.1, draft_acceptance=0.724), 100).plain
+    assert "draft 72%" in shown and "40.0 tok/s" in shown
+    assert "draft" not in status_line(StatusInfo(model="m", tokens_per_s=40.0), 100).plain
+    assert "draft" not in status_line(StatusInfo(model="m", tokens_per_s=40.0, draft_acceptance=0.7), 30).plain

@@ -53,13 +53,14 @@ class Conversations(Controller):
         """The status bar's context and speed: those of the conversation's last answer."""
         answers = [m for m in messages if m.role == "assistant"]
         if not answers:
-            self.status.show(context_used=0, tokens_per_s=0.0, ttft_s=0.0, escalated=False)
+            self.status.show(context_used=0, tokens_per_s=0.0, ttft_s=0.0, draft_acceptance=None, escalated=False)
             return
         last = answers[-1]
         self.status.show(
             context_used=(last.prompt_tokens or 0) + (last.completion_tokens or 0),
             tokens_per_s=last.tokens_per_s or 0.0,
             ttft_s=last.ttft_s or 0.0,
+            draft_acceptance=None,  # not stored: shown only for the answer just generated
             escalated=last.escalated,
         )
 

@@ -115,7 +115,7 @@ class ModelSwitch(Controller):
             return
         # the context used stays the conversation's (the next answer counts it with this model); speeds were the
         # other model's
-        status.show(model=models.name, n_ctx=models.n_ctx, tokens_per_s=0.0, ttft_s=0.0)
+        status.show(model=models.name, n_ctx=models.n_ctx, tokens_per_s=0.0, ttft_s=0.0, draft_acceptance=None)
         self._warn_if_base_model()
         if event.swapped:
             self.screen.notify(f"Now answering with {models.name}", markup=False)

@@ -203,6 +203,7 @@ class Turns(Controller):
             n_ctx=stats.n_ctx or self.status.info.n_ctx,
             tokens_per_s=stats.tokens_per_s,
             ttft_s=stats.ttft_s,
+            draft_acceptance=stats.acceptance,
             escalated=turn.escalated,
         )
         for note in turn.notes:

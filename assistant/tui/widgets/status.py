@@ -18,6 +18,7 @@ class StatusInfo:
     n_ctx: int = 0
     tokens_per_s: float = 0.0
     ttft_s: float = 0.0
+    draft_acceptance: float | None = None  # share of prompt-lookup drafted tokens accepted; None: nothing drafted
     policy: str = "never"
     escalated: bool = False
     persona: str = ""  # the persona chatting, if any
@@ -25,7 +26,8 @@ class StatusInfo:
 
 
 def status_line(info: StatusInfo, width: int = 80) -> Content:
-    """One line. When narrow, TTFT goes first, then the context, then the speed; then the model name is shortened.
+    """One line. When narrow, the draft acceptance goes first, then TTFT, the context, the speed; then the model name
+    is shortened.
 
     The last answer's speed and TTFT are not shown while an answer is being generated (they would be stale),
     nor when there is no figure (never "0.0 tok/s")."""
@@ -44,6 +46,8 @@ def status_line(info: StatusInfo, width: int = 80) -> Content:
             parts.append((3, f"{info.tokens_per_s:.1f} tok/s"))
         if info.ttft_s:
             parts.append((1, f"TTFT {info.ttft_s:.2f}s"))
+        if info.draft_acceptance is not None:
+            parts.append((0, f"draft {info.draft_acceptance:.0%}"))
     model = info.model or "no model"
     if info.persona:
         model = f"{info.persona} ({model})"
