@@ -230,7 +230,7 @@ async def test_chatting_with_a_base_model_is_flagged(tui_config, store) -> None:
         await wait_until(pilot, warned, "the base-model warning", 30)
         await wait_until(pilot, lambda: "⚠ base model" in app.status.render().plain, "the status flag", 30)
         app.chat_screen.model_switch.load("smollm2-135m")  # a chat model: the flag goes
-        await wait_until(pilot, lambda: "SmolLM2" in app.models.name, "SmolLM2 to load", 120)
+        await wait_until(pilot, lambda: app.models.name == "smollm2-135m", "SmolLM2 to load", 120)
         await wait_until(pilot, lambda: not app.status.info.base_model, "the status flag to go", 30)
         assert "base model" not in app.status.render().plain
 
