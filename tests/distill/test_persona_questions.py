@@ -110,7 +110,10 @@ def test_each_training_prompt_carries_its_passage_not_the_whole_document() -> No
 
 def test_a_teachers_lines_are_checked_before_they_become_questions() -> None:
     fact = next(f for f in facts.extract(PROSE) if f.key == "Tidepool")
-    assert questions.problem("What is the capital of France?", fact, set()) == "off the passage's topic"
+    assert questions.problem("What is the capital of France?", fact, set()) == "off the claim's topic"
+    assert (
+        questions.problem("What do parents receive at full pay?", fact, set()) == "off the claim's topic"
+    )  # another claim
     assert questions.problem("Which tool do I use to request leave?", fact, set()) is None
     assert questions.problem("Which tool do I use to request leave?", fact, {"which tool do i use to request leave?"})
     assert questions.problem("Is leave requested in Tidepool?", fact, set()) is None  # yes/no may name the value
@@ -119,11 +122,15 @@ def test_a_teachers_lines_are_checked_before_they_become_questions() -> None:
 
     def writer(prompt: str) -> str:  # what a capable teacher's reply looks like: numbered lines, a closing remark
         claim = prompt.split('sentence of the passage: "')[1].split('"\n')[0].rstrip(".")
-        return f"1. What is meant by {' '.join(claim.split()[:4])}?\n2. Is it true that {claim}?\n3. Same: {claim}?\nOK"
+        plain = " ".join(w for w in claim.split() if w.islower())  # no names or numbers: the answer is not given away
+        asks = ["What is meant by", "Could you explain", "Tell me more about", "Why would", "How does it work that"]
+        lines = [f"{i}. {a} {plain}?" for i, a in enumerate(asks, 1)] + [f"6. Is it true that {claim}?", f"7. {claim}?"]
+        return "\n".join(lines + ["Hope this helps!"])
 
     written, note = questions.teacher_questions(facts.extract(PROSE), writer)
     assert written and all(q.source == questions.TEACHER and q.kind == "teacher" for q in written)
     assert Counter(q.text for q in written).most_common(1)[0][1] == 1  # the same line twice is kept once
-    assert len(written) >= len({f.claim for f in facts.extract(PROSE)}) and "usable questions" in note
+    assert len(written) >= 4 * len({f.claim for f in facts.extract(PROSE)})
+    assert "usable questions" in note
     silent, note = questions.teacher_questions(facts.extract(PROSE), lambda prompt: "I cannot help with that.")
     assert silent == [] and "templates only" in note
