@@ -212,7 +212,7 @@ def from_dict(data: Any, where: str) -> Persona:
     if not isinstance(persona.docs, list) or not all(isinstance(d, str) and d for d in persona.docs):
         raise PersonaError(f"{where}: docs must be a list of paths")
     if not persona.context_text() and not persona.student and not persona.docs:
-        raise PersonaError(f"{where}: a persona needs a system prompt, a context file or documents")
+        raise PersonaError(f"{where}: a persona needs a system prompt or a context file (or documents: --docs)")
     return persona
 
 
