@@ -12,12 +12,15 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from assistant import AssistantError
-from assistant.chat import attach, branches
+from assistant.chat import attach, branches, grounding
 from assistant.chat import persona as personas
 from assistant.chat.attach import Attachment
+from assistant.chat.grounding import Grounding
 from assistant.chat.persona import Persona, check_fits
 from assistant.chat.reasoning import answer_only, opens_in_prompt
 from assistant.chat.turn import Turn, TurnOptions
@@ -50,8 +53,11 @@ class Session:
         config: Config,
         conversation_id: int | None = None,
         persona: Persona | None = None,
+        documents: Sequence[Path] = (),
     ) -> None:
         self.store, self.config = store, config
+        self.documents = list(documents)  # answers are grounded in these files (else in the persona's docs, if any)
+        self.index_progress: grounding.Progress | None = None  # told (done, total) while the documents are indexed
         self.models = models if isinstance(models, ModelManager) else ModelManager(config, store, models)
         self.conversation_id = conversation_id
         self.persona = persona  # the conversation's: new ones take its system prompt and settings, and record its name
@@ -212,13 +218,15 @@ class Session:
         approve: Approve | None = None,
         attachments: list[Attachment] | None = None,
         options: TurnOptions = NO_OPTIONS,
+        grounded: Grounding | None = None,
     ) -> Deltas:
         """Store the question, stream the answer; ``self.last`` describes the turn when done.
 
         ``escalate`` overrides the escalation policy for this turn; ``approve`` is asked (with
         the exact request) before anything is sent under the ``ask`` policy. ``attachments`` are
         recorded with the question, whose text already holds their blocks (``attach.compose``).
-        ``options``: this turn's settings from a server's request.
+        ``options``: this turn's settings from a server's request. ``grounded``: what the documents add to the
+        question, when the caller has shown it already (``ground``).
         """
         escalation = self._escalation(escalate, approve)
         question = attach.question_of(text, attachments or [])
@@ -228,6 +236,9 @@ class Session:
         if self.conversation_id is None:
             self.check_persona_fits()
         turn.notes = self._persona_notes()
+        turn.grounding = grounded or self.ground(history, self._sampling(max_tokens, temperature)["max_tokens"])
+        history[-1] = {"role": "user", "content": turn.grounding.message(text)}
+        turn.notes += turn.grounding.notes
         # one transaction: a failed write (a full disk) leaves no empty conversation and no unanswered question
         self.conversation_id, turn.user_message_id, turn.answer_message_id = self.store.start_turn(
             self.conversation_id,
@@ -257,6 +268,9 @@ class Session:
             branches.fork(self.store, self.conversation_id, messages[-2].id if len(messages) > 1 else 0)
         self.last = turn = Turn(model=self.models.label(self.engine.name))
         history = self.history()
+        if history and history[-1]["role"] == "user":
+            turn.grounding = self.ground(history, self._sampling(max_tokens, temperature)["max_tokens"])
+            history[-1] = {"role": "user", "content": turn.grounding.message(history[-1]["content"])}
         turn.answer_message_id = self.store.add_message(
             self.conversation_id, "assistant", "", model=turn.model, complete=0
         )
@@ -295,6 +309,18 @@ class Session:
                 before = [m.id for m in messages if m.id < users[-1]]
                 branches.fork(self.store, self.conversation_id, before[-1] if before else 0)
         yield from self.send(text, **kwargs)
+
+    def document_paths(self) -> list[Path]:
+        """The files answers are grounded in: the caller's (``ask --docs``), else the persona's (``persona --docs``)."""
+        return self.documents or [Path(p) for p in (self.persona.docs if self.persona else [])]
+
+    def ground(self, history: list[dict[str, str]], max_tokens: int | None = None) -> Grounding:
+        """What the documents add to the last message of ``history`` (``chat.grounding``); nothing without any."""
+        paths = self.document_paths()
+        if not paths:
+            return Grounding()
+        limit = max_tokens or self._sampling(None, None)["max_tokens"]
+        return grounding.ground(self.store, paths, history, self.engine, limit, self.index_progress)
 
     def cancel(self) -> None:
         """Stop the answer being streamed (the student's or the teacher's); the partial answer is kept."""
@@ -436,6 +462,7 @@ class Session:
             ttft_s=round(stats.ttft_s, 4),
             tokens_per_s=round(stats.tokens_per_s, 2),
             route=json.dumps(turn.route) if turn.route else "",
+            **({"sources": turn.grounding.dumps()} if turn.grounding.sources else {}),
         )
 
 

@@ -60,6 +60,19 @@ def register(subparsers: Subparsers) -> None:
         action="store_true",
         help='also print the model\'s <think> reasoning (to stderr; with --json, as "reasoning")',
     )
+    ask.add_argument(
+        "--docs",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="ground the answer in this file or folder (repeatable): whole when it fits the window, else the "
+        "passages that match the question (indexed on first use), with their sources",
+    )
+    ask.add_argument(
+        "--show-context",
+        action="store_true",
+        help="print what the documents add to the prompt (to stderr) before sending it",
+    )
     ask.set_defaults(handler=cmd_ask)
 
 
@@ -75,7 +88,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     persona = persona_named(args.persona)
     _override(config, args)
     prompt = _prompt_argument(args)
-    options = AskOptions.read(args.files, args.schema, args.show_reasoning, persona)  # checked before anything loads
+    options = AskOptions.read(args.files, args.schema, args.show_reasoning, persona, args.docs)  # before loading
     from_stdin = not options.reads_stdin and (prompt == "-" or (not prompt and not sys.stdin.isatty()))
     if from_stdin:
         prompt = sys.stdin.buffer.read().decode("utf-8", errors="replace")  # any bytes: invalid ones become U+FFFD
@@ -92,10 +105,13 @@ def cmd_ask(args: argparse.Namespace) -> int:
     engine = models.engine
     if engine.model.info.base_model:
         print(f"note: {base_model_note(model_name)}", file=sys.stderr)
-    session = Session(store, models, config, conversation_id, persona=persona)
+    session = Session(store, models, config, conversation_id, persona=persona, documents=options.documents)
     prompt = options.prepare(prompt, engine, session, config.generation.max_tokens)
+    grounded = options.ground(session, prompt, args.show_context)
     approve = functools.partial(_approve, stdin_free=not (from_stdin or options.reads_stdin))
-    stream = session.send(prompt, escalate=args.escalate, approve=approve, attachments=options.attachments)
+    stream = session.send(
+        prompt, escalate=args.escalate, approve=approve, attachments=options.attachments, grounded=grounded
+    )
     screen = StreamSanitizer()  # model output may hold terminal escape sequences: never pass them through
     try:
         for delta in stream:
@@ -110,9 +126,11 @@ def cmd_ask(args: argparse.Namespace) -> int:
     if not args.json:
         sys.stdout.write(screen.feed(options.rest()) + "\n")
         sys.stdout.flush()
-    extra = options.finish(turn.answer, turn.stats.finish_reason)
+    extra = options.finish(turn.answer, turn.stats.finish_reason, turn.grounding if session.document_paths() else None)
     for note in turn.notes:
         print(sanitize(f"note: {note}"), file=sys.stderr)
+    for number, source in enumerate([] if args.json else turn.grounding.sources, 1):
+        print(sanitize(f"source [{number}] {source.label()}"), file=sys.stderr)
     if turn.escalated and not args.json:
         print(sanitize(f"note: answered by the teacher {turn.model} ({turn.route.get('reason', '')})"), file=sys.stderr)
     if turn.stats.finish_reason == "length" and not args.json:

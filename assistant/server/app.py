@@ -376,6 +376,7 @@ class Server:
             first,
             turn.stats.tokens_per_s,
             logprobs if chat.logprobs else None,
+            turn.grounding.records(),  # a persona over documents: what the answer drew on
         )
 
     def _use(self, model: str) -> None:

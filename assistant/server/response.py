@@ -12,7 +12,7 @@ import secrets
 import sys
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -41,6 +41,12 @@ class Outcome:
     session_ttft_s: float  # Session.send -> first piece, as an in-process caller would see it
     tokens_per_s: float  # the engine's own decode rate
     logprobs: list[dict[str, Any]] | None = None  # one entry per token, when the request asked
+    sources: list[dict[str, Any]] = field(default_factory=list)  # a persona's documents the answer drew on
+
+    def note(self) -> dict[str, Any]:
+        """The answer's sources as an extra top-level field (``sources``: path, start_line, end_line, score), which
+        OpenAI's clients keep (``model_extra``) and ignore; nothing when there are none."""
+        return {"sources": self.sources} if self.sources else {}
 
     def usage(self) -> dict[str, Any]:
         return {
@@ -100,6 +106,7 @@ def completion(model: str, outcome: Outcome, warnings: list[str] | None = None) 
         ],
         "usage": outcome.usage(),
         "timings": outcome.timings(),
+        **outcome.note(),
         **({"warnings": warnings} if warnings else {}),
     }
 
@@ -151,7 +158,7 @@ async def chunks(
         yield sse(internal(error).body())
         return
     outcome = task.result()
-    yield chunk({}, outcome.finish_reason, timings=outcome.timings())
+    yield chunk({}, outcome.finish_reason, timings=outcome.timings(), **outcome.note())
     if request.include_usage:
         yield sse({**base, "choices": [], "usage": outcome.usage()})
     yield sse("[DONE]")

@@ -12,6 +12,7 @@ import pytest
 from textual.widgets import Collapsible, Static
 from tui_helpers import send, wait_idle
 
+from assistant.chat import persona as personas
 from assistant.chat.persona import Persona
 
 pytestmark = pytest.mark.anyio
@@ -71,6 +72,7 @@ async def test_a_folded_source_list_opens_on_click(make_app, store) -> None:  # 
 
 async def test_a_persona_over_documents_answers_with_its_sources_on_screen(make_app, tmp_path: Path) -> None:  # noqa: ANN001
     wick = Persona(name="wick", system="Answer from the handbook.", docs=[str(HANDBOOK)])
+    personas.save(wick)  # a chat reads its persona afresh from its file
     app = make_app(persona=wick)
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.pause()
