@@ -196,3 +196,21 @@ def test_a_folder_is_taken_whole_as_the_index_walks_it(engine: Engine, tmp_path:
     grounded = ground(Store(tmp_path / "h.db"), [folder], history, engine, 64)
     assert grounded.mode == "whole" and [Path(s.path).name for s in grounded.sources] == ["house.txt"]
     assert "not mine" not in grounded.context and any("photo.bin" in n for n in grounded.notes)
+
+
+def test_distill_persona_makes_questions_passage_by_passage(assistant_home: Path, tmp_path: Path) -> None:
+    """A persona over documents reaches `distill persona` with every passage of them as the texts its questions
+    are made from (each question's teacher sees its passage; the student learns closed-book)."""
+    from assistant.chat import persona as personas
+    from assistant.cli.distill import persona_source
+
+    folder = tmp_path / "handbook"
+    folder.mkdir()
+    (folder / "handbook.md").write_text(HANDBOOK.read_text())
+    (folder / "house.txt").write_text(NOTE)
+    personas.save(Persona(name="wick", system="Answer from the handbook.", docs=[str(folder)]))
+    source = persona_source("wick")
+    assert len(source.texts) >= 3 and source.context == "Answer from the handbook."
+    joined = "\n".join(source.texts)
+    assert "contractors carry orange" in joined and "behind the blue door" in joined
+    assert all(len(text) < len(HANDBOOK.read_text()) for text in source.texts)  # passages, not whole files

@@ -180,6 +180,18 @@ def retrieve(
     return Grounding("retrieved", "\n\n".join([HEADER, *blocks]), sources, used)
 
 
+def passages(store: Any, paths: Sequence[Path], progress: Progress | None = None) -> list[tuple[Source, str]]:
+    """Every passage of the documents at ``paths`` (indexed first, only what changed), in file and line order, with
+    its source: what ``distill persona`` makes a persona's questions from, passage by passage."""
+    from assistant.documents.index import index_paths  # deliberately lazy: as in ``retrieve``
+    from assistant.storage.documents import chunks_under
+
+    roots = [Path(p).expanduser().resolve() for p in paths]
+    index_paths(store, roots, progress)
+    found = dict.fromkeys(row for root in roots for row in chunks_under(store, str(root)))  # a file given twice: once
+    return [(Source(path, start, end), text) for path, start, end, text in found]
+
+
 HEADER = "Excerpts from your documents (numbered; use them to answer the question below):"
 
 

@@ -7,6 +7,7 @@ here, through ``distill_tools.app.App``.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from assistant.chat import persona as personas
@@ -44,9 +45,23 @@ def persona_source(name: str) -> Persona:
 
     persona = personas.load(name)
     check_window(persona)
-    texts = [c.text for c in persona.contexts] or [persona.system]
+    texts = [c.text for c in persona.contexts] + document_passages(persona) or [persona.system]
     current = persona.student == persona.name and persona.state == "distilled"
     return Persona(persona.name, persona.context_text(), texts, persona.model, persona.fingerprint(), current)
+
+
+def document_passages(persona: personas.Persona) -> list[str]:
+    """A persona over documents: every passage of them, so that its questions are made passage by passage and the
+    teacher answers each seeing the passages it is about (its ``system``), while the student learns closed-book."""
+    if not persona.docs:
+        return []
+    from assistant.chat import grounding  # deliberately lazy: it loads the engine's module, off the parser's path
+
+    store = open_store()
+    try:
+        return [text for _, text in grounding.passages(store, [Path(d) for d in persona.docs])]
+    finally:
+        store.close()
 
 
 def adopt(name: str, fingerprint: str, verdict: str = "") -> None:

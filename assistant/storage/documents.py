@@ -68,6 +68,17 @@ def files_under(store: Store, path: str) -> list[FileRow]:
     return [FileRow(*row) for row in store.read(lambda: store.db.conn.execute(sql, args).fetchall())]
 
 
+def chunks_under(store: Store, path: str) -> list[tuple[str, int, int, str]]:
+    """Every passage of the files at or under ``path``: (file path, start line, end line, text), in file and line
+    order (what ``distill persona`` makes its questions from, passage by passage)."""
+    where, args = under(path, "f.path")
+    sql = (
+        "SELECT f.path, c.start_line, c.end_line, c.text FROM doc_chunks c JOIN doc_files f ON f.id = c.file_id "
+        f"WHERE {where} ORDER BY f.path, c.start_line, c.id"
+    )
+    return [tuple(row) for row in store.read(lambda: store.db.conn.execute(sql, args).fetchall())]
+
+
 def file_ids_under(store: Store, path: str) -> set[int]:
     where, args = under(path)
     return {
