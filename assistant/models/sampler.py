@@ -5,7 +5,8 @@ sample, which made schema-constrained decoding run at about half the speed of fr
 llama.cpp's own ``common_sampler`` does: sample from the unconstrained logits, check only the chosen token
 against the grammar (a one-candidate array through the grammar sampler), and only when it is rejected apply
 the grammar to the whole vocabulary and sample again. Greedy output is the same either way: the best token
-overall, if the grammar allows it, is the best allowed token.
+overall, if the grammar allows it, is the best allowed token; and greedy tries the 64 most likely tokens before
+the whole vocabulary (the best allowed among them is the best allowed overall).
 
 The unconstrained chain is llama-cpp-python's (top-k, typical, top-p, min-p, temperature, then a seeded
 draw), so a seeded answer without a grammar is the one it gave before.
@@ -20,6 +21,7 @@ from typing import Any
 import numpy as np
 
 MIN_P = 0.05  # what the engine always asked llama-cpp-python for
+SHORTLIST = 64  # greedy: the most likely tokens tried against the grammar before the whole vocabulary
 _CANDIDATE = np.dtype([("id", np.intc), ("logit", np.single), ("p", np.single)], align=True)
 
 
@@ -56,6 +58,10 @@ class Sampler:
         self._all_array = llama_cpp.llama_token_data_array(
             data=self._all.ctypes.data_as(llama_cpp.llama_token_data_p), size=n_vocab, selected=-1, sorted=False
         )
+        self._short = np.zeros(SHORTLIST, dtype=_CANDIDATE)
+        self._short_array = llama_cpp.llama_token_data_array(
+            data=self._short.ctypes.data_as(llama_cpp.llama_token_data_p), size=SHORTLIST, selected=-1, sorted=False
+        )
         self.resampled = 0  # tokens the grammar rejected (then sampled again from what it allows)
 
     @property
@@ -83,8 +89,27 @@ class Sampler:
         self._lib.llama_sampler_apply(self._grammar, ctypes.byref(self._one_array))
         return bool(np.isfinite(self._one[0].logit))
 
+    def _best_allowed(self, logits: np.ndarray) -> int | None:
+        """Greedy: the best token the grammar allows among the ``SHORTLIST`` most likely, if that is certainly the
+        best allowed overall (None: look at the whole vocabulary)."""
+        top = np.argpartition(logits, -SHORTLIST)[-SHORTLIST:]
+        candidates, array = self._short, self._short_array
+        candidates["id"] = top
+        candidates["logit"] = logits[top]
+        candidates["p"] = 0.0
+        array.size, array.selected, array.sorted = SHORTLIST, -1, False
+        self._lib.llama_sampler_apply(self._grammar, ctypes.byref(array))
+        allowed = candidates["logit"][:SHORTLIST]
+        best = float(allowed.max())
+        if not np.isfinite(best) or best <= float(logits[top].min()):  # none allowed, or a tie at the cut
+            return None
+        return int(candidates["id"][allowed == best].min())  # np.argmax's choice among equal logits: the first
+
     def _constrained(self, logits: np.ndarray) -> int:
-        """Apply the grammar to the whole vocabulary, then sample as configured from what it allows."""
+        """Apply the grammar to the whole vocabulary, then sample as configured from what it allows (greedy:
+        first among the most likely tokens, which is enough unless the grammar rejects them all)."""
+        if self._chain is None and (token := self._best_allowed(logits)) is not None:
+            return token
         candidates, array = self._all, self._all_array
         candidates["id"] = np.arange(len(candidates), dtype=np.intc)
         candidates["logit"] = logits
