@@ -1,0 +1,146 @@
+"""Prompt-lookup drafting: decode tokens/s of the engine vs raw llama-cpp-python, same GGUF, greedy.
+
+Prompts: rewriting a ~1.5k-token source file attached to the message, answering from a ~1.2k-token document
+in the prompt, and open chat. For each, interleaved runs of:
+
+- the engine with its defaults (drafting on: ``assistant.models.draft``);
+- the engine with drafting off (what drafting itself gains);
+- raw llama-cpp-python, ``create_chat_completion(stream=True)`` (the ceiling so far);
+- llama-cpp-python's own ``LlamaPromptLookupDecoding`` (``draft_model=``, 10 tokens, which forces logits for
+  every position).
+
+Decode tokens/s = (tokens - 1) / (last token time - first token time), timed from outside; the prompt is
+cached after the warm-up, so prompt evaluation is left out. The greedy answers of the engine with and
+without drafting are compared: they must be identical.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from bench.common import ROOT, cli, interleave, ratio, row, spread, summary
+from bench.common import threads as bench_threads
+
+BENCH = "lookup"
+N_CTX = 2560
+SOURCES = ("assistant/models/kv_states.py", "assistant/models/stop_scan.py", "assistant/models/stats.py")
+
+
+def prompts() -> dict[str, str]:
+    source = "\n\n".join((ROOT / path).read_text() for path in SOURCES)
+    document = (ROOT / "README.md").read_text()[:5000]
+    return {
+        "rewrite a file": f"Fix any typos in this file and output the whole corrected file.\n\n```python\n{source}```",
+        "answer from a document": f"{document}\n\nUsing only the document above, quote its sentences about how to "
+        "install and run the assistant.",
+        "open chat": "Write a detailed, step-by-step guide to baking sourdough bread at home, with tips for beginners.",
+    }
+
+
+def rate(stamps: list[float]) -> float:
+    return (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 else 0.0
+
+
+def stamped(stream: Iterable[Any], has_text: Callable[[Any], bool]) -> list[float]:
+    return [time.perf_counter() for item in stream if has_text(item)]
+
+
+def run(quick: bool) -> list[dict[str, Any]]:
+    import llama_cpp
+    from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
+
+    from assistant.models.engine import Engine
+    from assistant.models.registry import embedded_model_path
+
+    reps, max_tokens = (1, 64) if quick else (2, 160)
+    path, threads = embedded_model_path(), bench_threads()
+    fast, plain = (
+        Engine(path, n_ctx=N_CTX, threads=threads),
+        Engine(path, n_ctx=N_CTX, threads=threads, speculate=False),
+    )
+    raw_kwargs: dict[str, Any] = {
+        "model_path": str(path),
+        "n_ctx": N_CTX,
+        "n_threads": threads,
+        "n_threads_batch": threads,
+    }
+    raw = llama_cpp.Llama(**raw_kwargs, verbose=False)
+    lookup = llama_cpp.Llama(  # logits_all given too: its own forcing misses the scores array past 512 tokens
+        **raw_kwargs, draft_model=LlamaPromptLookupDecoding(num_pred_tokens=10), logits_all=True, verbose=False
+    )
+    rows = []
+    try:
+        for name, prompt in prompts().items():
+            messages = [{"role": "user", "content": prompt}]
+            answers: dict[str, list[str]] = {"drafting": [], "plain": []}
+            acceptance: list[float] = []
+            lengths: list[float] = []
+
+            def engine_run(engine: Engine, key: str) -> float:
+                deltas = []
+                stamps = []
+                for delta in engine.stream(messages, max_tokens=max_tokens, temperature=0.0, conversation=name):
+                    deltas.append(delta.text)
+                    stamps.append(time.perf_counter())
+                answers[key].append("".join(deltas))
+                if engine.stats.drafts:
+                    acceptance.append(engine.stats.acceptance or 0.0)
+                    lengths.append(engine.stats.draft_length or 0.0)
+                return rate(stamps)
+
+            def llama_run(llm: Any) -> float:
+                chunks = llm.create_chat_completion(messages, max_tokens=max_tokens, temperature=0.0, stream=True)
+                return rate(stamped(chunks, lambda c: bool(c["choices"][0]["delta"].get("content"))))
+
+            runs = {
+                "drafting": lambda: engine_run(fast, "drafting"),
+                "plain": lambda: engine_run(plain, "plain"),
+                "raw": lambda: llama_run(raw),
+                "lookup": lambda: llama_run(lookup),
+            }
+            for fn in runs.values():  # warm-up: the prompt gets cached
+                fn()
+            answers = {"drafting": [], "plain": []}
+            acceptance.clear()
+            lengths.clear()
+            print(f"lookup: {name} …", file=sys.stderr, flush=True)
+            rates = interleave(runs, reps)
+            ours, theirs = summary(rates["drafting"]), summary(rates["raw"])
+            plain_rate, lookup_rate = summary(rates["plain"])["median"], summary(rates["lookup"])["median"]
+            gain = ratio(ours["median"], theirs["median"]) or 0.0
+            same = answers["drafting"] == answers["plain"]
+            floor = 0.97 if name == "open chat" else 1.5
+            accepted = f"{summary(acceptance)['median']:.0%}" if acceptance else "none drafted"
+            length = f"{summary(lengths)['median']:.1f}" if lengths else "-"
+            rows.append(
+                row(
+                    BENCH,
+                    f"decode tokens/s, {name}: engine (drafting) vs raw llama-cpp-python",
+                    ours["median"],
+                    "tok/s",
+                    baseline=theirs["median"],
+                    ratio=gain,
+                    target=f">= {floor}x",
+                    met=same and gain >= floor,
+                    notes=f"SmolLM2-135M, greedy, up to {max_tokens} tokens, engine decode on "
+                    f"{fast.model.decode_threads} thread(s), llama-cpp-python on {threads}; acceptance {accepted}, "
+                    f"mean draft {length} tokens; answers with and without drafting identical: {same}; "
+                    f"engine without drafting {plain_rate:.1f} tok/s (drafting {ours['median'] / plain_rate:.2f}x); "
+                    f"LlamaPromptLookupDecoding {lookup_rate:.1f} tok/s ({lookup_rate / theirs['median']:.2f}x raw); "
+                    f"drafting {spread(rates['drafting'], '')}; raw {spread(rates['raw'], '')}",
+                    **ours,
+                )
+            )
+    finally:
+        fast.close()
+        plain.close()
+        raw.close()
+        lookup.close()
+    return rows
+
+
+if __name__ == "__main__":
+    sys.exit(cli(run, "bench_lookup"))
