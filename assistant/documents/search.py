@@ -5,9 +5,10 @@ it is in (Cormack et al., 2009), so a passage both find ranks above one only one
 once. Full text matches any of the question's words; in a large index, only its rarest few, none held by more
 than ``COMMON_FLOOR`` passages (their BM25 weight is small, their cost large). Vectors are held in memory per
 store (float32, 1.5 KB a passage), reloaded when the index changes, and compared exactly with a single-threaded
-numpy ``einsum``: at 100k passages that measured faster than BLAS (whose threads wait on a busy machine) and
-about as fast as a sign-bit prefilter (which agreed on 99.7 % of the top 5), and sqlite-vec cannot load in this
-Python's SQLite module (no ``enable_load_extension``): see ``bench/bench_retrieval.py``.
+numpy ``einsum``: at 100k passages it measured within noise of BLAS (0.89-1.22x over three runs on a busy
+machine, without threads that wait for a core) and of a sign-bit prefilter (which agreed on 99.7 % of the top
+5), and sqlite-vec cannot load in this Python's SQLite module (no ``enable_load_extension``): see
+``bench/bench_retrieval.py``.
 """
 
 from __future__ import annotations
