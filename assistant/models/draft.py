@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 NGRAMS = (3, 2)  # n-gram sizes looked up, longest first
-MIN_DRAFT, START_DRAFT, MAX_DRAFT = 2, 4, 16
+MIN_DRAFT, START_DRAFT, MAX_DRAFT = 2, 4, 12  # MAX_DRAFT: llama_model.BATCH_CHECK - 1
 MIN_GAIN = 0.5  # tokens gained per verification (moving average) below which drafting pauses
 PAUSE, MAX_PAUSE = 16, 256  # tokens decoded plainly after drafting fails, doubled each time it fails again
 
