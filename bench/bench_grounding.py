@@ -33,8 +33,15 @@ def questions() -> list[dict[str, Any]]:
     return [json.loads(line) for line in (PERSONA / "heldout.jsonl").read_text().splitlines() if line.strip()]
 
 
-def ask_all(persona: Any, n_ctx: int, tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each question in a new conversation with ``persona`` on a fresh engine of ``n_ctx`` tokens."""
+def ask_all(
+    persona: Any,
+    n_ctx: int,
+    tasks: list[dict[str, Any]],
+    model: Path | None = None,
+    documents: list[Path] | None = None,
+) -> list[dict[str, Any]]:
+    """Each question in a new conversation with ``persona`` (or none) on a fresh engine of ``n_ctx`` tokens of
+    ``model`` (default: the embedded SmolLM2), grounded in ``documents`` if given."""
     from assistant.chat.session import Session
     from assistant.config import load
     from assistant.models.engine import Engine
@@ -44,9 +51,10 @@ def ask_all(persona: Any, n_ctx: int, tasks: list[dict[str, Any]]) -> list[dict[
 
     config = load()
     config.generation.temperature = 0.0
-    engine = Engine(embedded_model_path(), n_ctx=n_ctx, threads=threads())
+    config.generation.system = ""  # a distilled student answers with no system prompt
+    engine = Engine(model or embedded_model_path(), n_ctx=n_ctx, threads=threads())
     store = Store(Path(config_home()) / f"bench-{n_ctx}.db")
-    session = Session(store, engine, config, persona=persona)
+    session = Session(store, engine, config, persona=persona, documents=documents or [])
     results = []
     try:
         for task in tasks:
@@ -96,7 +104,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
     tokens_base = statistics.mean(r["prompt_tokens"] for r in base)
     tokens_retrieved = statistics.mean(r["prompt_tokens"] for r in retrieved)
     passages = statistics.mean(len(r["sources"]) for r in retrieved)
-    return [
+    rows = [
         row(
             BENCH,
             f"handbook questions right: prompted + retrieval ({RETRIEVAL_CTX}-token window) vs the whole handbook "
@@ -123,6 +131,37 @@ def run(quick: bool) -> list[dict[str, Any]]:
             notes="mean over the questions (the engine's own count)",
         ),
     ]
+    if student := os.environ.get("BENCH_GROUNDING_STUDENT"):  # a student `distill persona` made of these documents
+        with bench_home():
+            closed = ask_all(None, RETRIEVAL_CTX, tasks, Path(student))
+            open_book = ask_all(None, RETRIEVAL_CTX, tasks, Path(student), [handbook])
+        rows += [
+            student_row(name, arm, right_retrieved)
+            for name, arm in (("closed-book", closed), ("+ retrieval", open_book))
+        ]
+    return rows
+
+
+def student_row(name: str, arm: list[dict[str, Any]], baseline: list[bool]) -> dict[str, Any]:
+    """The distilled student (``name``: closed-book or + retrieval) vs prompted + retrieval, paired."""
+    from distill_tools.general_eval import paired_ratio_interval, wilson
+
+    right = [r["right"] for r in arm]
+    n, k, k_base = len(right), sum(right), sum(baseline)
+    lo_w, hi_w = wilson(k, n)
+    ratio, lo, hi = paired_ratio_interval(right, baseline)
+    return row(
+        BENCH,
+        f"handbook questions right: distilled student {name} vs prompted + retrieval",
+        round(k / n, 3),
+        "share",
+        baseline=round(k_base / n, 3),
+        ratio=round(ratio, 3),
+        target=">= 1.0x" if name == "+ retrieval" else None,
+        notes=f"{k}/{n} [{lo_w:.2f}-{hi_w:.2f}] vs {k_base}/{n}; ratio 95 % paired bootstrap [{lo:.2f}-{hi:.2f}]",
+        n=n,
+        answers=arm,
+    )
 
 
 if __name__ == "__main__":
