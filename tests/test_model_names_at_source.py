@@ -62,6 +62,19 @@ def test_history_show_names_the_registry_model(assistant_home: Path) -> None:
     assert f"· {NAME}" in shown.stdout and STEM not in shown.stdout, shown.stdout
 
 
+def test_history_show_names_the_registry_model_of_an_older_answer(assistant_home: Path) -> None:
+    """Answers stored before the fix hold the file's stem: `history show` names them as `history list` does."""
+    store = Store(database_path())
+    cid = store.new_conversation("older", model=STEM)
+    store.add_message(cid, "user", "Hi")
+    store.add_message(cid, "assistant", "Hello", model=STEM)
+    shown = run_cli(assistant_home, "history", "show", str(cid))
+    assert shown.returncode == 0, shown.stderr
+    assert f"· {NAME}" in shown.stdout and STEM not in shown.stdout, shown.stdout
+    exported = json.loads(run_cli(assistant_home, "history", "export", str(cid), "--format", "json").stdout)
+    assert exported["messages"][1]["model"] == STEM  # the JSON export keeps every field as stored
+
+
 @pytest.mark.timeout(300)
 def test_the_server_takes_a_file_stem_and_stores_the_registry_name(tmp_path: Path) -> None:
     """A client may name the model by its file stem (any case); the reply says the name the client asked for (as

@@ -98,5 +98,6 @@ def _document(args: argparse.Namespace, fmt: str) -> str:
     from assistant.storage.store import export_conversation
 
     store = open_store(readonly=True)
-    text = export_conversation(store, args.id, fmt)
+    names = _model_names(store, {m.model for m in store.messages(args.id)}) if fmt == "md" else None
+    text = export_conversation(store, args.id, fmt, names)
     return with_versions(text, store, args.id, fmt) if args.all_branches else text

@@ -9,8 +9,11 @@ from assistant import AssistantError
 from assistant.storage.rows import Conversation, Message
 
 
-def document(conversation: Conversation, messages: list[Message], fmt: str = "md") -> str:
-    """The conversation and its messages as Markdown (``md``) or JSON (``json``)."""
+def document(
+    conversation: Conversation, messages: list[Message], fmt: str = "md", model_names: dict[str, str] | None = None
+) -> str:
+    """The conversation and its messages as Markdown (``md``, answers' models named through ``model_names``) or
+    JSON (``json``, every field as stored)."""
     if fmt == "json":
         data = {"conversation": conversation.as_dict(), "messages": [m.as_dict() for m in messages]}
         return json.dumps(data, indent=2, ensure_ascii=False)
@@ -18,15 +21,15 @@ def document(conversation: Conversation, messages: list[Message], fmt: str = "md
         raise AssistantError(f"unknown export format {fmt!r} (use md or json)")
     lines = [f"# {conversation.title or 'Conversation'} ({conversation.id})", ""]
     for m in messages:
-        lines += [f"## {_heading(m)}", "", m.content, ""]
+        lines += [f"## {_heading(m, (model_names or {}).get(m.model, m.model))}", "", m.content, ""]
     return "\n".join(lines)
 
 
-def _heading(m: Message) -> str:
+def _heading(m: Message, model: str) -> str:
     """Who wrote the message; for an answer, the model and how the answer went."""
     who = m.role.capitalize()
     if m.role == "assistant":
-        who += f" · {m.model}" + (" · escalated" if m.escalated else "")
+        who += f" · {model}" + (" · escalated" if m.escalated else "")
         who += f" · via {via}" if (via := _route(m.route).get("via")) else ""
         who += "" if m.complete else " · incomplete"
         who += " · failed" if m.finish_reason == "failed" else ""  # a write failed mid-answer (a full disk)

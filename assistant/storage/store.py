@@ -481,6 +481,10 @@ def _check_columns(values: dict[str, Any], known: set[str]) -> None:
         raise ValueError(f"unknown column(s) {sorted(unknown)} (known: {sorted(known)})")
 
 
-def export_conversation(store: Store, conversation_id: int, fmt: str = "md") -> str:
-    """A conversation as Markdown or JSON (see ``assistant.storage.export``)."""
-    return export.document(store.conversation(conversation_id), store.messages(conversation_id), fmt)
+def export_conversation(
+    store: Store, conversation_id: int, fmt: str = "md", model_names: dict[str, str] | None = None
+) -> str:
+    """A conversation as Markdown or JSON (see ``assistant.storage.export``); ``model_names`` maps stored model
+    names to the ones shown in Markdown headings (older histories hold a file's stem)."""
+    messages = store.messages(conversation_id)
+    return export.document(store.conversation(conversation_id), messages, fmt, model_names)
