@@ -150,7 +150,7 @@ def _table(s: dict[str, Any]) -> str:
     if q := s.get("questions"):
         lines.append(
             f"teacher: {q['teacher']} ({q['kd']} KD); {q['per_fact']:.1f} training questions per fact, "
-            f"{q['teacher_written_share']:.0%} written by the teacher; held out: {q['heldout_source']}"
+            f"{q['teacher_written_share']:.0%} written by the teacher"
         )
     lines += _evaluation(s)
     lines += [

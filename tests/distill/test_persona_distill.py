@@ -107,7 +107,7 @@ def test_distill_persona_ci_run(pip: str, assistant_home: Path, tmp_path: Path) 
     assert summary["facts"] == 3 and summary["steps"] == 4 and summary["verification"]["passed"]
     labels = list(summary["scores"])
     assert labels == ["teacher (base + context)", "student (no context)", "base (no context)"]
-    assert summary["checkable_questions"] == 3
+    assert summary["checkable_questions"] == summary["heldout"]["questions"] >= 2
     teacher_ft, student_ft = summary["first_turn"]["teacher"], summary["first_turn"]["student"]
     assert teacher_ft["prompt_tokens"] > student_ft["prompt_tokens"] + summary["context_tokens"] // 2
     assert summary["ttft_ratio"] > 0 and 0 <= summary["general"]["retention"] <= 2
@@ -137,17 +137,19 @@ def test_distill_persona_ci_run(pip: str, assistant_home: Path, tmp_path: Path) 
 
 
 def assert_the_evaluation_cannot_flatter(summary: dict) -> None:
-    """Issue 27.1: held-out questions in a form the training prompts never take (templates trained here), the three
+    """Issue 27.1: held-out questions from another source than the training questions (the report says which), the three
     models compared on them and the student vs the base on the general set (3 tasks: --ci), each ratio with an
     interval, loops counted, and a one-line verdict that a run this small never recommends."""
     held, general, verdict = summary["heldout"], summary["general"], summary["verdict"]
-    assert held["origin"] == "corrections" and held["source"] == summary["checkable_source"]
-    assert held["questions"] == summary["checkable_questions"] == 2  # tulip42, 555-0199 (no other place for Lisbon)
+    teacher_wrote = summary["questions"]["teacher_written_share"] > 0  # then the template questions are held out
+    assert held["origin"] == ("templates" if teacher_wrote else "corrections")
+    assert held["source"] == summary["checkable_source"] and "training" in held["source"]
     assert set(held["correct"]) == {"prompted", "student", "base"} and len(held["student_vs_prompted"]) == 3
     assert general["tasks"] == 3 and set(general["passed"]) == set(general["degenerate"]) == {"student", "base"}
     assert len(general["interval_ratio"]) == 3 and general["seconds"] > 0
     assert not verdict["recommended"] and verdict["line"].startswith("not recommended: keeps ")
-    assert "too few to tell (2 held-out questions, 3 general tasks" in verdict["line"] and "\n" not in verdict["line"]
+    few = f"too few to tell ({held['questions']} held-out questions, 3 general tasks"
+    assert few in verdict["line"] and "\n" not in verdict["line"]
 
 
 def assert_only_progress(stderr: str) -> None:
