@@ -153,7 +153,8 @@ def test_distill_persona_with_a_served_teacher_makes_a_student(
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
     q = summary["questions"]
+    print(json.dumps({"questions": q, "timings_s": summary["timings_s"]}))
     assert q["teacher"] == server.url and q["kd"] == ("logit" if which == "smollm" else "sequence")
     assert q["facts"] == 3 and q["heldout_source"] and q["writer"] != "not asked"
-    assert ("word-level targets" in q["teacher_pass"]) == (which == "smollm")
+    assert q["teacher_pass"].startswith("0/") == (which == "gemma")  # word-level targets only from SmolLM2
     assert Path(summary["gguf"]).is_file() and summary["verification"]["passed"]
