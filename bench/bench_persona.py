@@ -182,6 +182,11 @@ def ablation_rows() -> list[dict[str, Any]]:
     rows = []
     for persona, variants in json.loads(path.read_text()).items():
         for label, result in variants.items():
+            kl = result["figures"].get("heldout_general_kl")
+            drift = f"held-out general KL {kl:.3f}" if kl is not None else ""
+            if "counts" not in result:  # trained only: its evaluation did not fit in the run's time
+                rows.append(row(BENCH, f"ablation {persona}: {label}", None, "x", notes=f"{drift} (not evaluated)"))
+                continue
             counts = result["counts"]
             rows.append(
                 row(
@@ -192,7 +197,7 @@ def ablation_rows() -> list[dict[str, Any]]:
                     ratio=result["general"][0],
                     notes=f"held-out vs prompted {interval(result['heldout'])}, general vs base "
                     f"{interval(result['general'])} on {counts['general_tasks']} tasks, degenerate "
-                    f"{counts['degenerate_student']}; {result['figures'].get('steps')} steps (recorded run)",
+                    f"{counts['degenerate_student']}; {drift}; {result['figures'].get('steps')} steps (recorded run)",
                 )
             )
     return rows

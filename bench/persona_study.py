@@ -233,18 +233,23 @@ def ablation(
 def markdown(results: dict[str, dict[str, Any]]) -> str:
     """The ablation as a Markdown table: per persona and lever, both ratios with their 95 % intervals."""
     lines = [
-        "| persona | lever | held-out: student / prompted base | general: student / base | degenerate | steps | "
-        "distill min |",
+        "| persona | lever | held-out: student / prompted base | general: student / base | degenerate (base) | "
+        "general KL | steps |",
         "|---|---|---|---|---|---|---|",
     ]
     for persona, variants in results.items():
         for label, r in variants.items():
-            c, f = r["counts"], r["figures"]
+            f = r["figures"]
+            kl = f"{f['heldout_general_kl']:.3f}" if "heldout_general_kl" in f else "–"
+            if "counts" not in r:
+                lines.append(f"| {persona} | {label} | not evaluated | not evaluated | – | {kl} | {f['steps']} |")
+                continue
+            c = r["counts"]
             lines.append(
                 f"| {persona} | {label} | {c['student']}/{c['questions']} vs {c['prompted']}/{c['questions']} = "
                 f"{_ratio(r['heldout'])} | {c['general_student']}/{c['general_tasks']} vs {c['general_base']}/"
-                f"{c['general_tasks']} = {_ratio(r['general'])} | {c['degenerate_student']} | {f['steps']}"
-                f"{' (stopped early)' if f.get('stopped_early') else ''} | {f['distill_s'] / 60:.1f} |"
+                f"{c['general_tasks']} = {_ratio(r['general'])} | {c['degenerate_student']} vs "
+                f"{c['degenerate_base']} | {kl} | {f['steps']} |"
             )
     return "\n".join(lines) + "\n"
 
