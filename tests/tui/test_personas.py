@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import time
 from pathlib import Path
 
@@ -169,9 +170,13 @@ async def test_a_finished_distillation_offers_to_switch_to_the_student(make_app,
         app.chat_screen.distiller.args = ["--ci"]
         app.chat_screen.action_distill_persona()  # distils the persona in use
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the offer to switch", 1700)
-        await pilot.pause()
-        shown = " ".join("\n".join(screen_lines(app)).split())
-        assert "not recommended: keeps " in shown and "too few to tell" in shown  # the verdict, before the switch
+        question = app.screen.question
+        assert "not recommended: keeps " in question and "too few to tell" in question, question  # the verdict
+
+        def shown() -> str:  # the screen's words, the dialog's borders and line breaks dropped
+            return " ".join(re.sub(r"[│┃║▏▎▍▕]", " ", " ".join(screen_lines(app))).split())
+
+        await wait_until(pilot, lambda: "not recommended: keeps " in shown(), "the verdict on screen", 10)
         assert personas.load("pip").student == ""  # the run left it prompted: the offer decides
         await pilot.press("y")  # Switch anyway (Enter would stay prompted)
         await wait_until(pilot, lambda: app.models.ready and app.models.name == "pip", "the student to load", 120)
