@@ -233,12 +233,10 @@ class Model:
 
     @contextmanager
     def decoding(self) -> Iterator[None]:
-        """Evaluate with the decode threads inside (an answer's tokens and drafts), the batch threads after."""
-        self._llama_cpp.llama_set_n_threads(self.llm.ctx, self.decode_threads, self.decode_threads)
-        try:
-            yield
-        finally:
-            self._llama_cpp.llama_set_n_threads(self.llm.ctx, self.decode_threads, self.threads)
+        """Evaluate an answer's tokens inside: one at a time on the decode threads, a draft's verification on the
+        batch threads (each position's logits are the same either way: checked by :meth:`batch_width`)."""
+        self._llama_cpp.llama_set_n_threads(self.llm.ctx, self.decode_threads, self.threads)
+        yield
 
     def batch_width(self, tokens: list[int]) -> int:
         """How many tokens one :meth:`decode` may verify with each position's logits bit-identical to decoding
