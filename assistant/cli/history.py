@@ -98,6 +98,7 @@ def _document(args: argparse.Namespace, fmt: str) -> str:
     from assistant.storage.store import export_conversation
 
     store = open_store(readonly=True)
+    store.conversation(args.id)  # an unknown id is refused here, in one line
     names = _model_names(store, {m.model for m in store.messages(args.id)}) if fmt == "md" else None
-    text = export_conversation(store, args.id, fmt, names)
+    text = export_conversation(store, args.id, fmt, names)  # older answers hold a file's stem: named as now
     return with_versions(text, store, args.id, fmt) if args.all_branches else text

@@ -486,5 +486,5 @@ def export_conversation(
 ) -> str:
     """A conversation as Markdown or JSON (see ``assistant.storage.export``); ``model_names`` maps stored model
     names to the ones shown in Markdown headings (older histories hold a file's stem)."""
-    messages = store.messages(conversation_id)
-    return export.document(store.conversation(conversation_id), messages, fmt, model_names)
+    conversation = store.conversation(conversation_id)  # first: an unknown id is refused in one line
+    return export.document(conversation, store.messages(conversation_id), fmt, model_names)
