@@ -243,10 +243,8 @@ def train(
                 bar.update(1)
                 if on_step:
                     on_step(state)
-                if distributed.all_reduce_sum([float(stop.requested)])[0] > 0:  # any rank's Ctrl-C stops all
-                    checkpoint()
-                    distributed.barrier()
-                    raise TrainingInterrupted(state.step, state.total_steps, folder)
+                if _stop_requested(stop):
+                    break
                 if state.step % cfg.checkpoint_every == 0 and state.step < state.total_steps:
                     checkpoint()
                     if say and not interactive():
@@ -254,11 +252,20 @@ def train(
                             f"train: step {state.step}/{state.total_steps}, {step_figures(state.history[-1])} "
                             "(checkpoint saved)"
                         )
+            if _stop_requested(stop):  # also a Ctrl-C during the step the guard stopped at
+                checkpoint()
+                distributed.barrier()
+                raise TrainingInterrupted(state.step, state.total_steps, folder)
     finally:
         bar.close()
     checkpoint()
     model.eval()
     return state
+
+
+def _stop_requested(stop: "_CtrlC") -> bool:
+    """Whether any rank's Ctrl-C asked to stop (a collective: every rank calls it at the same point)."""
+    return distributed.all_reduce_sum([float(stop.requested)])[0] > 0
 
 
 def _step(

@@ -12,12 +12,18 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+# A suite started as a background job of a script (`bash .ci/run &`, nohup) inherits SIGINT ignored, and so would
+# every child it starts: Python then installs no KeyboardInterrupt handler, and the tests that press Ctrl-C on a
+# child (`serve`, `distill`) saw it ignored. Children get a terminal's default disposition whatever started pytest.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ["ASSISTANT_TEMPERATURE"] = "0"  # greedy by default, here and in every child process
 

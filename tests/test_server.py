@@ -652,10 +652,9 @@ def test_ctrl_c_ends_the_streams_in_progress_and_exits_quickly(tmp_path: Path) -
     assert time.monotonic() - interrupted < 10
     assert json.loads(events[-1][6:])["error"]["code"] == "shutting_down"  # the client is told, not left hanging
     assert not any("Traceback" in line for line in server.stderr) and before["finished"] == 0
-    # In a clean-clone suite run "stopped" was missing from the lines read by the time the process had exited (the
-    # reader may lag; under investigation with the distill Ctrl-C test): what follows it, when read, is an unload note.
-    stderr = server.stderr
-    after = stderr[stderr.index("assistant serve: stopped\n") + 1 :] if "assistant serve: stopped\n" in stderr else []
+    stderr = server.stderr  # "stopped" even when SIGINT was ignored at start (uvicorn re-raises none); an unload
+    assert "assistant serve: stopped\n" in stderr, stderr[-5:]  # note may follow it (logged by the unloading thread)
+    after = stderr[stderr.index("assistant serve: stopped\n") + 1 :]
     assert all(line.startswith("assistant serve: unloaded ") for line in after), stderr[-5:]
     answer = max(api_answers(server), key=lambda m: m["id"])
     assert answer["finish_reason"] == "cancelled" and answer["content"]

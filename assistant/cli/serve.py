@@ -68,5 +68,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         serve(options, load())
     except KeyboardInterrupt:  # Ctrl-C is how a server is stopped: not an error
-        print("assistant serve: stopped", file=sys.stderr)
+        pass
+    # uvicorn re-raises the Ctrl-C it caught once it has shut down; a server started with SIGINT ignored (a
+    # background job of a script) gets none back, and returns here
+    print("assistant serve: stopped", file=sys.stderr)
     return 0
