@@ -181,3 +181,32 @@ def test_status_bar_shows_the_draft_acceptance() -> None:
     assert "draft 72%" in shown and "40.0 tok/s" in shown
     assert "draft" not in status_line(StatusInfo(model="m", tokens_per_s=40.0), 100).plain
     assert "draft" not in status_line(StatusInfo(model="m", tokens_per_s=40.0, draft_acceptance=0.7), 30).plain
+
+
+@pytest.mark.samples("one answer samples to show it did not draft; only that field is read")
+def test_ask_json_says_whether_it_drafted_and_why_not(tmp_path: Path, assistant_home: Path) -> None:
+    """`ask --json` reports the acceptance of a copy-heavy answer, and why an answer did not draft (a setting,
+    sampling, a schema, or batch kernels that differ under other thread settings) instead of a silent null."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from assistant.models.engine import BATCH_DIFFERS
+
+    (tmp_path / "doc.txt").write_text(DOCUMENT)
+
+    def ask(*args: str, **env: str) -> dict[str, Any]:
+        command = [sys.executable, "-m", "assistant", "ask", "--json", "--max-tokens", "60", *args]
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=180, env=os.environ | env)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)
+
+    copied = ask("-f", str(tmp_path / "doc.txt"), "Quote the sentences about opening hours and borrowing.")
+    assert copied["drafting"] == "on" and copied["draft_acceptance"] is not None and copied["draft_length"] > 0
+    two = ask("-f", str(tmp_path / "doc.txt"), "Quote the first sentence.", ASSISTANT_DECODE_THREADS="2")
+    assert two["drafting"] in ("on", BATCH_DIFFERS)  # machine-dependent; never a silent off
+    sampled = ask("--temperature", "0.7", "Say hi.")  # only the drafting field is read: its text may vary
+    assert sampled["drafting"] == "off: sampling (temperature > 0)" and sampled["draft_acceptance"] is None
+    shaped = ask("--schema", "city", "Name a city.")
+    assert shaped["drafting"] == "off: a grammar or schema constrains the answer"

@@ -31,7 +31,8 @@ def register(subparsers: Subparsers) -> None:
         "--json",
         action="store_true",
         help="print one JSON object: answer, model, model_file, escalated, tokens, "
-        "ttft_s, tokens_per_s, draft_acceptance and draft_length (prompt-lookup drafting; null: none), "
+        "ttft_s, tokens_per_s, draft_acceptance and draft_length (prompt-lookup drafting; null: none), drafting "
+        '("on" or why not), '
         "conversation_id, finish_reason, notes, route (the escalation decision)",
     )
     ask.add_argument(
@@ -150,6 +151,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
             "tokens_per_s": round(turn.stats.tokens_per_s, 2),
             "draft_acceptance": None if (a := turn.stats.acceptance) is None else round(a, 3),
             "draft_length": None if (n := turn.stats.draft_length) is None else round(n, 2),
+            "drafting": turn.stats.drafting or "off",  # "" when no local model answered
             "conversation_id": session.conversation_id,
             "finish_reason": turn.stats.finish_reason,
             "notes": turn.notes,

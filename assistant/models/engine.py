@@ -195,7 +195,8 @@ class Engine:
         stats.finish_reason = "length"
         self._prefix = Prefix()  # invalid until this turn completes
         sampler = model.sampler(**sampling)
-        drafts = PromptLookup(tokens) if self.speculate and sampler.greedy and not sampler.constrained else None
+        stats.drafting = draft_state(self.speculate, sampler)
+        drafts = PromptLookup(tokens) if stats.drafting == "on" else None
         try:
             if not self._prefill(tokens, common):
                 stats.finish_reason = "cancelled"
@@ -257,6 +258,8 @@ class Engine:
         model.truncate(len(tokens) - 1)
         with model.decoding():
             width = model.batch_width(tokens) if drafts is not None else 1
+            if drafts is not None and width == 1:
+                self.stats.drafting = BATCH_DIFFERS
             yield from self._decode_loop(tokens[-1], max_tokens, sampler, drafts if width > 1 else None, width)
 
     def _decode_loop(
@@ -400,6 +403,23 @@ def _prefill(model: Model, history: Messages) -> Prefix:
         model.close()
         raise EngineError(f"the new model could not read the conversation: {exc}") from None
     return Prefix(text, tokens)
+
+
+BATCH_DIFFERS = (
+    "off: this model's logits for a batch of tokens differ from one token at a time with these thread settings "
+    "(a verified draft could change the answer); model.decode_threads = 1 (the default) usually matches"
+)
+
+
+def draft_state(speculate: bool, sampler: Sampler) -> str:
+    """ "on" when this answer may draft (prompt lookup is exact only for greedy, free decoding), else why not."""
+    if not speculate:
+        return "off: model.speculate = false"
+    if not sampler.greedy:
+        return "off: sampling (temperature > 0)"
+    if sampler.constrained:
+        return "off: a grammar or schema constrains the answer"
+    return "on"
 
 
 def _load_for_swap(path: Path | str, n_ctx: int, threads: int, decode_threads: int) -> Model:

@@ -38,6 +38,7 @@ class Stats:
     drafts: int = 0  # prompt-lookup drafts verified (``draft``)
     drafted_tokens: int = 0  # tokens guessed in them
     accepted_tokens: int = 0  # of those, the ones the model agreed with
+    drafting: str = ""  # "on", or why prompt lookup did not draft: "off: <reason>"
     notes: list[str] = field(default_factory=list)
 
     @property
