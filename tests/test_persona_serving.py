@@ -81,8 +81,10 @@ def test_a_stale_persona_warns_api_clients_and_a_model_wins_its_name(
             model="SmolLM2-135M", messages=QUESTION, max_tokens=4, temperature=0
         )
         assert "x-assistant-warning" not in plain.headers and "warnings" not in json.loads(plain.text)
-    conversations = Store(home / "assistant.db").conversations()
-    assert [c.persona for c in conversations] == ["", "pip", "pip"]  # newest first: the model answered, not the twin
+    # in the order they were started (by id: "updated" is when each was last written, and a streamed answer may be
+    # stored after the next request began): the model answered the last one, not its persona twin
+    conversations = sorted(Store(home / "assistant.db").conversations(), key=lambda c: c.id)
+    assert [c.persona for c in conversations] == ["pip", "pip", ""]
 
 
 def test_models_scan_does_not_take_a_personas_name(tmp_path: Path, smollm_path: Path, assistant_home: Path) -> None:

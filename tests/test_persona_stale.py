@@ -119,3 +119,21 @@ def test_the_student_remembers_the_prompt_it_was_distilled_from(assistant_home: 
     assert after.runtime_model() == "" and "edited during the run" in after.runtime_system()
     adopt("pip", after.fingerprint())
     assert personas.load("pip").state == "distilled" and personas.load("pip").runtime_system() == ""
+
+
+def test_adding_or_dropping_documents_makes_the_student_stale(tmp_path: Path) -> None:
+    """A persona over a folder (issue 28) learnt its questions from those documents: another set of paths is not
+    what the student learnt. A persona without documents keeps the fingerprint it always had (no false stale)."""
+    import hashlib
+
+    from assistant.chat.persona import Persona
+
+    plain = Persona("pip", system="You are Pip.")
+    assert plain.fingerprint() == hashlib.sha256(plain.context_text().encode()).hexdigest()
+    learnt = Persona("pip", system="You are Pip.", docs=[str(tmp_path / "handbook")], student="pip")
+    learnt.student_fingerprint = learnt.fingerprint()
+    assert learnt.state == "distilled"
+    learnt.docs.append(str(tmp_path / "notes"))
+    assert learnt.state == "stale" and "documents" in learnt.stale_note()
+    learnt.docs = [str(tmp_path / "handbook")]
+    assert learnt.state == "distilled"

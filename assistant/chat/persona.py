@@ -73,14 +73,17 @@ class Persona:
         return self.state == "distilled"
 
     def fingerprint(self) -> str:
-        """sha256 of the prompt a prompted persona runs with (its system prompt and contexts): what a student learns."""
-        return hashlib.sha256(self.context_text().encode("utf-8")).hexdigest()
+        """sha256 of what a student learns: the prompt a prompted persona runs with (its system prompt and contexts)
+        and the document paths its questions came from (adding or dropping one makes the student stale; a file
+        edited inside a folder does not: the index, not the persona, knows contents)."""
+        learnt = self.context_text() + ("\n\n## documents\n" + "\n".join(sorted(self.docs)) if self.docs else "")
+        return hashlib.sha256(learnt.encode("utf-8")).hexdigest()
 
     def stale_note(self) -> str:
         """One line telling a stale persona's user why it runs prompted, and how to fix it."""
         return (
-            f"persona {self.name!r} is stale: its system prompt or context changed since its student {self.student!r} "
-            f"was distilled, so it answers prompted on {self.model or 'the default model'}; "
+            f"persona {self.name!r} is stale: its system prompt, context or documents changed since its student "
+            f"{self.student!r} was distilled, so it answers prompted on {self.model or 'the default model'}; "
             f"run `assistant distill persona {self.name}` to distil it again"
         )
 

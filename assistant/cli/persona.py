@@ -188,8 +188,8 @@ def cmd_show(args: argparse.Namespace) -> int:
 STATES = {
     "prompted": "prompted (its system prompt and context go before every conversation)",
     "distilled": "distilled (its student answers, with no prompt)",
-    "stale": "stale (its system prompt or context changed since its student was distilled: it answers prompted "
-    "until `assistant distill persona {p.name}` runs again)",
+    "stale": "stale (its system prompt, context or documents changed since its student was distilled: it answers "
+    "prompted until `assistant distill persona {p.name}` runs again)",
 }
 
 
