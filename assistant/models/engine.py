@@ -252,7 +252,7 @@ class Engine:
 
         The prompt but its last token is in the KV cache (``_prefill``). Each step evaluates the token chosen
         last; with ``drafts``, also a guessed continuation, in one batch, and yields the guesses the model
-        agrees with (greedy) and then its own next token; the rejected guesses leave the KV cache.
+        agrees with (chosen as without a draft) and then its own next token; the rejected guesses leave the KV cache.
         """
         model = self.model
         model.truncate(len(tokens) - 1)
@@ -280,8 +280,8 @@ class Engine:
                 continue
             assert drafts is not None  # a draft comes from them
             chosen: list[int] = []
-            for i in range(len(draft) + 1):  # greedy: the model's choice after each accepted guess
-                chosen.append(int(np.argmax(model.logits(i))))
+            for i in range(len(draft) + 1):  # the model's choice after each accepted guess, as without a draft
+                chosen.append(sampler.sample(ctx, i, model.logits(i)))
                 if i == len(draft) or chosen[-1] != draft[i]:
                     break
             accepted = len(chosen) - 1
@@ -412,11 +412,13 @@ BATCH_DIFFERS = (
 
 
 def draft_state(speculate: bool, sampler: Sampler) -> str:
-    """ "on" when this answer may draft (prompt lookup is exact only for greedy, free decoding), else why not."""
+    """Whether this answer may draft ("on"), else why not ("off: …").
+
+    A draft is verified by choosing each position's token as decoding alone would (greedy, or one draw of the
+    seeded sampler per token, in the same order), so drafting changes no answer, sampled ones included; a grammar's
+    state would have to follow the guesses, so constrained answers do not draft."""
     if not speculate:
         return "off: model.speculate = false"
-    if not sampler.greedy:
-        return "off: sampling (temperature > 0)"
     if sampler.constrained:
         return "off: a grammar or schema constrains the answer"
     return "on"

@@ -244,23 +244,26 @@ class Model:
 
         Kernels differ by batch size on some models and machines (llama.cpp's repacked quantized matrices
         switch from a vector to a matrix kernel at 4 rows; attention without flash attention): this decodes the
-        end of ``tokens`` (a prompt in the KV cache but its last token) both ways and compares, once per model.
+        prompt's last tokens again *after* the KV cache's end (positions the answer will overwrite) both ways and
+        compares, once per model. The prompt's own KV entries are left as its prefill made them: entries
+        recomputed in a small batch differ from a 512-row prefill's, and so would every answer after them.
         """
         if self._width is not None:
             return self._width
         end = self.llm.n_tokens
         for width in (BATCH_CHECK, 3):
-            if end < width + 1:
-                return 1  # too short to tell: ask again on a longer prompt
-            start = end - width
-            self.truncate(start)
+            if len(tokens) < width or end + width > self.n_ctx:
+                return 1  # too short to tell, or no room: ask again on another prompt
+            probe = tokens[-width:]
             singles = []
-            for token in tokens[start:end]:
+            for token in probe:
                 self.decode([token])
                 singles.append(self.logits(-1).copy())
-            self.truncate(start)
-            self.decode(tokens[start:end], logits_all=True)
-            if all(np.array_equal(self.logits(i), single) for i, single in enumerate(singles)):
+            self.truncate(end)
+            self.decode(probe, logits_all=True)
+            same = all(np.array_equal(self.logits(i), single) for i, single in enumerate(singles))
+            self.truncate(end)
+            if same:
                 self._width = width
                 return width
         self._width = 1
