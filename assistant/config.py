@@ -40,7 +40,7 @@ class ModelSettings:
     n_ctx: int = 4096
     threads: int = 0  # threads evaluating prompts; 0 means the number of physical cores
     decode_threads: int = 0  # threads generating one token at a time; 0 means auto (one: see README, Performance)
-    speculate: bool = True  # prompt-lookup drafting when decoding greedily (same answers, faster when copying)
+    speculate: bool = True  # prompt-lookup drafting (same answers, greedy or seeded; faster when copying)
 
 
 @dataclass
