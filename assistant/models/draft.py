@@ -1,8 +1,9 @@
 """Prompt-lookup drafting: guess the next tokens from where the last few tokens occurred before.
 
 An answer that rewrites an attached file, quotes a document or continues itself repeats long runs of tokens
-already in the prompt or in the answer so far. The engine verifies a guessed run in one batch (greedy
-decoding keeps the longest prefix the model agrees with, plus the model's own next token), which costs a
+already in the prompt or in the answer so far. The engine verifies a guessed run in one batch (it keeps the
+guesses up to the first one differing from the token it chooses there, greedy or sampled, plus that token), which
+costs a
 little more than one token on a CPU and yields several when the guess is right. Guesses come from the most
 recent earlier occurrence of the last ``NGRAMS`` tokens (longest first). The draft length adapts: it grows
 while whole drafts are accepted and shrinks to what was accepted otherwise. When drafts keep failing

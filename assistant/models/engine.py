@@ -66,7 +66,7 @@ class Engine:
         decode_threads: int | None = None,
         speculate: bool | None = None,
     ) -> None:
-        """``decode_threads`` and ``speculate`` (prompt-lookup drafting when decoding greedily, ``draft``):
+        """``decode_threads`` and ``speculate`` (prompt-lookup drafting, ``draft``):
         None takes the settings' ``model.decode_threads`` and ``model.speculate``."""
         settings = load().model
         self.n_ctx_requested = n_ctx
