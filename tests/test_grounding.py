@@ -107,6 +107,8 @@ def test_ask_docs_shows_the_context_before_sending_and_sources_in_json(assistant
     assert result["sources"] == [{"path": str(note.resolve()), "start_line": 1, "end_line": 2, "score": 0.0}]
     shown = proc.stderr[: proc.stderr.index("--- end of what was added ---")]
     assert "added to the prompt (whole" in shown and "behind the blue door" in shown
+    history = run("history", "show", str(result["conversation_id"]), home=assistant_home)  # the sources are kept
+    assert history.returncode == 0 and f"Sources: {note.resolve()}:1-2" in history.stdout, history.stdout
     # forced into retrieval by a small window: chunks of the handbook with their lines, on stderr without --json
     proc = run(
         "ask",

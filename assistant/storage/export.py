@@ -22,7 +22,18 @@ def document(
     lines = [f"# {conversation.title or 'Conversation'} ({conversation.id})", ""]
     for m in messages:
         lines += [f"## {_heading(m, (model_names or {}).get(m.model, m.model))}", "", m.content, ""]
+        if labels := _sources(m.sources):  # an answer grounded in your documents: what it drew on
+            lines += [f"Sources: {', '.join(labels)}", ""]
     return "\n".join(lines)
+
+
+def _sources(text: str) -> list[str]:
+    """An answer's stored sources (``chat.grounding``'s JSON) as ``path:start-end`` labels; [] if none or unreadable."""
+    try:
+        found = json.loads(text)["sources"] if text else []
+        return [f"{s['path']}:{s['start_line']}-{s['end_line']}" for s in found]
+    except (ValueError, TypeError, KeyError):
+        return []
 
 
 def _heading(m: Message, model: str) -> str:
