@@ -20,6 +20,8 @@ class Persona:
     model: str = ""  # its base model: a registry name or a GGUF file ('' = the configured default)
     fingerprint: str = ""  # sha256 of ``context`` as the assistant computes it ('' = computed here, the same way)
     answers_with_student: bool = False  # it answers with its student already, distilled from this very context
+    retrieve: Callable[[str], str] | None = None  # a persona over documents: the message the product sends for a
+    # question (its passages, then the question); the evaluation compares prompted and student with retrieval
 
 
 @dataclass(frozen=True)

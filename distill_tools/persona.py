@@ -59,6 +59,7 @@ from distill_tools.torch_model import Loaded
 from distill_tools.torch_teacher import TorchTeacher
 from distill_tools.train import TrainState
 
+RETRIEVAL_CTX = 2048  # the evaluation's window for a persona over documents: the passages retrieval adds fit it
 MARKER = "\x1epersona-context\x1e"  # a teacher prompt starting with this sees the persona's context as system prompt
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
@@ -218,7 +219,9 @@ def run(
         verification = export_student(student, teacher, base, staged, settings)
     say("evaluating", 0, 1)
     with clock.phase("eval"):
-        evaluation = evaluate_student(base, staged, context, prompts, settings, tokens, eval_questions, eval_tasks, say)
+        evaluation = evaluate_student(
+            base, staged, context, prompts, settings, tokens, eval_questions, eval_tasks, say, persona.retrieve
+        )
 
     timings = clock.timings(total=True)
     summary = _summary(persona, prompts, examples, state, verification, evaluation, settings, tokens, timings)
@@ -459,9 +462,11 @@ def evaluate_student(
     eval_questions: list[dict[str, Any]] | None,
     eval_file: str | None,
     say: Progress,
+    retrieve: Callable[[str], str] | None = None,
 ) -> dict[str, Any]:
     """Held-out scores, KL, general retention, the verdict and first-turn speed (see ``persona_eval``). Held-out
-    questions: the user's ``--eval`` file, else a question form the training prompts do not have."""
+    questions: the user's ``--eval`` file, else a question form the training prompts do not have. ``retrieve``: a
+    persona over documents (the prompted base and the student are also scored with the passages retrieved)."""
     train = [str(r["prompt"]) for r in prompts.train]
     if eval_questions is not None:
         heldout = persona_eval.HeldOut(eval_questions, f"your questions ({eval_file})")
@@ -473,6 +478,8 @@ def evaluate_student(
     kl_prompts = [str(h["prompt"]) for h in prompts.heldout]
     general = general_eval.subset(general_eval.load_tasks(), settings.general_limit)
     n_ctx = max(1024, context_tokens + 128 + settings.eval_max_new_tokens)
+    if retrieve is not None:
+        n_ctx = max(n_ctx, RETRIEVAL_CTX)
     result = persona_eval.evaluate_persona(
         base,
         student,
@@ -484,6 +491,7 @@ def evaluate_student(
         n_ctx=n_ctx,
         top_k=settings.top_k,
         progress=say,
+        retrieve=retrieve,
     )
     questions = [str(h["prompt"]) for h in heldout.questions[:3]] or kl_prompts[:3]
     result["first_turn"] = {

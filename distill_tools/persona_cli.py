@@ -169,12 +169,21 @@ def _table(s: dict[str, Any]) -> str:
 def _evaluation(s: dict[str, Any]) -> list[str]:
     """The held-out and general comparisons (``persona_eval``), each ratio with its 95 % interval."""
     h, g = s["heldout"], s["general"]
-    c, d = h["correct"], g["degenerate"]
+    c, d, n = h["correct"], g["degenerate"], h["questions"]
+    if "grounded" in c:  # a persona over documents: both with the passages retrieval adds, and closed-book
+        held = [
+            f"  prompted base + retrieval {c['prompted']}/{n}, student + retrieval {c['grounded']}/{n}, student "
+            f"closed-book {c['student']}/{n}, base {c['base']}/{n}: student + retrieval/prompted "
+            f"{_ratio(h['student_vs_prompted'])}, closed-book/prompted {_ratio(h['closed_book_vs_prompted'])}"
+        ]
+    else:
+        held = [
+            f"  prompted base {c['prompted']}/{n}, student {c['student']}/{n}, base {c['base']}/{n}: "
+            f"student/prompted {_ratio(h['student_vs_prompted'])}, base/prompted {_ratio(h['base_vs_prompted'])}"
+        ]
     return [
         f"held-out questions: {h['source']}",
-        f"  prompted base {c['prompted']}/{h['questions']}, student {c['student']}/{h['questions']}, "
-        f"base {c['base']}/{h['questions']}: student/prompted {_ratio(h['student_vs_prompted'])}, "
-        f"base/prompted {_ratio(h['base_vs_prompted'])}",
+        *held,
         f"general tasks ({g['tasks']}, {g['seconds']:.0f} s): student {g['passed']['student']} vs base "
         f"{g['passed']['base']} = {_ratio(g['interval_ratio'])}; degenerate answers: student {d['student']}, "
         f"base {d['base']}",

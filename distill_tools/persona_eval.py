@@ -39,6 +39,7 @@ from distill_tools import DistillError, evaluate, general_eval, llama, verdict
 from distill_tools.general_eval import Task
 
 TEACHER, STUDENT, BASE = "teacher (base + context)", "student (no context)", "base (no context)"
+GROUNDED = "student + retrieval"  # a persona over documents: the student with the passages the product adds
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 MAX_EVAL_QUESTIONS = 10_000
 
@@ -157,11 +158,18 @@ def _prompt(runner: evaluate.Runner, text: str, system: str = "") -> list[int]:
 
 
 def _score(
-    runner: evaluate.Runner, tasks: list[dict[str, Any]], system: str, max_new: int, tick: Callable[[], None]
+    runner: evaluate.Runner,
+    tasks: list[dict[str, Any]],
+    system: str,
+    max_new: int,
+    tick: Callable[[], None],
+    message: Callable[[str], str] = str,
 ) -> tuple[float, list[dict[str, Any]]]:
+    """The share of ``tasks`` answered right, and each answer; ``message``: the user message sent for a question
+    (with retrieval: its passages, then the question)."""
     answers = []
     for task in tasks:
-        text = runner.text(runner.generate(_prompt(runner, task["prompt"], system), max_new))
+        text = runner.text(runner.generate(_prompt(runner, message(task["prompt"]), system), max_new))
         answers.append(
             {
                 "prompt": task["prompt"],
@@ -208,9 +216,14 @@ def evaluate_persona(
     n_ctx: int = 1024,
     top_k: int = 32,
     progress: Progress | None = None,
+    retrieve: Callable[[str], str] | None = None,
 ) -> dict[str, Any]:
-    """Reports (teacher, student, base) as ``evaluate.ModelReport``, the held-out and general comparisons with
-    their intervals, and the verdict.
+    """Reports (teacher, student, base, and with ``retrieve`` the student + retrieval) as ``evaluate.ModelReport``,
+    the held-out and general comparisons with their intervals, and the verdict.
+
+    ``retrieve`` (a persona over documents): the message the product sends for a question, its passages first. The
+    teacher is then the prompted base *with retrieval*, and the verdict judges the student as it answers in the
+    product, with retrieval too; the student closed-book is reported beside it.
 
     ``n_ctx`` must hold the context, a question and ``max_new`` tokens (every position's logits are kept);
     ``kl_prompts``: prompts the KL and top-1 agreement are measured on; ``top_k``: the teacher top-k the student was
@@ -218,20 +231,28 @@ def evaluate_persona(
     reference: list[tuple[list[int], list[int], np.ndarray]] = []  # prompt without context, teacher answer, log-probs
     reports: list[evaluate.ModelReport] = []
     checkable = heldout.questions
-    steps = 3 * len(checkable) + len(kl_prompts) + 2 * len(general)
+    grounded = _memo(retrieve) if retrieve is not None else str
+    runs: list[tuple[str, Path, str, Callable[[str], str]]] = [
+        (TEACHER.replace("context", "retrieval") if retrieve else TEACHER, base, system, grounded),
+        (STUDENT, student, "", str),
+        (BASE, base, "", str),
+    ]
+    if retrieve is not None:
+        runs.append((GROUNDED, student, "", grounded))
+    steps = len(runs) * len(checkable) + len(kl_prompts) + 2 * len(general)
     with tqdm(total=steps, desc="evaluate", unit="prompt", disable=None) as bar:
         tick = _Ticker(steps, progress or (lambda phase, done, total: None), bar)
         tick.progress(tick.phase, 0, steps)
-        for label, path, context in ((TEACHER, base, system), (STUDENT, student, ""), (BASE, base, "")):
+        for label, path, context, message in runs:
             # the cores other processes leave idle, chosen again for each model: a thread per core stalls llama.cpp's
             # barriers on a busy machine
             runner = evaluate.Runner(path, n_ctx=n_ctx, threads=llama.threads())
             try:
                 report = evaluate.ModelReport(label, str(path), path.stat().st_size, runner.info.parameters)
-                report.task_score, report.answers = _score(runner, checkable, context, max_new, tick)
-                if label == TEACHER:
+                report.task_score, report.answers = _score(runner, checkable, context, max_new, tick, message)
+                if label == runs[0][0]:
                     for text in kl_prompts:
-                        prompt = _prompt(runner, text, system)
+                        prompt = _prompt(runner, grounded(text), system)
                         answer = runner.generate(prompt, max_new)
                         if answer:
                             logits = runner.logits(prompt, answer)
@@ -250,10 +271,13 @@ def evaluate_persona(
     teacher_score = reports[0].task_score
     for report in reports:
         report.retention = (report.task_score or 0.0) / teacher_score if teacher_score else 0.0
-    prompted, student_ok, base_ok = ([bool(a["correct"]) for a in r.answers] for r in reports)
-    persona_ratio = verdict.ratio(student_ok, prompted)
+    prompted, student_ok, base_ok = ([bool(a["correct"]) for a in r.answers] for r in reports[:3])
+    answering = [bool(a["correct"]) for a in reports[-1].answers]  # the student as the product runs it
+    persona_ratio = verdict.ratio(answering, prompted)
     general_ratio = verdict.ratio([a.passed for a in scored[STUDENT]], [a.passed for a in scored[BASE]])
     persona = _heldout_block(heldout, reports, persona_ratio, verdict.ratio(base_ok, prompted))
+    if retrieve is not None:
+        persona["closed_book_vs_prompted"] = _rounded(verdict.ratio(student_ok, prompted))
     generality = _general_block(scored[STUDENT], scored[BASE], general_ratio, general_s)
     degenerate = generality["degenerate"]
     judged = verdict.judge(
@@ -275,22 +299,23 @@ def _rounded(r: tuple[float, float, float]) -> list[float | None]:
 def _heldout_block(
     heldout: HeldOut, reports: list[evaluate.ModelReport], student: general_eval.Ratio, base: general_eval.Ratio
 ) -> dict[str, Any]:
-    """The persona questions: source, counts per model, both ratios to the prompted base with their intervals."""
-    prompted, student_ok, base_ok = ([bool(a["correct"]) for a in r.answers] for r in reports)
+    """The persona questions: source, counts per model, both ratios to the prompted base with their intervals
+    (``student_vs_prompted``: the student as the product runs it, with retrieval for a persona over documents)."""
+    keys = _KEYS + (("grounded",) if len(reports) > len(_KEYS) else ())
     kinds = sorted({q.get("kind", "") for q in heldout.questions} - {""})
     return {
         "source": heldout.source,
         "origin": heldout.origin,
         "questions": len(heldout.questions),
         "dropped_as_trained": heldout.dropped,
-        "correct": {"prompted": sum(prompted), "student": sum(student_ok), "base": sum(base_ok)},
+        "correct": {k: sum(bool(a["correct"]) for a in r.answers) for k, r in zip(keys, reports)},
         "student_vs_prompted": _rounded(student),
         "base_vs_prompted": _rounded(base),
-        "degenerate": {k: sum(bool(a["degenerate"]) for a in r.answers) for k, r in zip(_KEYS, reports)},
+        "degenerate": {k: sum(bool(a["degenerate"]) for a in r.answers) for k, r in zip(keys, reports)},
         "by_kind": {
             kind: {
                 k: sum(a["correct"] for a, q in zip(r.answers, heldout.questions) if q.get("kind") == kind)
-                for k, r in zip(_KEYS, reports)
+                for k, r in zip(keys, reports)
             }
             | {"questions": sum(q.get("kind") == kind for q in heldout.questions)}
             for kind in kinds
@@ -299,6 +324,12 @@ def _heldout_block(
 
 
 _KEYS = ("prompted", "student", "base")
+
+
+def _memo(retrieve: Callable[[str], str]) -> Callable[[str], str]:
+    """``retrieve`` asked once per question (the teacher and the student + retrieval see the same passages)."""
+    seen: dict[str, str] = {}
+    return lambda question: seen[question] if question in seen else seen.setdefault(question, retrieve(question))
 
 
 def _general_block(

@@ -7,12 +7,15 @@ here, through ``distill_tools.app.App``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from assistant.chat import persona as personas
 from assistant.cli.common import Subparsers, open_store
+from assistant.cli.model_names import opened_registry
 from assistant.cli.persona import check_window
+from assistant.config import load
 from assistant.storage.rows import Exchange
 
 if TYPE_CHECKING:
@@ -47,7 +50,37 @@ def persona_source(name: str) -> Persona:
     check_window(persona)
     texts = [c.text for c in persona.contexts] + document_passages(persona) or [persona.system]
     current = persona.student == persona.name and persona.state == "distilled"
-    return Persona(persona.name, persona.context_text(), texts, persona.model, persona.fingerprint(), current)
+    retrieve = retriever(persona) if persona.docs else None
+    return Persona(persona.name, persona.context_text(), texts, persona.model, persona.fingerprint(), current, retrieve)
+
+
+def retriever(persona: personas.Persona) -> Callable[[str], str]:
+    """For the evaluation of a persona over documents: the message the product sends for a question (the passages
+    ``grounding`` adds in the evaluation's window, then the question). The base model loads on the first question,
+    for counting tokens as the chat does."""
+    from distill_tools.persona import RETRIEVAL_CTX
+    from distill_tools.persona import Settings as Recipe
+
+    loaded: list[Any] = []
+
+    def retrieve(question: str) -> str:
+        from assistant.chat import grounding
+        from assistant.models.engine import Engine
+
+        if not loaded:
+            loaded.append(Engine(opened_registry().resolve(persona.model or load().model.default), RETRIEVAL_CTX))
+        store = open_store()
+        try:
+            system = [{"role": "system", "content": persona.context_text()}] if persona.context_text() else []
+            history = [*system, {"role": "user", "content": question}]
+            found = grounding.ground(
+                store, [Path(d) for d in persona.docs], history, loaded[0], Recipe.eval_max_new_tokens
+            )
+            return found.message(question)
+        finally:
+            store.close()
+
+    return retrieve
 
 
 def document_passages(persona: personas.Persona) -> list[str]:

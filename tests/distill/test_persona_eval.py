@@ -57,6 +57,46 @@ def test_evaluate_persona_reports_three_models_general_ability_and_a_verdict(smo
     assert seen[0] == ("evaluating", 0, 3 + 1 + 12) and seen[-1] == ("evaluating", 16, 16)  # every step told
 
 
+@pytest.mark.timeout(300)
+def test_a_persona_over_documents_is_judged_with_retrieval(smollm_path: Path, tmp_path: Path) -> None:
+    """Issue 28.3: the prompted base and the student are scored with the passages the product retrieves for each
+    question (the student closed-book beside them), and the verdict judges the student as it answers in the
+    product: with retrieval. Real retrieval: the assistant's own, over a folder, through ``persona_source``."""
+    from assistant.chat import persona as personas
+    from assistant.cli.distill import persona_source
+
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "house.txt").write_text("The spare key is behind the blue door.\nThe wifi password is tulip42.\n")
+    personas.save(personas.Persona(name="wick", system="Answer from the notes.", docs=[str(folder)]))
+    source = persona_source("wick")
+    assert source.retrieve is not None
+    asked: list[str] = []
+
+    def retrieve(question: str) -> str:
+        asked.append(question)
+        return source.retrieve(question)  # type: ignore[misc]
+
+    message = source.retrieve("Where is the spare key?")
+    assert "behind the blue door" in message and message.endswith("Where is the spare key?")
+    heldout = HeldOut([{"prompt": "What is the wifi password?", "answers": ["tulip42"]}], "test")
+    result = evaluate_persona(
+        smollm_path, smollm_path, source.context, heldout, [], subset(load_tasks(), 2), max_new=16, retrieve=retrieve
+    )
+    labels = [r.label for r in result["reports"]]
+    assert labels == ["teacher (base + retrieval)", "student (no context)", "base (no context)", "student + retrieval"]
+    assert asked == ["What is the wifi password?"]  # once per question: the teacher and the student see the same
+    held = result["heldout"]
+    assert set(held["correct"]) == {"prompted", "student", "base", "grounded"}
+    assert len(held["closed_book_vs_prompted"]) == 3 and len(held["student_vs_prompted"]) == 3
+    grounded = result["reports"][3].answers[0]  # what the verdict judged: the student's answer with the passages
+    assert grounded["prompt"] == "What is the wifi password?" and grounded["answer"]
+    from distill_tools.persona_cli import _evaluation
+
+    printed = "\n".join(_evaluation({"heldout": held, "general": result["general"]}))
+    assert "prompted base + retrieval" in printed and "student closed-book" in printed
+
+
 def write(tmp_path: Path, text: str) -> str:
     path = tmp_path / "eval.jsonl"
     path.write_text(text, encoding="utf-8")
