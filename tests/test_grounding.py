@@ -74,6 +74,14 @@ def test_documents_too_big_for_the_window_are_retrieved_with_line_spans(small_en
     assert any("grey" in "\n".join(lines[s.start_line - 1 : s.end_line]) for s in session.last.grounding.sources)
     answers = [m for m in store.messages(session.conversation_id) if m.role == "assistant"]
     assert all(stored_sources(a.sources) for a in answers)
+    # F5 on an answer cut at its limit: the question goes in with the same passages (the prompt the cache holds)
+    cut = session.last.grounding.sources
+    "".join(d.text for d in session.continue_(max_tokens=8))
+    assert session.last.grounding.sources == cut and session.last.stats.reused_tokens > 0
+    assert session.last.stats.evaluated_tokens < 8, "the grounded prompt was evaluated again: not the cached one"
+    assert [x.label() for x in stored_sources(store.messages(session.conversation_id)[-1].sources)] == [
+        x.label() for x in cut
+    ]
 
 
 @pytest.mark.timeout(600)  # prefills of ~450 tokens on a shared 2-core machine

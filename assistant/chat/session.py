@@ -291,12 +291,12 @@ class Session:
         turn.answer_message_id = last.id
         turn.route = json.loads(last.route) if last.route else {}
         self.store.update_message(last.id, complete=0, finish_reason="")  # a crash now leaves it resumable
-        stream = self.engine.stream(
-            self.history(),
-            conversation=self.conversation_id,
-            continue_final=True,
-            **self._sampling(max_tokens, temperature),
-        )
+        sampling = self._sampling(max_tokens, temperature)
+        history = self.history()
+        if len(history) > 1 and history[-2]["role"] == "user":  # the question again with what the documents add
+            turn.grounding = self.ground(history[:-1], sampling["max_tokens"])  # (the same passages: the cached
+            history[-2] = {"role": "user", "content": turn.grounding.message(history[-2]["content"])}  # prompt)
+        stream = self.engine.stream(history, conversation=self.conversation_id, continue_final=True, **sampling)
         yield from self._relay(turn, stream, earlier=last.content, earlier_tokens=last.completion_tokens or 0)
 
     def resend(self, text: str, **kwargs: Any) -> Deltas:
