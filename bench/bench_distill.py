@@ -136,7 +136,7 @@ def throughput_rows(quick: bool) -> list[dict[str, Any]]:
     from assistant.models.registry import embedded_model_path
     from distill_tools.torch_model import load
 
-    reps, steps, batch = (2, 2, 4) if quick else (3, 4, 4)
+    reps, steps, batch = (1, 2, 4) if quick else (3, 4, 4)
     teacher = load(str(embedded_model_path()))
     examples = _examples(teacher, 32 if quick else 64)
     ours: list[float] = []

@@ -141,7 +141,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
     from assistant.models.registry import Registry
     from assistant.storage.store import Store
 
-    reps = 2 if quick else 5
+    reps = 1 if quick else 5
     rows: list[dict[str, Any]] = []
     with bench_home():
         config = load()  # defaults, plus ASSISTANT_THREADS / ASSISTANT_N_CTX from the environment
