@@ -3,8 +3,7 @@
 An answer that rewrites an attached file, quotes a document or continues itself repeats long runs of tokens
 already in the prompt or in the answer so far. The engine verifies a guessed run in one batch (it keeps the
 guesses up to the first one differing from the token it chooses there, greedy or sampled, plus that token), which
-costs a
-little more than one token on a CPU and yields several when the guess is right. Guesses come from the most
+costs a little more than one token on a CPU and yields several when the guess is right. Guesses come from the most
 recent earlier occurrence of the last ``NGRAMS`` tokens (longest first). The draft length adapts: it grows
 while whole drafts are accepted and shrinks to what was accepted otherwise. When drafts keep failing
 (open chat rarely repeats), drafting pauses, for longer each time, and then tries again.
