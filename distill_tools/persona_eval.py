@@ -21,6 +21,7 @@ reply as whole words (case-insensitive), or ``answer``: one; ``kind``: optional 
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import statistics
@@ -231,7 +232,7 @@ def evaluate_persona(
     reference: list[tuple[list[int], list[int], np.ndarray]] = []  # prompt without context, teacher answer, log-probs
     reports: list[evaluate.ModelReport] = []
     checkable = heldout.questions
-    grounded = _memo(retrieve) if retrieve is not None else str
+    grounded = functools.cache(retrieve) if retrieve is not None else str  # once per question: the same passages
     runs: list[tuple[str, Path, str, Callable[[str], str]]] = [
         (TEACHER.replace("context", "retrieval") if retrieve else TEACHER, base, system, grounded),
         (STUDENT, student, "", str),
@@ -272,7 +273,7 @@ def evaluate_persona(
     for report in reports:
         report.retention = (report.task_score or 0.0) / teacher_score if teacher_score else 0.0
     prompted, student_ok, base_ok = ([bool(a["correct"]) for a in r.answers] for r in reports[:3])
-    answering = [bool(a["correct"]) for a in reports[-1].answers]  # the student as the product runs it
+    answering = [bool(a["correct"]) for a in reports[3 if retrieve else 1].answers]  # the student as it runs
     persona_ratio = verdict.ratio(answering, prompted)
     general_ratio = verdict.ratio([a.passed for a in scored[STUDENT]], [a.passed for a in scored[BASE]])
     persona = _heldout_block(heldout, reports, persona_ratio, verdict.ratio(base_ok, prompted))
@@ -324,12 +325,6 @@ def _heldout_block(
 
 
 _KEYS = ("prompted", "student", "base")
-
-
-def _memo(retrieve: Callable[[str], str]) -> Callable[[str], str]:
-    """``retrieve`` asked once per question (the teacher and the student + retrieval see the same passages)."""
-    seen: dict[str, str] = {}
-    return lambda question: seen[question] if question in seen else seen.setdefault(question, retrieve(question))
 
 
 def _general_block(

@@ -51,6 +51,7 @@ def test_evaluate_persona_reports_three_models_general_ability_and_a_verdict(smo
     assert general_block["passed"]["student"] == general_block["passed"]["base"]
     assert general_block["degenerate"]["student"] == general_block["degenerate"]["base"]
     assert general_block["seconds"] > 0 and len(general_block["interval_ratio"]) == 3
+    assert held["student_vs_prompted"][0] == (held["correct"]["student"] / 1 if held["correct"]["prompted"] else None)
     verdict = result["verdict"]
     assert not verdict["recommended"]  # one question and six tasks can never clear the lower bounds
     assert verdict["line"].startswith("not recommended: keeps ") and "too few to tell" in verdict["line"]
