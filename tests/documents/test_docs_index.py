@@ -187,3 +187,22 @@ def test_docs_commands_end_to_end(tmp_path: Path) -> None:
         assert failed.returncode == 1 and len(lines) == 1 and lines[0].startswith("assistant: error: "), failed.stderr
         assert needle in lines[0] and "Traceback" not in failed.stderr
     assert consistent(database_path()) == {"files": 1, "chunks": 1}
+
+
+def test_a_large_index_searches_the_rarest_words_counted_as_stemmed(tmp_path: Path, monkeypatch) -> None:
+    """At scale full text keeps only a question's rare words; a word the index stems (``views`` is ``view``) is
+    counted as the index holds it, so a common word is not taken for a rare one."""
+    from assistant.documents import search as search_module
+    from assistant.storage import documents as tables
+
+    store = home_store()
+    for n in range(3):
+        write(tmp_path / f"view{n}.md", f"# Notes {n}\n\nThe view from window {n} is viewed daily.\n")
+    write(tmp_path / "dicts.md", "# Mappings\n\nDictionaries map keys to values.\n")
+    index_paths(store, [tmp_path])
+    assert tables.term_counts(store, ["views", "dictionary", "zebra"]) == {"views": 3, "dictionary": 1, "zebra": 0}
+    monkeypatch.setattr(search_module, "COMMON_FLOOR", 2)  # "view" is now a common word here
+    hits = search(store, "dictionary views", limit=5, mode="bm25")
+    assert [Path(h.path).name for h in hits] == ["dicts.md"]
+    only_common = search(store, "views", limit=5, mode="bm25")  # every word common: the rarest still searched
+    assert len(only_common) == 3
