@@ -90,8 +90,7 @@ class Runner:
         return self.llm.tokenize(rendered.encode(), add_bos=False, special=True)
 
     def generate(self, prompt: list[int], max_new: int) -> list[int]:
-        self.llm.reset()
-        self.llm.eval(prompt)
+        self._feed(prompt)
         tokens: list[int] = []
         while len(tokens) < max_new:
             token = int(np.argmax(self.llm.scores[self.llm.n_tokens - 1]))
@@ -103,9 +102,19 @@ class Runner:
 
     def logits(self, prompt: list[int], answer: list[int]) -> np.ndarray:
         """Logits predicting each answer token."""
-        self.llm.reset()
-        self.llm.eval(prompt + answer[:-1])
+        self._feed(prompt + answer[:-1])
         return np.array(self.llm.scores[len(prompt) - 1 : len(prompt) - 1 + len(answer)], dtype=np.float64)
+
+    def _feed(self, tokens: list[int]) -> None:
+        """Evaluate ``tokens`` from the first one not already in the context: prompts that share a persona's long
+        context evaluate it once (llama.cpp drops the KV entries past the kept prefix; their logits are the same)."""
+        held = self.llm.input_ids[: self.llm.n_tokens]
+        keep = 0
+        limit = min(len(held), len(tokens) - 1)  # at least one token evaluated: its logits are read
+        while keep < limit and held[keep] == tokens[keep]:
+            keep += 1
+        self.llm.n_tokens = keep
+        self.llm.eval(tokens[keep:])
 
     def text(self, tokens: list[int]) -> str:
         return self.llm.detokenize(tokens).decode("utf-8", errors="replace")

@@ -431,6 +431,34 @@ def test_llama_cpp_in_distillation_uses_assistant_threads(smollm_path: Path, mon
         runner.close()
 
 
+def test_the_evaluation_runner_evaluates_a_shared_context_once(smollm_path: Path) -> None:
+    """A persona's held-out questions share its (long) context: the runner evaluates only what follows the part
+    already in llama.cpp's context (10x faster on a 950-token handbook), and the logits of an answer it just
+    generated are the ones it chose each token from."""
+    import numpy as np
+
+    from distill_tools import evaluate
+    from distill_tools.persona_eval import _prompt
+
+    system = "You are the archivist of a small museum. " * 40
+    runner = evaluate.Runner(smollm_path, n_ctx=1024)
+    fed: list[int] = []
+    feed = runner.llm.eval
+    runner.llm.eval = lambda tokens: (fed.append(len(tokens)), feed(tokens))[1]  # type: ignore[method-assign]
+    try:
+        first, second = (_prompt(runner, q, system) for q in ("When does it open?", "Who founded it?"))
+        runner.generate(first, 8)
+        shared = next(i for i, (a, b) in enumerate(zip(first, second, strict=False)) if a != b)
+        assert shared > 400 and fed[0] == len(first)
+        fed.clear()
+        answer = runner.generate(second, 8)
+        assert fed[0] == len(second) - shared  # the context is not evaluated again
+        logits = runner.logits(second, answer)
+        assert logits.shape[0] == len(answer) and list(np.argmax(logits, axis=1)) == answer
+    finally:
+        runner.close()
+
+
 def test_quantised_export_is_quiet_and_refuses_shapes_it_does_not_fit(
     teacher, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:  # noqa: ANN001
