@@ -106,6 +106,7 @@ ENV_OVERRIDES = {
     "ASSISTANT_N_CTX": ("model", "n_ctx"),
     "ASSISTANT_THREADS": ("model", "threads"),
     "ASSISTANT_DECODE_THREADS": ("model", "decode_threads"),
+    "ASSISTANT_SPECULATE": ("model", "speculate"),
     "ASSISTANT_TEMPERATURE": ("generation", "temperature"),
     "ASSISTANT_MAX_TOKENS": ("generation", "max_tokens"),
     "ASSISTANT_ESCALATION": ("escalation", "policy"),
@@ -241,13 +242,21 @@ def load(path: Path | None = None) -> Config:
         expected = _field_type(SECTIONS[section], key)
         if (raw := os.environ.get(env)) is not None and (raw or expected is str):  # VAR= unsets a number
             try:
-                value = expected(raw) if expected is not str else raw
+                value = _env_bool(raw) if expected is bool else expected(raw) if expected is not str else raw
             except ValueError:
                 raise ConfigError(f"environment {env}: expected {expected.__name__}, got {raw!r}") from None
             setattr(getattr(config, section), key, value)
             config.overrides[f"{section}.{key}"] = value
     validate(config, "environment")
     return config
+
+
+def _env_bool(raw: str) -> bool:
+    """1/true/yes/on or 0/false/no/off, any case."""
+    words = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+    if raw.strip().lower() not in words:
+        raise ValueError(raw)
+    return words[raw.strip().lower()]
 
 
 def changes(config: Config) -> dict[str, Any]:

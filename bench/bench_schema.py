@@ -3,6 +3,10 @@
 Both go through ``Engine.stream`` with the same GGUF, prompt, greedy sampling and token limit,
 interleaved; the constrained runs use ``assistant.models.schema.grammar_for`` (llama.cpp's grammar
 sampler). Decode tokens/s = (tokens - 1) / (last token time - first token time), prompt left out.
+
+The grammar's own cost is measured with prompt-lookup drafting off on both sides: constrained answers do not
+draft (see ``engine.draft_state``), and the free answer to this prompt copies the schema text the prompt shows,
+which drafting speeds up 1.5x. The second row is the product as it runs (free answers draft).
 """
 
 from __future__ import annotations
@@ -46,34 +50,50 @@ def run(quick: bool) -> list[dict[str, Any]]:
 
     reps, max_tokens = (2, 64) if quick else (5, 256)
     threads = bench_threads()
-    engine = Engine(embedded_model_path(), n_ctx=2048, threads=threads)
+    plain = Engine(embedded_model_path(), n_ctx=2048, threads=threads, speculate=False)
+    drafting = Engine(embedded_model_path(), n_ctx=2048, threads=threads)
     grammar = grammar_for(SCHEMA)
     try:
-        decode_rate(engine, 8, None), decode_rate(engine, 8, grammar)  # warm-up
+        for engine in (plain, drafting):  # warm-up
+            decode_rate(engine, 8, None), decode_rate(engine, 8, grammar)
         results = interleave(
             {
-                "free": lambda: decode_rate(engine, max_tokens, None),
-                "schema": lambda: decode_rate(engine, max_tokens, grammar),
+                "free": lambda: decode_rate(plain, max_tokens, None),
+                "schema": lambda: decode_rate(plain, max_tokens, grammar),
+                "free, drafting": lambda: decode_rate(drafting, max_tokens, None),
             },
             reps,
         )
     finally:
-        engine.close()
+        plain.close()
+        drafting.close()
     rates = {name: [r[0] for r in runs] for name, runs in results.items()}
     tokens = {name: [r[1] for r in runs] for name, runs in results.items()}
-    constrained, free = summary(rates["schema"]), summary(rates["free"])
+    constrained, free, product = summary(rates["schema"]), summary(rates["free"]), summary(rates["free, drafting"])
+    common = f"SmolLM2-135M Q4_1, {threads} threads, greedy, up to {max_tokens} tokens"
     return [
         row(
             BENCH,
-            "decode tokens/s: JSON-Schema grammar vs free",
+            "decode tokens/s: JSON-Schema grammar vs free (drafting off in both)",
             constrained["median"],
             "tok/s",
             baseline=free["median"],
             ratio=ratio(constrained["median"], free["median"]),
-            notes=f"SmolLM2-135M Q4_1, {threads} threads, greedy, up to {max_tokens} tokens (schema "
-            f"{min(tokens['schema'])}-{max(tokens['schema'])}, free {min(tokens['free'])}-{max(tokens['free'])}); "
-            f"schema {spread(rates['schema'], '')}; free {spread(rates['free'], '')}",
+            target=">= 0.9x",
+            notes=f"{common} (schema {min(tokens['schema'])}-{max(tokens['schema'])}, free "
+            f"{min(tokens['free'])}-{max(tokens['free'])}); schema {spread(rates['schema'], '')}; free "
+            f"{spread(rates['free'], '')}",
             **constrained,
+        ),
+        row(
+            BENCH,
+            "decode tokens/s: JSON-Schema grammar vs free as the product runs (free answers draft)",
+            constrained["median"],
+            "tok/s",
+            baseline=product["median"],
+            ratio=ratio(constrained["median"], product["median"]),
+            notes=f"{common}; the free answer copies the prompt's schema text (drafting); free "
+            f"{spread(rates['free, drafting'], '')}",
         ),
     ]
 

@@ -62,6 +62,16 @@ def test_bad_env_value(monkeypatch: pytest.MonkeyPatch) -> None:
         cfg.load()
 
 
+def test_a_switch_in_the_environment_reads_words_and_numbers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``ASSISTANT_SPECULATE=0`` turns drafting off (``bool("0")`` would be True); anything else is one line."""
+    for raw, expected in (("0", False), ("off", False), ("FALSE", False), ("1", True), ("yes", True)):
+        monkeypatch.setenv("ASSISTANT_SPECULATE", raw)
+        assert cfg.load().model.speculate is expected
+    monkeypatch.setenv("ASSISTANT_SPECULATE", "maybe")
+    with pytest.raises(cfg.ConfigError, match="ASSISTANT_SPECULATE: expected bool, got 'maybe'"):
+        cfg.load()
+
+
 def test_an_empty_numeric_env_value_counts_as_unset(monkeypatch: pytest.MonkeyPatch) -> None:
     """``ASSISTANT_THREADS= command`` (as shells write "unset for this command") keeps the file's value."""
     monkeypatch.setenv("ASSISTANT_THREADS", "")

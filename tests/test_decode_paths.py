@@ -256,3 +256,5 @@ def test_ask_json_says_whether_it_drafted_and_why_not(tmp_path: Path, assistant_
     assert sampled["drafting"] == "on"  # only the drafting field is read: the sampled text may vary
     shaped = ask("--schema", "city", "Name a city.")
     assert shaped["drafting"] == "off: a grammar or schema constrains the answer"
+    off = ask("-f", str(tmp_path / "doc.txt"), "Quote the first sentence.", ASSISTANT_SPECULATE="0")
+    assert off["drafting"] == "off: model.speculate = false" and off["draft_acceptance"] is None
