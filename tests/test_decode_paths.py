@@ -55,6 +55,7 @@ pytestmark = pytest.mark.timeout(900)
 def engines(smollm_path: Path) -> Iterator[tuple[Engine, Engine]]:
     """(drafting, plain) engines on the same file."""
     fast, plain = Engine(smollm_path, n_ctx=2048), Engine(smollm_path, n_ctx=2048, speculate=False)
+    fast.weigh_drafts = False  # these tests count drafted tokens: the machine's load must not pause drafting
     yield fast, plain
     fast.close()
     plain.close()
@@ -206,6 +207,12 @@ def test_prompt_lookup_drafts_adapts_and_pauses() -> None:
     assert drafts.stats.drafts == 8 and drafts.stats.accepted == 5
     unmatched = PromptLookup([5, 6, 7])
     assert unmatched.draft(4) == []
+    weighed = PromptLookup([1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3])
+    weighed.update(4, 4, cost=1.5)  # 5 tokens for 1.5 token-times: worth it
+    assert weighed.draft(10) != [] and weighed.efficiency > 2
+    weighed.update(4, 1, cost=4.0)
+    weighed.update(4, 1, cost=4.0)  # a busy machine: 2 tokens for 4 token-times, twice
+    assert weighed.draft(10) == [], "drafts that cost more time than they save pause drafting"
 
 
 def test_cancel_from_another_thread_during_drafting(engines: tuple[Engine, Engine]) -> None:

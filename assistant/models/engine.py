@@ -81,6 +81,8 @@ class Engine:
         self._lock = threading.Lock()  # held while generating; swap waits for it
         self._swap_lock = threading.Lock()  # one swap at a time
         self._cancel = threading.Event()
+        self._token_s: float | None = None  # one token's decode time, moving average (drafts are weighed by it)
+        self.weigh_drafts = True  # drafting pauses when verifications cost more time than they save
 
     # -- properties
     @property
@@ -269,8 +271,11 @@ class Engine:
         while True:
             draft = drafts.draft(min(max_tokens - produced - 1, width - 1)) if drafts else []
             base = model.llm.n_tokens
+            began = time.perf_counter()
             model.decode([pending, *draft], logits_all=bool(draft))
+            took = time.perf_counter() - began
             if not draft:
+                self._token_s = took if self._token_s is None else 0.8 * self._token_s + 0.2 * took
                 logits = model.logits(-1)
                 pending = sampler.sample(ctx, -1, logits)
                 produced += 1
@@ -286,7 +291,8 @@ class Engine:
                     break
             accepted = len(chosen) - 1
             model.truncate(base + 1 + accepted)
-            drafts.update(len(draft), accepted)
+            per_token = self._token_s if self.weigh_drafts else None
+            drafts.update(len(draft), accepted, took / per_token if per_token else None)
             for i, token in enumerate(chosen):
                 drafts.append(token)
                 produced += 1
@@ -356,6 +362,7 @@ class Engine:
                 self._key = conversation if warm.tokens else None
                 self._states.clear()
                 self.stats = Stats(n_ctx=new.n_ctx)
+                self._token_s = None  # another model decodes at another speed
             finally:
                 self._lock.release()
             old.close()
