@@ -108,11 +108,8 @@ class Runner:
     def _feed(self, tokens: list[int]) -> None:
         """Evaluate ``tokens`` from the first one not already in the context: prompts that share a persona's long
         context evaluate it once (llama.cpp drops the KV entries past the kept prefix; their logits are the same)."""
-        held = self.llm.input_ids[: self.llm.n_tokens]
-        keep = 0
-        limit = min(len(held), len(tokens) - 1)  # at least one token evaluated: its logits are read
-        while keep < limit and held[keep] == tokens[keep]:
-            keep += 1
+        shared = llama_cpp.Llama.longest_token_prefix(self.llm.input_ids[: self.llm.n_tokens], tokens)
+        keep = max(0, min(shared, len(tokens) - 1))  # at least the last token is evaluated: its logits are read
         self.llm.n_tokens = keep
         self.llm.eval(tokens[keep:])
 
