@@ -50,6 +50,15 @@ def stamped(stream: Iterable[Any], has_text: Callable[[Any], bool]) -> list[floa
     return [time.perf_counter() for item in stream if has_text(item)]
 
 
+def answer_stamped(engine: Any, messages: list[dict[str, str]], **kwargs: Any) -> tuple[list[float], str]:
+    """One answer from ``engine`` (``kwargs``: those of ``Engine.stream``): each token's arrival time, and the text."""
+    stamps, text = [], []
+    for delta in engine.stream(messages, **kwargs):
+        stamps.append(time.perf_counter())
+        text.append(delta.text)
+    return stamps, "".join(text)
+
+
 def run(quick: bool) -> list[dict[str, Any]]:
     import llama_cpp
     from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
@@ -86,12 +95,10 @@ def run(quick: bool) -> list[dict[str, Any]]:
             lengths: list[float] = []
 
             def engine_run(engine: Engine, key: str) -> float:
-                deltas = []
-                stamps = []
-                for delta in engine.stream(messages, max_tokens=max_tokens, temperature=0.0, conversation=name):
-                    deltas.append(delta.text)
-                    stamps.append(time.perf_counter())
-                answers[key].append("".join(deltas))
+                stamps, text = answer_stamped(
+                    engine, messages, max_tokens=max_tokens, temperature=0.0, conversation=name
+                )
+                answers[key].append(text)
                 if engine.stats.drafts:
                     acceptance.append(engine.stats.acceptance or 0.0)
                     lengths.append(engine.stats.draft_length or 0.0)
@@ -186,13 +193,12 @@ def short_chats_row(fast: Any, plain: Any, max_tokens: int) -> dict[str, Any]:
         for engine in (fast, plain):
             best = float("inf")
             for _ in range(2):
-                stamps, text = [], []
-                for delta in engine.stream(messages, max_tokens=max_tokens, temperature=0.0, conversation="short"):
-                    stamps.append(time.perf_counter())
-                    text.append(delta.text)
+                stamps, text = answer_stamped(
+                    engine, messages, max_tokens=max_tokens, temperature=0.0, conversation="short"
+                )
                 best = min(best, stamps[-1] - stamps[0] if len(stamps) > 1 else 0.0)
             times[engine] += best
-            texts[engine] = "".join(text)
+            texts[engine] = text
             if engine is fast:
                 drafted += engine.stats.drafted_tokens or 0
                 accepted += engine.stats.accepted_tokens or 0
@@ -224,11 +230,10 @@ def sampled_row(fast: Any, plain: Any, prompt: str, reps: int, max_tokens: int) 
 
     def sampled(engine: Any, key: str) -> float:
         seed = len(answers[key])  # the n-th run of each engine draws with the same seed
-        stamps, text = [], []
-        for delta in engine.stream(messages, max_tokens=max_tokens, temperature=0.7, seed=seed, conversation="t"):
-            stamps.append(time.perf_counter())
-            text.append(delta.text)
-        answers[key].append("".join(text))
+        stamps, text = answer_stamped(
+            engine, messages, max_tokens=max_tokens, temperature=0.7, seed=seed, conversation="t"
+        )
+        answers[key].append(text)
         if engine is fast:
             acceptance.append(engine.stats.acceptance or 0.0)
         return rate(stamps)
