@@ -27,15 +27,18 @@ HELDOUT_TOKENS = 40
 GENERAL_TOKENS = 64
 LIMITS = {"general": 0, "stride": 1}  # general tasks scored: every stride-th, at most general (0 = all)
 
-# Each lever changed alone from today's recipe (the first row), then the chosen combination.
+# Each lever changed alone from the default recipe (the first row).
 VARIANTS: dict[str, dict[str, Any]] = {
-    "today: middle third full fine-tuning, 32 replay answers, lr 1e-3, 48-token answers": {},
-    "a. LoRA r16 on the middle third, merged": {"method": "lora"},
+    "default: LoRA r16 on the middle third, merged; 32 replay answers, lr 1e-3, 48-token answers": {},
+    "a. full fine-tuning of the middle third instead of LoRA": {"method": "full"},
     "b. KL to the base on the broad replay set, every step": {"replay_kl": True},
     "c. lr 3e-4": {"lr": 3e-4},
     "c. early stopping on held-out general KL (with b)": {"replay_kl": True, "max_general_kl": 0.25},
     "d. 24-token teacher answers": {"max_new_tokens": 24},
     "d. 96-token teacher answers": {"max_new_tokens": 96, "max_length": 208},
+    "e. the LoRA change merged at 0.75 (WiSE-FT; same training)": {"merge_scale": 0.75},
+    "e. the LoRA change merged at 0.5 (WiSE-FT; same training)": {"merge_scale": 0.5},
+    "f. the default again, seed 1 (run-to-run spread)": {"seed": 1},
 }
 
 

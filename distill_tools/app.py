@@ -20,8 +20,9 @@ class Persona:
     model: str = ""  # its base model: a registry name or a GGUF file ('' = the configured default)
     fingerprint: str = ""  # sha256 of ``context`` as the assistant computes it ('' = computed here, the same way)
     answers_with_student: bool = False  # it answers with its student already, distilled from this very context
-    retrieve: Callable[[str], str] | None = None  # a persona over documents: the message the product sends for a
-    # question (its passages, then the question); the evaluation compares prompted and student with retrieval
+    retrieve: Callable[..., str] | None = None  # a persona over documents: (question, budget=None) → the message the
+    # product sends for it (its passages, then the question); the evaluation compares prompted and student with
+    # retrieval; with a budget (tokens), passages are always retrieved within it (training's open-book prompts)
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,18 @@ def attach(model: Any, layers: list[int], rank: int, alpha: int, attention: bool
         return get_peft_model(model, config)
 
 
-def merge(model: Any) -> Any:
-    """The plain model with the adapters added into its weights (a model without adapters is returned as is)."""
-    return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
+def merge(model: Any, scale: float = 1.0) -> Any:
+    """The plain model with the adapters added into its weights (a model without adapters is returned as is).
+
+    ``scale`` < 1 adds only that share of the learned change (weight-space interpolation between the base and the
+    fine-tuned model, as in WiSE-FT): the student forgets less of the base and keeps part of what it learned."""
+    if not hasattr(model, "merge_and_unload"):
+        return model
+    if not 0.0 <= scale <= 1.0:
+        raise DistillError(f"the adapters' merge scale must be between 0 and 1, not {scale}")
+    from peft.tuners.lora import LoraLayer
+
+    for module in model.modules():
+        if isinstance(module, LoraLayer):
+            module.scale_layer(scale)
+    return model.merge_and_unload()

@@ -24,7 +24,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -90,8 +90,12 @@ class Settings:
     # learn (issue 27 ablation, fact-sheet persona: general ability 0.96x the base instead of 0.70x, see README)
     lora_rank: int = 16
     lora_alpha: int = 32
+    merge_scale: float = 1.0  # share of the adapters' learned change merged at export (see lora.merge)
     max_new_tokens: int = 48  # teacher answer length
     max_length: int = 160  # prompt (without context) + answer tokens per training sequence
+    open_book: float = 0.25  # a persona over documents: this share of the questions is also trained with the
+    # passages retrieval adds in the student's prompt (RAFT), so the student keeps reading them (see open_book_outputs)
+    open_book_tokens: int = 400  # the passages' budget in those prompts (one 200–400-token chunk of the index)
     top_k: int = 32
     quant: str = "Q8_0"
     eval_max_new_tokens: int = 40
@@ -102,7 +106,9 @@ class Settings:
     def training(self) -> dict[str, Any]:
         """The settings that shape the trained weights (a checkpoint made with others is not resumed)."""
         return {
-            k: v for k, v in asdict(self).items() if not k.startswith("eval") and k not in ("general_limit", "quant")
+            k: v
+            for k, v in asdict(self).items()
+            if not k.startswith("eval") and k not in ("general_limit", "quant", "merge_scale")
         }
 
     @classmethod
@@ -208,7 +214,9 @@ def run(
         say("writing questions", 0, 1)
         prompts = make_prompts(persona, user_records, settings, chosen)
         pooled = [] if settings.replay_kl else replay_records(settings)
-        examples = teacher_examples(teacher, context, prompts.train, pooled, settings, work, say, chosen)
+        examples = teacher_examples(
+            teacher, context, prompts.train, pooled, settings, work, say, chosen, open_book_message(persona, settings)
+        )
         general = general_replay(teacher, settings, say)
     with clock.phase("train"):
         fresh_checkpoints(work / "checkpoints", [context, prompts.train, settings.training(), str(base)])
@@ -288,9 +296,11 @@ def teacher_examples(
     work: Path,
     say: Progress,
     chosen: persona_teacher.Teacher | None = None,
+    open_book: Callable[[str], str] | None = None,
 ) -> list[Example]:
     """Training examples: the ``chosen`` teacher's answers to ``records`` (each seeing its record's ``system``, the
-    passage that answers it; default: the base model), the base model's to ``replay`` without context (cached)."""
+    passage that answers it; default: the base model), the base model's to ``replay`` without context (cached);
+    with ``open_book`` (a question → the student's message with retrieved passages), a share of them again so."""
     tok = teacher.tokenizer
     runner = TorchTeacher(teacher.model, tok.eos_token_id, tok.pad_token_id)
     common = {"max_new_tokens": settings.max_new_tokens, "top_k": settings.top_k}
@@ -320,7 +330,43 @@ def teacher_examples(
         if replay
         else []
     )
-    return batches.examples(prompted + general, settings.max_length)
+    examples = batches.examples(prompted + general, settings.max_length)
+    if open_book is None:
+        return examples
+    opened = open_book_outputs(prompted, records, open_book, tok, settings, say)
+    return examples + batches.examples(opened, settings.max_length + settings.open_book_tokens)
+
+
+def open_book_message(persona: Persona, settings: Settings) -> Callable[[str], str] | None:
+    """A persona over documents: the message the product would send for a question, with the passages retrieval
+    adds within ``open_book_tokens``; None for other personas or with ``open_book`` 0."""
+    retrieve = persona.retrieve
+    if retrieve is None or settings.open_book <= 0:
+        return None
+    return lambda question: retrieve(question, settings.open_book_tokens)
+
+
+def open_book_outputs(
+    outputs: list[teacher_cache.TeacherOutput],
+    records: list[dict[str, Any]],
+    message: Callable[[str], str],
+    tokenizer: Any,
+    settings: Settings,
+    say: Progress,
+) -> list[teacher_cache.TeacherOutput]:
+    """Retrieval-augmented fine-tuning (RAFT): a seeded share of the single-turn questions again, the student's
+    prompt now what the product sends (the passages retrieval finds, the right one or not, then the question); the
+    answer and targets stay the teacher's, who saw the passage that answers it. Trained closed-book only, the
+    student stopped reading passages: with retrieval it answered 1/30 of the handbook's questions, the prompted
+    base 5/30 (issue 28)."""
+    single = [i for i, r in enumerate(records) if not r.get("history")]
+    chosen = sorted(random.Random(settings.seed).sample(single, round(len(single) * settings.open_book)))
+    opened = []
+    for n, i in enumerate(chosen):
+        say("open-book prompts (retrieval)", n, len(chosen))
+        chat = [{"role": "user", "content": message(str(records[i]["prompt"]))}]
+        opened.append(replace(outputs[i], prompt_ids=teacher_cache.chat_ids(tokenizer, chat)))
+    return opened
 
 
 def general_replay(teacher: Loaded, settings: Settings, say: Progress) -> training.Replay | None:
@@ -425,7 +471,7 @@ def train_student(
             f"interrupted at step {exc.step}/{exc.total}; the teacher's answers and a checkpoint are kept: "
             f"run `assistant distill persona {work.name}` again (same options, no --fresh) to resume"
         ) from None
-    return lora.merge(student), state
+    return lora.merge(student, settings.merge_scale), state
 
 
 def trainable(student: Any, settings: Settings) -> None:

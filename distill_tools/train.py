@@ -84,12 +84,28 @@ def lr_at(step: int, total: int, warmup: int, peak: float) -> float:
     return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
+BUCKET_TOKENS = 256  # sequences batch with others of the same length bucket (0–255 tokens, 256–511, …)
+
+
 def micro_batch(examples: list[Example], index: int, batch_size: int, seed: int) -> list[Example]:
     """The ``index``-th micro-batch of the run: epoch-wise seeded permutations, concatenated."""
-    per_epoch = math.ceil(len(examples) / batch_size)
+    per_epoch = len(epoch_batches(examples, batch_size, seed, 0))
     epoch, position = divmod(index, per_epoch)
-    order = torch.randperm(len(examples), generator=torch.Generator().manual_seed(seed * 1000 + epoch)).tolist()
-    return [examples[i] for i in order[position * batch_size : (position + 1) * batch_size]]
+    return [examples[i] for i in epoch_batches(examples, batch_size, seed, epoch)[position]]
+
+
+def epoch_batches(examples: list[Example], batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """One epoch's micro-batches (indices): a seeded permutation cut into batches within each length bucket, so a
+    long sequence never pads a batch of short ones; with several buckets the batches come in a seeded order too."""
+    generator = torch.Generator().manual_seed(seed * 1000 + epoch)
+    order = torch.randperm(len(examples), generator=generator).tolist()
+    buckets: dict[int, list[int]] = {}
+    for i in order:
+        buckets.setdefault(len(examples[i].input_ids) // BUCKET_TOKENS, []).append(i)
+    cut = [b[j : j + batch_size] for b in buckets.values() for j in range(0, len(b), batch_size)]
+    if len(buckets) == 1:
+        return cut
+    return [cut[i] for i in torch.randperm(len(cut), generator=generator).tolist()]
 
 
 def forward_loss(model: nn.Module, batch: dict[str, Any], loss: LossSection) -> dict[str, Any]:
@@ -245,7 +261,9 @@ def train(
                     on_step(state)
                 if _stop_requested(stop):
                     break
-                if state.step % cfg.checkpoint_every == 0 and state.step < state.total_steps:
+                if state.step == state.total_steps:
+                    checkpoint()  # the finished weights: exporting again (another quant, merge scale) does not retrain
+                elif state.step % cfg.checkpoint_every == 0:
                     checkpoint()
                     if say and not interactive():
                         say(

@@ -54,16 +54,17 @@ def persona_source(name: str) -> Persona:
     return Persona(persona.name, persona.context_text(), texts, persona.model, persona.fingerprint(), current, retrieve)
 
 
-def retriever(persona: personas.Persona) -> Callable[[str], str]:
-    """For the evaluation of a persona over documents: the message the product sends for a question (the passages
-    ``grounding`` adds in the evaluation's window, then the question). The base model loads on the first question,
-    for counting tokens as the chat does."""
+def retriever(persona: personas.Persona) -> Callable[..., str]:
+    """For a persona over documents: the message the product sends for a question (the passages ``grounding`` adds
+    in the evaluation's window, then the question); with ``budget``, the passages retrieval adds within that many
+    tokens (the open-book training prompts). The base model loads on the first question, for counting tokens as the
+    chat does."""
     from distill_tools.persona import RETRIEVAL_CTX
     from distill_tools.persona import Settings as Recipe
 
     loaded: list[Any] = []
 
-    def retrieve(question: str) -> str:
+    def retrieve(question: str, budget: int | None = None) -> str:
         from assistant.chat import grounding
         from assistant.models.engine import Engine
 
@@ -71,11 +72,13 @@ def retriever(persona: personas.Persona) -> Callable[[str], str]:
             loaded.append(Engine(opened_registry().resolve(persona.model or load().model.default), RETRIEVAL_CTX))
         store = open_store()
         try:
+            docs = [Path(d) for d in persona.docs]
+            if budget is not None:
+                question_only = [{"role": "user", "content": question}]
+                return grounding.retrieve(store, docs, question_only, loaded[0], budget).message(question)
             system = [{"role": "system", "content": persona.context_text()}] if persona.context_text() else []
             history = [*system, {"role": "user", "content": question}]
-            found = grounding.ground(
-                store, [Path(d) for d in persona.docs], history, loaded[0], Recipe.eval_max_new_tokens
-            )
+            found = grounding.ground(store, docs, history, loaded[0], Recipe.eval_max_new_tokens)
             return found.message(question)
         finally:
             store.close()

@@ -64,6 +64,31 @@ def test_lora_learns_only_adapters_and_merges_into_the_chosen_layers(tmp_path: P
     assert set(merged) == set(before)  # a plain model again: what the GGUF export reads
 
 
+def test_a_merge_scale_adds_that_share_of_the_learned_change(tmp_path: Path) -> None:
+    """WiSE-FT at export: ``merge(model, 0.5)`` moves each adapted weight half as far from the base as a full merge;
+    a scale outside [0, 1] is one clear error."""
+    import copy
+
+    import pytest
+
+    from distill_tools import DistillError
+
+    base = small_model()
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+    for p in base.parameters():
+        p.requires_grad_(False)
+    model = lora.attach(base, [1], rank=4, alpha=8)
+    train.train(model, make_examples([3, 4, 5, 6]), CFG, LossSection(), pad_id=0, seed=0, folder=tmp_path)
+    with pytest.raises(DistillError, match="between 0 and 1"):
+        lora.merge(copy.deepcopy(model), 1.5)
+    half = lora.merge(copy.deepcopy(model), 0.5).state_dict()
+    full = lora.merge(model).state_dict()
+    changed = [k for k in before if not torch.equal(before[k], full[k])]
+    assert changed
+    for k in changed:
+        torch.testing.assert_close(half[k] - before[k], 0.5 * (full[k] - before[k]), rtol=1e-3, atol=1e-6)
+
+
 def test_threads_leave_the_cores_other_processes_keep_busy(monkeypatch) -> None:  # noqa: ANN001
     assert threads.idle_share(2, 0.1) == 2
     assert threads.idle_share(2, 1.0) == 1  # one busy process on 2 cores: one thread

@@ -92,6 +92,50 @@ def test_a_bad_eval_file_is_refused_in_one_line_before_any_work(pip: str, assist
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_persona_over_documents_also_trains_open_book(teacher, assistant_home: Path, tmp_path: Path) -> None:  # noqa: ANN001
+    """Issue 28.3 (RAFT): a share of a document persona's questions is trained again with what the product sends,
+    the passages real retrieval finds within the budget and then the question, while the answer and the targets stay
+    the teacher's; conversations with earlier turns are not; a persona without documents gets none."""
+    import numpy as np
+
+    from assistant.chat import grounding
+    from assistant.chat import persona as personas
+    from assistant.cli.distill import persona_source
+    from distill_tools.persona import Settings, open_book_message, open_book_outputs
+    from distill_tools.teacher_cache import TeacherOutput, chat_ids
+
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "house.txt").write_text("The spare key is behind the blue door.\n\nThe wifi password is tulip42.\n")
+    personas.save(personas.Persona(name="wick", system="Answer from the notes.", docs=[str(folder)]))
+    settings = Settings(open_book=0.5, open_book_tokens=200)
+    message = open_book_message(persona_source("wick"), settings)
+    assert message is not None and open_book_message(persona_source("wick"), Settings(open_book=0)) is None
+    questions = ["Where is the spare key?", "What is the wifi password?", "Who are you?", "And the key?"]
+    records = [{"prompt": q} for q in questions[:3]] + [{"prompt": questions[3], "history": [["user", "Hi"]]}]
+    tok = teacher.tokenizer
+    outputs = [
+        TeacherOutput(
+            chat_ids(tok, [{"role": "user", "content": q}]), [5, 6], np.zeros((2, 4)), np.zeros((2, 4)), np.zeros(2)
+        )
+        for q in questions
+    ]
+    seen: list[tuple[str, int, int]] = []
+    opened = open_book_outputs(outputs, records, message, tok, settings, lambda *a: seen.append(a))
+    assert len(opened) == 2 and len(seen) == 2  # half of the three single-turn questions, rounded
+    assert opened == open_book_outputs(outputs, records, message, tok, settings, lambda *a: None)  # seeded
+    for out in opened:
+        text = tok.decode(out.prompt_ids)
+        asked = next(q for q in questions[:3] if text.rstrip().endswith(q + "<|im_end|>\n<|im_start|>assistant"))
+        source = outputs[questions.index(asked)]
+        assert grounding.HEADER in text and "house.txt, lines" in text  # the passages, as the chat adds them
+        assert out.answer_ids is source.answer_ids and out.topk_logprobs is source.topk_logprobs
+        assert len(out.prompt_ids) > len(source.prompt_ids)
+    personas.save(personas.Persona(name="plain", system="Answer briefly."))  # no documents: no open-book questions
+    assert open_book_message(persona_source("plain"), settings) is None
+
+
 @pytest.mark.timeout(1500)  # 85 s on a quiet 2-core machine, 12 min on a busy one
 def test_distill_persona_ci_run(pip: str, assistant_home: Path, tmp_path: Path) -> None:
     """Tiny run end to end: teacher pass with the context, a few steps, verified export, report, registry, switch;

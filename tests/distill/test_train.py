@@ -112,3 +112,24 @@ def test_a_changed_recipe_never_resumes_a_stale_checkpoint(tmp_path: Path) -> No
     assert [h["loss"] for h in fresh_state.history] == [h["loss"] for h in changed_state.history]
     with pytest.raises(DistillError, match="--resume: no checkpoint"):
         _run(tmp_path / "empty", examples, lr=1e-3, resume="resume")
+
+
+def test_long_sequences_batch_with_long_ones_and_every_example_comes_once_an_epoch() -> None:
+    """Open-book sequences (retrieved passages in the prompt, ~400 tokens) mixed with 60-token ones: each micro-batch
+    holds one length bucket only, so a long sequence never pads a batch of short ones to its length; an epoch
+    still serves every example once, and one bucket keeps the plain seeded permutation."""
+    short = [batches.Example(list(range(60)), 3, *_targets(57)) for _ in range(10)]
+    long = [batches.Example(list(range(400)), 3, *_targets(397)) for _ in range(3)]
+    mixed = short + long
+    per_epoch = len(train.epoch_batches(mixed, 4, seed=0, epoch=0))
+    assert per_epoch == 3 + 1  # 10 short: 4 + 4 + 2; 3 long: one batch
+    for epoch in range(2):
+        seen = [train.micro_batch(mixed, epoch * per_epoch + k, 4, seed=0) for k in range(per_epoch)]
+        assert all(len({len(e.input_ids) for e in batch}) == 1 for batch in seen)
+        assert sorted(id(e) for batch in seen for e in batch) == sorted(id(e) for e in mixed)
+    order = torch.randperm(10, generator=torch.Generator().manual_seed(0)).tolist()
+    assert train.epoch_batches(short, 4, seed=0, epoch=0) == [order[:4], order[4:8], order[8:]]
+
+
+def _targets(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return np.zeros((n, 2), np.float16), np.zeros((n, 2), np.uint16), np.zeros(n, np.float32)
