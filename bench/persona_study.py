@@ -39,6 +39,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "e. the LoRA change merged at 0.75 (WiSE-FT; same training)": {"merge_scale": 0.75},
     "e. the LoRA change merged at 0.5 (WiSE-FT; same training)": {"merge_scale": 0.5},
     "f. the default again, seed 1 (run-to-run spread)": {"seed": 1},
+    "f. seed 1, the LoRA change merged at 0.75 (same training as the row above)": {"seed": 1, "merge_scale": 0.75},
 }
 
 

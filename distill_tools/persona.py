@@ -90,7 +90,8 @@ class Settings:
     # learn (issue 27 ablation, fact-sheet persona: general ability 0.96x the base instead of 0.70x, see README)
     lora_rank: int = 16
     lora_alpha: int = 32
-    merge_scale: float = 1.0  # share of the adapters' learned change merged at export (see lora.merge)
+    merge_scale: float = 0.75  # share of the adapters' learned change merged at export (WiSE-FT, see lora.merge):
+    # fact-sheet persona, two seeds, general 134-135/282 vs 122-126 merged whole (base 134); held-out unchanged
     max_new_tokens: int = 48  # teacher answer length
     max_length: int = 160  # prompt (without context) + answer tokens per training sequence
     open_book: float = 0.25  # a persona over documents: this share of the questions is also trained with the

@@ -180,9 +180,9 @@ def chunks_version(store: Store) -> tuple[int, int]:
 def term_counts(store: Store, words: Sequence[str]) -> dict[str, int]:
     """How many passages hold each of ``words``, as the index sees them (stemmed: ``views`` counts ``view``)."""
     stemmed = stems(words)
-    marks = ",".join("?" * len(stemmed))
-    sql = f"SELECT term, doc FROM doc_chunks_vocab WHERE term IN ({marks})"
-    counts = dict(store.read(lambda: store.db.conn.execute(sql, sorted(set(stemmed.values()))).fetchall()))
+    terms = sorted(set(stemmed.values()))  # "badge" and "badges" are one term
+    sql = f"SELECT term, doc FROM doc_chunks_vocab WHERE term IN ({','.join('?' * len(terms))})"
+    counts = dict(store.read(lambda: store.db.conn.execute(sql, terms).fetchall()))
     return {word: counts.get(stem, 0) for word, stem in stemmed.items()}
 
 

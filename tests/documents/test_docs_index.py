@@ -201,6 +201,9 @@ def test_a_large_index_searches_the_rarest_words_counted_as_stemmed(tmp_path: Pa
     write(tmp_path / "dicts.md", "# Mappings\n\nDictionaries map keys to values.\n")
     index_paths(store, [tmp_path])
     assert tables.term_counts(store, ["views", "dictionary", "zebra"]) == {"views": 3, "dictionary": 1, "zebra": 0}
+    # two words of one stem (a question asking "which badges … my badge") once crashed the search: 2 marks, 1 term
+    assert tables.term_counts(store, ["views", "view", "viewed"]) == {"views": 3, "view": 3, "viewed": 3}
+    assert [Path(h.path).name for h in search(store, "dictionary views view", limit=5, mode="bm25")][:1] == ["dicts.md"]
     monkeypatch.setattr(search_module, "COMMON_FLOOR", 2)  # "view" is now a common word here
     hits = search(store, "dictionary views", limit=5, mode="bm25")
     assert [Path(h.path).name for h in hits] == ["dicts.md"]
