@@ -91,7 +91,6 @@ def test_a_bad_eval_file_is_refused_in_one_line_before_any_work(pip: str, assist
     assert not (assistant_home / "distill" / "persona" / "pip").exists()  # nothing was started
 
 
-@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_a_persona_over_documents_also_trains_open_book(teacher, assistant_home: Path, tmp_path: Path) -> None:  # noqa: ANN001
     """Issue 28.3 (RAFT): a share of a document persona's questions is trained again with what the product sends,
@@ -136,6 +135,7 @@ def test_a_persona_over_documents_also_trains_open_book(teacher, assistant_home:
     assert open_book_message(persona_source("plain"), settings) is None
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(1500)  # 85 s on a quiet 2-core machine, 12 min on a busy one
 def test_distill_persona_ci_run(pip: str, assistant_home: Path, tmp_path: Path) -> None:
     """Tiny run end to end: teacher pass with the context, a few steps, verified export, report, registry, switch;
