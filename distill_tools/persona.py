@@ -451,7 +451,7 @@ def train_student(
         if deadline is not None and time.monotonic() > deadline and state.step < state.total_steps:
             raise _OutOfTime
 
-    say("training", 0, training.total_steps(len(examples), cfg))
+    say("training", 0, training.total_steps(examples, cfg))
     try:
         state = training.train(
             student,

@@ -137,9 +137,10 @@ def forward_loss(model: nn.Module, batch: dict[str, Any], loss: LossSection) -> 
     }
 
 
-def total_steps(n_examples: int, cfg: TrainSection) -> int:
-    per_step = cfg.batch_size * cfg.grad_accum
-    return cfg.max_steps or cfg.epochs * math.ceil(n_examples / per_step)
+def total_steps(examples: list[Example], cfg: TrainSection) -> int:
+    """``cfg.max_steps``, else the epochs' micro-batches (length buckets counted apart) in steps of ``grad_accum``."""
+    per_epoch = len(epoch_batches(examples, cfg.batch_size, 0, 0))
+    return cfg.max_steps or cfg.epochs * math.ceil(per_epoch / cfg.grad_accum)
 
 
 def prepare(model: Any, cfg: TrainSection) -> None:
@@ -197,7 +198,7 @@ def train(
             say("fsdp: one process holds the whole student (run under torchrun, e.g. --nproc 2, to shard it)")
         model.to(device)
     optimizer = optimizer_for(learner, cfg)
-    state = TrainState(total_steps=total_steps(len(examples), cfg))
+    state = TrainState(total_steps=total_steps(examples, cfg))
     settings = settings if settings is not None else training_settings(cfg, loss, seed)
     if sharded:  # full-tensor checkpoints keyed by name: resumable by sharded runs only
         settings = {**settings, "sharded": True}

@@ -123,6 +123,10 @@ def test_long_sequences_batch_with_long_ones_and_every_example_comes_once_an_epo
     mixed = short + long
     per_epoch = len(train.epoch_batches(mixed, 4, seed=0, epoch=0))
     assert per_epoch == 3 + 1  # 10 short: 4 + 4 + 2; 3 long: one batch
+    nine = short[:9] + long  # 12 sequences: 3 batches of 4 unbucketed, 3 + 1 in buckets: every one is trained
+    assert train.total_steps(nine, TrainSection(epochs=2, batch_size=4)) == 2 * 4
+    assert train.total_steps(nine, TrainSection(epochs=2, batch_size=4, grad_accum=2)) == 2 * 2
+    assert train.total_steps(short, TrainSection(epochs=3, batch_size=4, grad_accum=2)) == 3 * 2  # as before
     for epoch in range(2):
         seen = [train.micro_batch(mixed, epoch * per_epoch + k, 4, seed=0) for k in range(per_epoch)]
         assert all(len({len(e.input_ids) for e in batch}) == 1 for batch in seen)
