@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Any
 
 PERSONAS = Path(__file__).resolve().parent / "personas"
-BENCH_PERSONAS = ("harbor-bakery", "lumen-handbook")  # a fact sheet; a prose handbook of ~1k tokens
+# a fact sheet; a prose handbook of ~1k tokens; a second fact sheet whose questions were written apart from the
+# question generator and not read by whoever tuned it (the judge of `topics`, which was built after the first's)
+BENCH_PERSONAS = ("harbor-bakery", "lumen-handbook", "tidewater-bikes")
 HELDOUT_TOKENS = 40
 GENERAL_TOKENS = 64
 LIMITS = {"general": 0, "stride": 1}  # general tasks scored: every stride-th, at most general (0 = all)

@@ -3,10 +3,13 @@
 A fact learnt from one wording does not carry over to others (Allen-Zhu & Li, Physics of Language Models
 3.1), so each fact is asked about at least ten ways: directly, reworded, indirectly, as a yes/no question
 (true, or with a wrong value to correct), together with another fact, conversationally, as the second turn
-of a conversation, and as a cloze. Questions the context cannot answer teach the student to say it does not
-know. A capable teacher writes questions in its own words (:func:`teacher_questions`: asked, checked,
-dropped when they fail); the templates are the fallback. Every question records its source (``template`` or
-``teacher``) and its template's ``wording``, so :func:`split` can hold out questions no generator of the
+of a conversation, and as a cloze. A labelled fact ("Phone: 555-0143") is also asked as people ask it, in
+words its label does not use ("How can I call you?", :mod:`topics`); the wordings above wrap those forms in
+turn, and the given answer is a sentence that names the subject. Questions the context cannot answer teach
+the student to say it does not know. A capable teacher writes questions in its own words
+(:func:`teacher_questions`: asked, checked, dropped when they fail); the templates are the fallback. Every
+question records its source (``template`` or ``teacher``) and its template's ``wording``, so :func:`split`
+can hold out questions no generator of the
 training questions made.
 """
 
@@ -17,6 +20,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from distill_tools import topics
 from distill_tools.facts import COMMON, Fact
 
 TEMPLATE, TEACHER = "template", "teacher"
@@ -65,7 +69,7 @@ class Question:
 
     text: str
     facts: tuple[int, ...]
-    kind: str  # direct, reworded, indirect, yesno, multi, conversational, multi-turn, cloze, unknown, teacher
+    kind: str  # direct, natural, reworded, indirect, yesno, multi, conversational, multi-turn, cloze, unknown, teacher
     source: str  # template | teacher
     answers: tuple[tuple[str, ...], ...] = ()  # per checked fact, its accepted answers (all groups must appear)
     grounded: str = ""  # the answer made from the context's own words ('' = the teacher's to write)
@@ -115,9 +119,11 @@ def wh_question(fact: Fact) -> str:
     ("Who founded the company in 2014?", "Full-time staff receive how many days of annual leave?")."""
     if fact.label:
         label = fact.label[:1].lower() + fact.label[1:]
+        if person(fact):
+            return f"Who is the {label}?"
         if not label.split()[-1].endswith("ed"):
             return f"What is the {label}?"
-        return f"{fact.label}: {_wh(fact)}?" if fact.key else f"What about the {label}?"
+        return f"{_wh(fact)[:1].upper()}{_wh(fact)[1:]} was it {label}?" if fact.key else f"What about the {label}?"
     text = clause(fact)
     if not fact.key or fact.key not in text:
         return f"What does your reference say about this: {swap_person(text)}?"
@@ -174,13 +180,22 @@ def template_questions(facts: list[Fact], doc: str = "my reference", seed: int =
     rng = random.Random(seed)
     keep = {w for f in facts for w in f.key.split()} | {"I"}
     asked = [wh_question(f) for f in facts]
+    name = topics.subject(facts)
     result: list[Question] = []
     for i, fact in enumerate(facts):
         answers = (tuple(fact.answers()),) if fact.key else ()
         wh, claim = asked[i], fact.claim
-        values = {"wh": wh, "wh_l": _lower(wh, keep)}
+        natural, sentence = _natural(fact, name)
+        said = sentence or claim  # the answer given to every wording but the teacher's own (direct-0)
+        result += [
+            Question(q, (i,), "natural", TEMPLATE, answers, said, (), f"natural-{n}") for n, q in enumerate(natural)
+        ]
+        forms = [wh, *natural]  # the wrappers below take these in turn
+        turn = 0
         for kind, wordings in WORDINGS.items() if fact.key else [("direct", WORDINGS["direct"][:1])]:
             for n, wording in enumerate(wordings):
+                asking, turn = forms[turn % len(forms)], turn + 1
+                values = {"wh": asking, "wh_l": _lower(asking, keep)}
                 history: tuple[tuple[str, str], ...] = ()
                 if kind == "multi-turn":
                     other = _other(facts, i, rng)
@@ -188,7 +203,7 @@ def template_questions(facts: list[Fact], doc: str = "my reference", seed: int =
                         continue
                     history = (("user", asked[other]), ("assistant", facts[other].claim))
                 text = _sentence(wording.format(**values))
-                result.append(Question(text, (i,), kind, TEMPLATE, answers, claim, history, f"{kind}-{n}"))
+                result.append(Question(text, (i,), kind, TEMPLATE, answers, said, history, f"{kind}-{n}"))
         result += _yes_no(facts, i, answers, rng)
         if fact.key and (cut := claim.find(fact.key)) > 8:
             result.append(
@@ -200,11 +215,19 @@ def template_questions(facts: list[Fact], doc: str = "my reference", seed: int =
         if other is not None and fact.key:
             both = answers + ((tuple(facts[other].answers()),) if facts[other].key else ())
             text = f"{wh} And {_lower(asked[other], keep)}"
-            grounded = f"{claim} {facts[other].claim}" if facts[other].claim != claim else claim
+            grounded = f"{said} {facts[other].claim}" if facts[other].claim != claim else said
             result.append(Question(text, (i, other), "multi", TEMPLATE, both, grounded, (), "multi"))
     result += unknown_questions(facts, doc)
     seen: set[str] = set()
     return [q for q in result if not (q.text in seen or seen.add(q.text))]  # type: ignore[func-returns-value]
+
+
+def _natural(fact: Fact, name: str) -> tuple[list[str], str]:
+    """A labelled fact's questions as people put them, and its answer as a sentence ('' = none fits)."""
+    if not (fact.label and fact.key):
+        return [], ""
+    value = fact.claim.split(":", 1)[1].strip()
+    return topics.questions(fact.label, value, name), topics.answer(fact.label, value, name)
 
 
 def _other(facts: list[Fact], i: int, rng: random.Random) -> int | None:

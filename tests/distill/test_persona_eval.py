@@ -138,7 +138,7 @@ def test_a_missing_or_binary_eval_file_is_one_line(tmp_path: Path) -> None:
 
 def test_the_bench_personas_questions_are_a_valid_eval_file() -> None:
     """The format is the bench's own: "question", "answers", "kind" (and "prompt" / "answer" are taken too)."""
-    for name, count in (("harbor-bakery", 24), ("lumen-handbook", 30)):
+    for name, count in (("harbor-bakery", 24), ("lumen-handbook", 30), ("tidewater-bikes", 24)):
         questions = read_eval_file(BENCH / name / "heldout.jsonl")
         assert len(questions) == count and all(q["prompt"] and q["answers"] and q["kind"] for q in questions)
 
