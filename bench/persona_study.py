@@ -96,6 +96,24 @@ def heldout_scores(path: Path, persona: BenchPersona, context: str) -> list[bool
     return [correct(a, q["answers"]) for a, q in zip(answers, persona.questions)]
 
 
+def training_scores(path: Path, source: Any, settings: Any, limit: int = 48) -> list[bool]:
+    """Per training question (single-turn, checkable, not yes/no; at most ``limit``, seeded): answered without the
+    context. Whether the student fits what it was trained on tells fitting apart from carrying over to new wordings."""
+    import random
+
+    from distill_tools import facts, questions
+    from distill_tools import persona as distill
+    from distill_tools.evaluate import correct
+
+    trained = {r["prompt"] for r in distill.make_prompts(source, [], settings).train if "history" not in r}
+    found = [f for text in source.texts for f in facts.extract(text)]
+    asked = [q for q in questions.template_questions(found, seed=settings.seed) if q.text in trained]
+    asked = [q for q in asked if q.answers and q.kind not in ("yesno", "multi")]
+    chosen = random.Random(0).sample(asked, min(limit, len(asked)))
+    answers = _answers(path, [q.text for q in chosen], "", HELDOUT_TOKENS, 512)
+    return [correct(a, list(q.answers[0])) for a, q in zip(answers, chosen)]
+
+
 def general_scores(path: Path) -> dict[str, Any]:
     """Per general task: passed; and the indices of degenerate answers."""
     from distill_tools import general_eval
@@ -200,6 +218,8 @@ def measure(name: str, settings: Any, work: Path, cache: Path) -> dict[str, Any]
     mark = time.perf_counter()
     student = {"heldout": heldout_scores(gguf, persona, ""), "general": general_scores(gguf)}
     figures["eval_s"] = time.perf_counter() - mark
+    fitted = training_scores(gguf, source, settings)
+    figures["training_questions"] = [sum(fitted), len(fitted)]
     base = baselines(persona, source.context, cache)  # (after training: a parallel run may have cached them)
     return {**ratios(student, base), "figures": figures, "settings": dataclasses.asdict(settings)}
 
