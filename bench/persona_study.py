@@ -31,17 +31,17 @@ LIMITS = {"general": 0, "stride": 1}  # general tasks scored: every stride-th, a
 
 # Each lever changed alone from the default recipe (the first row).
 VARIANTS: dict[str, dict[str, Any]] = {
-    "default: LoRA r16, middle third, 0.75 of its change merged; 32 replay answers, lr 1e-3, 48-token answers": {},
+    "default: LoRA r16, middle third, merged whole, 8 epochs; 32 replay answers, lr 1e-3, 48-token answers": {},
     "a. full fine-tuning of the middle third instead of LoRA": {"method": "full"},
     "b. KL to the base on the broad replay set, every step": {"replay_kl": True},
     "c. lr 3e-4": {"lr": 3e-4},
     "c. early stopping on held-out general KL (with b)": {"replay_kl": True, "max_general_kl": 0.25},
     "d. 24-token teacher answers": {"max_new_tokens": 24},
     "d. 96-token teacher answers": {"max_new_tokens": 96, "max_length": 208},
-    "e. the LoRA change merged whole (same training as the default)": {"merge_scale": 1.0},
+    "e. 0.75 of the LoRA change merged (same training as the default)": {"merge_scale": 0.75},
     "e. the LoRA change merged at 0.5 (same training as the default)": {"merge_scale": 0.5},
     "f. the default again, seed 1 (run-to-run spread)": {"seed": 1},
-    "g. 8 epochs (twice the default's)": {"epochs": 8},
+    "g. 4 epochs (half the default's)": {"epochs": 4},
 }
 
 

@@ -78,7 +78,8 @@ class Settings:
     replay_weight: float = 1.0  # with replay_kl: weight of the KL term against the persona loss
     general_heldout: int = 32  # with replay_kl: replay prompts kept out, to measure the student's general KL
     max_general_kl: float = 0.0  # stop training when the held-out general KL passes this (0 = never)
-    epochs: int = 4
+    epochs: int = 8  # fact sheets, merged whole: the student answers 42-44 of 48 of its training questions after 8
+    # epochs, 23 after 4; it answers a person's wordings only once it fits its own (see README, issue 27)
     max_steps: int = 0  # 0 = epochs × batches
     batch_size: int = 8
     lr: float = 1e-3
@@ -90,8 +91,9 @@ class Settings:
     # learn (issue 27 ablation, fact-sheet persona: general ability 0.96x the base instead of 0.70x, see README)
     lora_rank: int = 16
     lora_alpha: int = 32
-    merge_scale: float = 0.75  # share of the adapters' learned change merged at export (WiSE-FT, see lora.merge):
-    # fact-sheet persona, two seeds, general 134-135/282 vs 122-126 merged whole (base 134); held-out unchanged
+    merge_scale: float = 1.0  # share of the adapters' learned change merged at export (WiSE-FT, see lora.merge):
+    # 0.75 kept general 134-135/282 (base 134) but halved what the student had learnt (13 vs 23 of 48 training
+    # questions): it kept the base's skills by forgetting the persona
     max_new_tokens: int = 48  # teacher answer length
     max_length: int = 160  # prompt (without context) + answer tokens per training sequence
     open_book: float = 0.25  # a persona over documents: this share of the questions is also trained with the
