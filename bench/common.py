@@ -364,7 +364,10 @@ def write_plots(rows: list[dict[str, Any]], out_dir: Path, stamp: str, latest: b
     if with_ratio:
         fig, ax = plt.subplots(figsize=(7.5, 0.35 * len(with_ratio) + 1.2))
         labels = [f"{r['benchmark']}: {r['metric']}"[:60] for r in with_ratio]
-        colors = [{True: "tab:green", False: "tab:red"}.get(r.get("met"), "tab:gray") for r in with_ratio]
+        colors = [
+            "tab:green" if r.get("met") is True else "tab:red" if r.get("met") is False else "tab:gray"
+            for r in with_ratio
+        ]
         ax.barh(labels, [r["ratio"] for r in with_ratio], color=colors)
         ax.axvline(1.0, color="black", linewidth=0.8)
         ax.set_xscale("log")
