@@ -101,13 +101,13 @@ def training_scores(path: Path, source: Any, settings: Any, limit: int = 48) -> 
     context. Whether the student fits what it was trained on tells fitting apart from carrying over to new wordings."""
     import random
 
-    from distill_tools import facts, questions
     from distill_tools import persona as distill
+    from distill_tools import questions
     from distill_tools.evaluate import correct
 
-    trained = {r["prompt"] for r in distill.make_prompts(source, [], settings).train if "history" not in r}
-    found = [f for text in source.texts for f in facts.extract(text)]
-    asked = [q for q in questions.template_questions(found, seed=settings.seed) if q.text in trained]
+    prompts = distill.make_prompts(source, [], settings)
+    trained = {r["prompt"] for r in prompts.train if "history" not in r}
+    asked = [q for q in questions.template_questions(prompts.facts, seed=settings.seed) if q.text in trained]
     asked = [q for q in asked if q.answers and q.kind not in ("yesno", "multi")]
     chosen = random.Random(0).sample(asked, min(limit, len(asked)))
     answers = _answers(path, [q.text for q in chosen], "", HELDOUT_TOKENS, 512)

@@ -9,12 +9,12 @@ turn, and the given answer is a sentence that names the subject. Questions the c
 the student to say it does not know. A capable teacher writes questions in its own words
 (:func:`teacher_questions`: asked, checked, dropped when they fail); the templates are the fallback. Every
 question records its source (``template`` or ``teacher``) and its template's ``wording``, so :func:`split`
-can hold out questions no generator of the
-training questions made.
+can hold out questions no generator of the training questions made.
 """
 
 from __future__ import annotations
 
+import itertools
 import random
 import re
 from collections.abc import Callable
@@ -123,7 +123,7 @@ def wh_question(fact: Fact) -> str:
             return f"Who is the {label}?"
         if not label.split()[-1].endswith("ed"):
             return f"What is the {label}?"
-        return f"{_wh(fact)[:1].upper()}{_wh(fact)[1:]} was it {label}?" if fact.key else f"What about the {label}?"
+        return _sentence(f"{_wh(fact)} was it {label}?") if fact.key else f"What about the {label}?"
     text = clause(fact)
     if not fact.key or fact.key not in text:
         return f"What does your reference say about this: {swap_person(text)}?"
@@ -190,11 +190,10 @@ def template_questions(facts: list[Fact], doc: str = "my reference", seed: int =
         result += [
             Question(q, (i,), "natural", TEMPLATE, answers, said, (), f"natural-{n}") for n, q in enumerate(natural)
         ]
-        forms = [wh, *natural]  # the wrappers below take these in turn
-        turn = 0
+        forms = itertools.cycle([wh, *natural])  # the wrappers below take these in turn
         for kind, wordings in WORDINGS.items() if fact.key else [("direct", WORDINGS["direct"][:1])]:
             for n, wording in enumerate(wordings):
-                asking, turn = forms[turn % len(forms)], turn + 1
+                asking = next(forms)
                 values = {"wh": asking, "wh_l": _lower(asking, keep)}
                 history: tuple[tuple[str, str], ...] = ()
                 if kind == "multi-turn":
