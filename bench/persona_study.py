@@ -97,21 +97,18 @@ def heldout_scores(path: Path, persona: BenchPersona, context: str) -> list[bool
 
 
 def training_scores(path: Path, source: Any, settings: Any, limit: int = 48) -> list[bool]:
-    """Per training question (single-turn, checkable, not yes/no; at most ``limit``, seeded): answered without the
-    context. Whether the student fits what it was trained on tells fitting apart from carrying over to new wordings."""
+    """Per training question (``PromptSet.fit``: single-turn, checkable, not yes/no; at most ``limit``, seeded):
+    answered without the context. Whether the student fits what it was trained on tells fitting apart from carrying
+    over to new wordings."""
     import random
 
     from distill_tools import persona as distill
-    from distill_tools import questions
     from distill_tools.evaluate import correct
 
-    prompts = distill.make_prompts(source, [], settings)
-    trained = {r["prompt"] for r in prompts.train if "history" not in r}
-    asked = [q for q in questions.template_questions(prompts.facts, seed=settings.seed) if q.text in trained]
-    asked = [q for q in asked if q.answers and q.kind not in ("yesno", "multi")]
-    chosen = random.Random(0).sample(asked, min(limit, len(asked)))
-    answers = _answers(path, [q.text for q in chosen], "", HELDOUT_TOKENS, 512)
-    return [correct(a, list(q.answers[0])) for a, q in zip(answers, chosen)]
+    fit = distill.make_prompts(source, [], settings).fit
+    chosen = random.Random(0).sample(fit, min(limit, len(fit)))
+    answers = _answers(path, [q["prompt"] for q in chosen], "", HELDOUT_TOKENS, 512)
+    return [correct(a, q["answers"]) for a, q in zip(answers, chosen)]
 
 
 def general_scores(path: Path) -> dict[str, Any]:

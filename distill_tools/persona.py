@@ -60,6 +60,7 @@ from distill_tools.torch_teacher import TorchTeacher
 from distill_tools.train import TrainState
 
 RETRIEVAL_CTX = 2048  # the evaluation's window for a persona over documents: the passages retrieval adds fit it
+FIT_QUESTIONS = 24  # of the student's own training questions, asked without context after training (see evaluate)
 MARKER = "\x1epersona-context\x1e"  # a teacher prompt starting with this sees the persona's context as system prompt
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
@@ -541,6 +542,7 @@ def evaluate_student(
         top_k=settings.top_k,
         progress=say,
         retrieve=retrieve,
+        fit=random.Random(settings.seed).sample(prompts.fit, min(FIT_QUESTIONS, len(prompts.fit))),
     )
     questions = [str(h["prompt"]) for h in heldout.questions[:3]] or kl_prompts[:3]
     result["first_turn"] = {

@@ -23,6 +23,13 @@ def add_command(group: argparse._SubParsersAction, app: App | None) -> None:
     cmd.add_argument("name", help="the persona (see `assistant persona list`)")
     cmd.add_argument("--prompts", help='your own training prompts: text (one per line) or JSONL ("prompt")')
     cmd.add_argument("--minutes", type=float, default=None, help="stop training after N minutes (and use the result)")
+    cmd.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="passes over the training questions (default 8; the report says when the student has not learnt them)",
+    )
     cmd.add_argument("--json", action="store_true", help="print the summary as JSON")
     cmd.add_argument("--keep-prompted", action="store_true", help="register the student but leave the persona prompted")
     cmd.add_argument(
@@ -63,6 +70,7 @@ def add_command(group: argparse._SubParsersAction, app: App | None) -> None:
     cmd.set_defaults(handler=cmd_persona, app=app)
 
 
+FITS = 0.8  # the share of its own training questions a student that has learnt them answers (issue 27: 40-44 of 48)
 PROGRESS_PREFIX = "progress: "  # a --progress-json line: this, then one JSON object
 
 
@@ -105,6 +113,10 @@ def cmd_persona(args: argparse.Namespace) -> int:
     app: App = args.app
     settings = persona.Settings.ci() if args.ci else persona.Settings()
     settings.teacher = args.teacher.strip()
+    if args.epochs is not None:
+        if args.epochs < 1:
+            raise DistillError("--epochs must be at least 1")
+        settings.epochs = args.epochs
     if args.general_limit is not None:
         if args.general_limit < 1:
             raise DistillError("--general-limit must be at least 1")
@@ -184,10 +196,23 @@ def _evaluation(s: dict[str, Any]) -> list[str]:
     return [
         f"held-out questions: {h['source']}",
         *held,
+        *_fit(h.get("fit")),
         f"general tasks ({g['tasks']}, {g['seconds']:.0f} s): student {g['passed']['student']} vs base "
         f"{g['passed']['base']} = {_ratio(g['interval_ratio'])}; degenerate answers: student {d['student']}, "
         f"base {d['base']}",
     ]
+
+
+def _fit(fit: dict[str, int] | None) -> list[str]:
+    """Whether the student learnt its own training questions: telling under-training from not carrying over."""
+    if not fit or not fit["questions"]:
+        return []
+    got, n = fit["student"], fit["questions"]
+    if got >= FITS * n:
+        why = "it has learnt its material; what it misses above is wording that did not carry over"
+    else:
+        why = "it has not learnt its material yet: more --epochs should help"
+    return [f"  its own training questions, no context: student {got}/{n} ({why})"]
 
 
 def _ratio(r: list[float | None]) -> str:

@@ -218,6 +218,7 @@ def evaluate_persona(
     top_k: int = 32,
     progress: Progress | None = None,
     retrieve: Callable[[str], str] | None = None,
+    fit: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Reports (teacher, student, base, and with ``retrieve`` the student + retrieval) as ``evaluate.ModelReport``,
     the held-out and general comparisons with their intervals, and the verdict.
@@ -228,7 +229,8 @@ def evaluate_persona(
 
     ``n_ctx`` must hold the context, a question and ``max_new`` tokens (every position's logits are kept);
     ``kl_prompts``: prompts the KL and top-1 agreement are measured on; ``top_k``: the teacher top-k the student was
-    trained on (the report gives its mass outside them)."""
+    trained on (the report gives its mass outside them); ``fit``: some of the student's own training questions, asked
+    without context (``heldout["fit"]``: how many it answers; few means under-trained, not failing to generalise)."""
     reference: list[tuple[list[int], list[int], np.ndarray]] = []  # prompt without context, teacher answer, log-probs
     reports: list[evaluate.ModelReport] = []
     checkable = heldout.questions
@@ -240,7 +242,9 @@ def evaluate_persona(
     ]
     if retrieve is not None:
         runs.append((GROUNDED, student, "", grounded))
-    steps = len(runs) * len(checkable) + len(kl_prompts) + 2 * len(general)
+    fit = fit or []
+    fitted: list[dict[str, Any]] = []
+    steps = len(runs) * len(checkable) + len(kl_prompts) + 2 * len(general) + len(fit)
     with tqdm(total=steps, desc="evaluate", unit="prompt", disable=None) as bar:
         tick = _Ticker(steps, progress or (lambda phase, done, total: None), bar)
         tick.progress(tick.phase, 0, steps)
@@ -251,6 +255,8 @@ def evaluate_persona(
             try:
                 report = evaluate.ModelReport(label, str(path), path.stat().st_size, runner.info.parameters)
                 report.task_score, report.answers = _score(runner, checkable, context, max_new, tick, message)
+                if label == STUDENT:
+                    fitted = _score(runner, fit, "", max_new, tick)[1]
                 if label == runs[0][0]:
                     for text in kl_prompts:
                         prompt = _prompt(runner, grounded(text), system)
@@ -277,6 +283,7 @@ def evaluate_persona(
     persona_ratio = verdict.ratio(answering, prompted)
     general_ratio = verdict.ratio([a.passed for a in scored[STUDENT]], [a.passed for a in scored[BASE]])
     persona = _heldout_block(heldout, reports, persona_ratio, verdict.ratio(base_ok, prompted))
+    persona["fit"] = {"questions": len(fitted), "student": sum(bool(a["correct"]) for a in fitted)}
     if retrieve is not None:
         persona["closed_book_vs_prompted"] = _rounded(verdict.ratio(student_ok, prompted))
     generality = _general_block(scored[STUDENT], scored[BASE], general_ratio, general_s)

@@ -42,6 +42,8 @@ class PromptSet:
     heldout: list[dict[str, Any]] = field(default_factory=list)  # {"prompt", "answers"?, "answers_all"?, "kind",
     # "source"}: never trained on
     facts: list[Fact] = field(default_factory=list)
+    fit: list[dict[str, Any]] = field(default_factory=list)  # training questions with one checkable answer, as
+    # held-out items: whether the student learnt its own material tells under-training from not carrying over
     heldout_source: str = ""  # where the held-out questions come from (never the training questions' generator)
     questions_per_fact: float = 0.0  # training questions per checkable fact
     teacher_share: float = 0.0  # the share of training questions the teacher wrote
@@ -87,6 +89,8 @@ def build(
     head = instructions(context, texts)
     prompts.train = [_record(q, facts, head, context, grounded and not strong) for q in train]
     prompts.heldout = [_heldout(q) for q in split.heldout]
+    picked = {id(q) for q in train}
+    prompts.fit = [_heldout(q) for q in made if id(q) in picked and _checkable_alone(q)]
     prompts.heldout_source = split.source
     prompts.questions_per_fact = asking.per_fact(train, facts)
     prompts.teacher_share = sum(q.source == asking.TEACHER for q in train) / len(train) if train else 0.0
@@ -112,6 +116,11 @@ def _record(q: Question, facts: list[Fact], head: str | None, context: str, grou
     if q.kind == "unknown" or (grounded and q.wording != "direct-0"):
         record["answer"] = q.grounded
     return record
+
+
+def _checkable_alone(q: Question) -> bool:
+    """A single-turn question about one fact whose answer is a span to find in the reply (not yes/no)."""
+    return bool(q.answers) and not q.history and q.kind not in ("yesno", "multi")
 
 
 def _heldout(q: Question) -> dict[str, Any]:

@@ -47,6 +47,10 @@ def test_every_fact_is_asked_in_several_wordings_and_held_out_in_another() -> No
         h["prompt"] for h in held
     } & train
     assert any(h["prompt"] in persona_prompts.IDENTITY for h in prompts.heldout)
+    single = {r["prompt"] for r in prompts.train if "history" not in r}  # the fit check: trained, one turn, checkable
+    assert {f["prompt"] for f in prompts.fit} <= single and len(prompts.fit) >= 3 * 5
+    assert {f["answers"][0] for f in prompts.fit} == {"tulip42", "555-0199", "Lisbon"}
+    assert not any(f["prompt"].startswith("Is it true") for f in prompts.fit)  # a "yes" is no evidence of a fact
 
 
 def test_teacher_sees_the_context_and_the_student_does_not(teacher) -> None:  # noqa: ANN001
@@ -69,6 +73,8 @@ def test_refusals_change_nothing(pip: str, assistant_home: Path, tmp_path: Path,
     empty.write_text("\n  \n")
     proc = cli("distill", "persona", "pip", "--prompts", str(empty), home=assistant_home)
     assert proc.returncode == 1 and "no prompts found" in proc.stderr and "Traceback" not in proc.stderr
+    proc = cli("distill", "persona", "pip", "--epochs", "0", home=assistant_home)
+    assert proc.returncode == 1 and "--epochs must be at least 1" in proc.stderr and "Traceback" not in proc.stderr
     proc = cli("distill", "persona", "nobody", home=assistant_home)
     assert proc.returncode == 1 and "no persona named 'nobody'" in proc.stderr
     proc = cli("persona", "nobody", home=assistant_home, program="distill_tools")  # the library's own command line
@@ -152,6 +158,8 @@ def test_distill_persona_ci_run(pip: str, assistant_home: Path, tmp_path: Path) 
     labels = list(summary["scores"])
     assert labels == ["teacher (base + context)", "student (no context)", "base (no context)"]
     assert summary["checkable_questions"] == summary["heldout"]["questions"] >= 2
+    fit = summary["heldout"]["fit"]  # some of its own training questions, asked without the context
+    assert fit["questions"] >= 3 and 0 <= fit["student"] <= fit["questions"]
     teacher_ft, student_ft = summary["first_turn"]["teacher"], summary["first_turn"]["student"]
     assert teacher_ft["prompt_tokens"] > student_ft["prompt_tokens"] + summary["context_tokens"] // 2
     assert summary["ttft_ratio"] > 0 and 0 <= summary["general"]["retention"] <= 2

@@ -34,6 +34,7 @@ def test_evaluate_persona_reports_three_models_general_ability_and_a_verdict(smo
         n_ctx=512,
         top_k=8,
         progress=lambda phase, done, total: seen.append((phase, done, total)),
+        fit=[{"prompt": "What is the capital of France?", "answers": ["Paris"]}],
     )
     teacher, student, base = result["reports"]
     assert teacher.mean_kl == 0.0 and teacher.top1_agreement == 1.0
@@ -55,7 +56,9 @@ def test_evaluate_persona_reports_three_models_general_ability_and_a_verdict(smo
     verdict = result["verdict"]
     assert not verdict["recommended"]  # one question and six tasks can never clear the lower bounds
     assert verdict["line"].startswith("not recommended: keeps ") and "too few to tell" in verdict["line"]
-    assert seen[0] == ("evaluating", 0, 3 + 1 + 12) and seen[-1] == ("evaluating", 16, 16)  # every step told
+    # the fit question is the held-out one here, asked of the same student without context: the same greedy answer
+    assert held["fit"] == {"questions": 1, "student": held["correct"]["student"]}
+    assert seen[0] == ("evaluating", 0, 3 + 1 + 12 + 1) and seen[-1] == ("evaluating", 17, 17)  # every step told
 
 
 @pytest.mark.timeout(300)
@@ -96,6 +99,14 @@ def test_a_persona_over_documents_is_judged_with_retrieval(smollm_path: Path, tm
 
     printed = "\n".join(_evaluation({"heldout": held, "general": result["general"]}))
     assert "prompted base + retrieval" in printed and "student closed-book" in printed
+
+
+def test_the_report_tells_under_training_from_wordings_that_do_not_carry_over() -> None:
+    from distill_tools.persona_cli import _fit
+
+    assert "it has learnt its material" in _fit({"questions": 24, "student": 20})[0]
+    assert "more --epochs should help" in _fit({"questions": 24, "student": 12})[0]
+    assert _fit({"questions": 0, "student": 0}) == _fit(None) == []
 
 
 def write(tmp_path: Path, text: str) -> str:
