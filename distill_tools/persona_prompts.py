@@ -35,9 +35,6 @@ IDENTITY = (
 )
 
 
-YES_NO = ("yes", "no")
-
-
 @dataclass
 class PromptSet:
     train: list[dict[str, Any]] = field(default_factory=list)  # records: prompt, system (the teacher's), history?,
@@ -122,8 +119,8 @@ def _record(q: Question, facts: list[Fact], head: str | None, context: str, grou
 
 
 def _checkable_alone(q: Question) -> bool:
-    """A single-turn question about one fact whose answer is a span to find in the reply (not yes or no)."""
-    return bool(q.answers) and not q.history and q.kind not in ("yesno", "multi") and q.answers[0][0] not in YES_NO
+    """A single-turn question about one fact whose answer is a span to find in the reply (not yes/no)."""
+    return bool(q.answers) and not q.history and q.kind not in ("yesno", "multi")
 
 
 def _heldout(q: Question) -> dict[str, Any]:

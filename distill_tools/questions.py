@@ -190,10 +190,6 @@ def template_questions(facts: list[Fact], doc: str = "my reference", seed: int =
         result += [
             Question(q, (i,), "natural", TEMPLATE, answers, said, (), f"natural-{n}") for n, q in enumerate(natural)
         ]
-        result += [
-            Question(q, (i,), "derived", TEMPLATE, ((word,),), worked, (), f"derived-{n}")
-            for n, (q, worked, word) in enumerate(_derived(fact, name))
-        ]
         forms = itertools.cycle([wh, *natural])  # the wrappers below take these in turn
         for kind, wordings in WORDINGS.items() if fact.key else [("direct", WORDINGS["direct"][:1])]:
             for n, wording in enumerate(wordings):
@@ -233,13 +229,6 @@ def _natural(fact: Fact, name: str) -> tuple[list[str], str]:
     return topics.questions(fact.label, value, name), topics.answer(fact.label, value, name)
 
 
-def _derived(fact: Fact, name: str) -> list[tuple[str, str, str]]:
-    """A labelled fact's questions whose answer is worked out from its value (``topics.derived``)."""
-    if not (fact.label and fact.key):
-        return []
-    return topics.derived(fact.label, fact.claim.split(":", 1)[1].strip(), name)
-
-
 def _other(facts: list[Fact], i: int, rng: random.Random) -> int | None:
     """Another fact with a key, from another claim (seeded)."""
     choices = [j for j, f in enumerate(facts) if j != i and f.key and f.claim != facts[i].claim]
@@ -263,8 +252,7 @@ def _yes_no(facts: list[Fact], i: int, answers: tuple[tuple[str, ...], ...], rng
 
 
 def unknown_questions(facts: list[Fact], doc: str) -> list[Question]:
-    """Questions about things the context does not mention (the words they ask about appear nowhere in it; on a fact
-    sheet, also the usual topics it leaves out)."""
+    """Questions about things the context does not mention (the words they ask about appear nowhere in it)."""
     text = " ".join({f.passage for f in facts}).lower()
     people = list(dict.fromkeys(f.key for f in facts if person(f)))[:2]
     candidates = [t.format(name=p) for p in people for t in UNKNOWN_PERSON] + list(UNKNOWN_GENERAL)
@@ -275,8 +263,6 @@ def unknown_questions(facts: list[Fact], doc: str) -> list[Question]:
         asked -= set(" ".join(people).lower().split())
         if not any(re.search(rf"\b{re.escape(w)}\b", text) for w in asked if len(w) > 3):
             result.append(Question(candidate, (), "unknown", TEMPLATE, (), refusal, (), f"unknown-{n % 2}"))
-    if any(f.label for f in facts):  # a fact sheet: what people ask of a place that it leaves out
-        result += [Question(q, (), "unknown", TEMPLATE, (), refusal, (), "unknown-topic") for q in topics.missing(text)]
     return result
 
 

@@ -7,10 +7,6 @@ answers those and not a person's. So for the labels fact sheets of businesses an
 delivery) this module gives the questions as customers put them, in the second person ("you") and about the
 subject by name, and an answer as a sentence that names the subject. Any other label gets questions made
 from the label itself ("What is your rental deposit?").
-
-People also ask what the value implies rather than the value (``derived``: "Are you open on Mondays?" of a
-closing day, "Are you open at 3 pm?" of opening hours, "How much are two loaves?" of a price), and about the
-topics a sheet leaves out (``missing``: an email address, parking), which only "I don't know" answers.
 """
 
 from __future__ import annotations
@@ -41,22 +37,14 @@ def _topic(label: str, you: str, about: str, answer: str = "") -> Topic:
     return Topic(re.compile(label, re.I), tuple(you.split(" | ")), tuple(about.split(" | ") if about else ()), answer)
 
 
-CLOSING = _topic(
-    r"\b(?:clos\w*|day off|rest day|shut)\b",
-    "Which day are you closed? | What day of the week do you not open? | Is there a day you're shut? | "
-    "Are you open every day of the week? | What's your day off?",
-    "When is {x} closed? | Which day is {x} shut?",
-)
-HOURS = _topic(
-    r"\b(?:hours|opening|open)\b",
-    "When are you open? | What are your hours? | What time do you open and close? | "
-    "How early do you open, and when do you close? | Are you open in the afternoon? What are your hours?",
-    "When is {x} open? | What time does {x} open? | What time does {x} close?",
-    "{X} is open {value}.",
-)
 TOPICS = (
     _topic(r"^name$", "What is this place called? | What's the name of this place? | What is the business called?", ""),
-    CLOSING,
+    _topic(
+        r"\b(?:clos\w*|day off|rest day|shut)\b",
+        "Which day are you closed? | What day of the week do you not open? | Is there a day you're shut? | "
+        "Are you open every day of the week? | What's your day off?",
+        "When is {x} closed? | Which day is {x} shut?",
+    ),
     _topic(
         r"\b(?:phone|telephone|tel|mobile)\b",
         "What's your phone number? | How can I call you? | What number should I ring to reach you? | "
@@ -71,7 +59,13 @@ TOPICS = (
         "Where is {x}? | What street is {x} on? | Where do I go to visit {x}?",
         "{X} is at {value}.",
     ),
-    HOURS,
+    _topic(
+        r"\b(?:hours|opening|open)\b",
+        "When are you open? | What are your hours? | What time do you open and close? | "
+        "How early do you open, and when do you close? | Are you open in the afternoon? What are your hours?",
+        "When is {x} open? | What time does {x} open? | What time does {x} close?",
+        "{X} is open {value}.",
+    ),
     _topic(
         r"\b(?:founded|established|opened|started|since)\b",
         "When were you founded? | How long have you been around? | What year did you open? | "
@@ -106,21 +100,12 @@ TOPICS = (
         "The website of {X} is {value}.",
     ),
     _topic(
-        r"\b(?:parking|car park|park)\b",
-        "Is there parking nearby? | Where can I park?",
-        "Does {x} have parking?",
-    ),
-    _topic(
         r"\b(?:deliver\w*|shipping)\b",
         "Do you deliver? | Can you deliver to my home? | How far do you deliver? | Can I get it delivered?",
         "Does {x} deliver?",
     ),
 )
 PRICE = re.compile(r"^(?P<item>.+?)\s+costs?\s+", re.I)
-AMOUNT = re.compile(r"\b(?P<amount>\d+(?:\.\d\d)?)\s*(?P<unit>dollars|euros|pounds)\b", re.I)
-WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-CLOCK = re.compile(r"\b(?P<hour>\d{1,2})(?::(?P<minute>\d\d))?\s*(?P<half>am|pm)\b", re.I)
-IRREGULAR = {"loaf": "loaves", "knife": "knives", "leaf": "leaves", "child": "children", "person": "people"}
 
 
 def subject(facts: list[Fact]) -> str:
@@ -169,76 +154,3 @@ def answer(label: str, value: str, name: str) -> str:
 def find(label: str) -> Topic | None:
     """The topic ``label`` is about (None: none of ``TOPICS``)."""
     return next((t for t in TOPICS if t.label.search(label)), None)
-
-
-def derived(label: str, value: str, name: str) -> list[tuple[str, str, str]]:
-    """Questions whose answer is worked out from ``label``'s value, not quoted: (question, answer sentence naming
-    ``name``, the word a right reply holds). Yes and no come in equal numbers (a student taught mostly "no" says it
-    to everything)."""
-    topic = find(label)
-    if not name or topic is None and not re.search(r"\b(?:price|cost)\b", label, re.I):
-        return []
-    value = value.rstrip(". ")
-    if topic is CLOSING:
-        return _closing_day(value, name)
-    if topic is HOURS:
-        return _hours(value, name)
-    return _price(value) if topic is None else []
-
-
-def _closing_day(value: str, name: str) -> list[tuple[str, str, str]]:
-    day = next((d for d in WEEKDAYS if re.search(rf"\b{d}s?\b", value, re.I)), "")
-    if not day:
-        return []
-    other = WEEKDAYS[(WEEKDAYS.index(day) + 3) % 7]
-    return [
-        (f"Are you open on {day}s?", f"No, {name} is closed on {day}s.", "no"),
-        (f"Can I come in on {other}?", f"Yes, {name} is open on {other}s; it is closed on {day}s.", "yes"),
-    ]
-
-
-def _hours(value: str, name: str) -> list[tuple[str, str, str]]:
-    times = [(int(m["hour"]) % 12 + (12 if m["half"].lower() == "pm" else 0)) for m in CLOCK.finditer(value)]
-    if len(times) < 2 or not times[0] + 2 <= times[1] <= 22:
-        return []
-    inside, after = (times[0] + times[1]) // 2, times[1] + 1
-    return [
-        (f"Are you open at {_clock(inside)}?", f"Yes, {name} is open {value}.", "yes"),
-        (f"Can I drop by at {_clock(after)}?", f"No, {name} is open {value}, so it is closed by then.", "no"),
-    ]
-
-
-def _clock(hour: int) -> str:
-    return f"{(hour - 1) % 12 + 1} {'am' if hour < 12 else 'pm'}"
-
-
-def _price(value: str) -> list[tuple[str, str, str]]:
-    item, amount = PRICE.match(value), AMOUNT.search(value)
-    if item is None or amount is None:
-        return []
-    things = _plural(re.sub(r"^(?:a|an|one|the)\s+", "", item["item"], flags=re.I))
-    total = 2 * float(amount["amount"])
-    said = f"{total:.0f}" if total == int(total) else f"{total:.2f}"
-    return [(f"How much would two {things} cost?", f"Two {things} cost {said} {amount['unit'].lower()}.", said)]
-
-
-def _plural(noun: str) -> str:
-    """``noun`` in the plural: its head word (the last, or the one before "of") made plural."""
-    words = noun.split()
-    at = words.index("of") - 1 if "of" in words[1:] else len(words) - 1
-    head = words[at]
-    if head.lower() in IRREGULAR:
-        plural = IRREGULAR[head.lower()]
-    elif re.search(r"(?:s|x|z|ch|sh)$", head):
-        plural = head + "es"
-    elif re.search(r"[^aeiou]y$", head):
-        plural = head[:-1] + "ies"
-    else:
-        plural = head + "s"
-    return " ".join(words[:at] + [plural] + words[at + 1 :])
-
-
-def missing(text: str) -> list[str]:
-    """What people ask about the topics ``text`` (a fact sheet) never mentions (its first two second-person
-    questions each): answered "I don't know" rather than invented."""
-    return [q for t in TOPICS if t.about and not t.label.search(text) for q in t.you[:2]]

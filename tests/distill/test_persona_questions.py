@@ -8,7 +8,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from distill_tools import facts, persona_prompts, questions, topics
+from distill_tools import facts, persona_prompts, questions
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "personas"
 SHEET = (BENCH / "harbor-bakery" / "facts.md").read_text()
@@ -64,26 +64,6 @@ def test_a_labelled_fact_is_asked_as_people_ask_and_answered_in_a_sentence() -> 
         "Can you tell me about your herd size?",
         "What is the herd size of Kestrel Farm?",
     ]
-
-
-def test_what_a_value_implies_is_asked_too_with_yes_and_no_in_equal_numbers() -> None:
-    """Hours, a closing day and a price are asked about as people ask ("Are you open on Mondays?", "two loaves?"),
-    the answer worked out, not quoted; and the topics a fact sheet leaves out are answered "I don't know"."""
-    made = questions.template_questions(facts.extract(SHEET))
-    worked = {q.text: (q.grounded, q.answers) for q in made if q.kind == "derived"}
-    assert worked["Are you open on Mondays?"] == ("No, Saltmarsh Harbor Bakery is closed on Mondays.", (("no",),))
-    assert worked["Can I drop by at 3 pm?"][1] == (("no",),)  # the bakery closes at 2 pm
-    assert worked["Are you open at 10 am?"][1] == (("yes",),)
-    assert worked["How much would two Foghorn loaves cost?"] == ("Two Foghorn loaves cost 13 dollars.", (("13",),))
-    said = Counter(answers[0][0] for _, answers in worked.values() if answers[0][0] in ("yes", "no"))
-    assert said["yes"] == said["no"] == 2
-    unknown = {q.text for q in made if q.wording == "unknown-topic"}
-    assert {"What's your email address?", "Is there parking nearby?"} <= unknown  # the sheet says neither
-    assert not unknown & {"What's your phone number?", "Do you deliver?"}  # it says both
-    assert topics._plural("loaf of rye") == "loaves of rye" and topics._plural("Mudlark Tune") == "Mudlark Tunes"
-    assert topics.derived("Opening hours", "by appointment", "Saltmarsh Harbor Bakery") == []  # nothing to work out
-    prose = questions.template_questions(facts.extract(PROSE))
-    assert not [q for q in prose if q.wording == "unknown-topic"]  # prose is no fact sheet: its gaps are unknown
 
 
 def test_every_fact_is_asked_at_least_ten_ways_of_every_kind() -> None:
