@@ -31,7 +31,7 @@ LIMITS = {"general": 0, "stride": 1}  # general tasks scored: every stride-th, a
 
 # Each lever changed alone from the default recipe (the first row).
 VARIANTS: dict[str, dict[str, Any]] = {
-    "default: LoRA r16, middle third, merged whole, 8 epochs; 32 replay answers, lr 1e-3, 48-token answers": {},
+    "default: LoRA r16, middle third, merged whole, 8 epochs; 96 replay answers, lr 1e-3, 48-token answers": {},
     "a. full fine-tuning of the middle third instead of LoRA": {"method": "full"},
     "b. KL to the base on the broad replay set, every step": {"replay_kl": True},
     "c. lr 3e-4": {"lr": 3e-4},
@@ -42,6 +42,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "e. the LoRA change merged at 0.5 (same training as the default)": {"merge_scale": 0.5},
     "f. the default again, seed 1 (run-to-run spread)": {"seed": 1},
     "g. 4 epochs (half the default's)": {"epochs": 4},
+    "h. 32 replay answers (the default until 2026-12-07)": {"replay": 32},
 }
 
 
