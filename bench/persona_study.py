@@ -101,13 +101,10 @@ def training_scores(path: Path, source: Any, settings: Any, limit: int = 48) -> 
     """Per training question (``PromptSet.fit``: single-turn, checkable, not yes/no; at most ``limit``, seeded):
     answered without the context. Whether the student fits what it was trained on tells fitting apart from carrying
     over to new wordings."""
-    import random
-
     from distill_tools import persona as distill
     from distill_tools.evaluate import correct
 
-    fit = distill.make_prompts(source, [], settings).fit
-    chosen = random.Random(0).sample(fit, min(limit, len(fit)))
+    chosen = distill.make_prompts(source, [], settings).fit_sample(limit, 0)
     answers = _answers(path, [q["prompt"] for q in chosen], "", HELDOUT_TOKENS, 512)
     return [correct(a, q["answers"]) for a, q in zip(answers, chosen)]
 

@@ -543,7 +543,7 @@ def evaluate_student(
         top_k=settings.top_k,
         progress=say,
         retrieve=retrieve,
-        fit=random.Random(settings.seed).sample(prompts.fit, min(FIT_QUESTIONS, len(prompts.fit))),
+        fit=prompts.fit_sample(FIT_QUESTIONS, settings.seed),
     )
     questions = [str(h["prompt"]) for h in heldout.questions[:3]] or kl_prompts[:3]
     result["first_turn"] = {

@@ -12,7 +12,7 @@ import sys
 import time
 from typing import Any
 
-from distill_tools import DistillError, Interrupted
+from distill_tools import DistillError, Interrupted, verdict
 from distill_tools.app import App
 from distill_tools.progress import interrupted
 
@@ -70,7 +70,6 @@ def add_command(group: argparse._SubParsersAction, app: App | None) -> None:
     cmd.set_defaults(handler=cmd_persona, app=app)
 
 
-FITS = 0.8  # the share of its own training questions a student that has learnt them answers (issue 27: 40-44 of 48)
 PROGRESS_PREFIX = "progress: "  # a --progress-json line: this, then one JSON object
 
 
@@ -204,15 +203,8 @@ def _evaluation(s: dict[str, Any]) -> list[str]:
 
 
 def _fit(fit: dict[str, int] | None) -> list[str]:
-    """Whether the student learnt its own training questions: telling under-training from not carrying over."""
-    if not fit or not fit["questions"]:
-        return []
-    got, n = fit["student"], fit["questions"]
-    if got >= FITS * n:
-        why = "it has learnt its material; what it misses above is wording that did not carry over"
-    else:
-        why = "it has not learnt its material yet: more --epochs should help"
-    return [f"  its own training questions, no context: student {got}/{n} ({why})"]
+    line = verdict.fit_line(fit["student"], fit["questions"]) if fit else ""
+    return [f"  {line}"] if line else []
 
 
 def _ratio(r: list[float | None]) -> str:

@@ -297,6 +297,7 @@ def evaluate_persona(
         len(checkable),
         len(general),
     )
+    judged["fit"] = verdict.fit_line(persona["fit"]["student"], persona["fit"]["questions"])
     return {"reports": reports, "heldout": persona, "general": generality, "verdict": judged}
 
 

@@ -49,6 +49,10 @@ class PromptSet:
     teacher_share: float = 0.0  # the share of training questions the teacher wrote
     writer: str = ""  # how the teacher's question writing went
 
+    def fit_sample(self, n: int, seed: int) -> list[dict[str, Any]]:
+        """``n`` of the fit questions (all when fewer), drawn with ``seed``: the report's and the bench's sample."""
+        return random.Random(seed).sample(self.fit, min(n, len(self.fit)))
+
 
 def instructions(context: str, texts: list[str]) -> str | None:
     """The persona's own instructions: its context up to its first context file ('' if none; None when the texts

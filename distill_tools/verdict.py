@@ -28,6 +28,7 @@ PERSONA_FLOOR = 0.80
 GENERAL_FLOOR = 0.90
 MIN_QUESTIONS = 10
 MIN_TASKS = 200
+FITS = 0.8  # the share of its own training questions a student that has learnt them answers (issue 27: 40-44 of 48)
 RULE = (
     f"recommended only if the 95 % lower bounds of student/prompted (held-out persona questions) >= "
     f"{PERSONA_FLOOR * 100:.0f} % and student/base (general tasks) >= {GENERAL_FLOOR * 100:.0f} %, "
@@ -81,3 +82,15 @@ def judge(
 
 def _pct(x: float) -> str:
     return "n/a" if math.isnan(x) else f"{x * 100:.0f} %"
+
+
+def fit_line(got: int, questions: int) -> str:
+    """Whether the student learnt its own training questions (asked without context): tells under-training from
+    wordings that did not carry over. '' when none were asked."""
+    if not questions:
+        return ""
+    if got >= FITS * questions:
+        why = "it has learnt its material; what it misses above is wording that did not carry over"
+    else:
+        why = "it has not learnt its material yet: more --epochs should help"
+    return f"its own training questions, no context: student {got}/{questions} ({why})"

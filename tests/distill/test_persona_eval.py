@@ -58,6 +58,8 @@ def test_evaluate_persona_reports_three_models_general_ability_and_a_verdict(smo
     assert verdict["line"].startswith("not recommended: keeps ") and "too few to tell" in verdict["line"]
     # the fit question is the held-out one here, asked of the same student without context: the same greedy answer
     assert held["fit"] == {"questions": 1, "student": held["correct"]["student"]}
+    got = held["correct"]["student"]
+    assert verdict["fit"].startswith(f"its own training questions, no context: student {got}/1 (")
     assert seen[0] == ("evaluating", 0, 3 + 1 + 12 + 1) and seen[-1] == ("evaluating", 17, 17)  # every step told
 
 

@@ -22,7 +22,7 @@ from assistant.tui.controllers.distill import DistillEnded
 from assistant.tui.distill_job import DistillJob, Outcome
 from assistant.tui.screens.dialogs import ConfirmScreen
 from assistant.tui.screens.personas import PersonaPickerScreen, persona_detail
-from distill_tools.verdict import judge, ratio
+from distill_tools.verdict import fit_line, judge, ratio
 
 pytestmark = pytest.mark.anyio
 
@@ -32,6 +32,7 @@ def summary(kept: int, fingerprint: str) -> dict:
     prompted, student = [True] * 20, [True] * kept + [False] * (20 - kept)
     general = [True] * 130 + [False] * 152
     verdict = judge(ratio(student, prompted), ratio(general, general), 0, 0, 20, 20, 282)
+    verdict["fit"] = fit_line(kept + 4, 24)  # as `persona_eval` adds it: its own training questions, no context
     return {"persona": "pip", "fingerprint": fingerprint, "verdict": verdict}
 
 
@@ -65,6 +66,7 @@ async def test_a_student_not_recommended_is_not_switched_to_by_enter(make_app, t
     async with app.run_test(size=(120, 36)) as pilot:
         text = await offered(pilot, app, Outcome(0, run, "", False))
         assert "not recommended: keeps 40 % [" in text and "persona lower bound" in text
+        assert "its own training questions, no context: student 12/24 (it has not learnt its material yet" in text
         assert "Enter: Stay prompted" in hint(app) and "Switch anyway" in hint(app)
         await pilot.press("enter")
         await wait_until(pilot, lambda: any("stays prompted" in n.message for n in notices(app)), "the notice", 10)
@@ -84,6 +86,7 @@ async def test_a_recommended_student_is_switched_to_with_its_verdict_kept(
     async with app.run_test(size=(120, 36)) as pilot:
         text = await offered(pilot, app, Outcome(0, run, "", False))
         assert "keeps 100 % [100–100] of the prompted persona" in text
+        assert "student 24/24 (it has learnt its material;" in text
         assert "Enter: Switch" in hint(app)
         await pilot.press("enter")
         await wait_until(pilot, lambda: app.session.persona is not None, "the switch to pip", 30)

@@ -121,12 +121,14 @@ class Distiller(Controller):
         stay prompted. The run left the persona prompted (``--keep-prompted``): Switch points it at its student."""
         verdict = summary.get("verdict") or {}
         line = str(verdict.get("line", ""))
+        # and whether it fits its own training questions (under-trained, or not carrying over to new wordings)
+        said = "\n".join(x for x in (line, str(verdict.get("fit", ""))) if x)
         recommended = bool(verdict.get("recommended", not line))  # a run made before verdicts: as it was offered
         if recommended:
-            question = f"{name} is distilled: its student answers without the prompt.\n{line}\nSwitch to it now?"
+            question = f"{name} is distilled: its student answers without the prompt.\n{said}\nSwitch to it now?"
         else:
             question = (
-                f"{name} is distilled, but its student is not recommended:\n{line}\n"
+                f"{name} is distilled, but its student is not recommended:\n{said}\n"
                 "Stay with the prompted persona (the default), or switch to the student anyway?"
             )
 
