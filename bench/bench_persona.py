@@ -1,14 +1,14 @@
 """Personas: distilling a prompted persona into a student that needs no prompt (issues 14 and 27).
 
-Full mode runs ``distill persona`` end to end, as a user does, on the bench's own personas (``bench/personas``:
-a fact sheet and a ~1k-token prose handbook, never used to tune the tool) and scores each student
-(``persona_study``) on hand-written held-out questions that no generator made — the student without the context
-vs the prompted base (the base model with it) vs the base without it, a ratio with its 95 % interval — and on
-the full general evaluation set against the base (ratio with interval, degenerate answers counted); plus the
-run's wall time, and for the first persona the first-turn TTFT of the prompted persona with a ~1,000-token
-context vs the student and the student's decode speed vs the base's. Both modes add the rows of the last
-recorded ablation (``results/persona-ablation.json``: each lever's effect on both ratios). Quick mode measures
-the TTFT of a ~1,000-token prompted context against no context (what a distilled persona saves).
+Full mode runs ``distill persona`` end to end, as a user does, on the bench's own personas
+(``persona_study.BENCH_PERSONAS``: a fact sheet and a ~1k-token prose guide, never used to tune the tool) and scores
+each student (``persona_study``) on hand-written held-out questions that no generator made — the student without the
+context vs the prompted base (the base model with it) vs the base without it, a ratio with its 95 % interval — and
+on the full general evaluation set against the base (ratio with interval, degenerate answers counted); plus the
+run's wall time, and for the first persona the first-turn TTFT of the prompted persona with a ~1,000-token context
+vs the student and the student's decode speed vs the base's. Both modes add the rows of the last recorded ablation
+(``results/persona-ablation.json``: each lever's effect on both ratios). Quick mode measures the TTFT of a
+~1,000-token prompted context against no context (what a distilled persona saves).
 """
 
 from __future__ import annotations

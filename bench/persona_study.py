@@ -22,9 +22,11 @@ from pathlib import Path
 from typing import Any
 
 PERSONAS = Path(__file__).resolve().parent / "personas"
-# a fact sheet; a prose handbook of ~1k tokens; a second fact sheet whose questions were written apart from the
-# question generator and not read by whoever tuned it (the judge of `topics`, which was built after the first's)
-BENCH_PERSONAS = ("harbor-bakery", "lumen-handbook", "tidewater-bikes")
+# What `bench --only persona` runs: a fact sheet and a ~1k-token prose guide, both written by helper sessions that
+# never saw the question generator, and used for no tuning decision (the judges of the default recipe). The other
+# personas in bench/personas were used to tune it: harbor-bakery and lumen-handbook (questions read while
+# diagnosing), tidewater-bikes (the replay count was chosen on it); tinderloft-makers is a second unseen fact sheet.
+BENCH_PERSONAS = ("tufted-otter-grooming", "brindlewick-ferry")
 HELDOUT_TOKENS = 40
 GENERAL_TOKENS = 64
 LIMITS = {"general": 0, "stride": 1}  # general tasks scored: every stride-th, at most general (0 = all)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from distill_tools import DistillError
+from distill_tools.evaluate import correct
 from distill_tools.general_eval import load_tasks, subset
 from distill_tools.persona_eval import HeldOut, corrections, evaluate_persona, read_eval_file
 
@@ -151,9 +152,15 @@ def test_a_missing_or_binary_eval_file_is_one_line(tmp_path: Path) -> None:
 
 def test_the_bench_personas_questions_are_a_valid_eval_file() -> None:
     """The format is the bench's own: "question", "answers", "kind" (and "prompt" / "answer" are taken too)."""
-    for name, count in (("harbor-bakery", 24), ("lumen-handbook", 30), ("tidewater-bikes", 24)):
+    counts = {"harbor-bakery": 24, "lumen-handbook": 30, "tidewater-bikes": 24, "tufted-otter-grooming": 24}
+    counts |= {"tinderloft-makers": 24, "brindlewick-ferry": 30}
+    assert {p.name for p in BENCH.iterdir() if p.is_dir()} == set(counts)
+    for name, count in counts.items():
         questions = read_eval_file(BENCH / name / "heldout.jsonl")
         assert len(questions) == count and all(q["prompt"] and q["answers"] and q["kind"] for q in questions)
+        context = " ".join(p.read_text() for p in (BENCH / name).glob("*.md") if p.name != "system.md")
+        found = [correct(context, q["answers"]) for q in questions if q["kind"] in ("reworded", "indirect", "casual")]
+        assert all(found), f"{name}: a question none of whose answers is in its context"
 
 
 def test_prompt_and_answer_are_accepted_too(tmp_path: Path) -> None:
