@@ -57,13 +57,16 @@ def register_student(smollm_path: Path) -> None:
     Registry(Store(database_path())).import_file(str(smollm_path), name="pip", link=True)
 
 
-async def test_a_student_not_recommended_is_not_switched_to_by_enter(make_app, tmp_path: Path, smollm_path) -> None:  # noqa: ANN001
+@pytest.mark.parametrize("size", [(120, 36), (60, 40)])
+async def test_a_student_not_recommended_is_not_switched_to_by_enter(
+    make_app, tmp_path: Path, smollm_path, size: tuple[int, int]
+) -> None:  # noqa: ANN001
     pip = add_persona(tmp_path)
     register_student(smollm_path)
     run = summary(8, pip.fingerprint())
     assert not run["verdict"]["recommended"]
     app = make_app()
-    async with app.run_test(size=(120, 36)) as pilot:
+    async with app.run_test(size=size) as pilot:
         text = await offered(pilot, app, Outcome(0, run, "", False))
         assert "not recommended: keeps 40 % [" in text and "persona lower bound" in text
         assert "its own training questions, no context: student 12/24 (it has not learnt its material yet" in text
