@@ -157,9 +157,11 @@ def _classify(span: str, kind: str, initial: bool, proper: set[str]) -> tuple[st
 
 
 def _proper_words(text: str) -> set[str]:
-    """Words the text capitalises mid-sentence: its proper nouns (a sentence's first word counts only if in here)."""
+    """Words the text capitalises mid-sentence: its proper nouns (a sentence's first word counts only if in here).
+    A line is a sentence too: a bullet without a full stop ("- Phone: 555-0142") ends before the next one."""
     words = set()
-    for sentence in SENTENCE_END.split(re.sub(r"\s+", " ", re.sub(BULLET.pattern, "", text, flags=re.M))):
+    lines = re.sub(BULLET.pattern, "", text, flags=re.M).splitlines()
+    for sentence in (s for line in lines for s in SENTENCE_END.split(" ".join(line.split()))):
         for word in re.findall(r"(?<=\s)[A-Z][\w'’-]*", " " + " ".join(sentence.split()[1:])):
             words.add(word)
     return words - {"I"}

@@ -85,6 +85,8 @@ def test_a_fact_stated_as_a_sentence_is_asked_as_people_ask_when_its_sentence_na
     assert answer.grounded == "Ring 555-0177 to book a wheel." and answer.answers == (("555-0177",),)
     two = facts.extract("- Call reception on 555-0101.\n- Call the workshop on 555-0102.\n")
     assert topics.in_claims(two) == {}  # two sentences name the phone: "your phone number" is neither's
+    unstopped = facts.extract("- Phone or text: 555-0142\n- Open noon to 10 pm.\n- Anyone under 16 needs an adult.\n")
+    assert [f.key for f in unstopped] == ["555-0142", "10 pm", "16"]  # a bullet's first word is not a name
 
 
 def test_every_fact_is_asked_at_least_ten_ways_of_every_kind() -> None:
