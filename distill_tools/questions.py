@@ -181,12 +181,11 @@ def template_questions(facts: list[Fact], doc: str = "my reference", seed: int =
     keep = {w for f in facts for w in f.key.split()} | {"I"}
     asked = [wh_question(f) for f in facts]
     name = topics.subject(facts)
-    said_as = topics.in_claims(facts)  # sentences that name a topic: asked as its labelled bullet would be
     result: list[Question] = []
     for i, fact in enumerate(facts):
         answers = (tuple(fact.answers()),) if fact.key else ()
         wh, claim = asked[i], fact.claim
-        natural, sentence = _natural(fact, name, said_as.get(i))
+        natural, sentence = _natural(fact, name)
         said = sentence or claim  # the answer given to every wording but the teacher's own (direct-0)
         result += [
             Question(q, (i,), "natural", TEMPLATE, answers, said, (), f"natural-{n}") for n, q in enumerate(natural)
@@ -222,11 +221,8 @@ def template_questions(facts: list[Fact], doc: str = "my reference", seed: int =
     return [q for q in result if not (q.text in seen or seen.add(q.text))]  # type: ignore[func-returns-value]
 
 
-def _natural(fact: Fact, name: str, topic: topics.Topic | None = None) -> tuple[list[str], str]:
-    """A labelled fact's questions as people put them, and its answer as a sentence ('' = none fits: the claim);
-    a sentence's fact asked about ``topic``, answered by the sentence."""
-    if topic is not None:
-        return topics.questions("", fact.key, name, topic), ""
+def _natural(fact: Fact, name: str) -> tuple[list[str], str]:
+    """A labelled fact's questions as people put them, and its answer as a sentence ('' = none fits)."""
     if not (fact.label and fact.key):
         return [], ""
     value = fact.claim.split(":", 1)[1].strip()

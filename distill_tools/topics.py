@@ -7,11 +7,6 @@ answers those and not a person's. So for the labels fact sheets of businesses an
 delivery) this module gives the questions as customers put them, in the second person ("you") and about the
 subject by name, and an answer as a sentence that names the subject. Any other label gets questions made
 from the label itself ("What is your rental deposit?").
-
-A fact stated as a sentence ("Call or text 555-0163 to book.", "We're closed every Thursday.") is asked the same
-ways when its sentence names one of these topics with a key of the topic's kind (``in_claims``): a phone number
-near "call", a weekday near "closed", a time near "open". Only a topic one sentence of the context names: a
-handbook that gives three phone extensions leaves "What's your phone number?" to none of them.
 """
 
 from __future__ import annotations
@@ -36,14 +31,10 @@ class Topic:
     you: tuple[str, ...]
     about: tuple[str, ...]
     answer: str = ""  # '' = the value as a sentence
-    says: re.Pattern[str] | None = None  # a sentence about it (unlabelled) uses one of these words …
-    key: re.Pattern[str] | None = None  # … and holds a key of this shape ("kind:text": "weekday:Thursday")
 
 
-def _topic(label: str, you: str, about: str, answer: str = "", says: str = "", key: str = "") -> Topic:
-    asks = tuple(about.split(" | ") if about else ())
-    words, shape = (re.compile(says, re.I) if says else None), (re.compile(key, re.I) if key else None)
-    return Topic(re.compile(label, re.I), tuple(you.split(" | ")), asks, answer, words, shape)
+def _topic(label: str, you: str, about: str, answer: str = "") -> Topic:
+    return Topic(re.compile(label, re.I), tuple(you.split(" | ")), tuple(about.split(" | ") if about else ()), answer)
 
 
 TOPICS = (
@@ -53,8 +44,6 @@ TOPICS = (
         "Which day are you closed? | What day of the week do you not open? | Is there a day you're shut? | "
         "Are you open every day of the week? | What's your day off?",
         "When is {x} closed? | Which day is {x} shut?",
-        says=r"\b(?:closed|shut)\b",
-        key=r"^weekday:",
     ),
     _topic(
         r"\b(?:phone|telephone|tel|mobile)\b",
@@ -62,8 +51,6 @@ TOPICS = (
         "Can I give you a call? What's the number? | How do I contact you by phone?",
         "What is the phone number for {x}? | How do I phone {x}? | What number do I use to call {x}?",
         "You can call {X} on {value}.",
-        says=r"\b(?:phone|telephone|call|ring|text)\b",
-        key=r"^number:\+?\d[\d ().-]{5,}\d$",
     ),
     _topic(
         r"\b(?:address|location|located)\b",
@@ -71,8 +58,6 @@ TOPICS = (
         "How do I get to you? What's the address?",
         "Where is {x}? | What street is {x} on? | Where do I go to visit {x}?",
         "{X} is at {value}.",
-        says=r"\b(?:address|located|find us|(?:we're|we are|based) at)\b",
-        key=r"^(?:number|name):",
     ),
     _topic(
         r"\b(?:hours|opening|open)\b",
@@ -80,8 +65,6 @@ TOPICS = (
         "How early do you open, and when do you close? | Are you open in the afternoon? What are your hours?",
         "When is {x} open? | What time does {x} open? | What time does {x} close?",
         "{X} is open {value}.",
-        says=r"\b(?:hours|open|opens)\b",
-        key=r"^time:",
     ),
     _topic(
         r"\b(?:founded|established|opened|started|since)\b",
@@ -89,8 +72,6 @@ TOPICS = (
         "How long have you been in business? | When did you start out?",
         "When was {x} founded? | What year did {x} open? | How old is {x}?",
         "{X} was founded in {value}.",
-        says=r"\b(?:founded|established|since)\b",
-        key=r"^year:",
     ),
     _topic(
         r"\b(?:owner|owned|proprietor|founder|run by|manager|boss)\b",
@@ -105,16 +86,12 @@ TOPICS = (
         "What's the password for the wifi? | Do you have wifi for customers? What's the password?",
         "What is the wifi password at {x}?",
         "The wifi password is {value}.",
-        says=r"\b(?:wi-?fi|password)\b",
-        key=r"^value:",
     ),
     _topic(
         r"\be-?mail\b",
         "What's your email address? | How can I email you? | Where do I send an email?",
         "What is the email address of {x}?",
         "You can email {X} at {value}.",
-        says=r"\be-?mail\b",
-        key=r"^email:",
     ),
     _topic(
         r"\b(?:website|web ?site|url|homepage)\b",
@@ -132,26 +109,10 @@ PRICE = re.compile(r"^(?P<item>.+?)\s+costs?\s+", re.I)
 
 
 def subject(facts: list[Fact]) -> str:
-    """What a fact sheet is about: its "Name:" bullet's name, else its heading before a colon or dash ('' =
-    unknown): "The Tufted Otter – grooming parlour info" is about "The Tufted Otter"."""
+    """What a fact sheet is about: its "Name:" bullet's name, else its heading before a colon ('' = unknown)."""
     named = [f.key for f in facts if f.label.lower() == "name" and f.kind == "name"]
-    headings = [f.passage.split("\n", 1)[0] for f in facts if "\n- " in f.passage]
-    return (named or [re.split(r":|\s[–—-]\s", h, maxsplit=1)[0].strip() for h in headings] or [""])[0]
-
-
-def in_claims(facts: list[Fact]) -> dict[int, Topic]:
-    """The unlabelled facts asked as people ask (index → topic): per sentence that names a topic with a key of its
-    shape, its first such fact; only topics that one sentence alone names."""
-    found: dict[Topic, list[int]] = {}
-    for claim in dict.fromkeys(f.claim for f in facts if not f.label):
-        ids = [i for i, f in enumerate(facts) if f.claim == claim and not f.label]
-        for topic in TOPICS:
-            if topic.says is None or topic.key is None or not topic.says.search(claim):
-                continue
-            fitting = [i for i in ids if topic.key.search(f"{facts[i].kind}:{facts[i].key}")]
-            if fitting:
-                found.setdefault(topic, []).append(fitting[0])
-    return {ids[0]: topic for topic, ids in found.items() if len(ids) == 1}
+    headings = [f.passage.split("\n", 1)[0] for f in facts if f.label and "\n- " in f.passage]
+    return (named or [h.split(":", 1)[0].strip() for h in headings] or [""])[0]
 
 
 def references(name: str) -> list[str]:
@@ -162,11 +123,10 @@ def references(name: str) -> list[str]:
     return [name] + ([f"the {last}"] if last in PLACES else [])
 
 
-def questions(label: str, value: str, name: str, topic: Topic | None = None) -> list[str]:
-    """How people ask for ``label``'s value (or about ``topic``), in their own words (second person, and about
-    ``name``)."""
+def questions(label: str, value: str, name: str) -> list[str]:
+    """How people ask for ``label``'s value, in their own words (second person, and about ``name``)."""
     refs = references(name)
-    topic = topic or find(label)
+    topic = find(label)
     if topic is not None:
         about = [q.format(x=r) for q in topic.about for r in refs]
         return list(topic.you) + about
