@@ -23,9 +23,10 @@ from typing import Any
 
 PERSONAS = Path(__file__).resolve().parent / "personas"
 # What `bench --only persona` runs: a fact sheet and a ~1k-token prose guide, both written by helper sessions that
-# never saw the question generator, and used for no tuning decision (the judges of the default recipe). The other
-# personas in bench/personas were used to tune it: harbor-bakery and lumen-handbook (questions read while
-# diagnosing), tidewater-bikes (the replay count was chosen on it); tinderloft-makers is a second unseen fact sheet.
+# never saw the question generator (the judges of the default recipe: tufted-otter-grooming has judged one lever,
+# which was reverted; nothing was kept because of it). The other personas in bench/personas were used to tune it:
+# harbor-bakery and lumen-handbook (questions read while diagnosing), tidewater-bikes (the replay count was chosen
+# on it); tinderloft-makers is a second fact sheet of the judges' kind (2026-12-07, README "Judged on personas…").
 BENCH_PERSONAS = ("tufted-otter-grooming", "brindlewick-ferry")
 HELDOUT_TOKENS = 40
 GENERAL_TOKENS = 64
