@@ -121,9 +121,9 @@ class Distiller(Controller):
         stay prompted. The run left the persona prompted (``--keep-prompted``): Switch points it at its student."""
         verdict = summary.get("verdict") or {}
         line = str(verdict.get("line", ""))
-        # and whether it fits its own training questions (under-trained, or not carrying over to new wordings)
         recommended = bool(verdict.get("recommended", not line))  # a run made before verdicts: as it was offered
         shown = line if recommended else line.removeprefix("not recommended: ")  # the question above says so
+        # and whether it fits its own training questions (under-trained, or not carrying over to new wordings)
         said = "\n".join(x for x in (shown, str(verdict.get("fit", ""))) if x)
         if recommended:
             question = f"{name} is distilled: its student answers without the prompt.\n{said}\nSwitch to it now?"
