@@ -16,6 +16,7 @@ fits its base model's window, before calling :func:`run`.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import os
@@ -42,6 +43,7 @@ from distill_tools import (
     persona_eval,
     persona_teacher,
     pipeline,
+    question_writer,
     replay,
     teacher_cache,
     torch_model,
@@ -70,6 +72,7 @@ class Settings:
     """The recipe of a persona run (defaults: the full-size run; ``ci()`` a tiny one)."""
 
     per_fact: int = 12  # training questions per fact (persona_prompts: templates, or the teacher's own words)
+    written: int = 0  # per claim, questions in customers' words from the bundled writer (question_writer), on top
     grounded: bool = True  # phrasings after the first are answered with the fact's own sentence (see persona_prompts)
     replay: int = 96  # general prompts answered by the base model without context, in the training pool: 96
     # kept 131-139/282 general tasks (base 134) where 32 kept 121-123, at 7-9/24 held-out instead of 9-11 (README)
@@ -276,6 +279,9 @@ def make_prompts(
             grounded=settings.grounded,
             writer=chosen.ask if chosen else None,
             strong=bool(chosen and chosen.strong),
+            write=functools.partial(question_writer.bundled, per_claim=settings.written, seed=settings.seed)
+            if settings.written
+            else None,
         )
     finally:
         if chosen:
