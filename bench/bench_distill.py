@@ -168,6 +168,72 @@ def throughput_rows(quick: bool) -> list[dict[str, Any]]:
     ]
 
 
+def _persona_student(teacher: Any) -> Any:
+    """A persona run's student: the base with LoRA adapters on its middle third (``persona.Settings`` defaults)."""
+    import copy
+
+    from distill_tools import lora, persona
+
+    settings = persona.Settings()
+    student = copy.deepcopy(teacher.model)
+    for param in student.parameters():
+        param.requires_grad_(False)
+    layers = persona.learning_layers(student, settings)
+    return lora.attach(student, layers, settings.lora_rank, settings.lora_alpha, settings.attention)
+
+
+def _persona_seconds(teacher: Any, examples: list[Any], epochs: int, kept: bool, folder: Path) -> float:
+    """Seconds a persona student's training takes over ``epochs``, the frozen lower third kept or recomputed."""
+    from distill_tools import answer_head, train
+    from distill_tools.recipe import LossSection, TrainSection
+
+    model = _persona_student(teacher)
+    steps = epochs * len(train.epoch_batches(examples, 8, 0, 0))
+    cfg = TrainSection(max_steps=steps, batch_size=8, warmup_steps=1, checkpoint_every=10**6)
+    room, answer_head.CACHE_BYTES = answer_head.CACHE_BYTES, answer_head.CACHE_BYTES if kept else 0
+    try:
+        start = time.perf_counter()
+        train.train(model, examples, cfg, LossSection(), pad_id=teacher.tokenizer.pad_token_id, seed=0, folder=folder)
+        return time.perf_counter() - start
+    finally:
+        answer_head.CACHE_BYTES = room
+
+
+def persona_step_rows(quick: bool) -> list[dict[str, Any]]:
+    """A persona student's training, its frozen lower third (layers 0-9) run once per sequence vs every step."""
+    import tempfile
+
+    from assistant.models.registry import embedded_model_path
+    from distill_tools.torch_model import load
+
+    reps, epochs = (1, 2) if quick else (2, 4)
+    teacher = load(str(embedded_model_path()))
+    examples = _examples(teacher, 48) * 2  # 20 sequences: a persona's 48-token answers
+    times: dict[bool, list[float]] = {True: [], False: []}
+    for i in range(reps):
+        for kept in (True, False) if i % 2 == 0 else (False, True):
+            with tempfile.TemporaryDirectory() as tmp:
+                times[kept].append(_persona_seconds(teacher, examples, epochs, kept, Path(tmp)))
+    k, r = summary(times[True])["median"], summary(times[False])["median"]
+    notes = (
+        f"SmolLM2-135M + LoRA r16 on layers 10-19 (persona default), {len(examples)} sequences, batch 8, {epochs} "
+        f"epochs × {reps} reps; kept {spread(times[True], ' s')}; recomputed {spread(times[False], ' s')}"
+    )
+    return [
+        row(
+            BENCH,
+            "persona training: frozen lower third kept vs recomputed",
+            k,
+            "s",
+            baseline=r,
+            ratio=ratio(r, k),
+            target=">= 1.1x",
+            notes=notes,
+            **summary(times[True]),
+        )
+    ]
+
+
 def retention_rows() -> list[dict[str, Any]]:
     from distill_tools import pipeline, recipe
 
@@ -206,7 +272,7 @@ def retention_rows() -> list[dict[str, Any]]:
 
 def run(quick: bool) -> list[dict[str, Any]]:
     with bench_home():
-        rows = throughput_rows(quick)
+        rows = throughput_rows(quick) + persona_step_rows(quick)
         if not quick:
             rows += retention_rows()
         else:

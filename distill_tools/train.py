@@ -22,6 +22,7 @@ import shutil
 import signal
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,7 +35,7 @@ from tqdm import tqdm
 
 from assistant.storage.files import atomic_write_text
 from distill_tools import DistillError, Interrupted, distributed, threads
-from distill_tools.answer_head import AnswerHead
+from distill_tools.answer_head import AnswerHead, frozen_below
 from distill_tools.batches import Example, collate
 from distill_tools.losses import ce_loss, combined_loss, kd_loss
 from distill_tools.progress import Say, interactive
@@ -111,7 +112,7 @@ def epoch_batches(examples: list[Example], batch_size: int, seed: int, epoch: in
 def forward_loss(model: nn.Module, batch: dict[str, Any], loss: LossSection) -> dict[str, Any]:
     """Sums over the batch's answer tokens: total, kd, ce (tensors), tail (the student's probability outside
     the teacher's top-k, a float), and their count. ``model``: the student, or its (sharded) ``AnswerHead``."""
-    head = model if isinstance(model, AnswerHead) else AnswerHead(model)
+    head = model if isinstance(model, AnswerHead) else _heads.get(model) or AnswerHead(model)
     mask = batch["mask"]
     logits = head(batch["input_ids"], batch["attention_mask"], mask)
     indices = batch["teacher_indices"][mask]
@@ -135,6 +136,10 @@ def forward_loss(model: nn.Module, batch: dict[str, Any], loss: LossSection) -> 
         "tail": float(tail.sum()),
         "tokens": int(mask.sum()),
     }
+
+
+_heads: "weakref.WeakKeyDictionary[nn.Module, AnswerHead]" = weakref.WeakKeyDictionary()  # a training run's
+# student → its head keeping the frozen lower layers' outputs (see AnswerHead), for the length of the run
 
 
 def total_steps(examples: list[Example], cfg: TrainSection) -> int:
@@ -197,6 +202,7 @@ def train(
         if cfg.fsdp and say:
             say("fsdp: one process holds the whole student (run under torchrun, e.g. --nproc 2, to shard it)")
         model.to(device)
+        _heads[model] = AnswerHead(model, frozen_below(model))
     optimizer = optimizer_for(learner, cfg)
     state = TrainState(total_steps=total_steps(examples, cfg))
     settings = settings if settings is not None else training_settings(cfg, loss, seed)
@@ -277,6 +283,7 @@ def train(
                 raise TrainingInterrupted(state.step, state.total_steps, folder)
     finally:
         bar.close()
+        _heads.pop(model, None)
     checkpoint()
     model.eval()
     return state

@@ -137,3 +137,73 @@ def test_long_sequences_batch_with_long_ones_and_every_example_comes_once_an_epo
 
 def _targets(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.zeros((n, 2), np.float16), np.zeros((n, 2), np.uint16), np.zeros(n, np.float32)
+
+
+def frozen_low(layers: int = 4, frozen: int = 2) -> torch.nn.Module:
+    """A small llama whose embeddings and first ``frozen`` layers never learn (as a persona student's lower third)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=VOCAB,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+    )
+    model = LlamaForCausalLM(config)
+    model.get_input_embeddings().weight.requires_grad_(False)
+    for layer in model.get_decoder().layers[:frozen]:
+        layer.requires_grad_(False)
+    return model
+
+
+def test_frozen_lower_layers_run_once_per_sequence_and_change_nothing() -> None:
+    """The layers below the first that learns run on a sequence's first pass only; later passes (padded otherwise,
+    beside other sequences) start from what was kept and give the same logits and gradients as the whole decoder."""
+    from distill_tools.answer_head import AnswerHead, frozen_below
+
+    model = frozen_low()
+    assert frozen_below(model) == 2
+    a, b, c = make_examples([2, 4, 9])
+    calls: list[int] = []
+    model.get_decoder().layers[0].register_forward_hook(lambda *_: calls.append(1))
+    kept = AnswerHead(model, frozen_below(model))
+    for i, batch in enumerate(([a, b], [c], [b, a, c], [c, a])):  # the last two: all kept, padded to another length
+        tensors = batches.collate(batch, pad_id=0)
+        args = (tensors["input_ids"], tensors["attention_mask"], tensors["mask"])
+        before = len(calls)
+        model.zero_grad()
+        got = kept(*args)
+        got.square().sum().backward()
+        grads = [p.grad.clone() for p in model.parameters() if p.requires_grad]
+        model.zero_grad()
+        want = AnswerHead(model)(*args)
+        want.square().sum().backward()
+        assert torch.allclose(got, want, atol=1e-5)
+        for g, w in zip(grads, [p.grad for p in model.parameters() if p.requires_grad]):
+            assert torch.allclose(g, w, atol=1e-5)
+        ran_lower = len(calls) - before == 2  # kept once, then the whole decoder for comparison
+        assert ran_lower == (i < 2)
+
+
+def test_training_with_the_kept_lower_layers_gives_the_same_student(tmp_path: Path) -> None:
+    from distill_tools import answer_head
+
+    examples = make_examples([2, 5, 3, 7, 4, 6])
+    cfg = TrainSection(max_steps=6, batch_size=2, warmup_steps=1, lr=1e-2, checkpoint_every=100)
+    students = []
+    for room in (answer_head.CACHE_BYTES, 0):
+        model = frozen_low()
+        answer_head.CACHE_BYTES, saved = room, answer_head.CACHE_BYTES
+        try:
+            train.train(model, examples, cfg, LossSection(), pad_id=0, seed=1, folder=tmp_path / str(room))
+        finally:
+            answer_head.CACHE_BYTES = saved
+        students.append(model.state_dict())
+    for name, weight in students[0].items():
+        assert torch.allclose(weight, students[1][name], atol=1e-5), name
+    assert not torch.equal(
+        students[0]["model.layers.3.mlp.up_proj.weight"], frozen_low().state_dict()["model.layers.3.mlp.up_proj.weight"]
+    )
