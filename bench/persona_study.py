@@ -47,6 +47,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "g. 4 epochs (half the default's)": {"epochs": 4},
     "h. 32 replay answers (the default until 2026-12-07)": {"replay": 32},
     "i. + 6 questions a claim in customers' words (bundled writer, round-trip checked)": {"written": 6},
+    "j. LoRA on the upper third (layers 20-29): the two thirds below run once per sequence": {"layers": "20-29"},
 }
 
 
