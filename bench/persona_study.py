@@ -46,7 +46,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "f. the default again, seed 1 (run-to-run spread)": {"seed": 1},
     "g. 4 epochs (half the default's)": {"epochs": 4},
     "h. 32 replay answers (the default until 2026-12-07)": {"replay": 32},
-    "i. + 6 questions a claim in customers' words (bundled writer, round-trip checked)": {"written": 6},
     "j. LoRA on the upper third (layers 20-29): the two thirds below run once per sequence": {"layers": "20-29"},
 }
 

@@ -16,7 +16,6 @@ fits its base model's window, before calling :func:`run`.
 from __future__ import annotations
 
 import copy
-import functools
 import hashlib
 import json
 import os
@@ -43,7 +42,6 @@ from distill_tools import (
     persona_eval,
     persona_teacher,
     pipeline,
-    question_writer,
     replay,
     teacher_cache,
     torch_model,
@@ -72,7 +70,6 @@ class Settings:
     """The recipe of a persona run (defaults: the full-size run; ``ci()`` a tiny one)."""
 
     per_fact: int = 12  # training questions per fact (persona_prompts: templates, or the teacher's own words)
-    written: int = 0  # per claim, questions in customers' words from the bundled writer (question_writer), on top
     grounded: bool = True  # phrasings after the first are answered with the fact's own sentence (see persona_prompts)
     replay: int = 96  # general prompts answered by the base model without context, in the training pool: 96
     # kept 131-139/282 general tasks (base 134) where 32 kept 121-123, at 7-9/24 held-out instead of 9-11 (README)
@@ -279,9 +276,6 @@ def make_prompts(
             grounded=settings.grounded,
             writer=chosen.ask if chosen else None,
             strong=bool(chosen and chosen.strong),
-            write=functools.partial(question_writer.bundled, per_claim=settings.written, seed=settings.seed)
-            if settings.written
-            else None,
         )
     finally:
         if chosen:

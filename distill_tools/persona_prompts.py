@@ -48,7 +48,6 @@ class PromptSet:
     questions_per_fact: float = 0.0  # training questions per checkable fact
     teacher_share: float = 0.0  # the share of training questions the teacher wrote
     writer: str = ""  # how the teacher's question writing went
-    written: int = 0  # questions in customers' words from the bundled writer (question_writer)
 
     def fit_sample(self, n: int, seed: int) -> list[dict[str, Any]]:
         """``n`` of the fit questions (all when fewer), drawn with ``seed``: the report's and the bench's sample."""
@@ -75,13 +74,11 @@ def build(
     grounded: bool = True,
     writer: Callable[[str], str] | None = None,
     strong: bool = False,
-    write: Callable[[list[Fact]], list[Question]] | None = None,
 ) -> PromptSet:
     """Training records and held-out questions about the facts of ``texts`` (the context files, or the system prompt).
 
     ``writer``: the teacher, asked to write questions; ``strong``: a teacher other than the base model, which
-    answers every question itself (no grounded answers); ``write``: questions in customers' words
-    (:mod:`question_writer`), trained on beside the templates' ``per_fact``."""
+    answers every question itself (no grounded answers)."""
     rng = random.Random(seed)
     facts = [f for text in texts for f in extract(text)]
     prompts = PromptSet(facts=facts)
@@ -93,10 +90,6 @@ def build(
         made += written
     split = asking.split(made, seed)
     train = asking.sample(split.train, per_fact, seed)
-    if write is not None:
-        written = write(facts)
-        prompts.written = len(written)
-        train += written
     head = instructions(context, texts)
     prompts.train = [_record(q, facts, head, context, grounded and not strong) for q in train]
     prompts.heldout = [_heldout(q) for q in split.heldout]

@@ -129,6 +129,5 @@ def figures(teacher: Teacher, prompts: Any) -> dict[str, Any]:
         "per_fact": round(prompts.questions_per_fact, 2),
         "teacher_written_share": round(prompts.teacher_share, 3),
         "writer": prompts.writer or "not asked",
-        "written": prompts.written,  # questions in customers' words from the bundled writer (Settings.written)
         "heldout_source": prompts.heldout_source,
     }
