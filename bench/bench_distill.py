@@ -169,12 +169,12 @@ def throughput_rows(quick: bool) -> list[dict[str, Any]]:
 
 
 def _persona_student(teacher: Any) -> Any:
-    """A persona run's student: the base with LoRA adapters on its middle third (``persona.Settings`` defaults)."""
+    """A persona run's student as it was until 2026-12-08: the base with LoRA adapters on its middle third."""
     import copy
 
     from distill_tools import lora, persona
 
-    settings = persona.Settings()
+    settings = persona.Settings(layers="middle")
     student = copy.deepcopy(teacher.model)
     for param in student.parameters():
         param.requires_grad_(False)
@@ -218,7 +218,7 @@ def persona_step_rows(quick: bool) -> list[dict[str, Any]]:
                 times[kept].append(_persona_seconds(teacher, examples, epochs, kept, Path(tmp)))
     k, r = summary(times[True])["median"], summary(times[False])["median"]
     notes = (
-        f"SmolLM2-135M + LoRA r16 on layers 10-19 (persona default), {len(examples)} sequences, batch 8: the steps "
+        f"SmolLM2-135M + LoRA r16 on layers 10-19 (the middle third), {len(examples)} sequences, batch 8: the steps "
         f"of epochs 2-{epochs} × {reps} reps; kept {spread(times[True], ' s')}; recomputed "
         f"{spread(times[False], ' s')}; a run's first epoch computes and keeps them (no gain there)"
     )

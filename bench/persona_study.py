@@ -34,8 +34,8 @@ LIMITS = {"general": 0, "stride": 1}  # general tasks scored: every stride-th, a
 
 # Each lever changed alone from the default recipe (the first row).
 VARIANTS: dict[str, dict[str, Any]] = {
-    "default: LoRA r16, middle third, merged whole, 8 epochs; 96 replay answers, lr 1e-3, 48-token answers": {},
-    "a. full fine-tuning of the middle third instead of LoRA": {"method": "full"},
+    "default: LoRA r16, upper third, merged whole, 8 epochs; 96 replay answers, lr 1e-3, 48-token answers": {},
+    "a. full fine-tuning of the middle third instead of LoRA": {"method": "full", "layers": "middle"},
     "b. KL to the base on the broad replay set, every step": {"replay_kl": True},
     "c. lr 3e-4": {"lr": 3e-4},
     "c. early stopping on held-out general KL (with b)": {"replay_kl": True, "max_general_kl": 0.25},
@@ -46,7 +46,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "f. the default again, seed 1 (run-to-run spread)": {"seed": 1},
     "g. 4 epochs (half the default's)": {"epochs": 4},
     "h. 32 replay answers (the default until 2026-12-07)": {"replay": 32},
-    "j. LoRA on the upper third (layers 20-29): the two thirds below run once per sequence": {"layers": "20-29"},
+    "j. LoRA on the middle third (layers 10-19; the default until 2026-12-08)": {"layers": "middle"},
 }
 
 
