@@ -23,10 +23,11 @@ from typing import Any
 
 PERSONAS = Path(__file__).resolve().parent / "personas"
 # What `bench --only persona` runs: a fact sheet and a ~1k-token prose guide, both written by helper sessions that
-# never saw the question generator (the judges of the default recipe: tufted-otter-grooming has judged one lever,
-# which was reverted; nothing was kept because of it). The other personas in bench/personas were used to tune it:
-# harbor-bakery and lumen-handbook (questions read while diagnosing), tidewater-bikes (the replay count was chosen
-# on it); tinderloft-makers is a second fact sheet of the judges' kind (2026-12-07, README "Judged on personas…").
+# never saw the question generator. brindlewick-ferry has judged nothing yet. tufted-otter-grooming judged one lever
+# (reverted) and, with quillmoss-clinic and saltfen-library (40 unread questions each), the choice of the upper third
+# (2026-12-08), so it no longer judges that choice. The other personas were used to tune: harbor-bakery and
+# lumen-handbook (questions read while diagnosing), tidewater-bikes (the replay count was chosen on it);
+# tinderloft-makers is a second fact sheet of the judges' kind (README "Judged on personas…", "Two more judges…").
 BENCH_PERSONAS = ("tufted-otter-grooming", "brindlewick-ferry")
 HELDOUT_TOKENS = 40
 GENERAL_TOKENS = 64
