@@ -153,7 +153,7 @@ def test_a_missing_or_binary_eval_file_is_one_line(tmp_path: Path) -> None:
 def test_the_bench_personas_questions_are_a_valid_eval_file() -> None:
     """The format is the bench's own: "question", "answers", "kind" (and "prompt" / "answer" are taken too)."""
     counts = {"harbor-bakery": 24, "lumen-handbook": 30, "tidewater-bikes": 24, "tufted-otter-grooming": 24}
-    counts |= {"tinderloft-makers": 24, "brindlewick-ferry": 30}
+    counts |= {"tinderloft-makers": 24, "brindlewick-ferry": 30, "quillmoss-clinic": 40, "saltfen-library": 40}
     assert {p.name for p in BENCH.iterdir() if p.is_dir()} == set(counts)
     for name, count in counts.items():
         questions = read_eval_file(BENCH / name / "heldout.jsonl")
