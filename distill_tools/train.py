@@ -22,7 +22,6 @@ import shutil
 import signal
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -112,7 +111,7 @@ def epoch_batches(examples: list[Example], batch_size: int, seed: int, epoch: in
 def forward_loss(model: nn.Module, batch: dict[str, Any], loss: LossSection) -> dict[str, Any]:
     """Sums over the batch's answer tokens: total, kd, ce (tensors), tail (the student's probability outside
     the teacher's top-k, a float), and their count. ``model``: the student, or its (sharded) ``AnswerHead``."""
-    head = model if isinstance(model, AnswerHead) else _heads.get(model) or AnswerHead(model)
+    head = model if isinstance(model, AnswerHead) else AnswerHead(model)
     mask = batch["mask"]
     logits = head(batch["input_ids"], batch["attention_mask"], mask)
     indices = batch["teacher_indices"][mask]
@@ -136,10 +135,6 @@ def forward_loss(model: nn.Module, batch: dict[str, Any], loss: LossSection) -> 
         "tail": float(tail.sum()),
         "tokens": int(mask.sum()),
     }
-
-
-_heads: "weakref.WeakKeyDictionary[nn.Module, AnswerHead]" = weakref.WeakKeyDictionary()  # a training run's
-# student → its head keeping the frozen lower layers' outputs (see AnswerHead), for the length of the run
 
 
 def total_steps(examples: list[Example], cfg: TrainSection) -> int:
@@ -191,7 +186,7 @@ def train(
     if replay is not None and place.parallel:
         raise DistillError("a replay set (KL to the base) trains in one process only, not under torchrun")
     prepare(model, cfg)
-    learner: Any = model  # what trains: the student, or its sharded copy
+    learner: AnswerHead  # what trains: the student's head (keeping its frozen layers' outputs), or its sharded copy
     if sharded:
         from distill_tools import sharding  # only here: FSDP (torch.distributed.fsdp) loads for a sharded run alone
 
@@ -202,7 +197,7 @@ def train(
         if cfg.fsdp and say:
             say("fsdp: one process holds the whole student (run under torchrun, e.g. --nproc 2, to shard it)")
         model.to(device)
-        _heads[model] = AnswerHead(model, frozen_below(model))
+        learner = AnswerHead(model, frozen_below(model))
     optimizer = optimizer_for(learner, cfg)
     state = TrainState(total_steps=total_steps(examples, cfg))
     settings = settings if settings is not None else training_settings(cfg, loss, seed)
@@ -283,7 +278,6 @@ def train(
                 raise TrainingInterrupted(state.step, state.total_steps, folder)
     finally:
         bar.close()
-        _heads.pop(model, None)
     checkpoint()
     model.eval()
     return state
@@ -306,7 +300,7 @@ def _step(
     device: Any,
     replay: Replay | None = None,
 ) -> dict[str, float]:
-    """One optimizer step; ``model`` is the student or its sharded ``AnswerHead``; ``replay`` adds its term."""
+    """One optimizer step; ``model`` is the student's ``AnswerHead`` (sharded under FSDP); ``replay`` adds its term."""
     start = time.perf_counter()
     torch.set_num_threads(cfg.threads or threads.choose())  # re-measured every few seconds: load comes and goes
     lr = lr_at(state.step, state.total_steps, cfg.warmup_steps, cfg.lr)
@@ -317,7 +311,7 @@ def _step(
     batches = [micro_batch(examples, first + j, cfg.batch_size, seed) for j in range(cfg.grad_accum)]
     answer_tokens = sum(e.n_answer for batch in batches for e in batch)
     place = distributed.world()
-    sharded = isinstance(model, AnswerHead)
+    sharded = cfg.fsdp and place.parallel
     idle: set[int] = set()
     if sharded:  # every rank runs every micro-batch's collectives: an empty share counts nothing
         idle = {j for j, batch in enumerate(batches) if not batch[place.rank :: place.size]}
